@@ -1,0 +1,186 @@
+//! Caller-owned output storage.
+//!
+//! The core never allocates on its own: every byte it produces goes into a [`Buffer`] the
+//! driver owns. With `alloc` a `Vec<u8>` grows as needed; without it a [`FixedBuf`] over a
+//! borrowed slice refuses what does not fit, and refuses it whole, so a caller can flush and
+//! retry without ever seeing half a command.
+
+use core::fmt;
+
+/// The output did not fit in the caller's buffer; nothing was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferFull {
+    /// How many more bytes the operation needed.
+    pub needed: usize,
+}
+
+impl fmt::Display for BufferFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "output buffer full ({} more bytes needed)", self.needed)
+    }
+}
+
+/// Append-only byte storage the core writes into.
+pub trait Buffer {
+    /// Bytes written so far and not yet drained.
+    fn as_bytes(&self) -> &[u8];
+
+    /// How many more bytes fit; `usize::MAX` for storage that grows.
+    fn remaining(&self) -> usize;
+
+    /// Appends `data`, or writes nothing and says how much room was missing.
+    fn extend_from_slice(&mut self, data: &[u8]) -> Result<(), BufferFull>;
+
+    /// Removes the first `n` bytes (they were written to the wire).
+    fn drain_front(&mut self, n: usize);
+
+    /// Number of bytes held.
+    fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// True when nothing is held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Fails without writing when `n` bytes would not fit.
+    fn reserve_check(&self, n: usize) -> Result<(), BufferFull> {
+        let room = self.remaining();
+        if n > room {
+            Err(BufferFull { needed: n - room })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Appends several pieces atomically: all of them or none.
+    fn extend_all(&mut self, parts: &[&[u8]]) -> Result<(), BufferFull> {
+        let total = parts.iter().map(|p| p.len()).sum();
+        self.reserve_check(total)?;
+        for p in parts {
+            self.extend_from_slice(p)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl Buffer for alloc::vec::Vec<u8> {
+    fn as_bytes(&self) -> &[u8] {
+        self
+    }
+
+    fn remaining(&self) -> usize {
+        usize::MAX - self.len()
+    }
+
+    fn extend_from_slice(&mut self, data: &[u8]) -> Result<(), BufferFull> {
+        alloc::vec::Vec::extend_from_slice(self, data);
+        Ok(())
+    }
+
+    fn drain_front(&mut self, n: usize) {
+        let n = n.min(self.len());
+        self.drain(..n);
+    }
+}
+
+/// A [`Buffer`] over a borrowed slice, for targets without an allocator.
+#[derive(Debug)]
+pub struct FixedBuf<'a> {
+    storage: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> FixedBuf<'a> {
+    /// Wraps `storage`, initially empty.
+    pub fn new(storage: &'a mut [u8]) -> Self {
+        Self { storage, len: 0 }
+    }
+
+    /// Total capacity of the underlying slice.
+    pub fn capacity(&self) -> usize {
+        self.storage.len()
+    }
+
+    /// Forgets everything held.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+impl Buffer for FixedBuf<'_> {
+    fn as_bytes(&self) -> &[u8] {
+        &self.storage[..self.len]
+    }
+
+    fn remaining(&self) -> usize {
+        self.storage.len() - self.len
+    }
+
+    fn extend_from_slice(&mut self, data: &[u8]) -> Result<(), BufferFull> {
+        self.reserve_check(data.len())?;
+        self.storage[self.len..self.len + data.len()].copy_from_slice(data);
+        self.len += data.len();
+        Ok(())
+    }
+
+    fn drain_front(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.storage.copy_within(n..self.len, 0);
+        self.len -= n;
+    }
+}
+
+/// Writes `n` in decimal, the way SMTP numbers (SIZE=, BDAT) are spelled.
+pub(crate) fn write_decimal(out: &mut impl Buffer, n: u64) -> Result<(), BufferFull> {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_buf_refuses_whole() {
+        let mut s = [0u8; 4];
+        let mut b = FixedBuf::new(&mut s);
+        b.extend_from_slice(b"abc").unwrap();
+        assert_eq!(b.extend_from_slice(b"de"), Err(BufferFull { needed: 1 }));
+        assert_eq!(b.as_bytes(), b"abc");
+        b.drain_front(2);
+        assert_eq!(b.as_bytes(), b"c");
+        b.extend_from_slice(b"de").unwrap();
+        assert_eq!(b.as_bytes(), b"cde");
+    }
+
+    #[test]
+    fn extend_all_is_atomic() {
+        let mut s = [0u8; 4];
+        let mut b = FixedBuf::new(&mut s);
+        assert!(b.extend_all(&[b"ab", b"cde"]).is_err());
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn decimal() {
+        let mut s = [0u8; 32];
+        let mut b = FixedBuf::new(&mut s);
+        write_decimal(&mut b, 0).unwrap();
+        b.extend_from_slice(b" ").unwrap();
+        write_decimal(&mut b, u64::MAX).unwrap();
+        assert_eq!(b.as_bytes(), b"0 18446744073709551615");
+    }
+}

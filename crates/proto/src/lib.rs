@@ -1,0 +1,39 @@
+//! postline-proto: the SMTP client protocol as a pure state machine.
+//!
+//! No sockets, no clock, no allocation on the hot path. A driver (std blocking, tokio, an
+//! embedded TCP stack) feeds the bytes the server sent to [`Session::handle_input`], writes out
+//! what the session put in its [`Outbox`], and reacts to the [`Event`]s it gets back. The same
+//! core therefore runs over any transport and is tested with plain byte strings.
+//!
+//! Modules, one concept each:
+//! - [`reply`]: incremental reply parser with enhanced status codes and hard limits.
+//! - [`ehlo`]: the capability set from an EHLO reply.
+//! - [`command`]: validated addresses and parameters, and command encoding.
+//! - [`sasl`]: PLAIN, LOGIN, CRAM-MD5, XOAUTH2 and OAUTHBEARER exchanges.
+//! - [`data`]: the DATA transparency encoder and BDAT framing.
+//! - [`session`]: the whole session: greeting, EHLO, STARTTLS, AUTH, pipelined transactions.
+//! - [`buf`]: the caller-owned output storage everything writes into.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs, clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod buf;
+pub mod command;
+pub mod data;
+pub mod ehlo;
+pub mod reply;
+pub mod sasl;
+pub mod session;
+
+pub use buf::{Buffer, BufferFull, FixedBuf};
+pub use command::{Address, AddressError, Domain, Envelope, MailParams, RcptParams, ReversePath};
+pub use data::DataEncoder;
+pub use ehlo::{Capabilities, Extension, SizeLimit};
+pub use reply::{Code, EnhancedCode, Reply, ReplyError, ReplyParser};
+pub use sasl::{Credentials, Mechanism};
+pub use session::{Event, Outbox, Phase, Session, SessionConfig, SessionError};
