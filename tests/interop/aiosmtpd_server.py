@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""A configurable real aiosmtpd server for postline's interop tests.
+
+Run with the venv that .ci/install-deps creates:
+
+    tests/interop/.venv/bin/python tests/interop/aiosmtpd_server.py --port 0 --store DIR ...
+
+Once it listens it prints exactly one line ``READY <port>`` on stdout (and nothing else ever
+goes to stdout), then serves until SIGTERM/SIGINT, until its stdin reaches EOF (so a test
+harness that dies does not leak servers: spawn it with a piped stdin and keep the pipe open),
+or until ``--lifetime`` seconds have passed. Logs go to stderr. See README.md beside this file.
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import ssl
+import stat
+import sys
+import warnings
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+DEFAULT_MAX_SIZE = 64 * 1024 * 1024  # bodies of 32 MiB and more must fit
+LOG = logging.getLogger("postline.interop")
+
+
+class Handler:
+    """aiosmtpd handler: RCPT rejection, temporary DATA failures, and the message store."""
+
+    def __init__(self, args):
+        self.store = args.store
+        self.reject_rcpt = list(args.reject_rcpt or [])
+        self.tempfail_left = args.tempfail_first
+        self.advertise_auth = args.auth is not None
+        self.count = 0  # messages accepted (and stored) so far
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # New-style hook: it must record the client's name itself.
+        session.host_name = hostname
+        if not self.advertise_auth:
+            responses = [r for r in responses if not r[4:].upper().startswith("AUTH")]
+        return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        for needle in self.reject_rcpt:
+            if needle in address:
+                LOG.info("RCPT %s rejected (matches %r)", address, needle)
+                return "550 5.1.1 User unknown"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.tempfail_left > 0:
+            self.tempfail_left -= 1
+            LOG.info("DATA tempfailed (%d more to come)", self.tempfail_left)
+            return "451 4.3.0 Try again later"
+        self.count += 1
+        n = self.count
+        if self.store is not None:
+            meta = {
+                "mail_from": envelope.mail_from,
+                "rcpt_tos": list(envelope.rcpt_tos),
+                "mail_options": list(envelope.mail_options),
+                "rcpt_options": list(envelope.rcpt_options),
+                "smtp_utf8": bool(envelope.smtp_utf8),
+                "size": len(envelope.original_content),
+                "tls": session.ssl is not None or server.transport.get_extra_info("sslcontext") is not None,
+                "auth_user": _auth_user(session),
+            }
+            _write_atomic(os.path.join(self.store, f"{n}.eml"), envelope.original_content)
+            _write_atomic(
+                os.path.join(self.store, f"{n}.json"),
+                (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode(),
+            )
+        LOG.info("message %d accepted: %d bytes from %r to %r",
+                 n, len(envelope.original_content), envelope.mail_from, envelope.rcpt_tos)
+        return "250 OK"
+
+
+def _auth_user(session):
+    data = session.auth_data
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return None
+
+
+def _write_atomic(path, data):
+    d, base = os.path.split(path)
+    tmp = os.path.join(d, f".{base}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+    os.replace(tmp, path)
+
+
+class Authenticator:
+    def __init__(self, user, password):
+        self.user = user.encode()
+        self.password = password.encode()
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        if mechanism not in ("PLAIN", "LOGIN") or not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        if auth_data.login == self.user and auth_data.password == self.password:
+            # auth_data is kept in session.auth_data
+            return AuthResult(success=True, auth_data=auth_data.login)
+        LOG.info("AUTH %s failed for %r", mechanism, auth_data.login)
+        return AuthResult(success=False, handled=False)
+
+
+def tls_context(cert, key):
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default 0)")
+    p.add_argument("--hostname", default="aiosmtpd.postline.test",
+                   help="name in the greeting and EHLO reply (default aiosmtpd.postline.test)")
+    p.add_argument("--store", metavar="DIR",
+                   help="write each accepted message as DIR/<n>.eml (bytes after un-stuffing) and "
+                        "DIR/<n>.json (envelope), n = 1, 2, ...; the .json is written last")
+    tls = p.add_mutually_exclusive_group()
+    tls.add_argument("--starttls", nargs=2, metavar=("CERT", "KEY"), help="advertise STARTTLS")
+    tls.add_argument("--implicit-tls", nargs=2, metavar=("CERT", "KEY"), help="TLS from the first byte")
+    p.add_argument("--require-starttls", action="store_true",
+                   help="530 for commands other than EHLO/HELO/NOOP/QUIT/STARTTLS before STARTTLS")
+    p.add_argument("--auth", metavar="USER:PASS",
+                   help="offer AUTH PLAIN and LOGIN and require AUTH before MAIL; wrong credentials -> 535")
+    p.add_argument("--auth-plaintext", action="store_true",
+                   help="allow AUTH without TLS (aiosmtpd refuses it with 538 by default)")
+    p.add_argument("--reject-rcpt", metavar="SUBSTRING", action="append",
+                   help="RCPT TO whose address contains SUBSTRING -> 550 5.1.1 User unknown (repeatable)")
+    p.add_argument("--tempfail-first", type=int, default=0, metavar="N",
+                   help="answer the first N DATA transactions with 451 4.3.0 Try again later")
+    p.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE, metavar="N",
+                   help=f"advertise SIZE N and refuse larger messages (default {DEFAULT_MAX_SIZE}); "
+                        "0 = no SIZE keyword and no limit")
+    p.add_argument("--smtputf8", action="store_true", help="advertise and accept SMTPUTF8")
+    p.add_argument("--timeout", type=float, default=300, help="idle connection timeout in seconds (default 300)")
+    p.add_argument("--lifetime", type=float, default=None, metavar="SECS", help="exit after SECS seconds")
+    p.add_argument("--no-stdin-watch", action="store_true",
+                   help="do not exit on stdin EOF (for running in the background by hand)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log sessions to stderr")
+    args = p.parse_args(argv)
+    if args.require_starttls and not args.starttls:
+        p.error("--require-starttls needs --starttls CERT KEY")
+    if args.auth is not None and ":" not in args.auth:
+        p.error("--auth takes USER:PASS")
+    if args.tempfail_first < 0 or args.max_size < 0:
+        p.error("--tempfail-first and --max-size must be >= 0")
+    return args
+
+
+def _watch_stdin(loop, stop):
+    """Stop when stdin reaches EOF, if stdin is something that can reach EOF (pipe, socket, tty)."""
+    try:
+        fd = sys.stdin.fileno()
+        mode = os.fstat(fd).st_mode
+    except (OSError, ValueError, AttributeError):
+        LOG.warning("no stdin: not watching it for EOF")
+        return
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)):
+        LOG.warning("stdin is not a pipe, socket or tty: not watching it for EOF")
+        return
+
+    def on_readable():
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            LOG.info("stdin closed: exiting")
+            loop.remove_reader(fd)
+            stop.set()
+
+    os.set_blocking(fd, False)
+    loop.add_reader(fd, on_readable)
+
+
+async def serve(args):
+    loop = asyncio.get_running_loop()
+    if args.store is not None:
+        os.makedirs(args.store, exist_ok=True)
+    handler = Handler(args)
+    implicit = args.implicit_tls is not None
+    starttls_ctx = tls_context(*args.starttls) if args.starttls else None
+    server_ssl = tls_context(*args.implicit_tls) if implicit else None
+
+    smtp_kwargs = dict(
+        data_size_limit=args.max_size or None,
+        enable_SMTPUTF8=args.smtputf8,
+        decode_data=False,
+        hostname=args.hostname,
+        tls_context=starttls_ctx,
+        require_starttls=args.require_starttls,
+        timeout=args.timeout,
+        # With implicit TLS aiosmtpd does not know the connection is encrypted, so it
+        # must not insist on STARTTLS before AUTH there.
+        auth_require_tls=not (args.auth_plaintext or implicit),
+        loop=loop,
+    )
+    if args.auth is not None:
+        user, password = args.auth.split(":", 1)
+        smtp_kwargs.update(auth_required=True, authenticator=Authenticator(user, password))
+    else:
+        smtp_kwargs.update(auth_exclude_mechanism=["PLAIN", "LOGIN"])
+
+    server = await loop.create_server(lambda: SMTP(handler, **smtp_kwargs),
+                                      host=args.host, port=args.port, ssl=server_ssl)
+    port = server.sockets[0].getsockname()[1]
+
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if not args.no_stdin_watch:
+        _watch_stdin(loop, stop)
+    if args.lifetime is not None:
+        loop.call_later(args.lifetime, stop.set)
+
+    sys.stdout.write(f"READY {port}\n")
+    sys.stdout.flush()
+    LOG.info("listening on %s:%d", args.host, port)
+    await stop.wait()
+    server.close()
+    LOG.info("stopped after %d message(s)", handler.count)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO if args.verbose else logging.WARNING,
+                        format="aiosmtpd_server[%(process)d] %(levelname)s %(name)s: %(message)s")
+    # "Requiring AUTH while not requiring TLS" is what --auth-plaintext asks for.
+    warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
+    logging.getLogger("mail.log").setLevel(logging.INFO if args.verbose else logging.ERROR)
+    try:
+        asyncio.run(serve(args))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
