@@ -1,6 +1,25 @@
 //! SASL mechanisms for SMTP AUTH (RFC 4954): PLAIN, LOGIN, CRAM-MD5, XOAUTH2, OAUTHBEARER.
 //!
-//! STUB: the public API below is fixed; the implementation is being written.
+//! Each exchange is a tiny state machine ([`Sasl`]) that counts challenges and nothing else:
+//! the credentials are borrowed again for every call, so a session that is logged, cloned or
+//! kept around never carries a password or token. Everything is encoded straight into the
+//! caller's [`Buffer`] (base64 in small stack chunks), so tokens of any length work without
+//! an allocator, and every line is written whole or not at all.
+//!
+//! # Secrecy
+//!
+//! Every line the client writes from the `AUTH` command up to the server's final reply
+//! (235 or an error) carries a secret or something a secret can be recovered from: base64
+//! is an encoding, not a protection, and a CRAM-MD5 response allows an offline dictionary
+//! attack on the password. Drivers and transcripts must redact all of those lines, not only
+//! the ones that look like passwords.
+
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use md5::Md5;
 
 use crate::buf::{Buffer, BufferFull};
 
@@ -115,6 +134,28 @@ pub enum Response {
     Cancelled,
 }
 
+/// Longest decoded challenge accepted. Real CRAM-MD5 challenges and OAuth error documents
+/// are well under this; the bound keeps decoding on the stack.
+pub const MAX_CHALLENGE: usize = 1024;
+
+/// Servers disagree on base64 padding in challenges, and a strict decoder would turn a
+/// harmless difference into a cancelled login; what we send stays canonical ([`STANDARD`]).
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Decodes the base64 text of a 334 challenge into `buf`.
+///
+/// Public so a driver can surface an XOAUTH2/OAUTHBEARER error document (a JSON object
+/// naming the status and scope) to the user: it says why the token was refused, which the
+/// final 535 usually does not. `None` for invalid base64 or when `buf` is too small.
+pub fn decode_challenge<'b>(challenge: &[u8], buf: &'b mut [u8]) -> Option<&'b [u8]> {
+    let text = challenge.trim_ascii();
+    let n = LENIENT.decode_slice(text, &mut *buf).ok()?;
+    buf.get(..n)
+}
+
 /// One SASL exchange: which mechanism, and how far it got. A few bytes; no secrets held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sasl {
@@ -124,8 +165,12 @@ pub struct Sasl {
 
 impl Sasl {
     /// Starts an exchange, checking that the credentials fit the mechanism.
+    ///
+    /// Checking here, before `AUTH` goes out, lets the session pick another mechanism or
+    /// fail cleanly instead of sending a line that would smuggle a CRLF (a second command)
+    /// or a separator that shifts fields (a NUL making the password part of the user name).
     pub fn new(mechanism: Mechanism, creds: &Credentials<'_>) -> Result<Sasl, SaslError> {
-        let _ = creds;
+        check(mechanism, creds)?;
         Ok(Sasl { mechanism, step: 0 })
     }
     /// The mechanism in use.
@@ -134,18 +179,819 @@ impl Sasl {
     }
     /// Writes the `AUTH` command line, with an initial response for the mechanisms that
     /// have one (PLAIN, XOAUTH2, OAUTHBEARER), CRLF included.
-    pub fn start(&mut self, creds: &Credentials<'_>, out: &mut impl Buffer) -> Result<(), SaslError> {
-        let _ = (creds, out);
+    ///
+    /// The credentials are checked again because they are passed anew and need not be the
+    /// ones [`Sasl::new`] saw. Calling `start` again restarts the exchange.
+    pub fn start(
+        &mut self,
+        creds: &Credentials<'_>,
+        out: &mut impl Buffer,
+    ) -> Result<(), SaslError> {
+        check(self.mechanism, creds)?;
+        let name = self.mechanism.name().as_bytes();
+        match (self.mechanism, *creds) {
+            (
+                Mechanism::Plain,
+                Credentials::Password {
+                    authzid,
+                    username,
+                    password,
+                },
+            ) => {
+                let payload = [
+                    Piece::Raw(authzid.unwrap_or("").as_bytes()),
+                    Piece::Raw(b"\0"),
+                    Piece::Raw(username.as_bytes()),
+                    Piece::Raw(b"\0"),
+                    Piece::Raw(password.as_bytes()),
+                ];
+                write_encoded(out, &[b"AUTH ", name, b" "], &payload, b"=")?;
+            }
+            (Mechanism::Login | Mechanism::CramMd5, _) => {
+                out.extend_all(&[b"AUTH ", name, b"\r\n"])?;
+            }
+            (
+                Mechanism::XOAuth2,
+                Credentials::Token {
+                    username, token, ..
+                },
+            ) => {
+                let payload = [
+                    Piece::Raw(b"user="),
+                    Piece::Raw(username.as_bytes()),
+                    Piece::Raw(b"\x01auth=Bearer "),
+                    Piece::Raw(token.as_bytes()),
+                    Piece::Raw(b"\x01\x01"),
+                ];
+                write_encoded(out, &[b"AUTH ", name, b" "], &payload, b"=")?;
+            }
+            (
+                Mechanism::OAuthBearer,
+                Credentials::Token {
+                    username,
+                    token,
+                    host,
+                    port,
+                },
+            ) => {
+                let mut digits = [0u8; 5];
+                let port_text = port.map(|p| decimal(p, &mut digits));
+                // RFC 7628 3.1: the authzid is optional, so an empty user name becomes the
+                // bare gs2 header `n,,` rather than an empty `a=`.
+                let (a, user) = if username.is_empty() {
+                    (&b""[..], Piece::Raw(b""))
+                } else {
+                    (&b"a="[..], Piece::SaslName(username.as_bytes()))
+                };
+                let (host_key, host_val) = match host {
+                    Some(h) => (&b"\x01host="[..], h.as_bytes()),
+                    None => (&b""[..], &b""[..]),
+                };
+                let (port_key, port_val) = match port_text {
+                    Some(p) => (&b"\x01port="[..], p),
+                    None => (&b""[..], &b""[..]),
+                };
+                let payload = [
+                    Piece::Raw(b"n,"),
+                    Piece::Raw(a),
+                    user,
+                    Piece::Raw(b","),
+                    Piece::Raw(host_key),
+                    Piece::Raw(host_val),
+                    Piece::Raw(port_key),
+                    Piece::Raw(port_val),
+                    Piece::Raw(b"\x01auth=Bearer "),
+                    Piece::Raw(token.as_bytes()),
+                    Piece::Raw(b"\x01\x01"),
+                ];
+                write_encoded(out, &[b"AUTH ", name, b" "], &payload, b"=")?;
+            }
+            // `check` has already refused every other pairing.
+            _ => return Err(SaslError::WrongCredentials),
+        }
+        self.step = 0;
         Ok(())
     }
     /// Answers a 334 challenge; `challenge` is the base64 text after `334 `.
+    ///
+    /// LOGIN is answered by position (user name, then password) because servers word and
+    /// even localise the prompts; anything the mechanism does not expect is cancelled with
+    /// `*` so the server ends the exchange with a final reply instead of both sides waiting.
     pub fn respond(
         &mut self,
         creds: &Credentials<'_>,
         challenge: &[u8],
         out: &mut impl Buffer,
     ) -> Result<Response, SaslError> {
-        let _ = (creds, challenge, out);
-        Ok(Response::Cancelled)
+        check(self.mechanism, creds)?;
+        let step = self.step;
+        let response = match (self.mechanism, *creds) {
+            (Mechanism::Login, Credentials::Password { username, .. }) if step == 0 => {
+                write_encoded(out, &[], &[Piece::Raw(username.as_bytes())], b"")?;
+                Response::Answered
+            }
+            (Mechanism::Login, Credentials::Password { password, .. }) if step == 1 => {
+                write_encoded(out, &[], &[Piece::Raw(password.as_bytes())], b"")?;
+                Response::Answered
+            }
+            (
+                Mechanism::CramMd5,
+                Credentials::Password {
+                    username, password, ..
+                },
+            ) if step == 0 => match cram_md5_digest(password.as_bytes(), challenge) {
+                Some(hex) => {
+                    let payload = [
+                        Piece::Raw(username.as_bytes()),
+                        Piece::Raw(b" "),
+                        Piece::Raw(&hex),
+                    ];
+                    write_encoded(out, &[], &payload, b"")?;
+                    Response::Answered
+                }
+                None => cancel(out)?,
+            },
+            // RFC 6749-style error document; the server wants any reply before it sends
+            // its final failure. XOAUTH2 takes an empty line.
+            (Mechanism::XOAuth2, _) if step == 0 => {
+                out.extend_from_slice(b"\r\n")?;
+                Response::ErrorAcknowledged
+            }
+            // RFC 7628 3.2.3: the client answers the error with a single %x01.
+            (Mechanism::OAuthBearer, _) if step == 0 => {
+                out.extend_from_slice(b"AQ==\r\n")?;
+                Response::ErrorAcknowledged
+            }
+            // PLAIN always sent its response with AUTH, so any challenge is unexpected, as
+            // is every challenge past the last step of the other mechanisms.
+            _ => cancel(out)?,
+        };
+        self.step = step.saturating_add(1);
+        Ok(response)
+    }
+}
+
+/// Refuses credentials of the wrong kind and bytes that would break the framing.
+fn check(mechanism: Mechanism, creds: &Credentials<'_>) -> Result<(), SaslError> {
+    fn clean(field: &str, forbidden: &[u8]) -> Result<(), SaslError> {
+        if field.bytes().any(|b| forbidden.contains(&b)) {
+            Err(SaslError::InvalidCredential)
+        } else {
+            Ok(())
+        }
+    }
+    match (mechanism, *creds) {
+        (
+            Mechanism::Plain | Mechanism::Login | Mechanism::CramMd5,
+            Credentials::Password {
+                authzid,
+                username,
+                password,
+            },
+        ) => {
+            let authzid = authzid.unwrap_or("");
+            // Only PLAIN carries an authorisation identity; LOGIN or CRAM-MD5 would
+            // silently act as the user instead of the identity the caller asked for.
+            if mechanism != Mechanism::Plain && !authzid.is_empty() {
+                return Err(SaslError::WrongCredentials);
+            }
+            let forbidden: &[u8] = if mechanism == Mechanism::Plain {
+                b"\0\r\n"
+            } else {
+                b"\r\n"
+            };
+            clean(authzid, forbidden)?;
+            clean(username, forbidden)?;
+            clean(password, forbidden)
+        }
+        (
+            Mechanism::XOAuth2 | Mechanism::OAuthBearer,
+            Credentials::Token {
+                username,
+                token,
+                host,
+                port: _,
+            },
+        ) => {
+            let forbidden = b"\x01\r\n";
+            clean(username, forbidden)?;
+            clean(token, forbidden)?;
+            clean(host.unwrap_or(""), forbidden)
+        }
+        _ => Err(SaslError::WrongCredentials),
+    }
+}
+
+/// Writes the cancellation line of RFC 4954 section 4.
+fn cancel(out: &mut impl Buffer) -> Result<Response, SaslError> {
+    out.extend_from_slice(b"*\r\n")?;
+    Ok(Response::Cancelled)
+}
+
+/// RFC 2195: lowercase hex of HMAC-MD5(password, challenge). `None` when the challenge is
+/// not base64, is too long, or is empty (a response to an empty challenge has no nonce in
+/// it and could be replayed, so it is not worth sending).
+fn cram_md5_digest(password: &[u8], challenge: &[u8]) -> Option<[u8; 32]> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; MAX_CHALLENGE];
+    let decoded = decode_challenge(challenge, &mut buf)?;
+    if decoded.is_empty() {
+        return None;
+    }
+    let mut mac = Hmac::<Md5>::new_from_slice(password).ok()?;
+    mac.update(decoded);
+    let digest = mac.finalize().into_bytes();
+    let mut hex = [0u8; 32];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(digest.iter()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0x0f)];
+    }
+    Some(hex)
+}
+
+/// Spells a port in decimal into `digits`, returning the used tail.
+fn decimal(mut n: u16, digits: &mut [u8; 5]) -> &[u8] {
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    &digits[i..]
+}
+
+/// A part of a SASL message before base64.
+#[derive(Clone, Copy)]
+enum Piece<'a> {
+    /// Sent as is.
+    Raw(&'a [u8]),
+    /// An RFC 5801 saslname: `,` and `=` would end the gs2 header early, so they travel as
+    /// `=2C` and `=3D`.
+    SaslName(&'a [u8]),
+}
+
+impl Piece<'_> {
+    fn len(self) -> usize {
+        match self {
+            Piece::Raw(b) => b.len(),
+            Piece::SaslName(b) => b
+                .iter()
+                .map(|&c| if c == b',' || c == b'=' { 3 } else { 1 })
+                .fold(0usize, usize::saturating_add),
+        }
+    }
+}
+
+/// Input bytes per base64 chunk: a multiple of 3 so chunks concatenate without padding.
+const CHUNK: usize = 48;
+
+/// Base64 of a message streamed through a small stack buffer, so a multi-kilobyte token
+/// needs neither an allocator nor a large stack array.
+struct B64Stream<'o, B: Buffer> {
+    out: &'o mut B,
+    pending: [u8; CHUNK],
+    len: usize,
+}
+
+impl<B: Buffer> B64Stream<'_, B> {
+    fn push(&mut self, bytes: &[u8]) -> Result<(), SaslError> {
+        for &b in bytes {
+            if let Some(slot) = self.pending.get_mut(self.len) {
+                *slot = b;
+                self.len += 1;
+            }
+            if self.len >= CHUNK {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn piece(&mut self, piece: Piece<'_>) -> Result<(), SaslError> {
+        match piece {
+            Piece::Raw(b) => self.push(b),
+            Piece::SaslName(b) => {
+                for &c in b {
+                    match c {
+                        b',' => self.push(b"=2C")?,
+                        b'=' => self.push(b"=3D")?,
+                        _ => self.push(&[c])?,
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), SaslError> {
+        let mut enc = [0u8; CHUNK / 3 * 4];
+        let input = self.pending.get(..self.len).unwrap_or(&[]);
+        // `enc` is sized for a full chunk, so this cannot fail; should it, reporting a full
+        // buffer is better than writing a corrupt credential.
+        let n = STANDARD
+            .encode_slice(input, &mut enc)
+            .map_err(|_| BufferFull { needed: enc.len() })?;
+        self.out.extend_from_slice(enc.get(..n).unwrap_or(&[]))?;
+        self.len = 0;
+        Ok(())
+    }
+}
+
+/// Base64 length of `n` bytes, padded.
+fn encoded_len(n: usize) -> usize {
+    (n / 3 + usize::from(n % 3 != 0)).saturating_mul(4)
+}
+
+/// Writes `head`, the base64 of `payload` (or `empty_as` when it is empty) and CRLF, all or
+/// nothing: the exact length is computed first so the buffer is checked before any write.
+///
+/// `empty_as` exists because an empty initial response must be sent as `=` (RFC 4954
+/// section 4) while an empty reply to a challenge is an empty line.
+fn write_encoded(
+    out: &mut impl Buffer,
+    head: &[&[u8]],
+    payload: &[Piece<'_>],
+    empty_as: &[u8],
+) -> Result<(), SaslError> {
+    let raw = payload
+        .iter()
+        .map(|p| p.len())
+        .fold(0usize, usize::saturating_add);
+    let body = if raw == 0 {
+        empty_as.len()
+    } else {
+        encoded_len(raw)
+    };
+    let total = head
+        .iter()
+        .map(|h| h.len())
+        .fold(body, usize::saturating_add)
+        .saturating_add(2);
+    out.reserve_check(total)?;
+    for h in head {
+        out.extend_from_slice(h)?;
+    }
+    if raw == 0 {
+        out.extend_from_slice(empty_as)?;
+    } else {
+        let mut stream = B64Stream {
+            out: &mut *out,
+            pending: [0; CHUNK],
+            len: 0,
+        };
+        for &p in payload {
+            stream.piece(p)?;
+        }
+        if stream.len > 0 {
+            stream.flush()?;
+        }
+    }
+    out.extend_from_slice(b"\r\n")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::FixedBuf;
+
+    const TIM: Credentials<'static> = Credentials::Password {
+        authzid: None,
+        username: "tim",
+        password: "tanstaaftanstaaf",
+    };
+    const GOOGLE: Credentials<'static> = Credentials::Token {
+        username: "someuser@example.com",
+        token: "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg",
+        host: None,
+        port: None,
+    };
+    const RFC7628: Credentials<'static> = Credentials::Token {
+        username: "user@example.com",
+        token: "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==",
+        host: Some("server.example.com"),
+        port: Some(143),
+    };
+    const CRAM_CHALLENGE: &[u8] = b"PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+";
+
+    /// Runs `start` into a fresh buffer and returns what it wrote.
+    fn start(mech: Mechanism, creds: &Credentials<'_>) -> (Sasl, std::vec::Vec<u8>) {
+        let mut sasl = Sasl::new(mech, creds).unwrap();
+        let mut storage = [0u8; 4096];
+        let mut out = FixedBuf::new(&mut storage);
+        sasl.start(creds, &mut out).unwrap();
+        (sasl, out.as_bytes().to_vec())
+    }
+
+    fn respond(
+        sasl: &mut Sasl,
+        creds: &Credentials<'_>,
+        challenge: &[u8],
+    ) -> (Response, std::vec::Vec<u8>) {
+        let mut storage = [0u8; 4096];
+        let mut out = FixedBuf::new(&mut storage);
+        let r = sasl.respond(creds, challenge, &mut out).unwrap();
+        (r, out.as_bytes().to_vec())
+    }
+
+    fn b64(data: &[u8]) -> std::string::String {
+        let mut enc = [0u8; 4096];
+        let n = STANDARD.encode_slice(data, &mut enc).unwrap();
+        std::string::String::from_utf8(enc[..n].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn plain_rfc4616_example() {
+        let (mut sasl, line) = start(Mechanism::Plain, &TIM);
+        assert_eq!(line, b"AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n");
+        // PLAIN has said everything; a challenge afterwards is cancelled.
+        assert_eq!(
+            respond(&mut sasl, &TIM, b""),
+            (Response::Cancelled, b"*\r\n".to_vec())
+        );
+    }
+
+    #[test]
+    fn plain_with_authzid() {
+        let creds = Credentials::Password {
+            authzid: Some("admin"),
+            username: "tim",
+            password: "pw",
+        };
+        let (_, line) = start(Mechanism::Plain, &creds);
+        let expected = std::format!("AUTH PLAIN {}\r\n", b64(b"admin\0tim\0pw"));
+        assert_eq!(line, expected.as_bytes());
+    }
+
+    #[test]
+    fn plain_empty_fields_still_have_separators() {
+        let creds = Credentials::Password {
+            authzid: None,
+            username: "",
+            password: "",
+        };
+        let (_, line) = start(Mechanism::Plain, &creds);
+        assert_eq!(line, b"AUTH PLAIN AAA=\r\n");
+    }
+
+    #[test]
+    fn login_answers_by_position() {
+        let (mut sasl, line) = start(Mechanism::Login, &TIM);
+        assert_eq!(line, b"AUTH LOGIN\r\n");
+        assert_eq!(
+            respond(&mut sasl, &TIM, b"VXNlcm5hbWU6"),
+            (Response::Answered, b"dGlt\r\n".to_vec())
+        );
+        // A prompt that is not "Password:" (here "Passwort:") still gets the password.
+        assert_eq!(
+            respond(&mut sasl, &TIM, b"UGFzc3dvcnQ6"),
+            (Response::Answered, b"dGFuc3RhYWZ0YW5zdGFhZg==\r\n".to_vec())
+        );
+        assert_eq!(
+            respond(&mut sasl, &TIM, b"UGFzc3dvcmQ6"),
+            (Response::Cancelled, b"*\r\n".to_vec())
+        );
+    }
+
+    #[test]
+    fn login_empty_user_is_an_empty_line() {
+        let creds = Credentials::Password {
+            authzid: None,
+            username: "",
+            password: "x",
+        };
+        let (mut sasl, _) = start(Mechanism::Login, &creds);
+        assert_eq!(
+            respond(&mut sasl, &creds, b"VXNlcm5hbWU6"),
+            (Response::Answered, b"\r\n".to_vec())
+        );
+    }
+
+    #[test]
+    fn cram_md5_rfc2195_example() {
+        let (mut sasl, line) = start(Mechanism::CramMd5, &TIM);
+        assert_eq!(line, b"AUTH CRAM-MD5\r\n");
+        let (r, out) = respond(&mut sasl, &TIM, CRAM_CHALLENGE);
+        assert_eq!(r, Response::Answered);
+        assert_eq!(out, b"dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw\r\n");
+        let expected = std::format!("{}\r\n", b64(b"tim b913a602c7eda7a495b4e6e7334d3890"));
+        assert_eq!(out, expected.as_bytes());
+        assert_eq!(
+            respond(&mut sasl, &TIM, CRAM_CHALLENGE),
+            (Response::Cancelled, b"*\r\n".to_vec())
+        );
+    }
+
+    #[test]
+    fn cram_md5_tolerates_missing_padding_and_whitespace() {
+        let (mut sasl, _) = start(Mechanism::CramMd5, &TIM);
+        // Same challenge base64 minus nothing (it has no padding), with a trailing space.
+        let mut ch = CRAM_CHALLENGE.to_vec();
+        ch.extend_from_slice(b" \r\n");
+        let (r, out) = respond(&mut sasl, &TIM, &ch);
+        assert_eq!(r, Response::Answered);
+        assert_eq!(out, b"dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw\r\n");
+        // "abcd" with padding stripped decodes too.
+        let (mut sasl, _) = start(Mechanism::CramMd5, &TIM);
+        assert_eq!(respond(&mut sasl, &TIM, b"YWJjZA").0, Response::Answered);
+    }
+
+    #[test]
+    fn cram_md5_bad_challenges_cancel() {
+        for ch in [&b"not base64!"[..], b"", b"===="] {
+            let (mut sasl, _) = start(Mechanism::CramMd5, &TIM);
+            assert_eq!(
+                respond(&mut sasl, &TIM, ch),
+                (Response::Cancelled, b"*\r\n".to_vec())
+            );
+        }
+        // Decodes to more than MAX_CHALLENGE bytes.
+        let long = b64(&[b'x'; MAX_CHALLENGE + 1]);
+        let (mut sasl, _) = start(Mechanism::CramMd5, &TIM);
+        assert_eq!(
+            respond(&mut sasl, &TIM, long.as_bytes()),
+            (Response::Cancelled, b"*\r\n".to_vec())
+        );
+        // Exactly MAX_CHALLENGE is fine.
+        let max = b64(&[b'x'; MAX_CHALLENGE]);
+        let (mut sasl, _) = start(Mechanism::CramMd5, &TIM);
+        assert_eq!(
+            respond(&mut sasl, &TIM, max.as_bytes()).0,
+            Response::Answered
+        );
+    }
+
+    #[test]
+    fn xoauth2_google_example() {
+        let (mut sasl, line) = start(Mechanism::XOAuth2, &GOOGLE);
+        assert_eq!(
+            line,
+            &b"AUTH XOAUTH2 dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRjMk52YjNSbGNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ==\r\n"[..]
+        );
+        let json =
+            b64(br#"{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}"#);
+        assert_eq!(
+            respond(&mut sasl, &GOOGLE, json.as_bytes()),
+            (Response::ErrorAcknowledged, b"\r\n".to_vec())
+        );
+        assert_eq!(
+            respond(&mut sasl, &GOOGLE, json.as_bytes()),
+            (Response::Cancelled, b"*\r\n".to_vec())
+        );
+    }
+
+    #[test]
+    fn oauthbearer_rfc7628_example() {
+        let (mut sasl, line) = start(Mechanism::OAuthBearer, &RFC7628);
+        assert_eq!(
+            line,
+            &b"AUTH OAUTHBEARER bixhPXVzZXJAZXhhbXBsZS5jb20sAWhvc3Q9c2VydmVyLmV4YW1wbGUuY29tAXBvcnQ9MTQzAWF1dGg9QmVhcmVyIHZGOWRmdDRxbVRjMk52YjNSbGNrQmhiSFJoZG1semRHRXVZMjl0Q2c9PQEB\r\n"[..]
+        );
+        let json = b64(br#"{"status":"invalid_token","scope":"example_scope","openid-configuration":"https://example.com/.well-known/openid-configuration"}"#);
+        assert_eq!(
+            respond(&mut sasl, &RFC7628, json.as_bytes()),
+            (Response::ErrorAcknowledged, b"AQ==\r\n".to_vec())
+        );
+        assert_eq!(
+            respond(&mut sasl, &RFC7628, b""),
+            (Response::Cancelled, b"*\r\n".to_vec())
+        );
+    }
+
+    #[test]
+    fn oauthbearer_escapes_and_optional_parts() {
+        let creds = Credentials::Token {
+            username: "a,b=c",
+            token: "t",
+            host: None,
+            port: Some(65535),
+        };
+        let (_, line) = start(Mechanism::OAuthBearer, &creds);
+        let expected = std::format!(
+            "AUTH OAUTHBEARER {}\r\n",
+            b64(b"n,a=a=2Cb=3Dc,\x01port=65535\x01auth=Bearer t\x01\x01")
+        );
+        assert_eq!(line, expected.as_bytes());
+
+        let creds = Credentials::Token {
+            username: "",
+            token: "t",
+            host: Some("h"),
+            port: Some(0),
+        };
+        let (_, line) = start(Mechanism::OAuthBearer, &creds);
+        let expected = std::format!(
+            "AUTH OAUTHBEARER {}\r\n",
+            b64(b"n,,\x01host=h\x01port=0\x01auth=Bearer t\x01\x01")
+        );
+        assert_eq!(line, expected.as_bytes());
+    }
+
+    #[test]
+    fn long_token_streams_correctly() {
+        let token: std::string::String =
+            (0..3001).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+        let creds = Credentials::Token {
+            username: "u@example.com",
+            token: &token,
+            host: None,
+            port: None,
+        };
+        let (_, line) = start(Mechanism::XOAuth2, &creds);
+        let mut raw = std::vec::Vec::new();
+        raw.extend_from_slice(b"user=u@example.com\x01auth=Bearer ");
+        raw.extend_from_slice(token.as_bytes());
+        raw.extend_from_slice(b"\x01\x01");
+        let expected = std::format!("AUTH XOAUTH2 {}\r\n", b64(&raw));
+        assert_eq!(line, expected.as_bytes());
+    }
+
+    #[test]
+    fn wrong_credentials() {
+        for m in [Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5] {
+            assert_eq!(Sasl::new(m, &GOOGLE), Err(SaslError::WrongCredentials));
+        }
+        for m in [Mechanism::XOAuth2, Mechanism::OAuthBearer] {
+            assert_eq!(Sasl::new(m, &TIM), Err(SaslError::WrongCredentials));
+        }
+        // An authzid only PLAIN can carry.
+        let creds = Credentials::Password {
+            authzid: Some("admin"),
+            username: "u",
+            password: "p",
+        };
+        assert!(Sasl::new(Mechanism::Plain, &creds).is_ok());
+        assert_eq!(
+            Sasl::new(Mechanism::Login, &creds),
+            Err(SaslError::WrongCredentials)
+        );
+        assert_eq!(
+            Sasl::new(Mechanism::CramMd5, &creds),
+            Err(SaslError::WrongCredentials)
+        );
+        // Swapping credentials after `new` is caught too, without writing.
+        let mut sasl = Sasl::new(Mechanism::Plain, &TIM).unwrap();
+        let mut out = std::vec::Vec::new();
+        assert_eq!(
+            sasl.start(&GOOGLE, &mut out),
+            Err(SaslError::WrongCredentials)
+        );
+        assert_eq!(
+            sasl.respond(&GOOGLE, b"", &mut out),
+            Err(SaslError::WrongCredentials)
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn invalid_credential_bytes() {
+        let pw = |authzid, username, password| Credentials::Password {
+            authzid,
+            username,
+            password,
+        };
+        let tok = |username, token, host| Credentials::Token {
+            username,
+            token,
+            host,
+            port: None,
+        };
+        let bad = SaslError::InvalidCredential;
+        assert_eq!(
+            Sasl::new(Mechanism::Plain, &pw(None, "a\0b", "p")),
+            Err(bad)
+        );
+        assert_eq!(Sasl::new(Mechanism::Plain, &pw(None, "u", "p\0")), Err(bad));
+        assert_eq!(
+            Sasl::new(Mechanism::Plain, &pw(Some("\0"), "u", "p")),
+            Err(bad)
+        );
+        // LOGIN base64-encodes each field alone, so NUL is carried; CR/LF never is.
+        assert!(Sasl::new(Mechanism::Login, &pw(None, "u", "p\0")).is_ok());
+        for m in [Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5] {
+            assert_eq!(Sasl::new(m, &pw(None, "u\r\nQUIT", "p")), Err(bad));
+            assert_eq!(Sasl::new(m, &pw(None, "u", "p\n")), Err(bad));
+            assert_eq!(Sasl::new(m, &pw(None, "u", "\rp")), Err(bad));
+        }
+        for m in [Mechanism::XOAuth2, Mechanism::OAuthBearer] {
+            assert_eq!(Sasl::new(m, &tok("u\x01", "t", None)), Err(bad));
+            assert_eq!(Sasl::new(m, &tok("u", "t\x01auth=x", None)), Err(bad));
+            assert_eq!(Sasl::new(m, &tok("u", "t", Some("h\x01"))), Err(bad));
+            assert_eq!(Sasl::new(m, &tok("u", "t\r\n", None)), Err(bad));
+            assert_eq!(Sasl::new(m, &tok("u", "t", Some("h\n"))), Err(bad));
+        }
+        let mut sasl = Sasl::new(Mechanism::Plain, &TIM).unwrap();
+        let mut out = std::vec::Vec::new();
+        assert_eq!(sasl.start(&pw(None, "u", "p\0"), &mut out), Err(bad));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn small_buffer_is_left_untouched() {
+        let cases: [(Mechanism, Credentials<'_>); 5] = [
+            (Mechanism::Plain, TIM),
+            (Mechanism::Login, TIM),
+            (Mechanism::CramMd5, TIM),
+            (Mechanism::XOAuth2, GOOGLE),
+            (Mechanism::OAuthBearer, RFC7628),
+        ];
+        for (mech, creds) in cases {
+            let (_, full) = start(mech, &creds);
+            let mut storage = [0u8; 512];
+            let mut out = FixedBuf::new(&mut storage[..full.len() + 1]);
+            out.extend_from_slice(b"xx").unwrap();
+            let mut sasl = Sasl::new(mech, &creds).unwrap();
+            match sasl.start(&creds, &mut out) {
+                Err(SaslError::BufferFull(BufferFull { needed: 1 })) => {}
+                other => panic!("{mech:?}: {other:?}"),
+            }
+            assert_eq!(out.as_bytes(), b"xx");
+            out.clear();
+            sasl.start(&creds, &mut out).unwrap();
+            assert_eq!(out.as_bytes(), &full[..]);
+        }
+    }
+
+    #[test]
+    fn small_buffer_on_respond_keeps_the_step() {
+        let (mut sasl, _) = start(Mechanism::Login, &TIM);
+        let mut storage = [0u8; 5];
+        let mut out = FixedBuf::new(&mut storage);
+        assert!(matches!(
+            sasl.respond(&TIM, b"VXNlcm5hbWU6", &mut out),
+            Err(SaslError::BufferFull(_))
+        ));
+        assert!(out.is_empty());
+        // The retry still answers the first prompt with the user name.
+        assert_eq!(
+            respond(&mut sasl, &TIM, b"VXNlcm5hbWU6"),
+            (Response::Answered, b"dGlt\r\n".to_vec())
+        );
+
+        let (mut sasl, _) = start(Mechanism::CramMd5, &TIM);
+        let mut storage = [0u8; 20];
+        let mut out = FixedBuf::new(&mut storage);
+        assert!(sasl.respond(&TIM, CRAM_CHALLENGE, &mut out).is_err());
+        assert!(out.is_empty());
+        assert_eq!(
+            respond(&mut sasl, &TIM, CRAM_CHALLENGE).0,
+            Response::Answered
+        );
+
+        let mut storage = [0u8; 2];
+        let mut out = FixedBuf::new(&mut storage);
+        let (mut sasl, _) = start(Mechanism::Plain, &TIM);
+        assert!(sasl.respond(&TIM, b"", &mut out).is_err());
+        assert!(out.is_empty());
+        let (mut sasl, _) = start(Mechanism::OAuthBearer, &RFC7628);
+        assert!(sasl.respond(&RFC7628, b"", &mut out).is_err());
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn restart_resets_the_step() {
+        let (mut sasl, _) = start(Mechanism::Login, &TIM);
+        respond(&mut sasl, &TIM, b"");
+        let mut out = std::vec::Vec::new();
+        sasl.start(&TIM, &mut out).unwrap();
+        assert_eq!(respond(&mut sasl, &TIM, b"").1, b"dGlt\r\n");
+    }
+
+    #[test]
+    fn many_challenges_never_overflow() {
+        let (mut sasl, _) = start(Mechanism::Login, &TIM);
+        for _ in 0..600 {
+            let _ = respond(&mut sasl, &TIM, b"x");
+        }
+        assert_eq!(respond(&mut sasl, &TIM, b"x").0, Response::Cancelled);
+    }
+
+    #[test]
+    fn decode_challenge_shows_the_error_document() {
+        let json = br#"{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}"#;
+        let text = b64(json);
+        let mut buf = [0u8; MAX_CHALLENGE];
+        assert_eq!(decode_challenge(text.as_bytes(), &mut buf), Some(&json[..]));
+        assert_eq!(decode_challenge(b"%%%", &mut buf), None);
+        let mut tiny = [0u8; 4];
+        assert_eq!(decode_challenge(text.as_bytes(), &mut tiny), None);
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let s = std::format!("{TIM:?} {GOOGLE:?}");
+        assert!(!s.contains("tanstaaf"));
+        assert!(!s.contains("ya29"));
+    }
+
+    #[test]
+    fn vec_output() {
+        let mut sasl = Sasl::new(Mechanism::Plain, &TIM).unwrap();
+        let mut out = std::vec::Vec::new();
+        sasl.start(&TIM, &mut out).unwrap();
+        assert_eq!(out, b"AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n");
     }
 }
