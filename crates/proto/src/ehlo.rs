@@ -1,6 +1,8 @@
 //! The capability set announced in an EHLO reply (RFC 5321 4.1.1.1 and the extensions' RFCs).
 //!
-//! STUB: the public API below is fixed; the implementation is being written.
+//! Servers differ in case, in spacing and in history (`AUTH=PLAIN LOGIN` from before RFC 4954),
+//! so keywords are matched case-insensitively and anything unexpected is skipped, never an
+//! error: a capability the client fails to recognise only means it is not used.
 
 use crate::reply::Reply;
 use crate::sasl::Mechanism;
@@ -38,6 +40,13 @@ impl Mechanisms {
     pub fn is_empty(&self) -> bool {
         self.0 == 0
     }
+    /// The members, in [`Mechanism::ALL`] order (strongest first), so a caller picking one
+    /// can take the first it has credentials for.
+    pub fn iter(self) -> impl Iterator<Item = Mechanism> {
+        Mechanism::ALL
+            .into_iter()
+            .filter(move |m| self.contains(*m))
+    }
 }
 
 /// A single-word extension without parameters, as a flag.
@@ -64,6 +73,38 @@ pub enum Extension {
     RequireTls,
 }
 
+/// Most unknown keywords kept: a reply may have up to [`crate::reply::MAX_LINES`] lines of
+/// up to 4 KiB, and a hostile server should not make the client hold a megabyte of them.
+#[cfg(feature = "alloc")]
+pub const MAX_UNKNOWN: usize = 64;
+
+/// The SIZE parameter: decimal octets, where 0 (RFC 1870) and anything unreadable mean no
+/// stated limit.
+fn parse_size(params: &[u8]) -> SizeLimit {
+    let digits = params
+        .split(|b| matches!(b, b' ' | b'\t'))
+        .next()
+        .unwrap_or_default();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return SizeLimit::NoLimit;
+    }
+    let mut n: u64 = 0;
+    for d in digits {
+        match n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(d - b'0')))
+        {
+            Some(v) => n = v,
+            None => return SizeLimit::NoLimit,
+        }
+    }
+    if n == 0 {
+        SizeLimit::NoLimit
+    } else {
+        SizeLimit::Limit(n)
+    }
+}
+
 /// What the server said it supports.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Capabilities {
@@ -78,10 +119,84 @@ pub struct Capabilities {
 impl Capabilities {
     /// Reads the capabilities from a positive EHLO reply (the first line, the server's name,
     /// is skipped).
+    ///
+    /// A negative reply announces nothing, so it gives the empty set. SIZE with a missing,
+    /// zero or unreadable number is [`SizeLimit::NoLimit`]: the server did announce SIZE, and
+    /// guessing a limit would refuse mail it takes. AUTH mechanisms from every AUTH line (both
+    /// forms) are united; mechanisms postline does not speak are left out.
     pub fn from_ehlo(reply: &Reply<'_>) -> Capabilities {
-        let _ = reply;
-        Capabilities::default()
+        let mut caps = Capabilities::default();
+        if !reply.code().is_positive_completion() {
+            return caps;
+        }
+        for line in reply.lines().skip(1) {
+            caps.add_line(line);
+        }
+        caps
     }
+
+    /// Records one `keyword params` line.
+    fn add_line(&mut self, line: &[u8]) {
+        let line = line.trim_ascii();
+        // The keyword ends at a space, or at `=` in the old `AUTH=` form.
+        let split = line
+            .iter()
+            .position(|b| matches!(b, b' ' | b'\t' | b'='))
+            .unwrap_or(line.len());
+        let (keyword, rest) = line.split_at(split);
+        let params = rest.get(1..).unwrap_or_default().trim_ascii();
+        if keyword.is_empty() {
+            return;
+        }
+        let flag = |name: &str| keyword.eq_ignore_ascii_case(name.as_bytes());
+        let ext = if flag("STARTTLS") {
+            Extension::StartTls
+        } else if flag("PIPELINING") {
+            Extension::Pipelining
+        } else if flag("CHUNKING") {
+            Extension::Chunking
+        } else if flag("BINARYMIME") {
+            Extension::BinaryMime
+        } else if flag("8BITMIME") {
+            Extension::EightBitMime
+        } else if flag("SMTPUTF8") {
+            Extension::SmtpUtf8
+        } else if flag("DSN") {
+            Extension::Dsn
+        } else if flag("ENHANCEDSTATUSCODES") {
+            Extension::EnhancedStatusCodes
+        } else if flag("REQUIRETLS") {
+            Extension::RequireTls
+        } else if flag("SIZE") {
+            self.size = parse_size(params);
+            return;
+        } else if flag("AUTH") {
+            params
+                .split(|b| matches!(b, b' ' | b'\t'))
+                .filter_map(Mechanism::from_name)
+                .for_each(|m| self.auth.insert(m));
+            return;
+        } else {
+            self.add_unknown(keyword, params);
+            return;
+        };
+        self.flags |= 1 << (ext as u8);
+    }
+
+    #[cfg(feature = "alloc")]
+    fn add_unknown(&mut self, keyword: &[u8], params: &[u8]) {
+        use alloc::string::String;
+        if self.unknown.len() < MAX_UNKNOWN {
+            self.unknown.push((
+                String::from_utf8_lossy(keyword).into_owned(),
+                String::from_utf8_lossy(params).into_owned(),
+            ));
+        }
+    }
+
+    #[cfg(not(feature = "alloc"))]
+    fn add_unknown(&mut self, _keyword: &[u8], _params: &[u8]) {}
+
     /// Whether the flag extension was announced.
     pub fn has(&self, e: Extension) -> bool {
         self.flags & (1 << (e as u8)) != 0
@@ -93,5 +208,192 @@ impl Capabilities {
     /// The SASL mechanisms announced with AUTH (or the old `AUTH=` form).
     pub fn auth(&self) -> Mechanisms {
         self.auth
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reply::ReplyParser;
+
+    fn caps(input: &[u8]) -> Capabilities {
+        let (reply, n) = ReplyParser::new()
+            .parse(input)
+            .expect("valid reply")
+            .expect("complete reply");
+        assert_eq!(n, input.len());
+        Capabilities::from_ehlo(&reply)
+    }
+
+    fn flags(c: &Capabilities) -> [bool; 9] {
+        use Extension::*;
+        [
+            StartTls,
+            Pipelining,
+            Chunking,
+            BinaryMime,
+            EightBitMime,
+            SmtpUtf8,
+            Dsn,
+            EnhancedStatusCodes,
+            RequireTls,
+        ]
+        .map(|e| c.has(e))
+    }
+
+    #[test]
+    fn postfix() {
+        let c = caps(
+            b"250-mx.example.com\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n\
+250-ETRN\r\n250-STARTTLS\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n\
+250-SMTPUTF8\r\n250 CHUNKING\r\n",
+        );
+        assert_eq!(c.size(), SizeLimit::Limit(10_240_000));
+        assert!(c.auth().is_empty());
+        // StartTls, Pipelining, Chunking, BinaryMime, 8BITMIME, SmtpUtf8, Dsn, ESC, RequireTls
+        assert_eq!(
+            flags(&c),
+            [true, true, true, false, true, true, true, true, false]
+        );
+        #[cfg(feature = "alloc")]
+        {
+            use alloc::string::String;
+            assert_eq!(
+                c.unknown,
+                [
+                    (String::from("VRFY"), String::new()),
+                    (String::from("ETRN"), String::new())
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn gmail() {
+        let c = caps(
+            b"250-smtp.gmail.com at your service, [203.0.113.5]\r\n250-SIZE 35882577\r\n\
+250-8BITMIME\r\n250-AUTH LOGIN PLAIN XOAUTH2 PLAIN-CLIENTTOKEN OAUTHBEARER XOAUTH\r\n\
+250-ENHANCEDSTATUSCODES\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 SMTPUTF8\r\n",
+        );
+        assert_eq!(c.size(), SizeLimit::Limit(35_882_577));
+        let a = c.auth();
+        assert!(a.contains(Mechanism::Login));
+        assert!(a.contains(Mechanism::Plain));
+        assert!(a.contains(Mechanism::XOAuth2));
+        assert!(a.contains(Mechanism::OAuthBearer));
+        assert!(!a.contains(Mechanism::CramMd5));
+        assert!(!c.has(Extension::StartTls));
+        assert!(c.has(Extension::Chunking) && c.has(Extension::SmtpUtf8));
+        #[cfg(feature = "alloc")]
+        assert!(c.unknown.is_empty());
+    }
+
+    #[test]
+    fn exim_with_old_auth_form() {
+        let c = caps(
+            b"250-mail.example.org Hello client [192.0.2.7]\r\n250-SIZE 52428800\r\n\
+250-8BITMIME\r\n250-PIPELINING\r\n250-AUTH PLAIN LOGIN\r\n250-AUTH=CRAM-MD5\r\n\
+250-CHUNKING\r\n250-STARTTLS\r\n250-PRDR\r\n250 HELP\r\n",
+        );
+        let a = c.auth();
+        assert!(a.contains(Mechanism::Plain) && a.contains(Mechanism::Login));
+        assert!(a.contains(Mechanism::CramMd5));
+        assert_eq!(
+            a.iter().collect::<std::vec::Vec<_>>(),
+            [Mechanism::CramMd5, Mechanism::Plain, Mechanism::Login]
+        );
+        let c = caps(b"250-x\r\n250-AUTH=PLAIN LOGIN\r\n250 auth=login cram-md5\r\n");
+        assert!(c.auth().contains(Mechanism::Plain));
+        assert!(c.auth().contains(Mechanism::Login));
+        assert!(c.auth().contains(Mechanism::CramMd5));
+    }
+
+    #[test]
+    fn outlook() {
+        let c = caps(
+            b"250-AM0PR01CA0001.outlook.office365.com Hello [203.0.113.5]\r\n\
+250-SIZE 157286400\r\n250-PIPELINING\r\n250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n\
+250-STARTTLS\r\n250-8BITMIME\r\n250-BINARYMIME\r\n250-CHUNKING\r\n250 SMTPUTF8\r\n",
+        );
+        assert_eq!(c.size(), SizeLimit::Limit(157_286_400));
+        assert_eq!(
+            flags(&c),
+            [true, true, true, true, true, true, true, true, false]
+        );
+        assert!(c.auth().is_empty());
+    }
+
+    #[test]
+    fn smtp_sink_with_empty_last_line() {
+        let c = caps(
+            b"250-localhost\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n\
+250-XCLIENT NAME HELO\r\n250-XFORWARD NAME ADDR PROTO HELO\r\n250-ENHANCEDSTATUSCODES\r\n\
+250-DSN\r\n250 \r\n",
+        );
+        assert_eq!(c.size(), SizeLimit::NotAdvertised);
+        assert!(c.has(Extension::Pipelining) && c.has(Extension::Dsn));
+        assert!(c.auth().contains(Mechanism::Plain) && c.auth().contains(Mechanism::Login));
+        #[cfg(feature = "alloc")]
+        {
+            assert_eq!(c.unknown.len(), 2);
+            assert_eq!(c.unknown[0].0, "XCLIENT");
+            assert_eq!(c.unknown[1].1, "NAME ADDR PROTO HELO");
+        }
+    }
+
+    #[test]
+    fn size_variants() {
+        assert_eq!(caps(b"250-x\r\n250 SIZE\r\n").size(), SizeLimit::NoLimit);
+        assert_eq!(caps(b"250-x\r\n250 SIZE 0\r\n").size(), SizeLimit::NoLimit);
+        assert_eq!(
+            caps(b"250-x\r\n250 size 12x\r\n").size(),
+            SizeLimit::NoLimit
+        );
+        assert_eq!(
+            caps(b"250-x\r\n250 SIZE 99999999999999999999999\r\n").size(),
+            SizeLimit::NoLimit
+        );
+        assert_eq!(
+            caps(b"250-x\r\n250 Size   42  \r\n").size(),
+            SizeLimit::Limit(42)
+        );
+        assert_eq!(
+            caps(b"250-x\r\n250 SIZE 18446744073709551615\r\n").size(),
+            SizeLimit::Limit(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn first_line_skipped_case_and_spacing() {
+        // The greeting line says STARTTLS but is the server's name, not a capability.
+        let c = caps(b"250-STARTTLS\r\n250-  pipelining \r\n250-\r\n250 8bitmime\r\n");
+        assert!(!c.has(Extension::StartTls));
+        assert!(c.has(Extension::Pipelining));
+        assert!(c.has(Extension::EightBitMime));
+        assert_eq!(caps(b"250 mx.example.com\r\n"), Capabilities::default());
+        assert!(caps(b"250-x\r\n250 REQUIRETLS\r\n").has(Extension::RequireTls));
+    }
+
+    #[test]
+    fn negative_reply_has_nothing() {
+        assert_eq!(
+            caps(b"502-5.5.1 no\r\n502 PIPELINING\r\n"),
+            Capabilities::default()
+        );
+    }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn unknown_keywords_bounded_and_lossy() {
+        let mut input = std::vec::Vec::from(&b"250-x\r\n250-X-\xffBAD p\xfe\r\n"[..]);
+        for i in 0..200 {
+            input.extend_from_slice(std::format!("250-XK{i} v\r\n").as_bytes());
+        }
+        input.extend_from_slice(b"250 STARTTLS\r\n");
+        let c = caps(&input);
+        assert_eq!(c.unknown.len(), MAX_UNKNOWN);
+        assert_eq!(c.unknown[0].0, "X-\u{fffd}BAD");
+        assert_eq!(c.unknown[0].1, "p\u{fffd}");
+        assert!(c.has(Extension::StartTls));
     }
 }
