@@ -34,6 +34,9 @@ pub trait Buffer {
     /// Removes the first `n` bytes (they were written to the wire).
     fn drain_front(&mut self, n: usize);
 
+    /// Forgets everything after the first `len` bytes (used to take back unsent commands).
+    fn truncate(&mut self, len: usize);
+
     /// Number of bytes held.
     fn len(&self) -> usize {
         self.as_bytes().len()
@@ -84,6 +87,10 @@ impl Buffer for alloc::vec::Vec<u8> {
         let n = n.min(self.len());
         self.drain(..n);
     }
+
+    fn truncate(&mut self, len: usize) {
+        alloc::vec::Vec::truncate(self, len);
+    }
 }
 
 /// A [`Buffer`] over a borrowed slice, for targets without an allocator.
@@ -130,6 +137,10 @@ impl Buffer for FixedBuf<'_> {
         let n = n.min(self.len);
         self.storage.copy_within(n..self.len, 0);
         self.len -= n;
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
     }
 }
 

@@ -73,13 +73,22 @@ impl fmt::Display for AddressError {
                 write!(f, "{name} (0x{byte:02x}) at offset {at} is not allowed")
             }
             AddressError::AngleBracket { at } => {
-                write!(f, "'<' or '>' at offset {at} is not allowed inside an address")
+                write!(
+                    f,
+                    "'<' or '>' at offset {at} is not allowed inside an address"
+                )
             }
             AddressError::Space { at } => {
-                write!(f, "space at offset {at} is only allowed in a quoted local part")
+                write!(
+                    f,
+                    "space at offset {at} is only allowed in a quoted local part"
+                )
             }
             AddressError::InvalidCharacter { byte, at } => {
-                write!(f, "character 0x{byte:02x} at offset {at} is not allowed in a host name")
+                write!(
+                    f,
+                    "character 0x{byte:02x} at offset {at} is not allowed in a host name"
+                )
             }
         }
     }
@@ -143,7 +152,10 @@ fn check_address(b: &[u8]) -> Result<(), AddressError> {
         return Err(AddressError::Empty);
     }
     if b.len() > MAX_ADDRESS_LEN {
-        return Err(AddressError::TooLong { len: b.len(), max: MAX_ADDRESS_LEN });
+        return Err(AddressError::TooLong {
+            len: b.len(),
+            max: MAX_ADDRESS_LEN,
+        });
     }
     let mut quoted = false;
     let mut escaped = false;
@@ -205,7 +217,10 @@ impl<S: AsRef<str>> Domain<S> {
             return Err(AddressError::Empty);
         }
         if b.len() > MAX_DOMAIN_LEN {
-            return Err(AddressError::TooLong { len: b.len(), max: MAX_DOMAIN_LEN });
+            return Err(AddressError::TooLong {
+                len: b.len(),
+                max: MAX_DOMAIN_LEN,
+            });
         }
         let literal = b[0] == b'[';
         for (at, &byte) in b.iter().enumerate() {
@@ -225,7 +240,10 @@ impl<S: AsRef<str>> Domain<S> {
             }
         }
         if literal && (b.len() < 3 || b[b.len() - 1] != b']') {
-            return Err(AddressError::InvalidCharacter { byte: b[b.len() - 1], at: b.len() - 1 });
+            return Err(AddressError::InvalidCharacter {
+                byte: b[b.len() - 1],
+                at: b.len() - 1,
+            });
         }
         Ok(Domain(s))
     }
@@ -288,7 +306,10 @@ impl MailParams<'_> {
                 return Err(AddressError::Empty);
             }
             if b.len() > MAX_ENVID_LEN {
-                return Err(AddressError::TooLong { len: b.len(), max: MAX_ENVID_LEN });
+                return Err(AddressError::TooLong {
+                    len: b.len(),
+                    max: MAX_ENVID_LEN,
+                });
             }
             // RFC 3461 4.4: ENVID is printable US-ASCII before xtext encoding.
             if let Some(at) = b.iter().position(|c| !(0x20..0x7f).contains(c)) {
@@ -388,12 +409,16 @@ impl Command<'_> {
             Command::Ehlo(d) => line.push(b"EHLO ").push(d.as_str().as_bytes()),
             Command::StartTls => line.push(b"STARTTLS"),
             Command::Mail(from, p) => {
-                line.push(b"MAIL FROM:<").push(from.as_str().as_bytes()).push(b">");
+                line.push(b"MAIL FROM:<")
+                    .push(from.as_str().as_bytes())
+                    .push(b">");
                 encode_mail_params(&mut line, p);
                 &mut line
             }
             Command::Rcpt(to, p) => {
-                line.push(b"RCPT TO:<").push(to.as_str().as_bytes()).push(b">");
+                line.push(b"RCPT TO:<")
+                    .push(to.as_str().as_bytes())
+                    .push(b">");
                 encode_rcpt_params(&mut line, to.as_str(), p);
                 &mut line
             }
@@ -415,7 +440,9 @@ impl Command<'_> {
         line.push(b"\r\n");
         if line.overflow {
             // Only reachable with absurd parameter combinations; report the shortfall.
-            return Err(BufferFull { needed: line.len.saturating_sub(out.remaining()) + 1 });
+            return Err(BufferFull {
+                needed: line.len.saturating_sub(out.remaining()) + 1,
+            });
         }
         out.extend_from_slice(line.as_bytes())
     }
@@ -452,11 +479,18 @@ fn encode_rcpt_params(line: &mut Line, to: &str, p: &RcptParams) {
         Some(Notify::Never) => {
             line.push(b" NOTIFY=NEVER");
         }
-        Some(Notify::On { success, failure, delay }) => {
+        Some(Notify::On {
+            success,
+            failure,
+            delay,
+        }) => {
             line.push(b" NOTIFY=");
             let mut first = true;
-            for (on, word) in [(success, &b"SUCCESS"[..]), (failure, b"FAILURE"), (delay, b"DELAY")]
-            {
+            for (on, word) in [
+                (success, &b"SUCCESS"[..]),
+                (failure, b"FAILURE"),
+                (delay, b"DELAY"),
+            ] {
                 if on {
                     if !first {
                         line.push(b",");
@@ -493,7 +527,11 @@ struct Line {
 
 impl Line {
     fn new() -> Self {
-        Line { buf: [0; 1024], len: 0, overflow: false }
+        Line {
+            buf: [0; 1024],
+            len: 0,
+            overflow: false,
+        }
     }
 
     fn push(&mut self, b: &[u8]) -> &mut Self {
@@ -533,7 +571,9 @@ impl Line {
             if c >= 0x80 || ((b'!'..=b'~').contains(&c) && !matches!(c, b'+' | b'=' | b'\\')) {
                 self.push(&[c]);
             } else {
-                self.push(b"\\x{").push(&[hex(c >> 4), hex(c & 15)]).push(b"}");
+                self.push(b"\\x{")
+                    .push(&[hex(c >> 4), hex(c & 15)])
+                    .push(b"}");
             }
         }
         self
@@ -585,9 +625,18 @@ mod tests {
             Address::new("a\x7f@b").unwrap_err(),
             AddressError::ControlCharacter { byte: 0x7f, at: 1 }
         );
-        assert_eq!(Address::new("a>@b").unwrap_err(), AddressError::AngleBracket { at: 1 });
-        assert_eq!(Address::new("<a@b").unwrap_err(), AddressError::AngleBracket { at: 0 });
-        assert_eq!(Address::new("a b@c").unwrap_err(), AddressError::Space { at: 1 });
+        assert_eq!(
+            Address::new("a>@b").unwrap_err(),
+            AddressError::AngleBracket { at: 1 }
+        );
+        assert_eq!(
+            Address::new("<a@b").unwrap_err(),
+            AddressError::AngleBracket { at: 0 }
+        );
+        assert_eq!(
+            Address::new("a b@c").unwrap_err(),
+            AddressError::Space { at: 1 }
+        );
         assert_eq!(Address::new("").unwrap_err(), AddressError::Empty);
         let long = std::string::String::from("a").repeat(250) + "@b.example";
         assert_eq!(
@@ -638,9 +687,24 @@ mod tests {
         assert_encodes!(Command::Noop, "NOOP\r\n");
         assert_encodes!(Command::Quit, "QUIT\r\n");
         assert_encodes!(Command::Help(None), "HELP\r\n");
-        assert_encodes!(Command::Bdat { size: 1024, last: false }, "BDAT 1024\r\n");
-        assert_encodes!(Command::Bdat { size: 0, last: true }, "BDAT 0 LAST\r\n");
-        assert_encodes!(Command::Vrfy(Address::new("smith").unwrap()), "VRFY smith\r\n");
+        assert_encodes!(
+            Command::Bdat {
+                size: 1024,
+                last: false
+            },
+            "BDAT 1024\r\n"
+        );
+        assert_encodes!(
+            Command::Bdat {
+                size: 0,
+                last: true
+            },
+            "BDAT 0 LAST\r\n"
+        );
+        assert_encodes!(
+            Command::Vrfy(Address::new("smith").unwrap()),
+            "VRFY smith\r\n"
+        );
     }
 
     #[test]
@@ -659,34 +723,59 @@ mod tests {
             "MAIL FROM:<a@b.example> SIZE=12345 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=QQ314159+2Bx+3Dy\r\n"
         );
         let null = ReversePath::Null;
-        assert_encodes!(Command::Mail(&null, &MailParams::default()), "MAIL FROM:<>\r\n");
+        assert_encodes!(
+            Command::Mail(&null, &MailParams::default()),
+            "MAIL FROM:<>\r\n"
+        );
         let rp = RcptParams {
-            notify: Some(Notify::On { success: true, failure: true, delay: false }),
+            notify: Some(Notify::On {
+                success: true,
+                failure: true,
+                delay: false,
+            }),
             orcpt: true,
         };
         assert_encodes!(
             Command::Rcpt(Address::new("x+y@c.example").unwrap(), &rp),
             "RCPT TO:<x+y@c.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x+2By@c.example\r\n"
         );
-        let never = RcptParams { notify: Some(Notify::Never), orcpt: false };
+        let never = RcptParams {
+            notify: Some(Notify::Never),
+            orcpt: false,
+        };
         assert_encodes!(
             Command::Rcpt(Address::new("d@e").unwrap(), &never),
             "RCPT TO:<d@e> NOTIFY=NEVER\r\n"
         );
         assert_encodes!(
-            Command::Rcpt(Address::new("ü@e").unwrap(), &RcptParams { notify: None, orcpt: true }),
+            Command::Rcpt(
+                Address::new("ü@e").unwrap(),
+                &RcptParams {
+                    notify: None,
+                    orcpt: true
+                }
+            ),
             "RCPT TO:<ü@e> ORCPT=utf-8;ü@e\r\n"
         );
     }
 
     #[test]
     fn envid_validation() {
-        let ok = MailParams { envid: Some("abc"), ..Default::default() };
+        let ok = MailParams {
+            envid: Some("abc"),
+            ..Default::default()
+        };
         assert!(ok.validate().is_ok());
-        let bad = MailParams { envid: Some("a\r\nb"), ..Default::default() };
+        let bad = MailParams {
+            envid: Some("a\r\nb"),
+            ..Default::default()
+        };
         assert!(bad.validate().is_err());
         let long = std::string::String::from("x").repeat(101);
-        let too_long = MailParams { envid: Some(&long), ..Default::default() };
+        let too_long = MailParams {
+            envid: Some(&long),
+            ..Default::default()
+        };
         assert!(too_long.validate().is_err());
     }
 
@@ -694,7 +783,9 @@ mod tests {
     fn atomic_on_full_buffer() {
         let mut s = [0u8; 8];
         let mut b = crate::buf::FixedBuf::new(&mut s);
-        assert!(Command::Ehlo(Domain::new("client.example").unwrap()).encode(&mut b).is_err());
+        assert!(Command::Ehlo(Domain::new("client.example").unwrap())
+            .encode(&mut b)
+            .is_err());
         assert!(b.is_empty());
     }
 }

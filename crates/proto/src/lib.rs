@@ -15,7 +15,11 @@
 //! - [`buf`]: the caller-owned output storage everything writes into.
 #![no_std]
 #![forbid(unsafe_code)]
-#![warn(missing_docs, clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
+#![warn(
+    missing_docs,
+    clippy::std_instead_of_core,
+    clippy::alloc_instead_of_core
+)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
@@ -26,14 +30,20 @@ pub mod buf;
 pub mod command;
 pub mod data;
 pub mod ehlo;
+pub mod outbox;
 pub mod reply;
 pub mod sasl;
 pub mod session;
+#[cfg(feature = "alloc")]
+pub mod testing;
 
 pub use buf::{Buffer, BufferFull, FixedBuf};
 pub use command::{Address, AddressError, Domain, Envelope, MailParams, RcptParams, ReversePath};
 pub use data::DataEncoder;
 pub use ehlo::{Capabilities, Extension, SizeLimit};
+pub use outbox::Outbox;
 pub use reply::{Code, EnhancedCode, Reply, ReplyError, ReplyParser};
 pub use sasl::{Credentials, Mechanism};
-pub use session::{Event, Outbox, Phase, Session, SessionConfig, SessionError};
+pub use session::{
+    Event, FailedAt, Phase, Session, SessionConfig, SessionError, TxId, TxOutcome, UseError,
+};

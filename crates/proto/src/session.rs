@@ -1,14 +1,1494 @@
-//! The session state machine. (Being written.)
+//! The SMTP client session as a state machine: greeting, EHLO (HELO fallback), STARTTLS, AUTH,
+//! then any number of transactions, pipelined when the server allows it (RFC 5321, RFC 2920,
+//! RFC 3207, RFC 4954, RFC 3030).
+//!
+//! # Driving a session
+//!
+//! The session owns protocol state only; the driver owns the socket, the clock, TLS and the
+//! buffers. One loop, the same for blocking and async drivers:
+//!
+//! 1. Write [`Outbox::transmit`] to the socket and [`Outbox::advance`] past what was written.
+//! 2. Read from the socket, with the timeout [`Session::phase`] names, appending to an input
+//!    buffer; call [`Session::handle_input`] on the unconsumed bytes until it consumes nothing.
+//!    Each call handles at most one reply and may return an [`Event`] borrowing that reply.
+//! 3. Act on events: [`Event::Ready`] means the driver may start TLS, authenticate, or start
+//!    transactions; [`Event::SendData`] means message data may be fed with
+//!    [`Session::send_data`] and ended with [`Session::end_data`].
+//!
+//! # Transactions and deep pipelining
+//!
+//! [`Session::start_transaction`] encodes MAIL, every RCPT and DATA (or, with CHUNKING, just
+//! MAIL and RCPT) at once. With PIPELINING they are released together; without it they are
+//! held in the [`Outbox`] and released one per reply, and taken back if the transaction fails
+//! early. Once a message's end-of-data is written the next transaction may be started at once
+//! (RFC 2920 3.1), so its commands leave in the same write as the previous message's terminator:
+//! a stream of messages costs one round trip each. Replies are matched in order against a queue
+//! of expectations tagged with their transaction, so no reply is credited to a neighbour.
+//!
+//! Every transaction ends in exactly one [`Event::TransactionDone`]; a recipient that had no
+//! accepting [`Event::RecipientResult`] before it was not accepted.
 
-/// Placeholder.
-pub struct Session;
-/// Placeholder.
-pub struct SessionConfig;
-/// Placeholder.
-pub enum SessionError {}
-/// Placeholder.
-pub enum Event {}
-/// Placeholder.
-pub enum Phase {}
-/// Placeholder.
-pub struct Outbox;
+use core::fmt;
+
+use crate::buf::{Buffer, BufferFull};
+use crate::command::{AddressError, Command, Domain, Envelope, MAX_DOMAIN_LEN};
+use crate::data::DataEncoder;
+use crate::ehlo::{Capabilities, Extension};
+pub use crate::outbox::Outbox;
+use crate::reply::{Code, Reply, ReplyError, ReplyParser};
+use crate::sasl::{Credentials, Mechanism, Sasl, SaslError};
+
+/// Transactions that may be in flight at once (deep pipelining window).
+pub const MAX_TRANSACTIONS: usize = 4;
+const MAX_EXPECT: usize = 24;
+
+/// Settings fixed for a session's life.
+#[derive(Clone)]
+pub struct SessionConfig {
+    hello: [u8; MAX_DOMAIN_LEN],
+    hello_len: u8,
+    /// Pipeline commands when the server offers PIPELINING (default on).
+    pub pipelining: bool,
+    /// Send message data with BDAT when the server offers CHUNKING and PIPELINING (default off).
+    pub chunking: bool,
+    /// The transport is already encrypted (implicit TLS, port 465): STARTTLS is not offered.
+    pub implicit_tls: bool,
+}
+
+impl SessionConfig {
+    /// Settings with the name to announce in EHLO/HELO.
+    pub fn new<S: AsRef<str>>(hello: &Domain<S>) -> Self {
+        let name = hello.as_str().as_bytes();
+        let mut buf = [0u8; MAX_DOMAIN_LEN];
+        // `Domain` guarantees at most MAX_DOMAIN_LEN octets.
+        let n = name.len().min(MAX_DOMAIN_LEN);
+        buf[..n].copy_from_slice(&name[..n]);
+        SessionConfig {
+            hello: buf,
+            hello_len: n as u8,
+            pipelining: true,
+            chunking: false,
+            implicit_tls: false,
+        }
+    }
+
+    fn hello(&self) -> Domain<&str> {
+        let s = core::str::from_utf8(&self.hello[..self.hello_len as usize]).unwrap_or("localhost");
+        Domain::new(s).unwrap_or_else(|_| Domain::new("localhost").expect("valid literal"))
+    }
+}
+
+impl fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("hello", &self.hello())
+            .field("pipelining", &self.pipelining)
+            .field("chunking", &self.chunking)
+            .field("implicit_tls", &self.implicit_tls)
+            .finish()
+    }
+}
+
+/// Which RFC 5321 4.5.3.2 timer applies to the wait for the next reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// The 220 greeting (5 minutes).
+    Greeting,
+    /// EHLO, HELO, STARTTLS, AUTH, RSET, NOOP, VRFY, HELP, QUIT (5 minutes).
+    Command,
+    /// MAIL FROM (5 minutes).
+    Mail,
+    /// RCPT TO (5 minutes).
+    Rcpt,
+    /// The 354 after DATA (2 minutes).
+    DataStart,
+    /// Writing message data (3 minutes per block).
+    DataBlock,
+    /// The reply to end-of-data or to a BDAT chunk (10 minutes).
+    DataEnd,
+}
+
+impl Phase {
+    /// The RFC 5321 default, in seconds.
+    pub const fn default_timeout_secs(self) -> u64 {
+        match self {
+            Phase::Greeting | Phase::Command | Phase::Mail | Phase::Rcpt => 300,
+            Phase::DataStart => 120,
+            Phase::DataBlock => 180,
+            Phase::DataEnd => 600,
+        }
+    }
+
+    /// A short name for error messages.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Phase::Greeting => "greeting",
+            Phase::Command => "command",
+            Phase::Mail => "MAIL",
+            Phase::Rcpt => "RCPT",
+            Phase::DataStart => "DATA",
+            Phase::DataBlock => "message data",
+            Phase::DataEnd => "end of data",
+        }
+    }
+}
+
+/// Identifies a transaction in events, in submission order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxId(pub u32);
+
+/// Where a transaction failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailedAt {
+    /// MAIL FROM was refused.
+    Mail,
+    /// Every RCPT TO was refused (their replies came as [`Event::RecipientResult`]).
+    NoValidRecipients,
+    /// DATA was refused.
+    Data,
+    /// The message was refused after its data (end-of-data reply or a BDAT reply).
+    Message,
+}
+
+/// How a transaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxOutcome<'a> {
+    /// The server took responsibility for the message; the reply often names a queue id.
+    Delivered(Reply<'a>),
+    /// The message was not accepted.
+    Failed {
+        /// The step that failed.
+        at: FailedAt,
+        /// The reply that said so, when one reply did.
+        reply: Option<Reply<'a>>,
+    },
+}
+
+/// What a reply meant, for the driver to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// The session is greeted and idle: start TLS, authenticate, or send mail. Also after a
+    /// re-EHLO following STARTTLS.
+    Ready,
+    /// The server refused the session (greeting or HELO not 2xx); QUIT has been queued.
+    Rejected(Reply<'a>),
+    /// The server is closing the connection (421).
+    ServiceClosing(Reply<'a>),
+    /// STARTTLS was accepted: upgrade the transport now, then call
+    /// [`Session::tls_established`]. Any input buffered past the 220 was consumed and must be
+    /// discarded (RFC 3207 5: plaintext injected before the handshake).
+    StartTls,
+    /// STARTTLS was refused; the session is still usable in clear text.
+    StartTlsRefused(Reply<'a>),
+    /// A 334 challenge: answer it with [`Session::auth_respond`] (or cancel).
+    AuthChallenge(&'a [u8]),
+    /// AUTH succeeded; the session is idle.
+    Authenticated,
+    /// AUTH failed; the session is idle and still usable.
+    AuthFailed(Reply<'a>),
+    /// One recipient's RCPT reply (accepted when 2xx).
+    RecipientResult {
+        /// The transaction.
+        tx: TxId,
+        /// Index into the envelope's recipients.
+        index: u32,
+        /// The server's reply.
+        reply: Reply<'a>,
+    },
+    /// Message data for `tx` may be written now ([`Session::send_data`], [`Session::end_data`]).
+    SendData(TxId),
+    /// The transaction is over.
+    TransactionDone {
+        /// The transaction.
+        tx: TxId,
+        /// Delivered or failed, with the reply.
+        outcome: TxOutcome<'a>,
+    },
+    /// The reply to a RSET, NOOP, VRFY or HELP the driver sent.
+    Reply(Reply<'a>),
+    /// QUIT was answered; the session is over.
+    Closed,
+}
+
+/// Malformed or out-of-place server input. Terminal: every later call returns it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The bytes were not a valid reply.
+    Malformed(ReplyError),
+    /// A reply arrived when none was expected.
+    UnexpectedReply {
+        /// Its code.
+        code: Code,
+    },
+    /// A reply of the wrong kind, such as 354 where 250 was due.
+    WrongReply {
+        /// What the reply answered.
+        phase: Phase,
+        /// Its code.
+        code: Code,
+    },
+    /// Bytes arrived while the driver was doing the TLS handshake.
+    InputDuringTlsHandshake,
+    /// The connection closed while replies were still due.
+    ConnectionClosed {
+        /// What was awaited.
+        phase: Phase,
+    },
+    /// The output buffer had no room for a command the session had to send.
+    BufferFull(BufferFull),
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionError::Malformed(e) => write!(f, "malformed reply from server: {e:?}"),
+            SessionError::UnexpectedReply { code } => {
+                write!(
+                    f,
+                    "server sent reply {} when no reply was due",
+                    code.value()
+                )
+            }
+            SessionError::WrongReply { phase, code } => {
+                write!(
+                    f,
+                    "server answered {} with {}, which is out of place",
+                    phase.name(),
+                    code.value()
+                )
+            }
+            SessionError::InputDuringTlsHandshake => {
+                f.write_str("server sent data while the TLS handshake was due")
+            }
+            SessionError::ConnectionClosed { phase } => {
+                write!(
+                    f,
+                    "connection closed while waiting for the {} reply",
+                    phase.name()
+                )
+            }
+            SessionError::BufferFull(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A call the session cannot take in its current state; the session is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UseError {
+    /// Not possible now (before the greeting, during AUTH or TLS, after QUIT...).
+    NotReady,
+    /// The deep-pipelining window is full, or an earlier transaction is still being set up.
+    Busy,
+    /// No message data is expected now.
+    NoDataExpected,
+    /// The envelope has no recipient.
+    NoRecipients,
+    /// A parameter is invalid.
+    Invalid(AddressError),
+    /// The SASL exchange cannot go on.
+    Sasl(SaslError),
+    /// The outbox has no room; write it out and try again.
+    BufferFull(BufferFull),
+    /// The session ended with this error.
+    Failed(SessionError),
+}
+
+impl From<BufferFull> for UseError {
+    fn from(e: BufferFull) -> Self {
+        UseError::BufferFull(e)
+    }
+}
+
+impl From<SaslError> for UseError {
+    fn from(e: SaslError) -> Self {
+        UseError::Sasl(e)
+    }
+}
+
+impl fmt::Display for UseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UseError::NotReady => f.write_str("the session cannot take that command now"),
+            UseError::Busy => f.write_str("too many transactions in flight"),
+            UseError::NoDataExpected => f.write_str("no message data is expected now"),
+            UseError::NoRecipients => f.write_str("the envelope has no recipient"),
+            UseError::Invalid(e) => write!(f, "invalid parameter: {e}"),
+            UseError::Sasl(e) => write!(f, "authentication: {e:?}"),
+            UseError::BufferFull(e) => write!(f, "{e}"),
+            UseError::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Greeting,
+    Ehlo,
+    Helo,
+    Ready,
+    StartTls,
+    TlsHandshake,
+    Auth(Sasl),
+    Closed,
+}
+
+/// What the next reply in order answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Greeting,
+    Ehlo,
+    Helo,
+    StartTls,
+    Auth,
+    /// RSET sent by the session after a failed transaction: its reply is not reported.
+    CleanupRset,
+    /// RSET, NOOP, VRFY, HELP from the driver: reported as [`Event::Reply`].
+    User,
+    Quit,
+    Mail(u8),
+    /// One entry covers every RCPT of the transaction in the slot.
+    Rcpt(u8),
+    Data(u8),
+    DataEnd(u8),
+    /// One entry covers every non-last BDAT of the transaction in the slot.
+    Bdat(u8),
+    BdatLast(u8),
+}
+
+impl Expect {
+    fn phase(self) -> Phase {
+        match self {
+            Expect::Greeting => Phase::Greeting,
+            Expect::Mail(_) => Phase::Mail,
+            Expect::Rcpt(_) => Phase::Rcpt,
+            Expect::Data(_) => Phase::DataStart,
+            Expect::DataEnd(_) | Expect::Bdat(_) | Expect::BdatLast(_) => Phase::DataEnd,
+            _ => Phase::Command,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// MAIL/RCPT (and DATA) sent; no data yet.
+    Envelope,
+    /// The driver is writing message data.
+    Sending,
+    /// End of data written; the final reply is due.
+    AwaitFinal,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Tx {
+    id: TxId,
+    live: bool,
+    stage: Stage,
+    bdat: bool,
+    rcpts: u32,
+    rcpt_replies: u32,
+    accepted: u32,
+    mail_ok: bool,
+    /// TransactionDone was emitted early; the rest of the tx's replies are consumed silently.
+    done: bool,
+    /// Non-last BDAT replies still due.
+    bdat_pending: u32,
+    /// Replies still due for this tx (all expectations counted individually).
+    due: u32,
+    /// The end of data has been answered (no RSET needed after a failure).
+    ended: bool,
+}
+
+impl Tx {
+    const EMPTY: Tx = Tx {
+        id: TxId(0),
+        live: false,
+        stage: Stage::Envelope,
+        bdat: false,
+        rcpts: 0,
+        rcpt_replies: 0,
+        accepted: 0,
+        mail_ok: false,
+        done: false,
+        bdat_pending: 0,
+        due: 0,
+        ended: false,
+    };
+}
+
+/// A fixed-capacity FIFO of expectations.
+#[derive(Debug, Clone)]
+struct ExpectQueue {
+    items: [Expect; MAX_EXPECT],
+    head: u8,
+    len: u8,
+}
+
+impl ExpectQueue {
+    const fn new() -> Self {
+        ExpectQueue {
+            items: [Expect::Greeting; MAX_EXPECT],
+            head: 0,
+            len: 0,
+        }
+    }
+    fn front(&self) -> Option<Expect> {
+        (self.len > 0).then(|| self.items[self.head as usize])
+    }
+    fn back(&self) -> Option<Expect> {
+        (self.len > 0)
+            .then(|| self.items[(self.head as usize + self.len as usize - 1) % MAX_EXPECT])
+    }
+    fn room(&self) -> usize {
+        MAX_EXPECT - self.len as usize
+    }
+    fn push(&mut self, e: Expect) {
+        debug_assert!(self.room() > 0);
+        if self.room() > 0 {
+            self.items[(self.head as usize + self.len as usize) % MAX_EXPECT] = e;
+            self.len += 1;
+        }
+    }
+    fn pop(&mut self) {
+        if self.len > 0 {
+            self.head = ((self.head as usize + 1) % MAX_EXPECT) as u8;
+            self.len -= 1;
+        }
+    }
+    /// Removes every entry of the slot's transaction (they will never be answered).
+    fn remove_slot(&mut self, slot: u8) {
+        let mut kept = ExpectQueue::new();
+        for i in 0..self.len as usize {
+            let e = self.items[(self.head as usize + i) % MAX_EXPECT];
+            if slot_of(e) != Some(slot) {
+                kept.push(e);
+            }
+        }
+        *self = kept;
+    }
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+fn slot_of(e: Expect) -> Option<u8> {
+    match e {
+        Expect::Mail(s)
+        | Expect::Rcpt(s)
+        | Expect::Data(s)
+        | Expect::DataEnd(s)
+        | Expect::Bdat(s)
+        | Expect::BdatLast(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The SMTP client session. See the [module docs](self) for the driving loop.
+///
+/// Inputs are `handle_*`; commands are methods that write into the caller's [`Outbox`];
+/// getters take `&self`. The state is a few hundred bytes and holds no secret and no envelope.
+#[derive(Debug, Clone)]
+pub struct Session {
+    config: SessionConfig,
+    state: State,
+    caps: Capabilities,
+    tls: bool,
+    authenticated: bool,
+    parser: ReplyParser,
+    expect: ExpectQueue,
+    txs: [Tx; MAX_TRANSACTIONS],
+    next_tx: u32,
+    /// Released commands whose replies are due.
+    in_flight: u32,
+    /// Commands held in the outbox until a reply lets them out.
+    held: u32,
+    encoder: DataEncoder,
+    quit_requested: bool,
+    quit_sent: bool,
+    /// A transaction end decided by a reply that already produced an event.
+    pending_done: Option<(TxId, FailedAt)>,
+    error: Option<SessionError>,
+}
+
+impl Session {
+    /// A session waiting for the server's greeting.
+    pub fn new(config: SessionConfig) -> Self {
+        let mut expect = ExpectQueue::new();
+        expect.push(Expect::Greeting);
+        Session {
+            tls: config.implicit_tls,
+            config,
+            state: State::Greeting,
+            caps: Capabilities::default(),
+            authenticated: false,
+            parser: ReplyParser::new(),
+            expect,
+            txs: [Tx::EMPTY; MAX_TRANSACTIONS],
+            next_tx: 0,
+            in_flight: 1,
+            held: 0,
+            encoder: DataEncoder::new(),
+            quit_requested: false,
+            quit_sent: false,
+            pending_done: None,
+            error: None,
+        }
+    }
+
+    // ---- getters -------------------------------------------------------------------------
+
+    /// What the server announced in its last EHLO reply (empty after HELO).
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// True once TLS is in place (implicit, or after STARTTLS).
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// True after a successful AUTH.
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated
+    }
+
+    /// True when commands are pipelined (the server offers PIPELINING and it is enabled).
+    pub fn pipelining(&self) -> bool {
+        self.config.pipelining && self.caps.has(Extension::Pipelining)
+    }
+
+    /// True when message data goes out as BDAT chunks.
+    pub fn chunking(&self) -> bool {
+        self.config.chunking && self.caps.has(Extension::Chunking) && self.pipelining()
+    }
+
+    /// The terminal error, if the session failed.
+    pub fn error(&self) -> Option<SessionError> {
+        self.error
+    }
+
+    /// True when the session is over (QUIT answered, 421, or refused).
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// True when the session is greeted and idle enough to start TLS or AUTH: no command and
+    /// no transaction outstanding.
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Ready && self.expect.len == 0 && self.held == 0 && !self.quit_requested
+    }
+
+    /// Which timeout applies now, or `None` when nothing is awaited.
+    pub fn phase(&self) -> Option<Phase> {
+        if let Some(e) = self.expect.front() {
+            return Some(e.phase());
+        }
+        if self.txs.iter().any(|t| t.live && t.stage == Stage::Sending) {
+            return Some(Phase::DataBlock);
+        }
+        None
+    }
+
+    /// The transaction currently taking message data, if any.
+    pub fn sending(&self) -> Option<TxId> {
+        self.txs
+            .iter()
+            .find(|t| t.live && t.stage == Stage::Sending)
+            .map(|t| t.id)
+    }
+
+    /// Transactions whose end of data was written but not answered: if the connection drops
+    /// now, these may or may not have been delivered.
+    pub fn awaiting_final(&self) -> impl Iterator<Item = TxId> + '_ {
+        self.txs
+            .iter()
+            .filter(|t| t.live && !t.done && t.stage == Stage::AwaitFinal)
+            .map(|t| t.id)
+    }
+
+    /// Transactions started and not yet reported done.
+    pub fn open_transactions(&self) -> impl Iterator<Item = TxId> + '_ {
+        self.txs.iter().filter(|t| t.live && !t.done).map(|t| t.id)
+    }
+
+    /// True when [`Session::start_transaction`] would be accepted now: the session is ready,
+    /// every earlier transaction has written its end of data, the window has room, and
+    /// (without PIPELINING) nothing is in flight.
+    pub fn can_start_transaction(&self) -> bool {
+        if self.state != State::Ready || self.quit_requested || self.error.is_some() {
+            return false;
+        }
+        let mut live = 0;
+        for t in self.txs.iter().filter(|t| t.live) {
+            live += 1;
+            // BDAT transactions finish before the next starts: a failed chunk calls for a
+            // RSET, which must not land in the middle of a following transaction.
+            if t.stage != Stage::AwaitFinal || t.bdat || t.done {
+                return false;
+            }
+        }
+        if live >= MAX_TRANSACTIONS || self.expect.room() < 5 {
+            return false;
+        }
+        self.pipelining() || (self.in_flight == 0 && self.held == 0 && live == 0)
+    }
+
+    // ---- input ---------------------------------------------------------------------------
+
+    /// Handles at most one reply from the start of `input`. Returns how many bytes it
+    /// consumed and the event the reply caused. Call repeatedly on the rest, since input may
+    /// hold several pipelined replies, until it returns `(0, None)`: the next reply is
+    /// incomplete, so read more and call again with the bytes appended. (A reply can decide
+    /// two things; the second event then comes from the next call, with 0 bytes consumed.)
+    pub fn handle_input<'a, B: Buffer>(
+        &mut self,
+        input: &'a [u8],
+        out: &mut Outbox<B>,
+    ) -> Result<(usize, Option<Event<'a>>), SessionError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if let Some((tx, at)) = self.pending_done.take() {
+            let outcome = TxOutcome::Failed { at, reply: None };
+            return Ok((0, Some(Event::TransactionDone { tx, outcome })));
+        }
+        if input.is_empty() {
+            return Ok((0, None));
+        }
+        if self.state == State::TlsHandshake {
+            return Err(self.fail(SessionError::InputDuringTlsHandshake));
+        }
+        let (reply, used) = match self.parser.parse(input) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok((0, None)),
+            Err(e) => return Err(self.fail(SessionError::Malformed(e))),
+        };
+        let event = match self.on_reply(reply, out) {
+            Ok(ev) => ev,
+            Err(e) => return Err(self.fail(e)),
+        };
+        if event == Some(Event::StartTls) {
+            // RFC 3207 5: nothing the server sent before the handshake may be acted on later.
+            return Ok((input.len(), event));
+        }
+        Ok((used, event))
+    }
+
+    /// The server closed the connection. `Ok` when that was expected (after QUIT or 421),
+    /// otherwise the error naming what was still awaited.
+    pub fn handle_close(&mut self, unconsumed: &[u8]) -> Result<(), SessionError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.state == State::Closed || self.quit_sent {
+            self.state = State::Closed;
+            return Ok(());
+        }
+        if let Err(e) = self.parser.finish(unconsumed) {
+            return Err(self.fail(SessionError::Malformed(e)));
+        }
+        match self.phase() {
+            Some(phase) => Err(self.fail(SessionError::ConnectionClosed { phase })),
+            None => {
+                self.state = State::Closed;
+                Ok(())
+            }
+        }
+    }
+
+    fn fail(&mut self, e: SessionError) -> SessionError {
+        self.error = Some(e);
+        self.state = State::Closed;
+        e
+    }
+
+    fn on_reply<'a, B: Buffer>(
+        &mut self,
+        reply: Reply<'a>,
+        out: &mut Outbox<B>,
+    ) -> Result<Option<Event<'a>>, SessionError> {
+        let code = reply.code();
+        let Some(exp) = self.expect.front() else {
+            if code.value() == 421 {
+                // An idle server timing out says 421 unprompted (RFC 5321 3.8).
+                return Ok(Some(self.closing(reply)));
+            }
+            return Err(SessionError::UnexpectedReply { code });
+        };
+        if code.value() == 421 && exp != Expect::Quit {
+            return Ok(Some(self.closing(reply)));
+        }
+        let shared_entry_done = match exp {
+            Expect::Rcpt(slot) => self
+                .txs
+                .get(slot as usize)
+                .is_none_or(|t| t.rcpt_replies + 1 >= t.rcpts),
+            Expect::Bdat(slot) => self
+                .txs
+                .get(slot as usize)
+                .is_none_or(|t| t.bdat_pending <= 1),
+            _ => true,
+        };
+        if shared_entry_done {
+            self.expect.pop();
+        }
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let event = self.dispatch(exp, reply, out)?;
+        self.pump(out).map_err(SessionError::BufferFull)?;
+        Ok(event)
+    }
+
+    fn closing<'a>(&mut self, reply: Reply<'a>) -> Event<'a> {
+        self.state = State::Closed;
+        self.expect.clear();
+        self.in_flight = 0;
+        Event::ServiceClosing(reply)
+    }
+
+    /// A positive reply must be of the class the command calls for; anything else in the 2xx
+    /// or 3xx range is out of place.
+    fn check(code: Code, phase: Phase, intermediate: bool) -> Result<bool, SessionError> {
+        if code.is_transient() || code.is_permanent() {
+            return Ok(false);
+        }
+        if code.is_intermediate() == intermediate {
+            Ok(true)
+        } else {
+            Err(SessionError::WrongReply { phase, code })
+        }
+    }
+
+    fn dispatch<'a, B: Buffer>(
+        &mut self,
+        exp: Expect,
+        reply: Reply<'a>,
+        out: &mut Outbox<B>,
+    ) -> Result<Option<Event<'a>>, SessionError> {
+        let code = reply.code();
+        let phase = exp.phase();
+        match exp {
+            Expect::Greeting => {
+                if Self::check(code, phase, false)? {
+                    self.state = State::Ehlo;
+                    self.send_hello(out, true)
+                        .map_err(SessionError::BufferFull)?;
+                    Ok(None)
+                } else {
+                    Ok(Some(self.reject(reply, out)?))
+                }
+            }
+            Expect::Ehlo => {
+                if Self::check(code, phase, false)? {
+                    self.caps = Capabilities::from_ehlo(&reply);
+                    self.state = State::Ready;
+                    Ok(Some(Event::Ready))
+                } else if code.is_permanent() {
+                    // RFC 5321 3.2: a server that does not know EHLO gets HELO.
+                    self.state = State::Helo;
+                    self.send_hello(out, false)
+                        .map_err(SessionError::BufferFull)?;
+                    Ok(None)
+                } else {
+                    Ok(Some(self.reject(reply, out)?))
+                }
+            }
+            Expect::Helo => {
+                if Self::check(code, phase, false)? {
+                    self.caps = Capabilities::default();
+                    self.state = State::Ready;
+                    Ok(Some(Event::Ready))
+                } else {
+                    Ok(Some(self.reject(reply, out)?))
+                }
+            }
+            Expect::StartTls => {
+                if Self::check(code, phase, false)? {
+                    self.state = State::TlsHandshake;
+                    Ok(Some(Event::StartTls))
+                } else {
+                    self.state = State::Ready;
+                    Ok(Some(Event::StartTlsRefused(reply)))
+                }
+            }
+            Expect::Auth => {
+                let State::Auth(_) = self.state else {
+                    return Err(SessionError::UnexpectedReply { code });
+                };
+                if code.is_intermediate() {
+                    if code.value() != 334 {
+                        return Err(SessionError::WrongReply { phase, code });
+                    }
+                    // Stay in Auth: the driver answers with auth_respond.
+                    let challenge = reply.lines().next().unwrap_or(&[]);
+                    Ok(Some(Event::AuthChallenge(challenge)))
+                } else if code.is_positive_completion() {
+                    self.state = State::Ready;
+                    self.authenticated = true;
+                    Ok(Some(Event::Authenticated))
+                } else {
+                    self.state = State::Ready;
+                    Ok(Some(Event::AuthFailed(reply)))
+                }
+            }
+            Expect::CleanupRset => {
+                // Whatever the server says, the transaction it reset is already reported.
+                if code.is_intermediate() {
+                    return Err(SessionError::WrongReply { phase, code });
+                }
+                Ok(None)
+            }
+            Expect::User => {
+                if code.is_intermediate() {
+                    return Err(SessionError::WrongReply { phase, code });
+                }
+                Ok(Some(Event::Reply(reply)))
+            }
+            Expect::Quit => {
+                self.state = State::Closed;
+                Ok(Some(Event::Closed))
+            }
+            Expect::Mail(slot) => self.on_mail(slot, reply, out),
+            Expect::Rcpt(slot) => self.on_rcpt(slot, reply, out),
+            Expect::Data(slot) => self.on_data(slot, reply, out),
+            Expect::DataEnd(slot) | Expect::BdatLast(slot) => self.on_final(slot, reply, out),
+            Expect::Bdat(slot) => self.on_bdat(slot, reply, out),
+        }
+    }
+
+    fn reject<'a, B: Buffer>(
+        &mut self,
+        reply: Reply<'a>,
+        out: &mut Outbox<B>,
+    ) -> Result<Event<'a>, SessionError> {
+        // RFC 5321 3.1: after a refused greeting the client should still say QUIT.
+        self.state = State::Closed;
+        self.expect.clear();
+        self.in_flight = 0;
+        self.send_internal(out, Command::Quit, Expect::Quit)?;
+        self.quit_sent = true;
+        Ok(Event::Rejected(reply))
+    }
+
+    fn tx_mut(&mut self, slot: u8, code: Code) -> Result<&mut Tx, SessionError> {
+        match self.txs.get_mut(slot as usize) {
+            Some(t) if t.live => Ok(t),
+            _ => Err(SessionError::UnexpectedReply { code }),
+        }
+    }
+
+    fn on_mail<'a, B: Buffer>(
+        &mut self,
+        slot: u8,
+        reply: Reply<'a>,
+        out: &mut Outbox<B>,
+    ) -> Result<Option<Event<'a>>, SessionError> {
+        let code = reply.code();
+        let ok = Self::check(code, Phase::Mail, false)?;
+        let pipelined = self.pipelining();
+        let tx = self.tx_mut(slot, code)?;
+        tx.due -= 1;
+        tx.mail_ok = ok;
+        if ok {
+            return Ok(None);
+        }
+        tx.done = true;
+        let id = tx.id;
+        if !pipelined {
+            // The RCPT and DATA lines never left: take them back.
+            out.drop_held();
+            self.held = 0;
+            self.expect.remove_slot(slot);
+            self.retire(slot, out)?;
+        } else {
+            self.maybe_retire(slot, out)?;
+        }
+        Ok(Some(Event::TransactionDone {
+            tx: id,
+            outcome: TxOutcome::Failed {
+                at: FailedAt::Mail,
+                reply: Some(reply),
+            },
+        }))
+    }
+
+    fn on_rcpt<'a, B: Buffer>(
+        &mut self,
+        slot: u8,
+        reply: Reply<'a>,
+        out: &mut Outbox<B>,
+    ) -> Result<Option<Event<'a>>, SessionError> {
+        let code = reply.code();
+        let ok = Self::check(code, Phase::Rcpt, false)?;
+        let pipelined = self.pipelining();
+        let tx = self.tx_mut(slot, code)?;
+        tx.due -= 1;
+        let index = tx.rcpt_replies;
+        tx.rcpt_replies += 1;
+        if ok {
+            tx.accepted += 1;
+        }
+        let last = tx.rcpt_replies == tx.rcpts;
+        let (id, done, accepted, bdat) = (tx.id, tx.done, tx.accepted, tx.bdat);
+        if done {
+            self.maybe_retire(slot, out)?;
+            return Ok(None);
+        }
+        if last && accepted == 0 && (bdat || !pipelined) {
+            // No recipient, and nothing else is due: without PIPELINING, DATA never leaves
+            // (take it back; the retiring RSET closes the open MAIL); with BDAT the driver
+            // must stop. The transaction's end is the next event, after this recipient's.
+            if !pipelined {
+                out.drop_held();
+                self.held = 0;
+                self.expect.remove_slot(slot);
+            }
+            if let Some(t) = self.txs.get_mut(slot as usize) {
+                t.done = true;
+                t.stage = Stage::AwaitFinal;
+                if !pipelined {
+                    t.due = 0;
+                }
+            }
+            self.maybe_retire(slot, out)?;
+            self.pending_done = Some((id, FailedAt::NoValidRecipients));
+        }
+        Ok(Some(Event::RecipientResult {
+            tx: id,
+            index,
+            reply,
+        }))
+    }
+
+    fn on_data<'a, B: Buffer>(
+        &mut self,
+        slot: u8,
+        reply: Reply<'a>,
+        out: &mut Outbox<B>,
+    ) -> Result<Option<Event<'a>>, SessionError> {
+        let code = reply.code();
+        let go = Self::check(code, Phase::DataStart, true)?;
+        let tx = self.tx_mut(slot, code)?;
+        tx.due -= 1;
+        let (id, done, accepted) = (tx.id, tx.done, tx.accepted);
+        if go && (done || accepted == 0) {
+            // RFC 2920 3.1: DATA accepted with no valid recipient (or after a refused MAIL):
+            // send an empty message's terminator and ignore the outcome.
+            tx.done = true;
+            tx.stage = Stage::AwaitFinal;
+            tx.due += 1;
+            out.write(b".\r\n").map_err(SessionError::BufferFull)?;
+            out.release_all();
+            self.in_flight += 1;
+            self.expect.push(Expect::DataEnd(slot));
+            return Ok((!done).then_some(Event::TransactionDone {
+                tx: id,
+                outcome: TxOutcome::Failed {
+                    at: FailedAt::NoValidRecipients,
+                    reply: None,
+                },
+            }));
+        }
+        if go {
+            tx.stage = Stage::Sending;
+            self.encoder = DataEncoder::new();
+            return Ok(Some(Event::SendData(id)));
+        }
+        tx.done = true;
+        self.maybe_retire(slot, out)?;
+        if done {
+            return Ok(None);
+        }
+        let at = if accepted == 0 {
+            FailedAt::NoValidRecipients
+        } else {
+            FailedAt::Data
+        };
+        Ok(Some(Event::TransactionDone {
+            tx: id,
+            outcome: TxOutcome::Failed {
+                at,
+                reply: Some(reply),
+            },
+        }))
+    }
+
+    fn on_bdat<'a, B: Buffer>(
+        &mut self,
+        slot: u8,
+        reply: Reply<'a>,
+        out: &mut Outbox<B>,
+    ) -> Result<Option<Event<'a>>, SessionError> {
+        let code = reply.code();
+        let ok = Self::check(code, Phase::DataEnd, false)?;
+        let tx = self.tx_mut(slot, code)?;
+        tx.due -= 1;
+        tx.bdat_pending -= 1;
+        if ok || tx.done {
+            self.maybe_retire(slot, out)?;
+            return Ok(None);
+        }
+        // RFC 3030 2: after a failed chunk no further chunk may be sent.
+        tx.done = true;
+        if tx.stage == Stage::Sending {
+            tx.stage = Stage::AwaitFinal;
+        }
+        let id = tx.id;
+        self.maybe_retire(slot, out)?;
+        Ok(Some(Event::TransactionDone {
+            tx: id,
+            outcome: TxOutcome::Failed {
+                at: FailedAt::Message,
+                reply: Some(reply),
+            },
+        }))
+    }
+
+    fn on_final<'a, B: Buffer>(
+        &mut self,
+        slot: u8,
+        reply: Reply<'a>,
+        out: &mut Outbox<B>,
+    ) -> Result<Option<Event<'a>>, SessionError> {
+        let code = reply.code();
+        let ok = Self::check(code, Phase::DataEnd, false)?;
+        let tx = self.tx_mut(slot, code)?;
+        tx.due -= 1;
+        let (id, done) = (tx.id, tx.done);
+        // After the end-of-data reply the server has closed the transaction either way
+        // (RFC 5321 4.1.1.4); a BDAT transaction that failed earlier still gets a RSET.
+        tx.ended = !(tx.bdat && done);
+        tx.done = true;
+        self.maybe_retire(slot, out)?;
+        if done {
+            return Ok(None);
+        }
+        let outcome = if ok {
+            TxOutcome::Delivered(reply)
+        } else {
+            TxOutcome::Failed {
+                at: FailedAt::Message,
+                reply: Some(reply),
+            }
+        };
+        Ok(Some(Event::TransactionDone { tx: id, outcome }))
+    }
+
+    fn maybe_retire<B: Buffer>(
+        &mut self,
+        slot: u8,
+        out: &mut Outbox<B>,
+    ) -> Result<(), SessionError> {
+        match self.txs.get(slot as usize) {
+            Some(t) if t.live && t.done && t.due == 0 && t.stage != Stage::Sending => {
+                self.retire(slot, out)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Frees the slot; a transaction left open on the server gets a RSET so the session stays
+    /// usable for the next message.
+    fn retire<B: Buffer>(&mut self, slot: u8, out: &mut Outbox<B>) -> Result<(), SessionError> {
+        let Some(t) = self.txs.get_mut(slot as usize) else {
+            return Ok(());
+        };
+        t.live = false;
+        if t.mail_ok && !t.ended {
+            self.send_internal(out, Command::Rset, Expect::CleanupRset)?;
+        }
+        Ok(())
+    }
+
+    /// Lets held commands out one at a time when not pipelining, and sends a deferred QUIT.
+    fn pump<B: Buffer>(&mut self, out: &mut Outbox<B>) -> Result<(), BufferFull> {
+        if self.held > 0 && self.in_flight == 0 {
+            out.release_line();
+            self.held -= 1;
+            self.in_flight += 1;
+        }
+        if self.quit_requested && self.held == 0 && self.state != State::Closed {
+            self.quit_requested = false;
+            self.push(out, Command::Quit, Expect::Quit, true)?;
+        }
+        Ok(())
+    }
+
+    fn send_hello<B: Buffer>(&mut self, out: &mut Outbox<B>, ehlo: bool) -> Result<(), BufferFull> {
+        // A copy of the name, so the command can borrow it while the session changes.
+        let config = self.config.clone();
+        let name = config.hello();
+        if ehlo {
+            self.push(out, Command::Ehlo(name), Expect::Ehlo, false)
+        } else {
+            self.push(out, Command::Helo(name), Expect::Helo, false)
+        }
+    }
+
+    fn send_internal<B: Buffer>(
+        &mut self,
+        out: &mut Outbox<B>,
+        cmd: Command<'_>,
+        exp: Expect,
+    ) -> Result<(), SessionError> {
+        let pipelinable = matches!(exp, Expect::CleanupRset | Expect::Quit);
+        self.push(out, cmd, exp, pipelinable)
+            .map_err(SessionError::BufferFull)
+    }
+
+    /// Encodes one command and releases it now or holds it, per RFC 2920.
+    fn push<B: Buffer>(
+        &mut self,
+        out: &mut Outbox<B>,
+        cmd: Command<'_>,
+        exp: Expect,
+        pipelinable: bool,
+    ) -> Result<(), BufferFull> {
+        if self.expect.room() == 0 {
+            return Err(BufferFull { needed: 1 });
+        }
+        cmd.encode(out.buf_mut())?;
+        if self.held == 0 && (self.in_flight == 0 || (pipelinable && self.pipelining())) {
+            out.release_all();
+            self.in_flight += 1;
+        } else {
+            self.held += 1;
+        }
+        self.expect.push(exp);
+        Ok(())
+    }
+
+    // ---- commands ------------------------------------------------------------------------
+
+    /// Sends STARTTLS. Allowed when idle and not yet encrypted.
+    pub fn start_tls<B: Buffer>(&mut self, out: &mut Outbox<B>) -> Result<(), UseError> {
+        self.usable()?;
+        if !self.is_idle() || self.tls {
+            return Err(UseError::NotReady);
+        }
+        self.push(out, Command::StartTls, Expect::StartTls, false)?;
+        self.state = State::StartTls;
+        Ok(())
+    }
+
+    /// The driver finished the TLS handshake after [`Event::StartTls`]: the session forgets
+    /// what it learnt in clear text and sends EHLO again (RFC 3207 4.2).
+    pub fn tls_established<B: Buffer>(&mut self, out: &mut Outbox<B>) -> Result<(), UseError> {
+        self.usable()?;
+        if self.state != State::TlsHandshake {
+            return Err(UseError::NotReady);
+        }
+        self.tls = true;
+        self.caps = Capabilities::default();
+        self.parser.reset();
+        self.send_hello(out, true)?;
+        self.state = State::Ehlo;
+        Ok(())
+    }
+
+    /// Starts AUTH with `mechanism`. Allowed when idle. The credentials are used now and on
+    /// each [`Session::auth_respond`]; the session keeps no copy.
+    pub fn authenticate<B: Buffer>(
+        &mut self,
+        mechanism: Mechanism,
+        creds: &Credentials<'_>,
+        out: &mut Outbox<B>,
+    ) -> Result<(), UseError> {
+        self.usable()?;
+        if !self.is_idle() {
+            return Err(UseError::NotReady);
+        }
+        let mut sasl = Sasl::new(mechanism, creds)?;
+        if self.expect.room() == 0 {
+            return Err(UseError::Busy);
+        }
+        sasl.start(creds, out.buf_mut())?;
+        out.release_all();
+        self.in_flight += 1;
+        self.expect.push(Expect::Auth);
+        self.state = State::Auth(sasl);
+        Ok(())
+    }
+
+    /// Answers the challenge of an [`Event::AuthChallenge`].
+    pub fn auth_respond<B: Buffer>(
+        &mut self,
+        creds: &Credentials<'_>,
+        challenge: &[u8],
+        out: &mut Outbox<B>,
+    ) -> Result<crate::sasl::Response, UseError> {
+        self.usable()?;
+        let State::Auth(mut sasl) = self.state else {
+            return Err(UseError::NotReady);
+        };
+        if self.expect.len != 0 {
+            return Err(UseError::NotReady);
+        }
+        let r = sasl.respond(creds, challenge, out.buf_mut())?;
+        out.release_all();
+        self.in_flight += 1;
+        self.expect.push(Expect::Auth);
+        self.state = State::Auth(sasl);
+        Ok(r)
+    }
+
+    /// Cancels an AUTH exchange at a challenge (`*`, RFC 4954 4); the server answers 501.
+    pub fn auth_cancel<B: Buffer>(&mut self, out: &mut Outbox<B>) -> Result<(), UseError> {
+        self.usable()?;
+        if !matches!(self.state, State::Auth(_)) || self.expect.len != 0 {
+            return Err(UseError::NotReady);
+        }
+        out.write(b"*\r\n")?;
+        out.release_all();
+        self.in_flight += 1;
+        self.expect.push(Expect::Auth);
+        Ok(())
+    }
+
+    /// Starts a transaction: MAIL, every RCPT and DATA (or MAIL and RCPT with BDAT) are
+    /// encoded now; see [`Session::can_start_transaction`] for when this is allowed.
+    pub fn start_transaction<S: AsRef<str>, B: Buffer>(
+        &mut self,
+        env: &Envelope<'_, S>,
+        out: &mut Outbox<B>,
+    ) -> Result<TxId, UseError> {
+        self.usable()?;
+        if self.state != State::Ready {
+            return Err(UseError::NotReady);
+        }
+        if !self.can_start_transaction() {
+            return Err(UseError::Busy);
+        }
+        if env.to.is_empty() {
+            return Err(UseError::NoRecipients);
+        }
+        env.mail.validate().map_err(UseError::Invalid)?;
+        let slot = self
+            .txs
+            .iter()
+            .position(|t| !t.live)
+            .ok_or(UseError::Busy)? as u8;
+        let bdat = self.chunking();
+        let from = match env.from {
+            crate::command::ReversePath::Null => crate::command::ReversePath::Null,
+            crate::command::ReversePath::Address(a) => {
+                crate::command::ReversePath::Address(a.as_ref())
+            }
+        };
+        let start = out.len();
+        let lines = env.to.len() as u32 + if bdat { 1 } else { 2 };
+        let written = Command::Mail(&from, &env.mail)
+            .encode(out.buf_mut())
+            .and_then(|_| {
+                for to in env.to {
+                    Command::Rcpt(to.as_ref(), &env.rcpt).encode(out.buf_mut())?;
+                }
+                if !bdat {
+                    Command::Data.encode(out.buf_mut())?;
+                }
+                Ok(())
+            });
+        if let Err(e) = written {
+            out.rollback(start);
+            return Err(UseError::BufferFull(e));
+        }
+        if self.pipelining() {
+            out.release_all();
+            self.in_flight += lines;
+        } else {
+            out.release_line();
+            self.in_flight += 1;
+            self.held += lines - 1;
+        }
+        self.expect.push(Expect::Mail(slot));
+        self.expect.push(Expect::Rcpt(slot));
+        if !bdat {
+            self.expect.push(Expect::Data(slot));
+        }
+        let id = TxId(self.next_tx);
+        self.next_tx = self.next_tx.wrapping_add(1);
+        self.txs[slot as usize] = Tx {
+            id,
+            live: true,
+            stage: if bdat {
+                Stage::Sending
+            } else {
+                Stage::Envelope
+            },
+            bdat,
+            rcpts: env.to.len() as u32,
+            due: lines,
+            ..Tx::EMPTY
+        };
+        if bdat {
+            self.encoder = DataEncoder::bdat();
+        }
+        Ok(id)
+    }
+
+    fn sending_slot(&self) -> Result<u8, UseError> {
+        self.txs
+            .iter()
+            .position(|t| t.live && t.stage == Stage::Sending)
+            .map(|i| i as u8)
+            .ok_or(UseError::NoDataExpected)
+    }
+
+    /// Writes a piece of the message (any size, split anywhere). With DATA it is dot-stuffed
+    /// and CRLF-normalised; with BDAT it becomes one chunk. Atomic: on `BufferFull` nothing
+    /// was written.
+    pub fn send_data<B: Buffer>(
+        &mut self,
+        chunk: &[u8],
+        out: &mut Outbox<B>,
+    ) -> Result<(), UseError> {
+        self.usable()?;
+        let slot = self.sending_slot()?;
+        let tx = self.txs[slot as usize];
+        if !tx.bdat {
+            self.encoder.encode(chunk, out.buf_mut())?;
+            out.release_all();
+            return Ok(());
+        }
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let n = self.encoder.encoded_len(chunk);
+        let start = out.len();
+        let mut header = [0u8; 40];
+        let mut room = crate::buf::FixedBuf::new(&mut header);
+        Command::Bdat {
+            size: n as u64,
+            last: false,
+        }
+        .encode(&mut room)?;
+        out.buf_mut().reserve_check(room.len() + n)?;
+        if self.expect.room() == 0 {
+            return Err(UseError::Busy);
+        }
+        if let Err(e) = out
+            .write(room.as_bytes())
+            .and_then(|_| self.encoder.encode(chunk, out.buf_mut()))
+        {
+            out.rollback(start);
+            return Err(e.into());
+        }
+        out.release_all();
+        self.in_flight += 1;
+        if self.expect.back() != Some(Expect::Bdat(slot)) {
+            self.expect.push(Expect::Bdat(slot));
+        }
+        let t = &mut self.txs[slot as usize];
+        t.bdat_pending += 1;
+        t.due += 1;
+        Ok(())
+    }
+
+    /// Ends the message: the terminator after DATA, or the `BDAT n LAST` chunk.
+    pub fn end_data<B: Buffer>(&mut self, out: &mut Outbox<B>) -> Result<(), UseError> {
+        self.usable()?;
+        let slot = self.sending_slot()?;
+        if self.expect.room() == 0 {
+            return Err(UseError::Busy);
+        }
+        let bdat = self.txs[slot as usize].bdat;
+        let start = out.len();
+        let written = if bdat {
+            let tail = self.encoder.finish_len();
+            Command::Bdat {
+                size: tail as u64,
+                last: true,
+            }
+            .encode(out.buf_mut())
+            .and_then(|_| self.encoder.finish(out.buf_mut()))
+        } else {
+            self.encoder.finish(out.buf_mut())
+        };
+        if let Err(e) = written {
+            out.rollback(start);
+            return Err(e.into());
+        }
+        out.release_all();
+        self.in_flight += 1;
+        self.expect.push(if bdat {
+            Expect::BdatLast(slot)
+        } else {
+            Expect::DataEnd(slot)
+        });
+        let t = &mut self.txs[slot as usize];
+        t.stage = Stage::AwaitFinal;
+        t.due += 1;
+        Ok(())
+    }
+
+    /// Sends NOOP; the reply comes as [`Event::Reply`].
+    pub fn noop<B: Buffer>(&mut self, out: &mut Outbox<B>) -> Result<(), UseError> {
+        self.user_command(Command::Noop, out)
+    }
+
+    /// Sends RSET; the reply comes as [`Event::Reply`].
+    pub fn rset<B: Buffer>(&mut self, out: &mut Outbox<B>) -> Result<(), UseError> {
+        self.user_command(Command::Rset, out)
+    }
+
+    /// Sends VRFY; the reply comes as [`Event::Reply`].
+    pub fn vrfy<B: Buffer>(
+        &mut self,
+        what: crate::command::Address<&str>,
+        out: &mut Outbox<B>,
+    ) -> Result<(), UseError> {
+        self.user_command(Command::Vrfy(what), out)
+    }
+
+    /// Sends HELP; the reply comes as [`Event::Reply`].
+    pub fn help<B: Buffer>(
+        &mut self,
+        topic: Option<crate::command::Address<&str>>,
+        out: &mut Outbox<B>,
+    ) -> Result<(), UseError> {
+        self.user_command(Command::Help(topic), out)
+    }
+
+    fn user_command<B: Buffer>(
+        &mut self,
+        cmd: Command<'_>,
+        out: &mut Outbox<B>,
+    ) -> Result<(), UseError> {
+        self.usable()?;
+        if self.state != State::Ready
+            || self.held != 0
+            || self.quit_requested
+            || self.quit_sent
+            || self.txs.iter().any(|t| t.live)
+        {
+            return Err(UseError::NotReady);
+        }
+        self.push(out, cmd, Expect::User, true)?;
+        Ok(())
+    }
+
+    /// Sends QUIT after whatever is queued. Harmless when already sent or closed.
+    pub fn quit<B: Buffer>(&mut self, out: &mut Outbox<B>) -> Result<(), UseError> {
+        if self.quit_sent || self.quit_requested || self.state == State::Closed {
+            return Ok(());
+        }
+        if self.state == State::TlsHandshake {
+            return Err(UseError::NotReady);
+        }
+        self.quit_sent = true;
+        if self.held > 0 {
+            self.quit_requested = true;
+            return Ok(());
+        }
+        self.push(out, Command::Quit, Expect::Quit, true)?;
+        Ok(())
+    }
+
+    fn usable(&self) -> Result<(), UseError> {
+        match self.error {
+            Some(e) => Err(UseError::Failed(e)),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The session's pending output: bytes the driver may write now, and commands held back.
+//!
+//! Without PIPELINING a client must wait for each reply before the next command (RFC 5321
+//! 4.3.1). Rather than keep the envelope around until then (which would need storage for every
+//! recipient), the session encodes a whole transaction at once and holds the unsent lines here,
+//! releasing one line per reply. With PIPELINING everything is released at once, so a whole
+//! group leaves in one write.
+
+use crate::buf::{Buffer, BufferFull};
+
+/// Caller-owned output: what the session wrote, split into released and held-back bytes.
+#[derive(Debug)]
+pub struct Outbox<B> {
+    buf: B,
+    released: usize,
+}
+
+impl<B: Buffer> Outbox<B> {
+    /// Wraps empty storage (`Vec::new()`, or a [`crate::FixedBuf`]).
+    pub fn new(buf: B) -> Self {
+        Outbox { buf, released: 0 }
+    }
+
+    /// The bytes that may be written to the server now. Write them (all, or a prefix) and
+    /// call [`Outbox::advance`] with the count written.
+    pub fn transmit(&self) -> &[u8] {
+        &self.buf.as_bytes()[..self.released]
+    }
+
+    /// Records that the first `n` bytes of [`Outbox::transmit`] were written.
+    pub fn advance(&mut self, n: usize) {
+        let n = n.min(self.released);
+        self.buf.drain_front(n);
+        self.released -= n;
+    }
+
+    /// True when nothing is waiting to be written, released or held.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Bytes held back until a reply allows them out.
+    pub fn held(&self) -> usize {
+        self.buf.len() - self.released
+    }
+
+    /// Room left in the storage.
+    pub fn remaining(&self) -> usize {
+        self.buf.remaining()
+    }
+
+    /// The underlying storage.
+    pub fn buffer(&self) -> &B {
+        &self.buf
+    }
+
+    pub(crate) fn buf_mut(&mut self) -> &mut B {
+        &mut self.buf
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Releases everything written so far.
+    pub(crate) fn release_all(&mut self) {
+        self.released = self.buf.len();
+    }
+
+    /// Releases the next held command line.
+    pub(crate) fn release_line(&mut self) {
+        let held = &self.buf.as_bytes()[self.released..];
+        self.released += match memchr::memchr(b'\n', held) {
+            Some(i) => i + 1,
+            None => held.len(),
+        };
+    }
+
+    /// Takes back every held byte (a transaction that failed before its lines went out).
+    pub(crate) fn drop_held(&mut self) {
+        self.buf.truncate(self.released);
+    }
+
+    /// Takes back everything after `len` (a write that could not be completed).
+    pub(crate) fn rollback(&mut self, len: usize) {
+        self.buf.truncate(len.max(self.released));
+    }
+
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), BufferFull> {
+        self.buf.extend_from_slice(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::FixedBuf;
+
+    #[test]
+    fn releases_line_by_line() {
+        let mut s = [0u8; 64];
+        let mut o = Outbox::new(FixedBuf::new(&mut s));
+        o.write(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+            .unwrap();
+        assert_eq!(o.transmit(), b"");
+        o.release_line();
+        assert_eq!(o.transmit(), b"MAIL FROM:<a@b>\r\n");
+        o.advance(5);
+        assert_eq!(o.transmit(), b"FROM:<a@b>\r\n");
+        o.advance(100);
+        o.release_line();
+        assert_eq!(o.transmit(), b"RCPT TO:<c@d>\r\n");
+        o.drop_held();
+        assert_eq!(o.held(), 0);
+        o.release_all();
+        assert_eq!(o.transmit(), b"RCPT TO:<c@d>\r\n");
+    }
+}
