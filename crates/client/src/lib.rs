@@ -1,0 +1,1 @@
+//! postline: SMTP client.
