@@ -1,1 +1,42 @@
-//! postline: SMTP client.
+//! postline: an SMTP client that is correct to the RFCs, fast on the wire and hard to trick.
+//!
+//! The protocol lives in the sans-IO core, [`postline_proto`]; this crate drives it over real
+//! connections: [`Client`] over blocking sockets, [`AsyncClient`] over tokio, both with rustls
+//! for STARTTLS and implicit TLS, an authentication policy that never sends a password in clear
+//! text unless told to, RFC 5321 timeouts for every phase, and per-recipient outcomes.
+//!
+//! ```no_run
+//! use postline::{Client, Config, Envelope};
+//! let mut client = Client::connect(Config::relay("smtp.example.com").credentials("me", "pw"))?;
+//! let envelope = Envelope::new("me@example.com", ["you@example.org", "them@example.net"])?;
+//! let outcome = client.send(&envelope, std::fs::File::open("message.eml")?)?;
+//! for r in outcome.rejected() {
+//!     eprintln!("{} refused: {:?}", r.address, r.reply);
+//! }
+//! # Ok::<(), postline::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod blocking;
+mod config;
+mod engine;
+mod envelope;
+mod error;
+mod outcome;
+mod reply;
+mod tls;
+
+pub use blocking::Client;
+pub use config::{Auth, Config, Direction, Timeouts, Tls, TranscriptSink};
+pub use envelope::{BodyType, Envelope};
+pub use error::{Error, Result};
+pub use outcome::{Outcome, Recipient};
+pub use reply::ServerReply;
+pub use tls::TlsInfo;
+
+pub use postline_proto as proto;
+pub use postline_proto::command::{Notify, Ret};
+pub use postline_proto::ehlo::{Capabilities, Extension, SizeLimit};
+pub use postline_proto::session::{FailedAt, Phase};
+pub use postline_proto::{EnhancedCode, Mechanism};

@@ -14,6 +14,8 @@ pub struct BufferFull {
     pub needed: usize,
 }
 
+impl core::error::Error for BufferFull {}
+
 impl fmt::Display for BufferFull {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "output buffer full ({} more bytes needed)", self.needed)

@@ -54,6 +54,8 @@ pub enum AddressError {
     },
 }
 
+impl core::error::Error for AddressError {}
+
 impl fmt::Display for AddressError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {

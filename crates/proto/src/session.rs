@@ -240,10 +240,12 @@ pub enum SessionError {
     BufferFull(BufferFull),
 }
 
+impl core::error::Error for SessionError {}
+
 impl fmt::Display for SessionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SessionError::Malformed(e) => write!(f, "malformed reply from server: {e:?}"),
+            SessionError::Malformed(e) => write!(f, "malformed reply from server: {e}"),
             SessionError::UnexpectedReply { code } => {
                 write!(
                     f,
@@ -307,6 +309,8 @@ impl From<SaslError> for UseError {
         UseError::Sasl(e)
     }
 }
+
+impl core::error::Error for UseError {}
 
 impl fmt::Display for UseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,0 +1,368 @@
+//! How to reach a server: host, port, TLS mode, credentials, timeouts.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postline_proto::session::Phase;
+use postline_proto::Mechanism;
+
+/// How the connection is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    /// Clear text throughout.
+    None,
+    /// STARTTLS (RFC 3207), required: fail if the server does not offer it.
+    StartTls,
+    /// STARTTLS when the server offers it, clear text otherwise.
+    Opportunistic,
+    /// TLS from the first byte (RFC 8314, port 465).
+    Implicit,
+}
+
+/// Per-phase timeouts, RFC 5321 4.5.3.2 by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP connect, per address (30 s).
+    pub connect: Duration,
+    /// The 220 greeting (5 min).
+    pub greeting: Duration,
+    /// EHLO, STARTTLS, AUTH, RSET, QUIT and the TLS handshake (5 min).
+    pub command: Duration,
+    /// MAIL (5 min).
+    pub mail: Duration,
+    /// RCPT (5 min).
+    pub rcpt: Duration,
+    /// The 354 after DATA (2 min).
+    pub data_start: Duration,
+    /// Each write of message data (3 min).
+    pub data_block: Duration,
+    /// The reply after the end of data (10 min).
+    pub data_end: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let m = |p: Phase| Duration::from_secs(p.default_timeout_secs());
+        Timeouts {
+            connect: Duration::from_secs(30),
+            greeting: m(Phase::Greeting),
+            command: m(Phase::Command),
+            mail: m(Phase::Mail),
+            rcpt: m(Phase::Rcpt),
+            data_start: m(Phase::DataStart),
+            data_block: m(Phase::DataBlock),
+            data_end: m(Phase::DataEnd),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The timeout for a phase.
+    pub fn for_phase(&self, phase: Phase) -> Duration {
+        match phase {
+            Phase::Greeting => self.greeting,
+            Phase::Command => self.command,
+            Phase::Mail => self.mail,
+            Phase::Rcpt => self.rcpt,
+            Phase::DataStart => self.data_start,
+            Phase::DataBlock => self.data_block,
+            Phase::DataEnd => self.data_end,
+        }
+    }
+
+    /// Every timeout capped at `max` (for impatient callers such as `--timeout`).
+    pub fn capped(self, max: Duration) -> Self {
+        let c = |d: Duration| d.min(max);
+        Timeouts {
+            connect: c(self.connect),
+            greeting: c(self.greeting),
+            command: c(self.command),
+            mail: c(self.mail),
+            rcpt: c(self.rcpt),
+            data_start: c(self.data_start),
+            data_block: c(self.data_block),
+            data_end: c(self.data_end),
+        }
+    }
+}
+
+/// Credentials, owned. `Debug` never shows the secret.
+#[derive(Clone)]
+pub enum Auth {
+    /// User name and password.
+    Password {
+        /// User name.
+        user: String,
+        /// Password.
+        password: String,
+    },
+    /// OAuth 2.0 bearer token (XOAUTH2, OAUTHBEARER).
+    Token {
+        /// User name.
+        user: String,
+        /// Access token.
+        token: String,
+    },
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::Password { user, .. } => {
+                write!(f, "Password {{ user: {user:?}, password: *** }}")
+            }
+            Auth::Token { user, .. } => write!(f, "Token {{ user: {user:?}, token: *** }}"),
+        }
+    }
+}
+
+/// Which way a transcript line went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Client to server (`C:`).
+    Client,
+    /// Server to client (`S:`).
+    Server,
+}
+
+/// Receives each transcript line, with credentials already replaced by `***`.
+pub type TranscriptSink = Arc<dyn Fn(Direction, &str) + Send + Sync>;
+
+/// Everything needed to open a session. Built with [`Config::relay`] and chained setters.
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) host: String,
+    pub(crate) port: Option<u16>,
+    pub(crate) tls: Tls,
+    pub(crate) tls_name: Option<String>,
+    pub(crate) auth: Option<Auth>,
+    pub(crate) mechanism: Option<Mechanism>,
+    pub(crate) allow_plaintext_auth: bool,
+    pub(crate) hello: Option<String>,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) ca_files: Vec<PathBuf>,
+    pub(crate) extra_roots: Vec<Vec<u8>>,
+    pub(crate) accept_invalid_certs: bool,
+    pub(crate) pipelining: bool,
+    pub(crate) chunking: bool,
+    pub(crate) transcript: Option<TranscriptSink>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("host", &self.host)
+            .field("port", &self.effective_port())
+            .field("tls", &self.tls)
+            .field("auth", &self.auth)
+            .field("mechanism", &self.mechanism)
+            .field("allow_plaintext_auth", &self.allow_plaintext_auth)
+            .field("hello", &self.hello)
+            .field("timeouts", &self.timeouts)
+            .field("accept_invalid_certs", &self.accept_invalid_certs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// A relay (smarthost) at `host`. Defaults: STARTTLS required on port 587, certificates
+    /// verified, RFC 5321 timeouts, PIPELINING used when offered.
+    pub fn relay(host: impl Into<String>) -> Self {
+        Config {
+            host: host.into(),
+            port: None,
+            tls: Tls::StartTls,
+            tls_name: None,
+            auth: None,
+            mechanism: None,
+            allow_plaintext_auth: false,
+            hello: None,
+            timeouts: Timeouts::default(),
+            ca_files: Vec::new(),
+            extra_roots: Vec::new(),
+            accept_invalid_certs: false,
+            pipelining: true,
+            chunking: false,
+            transcript: None,
+        }
+    }
+
+    /// The port; by default 465 for implicit TLS, 587 for STARTTLS, 25 otherwise.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// The TLS mode.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The name the server certificate must carry, when it differs from the host (e.g.
+    /// connecting to an IP address).
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.tls_name = Some(name.into());
+        self
+    }
+
+    /// Authenticate with a user name and password.
+    pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.auth = Some(Auth::Password {
+            user: user.into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// Authenticate with an OAuth 2.0 access token (OAUTHBEARER or XOAUTH2).
+    pub fn oauth_token(mut self, user: impl Into<String>, token: impl Into<String>) -> Self {
+        self.auth = Some(Auth::Token {
+            user: user.into(),
+            token: token.into(),
+        });
+        self
+    }
+
+    /// Use this mechanism instead of choosing the strongest one offered.
+    pub fn auth_mechanism(mut self, mechanism: Mechanism) -> Self {
+        self.mechanism = Some(mechanism);
+        self
+    }
+
+    /// Allow credentials over an unencrypted connection. Off by default, and best left so.
+    pub fn allow_plaintext_auth(mut self, allow: bool) -> Self {
+        self.allow_plaintext_auth = allow;
+        self
+    }
+
+    /// The name announced in EHLO/HELO (default: this machine's host name).
+    pub fn hello_name(mut self, name: impl Into<String>) -> Self {
+        self.hello = Some(name.into());
+        self
+    }
+
+    /// Replaces all timeouts.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Trusts the CA certificates in a PEM file, besides the built-in web roots.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_files.push(path.into());
+        self
+    }
+
+    /// Trusts a CA certificate given in DER, besides the built-in web roots.
+    pub fn add_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.extra_roots.push(der.into());
+        self
+    }
+
+    /// Accepts ANY server certificate: no protection against an attacker in the middle. For
+    /// tests against servers with throwaway certificates only.
+    pub fn dangerous_accept_invalid_certificates(mut self, accept: bool) -> Self {
+        self.accept_invalid_certs = accept;
+        self
+    }
+
+    /// Use PIPELINING when offered (default on).
+    pub fn pipelining(mut self, on: bool) -> Self {
+        self.pipelining = on;
+        self
+    }
+
+    /// Send messages with BDAT when CHUNKING and PIPELINING are offered (default off).
+    pub fn chunking(mut self, on: bool) -> Self {
+        self.chunking = on;
+        self
+    }
+
+    /// Receive the SMTP transcript, credentials redacted. (The same lines also go to
+    /// `tracing` at debug level, target `postline::transcript`.)
+    pub fn transcript(mut self, sink: impl Fn(Direction, &str) + Send + Sync + 'static) -> Self {
+        self.transcript = Some(Arc::new(sink));
+        self
+    }
+
+    /// The host.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port in effect: as set, or 465 for implicit TLS, 587 for STARTTLS, 25 otherwise.
+    pub fn effective_port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            Tls::Implicit => 465,
+            Tls::StartTls => 587,
+            Tls::None | Tls::Opportunistic => 25,
+        })
+    }
+
+    /// The TLS mode in effect.
+    pub fn tls_mode(&self) -> Tls {
+        self.tls
+    }
+
+    pub(crate) fn hello_or_default(&self) -> String {
+        if let Some(h) = &self.hello {
+            return h.clone();
+        }
+        local_hostname()
+    }
+}
+
+/// This machine's name, for EHLO; `localhost` when it cannot be told.
+fn local_hostname() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let name = name.trim();
+    if !name.is_empty() && postline_proto::Domain::new(name).is_ok() {
+        name.to_string()
+    } else {
+        "localhost".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ports() {
+        assert_eq!(Config::relay("h").effective_port(), 587);
+        assert_eq!(Config::relay("h").tls(Tls::Implicit).effective_port(), 465);
+        assert_eq!(Config::relay("h").tls(Tls::None).effective_port(), 25);
+        assert_eq!(
+            Config::relay("h")
+                .tls(Tls::None)
+                .port(2525)
+                .effective_port(),
+            2525
+        );
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let c = Config::relay("h").credentials("u", "hunter2");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let c = Config::relay("h").oauth_token("u", "ya29.token");
+        assert!(!format!("{c:?}").contains("ya29"));
+    }
+
+    #[test]
+    fn timeouts_follow_rfc5321() {
+        let t = Timeouts::default();
+        assert_eq!(t.greeting, Duration::from_secs(300));
+        assert_eq!(t.data_start, Duration::from_secs(120));
+        assert_eq!(t.data_block, Duration::from_secs(180));
+        assert_eq!(t.data_end, Duration::from_secs(600));
+        let c = t.capped(Duration::from_secs(3));
+        assert_eq!(c.data_end, Duration::from_secs(3));
+        assert_eq!(c.for_phase(Phase::Rcpt), Duration::from_secs(3));
+    }
+}
