@@ -272,6 +272,8 @@ pub enum ReplyError {
     MissingLineEnd,
 }
 
+impl core::error::Error for ReplyError {}
+
 impl fmt::Display for ReplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
