@@ -18,6 +18,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "tokio")]
+mod asynchronous;
 mod blocking;
 mod config;
 mod engine;
@@ -27,6 +29,8 @@ mod outcome;
 mod reply;
 mod tls;
 
+#[cfg(feature = "tokio")]
+pub use asynchronous::AsyncClient;
 pub use blocking::Client;
 pub use config::{Auth, Config, Direction, Timeouts, Tls, TranscriptSink};
 pub use envelope::{BodyType, Envelope};
