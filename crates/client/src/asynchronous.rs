@@ -281,7 +281,7 @@ impl AsyncClient {
     ) -> Result<(), Error> {
         let mut body = body;
         let result = self.run(&mut body, None).await;
-        if result.is_err() {
+        if result.as_ref().is_err_and(|e| !e.leaves_session_usable()) {
             self.broken = true;
         }
         result

@@ -310,7 +310,7 @@ impl Client {
         cap: Option<Duration>,
     ) -> Result<(), Error> {
         let result = self.run(&mut body, cap);
-        if result.is_err() {
+        if result.as_ref().is_err_and(|e| !e.leaves_session_usable()) {
             self.broken = true;
         }
         result

@@ -152,6 +152,21 @@ impl Error {
         }
     }
 
+    /// Whether the session is still in step after this error: a policy refusal or a refused
+    /// message leaves it usable (and dropping the client still says QUIT).
+    pub(crate) fn leaves_session_usable(&self) -> bool {
+        matches!(
+            self,
+            Error::StartTlsUnavailable(_)
+                | Error::PlaintextAuthRefused
+                | Error::NoAuthMechanism { .. }
+                | Error::AuthRejected { .. }
+                | Error::MessageTooLarge { .. }
+                | Error::SmtpUtf8Unsupported
+                | Error::MessageRejected { .. }
+        )
+    }
+
     /// The server reply behind this error, if one caused it.
     pub fn reply(&self) -> Option<&ServerReply> {
         match self {
