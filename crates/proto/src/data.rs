@@ -150,7 +150,17 @@ fn scan(stuff: bool, state: u8, input: &[u8], mut emit: impl FnMut(&[u8])) -> u8
     loop {
         // Invariant: pos < len, and pos is not at an unhandled line start.
         if pos >= next_check {
-            pos = skip_clean(input, pos, stuff);
+            loop {
+                let end = skip_clean(input, pos, stuff, pos + FLUSH);
+                if end - pos < FLUSH {
+                    pos = end;
+                    break;
+                }
+                // Copy what was just checked while it is still in the L1 cache.
+                emit(&input[run..end]);
+                run = end;
+                pos = end;
+            }
             // Where a block was dirty, its neighbours likely are too: let memchr2 alone walk
             // past it before paying for block checks again.
             next_check = pos + DIRTY_SKIP;
@@ -203,6 +213,8 @@ fn scan(stuff: bool, state: u8, input: &[u8], mut emit: impl FnMut(&[u8])) -> u8
 const BLOCK: usize = 64;
 /// After a dirty block, how far the plain `memchr2` loop goes before blocks are tried again.
 const DIRTY_SKIP: usize = 4 * BLOCK;
+/// Clean bytes checked before they are copied out, small enough to stay in the L1 cache.
+const FLUSH: usize = 128 * BLOCK;
 
 /// Skips whole blocks that need no change, returning where the `memchr2` loop should go on.
 ///
@@ -214,27 +226,34 @@ const DIRTY_SKIP: usize = 4 * BLOCK;
 /// `pos` must not be at an unhandled line start; a clean block's last pair reaches one byte
 /// past it, so a line-initial `.` just after a block is never skipped unseen.
 #[inline(always)]
-fn skip_clean(input: &[u8], mut pos: usize, stuff: bool) -> usize {
+fn skip_clean(input: &[u8], mut pos: usize, stuff: bool, limit: usize) -> usize {
     let start = pos;
     // An LF here has no CR before it (a CRLF is consumed whole), so it needs the slow path.
     if input.get(pos) == Some(&b'\n') {
         return pos;
     }
     let stuff = u8::from(stuff);
-    while let Some(window) = input.get(pos..pos + BLOCK + 1) {
-        let Ok(w) = <&[u8; BLOCK + 1]>::try_from(window) else {
+    while let (Some(a), Some(b)) = (
+        input.get(pos..pos + BLOCK),
+        input.get(pos + 1..pos + BLOCK + 1),
+    ) {
+        // Two overlapping loads rather than one window: the compiler would otherwise build the
+        // shifted copy with byte shifts, which costs more than loading it again.
+        let (Ok(a), Ok(b)) = (<&[u8; BLOCK]>::try_from(a), <&[u8; BLOCK]>::try_from(b)) else {
             break;
         };
         let mut bad = 0u8;
         for i in 0..BLOCK {
-            let (a, b) = (w[i], w[i + 1]);
-            bad |= u8::from(a == b'\r') ^ u8::from(b == b'\n');
-            bad |= u8::from(a == b'\n') & u8::from(b == b'.') & stuff;
+            bad |= u8::from(a[i] == b'\r') ^ u8::from(b[i] == b'\n');
+            bad |= u8::from(a[i] == b'\n') & u8::from(b[i] == b'.') & stuff;
         }
         if bad != 0 {
             break;
         }
         pos += BLOCK;
+        if pos >= limit {
+            break;
+        }
     }
     // Never stop between the CR and LF of a pair: the LF alone would look bare.
     if pos > start && input[pos - 1] == b'\r' {
@@ -405,6 +424,23 @@ The next meeting of the board of directors will be\r\non Tuesday.\r\nJohn.\r\n";
             assert_eq!(data(&input), want, "line length {k}");
             assert_eq!(bdat(&input), want_bdat, "line length {k}");
         }
+    }
+
+    #[test]
+    fn long_clean_text_with_late_dirt() {
+        // Several flush-sized stretches of clean lines whose CRLFs fall at shifting offsets,
+        // then a line-initial dot, a bare LF and a bare CR.
+        let mut input = Vec::new();
+        let mut k = 0;
+        while input.len() < 3 * FLUSH + 5 {
+            input.extend_from_slice(&b"abcdefghijklmnopqrstuvwxyz0123456789"[..k % 37]);
+            input.extend_from_slice(b"\r\n");
+            k += 1;
+        }
+        let mut want = input.clone();
+        input.extend_from_slice(b".x\ny\rz");
+        want.extend_from_slice(b"..x\r\ny\r\nz\r\n.\r\n");
+        assert_eq!(data(&input), want);
     }
 
     #[test]
