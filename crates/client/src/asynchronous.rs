@@ -81,6 +81,8 @@ pub struct AsyncClient {
     tls_info: Option<TlsInfo>,
     tls_config: Option<Arc<rustls::ClientConfig>>,
     read_buf: Vec<u8>,
+    /// Pieces of the message pass through here; allocated on the first message, then reused.
+    body_buf: Vec<u8>,
     broken: bool,
 }
 
@@ -188,6 +190,7 @@ impl AsyncClient {
             tls_info,
             tls_config,
             read_buf: vec![0; 16 * 1024],
+            body_buf: Vec::new(),
             broken: false,
         };
         client.drive(None).await?;
@@ -294,7 +297,6 @@ impl AsyncClient {
     ) -> Result<(), Error> {
         let timeouts = self.engine.config().timeouts;
         let limit = |d: Duration| cap.map_or(d, |c| d.min(c));
-        let mut chunk = Vec::new();
         let mut timer: Option<(u64, Instant)> = None;
         loop {
             match self.engine.step()? {
@@ -379,14 +381,15 @@ impl AsyncClient {
                     let Some(reader) = body.as_mut() else {
                         return Err(Error::Invalid("message data wanted but none given".into()));
                     };
-                    if chunk.is_empty() {
-                        chunk = vec![0; BODY_CHUNK];
+                    if self.body_buf.is_empty() {
+                        self.body_buf = vec![0; BODY_CHUNK];
                     }
-                    let n = reader.read(&mut chunk).await?;
+                    let chunk = &mut self.body_buf;
+                    let n = reader.read(chunk).await?;
                     if n == 0 {
                         self.engine.body_end()?;
                     } else {
-                        self.engine.body(&chunk[..n])?;
+                        self.engine.body(&self.body_buf[..n])?;
                     }
                 }
                 Step::Idle => return Ok(()),
@@ -427,6 +430,7 @@ impl Drop for AsyncClient {
             tls_info: None,
             tls_config: None,
             read_buf: std::mem::take(&mut self.read_buf),
+            body_buf: Vec::new(),
             broken: false,
         };
         handle.spawn(async move {

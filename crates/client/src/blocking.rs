@@ -81,6 +81,8 @@ pub struct Client {
     tls_info: Option<TlsInfo>,
     tls_config: Option<Arc<rustls::ClientConfig>>,
     read_buf: Vec<u8>,
+    /// Pieces of the message pass through here; allocated on the first message, then reused.
+    body_buf: Vec<u8>,
     broken: bool,
 }
 
@@ -214,6 +216,7 @@ impl Client {
             tls_info,
             tls_config,
             read_buf: vec![0; 16 * 1024],
+            body_buf: Vec::new(),
             broken: false,
         };
         client.drive(None)?;
@@ -323,7 +326,6 @@ impl Client {
     ) -> Result<(), Error> {
         let timeouts = self.engine.config().timeouts;
         let limit = |d: Duration| cap.map_or(d, |c| d.min(c));
-        let mut chunk = Vec::new();
         // The reply timer restarts whenever a reply completes, so a server that trickles
         // bytes without finishing a reply still times out.
         let mut timer: Option<(u64, Instant)> = None;
@@ -402,11 +404,12 @@ impl Client {
                     let Some(reader) = body.as_mut() else {
                         return Err(Error::Invalid("message data wanted but none given".into()));
                     };
-                    if chunk.is_empty() {
-                        chunk = vec![0; BODY_CHUNK];
+                    if self.body_buf.is_empty() {
+                        self.body_buf = vec![0; BODY_CHUNK];
                     }
+                    let chunk = &mut self.body_buf;
                     let n = loop {
-                        match reader.read(&mut chunk) {
+                        match reader.read(chunk) {
                             Ok(n) => break n,
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                             Err(e) => return Err(Error::Io(e)),
@@ -415,7 +418,7 @@ impl Client {
                     if n == 0 {
                         self.engine.body_end()?;
                     } else {
-                        self.engine.body(&chunk[..n])?;
+                        self.engine.body(&self.body_buf[..n])?;
                     }
                 }
                 Step::Idle => return Ok(()),

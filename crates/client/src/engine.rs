@@ -234,7 +234,7 @@ impl Engine {
             }
             Event::AuthFailed(r) => Err(Error::AuthRejected {
                 reply: ServerReply::from_reply(&r),
-                advertised: !self.session.capabilities().auth().is_empty(),
+                advertised: self.session.capabilities().has(Extension::Auth),
             }),
             Event::Rejected(r) => Err(Error::Rejected(ServerReply::from_reply(&r))),
             Event::ServiceClosing(r) => Err(Error::ServiceClosing(ServerReply::from_reply(&r))),
@@ -535,7 +535,7 @@ pub(crate) fn choose_mechanism(
         Auth::Password { .. } => &[Mechanism::CramMd5, Mechanism::Plain, Mechanism::Login],
         Auth::Token { .. } => &[Mechanism::OAuthBearer, Mechanism::XOAuth2],
     };
-    if offered.is_empty() {
+    if !caps.has(Extension::Auth) {
         // The embedded clients' habit, kept: try the simplest mechanism and report clearly.
         if !clear_ok {
             return Err(Error::PlaintextAuthRefused);

@@ -71,6 +71,8 @@ pub enum Extension {
     EnhancedStatusCodes,
     /// RFC 8689.
     RequireTls,
+    /// RFC 4954: AUTH was announced, whatever its mechanisms (some may be unknown to postline).
+    Auth,
 }
 
 /// Most unknown keywords kept: a reply may have up to [`crate::reply::MAX_LINES`] lines of
@@ -171,6 +173,7 @@ impl Capabilities {
             self.size = parse_size(params);
             return;
         } else if flag("AUTH") {
+            self.flags |= 1 << (Extension::Auth as u8);
             params
                 .split(|b| matches!(b, b' ' | b'\t'))
                 .filter_map(Mechanism::from_name)
@@ -372,6 +375,14 @@ mod tests {
         assert!(c.has(Extension::EightBitMime));
         assert_eq!(caps(b"250 mx.example.com\r\n"), Capabilities::default());
         assert!(caps(b"250-x\r\n250 REQUIRETLS\r\n").has(Extension::RequireTls));
+    }
+
+    #[test]
+    fn auth_with_only_unknown_mechanisms_is_still_auth() {
+        let c = caps(b"250-x\r\n250 AUTH GSSAPI NTLM\r\n");
+        assert!(c.has(Extension::Auth));
+        assert!(c.auth().is_empty());
+        assert!(!caps(b"250-x\r\n250 8BITMIME\r\n").has(Extension::Auth));
     }
 
     #[test]
