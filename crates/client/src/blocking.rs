@@ -262,6 +262,16 @@ impl Client {
         self.engine.capabilities()
     }
 
+    /// The server's greeting (the 220 banner).
+    pub fn greeting(&self) -> Option<&ServerReply> {
+        self.engine.greeting()
+    }
+
+    /// The server's last EHLO (or HELO) reply, as sent.
+    pub fn ehlo_reply(&self) -> Option<&ServerReply> {
+        self.engine.ehlo_reply()
+    }
+
     /// The negotiated TLS parameters, when the connection is encrypted.
     pub fn tls_info(&self) -> Option<&TlsInfo> {
         self.tls_info.as_ref()

@@ -58,6 +58,8 @@ pub(crate) struct Engine {
     tx: Option<TxTrack>,
     finished: Option<Result<Outcome, Error>>,
     last_reply: Option<ServerReply>,
+    greeting: Option<ServerReply>,
+    ehlo: Option<ServerReply>,
     replies: u64,
     closed: bool,
     transcript: bool,
@@ -91,6 +93,8 @@ impl Engine {
             tx: None,
             finished: None,
             last_reply: None,
+            greeting: None,
+            ehlo: None,
             replies: 0,
             closed: false,
             transcript,
@@ -108,6 +112,14 @@ impl Engine {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed || self.session.is_closed()
+    }
+
+    pub(crate) fn greeting(&self) -> Option<&ServerReply> {
+        self.greeting.as_ref()
+    }
+
+    pub(crate) fn ehlo_reply(&self) -> Option<&ServerReply> {
+        self.ehlo.as_ref()
     }
 
     pub(crate) fn capabilities(&self) -> &Capabilities {
@@ -183,6 +195,18 @@ impl Engine {
                         self.replies += 1;
                         if self.transcript {
                             self.log_server(&input[pos..pos + n]);
+                        }
+                        let keep = self.greeting.is_none() || matches!(ev, Some(Event::Ready));
+                        if keep {
+                            if let Ok(r) = postline_proto::Reply::parse_complete(&input[pos..pos + n])
+                            {
+                                let r = ServerReply::from_reply(&r);
+                                if self.greeting.is_none() {
+                                    self.greeting = Some(r);
+                                } else {
+                                    self.ehlo = Some(r);
+                                }
+                            }
                         }
                     }
                     pos += n;

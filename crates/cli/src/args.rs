@@ -1,0 +1,180 @@
+//! Command-line arguments (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::account::TlsMode;
+use crate::compose::Priority;
+
+/// Send mail over SMTP: correct to the RFCs, fast on the wire, hard to trick.
+#[derive(Debug, Parser)]
+#[command(name = "postline", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compose (or take) a message and send it.
+    Send(Box<SendArgs>),
+    /// A drop-in for /usr/sbin/sendmail: the message on stdin, recipients as arguments.
+    /// Also selected when the binary is invoked as `sendmail`.
+    #[command(disable_help_flag = true)]
+    Sendmail {
+        /// sendmail's flags and recipients, as sendmail takes them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Connect to a server and report what it offers: banner, extensions, TLS, AUTH.
+    Probe(ServerArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+/// `--auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthArg {
+    /// PLAIN (RFC 4616).
+    Plain,
+    /// LOGIN.
+    Login,
+    /// CRAM-MD5 (RFC 2195).
+    CramMd5,
+    /// XOAUTH2.
+    Xoauth2,
+    /// OAUTHBEARER (RFC 7628).
+    Oauthbearer,
+}
+
+impl AuthArg {
+    pub fn mechanism(self) -> postline::Mechanism {
+        match self {
+            AuthArg::Plain => postline::Mechanism::Plain,
+            AuthArg::Login => postline::Mechanism::Login,
+            AuthArg::CramMd5 => postline::Mechanism::CramMd5,
+            AuthArg::Xoauth2 => postline::Mechanism::XOAuth2,
+            AuthArg::Oauthbearer => postline::Mechanism::OAuthBearer,
+        }
+    }
+}
+
+/// Where to connect, how, and as whom.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServerArgs {
+    /// The server, HOST[:PORT] (IPv6 as [ADDR]:PORT).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub server: Option<String>,
+    /// An account from the config file ($POSTLINE_CONFIG, else
+    /// $XDG_CONFIG_HOME/postline/config.toml); flags override its settings.
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+    /// TLS mode [default: implicit for port 465, starttls otherwise].
+    #[arg(long, value_enum)]
+    pub tls: Option<TlsMode>,
+    /// Trust the CA certificates in this PEM file too.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification (prints a warning): no protection against an attacker.
+    #[arg(long)]
+    pub insecure: bool,
+    /// The name to announce in EHLO [default: this host's name].
+    #[arg(long, value_name = "NAME")]
+    pub helo: Option<String>,
+    /// Cap every phase's timeout, in seconds [default: RFC 5321's, 2 to 10 minutes].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Allow credentials over a connection without TLS.
+    #[arg(long)]
+    pub allow_plaintext_auth: bool,
+    /// User name to authenticate as.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Read the password from this environment variable.
+    #[arg(long, value_name = "VAR", group = "password")]
+    pub password_env: Option<String>,
+    /// Read the password from the first line of this file (must not be readable by others).
+    #[arg(long, value_name = "PATH", group = "password")]
+    pub password_file: Option<PathBuf>,
+    /// Read the password from the first line this shell command prints.
+    #[arg(long, value_name = "CMD", group = "password")]
+    pub password_cmd: Option<String>,
+    /// Read an OAuth 2.0 access token from this environment variable.
+    #[arg(long, value_name = "VAR", group = "password")]
+    pub oauth_token_env: Option<String>,
+    /// Read an OAuth 2.0 access token from the first line this shell command prints.
+    #[arg(long, value_name = "CMD", group = "password")]
+    pub oauth_token_cmd: Option<String>,
+    /// Use this SASL mechanism instead of the strongest one offered.
+    #[arg(long, value_enum)]
+    pub auth: Option<AuthArg>,
+    /// Accept a --password-file that group or others can read.
+    #[arg(long)]
+    pub allow_world_readable_password: bool,
+    /// Print the SMTP transcript (C:/S: lines, credentials replaced by ***) on stderr.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Print one JSON object with the result on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `postline send`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Envelope sender and From address [default: the account's `from`].
+    #[arg(long, value_name = "ADDR")]
+    pub from: Option<String>,
+    /// Recipient (repeatable, or comma-separated).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    pub to: Vec<String>,
+    /// Copy recipient (repeatable, or comma-separated).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    pub cc: Vec<String>,
+    /// Blind copy recipient: in the envelope only, never in the headers.
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    pub bcc: Vec<String>,
+    /// Subject (any language: encoded as RFC 2047 requires).
+    #[arg(long, value_name = "TEXT")]
+    pub subject: Option<String>,
+    /// The text body.
+    #[arg(long, value_name = "TEXT", conflicts_with = "body_file")]
+    pub body: Option<String>,
+    /// Read the text body from a file (- for stdin).
+    #[arg(long, value_name = "PATH")]
+    pub body_file: Option<PathBuf>,
+    /// An HTML body (with a text body: multipart/alternative).
+    #[arg(long, value_name = "PATH")]
+    pub html_file: Option<PathBuf>,
+    /// Attach a file (repeatable); its type is guessed from its name.
+    #[arg(long, value_name = "PATH")]
+    pub attach: Vec<PathBuf>,
+    /// An extra header, 'Name: value' (repeatable).
+    #[arg(long, value_name = "'Name: value'")]
+    pub header: Vec<String>,
+    /// Priority (X-Priority and Importance headers).
+    #[arg(long, value_enum)]
+    pub priority: Option<Priority>,
+    /// Reply-To address.
+    #[arg(long, value_name = "ADDR")]
+    pub reply_to: Option<String>,
+    /// Send this ready RFC 5322 message as it is (- for stdin) instead of composing one.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["subject", "body", "body_file", "html_file", "attach", "header", "priority", "reply_to"])]
+    pub message: Option<PathBuf>,
+    /// With --message: take recipients from its To, Cc and Bcc headers too.
+    #[arg(short = 't', long = "extract-recipients", requires = "message")]
+    pub extract: bool,
+    /// Exit 0 when some recipients were refused but the message went to the others.
+    #[arg(long)]
+    pub partial_ok: bool,
+}

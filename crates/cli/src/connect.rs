@@ -1,0 +1,241 @@
+//! From flags and an account to a `postline::Config`: server, TLS, credentials, timeouts.
+
+use std::time::Duration;
+
+use postline::{Config, Direction, Timeouts, Tls};
+
+use crate::account::{self, Account, SecretSource, TlsMode};
+use crate::args::ServerArgs;
+use crate::exit;
+
+/// A failure before anything was sent: a message and the exit code.
+#[derive(Debug)]
+pub struct Fail {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Fail {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Fail {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<account::ConfigError> for Fail {
+    fn from(e: account::ConfigError) -> Self {
+        Fail::new(exit::CONFIG, e.0)
+    }
+}
+
+/// The account the flags select: `--account NAME`, else the config file's default, else none.
+/// A config file is read only when it exists or `--account` asks for one.
+pub fn load_account(name: Option<&str>) -> Result<Option<Account>, Fail> {
+    let Some(path) = account::config_path() else {
+        return match name {
+            Some(n) => Err(Fail::new(
+                exit::CONFIG,
+                format!("no config file to find account {n:?} in"),
+            )),
+            None => Ok(None),
+        };
+    };
+    if !path.exists() && name.is_none() {
+        return Ok(None);
+    }
+    let accounts = account::load(&path)?;
+    Ok(accounts.select(name)?.cloned())
+}
+
+/// Splits `HOST[:PORT]`, with IPv6 literals as `[ADDR]:PORT` (a bare `::1` is a host).
+pub fn split_server(s: &str) -> Result<(String, Option<u16>), Fail> {
+    let bad = || Fail::new(exit::USAGE, format!("--server {s:?}: expected HOST[:PORT]"));
+    if s.is_empty() || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(bad());
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        return match after.strip_prefix(':') {
+            Some(p) => Ok((host.to_string(), Some(p.parse().map_err(|_| bad())?))),
+            None if after.is_empty() => Ok((host.to_string(), None)),
+            None => Err(bad()),
+        };
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => {
+            if h.is_empty() {
+                return Err(bad());
+            }
+            Ok((h.to_string(), Some(p.parse().map_err(|_| bad())?)))
+        }
+        _ => Ok((s.to_string(), None)),
+    }
+}
+
+fn tls_of(mode: TlsMode) -> Tls {
+    match mode {
+        TlsMode::Starttls => Tls::StartTls,
+        TlsMode::Implicit => Tls::Implicit,
+        TlsMode::Opportunistic => Tls::Opportunistic,
+        TlsMode::None => Tls::None,
+    }
+}
+
+/// Everything needed to connect, with where each piece came from resolved.
+pub struct Target {
+    pub config: Config,
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+}
+
+/// Builds the client configuration: flags first, then the account, then defaults.
+pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fail> {
+    let (host, port_flag) = match (&args.server, account) {
+        (Some(s), _) => split_server(s)?,
+        (None, Some(a)) => (a.server.clone(), None),
+        (None, None) => {
+            return Err(Fail::new(
+                exit::USAGE,
+                "no server: give --server HOST[:PORT] or configure an account",
+            ))
+        }
+    };
+    let port = port_flag.or(account.and_then(|a| a.port));
+    let tls = args
+        .tls
+        .or(account.and_then(|a| a.tls))
+        .unwrap_or(match port {
+            Some(465) => TlsMode::Implicit,
+            _ => TlsMode::Starttls,
+        });
+    let port = port.unwrap_or(match tls {
+        TlsMode::Implicit => 465,
+        TlsMode::Starttls => 587,
+        TlsMode::Opportunistic | TlsMode::None => 25,
+    });
+    let mut config = Config::relay(host.clone()).port(port).tls(tls_of(tls));
+    if let Some(helo) = args.helo.as_ref().or(account.and_then(|a| a.helo.as_ref())) {
+        if postline::proto::Domain::new(helo.as_str()).is_err() {
+            return Err(Fail::new(
+                exit::USAGE,
+                format!("--helo {helo:?}: not a valid host name"),
+            ));
+        }
+        config = config.hello_name(helo.clone());
+    }
+    if let Some(ca) = args
+        .ca_file
+        .as_ref()
+        .or(account.and_then(|a| a.ca_file.as_ref()))
+    {
+        if !ca.exists() {
+            return Err(Fail::new(
+                exit::NOINPUT,
+                format!("--ca-file {}: not found", ca.display()),
+            ));
+        }
+        config = config.ca_file(ca.clone());
+    }
+    if args.insecure {
+        eprintln!("postline: warning: --insecure: the server's certificate is NOT verified; anyone in the path can read and change this session");
+        config = config.dangerous_accept_invalid_certificates(true);
+    }
+    if let Some(secs) = args.timeout {
+        if !(secs.is_finite() && secs > 0.0) {
+            return Err(Fail::new(
+                exit::USAGE,
+                format!("--timeout {secs}: must be a positive number of seconds"),
+            ));
+        }
+        config = config.timeouts(Timeouts::default().capped(Duration::from_secs_f64(secs)));
+    }
+    config = config.allow_plaintext_auth(args.allow_plaintext_auth);
+    if let Some(m) = args.auth {
+        config = config.auth_mechanism(m.mechanism());
+    }
+    config = credentials(config, args, account)?;
+    if args.verbose {
+        config = config.transcript(|dir, line| match dir {
+            Direction::Client => eprintln!("C: {line}"),
+            Direction::Server => eprintln!("S: {line}"),
+        });
+    }
+    Ok(Target {
+        config,
+        host,
+        port,
+        tls,
+    })
+}
+
+fn credentials(
+    config: Config,
+    args: &ServerArgs,
+    account: Option<&Account>,
+) -> Result<Config, Fail> {
+    let flag_password = if let Some(v) = &args.password_env {
+        Some(SecretSource::Env(v.clone()))
+    } else if let Some(p) = &args.password_file {
+        Some(SecretSource::File(p.clone()))
+    } else {
+        args.password_cmd
+            .as_ref()
+            .map(|c| SecretSource::Cmd(c.clone()))
+    };
+    let flag_token = if let Some(v) = &args.oauth_token_env {
+        Some(SecretSource::Env(v.clone()))
+    } else {
+        args.oauth_token_cmd
+            .as_ref()
+            .map(|c| SecretSource::Cmd(c.clone()))
+    };
+    let (password, token) = if flag_password.is_some() || flag_token.is_some() {
+        (flag_password, flag_token)
+    } else {
+        (
+            account.and_then(|a| a.password.clone()),
+            account.and_then(|a| a.oauth_token.clone()),
+        )
+    };
+    let user = args.user.clone().or(account.and_then(|a| a.user.clone()));
+    let allow = args.allow_world_readable_password;
+    match (user, password, token) {
+        (None, None, None) => Ok(config),
+        (Some(u), Some(p), _) => Ok(config.credentials(u, account::read_secret(&p, allow)?)),
+        (Some(u), None, Some(t)) => Ok(config.oauth_token(u, account::read_secret(&t, allow)?)),
+        (None, Some(_), _) | (None, None, Some(_)) => {
+            Err(Fail::new(exit::USAGE, "a password or token needs --user NAME"))
+        }
+        (Some(_), None, None) => Err(Fail::new(
+            exit::USAGE,
+            "--user needs --password-env, --password-file or --password-cmd (or an OAuth token); passwords are never taken as arguments",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_forms() {
+        assert_eq!(
+            split_server("mx.example.com").unwrap(),
+            ("mx.example.com".into(), None)
+        );
+        assert_eq!(
+            split_server("mx.example.com:2525").unwrap(),
+            ("mx.example.com".into(), Some(2525))
+        );
+        assert_eq!(split_server("[::1]:25").unwrap(), ("::1".into(), Some(25)));
+        assert_eq!(split_server("[::1]").unwrap(), ("::1".into(), None));
+        assert_eq!(split_server("::1").unwrap(), ("::1".into(), None));
+        assert!(split_server("mx:port").is_err());
+        assert!(split_server("mx.example.com\r\n").is_err());
+        assert!(split_server(":25").is_err());
+        assert!(split_server("").is_err());
+    }
+}

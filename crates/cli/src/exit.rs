@@ -1,0 +1,77 @@
+//! Exit codes as sendmail's (sysexits.h), so scripts and MTAs that call us understand them.
+
+use postline::{Error, FailedAt};
+
+pub const OK: u8 = 0;
+/// Bad arguments.
+pub const USAGE: u8 = 64;
+/// The message was refused.
+pub const DATAERR: u8 = 65;
+/// An input file could not be read.
+pub const NOINPUT: u8 = 66;
+/// Every recipient was refused (or some, without --partial-ok).
+pub const NOUSER: u8 = 67;
+/// The server's name does not resolve.
+pub const NOHOST: u8 = 68;
+/// The service refused us for good (TLS failure, refused session).
+pub const UNAVAILABLE: u8 = 69;
+/// Something that should not happen.
+pub const SOFTWARE: u8 = 70;
+/// A transient failure: try again later.
+pub const TEMPFAIL: u8 = 75;
+/// The server broke the protocol.
+pub const PROTOCOL: u8 = 76;
+/// Authentication was refused.
+pub const NOPERM: u8 = 77;
+/// The configuration (file, secrets, TLS policy) is wrong.
+pub const CONFIG: u8 = 78;
+
+/// The exit code for a failed send or connection.
+pub fn for_error(e: &Error) -> u8 {
+    if let Some(r) = e.reply() {
+        if r.is_transient() {
+            return TEMPFAIL;
+        }
+    }
+    match e {
+        Error::Connect { source, .. } => {
+            // A name that does not resolve is EX_NOHOST; refused or unreachable is transient.
+            let msg = source.to_string();
+            if source.kind() == std::io::ErrorKind::NotFound
+                || msg.contains("failed to lookup address")
+                || msg.contains("Name or service not known")
+                || msg.contains("No address associated")
+            {
+                NOHOST
+            } else {
+                TEMPFAIL
+            }
+        }
+        Error::Timeout { .. }
+        | Error::ServiceClosing(_)
+        | Error::ConnectionLost { .. }
+        | Error::Io(_) => TEMPFAIL,
+        Error::Tls { .. } | Error::Rejected(_) | Error::StartTlsUnavailable(_) => UNAVAILABLE,
+        Error::NoAuthMechanism { .. } => UNAVAILABLE,
+        Error::PlaintextAuthRefused => CONFIG,
+        Error::AuthRejected { .. } => NOPERM,
+        Error::MessageTooLarge { .. } | Error::SmtpUtf8Unsupported => DATAERR,
+        Error::MessageRejected { at, recipients, .. } => match at {
+            FailedAt::NoValidRecipients => {
+                if recipients
+                    .iter()
+                    .any(|r| r.reply.as_ref().is_some_and(|x| x.is_transient()))
+                {
+                    TEMPFAIL
+                } else {
+                    NOUSER
+                }
+            }
+            FailedAt::Mail => UNAVAILABLE,
+            FailedAt::Data | FailedAt::Message => DATAERR,
+        },
+        Error::Protocol(_) => PROTOCOL,
+        Error::Invalid(_) | Error::Address { .. } => USAGE,
+        _ => SOFTWARE,
+    }
+}

@@ -1,0 +1,251 @@
+//! `postline probe`: what a server offers, without sending mail.
+
+use serde_json::{json, Value};
+
+use postline::{Client, Config, Error, TlsInfo};
+
+use crate::account::TlsMode;
+use crate::args::ServerArgs;
+use crate::connect::{self, Fail};
+use crate::exit;
+
+/// What an EHLO keyword means, for people reading the probe.
+fn explain(keyword: &str) -> &'static str {
+    match keyword.to_ascii_uppercase().as_str() {
+        "PIPELINING" => "commands may be sent in groups (RFC 2920)",
+        "SIZE" => "announces its message size limit (RFC 1870)",
+        "STARTTLS" => "can upgrade to TLS (RFC 3207)",
+        "AUTH" => "SASL authentication (RFC 4954)",
+        "8BITMIME" => "accepts 8-bit message bodies (RFC 6152)",
+        "SMTPUTF8" => "accepts UTF-8 addresses and headers (RFC 6531)",
+        "CHUNKING" => "accepts BDAT chunks (RFC 3030)",
+        "BINARYMIME" => "accepts binary bodies with BDAT (RFC 3030)",
+        "DSN" => "delivery status notifications (RFC 3461)",
+        "ENHANCEDSTATUSCODES" => "replies carry x.y.z status codes (RFC 2034)",
+        "REQUIRETLS" => "can require TLS all the way (RFC 8689)",
+        "VRFY" => "verifies addresses (RFC 5321)",
+        "ETRN" => "remote queue starting (RFC 1985)",
+        "DELIVERBY" => "deliver-by deadlines (RFC 2852)",
+        "MT-PRIORITY" => "message priorities (RFC 6710)",
+        "FUTURERELEASE" => "future release (RFC 4865)",
+        "XCLIENT" | "XFORWARD" => "Postfix proxy attribute forwarding",
+        "HELP" => "answers HELP",
+        _ => "",
+    }
+}
+
+struct Cert {
+    subject: String,
+    issuer: String,
+    not_before: String,
+    not_after: String,
+}
+
+fn cert(info: &TlsInfo) -> Option<Cert> {
+    let der = info.peer_certificates.first()?;
+    let (_, c) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(Cert {
+        subject: c.subject().to_string(),
+        issuer: c.issuer().to_string(),
+        not_before: c.validity().not_before.to_string(),
+        not_after: c.validity().not_after.to_string(),
+    })
+}
+
+struct TlsProbe {
+    info: TlsInfo,
+    verified: Result<(), String>,
+    ehlo: Vec<String>,
+}
+
+/// Connects with TLS: verified first; if the certificate is refused, again without checks so
+/// its details can still be shown.
+fn try_tls(base: &Config, mode: postline::Tls) -> Result<TlsProbe, Error> {
+    match Client::connect(base.clone().tls(mode)) {
+        Ok(c) => Ok(TlsProbe {
+            info: c.tls_info().cloned().unwrap_or_else(|| TlsInfo {
+                version: String::new(),
+                cipher_suite: String::new(),
+                peer_certificates: vec![],
+            }),
+            verified: Ok(()),
+            ehlo: c.ehlo_reply().map(|r| r.lines.clone()).unwrap_or_default(),
+        }),
+        Err(e @ Error::Tls { .. }) => {
+            let reason = e.to_string();
+            let c = Client::connect(
+                base.clone()
+                    .tls(mode)
+                    .dangerous_accept_invalid_certificates(true),
+            )?;
+            Ok(TlsProbe {
+                info: c.tls_info().cloned().ok_or(e)?,
+                verified: Err(reason),
+                ehlo: c.ehlo_reply().map(|r| r.lines.clone()).unwrap_or_default(),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `postline probe`.
+pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
+    let account = connect::load_account(args.account.as_deref())?;
+    // A probe never authenticates: drop any credentials.
+    let args = ServerArgs {
+        user: None,
+        password_env: None,
+        password_file: None,
+        password_cmd: None,
+        oauth_token_env: None,
+        oauth_token_cmd: None,
+        ..args.clone()
+    };
+    let mut account = account;
+    if let Some(a) = account.as_mut() {
+        a.user = None;
+        a.password = None;
+        a.oauth_token = None;
+    }
+    let target = connect::target(&args, account.as_ref())?;
+    let implicit = target.tls == TlsMode::Implicit;
+    let base = target.config.clone();
+    let first = if implicit {
+        None
+    } else {
+        match Client::connect(base.clone().tls(postline::Tls::None)) {
+            Ok(c) => Some(c),
+            Err(e) => return Ok(fail(&args, &target.host, target.port, &e)),
+        }
+    };
+    let (banner, ehlo, starttls_offered) = match &first {
+        Some(c) => (
+            c.greeting().map(|g| g.to_string()).unwrap_or_default(),
+            c.ehlo_reply().map(|r| r.lines.clone()).unwrap_or_default(),
+            c.capabilities().has(postline::Extension::StartTls),
+        ),
+        None => (String::new(), Vec::new(), false),
+    };
+    drop(first);
+    let tls = if implicit {
+        Some(try_tls(&base, postline::Tls::Implicit))
+    } else if starttls_offered {
+        Some(try_tls(&base, postline::Tls::StartTls))
+    } else {
+        None
+    };
+    let keywords = |lines: &[String]| -> Vec<(String, &'static str)> {
+        lines
+            .iter()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let kw = l.split([' ', '=']).next().unwrap_or_default();
+                (l.clone(), explain(kw))
+            })
+            .collect()
+    };
+    let auth_of = |lines: &[String]| -> Option<String> {
+        lines.iter().find_map(|l| {
+            let u = l.to_ascii_uppercase();
+            u.strip_prefix("AUTH ")
+                .or(u.strip_prefix("AUTH="))
+                .map(|m| m.trim().to_string())
+        })
+    };
+    if args.json {
+        let mut v = json!({
+            "server": target.host,
+            "port": target.port,
+            "banner": banner,
+            "ehlo": ehlo,
+            "starttls_offered": starttls_offered,
+            "auth": auth_of(&ehlo),
+        });
+        match &tls {
+            Some(Ok(t)) => {
+                let c = cert(&t.info);
+                v["tls"] = json!({
+                    "version": t.info.version,
+                    "cipher_suite": t.info.cipher_suite,
+                    "verified": t.verified.is_ok(),
+                    "verify_error": t.verified.as_ref().err(),
+                    "certificate": c.map(|c| json!({"subject": c.subject, "issuer": c.issuer, "not_before": c.not_before, "not_after": c.not_after})),
+                    "ehlo": t.ehlo,
+                });
+                v["auth"] = json!(auth_of(&t.ehlo).or(auth_of(&ehlo)));
+            }
+            Some(Err(e)) => v["tls"] = json!({"error": e.to_string()}),
+            None => v["tls"] = Value::Null,
+        }
+        println!("{v}");
+        return Ok(exit::OK);
+    }
+    println!("server       {}:{}", target.host, target.port);
+    if !implicit {
+        println!("banner       {banner}");
+        print_ehlo(&keywords(&ehlo));
+        println!(
+            "STARTTLS     {}",
+            if starttls_offered {
+                "offered"
+            } else {
+                "not offered"
+            }
+        );
+    }
+    match &tls {
+        Some(Ok(t)) => {
+            println!("TLS          {} {}", t.info.version, t.info.cipher_suite);
+            if let Some(c) = cert(&t.info) {
+                println!("certificate  subject: {}", c.subject);
+                println!("             issuer:  {}", c.issuer);
+                println!("             valid:   {} to {}", c.not_before, c.not_after);
+            }
+            match &t.verified {
+                Ok(()) => println!("             verifies: yes"),
+                Err(reason) => println!("             verifies: NO ({reason})"),
+            }
+            if implicit {
+                print_ehlo(&keywords(&t.ehlo));
+            }
+            let auth = auth_of(&t.ehlo);
+            println!(
+                "AUTH         {} (under TLS)",
+                auth.as_deref().unwrap_or("none offered")
+            );
+        }
+        Some(Err(e)) => println!("TLS          failed: {e}"),
+        None => {
+            let auth = auth_of(&ehlo);
+            println!(
+                "AUTH         {} (in clear text)",
+                auth.as_deref().unwrap_or("none offered")
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn print_ehlo(lines: &[(String, &'static str)]) {
+    for (i, (line, what)) in lines.iter().enumerate() {
+        let label = if i == 0 { "extensions" } else { "" };
+        if what.is_empty() {
+            println!("{label:<12} {line}");
+        } else {
+            println!("{label:<12} {line:<28} {what}");
+        }
+    }
+}
+
+fn fail(args: &ServerArgs, host: &str, port: u16, e: &Error) -> u8 {
+    if args.json {
+        println!(
+            "{}",
+            json!({"server": host, "port": port, "error": e.to_string()})
+        );
+    } else {
+        eprintln!("postline: {e}");
+    }
+    exit::for_error(e)
+}

@@ -1,0 +1,319 @@
+//! `postline send` and the delivery step `postline sendmail` shares with it.
+
+use std::io::Read;
+use std::path::Path;
+
+use postline::{Client, Envelope, Error, Outcome};
+use serde_json::{json, Value};
+
+use crate::args::SendArgs;
+use crate::compose::{self, Compose, ComposeError};
+use crate::connect::{self, Fail, Target};
+use crate::exit;
+
+fn compose_fail(e: ComposeError) -> Fail {
+    let code = match e {
+        ComposeError::Input { .. } => exit::NOINPUT,
+        ComposeError::Usage(_) => exit::USAGE,
+        ComposeError::Data(_) => exit::DATAERR,
+    };
+    Fail::new(code, e.to_string())
+}
+
+/// Reads a file, or stdin for `-`.
+pub fn read_input(path: &Path) -> Result<Vec<u8>, Fail> {
+    let mut buf = Vec::new();
+    let result = if path == Path::new("-") {
+        std::io::stdin().read_to_end(&mut buf).map(|_| ())
+    } else {
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut buf))
+            .map(|_| ())
+    };
+    result.map_err(|e| Fail::new(exit::NOINPUT, format!("{}: {e}", path.display())))?;
+    Ok(buf)
+}
+
+fn read_text(path: &Path, what: &str) -> Result<String, Fail> {
+    let bytes = read_input(path)?;
+    String::from_utf8(bytes).map_err(|_| {
+        Fail::new(
+            exit::DATAERR,
+            format!("{what} {}: not UTF-8 text", path.display()),
+        )
+    })
+}
+
+/// Checks an address the way the envelope will, with the flag in the message.
+fn check_address(flag: &str, a: &str) -> Result<(), Fail> {
+    postline::proto::Address::new(a)
+        .map(|_| ())
+        .map_err(|e| Fail::new(exit::USAGE, format!("{flag} {a:?}: {e}")))
+}
+
+fn push_unique(list: &mut Vec<String>, items: impl IntoIterator<Item = String>) {
+    for a in items {
+        let a = a.trim().to_string();
+        if !a.is_empty() && !list.iter().any(|x| x.eq_ignore_ascii_case(&a)) {
+            list.push(a);
+        }
+    }
+}
+
+/// The message and envelope `postline send` was asked for.
+fn prepare(
+    args: &SendArgs,
+    from: &str,
+    raw: Option<Vec<u8>>,
+) -> Result<(Vec<u8>, Vec<String>), Fail> {
+    let mut recipients = Vec::new();
+    for (flag, list) in [("--to", &args.to), ("--cc", &args.cc), ("--bcc", &args.bcc)] {
+        for a in list {
+            check_address(flag, a.trim())?;
+        }
+        push_unique(&mut recipients, list.iter().cloned());
+    }
+    if let Some(raw) = raw {
+        if args.extract {
+            let found = compose::header_recipients(&raw).map_err(compose_fail)?;
+            for a in found.to.iter().chain(&found.cc).chain(&found.bcc) {
+                check_address("-t", a)?;
+            }
+            push_unique(
+                &mut recipients,
+                found.to.into_iter().chain(found.cc).chain(found.bcc),
+            );
+        }
+        // Blind copies stay blind whatever the recipients' source.
+        return Ok((compose::strip_bcc(&raw), recipients));
+    }
+    let text = match (&args.body, &args.body_file) {
+        (Some(b), _) => Some(b.clone()),
+        (None, Some(p)) => Some(read_text(p, "--body-file")?),
+        (None, None) => None,
+    };
+    let html = args
+        .html_file
+        .as_deref()
+        .map(|p| read_text(p, "--html-file"))
+        .transpose()?;
+    let mut headers = Vec::new();
+    for h in &args.header {
+        let (name, value) = h.split_once(':').ok_or_else(|| {
+            Fail::new(
+                exit::USAGE,
+                format!("--header {h:?}: expected 'Name: value'"),
+            )
+        })?;
+        headers.push((name.trim().to_string(), value.trim().to_string()));
+    }
+    if let Some(r) = &args.reply_to {
+        check_address("--reply-to", r)?;
+    }
+    for p in &args.attach {
+        if !p.is_file() {
+            return Err(Fail::new(
+                exit::NOINPUT,
+                format!("--attach {}: no such file", p.display()),
+            ));
+        }
+    }
+    let c = Compose {
+        from: from.to_string(),
+        from_name: None,
+        to: args.to.iter().map(|s| s.trim().to_string()).collect(),
+        cc: args.cc.iter().map(|s| s.trim().to_string()).collect(),
+        subject: args.subject.clone(),
+        text,
+        html,
+        attachments: args.attach.clone(),
+        headers,
+        priority: args.priority,
+        reply_to: args.reply_to.clone(),
+    };
+    Ok((compose::build(&c).map_err(compose_fail)?, recipients))
+}
+
+/// What happened, for the summary, the JSON and the exit code.
+pub struct Report {
+    pub target_host: String,
+    pub target_port: u16,
+    pub tls: Option<postline::TlsInfo>,
+    pub result: Result<Outcome, Error>,
+}
+
+/// Connects, sends and quits. Never prints.
+pub fn deliver(
+    target: Target,
+    from: &str,
+    recipients: &[String],
+    message: &[u8],
+) -> Result<Report, Fail> {
+    let envelope = Envelope::new(from, recipients)
+        .map_err(|e| Fail::new(exit::for_error(&e), e.to_string()))?;
+    let (host, port) = (target.host.clone(), target.port);
+    let mut report = Report {
+        target_host: host,
+        target_port: port,
+        tls: None,
+        result: Err(Error::Closed),
+    };
+    let mut client = match Client::connect(target.config) {
+        Ok(c) => c,
+        Err(e) => {
+            report.result = Err(e);
+            return Ok(report);
+        }
+    };
+    report.tls = client.tls_info().cloned();
+    report.result = client.send_bytes(&envelope, message);
+    let _ = client.quit();
+    Ok(report)
+}
+
+fn reply_json(r: &postline::ServerReply) -> Value {
+    json!({
+        "code": r.code,
+        "enhanced": r.enhanced.map(|e| e.to_string()),
+        "text": r.message(),
+    })
+}
+
+/// The JSON object `--json` prints.
+pub fn report_json(report: &Report) -> Value {
+    let tls = report.tls.as_ref().map(|t| {
+        json!({"version": t.version, "cipher_suite": t.cipher_suite, "peer_certificates": t.peer_certificates.len()})
+    });
+    let recipients = |list: &[postline::Recipient]| -> Vec<Value> {
+        list.iter()
+            .map(|r| {
+                json!({
+                    "address": r.address,
+                    "accepted": r.accepted,
+                    "reply": r.reply.as_ref().map(reply_json),
+                })
+            })
+            .collect()
+    };
+    let mut v = json!({
+        "server": report.target_host,
+        "port": report.target_port,
+        "tls": tls,
+    });
+    match &report.result {
+        Ok(o) => {
+            v["status"] = json!(if o.all_accepted() {
+                "delivered"
+            } else {
+                "partial"
+            });
+            v["recipients"] = json!(recipients(&o.recipients));
+            v["reply"] = reply_json(&o.reply);
+        }
+        Err(e) => {
+            v["status"] = json!("failed");
+            v["error"] = json!(e.to_string());
+            v["retryable"] = json!(e.is_retryable());
+            if let Error::MessageRejected { recipients: r, .. } = e {
+                v["recipients"] = json!(recipients(r));
+            }
+            v["reply"] = e.reply().map(reply_json).unwrap_or(Value::Null);
+        }
+    }
+    v
+}
+
+/// Prints the report (one line per recipient, or JSON) and returns the exit code.
+pub fn print_report(report: &Report, json_out: bool, partial_ok: bool) -> u8 {
+    let code = match &report.result {
+        Ok(o) if o.all_accepted() || partial_ok => exit::OK,
+        Ok(_) => exit::NOUSER,
+        Err(e) => exit::for_error(e),
+    };
+    if json_out {
+        let mut v = report_json(report);
+        v["exit_code"] = json!(code);
+        println!("{v}");
+        return code;
+    }
+    let line = |r: &postline::Recipient| {
+        let reply = r
+            .reply
+            .as_ref()
+            .map(|x| x.to_string())
+            .unwrap_or_else(|| "no reply".into());
+        if r.accepted {
+            println!("accepted  {}  {reply}", r.address);
+        } else {
+            println!("refused   {}  {reply}", r.address);
+        }
+    };
+    match &report.result {
+        Ok(o) => {
+            o.recipients.iter().for_each(line);
+            println!("message accepted by {}: {}", report.target_host, o.reply);
+            if !o.all_accepted() && !partial_ok {
+                eprintln!("postline: some recipients were refused (--partial-ok to accept that)");
+            }
+        }
+        Err(e) => {
+            if let Error::MessageRejected { recipients, .. } = e {
+                recipients.iter().for_each(line);
+            }
+            eprintln!("postline: {e}");
+        }
+    }
+    code
+}
+
+/// `postline send`.
+pub fn run(args: &SendArgs) -> Result<u8, Fail> {
+    let account = connect::load_account(args.server.account.as_deref())?;
+    let target = connect::target(&args.server, account.as_ref())?;
+    let raw = args.message.as_deref().map(read_input).transpose()?;
+    let from = args
+        .from
+        .clone()
+        .or_else(|| account.as_ref().and_then(|a| a.from.clone()))
+        .or_else(|| raw.as_deref().and_then(compose::header_from))
+        .ok_or_else(|| {
+            Fail::new(
+                exit::USAGE,
+                "no sender: give --from ADDR (or `from` in the account)",
+            )
+        })?;
+    check_address("--from", &from)?;
+    let (message, recipients) = prepare(args, &from, raw)?;
+    if recipients.is_empty() {
+        return Err(Fail::new(
+            exit::USAGE,
+            "no recipients: give --to, --cc or --bcc (or -t with --message)",
+        ));
+    }
+    let report = deliver(target, &from, &recipients, &message)?;
+    Ok(print_report(&report, args.server.json, args.partial_ok))
+}
+
+/// sendmail's manner: nothing on success, refusals and errors on stderr.
+pub fn print_report_quiet(report: &Report) -> u8 {
+    match &report.result {
+        Ok(o) if o.all_accepted() => exit::OK,
+        Ok(o) => {
+            for r in o.rejected() {
+                let reply = r.reply.as_ref().map(|x| x.to_string()).unwrap_or_default();
+                eprintln!("postline: {} refused: {reply}", r.address);
+            }
+            exit::NOUSER
+        }
+        Err(e) => {
+            if let Error::MessageRejected { recipients, .. } = e {
+                for r in recipients.iter().filter(|r| !r.accepted) {
+                    let reply = r.reply.as_ref().map(|x| x.to_string()).unwrap_or_default();
+                    eprintln!("postline: {} refused: {reply}", r.address);
+                }
+            }
+            eprintln!("postline: {e}");
+            exit::for_error(e)
+        }
+    }
+}
