@@ -30,7 +30,7 @@ pub enum Command {
         args: Vec<String>,
     },
     /// Connect to a server and report what it offers: banner, extensions, TLS, AUTH.
-    Probe(ServerArgs),
+    Probe(Box<ServerArgs>),
     /// Print a shell completion script.
     Completions {
         /// The shell.
