@@ -616,8 +616,77 @@ fn bcc_field_name(line: &[u8]) -> Option<bool> {
     None
 }
 
+/// True when the header section of `raw` has a field called `name` (case-insensitive).
+pub fn has_header(raw: &[u8], name: &str) -> bool {
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.trim_ascii().is_empty() {
+            return false;
+        }
+        if let Some(colon) = line.iter().position(|&b| b == b':') {
+            if line[..colon]
+                .trim_ascii()
+                .eq_ignore_ascii_case(name.as_bytes())
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// What sendmail adds to a message that lacks them: From (with the sender and `-F` name),
+/// Date and Message-ID, prepended so every original byte is kept.
+pub fn complete_headers(raw: &[u8], from: &str, full_name: Option<&str>) -> Vec<u8> {
+    let mut head = String::new();
+    if !has_header(raw, "From") && !from.is_empty() {
+        match full_name
+            .map(|n| n.replace(['"', '\\'], ""))
+            .filter(|n| !n.chars().any(char::is_control))
+        {
+            Some(name) if !name.trim().is_empty() => {
+                head.push_str(&format!("From: \"{name}\" <{from}>\r\n"))
+            }
+            _ => head.push_str(&format!("From: <{from}>\r\n")),
+        }
+    }
+    if !has_header(raw, "Date") {
+        head.push_str(&format!("Date: {}\r\n", Date::now().to_rfc822()));
+    }
+    if !has_header(raw, "Message-ID") {
+        head.push_str(&format!(
+            "Message-ID: <{}@{}>\r\n",
+            unique_id(),
+            message_id_domain(from)
+        ));
+    }
+    let mut out = head.into_bytes();
+    out.extend_from_slice(raw);
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn completes_missing_headers_only() {
+        let raw = b"Subject: x\n\nbody\n";
+        let out = super::complete_headers(raw, "me@example.com", Some("Cron Daemon"));
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(
+            text.starts_with("From: \"Cron Daemon\" <me@example.com>\r\nDate: "),
+            "{text}"
+        );
+        assert!(text.contains("\r\nMessage-ID: <") && text.contains("@example.com>\r\n"));
+        assert!(out.ends_with(raw));
+        let full =
+            b"From: a@b\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <x@y>\r\n\r\nb";
+        assert_eq!(
+            super::complete_headers(full, "me@example.com", None),
+            full.to_vec()
+        );
+        assert!(!super::has_header(b"Subject: x\n\nFrom: body\n", "From"));
+    }
+
     use super::*;
     use mail_parser::{MessageParser, MimeHeaders, PartType};
 

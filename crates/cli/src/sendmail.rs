@@ -112,21 +112,6 @@ fn read_message(ignore_dots: bool) -> Result<Vec<u8>, Fail> {
     Ok(all)
 }
 
-fn has_header(raw: &[u8], name: &str) -> bool {
-    let end = raw
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .into_iter()
-        .chain(raw.windows(4).position(|w| w == b"\r\n\r\n"))
-        .min()
-        .unwrap_or(raw.len());
-    raw[..end].split(|&b| b == b'\n').any(|line| {
-        line.len() > name.len()
-            && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
-            && line[name.len()] == b':'
-    })
-}
-
 /// `postline sendmail ARGS`.
 pub fn run(args: &[String]) -> Result<u8, Fail> {
     let o = parse(args)?;
@@ -176,16 +161,7 @@ pub fn run(args: &[String]) -> Result<u8, Fail> {
         return Err(Fail::new(exit::USAGE, "sendmail: no recipients"));
     }
     raw = compose::strip_bcc(&raw);
-    if !has_header(&raw, "From") && !from.is_empty() {
-        let header = match &o.full_name {
-            Some(name) => format!(
-                "From: \"{}\" <{from}>\r\n",
-                name.replace(['"', '\\', '\r', '\n'], "")
-            ),
-            None => format!("From: <{from}>\r\n"),
-        };
-        raw.splice(0..0, header.into_bytes());
-    }
+    raw = compose::complete_headers(&raw, &from, o.full_name.as_deref());
     let report = send::deliver(target, &from, &recipients, &raw)?;
     // sendmail is quiet on success; failures go to stderr.
     Ok(send::print_report_quiet(&report))
@@ -227,15 +203,5 @@ mod tests {
         assert!(p(&["-bp"]).is_err());
         assert!(p(&["-f"]).is_err());
         assert!(p(&["-Z"]).is_err());
-    }
-
-    #[test]
-    fn header_presence() {
-        assert!(has_header(
-            b"From: a@b\r\nTo: c@d\r\n\r\nFrom: x\r\n",
-            "from"
-        ));
-        assert!(!has_header(b"To: c@d\r\n\r\nFrom: x\r\n", "From"));
-        assert!(!has_header(b"From-Extra: x\n\nbody", "From"));
     }
 }
