@@ -198,7 +198,8 @@ impl Engine {
                         }
                         let keep = self.greeting.is_none() || matches!(ev, Some(Event::Ready));
                         if keep {
-                            if let Ok(r) = postline_proto::Reply::parse_complete(&input[pos..pos + n])
+                            if let Ok(r) =
+                                postline_proto::Reply::parse_complete(&input[pos..pos + n])
                             {
                                 let r = ServerReply::from_reply(&r);
                                 if self.greeting.is_none() {
