@@ -22,6 +22,8 @@
 mod asynchronous;
 mod blocking;
 mod config;
+#[cfg(feature = "tokio")]
+mod direct;
 mod engine;
 mod envelope;
 mod error;
@@ -33,6 +35,8 @@ mod tls;
 pub use asynchronous::AsyncClient;
 pub use blocking::Client;
 pub use config::{Auth, Config, Direction, Timeouts, Tls, TranscriptSink};
+#[cfg(feature = "tokio")]
+pub use direct::{Delivery, DeliveryStatus, Mailer, RecipientDelivery, Route};
 pub use envelope::{BodyType, Envelope};
 pub use error::{Error, Result};
 pub use outcome::{Outcome, Recipient};
