@@ -980,6 +980,9 @@ pub enum Step {
     Hang,
     /// Write these bytes one at a time, waiting the interval after each.
     SendSlowly(Vec<u8>, Duration),
+    /// Abort the connection: `SO_LINGER` 0, then close, so the client gets a TCP RST instead
+    /// of a FIN (later steps are skipped). Nothing pending is read first.
+    Reset,
 }
 
 impl Step {
@@ -1387,6 +1390,14 @@ impl ScriptConn<'_> {
                 }
                 Step::Sleep(d) => thread::sleep(*d),
                 Step::Close => break,
+                Step::Reset => {
+                    if let Err(e) = set_linger_zero(&self.stream) {
+                        self.fail(i, format!("SO_LINGER 0: {e}"));
+                        break;
+                    }
+                    // Dropping the socket now (not shutting it down) sends the RST.
+                    return;
+                }
                 Step::Hang => {
                     let start = Instant::now();
                     let mut f = self.shared.finish_at.lock().unwrap();
@@ -1400,4 +1411,48 @@ impl ScriptConn<'_> {
         }
         self.close();
     }
+}
+
+/// `SO_LINGER` with a zero timeout: closing the socket then aborts the connection with a RST.
+/// std has no stable `set_linger`, and the support module takes no extra dependencies.
+#[cfg(target_os = "linux")]
+fn set_linger_zero(stream: &TcpStream) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct Linger {
+        l_onoff: i32,
+        l_linger: i32,
+    }
+    extern "C" {
+        fn setsockopt(fd: i32, level: i32, name: i32, value: *const Linger, len: u32) -> i32;
+    }
+    const SOL_SOCKET: i32 = 1;
+    const SO_LINGER: i32 = 13;
+    let value = Linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor and a pointer to a live `struct linger` of that size.
+    let rc = unsafe {
+        setsockopt(
+            stream.as_raw_fd(),
+            SOL_SOCKET,
+            SO_LINGER,
+            &value,
+            std::mem::size_of::<Linger>() as u32,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_linger_zero(_stream: &TcpStream) -> io::Result<()> {
+    Err(io::Error::new(
+        ErrorKind::Unsupported,
+        "SO_LINGER 0 is only wired up on Linux",
+    ))
 }
