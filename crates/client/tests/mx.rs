@@ -1,0 +1,438 @@
+//! Direct delivery against a real DNS server (dnsmasq on loopback, speaking the DNS wire
+//! protocol) and real aiosmtpd exchangers on 127.0.0.x addresses sharing one port.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use postline::{Config, DeliveryStatus, Envelope, Mailer, Timeouts};
+
+/// dnsmasq answering only from the records it is given; everything else under `.test` is
+/// NXDOMAIN.
+struct Dnsmasq {
+    child: Child,
+    addr: SocketAddr,
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minimal DNS query for `probe.test A`, to know when the server answers.
+fn probe_query() -> Vec<u8> {
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["probe", "test"] {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+impl Dnsmasq {
+    fn start(records: &[String]) -> Dnsmasq {
+        let bin = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("dnsmasq is missing: run .ci/install-deps");
+        for _ in 0..5 {
+            let port = free_udp_port();
+            let mut child = Command::new(bin)
+                .args([
+                    "--keep-in-foreground",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--no-poll",
+                    "--conf-file=/dev/null",
+                    "--listen-address=127.0.0.1",
+                    "--bind-interfaces",
+                    "--local=/test/",
+                    "--user=root",
+                    "--pid-file=",
+                ])
+                .arg(format!("--port={port}"))
+                .args(records)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start dnsmasq");
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut buf = [0u8; 512];
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                let _ = sock.send_to(&probe_query(), addr);
+                if sock.recv_from(&mut buf).is_ok() {
+                    return Dnsmasq { child, addr };
+                }
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("dnsmasq did not start");
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// aiosmtpd listening on `ip:port`, storing what it accepts.
+struct Exchanger {
+    child: Child,
+    store: tempfile::TempDir,
+    _stdin: Option<std::process::ChildStdin>,
+}
+
+impl Exchanger {
+    fn start(ip: Ipv4Addr, port: u16) -> Exchanger {
+        let root = support::repo_root();
+        let store = tempfile::tempdir().unwrap();
+        let mut child = Command::new(root.join("tests/interop/.venv/bin/python"))
+            .arg(root.join("tests/interop/aiosmtpd_server.py"))
+            .args([
+                "--host",
+                &ip.to_string(),
+                "--port",
+                &port.to_string(),
+                "--hostname",
+            ])
+            .arg(format!("mx-{ip}.test"))
+            .arg("--store")
+            .arg(store.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start aiosmtpd (run .ci/install-deps)");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("aiosmtpd READY");
+        assert!(
+            line.starts_with("READY"),
+            "aiosmtpd on {ip}:{port}: {line:?}"
+        );
+        let stdin = child.stdin.take();
+        Exchanger {
+            child,
+            store,
+            _stdin: stdin,
+        }
+    }
+
+    /// Number of messages accepted, waiting briefly for the files to land.
+    fn count(&self, at_least: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let n = std::fs::read_dir(self.store.path())
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                        .count()
+                })
+                .unwrap_or(0);
+            if n >= at_least || Instant::now() > deadline {
+                return n;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn rcpts(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.store.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            let json = std::fs::read_to_string(p).unwrap();
+            let v = support::Json::parse(&json).unwrap();
+            if let Some(support::Json::Arr(list)) = v.get("rcpt_tos") {
+                out.extend(list.iter().filter_map(|x| x.as_str().map(str::to_string)));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Exchanger {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A server that answers every connection with 421 and hangs up, for a bounded time.
+fn busy_server(ip: Ipv4Addr, port: u16) -> thread::JoinHandle<usize> {
+    let listener = TcpListener::bind((ip, port)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut served = 0;
+        while Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    let _ = s.write_all(b"421 4.3.2 Too busy, try another exchanger\r\n");
+                    served += 1;
+                    // One connection is all a client makes per exchanger.
+                    break;
+                }
+                Err(_) => thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        served
+    })
+}
+
+/// A TCP port free on 127.0.0.1 to 127.0.0.7 alike.
+fn shared_port() -> u16 {
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let free = (2..=7).all(|i| TcpListener::bind((Ipv4Addr::new(127, 0, 0, i), port)).is_ok());
+        if free {
+            return port;
+        }
+    }
+}
+
+fn mailer(dns: &Dnsmasq, port: u16) -> Mailer {
+    let template = Config::relay("unused.invalid")
+        .hello_name("client.test")
+        .timeouts(Timeouts::default().capped(Duration::from_secs(5)));
+    Mailer::direct(template)
+        .dns_server(dns.addr)
+        .mx_port(port)
+        .dns_timeout(Duration::from_secs(2))
+}
+
+const MESSAGE: &[u8] = b"Subject: direct\r\n\r\nstraight to the exchanger\r\n";
+
+fn ip(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, last)
+}
+
+fn records() -> Vec<String> {
+    [
+        // Preference order: 10 before 20.
+        "--mx-host=pref.test,mx-a.pref.test,10",
+        "--mx-host=pref.test,mx-b.pref.test,20",
+        "--host-record=mx-a.pref.test,127.0.0.2",
+        "--host-record=mx-b.pref.test,127.0.0.3",
+        // The best exchanger refuses connections (nothing listens on .5).
+        "--mx-host=refuse.test,dead.refuse.test,5",
+        "--mx-host=refuse.test,live.refuse.test,50",
+        "--host-record=dead.refuse.test,127.0.0.5",
+        "--host-record=live.refuse.test,127.0.0.3",
+        // The best exchanger says 421.
+        "--mx-host=busy.test,busy.busy.test,1",
+        "--mx-host=busy.test,live.busy.test,2",
+        "--host-record=busy.busy.test,127.0.0.6",
+        "--host-record=live.busy.test,127.0.0.3",
+        // No MX: the domain's own address.
+        "--host-record=implicit.test,127.0.0.4",
+        // Null MX (RFC 7505): preference 0, exchange "." (RDATA 00 00 00).
+        "--dns-rr=nullmx.test,15,000000",
+        "--host-record=nullmx.test,127.0.0.4",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn status_of<'a>(d: &'a postline::Delivery, addr: &str) -> &'a postline::RecipientDelivery {
+    d.recipients.iter().find(|r| r.address == addr).unwrap()
+}
+
+#[test]
+fn preference_order_and_mixed_domains() {
+    let dns = Dnsmasq::start(&records());
+    let port = shared_port();
+    let a = Exchanger::start(ip(2), port);
+    let b = Exchanger::start(ip(3), port);
+    let implicit = Exchanger::start(ip(4), port);
+    let env = Envelope::new(
+        "sender@client.test",
+        [
+            "one@pref.test",
+            "two@pref.test",
+            "x@implicit.test",
+            "y@nullmx.test",
+            "z@nosuch.test",
+        ],
+    )
+    .unwrap();
+    let d = mailer(&dns, port).send_blocking(&env, MESSAGE).unwrap();
+    // Envelope order kept.
+    let order: Vec<_> = d.recipients.iter().map(|r| r.address.as_str()).collect();
+    assert_eq!(
+        order,
+        [
+            "one@pref.test",
+            "two@pref.test",
+            "x@implicit.test",
+            "y@nullmx.test",
+            "z@nosuch.test"
+        ]
+    );
+    for addr in ["one@pref.test", "two@pref.test"] {
+        let r = status_of(&d, addr);
+        assert!(r.delivered(), "{r:?}");
+        assert_eq!(r.host.as_deref(), Some("mx-a.pref.test"));
+    }
+    assert_eq!(a.count(1), 1, "one transaction for the whole domain");
+    assert_eq!(a.rcpts(), ["one@pref.test", "two@pref.test"]);
+    assert_eq!(b.count(0), 0, "the less preferred exchanger was not used");
+    let r = status_of(&d, "x@implicit.test");
+    assert!(r.delivered(), "{r:?}");
+    assert_eq!(r.host.as_deref(), Some("implicit.test"));
+    assert_eq!(implicit.rcpts(), ["x@implicit.test"]);
+    match &status_of(&d, "y@nullmx.test").status {
+        DeliveryStatus::Failed {
+            permanent: true,
+            reason,
+            ..
+        } => assert!(reason.contains("null MX"), "{reason}"),
+        other => panic!("null MX: {other:?}"),
+    }
+    // The null-MX domain's A record points at the implicit exchanger: it must not be used.
+    assert_eq!(implicit.count(1), 1);
+    match &status_of(&d, "z@nosuch.test").status {
+        DeliveryStatus::Failed {
+            permanent: true,
+            reason,
+            ..
+        } => assert!(reason.contains("NXDOMAIN"), "{reason}"),
+        other => panic!("NXDOMAIN: {other:?}"),
+    }
+    assert!(!d.all_delivered());
+}
+
+#[test]
+fn falls_through_refused_and_421_exchangers() {
+    let dns = Dnsmasq::start(&records());
+    let port = shared_port();
+    let live = Exchanger::start(ip(3), port);
+    let busy = busy_server(ip(6), port);
+    let env = Envelope::new("sender@client.test", ["r@refuse.test", "b@busy.test"]).unwrap();
+    let d = mailer(&dns, port)
+        .concurrency(1)
+        .send_blocking(&env, MESSAGE)
+        .unwrap();
+    let r = status_of(&d, "r@refuse.test");
+    assert!(r.delivered(), "{r:?}");
+    assert_eq!(r.host.as_deref(), Some("live.refuse.test"));
+    let b = status_of(&d, "b@busy.test");
+    assert!(b.delivered(), "{b:?}");
+    assert_eq!(b.host.as_deref(), Some("live.busy.test"));
+    assert_eq!(live.count(2), 2);
+    let mut got = live.rcpts();
+    got.sort();
+    assert_eq!(got, ["b@busy.test", "r@refuse.test"]);
+    drop(live);
+    assert!(
+        busy.join().unwrap() >= 1,
+        "the 421 exchanger was tried first"
+    );
+}
+
+#[test]
+fn every_exchanger_failing_is_transient_and_names_them() {
+    let dns = Dnsmasq::start(&records());
+    let port = shared_port();
+    // Nothing listens anywhere.
+    let env = Envelope::new("sender@client.test", ["r@refuse.test"]).unwrap();
+    let d = mailer(&dns, port).send_blocking(&env, MESSAGE).unwrap();
+    match &d.recipients[0].status {
+        DeliveryStatus::Failed {
+            permanent: false,
+            reason,
+            ..
+        } => {
+            assert!(reason.contains("dead.refuse.test [127.0.0.5]"), "{reason}");
+            assert!(reason.contains("live.refuse.test [127.0.0.3]"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn dns_timeout_is_transient() {
+    // A UDP port nobody answers on.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let template = Config::relay("unused.invalid").hello_name("client.test");
+    let started = Instant::now();
+    let env = Envelope::new("sender@client.test", ["a@pref.test"]).unwrap();
+    let d = Mailer::direct(template)
+        .dns_server(addr)
+        .dns_timeout(Duration::from_millis(300))
+        .send_blocking(&env, MESSAGE)
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        d.recipients[0].is_transient_failure(),
+        "{:?}",
+        d.recipients[0]
+    );
+}
+
+#[test]
+fn ip_literal_needs_no_dns() {
+    let dns = Dnsmasq::start(&[]);
+    let port = shared_port();
+    let x = Exchanger::start(ip(7), port);
+    let env = Envelope::new("sender@client.test", ["postmaster@[127.0.0.7]"]).unwrap();
+    let d = mailer(&dns, port).send_blocking(&env, MESSAGE).unwrap();
+    assert!(d.all_delivered(), "{d:?}");
+    assert_eq!(x.rcpts(), ["postmaster@[127.0.0.7]"]);
+}
+
+#[test]
+fn relay_route_reports_per_recipient() {
+    let server = support::Aiosmtpd::builder().reject_rcpt("nobody").start();
+    let config = Config::relay("127.0.0.1")
+        .port(server.port())
+        .tls(postline::Tls::None)
+        .hello_name("client.test");
+    let env = Envelope::new("sender@client.test", ["a@x.test", "nobody@x.test"]).unwrap();
+    let d = Mailer::relay(config).send_blocking(&env, MESSAGE).unwrap();
+    assert!(d.recipients[0].delivered());
+    match &d.recipients[1].status {
+        DeliveryStatus::Failed {
+            permanent: true,
+            reply: Some(r),
+            ..
+        } => assert_eq!(r.code, 550),
+        other => panic!("{other:?}"),
+    }
+}
