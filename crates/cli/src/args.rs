@@ -77,7 +77,16 @@ pub struct ServerArgs {
     /// $XDG_CONFIG_HOME/postline/config.toml); flags override its settings.
     #[arg(long, value_name = "NAME")]
     pub account: Option<String>,
-    /// TLS mode [default: implicit for port 465, starttls otherwise].
+    /// Without --server (and no account), mail goes straight to each recipient domain's
+    /// exchangers (MX records); this name server answers those lookups [default: the
+    /// system's resolver].
+    #[arg(long, value_name = "IP:PORT")]
+    pub dns_server: Option<std::net::SocketAddr>,
+    /// The exchangers' port for direct delivery (tests and unusual networks).
+    #[arg(long, value_name = "PORT", hide = true)]
+    pub mx_port: Option<u16>,
+    /// TLS mode [default: implicit for port 465, starttls otherwise; opportunistic for direct
+    /// delivery, where starttls means required and verified].
     #[arg(long, value_enum)]
     pub tls: Option<TlsMode>,
     /// Trust the CA certificates in this PEM file too.

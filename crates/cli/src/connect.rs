@@ -89,29 +89,38 @@ pub struct Target {
     pub host: String,
     pub port: u16,
     pub tls: TlsMode,
+    /// No relay: MX routing (RFC 5321 section 5).
+    pub direct: bool,
+    /// `--dns-server` for MX lookups.
+    pub dns_server: Option<std::net::SocketAddr>,
 }
 
 /// Builds the client configuration: flags first, then the account, then defaults.
 pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fail> {
+    // No server and no account: deliver straight to each domain's exchangers.
+    let direct = args.server.is_none() && account.is_none();
     let (host, port_flag) = match (&args.server, account) {
         (Some(s), _) => split_server(s)?,
         (None, Some(a)) => (a.server.clone(), None),
-        (None, None) => {
-            return Err(Fail::new(
-                exit::USAGE,
-                "no server: give --server HOST[:PORT] or configure an account",
-            ))
-        }
+        (None, None) => (String::new(), args.mx_port),
     };
     let port = port_flag.or(account.and_then(|a| a.port));
     let tls = args
         .tls
         .or(account.and_then(|a| a.tls))
         .unwrap_or(match port {
+            _ if direct => TlsMode::Opportunistic,
             Some(465) => TlsMode::Implicit,
             _ => TlsMode::Starttls,
         });
+    if direct && tls == TlsMode::Implicit {
+        return Err(Fail::new(
+            exit::USAGE,
+            "--tls implicit needs --server: exchangers speak STARTTLS on port 25",
+        ));
+    }
     let port = port.unwrap_or(match tls {
+        _ if direct => 25,
         TlsMode::Implicit => 465,
         TlsMode::Starttls => 587,
         TlsMode::Opportunistic | TlsMode::None => 25,
@@ -156,6 +165,19 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
     if let Some(m) = args.auth {
         config = config.auth_mechanism(m.mechanism());
     }
+    if direct
+        && (args.user.is_some()
+            || args.password_env.is_some()
+            || args.password_file.is_some()
+            || args.password_cmd.is_some()
+            || args.oauth_token_env.is_some()
+            || args.oauth_token_cmd.is_some())
+    {
+        return Err(Fail::new(
+            exit::USAGE,
+            "credentials need --server (or an account): direct delivery to exchangers does not authenticate",
+        ));
+    }
     config = credentials(config, args, account)?;
     if args.verbose {
         config = config.transcript(|dir, line| match dir {
@@ -168,6 +190,8 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
         host,
         port,
         tls,
+        direct,
+        dns_server: args.dns_server,
     })
 }
 

@@ -108,6 +108,12 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
         a.oauth_token = None;
     }
     let target = connect::target(&args, account.as_ref())?;
+    if target.direct {
+        return Err(Fail::new(
+            exit::USAGE,
+            "probe needs --server HOST[:PORT] (or an account)",
+        ));
+    }
     let implicit = target.tls == TlsMode::Implicit;
     let base = target.config.clone();
     let first = if implicit {

@@ -290,8 +290,98 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
             "no recipients: give --to, --cc or --bcc (or -t with --message)",
         ));
     }
+    if target.direct {
+        return deliver_direct(
+            target,
+            &from,
+            &recipients,
+            &message,
+            args.server.json,
+            args.partial_ok,
+        );
+    }
     let report = deliver(target, &from, &recipients, &message)?;
     Ok(print_report(&report, args.server.json, args.partial_ok))
+}
+
+/// Delivery by MX routing: one line (or JSON entry) per recipient naming the exchanger.
+fn deliver_direct(
+    target: Target,
+    from: &str,
+    recipients: &[String],
+    message: &[u8],
+    json_out: bool,
+    partial_ok: bool,
+) -> Result<u8, Fail> {
+    let envelope = Envelope::new(from, recipients)
+        .map_err(|e| Fail::new(exit::for_error(&e), e.to_string()))?;
+    let mut mailer = postline::Mailer::direct(target.config.clone())
+        .mx_port(target.port)
+        .require_tls(target.tls == crate::account::TlsMode::Starttls);
+    if let Some(dns) = target.dns_server {
+        mailer = mailer.dns_server(dns);
+    }
+    let delivery = mailer
+        .send_blocking(&envelope, message)
+        .map_err(|e| Fail::new(exit::for_error(&e), e.to_string()))?;
+    let delivered = delivery.recipients.iter().filter(|r| r.delivered()).count();
+    let transient = delivery.recipients.iter().any(|r| r.is_transient_failure());
+    let unroutable = delivery
+        .recipients
+        .iter()
+        .all(|r| !r.delivered() && r.host.is_none());
+    let code = if delivery.all_delivered() {
+        exit::OK
+    } else if transient {
+        exit::TEMPFAIL
+    } else if delivered > 0 && partial_ok {
+        exit::OK
+    } else if unroutable {
+        exit::NOHOST
+    } else {
+        exit::NOUSER
+    };
+    if json_out {
+        let list: Vec<Value> = delivery
+            .recipients
+            .iter()
+            .map(|r| match &r.status {
+                postline::DeliveryStatus::Delivered { reply } => json!({
+                    "address": r.address, "domain": r.domain, "host": r.host,
+                    "delivered": true, "reply": reply_json(reply),
+                }),
+                postline::DeliveryStatus::Failed {
+                    permanent,
+                    reason,
+                    reply,
+                } => json!({
+                    "address": r.address, "domain": r.domain, "host": r.host,
+                    "delivered": false, "permanent": permanent, "reason": reason,
+                    "reply": reply.as_ref().map(reply_json),
+                }),
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"route": "direct", "recipients": list, "exit_code": code})
+        );
+        return Ok(code);
+    }
+    for r in &delivery.recipients {
+        let host = r.host.as_deref().unwrap_or("-");
+        match &r.status {
+            postline::DeliveryStatus::Delivered { reply } => {
+                println!("delivered {}  via {host}  {reply}", r.address)
+            }
+            postline::DeliveryStatus::Failed {
+                permanent, reason, ..
+            } => {
+                let kind = if *permanent { "failed" } else { "deferred" };
+                println!("{kind:<9} {}  {reason}", r.address)
+            }
+        }
+    }
+    Ok(code)
 }
 
 /// sendmail's manner: nothing on success, refusals and errors on stderr.

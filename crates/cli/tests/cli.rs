@@ -1280,7 +1280,7 @@ fn usage_errors() {
         ]),
         64,
     );
-    // No recipients, no server: 64.
+    // No recipients: 64.
     run_code(
         sb.cmd(&[
             "send",
@@ -1293,10 +1293,7 @@ fn usage_errors() {
         ]),
         64,
     );
-    run_code(
-        sb.cmd(&["send", "--from", "a@example.com", "--to", "b@example.com"]),
-        64,
-    );
+    // (No server at all means direct delivery by MX: tests/direct.rs.)
     // -t needs --message; --message conflicts with composing flags.
     run_code(
         sb.cmd(&["send", "--server", &server, "-t", "--to", "b@example.com"]),

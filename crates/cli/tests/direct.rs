@@ -1,0 +1,163 @@
+//! `postline send` without a relay: MX routing through a real DNS server (dnsmasq) to real
+//! exchangers (aiosmtpd on 127.0.0.x).
+
+#[path = "../../client/tests/support/mod.rs"]
+mod support;
+
+#[path = "../../client/tests/mx_support/mod.rs"]
+mod mx_support;
+
+use std::net::Ipv4Addr;
+
+use assert_cmd::Command;
+use mx_support::{shared_port, Dnsmasq, Exchanger};
+
+fn records() -> Vec<String> {
+    [
+        "--mx-host=one.test,mx.one.test,10",
+        "--host-record=mx.one.test,127.0.0.2",
+        "--host-record=two.test,127.0.0.3",
+        "--dns-rr=nomail.test,15,000000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn postline(home: &tempfile::TempDir) -> Command {
+    let mut c = Command::cargo_bin("postline").unwrap();
+    c.env("POSTLINE_CONFIG", home.path().join("none.toml"))
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .env_remove("POSTLINE_ACCOUNT")
+        .timeout(std::time::Duration::from_secs(30));
+    c
+}
+
+#[test]
+fn send_without_server_delivers_by_mx() {
+    let dns = Dnsmasq::start(&records());
+    let port = shared_port();
+    let one = Exchanger::start(Ipv4Addr::new(127, 0, 0, 2), port);
+    let two = Exchanger::start(Ipv4Addr::new(127, 0, 0, 3), port);
+    let home = tempfile::tempdir().unwrap();
+    let out = postline(&home)
+        .args([
+            "send",
+            "--from",
+            "me@client.test",
+            "--to",
+            "a@one.test,b@two.test",
+            "--subject",
+            "direct",
+        ])
+        .args(["--body", "hello", "--helo", "client.test", "--timeout", "5"])
+        .args([
+            "--dns-server",
+            &dns.addr.to_string(),
+            "--mx-port",
+            &port.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("delivered a@one.test  via mx.one.test"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("delivered b@two.test  via two.test"),
+        "{stdout}"
+    );
+    assert_eq!(one.rcpts(), ["a@one.test"]);
+    assert_eq!(two.rcpts(), ["b@two.test"]);
+}
+
+#[test]
+fn unroutable_domains_fail_permanently() {
+    let dns = Dnsmasq::start(&records());
+    let home = tempfile::tempdir().unwrap();
+    let out = postline(&home)
+        .args([
+            "send",
+            "--from",
+            "me@client.test",
+            "--to",
+            "x@nomail.test,y@nosuch.test",
+            "--body",
+            "x",
+        ])
+        .args(["--dns-server", &dns.addr.to_string(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(68),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["route"], "direct");
+    let r = v["recipients"].as_array().unwrap();
+    assert_eq!(r[0]["permanent"], true);
+    assert!(r[0]["reason"].as_str().unwrap().contains("null MX"));
+    assert!(r[1]["reason"].as_str().unwrap().contains("NXDOMAIN"));
+}
+
+#[test]
+fn unreachable_exchanger_is_deferred() {
+    let dns = Dnsmasq::start(&records());
+    let port = shared_port();
+    let home = tempfile::tempdir().unwrap();
+    let out = postline(&home)
+        .args([
+            "send",
+            "--from",
+            "me@client.test",
+            "--to",
+            "a@one.test",
+            "--body",
+            "x",
+        ])
+        .args([
+            "--dns-server",
+            &dns.addr.to_string(),
+            "--mx-port",
+            &port.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(75));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("deferred") && stdout.contains("mx.one.test [127.0.0.2]"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn credentials_need_a_server() {
+    let home = tempfile::tempdir().unwrap();
+    let out = postline(&home)
+        .env("PW", "secret")
+        .args([
+            "send",
+            "--from",
+            "me@client.test",
+            "--to",
+            "a@one.test",
+            "--body",
+            "x",
+        ])
+        .args(["--user", "me", "--password-env", "PW"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("need --server"));
+}
