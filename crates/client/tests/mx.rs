@@ -222,3 +222,39 @@ fn relay_route_reports_per_recipient() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn opportunistic_starttls_encrypts_without_verifying_and_required_tls_verifies() {
+    let dns = Dnsmasq::start(&records());
+    let port = shared_port();
+    let ca = support::TestCa::new();
+    let tls_args = vec![
+        "--starttls".to_string(),
+        ca.cert_path.to_string_lossy().into_owned(),
+        ca.key_path.to_string_lossy().into_owned(),
+    ];
+    let x = Exchanger::start_with(ip(4), port, &tls_args);
+    let env = Envelope::new("sender@client.test", ["t@implicit.test"]).unwrap();
+    // Default: STARTTLS used although the certificate does not verify (RFC 7435).
+    let d = mailer(&dns, port).send_blocking(&env, MESSAGE).unwrap();
+    assert!(d.all_delivered(), "{d:?}");
+    assert_eq!(x.count(1), 1);
+    assert_eq!(x.tls_flags(), [true]);
+    // Required: the unverified certificate is refused, nothing is sent in clear text.
+    let d = mailer(&dns, port)
+        .require_tls(true)
+        .send_blocking(&env, MESSAGE)
+        .unwrap();
+    match &d.recipients[0].status {
+        DeliveryStatus::Failed {
+            permanent: false,
+            reason,
+            ..
+        } => {
+            assert!(reason.contains("certificate"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // The refused attempt has already returned, so nothing more can arrive.
+    assert_eq!(x.count(1), 1);
+}

@@ -105,6 +105,11 @@ pub struct Exchanger {
 
 impl Exchanger {
     pub fn start(ip: Ipv4Addr, port: u16) -> Exchanger {
+        Exchanger::start_with(ip, port, &[])
+    }
+
+    /// With extra aiosmtpd_server.py arguments (e.g. `--starttls CERT KEY`).
+    pub fn start_with(ip: Ipv4Addr, port: u16, extra: &[String]) -> Exchanger {
         let root = support::repo_root();
         let store = tempfile::tempdir().unwrap();
         let mut child = Command::new(root.join("tests/interop/.venv/bin/python"))
@@ -119,6 +124,7 @@ impl Exchanger {
             .arg(format!("mx-{ip}.test"))
             .arg("--store")
             .arg(store.path())
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -162,6 +168,25 @@ impl Exchanger {
             }
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether each stored message arrived under TLS, in order.
+    pub fn tls_flags(&self) -> Vec<bool> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.store.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        paths.sort();
+        paths
+            .iter()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap()
+                    .contains("\"tls\": true")
+            })
+            .collect()
     }
 
     pub fn rcpts(&self) -> Vec<String> {
