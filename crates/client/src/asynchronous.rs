@@ -15,7 +15,7 @@ use tokio_rustls::TlsConnector;
 use postline_proto::ehlo::Capabilities;
 use postline_proto::session::Phase;
 
-use crate::blocking::{resolve, BODY_CHUNK, QUIT_ON_DROP};
+use crate::blocking::{resolve, BODY_CHUNK, IDLE_READS, QUIT_AFTER_REFUSAL, QUIT_ON_DROP};
 use crate::config::{Config, Tls};
 use crate::engine::{Engine, Step};
 use crate::envelope::Envelope;
@@ -31,6 +31,41 @@ const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+/// Lets the runtime's I/O driver catch up (so readiness that arrived is known), then polls
+/// `f` once: `None` when it would have to wait.
+async fn poll_once<T>(mut f: impl FnMut(&mut Context<'_>) -> Poll<T>) -> Option<T> {
+    tokio::task::yield_now().await;
+    std::future::poll_fn(|cx| match f(cx) {
+        Poll::Ready(v) => Poll::Ready(Some(v)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
+/// Whether the server has closed (or reset) the connection, without waiting; see the
+/// blocking client's `peer_gone`.
+async fn peer_gone(tcp: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    let peeked = poll_once(|cx| tcp.poll_peek(cx, &mut ReadBuf::new(&mut byte))).await;
+    match peeked {
+        Some(Ok(0)) => true,
+        Some(Ok(_)) | None => false,
+        Some(Err(e)) => !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+        ),
+    }
 }
 
 impl AsyncRead for Stream {
@@ -84,6 +119,9 @@ pub struct AsyncClient {
     /// Pieces of the message pass through here; allocated on the first message, then reused.
     body_buf: Vec<u8>,
     broken: bool,
+    /// Owned by the task that says QUIT for a dropped client: dropping it again (the task
+    /// cancelled at runtime shutdown) must not spawn yet another task.
+    detached: bool,
 }
 
 impl std::fmt::Debug for AsyncClient {
@@ -192,8 +230,15 @@ impl AsyncClient {
             read_buf: vec![0; 16 * 1024],
             body_buf: Vec::new(),
             broken: false,
+            detached: false,
         };
-        client.drive(None).await?;
+        if let Err(e) = client.drive(None).await {
+            if matches!(e, Error::Rejected(_)) {
+                // The session queued QUIT: say it, and wait briefly for the 221.
+                let _ = client.run(&mut None, Some(QUIT_AFTER_REFUSAL)).await;
+            }
+            return Err(e);
+        }
         Ok(client)
     }
 
@@ -204,6 +249,7 @@ impl AsyncClient {
         mut message: R,
     ) -> Result<Outcome, Error> {
         self.usable()?;
+        self.check_idle().await?;
         self.engine.begin_send(envelope)?;
         self.drive(Some(&mut message)).await?;
         self.engine.take_outcome().unwrap_or(Err(Error::Closed))
@@ -228,6 +274,7 @@ impl AsyncClient {
     /// NOOP: checks the connection is alive.
     pub async fn noop(&mut self) -> Result<ServerReply, Error> {
         self.usable()?;
+        self.check_idle().await?;
         self.engine.noop()?;
         self.drive(None).await?;
         self.engine.take_reply().ok_or(Error::Closed)
@@ -276,6 +323,51 @@ impl AsyncClient {
         }
     }
 
+    /// Before a new command on an idle connection, what the server sent unprompted; see the
+    /// blocking client's `check_idle`.
+    async fn check_idle(&mut self) -> Result<(), Error> {
+        let (mut got, mut eof) = (false, false);
+        for _ in 0..IDLE_READS {
+            let stream = self.stream.as_mut().ok_or(Error::Closed)?;
+            let buf = &mut self.read_buf;
+            let read = poll_once(|cx| {
+                let mut rb = ReadBuf::new(buf);
+                match Pin::new(&mut *stream).poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await;
+            match read {
+                None => break,
+                Some(Ok(0)) => {
+                    eof = true;
+                    break;
+                }
+                Some(Ok(n)) => {
+                    got = true;
+                    self.engine.received(&self.read_buf[..n]);
+                }
+                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Some(Err(e)) => {
+                    let err = self.lost(e);
+                    self.broken = true;
+                    return Err(err);
+                }
+            }
+        }
+        if got {
+            self.drive(None).await?;
+        }
+        if eof {
+            let result = self.engine.eof();
+            self.broken = true;
+            return result.and(Err(Error::Closed));
+        }
+        self.usable()
+    }
+
     async fn quit_inner(&mut self, cap: Option<Duration>) -> Result<(), Error> {
         if self.stream.is_none() || self.broken || self.engine.is_closed() {
             return Ok(());
@@ -317,6 +409,11 @@ impl AsyncClient {
                     } else {
                         timeouts.command
                     });
+                    if self.engine.end_of_data_unwritten() && peer_gone(stream.tcp()).await {
+                        // Gone before the end of data left: certainly not delivered.
+                        return Err(self.engine.eof().err().unwrap_or(Error::Closed));
+                    }
+                    let stream = self.stream.as_mut().ok_or(Error::Closed)?;
                     let bytes = self.engine.out.transmit();
                     let written = match tokio::time::timeout(t, stream.write(bytes)).await {
                         Err(_) => {
@@ -334,7 +431,7 @@ impl AsyncClient {
                                 "connection closed while writing",
                             )))
                         }
-                        Ok(n) => self.engine.out.advance(n),
+                        Ok(n) => self.engine.advance(n),
                         Err(e) => return Err(self.lost(e)),
                     }
                     if self.engine.out.transmit().is_empty() {
@@ -423,7 +520,7 @@ impl AsyncClient {
 
 impl Drop for AsyncClient {
     fn drop(&mut self) {
-        if self.stream.is_none() || self.broken || self.engine.is_closed() {
+        if self.detached || self.stream.is_none() || self.broken || self.engine.is_closed() {
             return;
         }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
@@ -442,6 +539,7 @@ impl Drop for AsyncClient {
             read_buf: std::mem::take(&mut self.read_buf),
             body_buf: Vec::new(),
             broken: false,
+            detached: true,
         };
         handle.spawn(async move {
             let _ = rest.quit_inner(Some(QUIT_ON_DROP)).await;

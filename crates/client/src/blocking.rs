@@ -22,6 +22,11 @@ use crate::tls::{self, TlsInfo};
 pub(crate) const BODY_CHUNK: usize = 64 * 1024;
 /// How long dropping a client waits for the server's answer to QUIT.
 pub(crate) const QUIT_ON_DROP: Duration = Duration::from_secs(5);
+/// How long a refused session waits for the answer to its QUIT (RFC 5321 3.1: a server that
+/// greets with 554 waits for QUIT).
+pub(crate) const QUIT_AFTER_REFUSAL: Duration = Duration::from_secs(2);
+/// Bound on the reads that collect what an idle server sent unprompted.
+pub(crate) const IDLE_READS: usize = 16;
 
 enum Stream {
     Plain(TcpStream),
@@ -184,6 +189,21 @@ fn tls_handshake(
     Ok((Stream::Tls(Box::new(StreamOwned::new(conn, tcp))), info))
 }
 
+/// Whether the server has closed (or reset) the connection, without waiting: a peek that
+/// finds the end of the stream. Data still to read, or nothing yet, is not "gone".
+fn peer_gone(tcp: &TcpStream) -> bool {
+    if tcp.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let gone = match tcp.peek(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !is_timeout(&e) && e.kind() != io::ErrorKind::Interrupted,
+    };
+    let _ = tcp.set_nonblocking(false);
+    gone
+}
+
 fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -219,7 +239,13 @@ impl Client {
             body_buf: Vec::new(),
             broken: false,
         };
-        client.drive(None)?;
+        if let Err(e) = client.drive(None) {
+            if matches!(e, Error::Rejected(_)) {
+                // The session queued QUIT: say it, and wait briefly for the 221.
+                let _ = client.run(&mut None, Some(QUIT_AFTER_REFUSAL));
+            }
+            return Err(e);
+        }
         Ok(client)
     }
 
@@ -229,6 +255,7 @@ impl Client {
     /// connection still usable.
     pub fn send(&mut self, envelope: &Envelope, mut message: impl Read) -> Result<Outcome, Error> {
         self.usable()?;
+        self.check_idle()?;
         self.engine.begin_send(envelope)?;
         self.drive(Some(&mut message))?;
         self.engine.take_outcome().unwrap_or(Err(Error::Closed))
@@ -247,6 +274,7 @@ impl Client {
     /// NOOP: checks the connection is alive.
     pub fn noop(&mut self) -> Result<ServerReply, Error> {
         self.usable()?;
+        self.check_idle()?;
         self.engine.noop()?;
         self.drive(None)?;
         self.engine.take_reply().ok_or(Error::Closed)
@@ -293,6 +321,48 @@ impl Client {
         } else {
             Ok(())
         }
+    }
+
+    /// Before a new command on an idle connection: whatever the server sent since its last
+    /// reply was unprompted. A 421 (idle timeout) ends the session, a close makes the
+    /// connection unusable, any other reply is a protocol violation; none of them may be
+    /// taken for the answer to the next command.
+    fn check_idle(&mut self) -> Result<(), Error> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(Error::Closed);
+        };
+        stream.tcp().set_nonblocking(true)?;
+        let (mut got, mut eof) = (false, false);
+        for _ in 0..IDLE_READS {
+            match stream.read(&mut self.read_buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    got = true;
+                    self.engine.received(&self.read_buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => break,
+                Err(e) => {
+                    let _ = stream.tcp().set_nonblocking(false);
+                    let err = self.lost(e);
+                    self.broken = true;
+                    return Err(err);
+                }
+            }
+        }
+        stream.tcp().set_nonblocking(false)?;
+        if got {
+            self.drive(None)?;
+        }
+        if eof {
+            let result = self.engine.eof();
+            self.broken = true;
+            return result.and(Err(Error::Closed));
+        }
+        self.usable()
     }
 
     fn quit_inner(&mut self, cap: Option<Duration>) -> Result<(), Error> {
@@ -349,6 +419,10 @@ impl Client {
                         timeouts.command
                     });
                     stream.tcp().set_write_timeout(Some(t))?;
+                    if self.engine.end_of_data_unwritten() && peer_gone(stream.tcp()) {
+                        // Gone before the end of data left: certainly not delivered.
+                        return Err(self.engine.eof().err().unwrap_or(Error::Closed));
+                    }
                     let bytes = self.engine.out.transmit();
                     match stream.write(bytes) {
                         Ok(0) => {
@@ -357,7 +431,7 @@ impl Client {
                                 "connection closed while writing",
                             )))
                         }
-                        Ok(n) => self.engine.out.advance(n),
+                        Ok(n) => self.engine.advance(n),
                         Err(e) if is_timeout(&e) => {
                             return Err(Error::Timeout {
                                 phase: Phase::DataBlock,

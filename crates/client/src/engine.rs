@@ -63,6 +63,11 @@ pub(crate) struct Engine {
     replies: u64,
     closed: bool,
     transcript: bool,
+    /// Replies the server may have sent by now: those due for commands already written.
+    budget: u32,
+    /// Bytes of `out.transmit()` still to write up to and including the end of data; 0 once
+    /// the end of data is on the wire (or none is pending).
+    end_unwritten: usize,
 }
 
 fn use_error(e: UseError) -> Error {
@@ -98,6 +103,8 @@ impl Engine {
             replies: 0,
             closed: false,
             transcript,
+            budget: 0,
+            end_unwritten: 0,
         })
     }
 
@@ -153,15 +160,34 @@ impl Engine {
         self.input.extend_from_slice(bytes);
     }
 
+    /// `n` bytes of `out.transmit()` were written.
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.out.advance(n);
+        self.end_unwritten = self.end_unwritten.saturating_sub(n);
+    }
+
+    /// Whether the end of data is released but not yet (wholly) written: a server that is
+    /// gone by now cannot have accepted the message.
+    pub(crate) fn end_of_data_unwritten(&self) -> bool {
+        self.end_unwritten > 0
+    }
+
     /// The server closed the connection.
     pub(crate) fn eof(&mut self) -> Result<(), Error> {
-        let delivery_unknown = self.session.awaiting_final().next().is_some();
+        // Only an end of data that reached the wire can have been accepted.
+        let dot_written = self.end_unwritten == 0;
+        let delivery_unknown = dot_written && self.session.awaiting_final().next().is_some();
         let result = self.session.handle_close(&self.input);
         self.closed = true;
         match result {
             Ok(()) => Ok(()),
             Err(SessionError::ConnectionClosed { phase }) => Err(Error::ConnectionLost {
-                phase,
+                // Still writing the message when the server went.
+                phase: if dot_written || phase != Phase::DataEnd {
+                    phase
+                } else {
+                    Phase::DataBlock
+                },
                 delivery_unknown,
             }),
             Err(e) => Err(Error::Protocol(e)),
@@ -184,15 +210,28 @@ impl Engine {
         if self.input.is_empty() {
             return Ok(());
         }
+        if self.out.transmit().is_empty() {
+            // Everything released is on the wire: this many replies may have come.
+            self.budget = self.session.replies_due();
+        }
         let input = std::mem::take(&mut self.input);
         let mut pos = 0;
         let result = loop {
+            if self.budget == 0 && pos < input.len() {
+                if let Some(code) = premature_reply(&input[pos..]) {
+                    // Sent before the command it would answer (or with none due): taking it
+                    // for the next command's reply would shift every later reply by one.
+                    self.closed = true;
+                    break Err(Error::Protocol(SessionError::UnexpectedReply { code }));
+                }
+            }
             let before = self.out.buffer().len();
             match self.session.handle_input(&input[pos..], &mut self.out) {
                 Err(e) => break Err(Error::Protocol(e)),
                 Ok((n, ev)) => {
                     if n > 0 {
                         self.replies += 1;
+                        self.budget = self.budget.saturating_sub(1);
                         if self.transcript {
                             self.log_server(&input[pos..pos + n]);
                         }
@@ -436,6 +475,7 @@ impl Engine {
         }
         let before = self.out.buffer().len();
         self.session.end_data(&mut self.out).map_err(use_error)?;
+        self.end_unwritten = self.out.transmit().len();
         if self.transcript {
             let tail = &self.out.buffer()[before..];
             if tail.ends_with(b"\r\n.\r\n") || tail == b".\r\n" {
@@ -504,6 +544,20 @@ impl Engine {
             sink(dir, line);
         }
     }
+}
+
+/// The code of a reply at the start of `input` that no written command asked for; `None` for
+/// a 421 (a server may close the session at any time, RFC 5321 3.8) and for bytes that do not
+/// start with a code (the session reports those as malformed).
+fn premature_reply(input: &[u8]) -> Option<postline_proto::reply::Code> {
+    let digits = input.get(..3)?;
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let value = digits
+        .iter()
+        .fold(0u16, |v, d| v * 10 + u16::from(d - b'0'));
+    postline_proto::reply::Code::new(value).filter(|c| c.value() != 421)
 }
 
 /// Keeps `AUTH MECHANISM` and hides everything that could carry a credential.

@@ -573,6 +573,13 @@ impl Session {
         self.error
     }
 
+    /// Replies due for the commands released so far (and the greeting, before it came). A
+    /// driver that has written everything released may take at most this many replies from
+    /// its input: a reply beyond them came before its command was sent.
+    pub fn replies_due(&self) -> u32 {
+        self.in_flight
+    }
+
     /// True when the session is over (QUIT answered, 421, or refused).
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed

@@ -1,0 +1,810 @@
+//! A catalogue of hostile and broken servers, each played by a scripted peer over real TCP on
+//! 127.0.0.1, and the exact outcome the client must report for each: refused and reset
+//! connections, silence, refusals and 421 at every step, drops at every point of a
+//! transaction, oversized and endless replies, slowloris, wrong reply counts, replies out of
+//! turn, failed STARTTLS, garbage, NUL bytes and invalid UTF-8.
+//!
+//! Every timeout here is capped at a second or two, so each test ends within a few seconds.
+
+mod support;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use postline::proto::reply::ReplyError;
+use postline::proto::session::SessionError;
+use postline::{AsyncClient, Client, Config, Envelope, Error, Phase, Timeouts, Tls};
+use support::{greeting_and_ehlo, ScriptReport, ScriptedServer, Step};
+
+/// The cap on every phase's timeout.
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// A test that expects a timeout uses this shorter one.
+const SHORT: Duration = Duration::from_secs(1);
+
+fn config_for(port: u16) -> Config {
+    Config::relay("127.0.0.1")
+        .port(port)
+        .tls(Tls::None)
+        .hello_name("client.test")
+        .timeouts(Timeouts::default().capped(TIMEOUT))
+}
+
+fn config(server: &ScriptedServer) -> Config {
+    config_for(server.port())
+}
+
+fn short(server: &ScriptedServer) -> Config {
+    config(server).timeouts(Timeouts::default().capped(SHORT))
+}
+
+fn envelope() -> Envelope {
+    Envelope::new("a@client.test", ["b@server.test"]).unwrap()
+}
+
+const BODY: &[u8] = b"Subject: hostile\r\n\r\nbody\r\n";
+
+/// Greeting and EHLO without PIPELINING (one command per reply), then `steps`.
+fn lockstep(steps: Vec<Step>) -> ScriptedServer {
+    with_ehlo(&[], steps)
+}
+
+/// Greeting and EHLO with PIPELINING, then `steps`.
+fn pipelined(steps: Vec<Step>) -> ScriptedServer {
+    with_ehlo(&["PIPELINING"], steps)
+}
+
+fn with_ehlo(ehlo: &[&str], mut steps: Vec<Step>) -> ScriptedServer {
+    let mut all = greeting_and_ehlo(ehlo);
+    all.append(&mut steps);
+    ScriptedServer::start(all)
+}
+
+/// MAIL, RCPT and DATA answered one by one, up to the 354.
+fn envelope_steps() -> Vec<Step> {
+    vec![
+        Step::expect("MAIL FROM:<a@client.test>"),
+        Step::reply("250 2.1.0 ok"),
+        Step::expect("RCPT TO:<b@server.test>"),
+        Step::reply("250 2.1.5 ok"),
+        Step::expect("DATA"),
+        Step::reply("354 go ahead"),
+    ]
+}
+
+fn steps(parts: impl IntoIterator<Item = Vec<Step>>) -> Vec<Step> {
+    parts.into_iter().flatten().collect()
+}
+
+#[track_caller]
+fn assert_protocol(err: &Error, want: SessionError) {
+    match err {
+        Error::Protocol(e) if *e == want => {}
+        other => panic!("expected Protocol({want:?}), got {other:?} ({other})"),
+    }
+    assert!(!err.is_retryable(), "{err}");
+}
+
+#[track_caller]
+fn assert_lost(err: &Error, phase: Phase, delivery_unknown: bool) {
+    match err {
+        Error::ConnectionLost {
+            phase: p,
+            delivery_unknown: u,
+        } if *p == phase && *u == delivery_unknown => {}
+        other => panic!(
+            "expected ConnectionLost {{ phase: {phase:?}, delivery_unknown: {delivery_unknown} }}, got {other:?} ({other})"
+        ),
+    }
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(
+        err.to_string()
+            .contains("may or may not have been delivered"),
+        delivery_unknown,
+        "{err}"
+    );
+}
+
+#[track_caller]
+fn assert_closing(err: &Error) {
+    assert!(
+        matches!(err, Error::ServiceClosing(r) if r.code == 421),
+        "expected ServiceClosing(421), got {err:?}"
+    );
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains("421"), "{err}");
+}
+
+fn sent_no_message_data(report: &ScriptReport) {
+    let got = report.received_str();
+    assert!(
+        !got.contains("Subject: hostile"),
+        "message data left the client:\n{got}"
+    );
+}
+
+// ---------------------------------------------------------------------------- connecting
+
+#[test]
+fn connection_refused() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let started = Instant::now();
+    let err = Client::connect(config_for(port)).unwrap_err();
+    match &err {
+        Error::Connect {
+            host,
+            port: p,
+            source,
+        } => {
+            assert_eq!((host.as_str(), *p), ("127.0.0.1", port));
+            assert_eq!(
+                source.kind(),
+                std::io::ErrorKind::ConnectionRefused,
+                "{err}"
+            );
+        }
+        other => panic!("expected Connect, got {other:?}"),
+    }
+    assert!(err.is_retryable());
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot connect to 127.0.0.1:{port}: ")),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn reset_right_after_connect() {
+    let server = ScriptedServer::start(vec![Step::Reset]);
+    let err = Client::connect(config(&server)).unwrap_err();
+    assert_lost(&err, Phase::Greeting, false);
+    server.finish().assert_ok();
+}
+
+#[test]
+fn no_greeting_times_out() {
+    let server = ScriptedServer::start(vec![Step::Hang]);
+    let started = Instant::now();
+    let err = Client::connect(short(&server)).unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout { phase: Phase::Greeting, after } if after == SHORT),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "timed out after 1s waiting for the greeting reply"
+    );
+    assert!(err.is_retryable());
+    let took = started.elapsed();
+    assert!(took >= SHORT && took < SHORT * 3, "{took:?}");
+    server.finish();
+}
+
+#[test]
+fn greeting_554_refuses_the_session() {
+    let server = ScriptedServer::start(vec![
+        Step::reply("554 5.7.1 No SMTP service here"),
+        Step::expect("QUIT"),
+        Step::reply("221 2.0.0 bye"),
+    ]);
+    let err = Client::connect(config(&server)).unwrap_err();
+    match &err {
+        Error::Rejected(r) => {
+            assert_eq!(r.code, 554);
+            assert_eq!(
+                r.message(),
+                "5.7.1 No SMTP service here".replace("5.7.1 ", "")
+            );
+        }
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+    assert!(!err.is_retryable());
+    // RFC 5321 3.1: the server waits for QUIT after a 554 greeting, and gets it.
+    let report = server.finish();
+    report.assert_ok();
+    assert_eq!(report.received_str(), "QUIT\r\n");
+}
+
+// ---------------------------------------------------------------------------- 421 anywhere
+
+#[test]
+fn service_closing_421_at_greeting_and_ehlo() {
+    for script in [
+        vec![Step::reply("421 4.3.2 busy, try later")],
+        vec![
+            Step::reply("220 scripted.test ESMTP"),
+            Step::expect("EHLO client.test"),
+            Step::reply("421 4.3.2 busy, try later"),
+        ],
+    ] {
+        let server = ScriptedServer::start(script);
+        let err = Client::connect(config(&server)).unwrap_err();
+        assert_closing(&err);
+        let report = server.finish();
+        report.assert_ok();
+        assert!(!report.received_str().contains("MAIL"));
+    }
+}
+
+/// 421 in place of the reply to MAIL, RCPT, DATA and the end of data, without and with
+/// PIPELINING.
+#[test]
+fn service_closing_421_at_every_transaction_step() {
+    let full = steps([envelope_steps(), vec![Step::ExpectData]]);
+    for pipelining in [false, true] {
+        // The steps before the reply that becomes a 421: to MAIL, RCPT, DATA, end of data.
+        for upto in [1, 3, 5, 7] {
+            let mut script: Vec<Step> = full[..upto].to_vec();
+            script.push(Step::reply("421 4.4.2 closing, idle too long"));
+            let ehlo: &[&str] = if pipelining { &["PIPELINING"] } else { &[] };
+            let server = with_ehlo(ehlo, script);
+            let mut client = Client::connect(config(&server)).unwrap();
+            let err = client.send_bytes(&envelope(), BODY).unwrap_err();
+            assert_closing(&err);
+            assert!(
+                matches!(client.noop(), Err(Error::Closed)),
+                "the session must be over after a 421"
+            );
+            drop(client);
+            let report = server.finish();
+            assert!(
+                report.failures.is_empty(),
+                "pipelining {pipelining}, step {upto}: {:?}",
+                report.failures
+            );
+            // After the 421 the client says nothing more (no QUIT to a closing server).
+            let got = report.received_str();
+            assert!(!got.contains("QUIT"), "{got}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------- drops
+
+#[test]
+fn dropped_after_mail() {
+    let server = lockstep(vec![Step::expect("MAIL"), Step::Close]);
+    let mut client = Client::connect(config(&server)).unwrap();
+    let err = client.send_bytes(&envelope(), BODY).unwrap_err();
+    assert_lost(&err, Phase::Mail, false);
+    server.finish().assert_ok();
+}
+
+#[test]
+fn dropped_after_rcpt() {
+    let server = lockstep(vec![
+        Step::expect("MAIL"),
+        Step::reply("250 ok"),
+        Step::expect("RCPT"),
+        Step::Close,
+    ]);
+    let mut client = Client::connect(config(&server)).unwrap();
+    let err = client.send_bytes(&envelope(), BODY).unwrap_err();
+    assert_lost(&err, Phase::Rcpt, false);
+    server.finish().assert_ok();
+}
+
+#[test]
+fn dropped_in_the_middle_of_message_data() {
+    let server = lockstep(steps([
+        envelope_steps(),
+        vec![Step::ExpectBytes(1000), Step::Close],
+    ]));
+    let mut client = Client::connect(config(&server)).unwrap();
+    // Far more than the socket buffers hold: the client is still writing when the server goes.
+    let big = vec![b'a'; 8 << 20];
+    let err = client.send_bytes(&envelope(), &big).unwrap_err();
+    assert_lost(&err, Phase::DataBlock, false);
+    server.finish().assert_ok();
+}
+
+#[test]
+fn dropped_after_the_final_dot() {
+    let server = lockstep(steps([
+        envelope_steps(),
+        vec![Step::ExpectData, Step::Close],
+    ]));
+    let mut client = Client::connect(config(&server)).unwrap();
+    let err = client.send_bytes(&envelope(), BODY).unwrap_err();
+    assert_lost(&err, Phase::DataEnd, true);
+    assert_eq!(
+        err.to_string(),
+        "connection closed by the server while waiting for the end of data reply (the message may or may not have been delivered)"
+    );
+    server.finish().assert_ok();
+}
+
+#[test]
+fn reset_after_the_final_dot() {
+    let server = lockstep(steps([
+        envelope_steps(),
+        vec![Step::ExpectData, Step::Reset],
+    ]));
+    let mut client = Client::connect(config(&server)).unwrap();
+    let err = client.send_bytes(&envelope(), BODY).unwrap_err();
+    assert_lost(&err, Phase::DataEnd, true);
+    server.finish().assert_ok();
+}
+
+/// A message source that waits before its data, so the server's close after 354 has
+/// certainly arrived before the client would send the end of data.
+struct SlowSource(Option<&'static [u8]>);
+
+impl std::io::Read for SlowSource {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.0.take() {
+            Some(data) => {
+                std::thread::sleep(Duration::from_millis(200));
+                buf[..data.len()].copy_from_slice(data);
+                Ok(data.len())
+            }
+            None => Ok(0),
+        }
+    }
+}
+
+/// The server says 354 and hangs up at once, before any data: the message cannot have been
+/// delivered, and the client says so rather than "may have been delivered".
+#[test]
+fn accepts_data_then_closes() {
+    let server = lockstep(steps([envelope_steps(), vec![Step::Close]]));
+    let mut client = Client::connect(config(&server)).unwrap();
+    let err = client
+        .send(&envelope(), SlowSource(Some(BODY)))
+        .unwrap_err();
+    assert_lost(&err, Phase::DataBlock, false);
+    server.finish().assert_ok();
+}
+
+// ---------------------------------------------------------------------------- oversized replies
+
+#[test]
+fn megabyte_reply_line_without_crlf() {
+    let server = lockstep(vec![Step::expect("MAIL"), Step::Send(vec![b'2'; 1 << 20])]);
+    let mut client = Client::connect(config(&server)).unwrap();
+    let started = Instant::now();
+    let err = client.send_bytes(&envelope(), BODY).unwrap_err();
+    assert_protocol(&err, SessionError::Malformed(ReplyError::LineTooLong));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(client);
+    // The server may fail to write the rest: the client hung up, as it should.
+    let report = server.finish();
+    sent_no_message_data(&report);
+}
+
+#[test]
+fn ten_thousand_continuation_lines() {
+    let mut reply = Vec::new();
+    for i in 0..10_000 {
+        reply.extend_from_slice(format!("250-line {i}\r\n").as_bytes());
+    }
+    reply.extend_from_slice(b"250 done\r\n");
+    let server = ScriptedServer::start(vec![
+        Step::reply("220 scripted.test ESMTP"),
+        Step::expect("EHLO"),
+        Step::Send(reply),
+    ]);
+    let err = Client::connect(config(&server)).unwrap_err();
+    assert_protocol(&err, SessionError::Malformed(ReplyError::TooManyLines));
+    assert!(err.to_string().contains("more than 256 lines"), "{err}");
+    drop(server);
+}
+
+// ---------------------------------------------------------------------------- slow and miscounted
+
+/// The MAIL reply arrives a byte every 100 ms: each read gets something, but the reply is not
+/// complete within the 1 s timeout, which fires anyway.
+#[test]
+fn slowloris_reply_still_times_out() {
+    let server = lockstep(vec![
+        Step::expect("MAIL"),
+        Step::SendSlowly(
+            b"250 2.1.0 sender ok, and this reply takes a long long time\r\n".to_vec(),
+            Duration::from_millis(100),
+        ),
+    ]);
+    let mut client = Client::connect(short(&server)).unwrap();
+    let started = Instant::now();
+    let err = client.send_bytes(&envelope(), BODY).unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout { phase: Phase::Mail, after } if after == SHORT),
+        "{err:?}"
+    );
+    let took = started.elapsed();
+    assert!(took >= SHORT && took < SHORT * 3, "{took:?}");
+    drop(client);
+    drop(server);
+}
+
+#[test]
+fn too_few_pipelined_replies_time_out() {
+    let server = pipelined(vec![
+        Step::expect("MAIL"),
+        Step::expect("RCPT"),
+        Step::expect("DATA"),
+        // Two replies for three commands, then silence.
+        Step::send("250 ok\r\n250 ok\r\n"),
+        Step::Hang,
+    ]);
+    let mut client = Client::connect(short(&server)).unwrap();
+    let err = client.send_bytes(&envelope(), BODY).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                phase: Phase::DataStart,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    drop(client);
+    let report = server.finish();
+    sent_no_message_data(&report);
+}
+
+#[test]
+fn too_many_pipelined_replies_are_a_protocol_error() {
+    let server = pipelined(vec![
+        Step::expect("MAIL"),
+        Step::expect("RCPT"),
+        Step::expect("DATA"),
+        Step::send("250 ok\r\n250 ok\r\n354 go\r\n250 surplus\r\n"),
+        Step::Sleep(Duration::from_millis(300)),
+    ]);
+    let mut client = Client::connect(config(&server)).unwrap();
+    let err = client.send_bytes(&envelope(), BODY).unwrap_err();
+    assert_protocol(&err, SessionError::UnexpectedReply { code: code(250) });
+    drop(client);
+    let report = server.finish();
+    report.assert_ok();
+    sent_no_message_data(&report);
+}
+
+#[test]
+fn data_354_when_250_was_due() {
+    let server = lockstep(vec![Step::expect("MAIL"), Step::reply("354 go ahead")]);
+    let mut client = Client::connect(config(&server)).unwrap();
+    let err = client.send_bytes(&envelope(), BODY).unwrap_err();
+    assert_protocol(
+        &err,
+        SessionError::WrongReply {
+            phase: Phase::Mail,
+            code: code(354),
+        },
+    );
+    assert_eq!(
+        err.to_string(),
+        "protocol violation by the server: server answered MAIL with 354, which is out of place"
+    );
+    drop(client);
+    sent_no_message_data(&server.finish());
+}
+
+// ---------------------------------------------------------------------------- replies out of turn
+
+/// `250 ok` right behind the greeting, before the client said EHLO: it must not be taken for
+/// the EHLO reply (which would desynchronise every later reply).
+#[test]
+fn reply_before_ehlo_is_refused() {
+    let server = ScriptedServer::start(vec![
+        Step::send("220 scripted.test ESMTP\r\n250 ok\r\n"),
+        Step::Sleep(Duration::from_millis(300)),
+    ]);
+    let err = Client::connect(config(&server)).unwrap_err();
+    assert_protocol(&err, SessionError::UnexpectedReply { code: code(250) });
+    let report = server.finish();
+    assert!(
+        !report.received_str().contains("MAIL"),
+        "{}",
+        report.received_str()
+    );
+}
+
+/// An extra reply while the connection is idle between messages: noticed before the next
+/// message's commands go out, so it cannot be credited to MAIL.
+#[test]
+fn extra_reply_while_idle() {
+    let server = pipelined(vec![
+        Step::Sleep(Duration::from_millis(100)),
+        Step::reply("250 surplus"),
+        Step::Sleep(Duration::from_millis(500)),
+    ]);
+    let mut client = Client::connect(config(&server)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let err = client.send_bytes(&envelope(), BODY).unwrap_err();
+    assert_protocol(&err, SessionError::UnexpectedReply { code: code(250) });
+    drop(client);
+    let report = server.finish();
+    report.assert_ok();
+    assert!(
+        !report.received_str().contains("MAIL"),
+        "{}",
+        report.received_str()
+    );
+}
+
+/// A 421 while idle (the server's idle timeout, RFC 5321 3.8) is noticed before the next
+/// message: no MAIL goes to a server that is closing.
+#[test]
+fn service_closing_421_while_idle() {
+    let server = pipelined(vec![
+        Step::Sleep(Duration::from_millis(100)),
+        Step::reply("421 4.4.2 idle too long"),
+        Step::Close,
+    ]);
+    let mut client = Client::connect(config(&server)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let err = client.send_bytes(&envelope(), BODY).unwrap_err();
+    assert_closing(&err);
+    drop(client);
+    let report = server.finish();
+    report.assert_ok();
+    assert!(
+        !report.received_str().contains("MAIL"),
+        "{}",
+        report.received_str()
+    );
+}
+
+// ---------------------------------------------------------------------------- STARTTLS
+
+fn starttls_then(after_220: Vec<Step>) -> ScriptedServer {
+    with_ehlo(
+        &["STARTTLS"],
+        steps([
+            vec![Step::expect("STARTTLS"), Step::reply("220 2.0.0 go ahead")],
+            after_220,
+        ]),
+    )
+}
+
+fn tls_config(server: &ScriptedServer) -> Config {
+    config(server).tls(Tls::StartTls)
+}
+
+#[test]
+fn starttls_handshake_answered_with_garbage() {
+    let server = starttls_then(vec![
+        Step::send("this is not TLS at all\r\n\0\0\0\0"),
+        Step::Sleep(Duration::from_millis(300)),
+    ]);
+    let err = Client::connect(tls_config(&server)).unwrap_err();
+    assert!(
+        matches!(err, Error::Tls { ref host, .. } if host == "127.0.0.1"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with("TLS with 127.0.0.1 failed: "),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
+    drop(server);
+}
+
+#[test]
+fn starttls_handshake_closed() {
+    let server = starttls_then(vec![Step::Close]);
+    let err = Client::connect(tls_config(&server)).unwrap_err();
+    assert!(
+        matches!(err, Error::Tls { ref source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "TLS with 127.0.0.1 failed: unexpected end of file"
+    );
+    server.finish().assert_ok();
+}
+
+#[test]
+fn starttls_stripped_when_required() {
+    let server = with_ehlo(
+        &["PIPELINING", "AUTH PLAIN LOGIN"],
+        vec![Step::expect("QUIT"), Step::reply("221 bye")],
+    );
+    let err = Client::connect(tls_config(&server).credentials("alice", "s3cret")).unwrap_err();
+    assert!(matches!(err, Error::StartTlsUnavailable(None)), "{err:?}");
+    assert_eq!(err.to_string(), "server does not allow STARTTLS");
+    let report = server.finish();
+    report.assert_ok();
+    // EHLO, then straight to QUIT: no AUTH, no MAIL in clear text.
+    assert_eq!(report.received_str(), "EHLO client.test\r\nQUIT\r\n");
+}
+
+// ---------------------------------------------------------------------------- bytes
+
+#[test]
+fn garbage_and_nul_bytes_are_a_protocol_error() {
+    for (greeting, want) in [
+        (&b"\0\0\0\0\r\n"[..], ReplyError::InvalidCode),
+        (&b"\xff\xfe garbage\r\n"[..], ReplyError::InvalidCode),
+        (&b"22\0 hi\r\n"[..], ReplyError::InvalidCode),
+        (&b"220\0hi\r\n"[..], ReplyError::InvalidSeparator),
+        (&b"220 hi\rthere\r\n"[..], ReplyError::MissingLineEnd),
+    ] {
+        let server = ScriptedServer::start(vec![Step::Send(greeting.to_vec())]);
+        let err = Client::connect(config(&server)).unwrap_err();
+        assert_protocol(&err, SessionError::Malformed(want));
+        server.finish();
+    }
+    // The same mid-transaction.
+    let server = lockstep(vec![Step::expect("MAIL"), Step::send(b"\0\0\0 ok\r\n")]);
+    let mut client = Client::connect(config(&server)).unwrap();
+    let err = client.send_bytes(&envelope(), BODY).unwrap_err();
+    assert_protocol(&err, SessionError::Malformed(ReplyError::InvalidCode));
+    drop(client);
+    sent_no_message_data(&server.finish());
+}
+
+/// Invalid UTF-8 (and a NUL) in reply text is accepted; the outcome's text is lossy.
+#[test]
+fn invalid_utf8_in_replies_is_accepted() {
+    let server = ScriptedServer::start(steps([
+        vec![
+            Step::send(b"220 caf\xe9 ESMTP \xff\r\n"),
+            Step::expect("EHLO"),
+            Step::send(b"250-h\xf4te\r\n250 PIPELINING\r\n"),
+        ],
+        vec![
+            Step::expect("MAIL"),
+            Step::expect("RCPT"),
+            Step::expect("DATA"),
+            Step::send(b"250 ok\r\n250 d\xe9j\xe0\0 vu\r\n354 go\r\n"),
+            Step::ExpectData,
+            Step::send(b"250 2.0.0 queued as \xfe\xff\xc3(\r\n"),
+            Step::expect("QUIT"),
+            Step::reply("221 bye"),
+        ],
+    ]));
+    let mut client = Client::connect(config(&server)).unwrap();
+    assert_eq!(
+        client.greeting().unwrap().message(),
+        "caf\u{fffd} ESMTP \u{fffd}"
+    );
+    let outcome = client.send_bytes(&envelope(), BODY).unwrap();
+    assert_eq!(outcome.reply.code, 250);
+    assert_eq!(outcome.reply.lines, ["queued as \u{fffd}\u{fffd}\u{fffd}("]);
+    assert_eq!(
+        outcome.recipients[0].reply.as_ref().unwrap().lines,
+        ["d\u{fffd}j\u{fffd}\0 vu"]
+    );
+    assert!(outcome.all_accepted());
+    client.quit().unwrap();
+    server.finish().assert_ok();
+}
+
+// ---------------------------------------------------------------------------- async
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn async_reset_after_the_final_dot() {
+    let server = pipelined(vec![
+        Step::expect("MAIL"),
+        Step::expect("RCPT"),
+        Step::expect("DATA"),
+        Step::send("250 ok\r\n250 ok\r\n354 go\r\n"),
+        Step::ExpectData,
+        Step::Reset,
+    ]);
+    runtime().block_on(async {
+        let mut client = AsyncClient::connect(config(&server)).await.unwrap();
+        let err = client.send_bytes(&envelope(), BODY).await.unwrap_err();
+        assert_lost(&err, Phase::DataEnd, true);
+    });
+    server.finish().assert_ok();
+}
+
+#[test]
+fn async_421_at_rcpt_and_no_greeting() {
+    let server = lockstep(vec![
+        Step::expect("MAIL"),
+        Step::reply("250 ok"),
+        Step::expect("RCPT"),
+        Step::reply("421 4.3.0 closing"),
+    ]);
+    let silent = ScriptedServer::start(vec![Step::Hang]);
+    runtime().block_on(async {
+        let mut client = AsyncClient::connect(config(&server)).await.unwrap();
+        let err = client.send_bytes(&envelope(), BODY).await.unwrap_err();
+        assert_closing(&err);
+        let started = Instant::now();
+        let err = AsyncClient::connect(short(&silent)).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Timeout {
+                    phase: Phase::Greeting,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < SHORT * 3);
+    });
+    server.finish().assert_ok();
+    silent.finish();
+}
+
+#[test]
+fn async_replies_out_of_turn_and_oversized() {
+    let early = ScriptedServer::start(vec![
+        Step::send("220 scripted.test ESMTP\r\n250 ok\r\n"),
+        Step::Sleep(Duration::from_millis(300)),
+    ]);
+    let idle = pipelined(vec![
+        Step::Sleep(Duration::from_millis(100)),
+        Step::reply("250 surplus"),
+        Step::Sleep(Duration::from_millis(500)),
+    ]);
+    let long = lockstep(vec![Step::expect("MAIL"), Step::Send(vec![b'2'; 1 << 20])]);
+    let unexpected = SessionError::UnexpectedReply { code: code(250) };
+    runtime().block_on(async {
+        let err = AsyncClient::connect(config(&early)).await.unwrap_err();
+        assert_protocol(&err, unexpected);
+
+        let mut client = AsyncClient::connect(config(&idle)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let err = client.send_bytes(&envelope(), BODY).await.unwrap_err();
+        assert_protocol(&err, unexpected);
+
+        let mut client = AsyncClient::connect(config(&long)).await.unwrap();
+        let err = client.send_bytes(&envelope(), BODY).await.unwrap_err();
+        assert_protocol(&err, SessionError::Malformed(ReplyError::LineTooLong));
+    });
+    early.finish();
+    let report = idle.finish();
+    assert!(
+        !report.received_str().contains("MAIL"),
+        "{}",
+        report.received_str()
+    );
+    drop(long);
+}
+
+#[test]
+fn async_accepts_data_then_closes() {
+    let server = lockstep(steps([envelope_steps(), vec![Step::Close]]));
+    runtime().block_on(async {
+        let mut client = AsyncClient::connect(config(&server)).await.unwrap();
+        // The message source is slow: the server's close has arrived before the end of data.
+        let (mut writer, reader) = tokio::io::duplex(1024);
+        let feed = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let _ = writer.write_all(BODY).await;
+        });
+        let err = client.send(&envelope(), reader).await.unwrap_err();
+        assert_lost(&err, Phase::DataBlock, false);
+        feed.await.unwrap();
+    });
+    server.finish().assert_ok();
+}
+
+fn code(value: u16) -> postline::proto::reply::Code {
+    postline::proto::reply::Code::new(value).unwrap()
+}
+
+/// A client dropped just before its runtime shuts down: the task that would say QUIT is
+/// cancelled unrun, and dropping it must not spawn another (it used to, endlessly, until the
+/// stack overflowed).
+#[test]
+fn async_client_dropped_as_the_runtime_shuts_down() {
+    let server = lockstep(vec![Step::Hang]);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = AsyncClient::connect(config(&server)).await.unwrap();
+        drop(client);
+    });
+    drop(rt);
+    drop(server);
+}
