@@ -112,6 +112,10 @@ pub enum Attempted {
     Failed(String),
 }
 
+/// The caller's delivery step: given the entry, the message bytes and the pending recipients,
+/// what happened to each recipient.
+pub type Deliver<'a> = dyn FnMut(&Entry, &[u8], &[String]) -> Vec<(String, Attempted)> + 'a;
+
 /// Retry schedule and what to do with failures.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -469,7 +473,7 @@ impl Spool {
         now: SystemTime,
         force: bool,
         policy: &Policy,
-        deliver: &mut dyn FnMut(&Entry, &[u8], &[String]) -> Vec<(String, Attempted)>,
+        deliver: &mut Deliver<'_>,
     ) -> RunReport {
         let mut report = RunReport::default();
         self.sweep_orphans(Duration::from_secs(3600), now);
