@@ -1,0 +1,381 @@
+//! The `postline` binary against hostile and broken servers (scripted peers on 127.0.0.1):
+//! exit codes, that the error names what went wrong (the phase of a timeout, a delivery that
+//! may have happened), and that control characters given on the command line never reach the
+//! wire.
+
+#[path = "../../client/tests/support/mod.rs"]
+mod support;
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+use support::{greeting_and_ehlo, ScriptReport, ScriptedServer, Step};
+
+/// Bound on one run of the binary.
+const RUN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `postline ARGS` with its configuration, `HOME` and `XDG_CONFIG_HOME` in a tempdir.
+fn postline(dir: &tempfile::TempDir, args: &[&str]) -> Command {
+    let mut c = Command::cargo_bin("postline").expect("postline binary");
+    c.env("POSTLINE_CONFIG", dir.path().join("absent.toml"))
+        .env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .env_remove("POSTLINE_ACCOUNT")
+        .timeout(RUN_TIMEOUT)
+        .args(args);
+    c
+}
+
+fn sandbox() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("postline-hostile-")
+        .tempdir()
+        .expect("tempdir")
+}
+
+/// `send` to `server` with `--timeout 3`, then `extra` (and `--tls none` unless it says).
+fn send(server: &ScriptedServer, extra: &[&str]) -> Output {
+    let dir = sandbox();
+    let addr = server.addr();
+    let mut args = vec![
+        "send",
+        "--server",
+        &addr,
+        "--timeout",
+        "3",
+        "--from",
+        "a@example.com",
+        "--to",
+        "b@example.com",
+        "--subject",
+        "hostile",
+        "--body",
+        "x",
+    ];
+    if !extra.contains(&"--tls") {
+        args.extend(["--tls", "none"]);
+    }
+    args.extend_from_slice(extra);
+    postline(&dir, &args)
+        .output()
+        .expect("run postline (within the time bound)")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[track_caller]
+fn expect_code(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "expected exit code {code}, got {:?}\n--- stdout:\n{}\n--- stderr:\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+}
+
+fn with_ehlo(ehlo: &[&str], mut steps: Vec<Step>) -> ScriptedServer {
+    let mut all = greeting_and_ehlo(ehlo);
+    all.append(&mut steps);
+    ScriptedServer::start(all)
+}
+
+fn envelope_steps() -> Vec<Step> {
+    vec![
+        Step::expect("MAIL FROM:<a@example.com>"),
+        Step::reply("250 ok"),
+        Step::expect("RCPT TO:<b@example.com>"),
+        Step::reply("250 ok"),
+        Step::expect("DATA"),
+        Step::reply("354 go"),
+    ]
+}
+
+fn no_message_data(report: &ScriptReport) {
+    let got = report.received_str();
+    assert!(!got.contains("Subject: hostile"), "{got}");
+}
+
+#[test]
+fn no_greeting_with_timeout_3_is_75_naming_the_phase() {
+    let server = ScriptedServer::start(vec![Step::Hang]);
+    let started = Instant::now();
+    let o = send(&server, &[]);
+    let took = started.elapsed();
+    expect_code(&o, 75);
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("timed out after 3s waiting for the greeting reply"),
+        "{err}"
+    );
+    server.finish();
+}
+
+#[test]
+fn silent_after_rcpt_with_json_is_75_naming_the_phase() {
+    let server = with_ehlo(
+        &[],
+        vec![
+            Step::expect("MAIL"),
+            Step::reply("250 ok"),
+            Step::expect("RCPT"),
+            Step::Hang,
+        ],
+    );
+    let started = Instant::now();
+    let o = send(&server, &["--json"]);
+    assert!(started.elapsed() < Duration::from_secs(8));
+    expect_code(&o, 75);
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("JSON");
+    assert_eq!(v["status"], "failed", "{v}");
+    assert_eq!(v["retryable"], true, "{v}");
+    assert_eq!(v["exit_code"], 75, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("waiting for the RCPT reply"),
+        "{v}"
+    );
+    server.finish();
+}
+
+/// Dropped after the final dot: exit 75, and the output says the message may have been
+/// delivered (which a plain failure does not).
+#[test]
+fn dropped_after_final_dot_says_it_may_have_been_delivered() {
+    let script = || {
+        let mut s = envelope_steps();
+        s.extend([Step::ExpectData, Step::Close]);
+        with_ehlo(&[], s)
+    };
+    let server = script();
+    let o = send(&server, &[]);
+    expect_code(&o, 75);
+    assert!(
+        stderr(&o).contains("the message may or may not have been delivered"),
+        "{}",
+        stderr(&o)
+    );
+    server.finish().assert_ok();
+
+    let server = script();
+    let o = send(&server, &["--json"]);
+    expect_code(&o, 75);
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("JSON");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("may or may not have been delivered"),
+        "{v}"
+    );
+    assert_eq!(v["retryable"], true, "{v}");
+    server.finish().assert_ok();
+
+    // Dropped before the end of data: a plain failure, without the "may have been delivered".
+    let mut s = envelope_steps();
+    s.extend([Step::Close]);
+    let server = with_ehlo(&[], s);
+    let o = send(&server, &[]);
+    expect_code(&o, 75);
+    assert!(!stderr(&o).contains("may or may not"), "{}", stderr(&o));
+    server.finish();
+}
+
+/// A misbehaviour: its name, the script, extra flags, the exit code and a piece of stderr.
+type Case = (
+    &'static str,
+    Vec<Step>,
+    &'static [&'static str],
+    i32,
+    &'static str,
+);
+
+/// One misbehaviour per row: the exit code and a piece of the error message.
+#[test]
+fn hostile_servers_exit_codes() {
+    let cases: Vec<Case> = vec![
+        (
+            "reset right after connect",
+            vec![Step::Reset],
+            &[],
+            75,
+            "connection closed by the server while waiting for the greeting reply",
+        ),
+        (
+            "554 greeting",
+            vec![
+                Step::reply("554 5.7.1 go away"),
+                Step::expect("QUIT"),
+                Step::reply("221 bye"),
+            ],
+            &[],
+            69,
+            "554 5.7.1 go away",
+        ),
+        (
+            "421 greeting",
+            vec![Step::reply("421 4.3.2 busy")],
+            &[],
+            75,
+            "421 4.3.2 busy",
+        ),
+        (
+            "421 at MAIL",
+            {
+                let mut s = greeting_and_ehlo(&[]);
+                s.extend([Step::expect("MAIL"), Step::reply("421 4.3.2 closing")]);
+                s
+            },
+            &[],
+            75,
+            "421 4.3.2 closing",
+        ),
+        (
+            "421 after the end of data",
+            {
+                let mut s = greeting_and_ehlo(&[]);
+                s.extend(envelope_steps());
+                s.extend([Step::ExpectData, Step::reply("421 4.3.2 closing")]);
+                s
+            },
+            &[],
+            75,
+            "421 4.3.2 closing",
+        ),
+        (
+            "garbage and NUL bytes",
+            vec![Step::send(b"\0\0\xff garbage\r\n")],
+            &[],
+            76,
+            "protocol violation",
+        ),
+        (
+            "a reply before EHLO",
+            vec![
+                Step::send("220 x ESMTP\r\n250 ok\r\n"),
+                Step::Sleep(Duration::from_millis(300)),
+            ],
+            &[],
+            76,
+            "server sent reply 250 when no reply was due",
+        ),
+        (
+            "354 when 250 was due",
+            {
+                let mut s = greeting_and_ehlo(&[]);
+                s.extend([Step::expect("MAIL"), Step::reply("354 go")]);
+                s
+            },
+            &[],
+            76,
+            "server answered MAIL with 354",
+        ),
+        (
+            "1 MiB reply line",
+            vec![Step::Send(vec![b'2'; 1 << 20])],
+            &[],
+            76,
+            "reply line longer than",
+        ),
+        (
+            "STARTTLS stripped",
+            {
+                let mut s = greeting_and_ehlo(&["AUTH PLAIN"]);
+                s.extend([Step::expect("QUIT"), Step::reply("221 bye")]);
+                s
+            },
+            &["--tls", "starttls"],
+            69,
+            "server does not allow STARTTLS",
+        ),
+        (
+            "TLS handshake answered with garbage",
+            {
+                let mut s = greeting_and_ehlo(&["STARTTLS"]);
+                s.extend([
+                    Step::expect("STARTTLS"),
+                    Step::reply("220 go ahead"),
+                    Step::send("garbage, not TLS\r\n"),
+                    Step::Sleep(Duration::from_millis(300)),
+                ]);
+                s
+            },
+            &["--tls", "starttls"],
+            69,
+            "TLS with 127.0.0.1 failed",
+        ),
+    ];
+    for (name, script, extra, code, needle) in cases {
+        let server = ScriptedServer::start(script);
+        let started = Instant::now();
+        let o = send(&server, extra);
+        assert!(started.elapsed() < Duration::from_secs(8), "{name}");
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{name}: stdout:\n{}\nstderr:\n{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains(needle), "{name}: {}", stderr(&o));
+        let report = server.finish();
+        if !name.contains("end of data") {
+            no_message_data(&report);
+        }
+        let got = report.received_str();
+        if name == "a reply before EHLO" {
+            assert!(!got.contains("MAIL"), "{name}: {got}");
+        }
+    }
+}
+
+/// CR and LF in addresses, the HELO name and header values given as flags are refused
+/// (exit 64) before anything but the greeting exchange happens: nothing is injected. (NUL
+/// cannot be passed in an argument at all: exec(2) takes C strings.)
+#[test]
+fn control_characters_on_the_command_line_are_refused() {
+    let cases: &[(&str, &str)] = &[
+        ("--to", "b@example.com\r\nRCPT TO:<evil@example.com>"),
+        ("--from", "a@example.com\nRCPT TO:<evil@example.com>"),
+        ("--helo", "client.test\r\nMAIL FROM:<evil@example.com>"),
+        ("--header", "X-Test: a\r\nBcc: evil@example.com"),
+        ("--header", "X-Test: a\nBcc: evil@example.com"),
+        ("--subject", "hi\r\nBcc: evil@example.com"),
+        ("--reply-to", "r@example.com\r\nBcc: evil@example.com"),
+    ];
+    for (flag, value) in cases {
+        let mut script = greeting_and_ehlo(&["PIPELINING"]);
+        script.extend([Step::expect("QUIT"), Step::reply("221 bye")]);
+        let server = ScriptedServer::start(script);
+        let o = send(&server, &[flag, value]);
+        assert_eq!(
+            o.status.code(),
+            Some(64),
+            "{flag} {value:?}: stdout:\n{}\nstderr:\n{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        let report = server.finish();
+        let got = report.received_str();
+        assert!(
+            !got.contains("evil") && !got.contains("MAIL"),
+            "{flag} {value:?}: the server received:\n{got}"
+        );
+    }
+}
