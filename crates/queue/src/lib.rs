@@ -276,6 +276,30 @@ impl Spool {
         self.enqueue_entry(from, recipients, route, message, now, false)
     }
 
+    /// Queues a message after a first attempt that deferred these recipients (address, why):
+    /// the entry records that attempt, and its next one follows `policy`'s schedule.
+    pub fn enqueue_deferred(
+        &self,
+        from: &str,
+        deferred: &[(String, String)],
+        route: serde_json::Value,
+        message: &[u8],
+        now: SystemTime,
+        policy: &Policy,
+    ) -> io::Result<String> {
+        let addresses: Vec<String> = deferred.iter().map(|(a, _)| a.clone()).collect();
+        self.write_entry(from, &addresses, route, message, now, false, &|entry| {
+            for (r, (_, why)) in entry.recipients.iter_mut().zip(deferred) {
+                r.status = RecipientStatus::Pending {
+                    last_error: Some(why.clone()),
+                };
+            }
+            entry.attempts = 1;
+            entry.last_error = deferred.last().map(|(_, why)| why.clone());
+            entry.next_attempt = now_secs(now) + policy.backoff(1).as_secs().max(1);
+        })
+    }
+
     fn enqueue_entry(
         &self,
         from: &str,
@@ -284,6 +308,20 @@ impl Spool {
         message: &[u8],
         now: SystemTime,
         is_bounce: bool,
+    ) -> io::Result<String> {
+        self.write_entry(from, recipients, route, message, now, is_bounce, &|_| {})
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_entry(
+        &self,
+        from: &str,
+        recipients: &[String],
+        route: serde_json::Value,
+        message: &[u8],
+        now: SystemTime,
+        is_bounce: bool,
+        adjust: &dyn Fn(&mut Entry),
     ) -> io::Result<String> {
         let t = now.duration_since(UNIX_EPOCH).unwrap_or_default();
         let id = format!(
@@ -310,6 +348,8 @@ impl Spool {
             last_error: None,
             is_bounce,
         };
+        let mut entry = entry;
+        adjust(&mut entry);
         write_atomic(&self.dir, &self.message_path(&id), message)?;
         self.save(&entry)?;
         Ok(id)
@@ -475,12 +515,31 @@ impl Spool {
         policy: &Policy,
         deliver: &mut Deliver<'_>,
     ) -> RunReport {
+        self.run_until(now, force, policy, deliver, &|| false)
+    }
+
+    /// [`Spool::run`], asking `stop` before each message: once it says yes, the pass ends
+    /// (the message in hand is finished first), leaving the rest queued as they were.
+    pub fn run_until(
+        &self,
+        now: SystemTime,
+        force: bool,
+        policy: &Policy,
+        deliver: &mut Deliver<'_>,
+        stop: &dyn Fn() -> bool,
+    ) -> RunReport {
         let mut report = RunReport::default();
         self.sweep_orphans(Duration::from_secs(3600), now);
         let (entries, problems) = self.list();
         report.problems = problems;
         let t = now_secs(now);
+        let mut stopped = false;
         for listed in entries {
+            stopped = stopped || stop();
+            if stopped {
+                report.deferred += 1;
+                continue;
+            }
             if !force && listed.next_attempt > t {
                 report.deferred += 1;
                 continue;
@@ -884,6 +943,74 @@ mod tests {
                 .collect()
         });
         assert_eq!(r.completed, 1);
+    }
+
+    #[test]
+    fn enqueue_deferred_records_the_first_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let t0 = SystemTime::now();
+        let id = spool
+            .enqueue_deferred(
+                "a@x",
+                &[("c@y".into(), "451 4.3.0 later".into())],
+                route(),
+                b"bytes\r\n",
+                t0,
+                &Policy::default(),
+            )
+            .unwrap();
+        let e = spool.load(&id).unwrap();
+        assert_eq!(e.attempts, 1);
+        assert_eq!(e.last_error.as_deref(), Some("451 4.3.0 later"));
+        assert_eq!(
+            e.recipients[0].status,
+            RecipientStatus::Pending {
+                last_error: Some("451 4.3.0 later".into())
+            }
+        );
+        assert!((54..=66).contains(&(e.next_attempt - now_secs(t0))));
+        assert_eq!(spool.message(&id).unwrap(), b"bytes\r\n");
+        // Not due yet; a forced pass tries it.
+        let r = spool.run(t0, false, &Policy::default(), &mut |_, _, _| {
+            panic!("not due")
+        });
+        assert_eq!((r.attempted, r.deferred), (0, 1));
+        let r = spool.run(t0, true, &Policy::default(), &mut |_, _, rcpts| {
+            rcpts
+                .iter()
+                .map(|r| (r.clone(), Attempted::Delivered("250".into())))
+                .collect()
+        });
+        assert_eq!(r.completed, 1);
+    }
+
+    #[test]
+    fn run_until_stops_after_the_message_in_hand() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let t0 = SystemTime::now();
+        for _ in 0..3 {
+            spool
+                .enqueue("a@x", &["b@y".into()], route(), b"m", t0)
+                .unwrap();
+        }
+        let calls = std::cell::Cell::new(0);
+        let r = spool.run_until(
+            t0,
+            false,
+            &Policy::default(),
+            &mut |_, _, rcpts| {
+                calls.set(calls.get() + 1);
+                rcpts
+                    .iter()
+                    .map(|r| (r.clone(), Attempted::Delivered("250".into())))
+                    .collect()
+            },
+            &|| calls.get() >= 1,
+        );
+        assert_eq!((r.completed, r.deferred), (1, 2));
+        assert_eq!(spool.list().0.len(), 2);
     }
 
     #[test]
