@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use postline::proto::reply::ReplyError;
 use postline::proto::session::SessionError;
 use postline::{AsyncClient, Client, Config, Envelope, Error, Phase, Timeouts, Tls};
-use support::{greeting_and_ehlo, ScriptReport, ScriptedServer, Step};
+use support::{greeting_and_ehlo, lossy, ScriptReport, ScriptedServer, Step};
 
 /// The cap on every phase's timeout.
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -807,4 +807,110 @@ fn async_client_dropped_as_the_runtime_shuts_down() {
     });
     drop(rt);
     drop(server);
+}
+
+// ---------------------------------------------------------------------------- security defaults
+
+/// A server with a self-signed certificate (no CA at all) is refused by default, with a
+/// message that says why; nothing is sent after the failed handshake.
+#[test]
+fn self_signed_certificate_is_refused_by_default() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let server = support::Aiosmtpd::builder()
+        .starttls(&cert_path, &key_path)
+        .start();
+    let config = Config::relay("localhost")
+        .port(server.port())
+        .tls(Tls::StartTls)
+        .timeouts(Timeouts::default().capped(TIMEOUT));
+    let err = Client::connect(config).unwrap_err();
+    assert!(
+        matches!(err, Error::Tls { ref host, .. } if host == "localhost"),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with("TLS with localhost failed: ") && text.contains("certificate"),
+        "{text}"
+    );
+    assert!(server.messages().is_empty());
+}
+
+/// A message source that hands out one byte per read, so every CR, LF and dot reaches the
+/// encoder in a separate piece.
+struct ByteByByte<'a>(&'a [u8]);
+
+impl std::io::Read for ByteByByte<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.0.split_first() {
+            Some((&b, rest)) if !buf.is_empty() => {
+                buf[0] = b;
+                self.0 = rest;
+                Ok(1)
+            }
+            _ => Ok(0),
+        }
+    }
+}
+
+/// Message data never ends DATA early: bare-LF and bare-CR dot lines, a dot line followed by
+/// a smuggled transaction, in one piece and byte by byte. Each send stores exactly one
+/// message, byte for byte what was meant (line ends normalised), and nothing from the
+/// smuggled sender.
+#[test]
+fn message_data_cannot_end_data_early() {
+    let bodies: &[&[u8]] = &[
+        b"Subject: a\r\n\r\nx\n.\nMAIL FROM:<evil@example.com>\nRCPT TO:<evil@example.com>\nDATA\nevil\n.\n",
+        b"Subject: b\r\n\r\nx\r\n.\nMAIL FROM:<evil@example.com>\r\n",
+        b"Subject: c\r\n\r\nx\n.\r\nMAIL FROM:<evil@example.com>\r\n",
+        b"Subject: d\r\n\r\nx\r.\r\nMAIL FROM:<evil@example.com>\r\n",
+        b"Subject: e\r\n\r\nx\r\n.\r\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<evil@example.com>\r\nDATA\r\nevil\r\n.\r\n",
+        b".\r\nMAIL FROM:<evil@example.com>\r\n",
+        b"Subject: f\r\n\r\n.",
+    ];
+    let server = support::Aiosmtpd::start();
+    let mut client = Client::connect(config_for(server.port())).unwrap();
+    let env = Envelope::new("sender@client.test", ["rcpt@server.test"]).unwrap();
+    let mut sent = 0;
+    for body in bodies {
+        client.send(&env, *body).unwrap();
+        client.send(&env, ByteByByte(body)).unwrap();
+        sent += 2;
+    }
+    client.quit().unwrap();
+    let got = server.wait_for_messages(sent, Duration::from_secs(10));
+    assert_eq!(got.len(), sent, "a smuggled message was stored");
+    for (i, msg) in got.iter().enumerate() {
+        let want = normalise(bodies[i / 2]);
+        assert_eq!(lossy(&msg.content), lossy(&want), "body {}", i / 2);
+        assert_eq!(msg.mail_from, "sender@client.test");
+        assert_eq!(msg.rcpt_tos, ["rcpt@server.test"]);
+    }
+}
+
+/// Bare CR and bare LF become CRLF, and a final CRLF is added when missing.
+fn normalise(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'\r' if input.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(b"\r\n");
+                i += 1;
+            }
+            b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }
