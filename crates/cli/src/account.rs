@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use toml::Spanned;
 
 /// `tls = ...` in an account, and `--tls`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TlsMode {
     /// STARTTLS, required.

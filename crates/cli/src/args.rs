@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
 
 use crate::account::TlsMode;
 use crate::compose::Priority;
@@ -36,12 +37,70 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// The outbound queue: messages that met a transient failure wait here and are retried
+    /// (1 min, doubling, at most 1 h apart, for up to 5 days).
+    Queue(QueueArgs),
     /// Print the man page (roff).
     Man,
 }
 
+/// `postline queue`.
+#[derive(Debug, Clone, Args)]
+pub struct QueueArgs {
+    /// The spool directory [default: $XDG_STATE_HOME/postline/queue].
+    #[arg(long, value_name = "DIR", env = "POSTLINE_QUEUE_DIR", global = true)]
+    pub queue_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: QueueCommand,
+}
+
+/// The `queue` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum QueueCommand {
+    /// One line per queued message: id, age, recipients, attempts, next try, last error.
+    List {
+        /// A JSON array on stdout instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One pass over the messages that are due. Exit 0 when the pass ran (even if messages
+    /// stay queued), 75 when the spool cannot be opened.
+    Run {
+        /// Keep running, retrying on schedule; SIGTERM or SIGINT finishes the message in hand
+        /// and exits 0.
+        #[arg(long)]
+        daemon: bool,
+        /// Print each SMTP transcript on stderr.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Try every queued message now, due or not.
+    Flush {
+        /// Print each SMTP transcript on stderr.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Print one message's entry: envelope, per-recipient state, route, attempts. Exit 66 when
+    /// there is no such message, 64 for something that is not a queue id.
+    Show {
+        /// The queue id.
+        id: String,
+        /// The entry as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a queued message without sending it. Exit 66 when there is no such message, 75
+    /// while a runner is delivering it.
+    Remove {
+        /// The queue id.
+        id: String,
+    },
+}
+
 /// `--auth`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum AuthArg {
     /// PLAIN (RFC 4616).
     Plain,
@@ -67,8 +126,10 @@ impl AuthArg {
     }
 }
 
-/// Where to connect, how, and as whom.
-#[derive(Debug, Clone, Default, Args)]
+/// Where to connect, how, and as whom. Serialized as a queued message's route: it names where
+/// secrets come from (a variable, a file, a command), never a secret itself.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ServerArgs {
     /// The server, HOST[:PORT] (IPv6 as [ADDR]:PORT).
     #[arg(long, value_name = "HOST[:PORT]")]
@@ -130,9 +191,11 @@ pub struct ServerArgs {
     pub allow_world_readable_password: bool,
     /// Print the SMTP transcript (C:/S: lines, credentials replaced by ***) on stderr.
     #[arg(short, long)]
+    #[serde(skip)]
     pub verbose: bool,
     /// Print one JSON object with the result on stdout.
     #[arg(long)]
+    #[serde(skip)]
     pub json: bool,
 }
 
@@ -186,4 +249,14 @@ pub struct SendArgs {
     /// Exit 0 when some recipients were refused but the message went to the others.
     #[arg(long)]
     pub partial_ok: bool,
+    /// Queue what a transient failure (4xx, connection lost, timeout) kept from being
+    /// delivered, for `postline queue run` to retry; exit 0 with a note on stderr.
+    #[arg(long)]
+    pub queue: bool,
+    /// Queue the message without trying to send it now; prints its queue id.
+    #[arg(long, conflicts_with = "queue")]
+    pub queue_only: bool,
+    /// The spool directory for --queue [default: $XDG_STATE_HOME/postline/queue].
+    #[arg(long, value_name = "DIR", env = "POSTLINE_QUEUE_DIR")]
+    pub queue_dir: Option<PathBuf>,
 }

@@ -1,4 +1,4 @@
-//! The `postline` command: `send`, `sendmail` (also as a `sendmail` symlink), `probe`.
+//! The `postline` command: `send`, `sendmail` (also as a `sendmail` symlink), `queue`, `probe`.
 
 mod account;
 mod args;
@@ -6,6 +6,7 @@ mod compose;
 mod connect;
 mod exit;
 mod probe;
+mod queue;
 mod send;
 mod sendmail;
 
@@ -53,6 +54,7 @@ fn run(cli: Cli) -> Result<u8, connect::Fail> {
         Command::Send(args) => send::run(&args),
         Command::Sendmail { args } => sendmail::run(&args),
         Command::Probe(args) => probe::run(&args),
+        Command::Queue(args) => queue::run(&args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

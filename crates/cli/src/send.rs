@@ -10,6 +10,7 @@ use crate::args::SendArgs;
 use crate::compose::{self, Compose, ComposeError};
 use crate::connect::{self, Fail, Target};
 use crate::exit;
+use crate::queue;
 
 fn compose_fail(e: ComposeError) -> Fail {
     let code = match e {
@@ -290,40 +291,64 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
             "no recipients: give --to, --cc or --bcc (or -t with --message)",
         ));
     }
-    if target.direct {
-        return deliver_direct(
-            target,
+    let queueing = args.queue || args.queue_only;
+    let route = queue::Route::new(&args.server, account.as_ref(), target.direct, &from);
+    let voice = if args.server.json {
+        queue::Voice::Json
+    } else {
+        queue::Voice::Lines
+    };
+    if args.queue_only {
+        return queue::queue_only(
+            queue::open_spool(args.queue_dir.as_deref()),
+            &route,
             &from,
             &recipients,
             &message,
-            args.server.json,
-            args.partial_ok,
+            voice,
         );
     }
+    if target.direct {
+        let delivery = queue::direct(target, &from, &recipients, &message)
+            .map_err(|e| Fail::new(exit::for_error(&e), e.to_string()))?;
+        if queueing {
+            let results = queue::from_direct(&delivery, &recipients);
+            let spool = queue::open_spool(args.queue_dir.as_deref());
+            if let Some(code) = queue::queue_deferred(
+                spool,
+                &route,
+                &from,
+                &message,
+                &results,
+                voice,
+                args.partial_ok,
+            ) {
+                return Ok(code);
+            }
+        }
+        return Ok(print_direct(&delivery, args.server.json, args.partial_ok));
+    }
     let report = deliver(target, &from, &recipients, &message)?;
+    if queueing {
+        let results = queue::from_relay(&report.result, &recipients);
+        let spool = queue::open_spool(args.queue_dir.as_deref());
+        if let Some(code) = queue::queue_deferred(
+            spool,
+            &route,
+            &from,
+            &message,
+            &results,
+            voice,
+            args.partial_ok,
+        ) {
+            return Ok(code);
+        }
+    }
     Ok(print_report(&report, args.server.json, args.partial_ok))
 }
 
 /// Delivery by MX routing: one line (or JSON entry) per recipient naming the exchanger.
-fn deliver_direct(
-    target: Target,
-    from: &str,
-    recipients: &[String],
-    message: &[u8],
-    json_out: bool,
-    partial_ok: bool,
-) -> Result<u8, Fail> {
-    let envelope = Envelope::new(from, recipients)
-        .map_err(|e| Fail::new(exit::for_error(&e), e.to_string()))?;
-    let mut mailer = postline::Mailer::direct(target.config.clone())
-        .mx_port(target.port)
-        .require_tls(target.tls == crate::account::TlsMode::Starttls);
-    if let Some(dns) = target.dns_server {
-        mailer = mailer.dns_server(dns);
-    }
-    let delivery = mailer
-        .send_blocking(&envelope, message)
-        .map_err(|e| Fail::new(exit::for_error(&e), e.to_string()))?;
+fn print_direct(delivery: &postline::Delivery, json_out: bool, partial_ok: bool) -> u8 {
     let delivered = delivery.recipients.iter().filter(|r| r.delivered()).count();
     let transient = delivery.recipients.iter().any(|r| r.is_transient_failure());
     let unroutable = delivery
@@ -365,7 +390,7 @@ fn deliver_direct(
             "{}",
             json!({"route": "direct", "recipients": list, "exit_code": code})
         );
-        return Ok(code);
+        return code;
     }
     for r in &delivery.recipients {
         let host = r.host.as_deref().unwrap_or("-");
@@ -381,7 +406,7 @@ fn deliver_direct(
             }
         }
     }
-    Ok(code)
+    code
 }
 
 /// sendmail's manner: nothing on success, refusals and errors on stderr.

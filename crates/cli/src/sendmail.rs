@@ -1,5 +1,10 @@
 //! `postline sendmail`: the /usr/sbin/sendmail interface that cron, git send-email, mutt,
 //! PHP's mail() and logwatch call. The server comes from the config file's default account.
+//!
+//! As sendmail does, a transient failure (4xx, server unreachable) does not lose the message:
+//! it goes to the queue (`$POSTLINE_QUEUE_DIR`, else `$XDG_STATE_HOME/postline/queue`) with a
+//! note on stderr, and the exit code is 0; `postline queue run` retries it. `-odq` queues
+//! without trying; `POSTLINE_NO_QUEUE=1` turns queueing off (exit 75 as without a queue).
 
 use std::io::Read;
 
@@ -7,6 +12,7 @@ use crate::args::ServerArgs;
 use crate::compose;
 use crate::connect::{self, Fail};
 use crate::exit;
+use crate::queue;
 use crate::send;
 
 /// What the sendmail flags asked for.
@@ -24,6 +30,8 @@ pub struct Options {
     pub verbose: bool,
     /// Recipients from the arguments.
     pub recipients: Vec<String>,
+    /// `-odq`: queue without trying now.
+    pub queue_only: bool,
 }
 
 /// Parses sendmail's flags. Flags that only matter to a local MTA (`-oem`, `-odi`, `-B`, `-N`,
@@ -47,6 +55,11 @@ pub fn parse(args: &[String]) -> Result<Options, Fail> {
             o.recipients.extend(it.by_ref().cloned());
             break;
         }
+        // Queueing on a transient failure is the default (as sendmail does it); the flag is
+        // accepted for callers that spell it out. POSTLINE_NO_QUEUE=1 turns it off.
+        if arg == "--queue-on-failure" {
+            continue;
+        }
         let Some(flag) = arg.strip_prefix('-').filter(|f| !f.is_empty()) else {
             o.recipients.push(arg.clone());
             continue;
@@ -59,6 +72,7 @@ pub fn parse(args: &[String]) -> Result<Options, Fail> {
             "f" | "r" => o.from = Some(value(arg, rest, &mut it)?),
             "F" => o.full_name = Some(value(arg, rest, &mut it)?),
             "o" if rest == "i" => o.ignore_dots = true,
+            "o" if rest == "dq" => o.queue_only = true,
             // -oem, -oee, -odi, -odb, -oXvalue...: delivery details of a local MTA.
             "o" => {}
             "b" => match rest {
@@ -162,7 +176,35 @@ pub fn run(args: &[String]) -> Result<u8, Fail> {
     }
     raw = compose::strip_bcc(&raw);
     raw = compose::complete_headers(&raw, &from, o.full_name.as_deref());
+    let queueing = !std::env::var("POSTLINE_NO_QUEUE").is_ok_and(|v| !v.is_empty() && v != "0");
+    let route = queue::Route::new(&server_args, Some(&account), false, &from);
+    let queue_dir = std::env::var_os("POSTLINE_QUEUE_DIR").map(std::path::PathBuf::from);
+    if o.queue_only && queueing {
+        return queue::queue_only(
+            queue::open_spool(queue_dir.as_deref()),
+            &route,
+            &from,
+            &recipients,
+            &raw,
+            queue::Voice::Quiet,
+        );
+    }
     let report = send::deliver(target, &from, &recipients, &raw)?;
+    if queueing {
+        // A transient failure queues the message and exits 0 with a note, as sendmail does.
+        let results = queue::from_relay(&report.result, &recipients);
+        if let Some(code) = queue::queue_deferred(
+            queue::open_spool(queue_dir.as_deref()),
+            &route,
+            &from,
+            &raw,
+            &results,
+            queue::Voice::Quiet,
+            false,
+        ) {
+            return Ok(code);
+        }
+    }
     // sendmail is quiet on success; failures go to stderr.
     Ok(send::print_report_quiet(&report))
 }
@@ -201,6 +243,9 @@ mod tests {
         assert_eq!(o.from.as_deref(), Some("me@example.com"));
         assert!(o.verbose);
         assert!(p(&["-bp"]).is_err());
+        let o = p(&["-odq", "--queue-on-failure", "-t"]).unwrap();
+        assert!(o.queue_only && o.extract);
+        assert!(o.recipients.is_empty());
         assert!(p(&["-f"]).is_err());
         assert!(p(&["-Z"]).is_err());
     }

@@ -1,0 +1,722 @@
+//! The outbound queue end to end: `send --queue`, sendmail mode's queue on failure and
+//! `postline queue ...`, against aiosmtpd on 127.0.0.1 (which stores the bytes it accepted).
+//!
+//! Every test has its own spool (`--queue-dir`, or `POSTLINE_QUEUE_DIR` for sendmail mode),
+//! `POSTLINE_CONFIG` pointing into a tempdir, and `HOME`/`XDG_*` in that tempdir. Every run of
+//! the binary is bounded in time.
+
+#[path = "../../client/tests/support/mod.rs"]
+mod support;
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+use support::{Aiosmtpd, StoredMessage};
+
+/// Bound on one run of the binary.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on waiting for aiosmtpd to store messages.
+const STORE_WAIT: Duration = Duration::from_secs(20);
+
+const FROM: &str = "sender@example.com";
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let dir = tempfile::Builder::new()
+            .prefix("postline-queue-")
+            .tempdir()
+            .expect("tempdir");
+        for d in ["home", "xdg-config", "xdg-state"] {
+            fs::create_dir(dir.path().join(d)).expect("mkdir");
+        }
+        Sandbox { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn spool(&self) -> PathBuf {
+        self.path("spool")
+    }
+
+    fn spool_str(&self) -> String {
+        self.spool().to_string_lossy().into_owned()
+    }
+
+    fn write(&self, name: &str, data: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(name);
+        fs::write(&p, data).expect("write");
+        p
+    }
+
+    fn env_std(&self, c: &mut std::process::Command) {
+        c.env("POSTLINE_CONFIG", self.path("config.toml"))
+            .env("HOME", self.path("home"))
+            .env("XDG_CONFIG_HOME", self.path("xdg-config"))
+            .env("XDG_STATE_HOME", self.path("xdg-state"))
+            .env_remove("POSTLINE_ACCOUNT")
+            .env_remove("POSTLINE_QUEUE_DIR")
+            .env_remove("POSTLINE_NO_QUEUE");
+    }
+
+    /// `postline ARGS` (assert_cmd, bounded).
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut std = std::process::Command::new(bin());
+        self.env_std(&mut std);
+        let mut c = Command::from_std(std);
+        c.args(args).timeout(RUN_TIMEOUT);
+        c
+    }
+
+    /// `postline queue SUB --queue-dir SPOOL ARGS`.
+    fn queue(&self, sub: &str, args: &[&str]) -> Command {
+        let spool = self.spool_str();
+        let mut all = vec!["queue", sub, "--queue-dir", &spool];
+        all.extend(args);
+        self.cmd(&all)
+    }
+
+    /// A child running `postline queue SUB --queue-dir SPOOL`, output discarded.
+    fn spawn_queue(&self, sub: &str, extra: &[&str]) -> Child {
+        let mut c = std::process::Command::new(bin());
+        self.env_std(&mut c);
+        c.args(["queue", sub, "--queue-dir"])
+            .arg(self.spool())
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c.spawn().expect("spawn postline")
+    }
+
+    /// The queue as `queue list --json` reports it.
+    fn list(&self) -> Vec<Value> {
+        let o = run_code(&mut self.queue("list", &["--json"]), 0);
+        match serde_json::from_str(stdout(&o).trim()) {
+            Ok(Value::Array(a)) => a,
+            other => panic!("queue list --json: {other:?}:\n{}", stdout(&o)),
+        }
+    }
+}
+
+fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("postline")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn run_code(cmd: &mut Command, code: i32) -> Output {
+    let o = cmd.output().expect("run postline (within the time bound)");
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "expected exit code {code}, got {:?}\n--- stdout:\n{}\n--- stderr:\n{}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    o
+}
+
+/// A message with CRLF line ends and a unique subject.
+fn message(subject: &str) -> String {
+    format!(
+        "From: Sender <{FROM}>\r\nTo: <rcpt@example.com>\r\nSubject: {subject}\r\nMessage-ID: <{}@example.com>\r\n\r\nLine one.\r\n.leading dot\r\nLast line.\r\n",
+        subject.replace(' ', "-")
+    )
+}
+
+/// `send --server SRV --message FILE --from FROM --to ...` plus `extra`.
+fn send_args(srv: &Aiosmtpd, file: &Path, to: &[&str], extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "send",
+        "--server",
+        &srv.addr(),
+        "--tls",
+        "none",
+        "--timeout",
+        "10",
+        "--from",
+        FROM,
+        "--message",
+        file.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for t in to {
+        a.push("--to".into());
+        a.push(t.to_string());
+    }
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn cmd_of(sb: &Sandbox, args: &[String]) -> Command {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    sb.cmd(&refs)
+}
+
+/// Queues `n` messages with `--queue-only`, subjects `msg-0`.. ; returns the subjects.
+fn enqueue_many(sb: &Sandbox, srv: &Aiosmtpd, n: usize) -> Vec<String> {
+    enqueue_batch(sb, srv, "msg", n)
+}
+
+/// Queues `n` messages with `--queue-only`, subjects `PREFIX-0`.. ; returns the subjects.
+fn enqueue_batch(sb: &Sandbox, srv: &Aiosmtpd, prefix: &str, n: usize) -> Vec<String> {
+    let spool = sb.spool_str();
+    (0..n)
+        .map(|i| {
+            let subject = format!("{prefix}-{i}");
+            let file = sb.write(&format!("{subject}.eml"), message(&subject));
+            let args = send_args(
+                srv,
+                &file,
+                &["rcpt@example.com"],
+                &["--queue-only", "--queue-dir", &spool],
+            );
+            let o = run_code(&mut cmd_of(sb, &args), 0);
+            assert!(!stdout(&o).trim().is_empty(), "--queue-only prints the id");
+            subject
+        })
+        .collect()
+}
+
+fn subject_of(m: &StoredMessage) -> String {
+    let text = String::from_utf8_lossy(&m.content);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+fn subject_counts(srv: &Aiosmtpd) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for m in srv.messages() {
+        *counts.entry(subject_of(&m)).or_default() += 1;
+    }
+    counts
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A tiny xorshift, seeded from the clock (the seed is printed to replay a failure).
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        let seed = std::env::var("POSTLINE_CRASH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("crash test seed: {seed} (POSTLINE_CRASH_SEED to replay)");
+        Rng(seed)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Waits for a child, killing it past `limit`.
+fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("postline did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ------------------------------------------------------------------------------------ tests
+
+/// 451 for the first two attempts, then accepted: delivered on a later run, once, intact.
+#[test]
+fn tempfail_then_accept_delivers_once_with_bytes_intact() {
+    let srv = Aiosmtpd::builder().tempfail_first(2).start();
+    let sb = Sandbox::new();
+    let body = message("tempfail then accept");
+    let file = sb.write("m.eml", &body);
+    let spool = sb.spool_str();
+    let args = send_args(
+        &srv,
+        &file,
+        &["rcpt@example.com"],
+        &["--queue", "--queue-dir", &spool],
+    );
+    let o = run_code(&mut cmd_of(&sb, &args), 0);
+    let err = stderr(&o);
+    assert!(
+        err.contains("postline: queued as ") && err.contains("for 1 recipient(s): 451"),
+        "{err}"
+    );
+    assert!(
+        stdout(&o).contains("queued    rcpt@example.com"),
+        "{}",
+        stdout(&o)
+    );
+    let list = sb.list();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["attempts"], 1);
+    assert!(list[0]["last_error"].as_str().unwrap().contains("451"));
+    assert!(list[0]["next_in_secs"].as_u64().unwrap() > 30, "{list:?}");
+    let id = list[0]["id"].as_str().unwrap().to_string();
+
+    // Not due yet: a run leaves it alone.
+    let o = run_code(&mut sb.queue("run", &[]), 0);
+    assert!(stdout(&o).contains("attempted 0,"), "{}", stdout(&o));
+    assert_eq!(sb.list()[0]["attempts"], 1);
+
+    // A flush tries it now: the second 451.
+    let o = run_code(&mut sb.queue("flush", &[]), 0);
+    assert!(
+        stdout(&o).contains("attempted 1, delivered 0, deferred 1"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains(&format!("{id}  deferred")),
+        "{}",
+        stdout(&o)
+    );
+    let list = sb.list();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["attempts"], 2);
+    assert!(srv.messages().is_empty());
+
+    // The third attempt is accepted.
+    let o = run_code(&mut sb.queue("flush", &[]), 0);
+    assert!(
+        stdout(&o).contains("attempted 1, delivered 1, deferred 0, failed 0"),
+        "{}",
+        stdout(&o)
+    );
+    let msgs = srv.wait_for_messages(1, STORE_WAIT);
+    assert_eq!(msgs.len(), 1, "exactly once");
+    assert_eq!(msgs[0].content, body.as_bytes(), "bytes intact");
+    assert_eq!(msgs[0].mail_from, FROM);
+    assert_eq!(msgs[0].rcpt_tos, ["rcpt@example.com"]);
+    assert!(sb.list().is_empty());
+    // Nothing more to do: another flush sends nothing.
+    run_code(&mut sb.queue("flush", &[]), 0);
+    assert_eq!(srv.messages().len(), 1);
+}
+
+/// `send --queue` with one recipient refused (550) and the transaction deferred (451 at
+/// DATA): the refusal is reported now (exit 67), only the deferred recipient is queued.
+#[test]
+fn send_queue_queues_only_deferred_recipients() {
+    let srv = Aiosmtpd::builder()
+        .reject_rcpt("refuse")
+        .tempfail_first(1)
+        .start();
+    let sb = Sandbox::new();
+    let file = sb.write("m.eml", message("mixed"));
+    let spool = sb.spool_str();
+    let args = send_args(
+        &srv,
+        &file,
+        &["ok@example.com", "refuse@example.com"],
+        &["--queue", "--queue-dir", &spool],
+    );
+    let o = run_code(&mut cmd_of(&sb, &args), 67);
+    let out = stdout(&o);
+    assert!(out.contains("refused   refuse@example.com  550"), "{out}");
+    assert!(out.contains("queued    ok@example.com  451"), "{out}");
+    assert!(stderr(&o).contains("for 1 recipient(s)"), "{}", stderr(&o));
+    let list = sb.list();
+    assert_eq!(list.len(), 1);
+    let rcpts = list[0]["recipients"].as_array().unwrap();
+    assert_eq!(rcpts.len(), 1, "{list:?}");
+    assert_eq!(rcpts[0]["address"], "ok@example.com");
+    run_code(&mut sb.queue("flush", &[]), 0);
+    let msgs = srv.wait_for_messages(1, STORE_WAIT);
+    assert_eq!(msgs[0].rcpt_tos, ["ok@example.com"]);
+    assert!(sb.list().is_empty());
+
+    // --json says the same.
+    let srv = Aiosmtpd::builder().tempfail_first(1).start();
+    let args = send_args(
+        &srv,
+        &file,
+        &["ok@example.com"],
+        &["--queue", "--queue-dir", &spool, "--json"],
+    );
+    let o = run_code(&mut cmd_of(&sb, &args), 0);
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("JSON");
+    assert_eq!(v["status"], "queued", "{v}");
+    assert_eq!(v["recipients"][0]["result"], "queued", "{v}");
+    assert_eq!(sb.list()[0]["id"], v["queue_id"]);
+}
+
+/// A queued message with one refused and one deferred recipient: only the deferred one is
+/// retried; once it is delivered, a bounce report for the refused one goes to the sender
+/// from `<>`, along the same route.
+#[test]
+fn per_recipient_state_and_bounce_report() {
+    let srv = Aiosmtpd::builder()
+        .reject_rcpt("refuse")
+        .tempfail_first(1)
+        .start();
+    let sb = Sandbox::new();
+    let body = message("bounce me");
+    let file = sb.write("m.eml", &body);
+    let spool = sb.spool_str();
+    let args = send_args(
+        &srv,
+        &file,
+        &["ok@example.com", "refuse@example.com"],
+        &["--queue-only", "--queue-dir", &spool],
+    );
+    let o = run_code(&mut cmd_of(&sb, &args), 0);
+    let id = stdout(&o).trim().to_string();
+
+    // First run: the refusal is final, the 451 defers the other recipient.
+    let o = run_code(&mut sb.queue("run", &[]), 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("{id}  failed     refuse@example.com  550")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{id}  deferred   ok@example.com  451")),
+        "{out}"
+    );
+    let o = run_code(&mut sb.queue("show", &[&id]), 0);
+    let shown = stdout(&o);
+    assert!(shown.contains("failed    refuse@example.com"), "{shown}");
+    assert!(shown.contains("pending   ok@example.com"), "{shown}");
+    let list = sb.list();
+    assert_eq!(list[0]["pending"], serde_json::json!(["ok@example.com"]));
+
+    // Second: delivered to the other; the message leaves the queue and a bounce comes in.
+    let o = run_code(&mut sb.queue("flush", &[]), 0);
+    let out = stdout(&o);
+    assert!(out.contains("failed 1, bounces 1"), "{out}");
+    let msgs = srv.wait_for_messages(1, STORE_WAIT);
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(
+        msgs[0].rcpt_tos,
+        ["ok@example.com"],
+        "only the deferred one"
+    );
+    assert_eq!(msgs[0].content, body.as_bytes());
+    let list = sb.list();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["is_bounce"], true);
+    assert_eq!(list[0]["from"], "");
+    assert_eq!(list[0]["recipients"][0]["address"], FROM);
+    assert!(sb.spool().join(format!("failed/{id}.json")).exists());
+
+    // The bounce travels the same route, from the null sender.
+    run_code(&mut sb.queue("run", &[]), 0);
+    let msgs = srv.wait_for_messages(2, STORE_WAIT);
+    assert_eq!(msgs[1].mail_from, "<>");
+    assert_eq!(msgs[1].rcpt_tos, [FROM]);
+    let text = String::from_utf8_lossy(&msgs[1].content);
+    assert!(text.contains("<refuse@example.com>: 550"), "{text}");
+    assert!(text.contains("Subject: bounce me"), "{text}");
+    assert!(sb.list().is_empty());
+}
+
+/// SIGKILL at random points while the queue is being sent: nothing is lost; duplicates are
+/// counted and reported. 40 messages are queued; whenever a pass got through all of them
+/// before its kill, 40 more are, so that every iteration kills a runner with work in hand.
+#[test]
+fn crash_at_random_points_loses_nothing() {
+    const BATCH: usize = 40;
+    const ITERATIONS: usize = 30;
+    let srv = Aiosmtpd::start();
+    let sb = Sandbox::new();
+    let mut subjects = enqueue_batch(&sb, &srv, "batch0", BATCH);
+    let mut rng = Rng::new();
+    let started = Instant::now();
+    let (mut iterations, mut kills, mut batches) = (0, 0, 1);
+    while iterations < ITERATIONS && started.elapsed() < Duration::from_secs(60) {
+        if files_in(&sb.spool()).iter().all(|f| !f.ends_with(".json")) {
+            subjects.extend(enqueue_batch(&sb, &srv, &format!("batch{batches}"), BATCH));
+            batches += 1;
+        }
+        iterations += 1;
+        let mut child = sb.spawn_queue("flush", &[]);
+        std::thread::sleep(Duration::from_millis(rng.below(301)));
+        if child.try_wait().expect("try_wait").is_none() {
+            child.kill().expect("SIGKILL");
+            kills += 1;
+        }
+        wait_bounded(&mut child, Duration::from_secs(10));
+    }
+    let o = run_code(&mut sb.queue("flush", &[]), 0);
+    let counts = subject_counts(&srv);
+    let missing: Vec<&String> = subjects
+        .iter()
+        .filter(|s| !counts.contains_key(*s))
+        .collect();
+    assert!(missing.is_empty(), "lost: {missing:?}\n{}", stdout(&o));
+    assert_eq!(
+        counts.len(),
+        subjects.len(),
+        "nothing unexpected: {counts:?}"
+    );
+    let total: usize = counts.values().sum();
+    let duplicates = total - subjects.len();
+    eprintln!(
+        "crash test: {iterations} iterations, {kills} SIGKILLs, {} messages queued in {batches} batches, {total} stored, {duplicates} duplicate(s)",
+        subjects.len()
+    );
+    assert!(sb.list().is_empty(), "the queue is empty");
+    assert!(
+        files_in(&sb.spool().join("corrupt")).is_empty(),
+        "a crash never corrupts an entry"
+    );
+    assert!(duplicates < BATCH, "{duplicates} duplicates");
+    assert!(kills > 0, "the test killed nothing");
+}
+
+/// Garbage metadata and a truncated message file are reported and moved aside; the other
+/// messages go out.
+#[test]
+fn corrupt_and_truncated_entries_are_moved_aside() {
+    let srv = Aiosmtpd::start();
+    let sb = Sandbox::new();
+    enqueue_many(&sb, &srv, 4);
+    let list = sb.list();
+    let garbage = list[1]["id"].as_str().unwrap().to_string();
+    let truncated = list[2]["id"].as_str().unwrap().to_string();
+    fs::write(
+        sb.spool().join(format!("{garbage}.json")),
+        b"\x00{ this is not json",
+    )
+    .unwrap();
+    let eml = sb.spool().join(format!("{truncated}.eml"));
+    let bytes = fs::read(&eml).unwrap();
+    fs::write(&eml, &bytes[..bytes.len() / 2]).unwrap();
+
+    let o = run_code(&mut sb.queue("flush", &[]), 0);
+    let err = stderr(&o);
+    assert!(
+        err.contains("moved to corrupt/") && err.contains(&garbage),
+        "{err}"
+    );
+    assert!(
+        err.contains(&truncated) && err.contains("truncated"),
+        "{err}"
+    );
+    assert!(stdout(&o).contains("delivered 2"), "{}", stdout(&o));
+    let counts = subject_counts(&srv);
+    assert_eq!(counts.len(), 2);
+    assert!(counts.contains_key("msg-0") && counts.contains_key("msg-3"));
+    let corrupt = files_in(&sb.spool().join("corrupt"));
+    assert!(corrupt.contains(&format!("{garbage}.json")), "{corrupt:?}");
+    assert!(corrupt.contains(&format!("{truncated}.eml")), "{corrupt:?}");
+    assert!(sb.list().is_empty());
+    // And a later run is clean.
+    let o = run_code(&mut sb.queue("run", &[]), 0);
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+}
+
+/// Two runners at once: each message delivered exactly once.
+#[test]
+fn two_concurrent_runners_deliver_each_message_once() {
+    const MESSAGES: usize = 30;
+    let srv = Aiosmtpd::start();
+    let sb = Sandbox::new();
+    let subjects = enqueue_many(&sb, &srv, MESSAGES);
+    let mut a = sb.spawn_queue("flush", &[]);
+    let mut b = sb.spawn_queue("flush", &[]);
+    assert!(wait_bounded(&mut a, RUN_TIMEOUT).success());
+    assert!(wait_bounded(&mut b, RUN_TIMEOUT).success());
+    let counts = subject_counts(&srv);
+    for s in &subjects {
+        assert_eq!(counts.get(s), Some(&1), "{s}: {counts:?}");
+    }
+    assert_eq!(counts.values().sum::<usize>(), MESSAGES);
+    assert!(sb.list().is_empty());
+}
+
+/// `queue list`, `show` and `remove`; `show` of a removed message exits 66 (EX_NOINPUT), of
+/// something that is not a queue id 64.
+#[test]
+fn list_show_remove() {
+    let srv = Aiosmtpd::start();
+    let sb = Sandbox::new();
+    enqueue_many(&sb, &srv, 3);
+    let o = run_code(&mut sb.queue("list", &[]), 0);
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(
+        out.lines()
+            .all(|l| l.contains("to rcpt@example.com") && l.contains("attempts 0")),
+        "{out}"
+    );
+    let id = sb.list()[0]["id"].as_str().unwrap().to_string();
+    let o = run_code(&mut sb.queue("show", &[&id]), 0);
+    let out = stdout(&o);
+    assert!(out.contains(&format!("id          {id}")), "{out}");
+    assert!(out.contains(&format!("from        <{FROM}>")), "{out}");
+    assert!(out.contains("pending   rcpt@example.com"), "{out}");
+    assert!(out.contains("\"server\""), "the route: {out}");
+    let o = run_code(&mut sb.queue("show", &[&id, "--json"]), 0);
+    let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["route"]["server"]["server"], srv.addr());
+
+    let o = run_code(&mut sb.queue("remove", &[&id]), 0);
+    assert!(stdout(&o).contains(&format!("removed {id}")));
+    let o = run_code(&mut sb.queue("show", &[&id]), 66);
+    assert!(
+        stderr(&o).contains(&format!("no message {id}")),
+        "{}",
+        stderr(&o)
+    );
+    run_code(&mut sb.queue("remove", &[&id]), 66);
+    run_code(&mut sb.queue("show", &["../etc/passwd"]), 64);
+    assert_eq!(sb.list().len(), 2);
+    run_code(&mut sb.queue("flush", &[]), 0);
+    assert_eq!(srv.messages().len(), 2, "the removed one is not sent");
+}
+
+/// sendmail mode queues on a transient failure and exits 0; POSTLINE_NO_QUEUE=1 restores
+/// exit 75; -odq queues without trying.
+#[test]
+fn sendmail_mode_queues_on_failure() {
+    let srv = Aiosmtpd::builder().tempfail_first(2).start();
+    let sb = Sandbox::new();
+    sb.write(
+        "config.toml",
+        format!(
+            "default = \"relay\"\n[accounts.relay]\nserver = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"daemon@example.com\"\n",
+            srv.port()
+        ),
+    );
+    let msg = "To: rcpt@example.com\r\nSubject: from cron\r\n\r\nbody\r\n";
+    let spool = sb.spool_str();
+    let o = run_code(
+        sb.cmd(&["sendmail", "-t", "-i", "--queue-on-failure"])
+            .env("POSTLINE_QUEUE_DIR", &spool)
+            .write_stdin(msg),
+        0,
+    );
+    assert!(stdout(&o).is_empty(), "sendmail is quiet: {}", stdout(&o));
+    assert!(stderr(&o).contains("queued as"), "{}", stderr(&o));
+    let list = sb.list();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["from"], "daemon@example.com");
+    assert_eq!(list[0]["route"]["server"]["account"], "relay");
+
+    // Queueing off: exit 75 as without a queue (this is the second 451).
+    let o = run_code(
+        sb.cmd(&["sendmail", "-t", "-i"])
+            .env("POSTLINE_QUEUE_DIR", &spool)
+            .env("POSTLINE_NO_QUEUE", "1")
+            .write_stdin(msg),
+        75,
+    );
+    assert!(!stderr(&o).contains("queued as"), "{}", stderr(&o));
+    assert_eq!(sb.list().len(), 1);
+
+    // -odq: queued without trying, silently.
+    let o = run_code(
+        sb.cmd(&["sendmail", "-odq", "-t", "-i"])
+            .env("POSTLINE_QUEUE_DIR", &spool)
+            .write_stdin(msg),
+        0,
+    );
+    assert!(stdout(&o).is_empty() && stderr(&o).is_empty());
+    assert_eq!(sb.list().len(), 2);
+
+    run_code(&mut sb.queue("flush", &[]), 0);
+    let msgs = srv.wait_for_messages(2, STORE_WAIT);
+    assert_eq!(msgs.len(), 2);
+    for m in &msgs {
+        assert_eq!(m.mail_from, "daemon@example.com");
+        assert_eq!(m.rcpt_tos, ["rcpt@example.com"]);
+        assert!(String::from_utf8_lossy(&m.content).contains("Subject: from cron"));
+    }
+    assert!(sb.list().is_empty());
+}
+
+/// `queue run --daemon` delivers what is due, and SIGTERM ends it with exit 0.
+#[test]
+fn daemon_delivers_and_stops_on_sigterm() {
+    let srv = Aiosmtpd::start();
+    let sb = Sandbox::new();
+    enqueue_many(&sb, &srv, 2);
+    let mut daemon = sb.spawn_queue("run", &["--daemon"]);
+    let msgs = srv.wait_for_messages(2, STORE_WAIT);
+    assert_eq!(msgs.len(), 2);
+    // Give it time to record the deliveries and go to sleep.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !files_in(&sb.spool()).iter().all(|f| !f.ends_with(".json")) {
+        assert!(Instant::now() < deadline, "the daemon did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(daemon.try_wait().unwrap().is_none(), "still running");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(killed.success());
+    let started = Instant::now();
+    let status = wait_bounded(&mut daemon, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(srv.messages().len(), 2);
+}
+
+/// An unusable spool directory: exit 75.
+#[test]
+fn unusable_spool_is_75() {
+    let sb = Sandbox::new();
+    let file = sb.write("not-a-dir", "x");
+    let o = run_code(
+        &mut sb.cmd(&["queue", "run", "--queue-dir", file.to_str().unwrap()]),
+        75,
+    );
+    assert!(
+        stderr(&o).contains("cannot open the spool"),
+        "{}",
+        stderr(&o)
+    );
+}
