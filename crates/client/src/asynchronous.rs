@@ -17,7 +17,7 @@ use postline_proto::session::Phase;
 
 use crate::blocking::{resolve, BODY_CHUNK, IDLE_READS, QUIT_AFTER_REFUSAL, QUIT_ON_DROP};
 use crate::config::{Config, Tls};
-use crate::engine::{Engine, Step};
+use crate::engine::{Batch, Engine, Step};
 use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::outcome::Outcome;
@@ -235,7 +235,7 @@ impl AsyncClient {
         if let Err(e) = client.drive(None).await {
             if matches!(e, Error::Rejected(_)) {
                 // The session queued QUIT: say it, and wait briefly for the 221.
-                let _ = client.run(&mut None, Some(QUIT_AFTER_REFUSAL)).await;
+                let _ = client.run(&mut None, None, Some(QUIT_AFTER_REFUSAL)).await;
             }
             return Err(e);
         }
@@ -269,6 +269,20 @@ impl AsyncClient {
             envelope
         };
         self.send(envelope, message).await
+    }
+
+    /// Sends many messages on this connection, deep-pipelined; see [`crate::Client::send_many`].
+    pub async fn send_many<'m>(
+        &mut self,
+        messages: impl IntoIterator<Item = (&'m Envelope, &'m [u8])>,
+    ) -> Result<Vec<Result<Outcome, Error>>, Error> {
+        self.usable()?;
+        let mut batch = Batch::new(messages.into_iter().collect());
+        let result = self.run(&mut None, Some(&mut batch), None).await;
+        if result.as_ref().is_err_and(|e| !e.leaves_session_usable()) {
+            self.broken = true;
+        }
+        Ok(batch.finish(&mut self.engine, result.as_ref().err()))
     }
 
     /// NOOP: checks the connection is alive.
@@ -373,7 +387,7 @@ impl AsyncClient {
             return Ok(());
         }
         self.engine.quit()?;
-        let result = self.run(&mut None, cap).await;
+        let result = self.run(&mut None, None, cap).await;
         if let Some(mut s) = self.stream.take() {
             let _ = tokio::time::timeout(Duration::from_secs(1), s.shutdown()).await;
         }
@@ -385,7 +399,7 @@ impl AsyncClient {
         body: Option<&mut (dyn AsyncRead + Unpin + Send)>,
     ) -> Result<(), Error> {
         let mut body = body;
-        let result = self.run(&mut body, None).await;
+        let result = self.run(&mut body, None, None).await;
         if result.as_ref().is_err_and(|e| !e.leaves_session_usable()) {
             self.broken = true;
         }
@@ -395,12 +409,16 @@ impl AsyncClient {
     async fn run(
         &mut self,
         body: &mut Option<&mut (dyn AsyncRead + Unpin + Send)>,
+        mut batch: Option<&mut Batch<'_>>,
         cap: Option<Duration>,
     ) -> Result<(), Error> {
         let timeouts = self.engine.config().timeouts;
         let limit = |d: Duration| cap.map_or(d, |c| d.min(c));
         let mut timer: Option<(u64, Instant)> = None;
         loop {
+            if let Some(b) = batch.as_deref_mut() {
+                b.refill(&mut self.engine)?;
+            }
             match self.engine.step()? {
                 Step::Write => {
                     let stream = self.stream.as_mut().ok_or(Error::Closed)?;
@@ -485,6 +503,10 @@ impl AsyncClient {
                     self.engine.tls_done()?;
                 }
                 Step::Body => {
+                    if let Some(b) = batch.as_deref_mut() {
+                        b.feed(&mut self.engine)?;
+                        continue;
+                    }
                     let Some(reader) = body.as_mut() else {
                         return Err(Error::Invalid("message data wanted but none given".into()));
                     };
@@ -499,7 +521,15 @@ impl AsyncClient {
                         self.engine.body(&self.body_buf[..n])?;
                     }
                 }
-                Step::Idle => return Ok(()),
+                Step::Idle => {
+                    // Replies just handled may have made room for the next message.
+                    if let Some(b) = batch.as_deref_mut() {
+                        if b.has_unsent() && self.engine.can_begin() {
+                            continue;
+                        }
+                    }
+                    return Ok(());
+                }
             }
         }
     }

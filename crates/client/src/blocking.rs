@@ -11,7 +11,7 @@ use postline_proto::ehlo::Capabilities;
 use postline_proto::session::Phase;
 
 use crate::config::{Config, Tls};
-use crate::engine::{Engine, Step};
+use crate::engine::{Batch, Engine, Step};
 use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::outcome::Outcome;
@@ -242,7 +242,7 @@ impl Client {
         if let Err(e) = client.drive(None) {
             if matches!(e, Error::Rejected(_)) {
                 // The session queued QUIT: say it, and wait briefly for the 221.
-                let _ = client.run(&mut None, Some(QUIT_AFTER_REFUSAL));
+                let _ = client.run(&mut None, None, Some(QUIT_AFTER_REFUSAL));
             }
             return Err(e);
         }
@@ -269,6 +269,23 @@ impl Client {
             return self.send(&env, message);
         }
         self.send(envelope, message)
+    }
+
+    /// Sends many messages on this connection, deep-pipelined: each message's end of data and
+    /// the next message's MAIL, RCPT and DATA leave in one write, so a stream of messages
+    /// costs one round trip each when the server offers PIPELINING. Returns each message's
+    /// result in order; `Err` only when the connection itself failed before any result.
+    pub fn send_many<'m>(
+        &mut self,
+        messages: impl IntoIterator<Item = (&'m Envelope, &'m [u8])>,
+    ) -> Result<Vec<Result<Outcome, Error>>, Error> {
+        self.usable()?;
+        let mut batch = Batch::new(messages.into_iter().collect());
+        let result = self.run(&mut None, Some(&mut batch), None);
+        if result.as_ref().is_err_and(|e| !e.leaves_session_usable()) {
+            self.broken = true;
+        }
+        Ok(batch.finish(&mut self.engine, result.as_ref().err()))
     }
 
     /// NOOP: checks the connection is alive.
@@ -392,7 +409,7 @@ impl Client {
         mut body: Option<&mut dyn Read>,
         cap: Option<Duration>,
     ) -> Result<(), Error> {
-        let result = self.run(&mut body, cap);
+        let result = self.run(&mut body, None, cap);
         if result.as_ref().is_err_and(|e| !e.leaves_session_usable()) {
             self.broken = true;
         }
@@ -402,6 +419,7 @@ impl Client {
     fn run(
         &mut self,
         body: &mut Option<&mut dyn Read>,
+        mut batch: Option<&mut Batch<'_>>,
         cap: Option<Duration>,
     ) -> Result<(), Error> {
         let timeouts = self.engine.config().timeouts;
@@ -410,6 +428,9 @@ impl Client {
         // bytes without finishing a reply still times out.
         let mut timer: Option<(u64, Instant)> = None;
         loop {
+            if let Some(b) = batch.as_deref_mut() {
+                b.refill(&mut self.engine)?;
+            }
             let stream = self.stream.as_mut().ok_or(Error::Closed)?;
             match self.engine.step()? {
                 Step::Write => {
@@ -485,6 +506,10 @@ impl Client {
                     self.engine.tls_done()?;
                 }
                 Step::Body => {
+                    if let Some(b) = batch.as_deref_mut() {
+                        b.feed(&mut self.engine)?;
+                        continue;
+                    }
                     let Some(reader) = body.as_mut() else {
                         return Err(Error::Invalid("message data wanted but none given".into()));
                     };
@@ -505,7 +530,15 @@ impl Client {
                         self.engine.body(&self.body_buf[..n])?;
                     }
                 }
-                Step::Idle => return Ok(()),
+                Step::Idle => {
+                    // Replies just handled may have made room for the next message.
+                    if let Some(b) = batch.as_deref_mut() {
+                        if b.has_unsent() && self.engine.can_begin() {
+                            continue;
+                        }
+                    }
+                    return Ok(());
+                }
             }
         }
     }

@@ -55,8 +55,10 @@ pub(crate) struct Engine {
     config: Config,
     setup: Setup,
     tls_pending: bool,
-    tx: Option<TxTrack>,
-    finished: Option<Result<Outcome, Error>>,
+    /// Transactions started and not yet finished (two at most with deep pipelining).
+    txs: Vec<TxTrack>,
+    /// Finished transactions, oldest first.
+    finished: std::collections::VecDeque<(TxId, Result<Outcome, Error>)>,
     last_reply: Option<ServerReply>,
     greeting: Option<ServerReply>,
     ehlo: Option<ServerReply>,
@@ -95,8 +97,8 @@ impl Engine {
             config,
             setup: Setup::default(),
             tls_pending: false,
-            tx: None,
-            finished: None,
+            txs: Vec::new(),
+            finished: std::collections::VecDeque::new(),
             last_reply: None,
             greeting: None,
             ehlo: None,
@@ -142,8 +144,8 @@ impl Engine {
         if self.tls_pending {
             return Ok(Step::StartTls);
         }
-        if let Some(tx) = &self.tx {
-            if self.session.sending() == Some(tx.id) {
+        if let Some(id) = self.session.sending() {
+            if self.txs.iter().any(|t| t.id == id) {
                 return Ok(Step::Body);
             }
         }
@@ -303,7 +305,7 @@ impl Engine {
             Event::Rejected(r) => Err(Error::Rejected(ServerReply::from_reply(&r))),
             Event::ServiceClosing(r) => Err(Error::ServiceClosing(ServerReply::from_reply(&r))),
             Event::RecipientResult { tx, index, reply } => {
-                if let Some(t) = self.tx.as_mut().filter(|t| t.id == tx) {
+                if let Some(t) = self.txs.iter_mut().find(|t| t.id == tx) {
                     if let Some(rcpt) = t.recipients.get_mut(index as usize) {
                         rcpt.accepted = reply.code().is_positive_completion();
                         rcpt.reply = Some(ServerReply::from_reply(&reply));
@@ -313,20 +315,24 @@ impl Engine {
             }
             Event::SendData(_) => Ok(()),
             Event::TransactionDone { tx, outcome } => {
-                let Some(t) = self.tx.take_if(|t| t.id == tx) else {
+                let Some(pos) = self.txs.iter().position(|t| t.id == tx) else {
                     return Ok(());
                 };
-                self.finished = Some(match outcome {
-                    TxOutcome::Delivered(r) => Ok(Outcome {
-                        recipients: t.recipients,
-                        reply: ServerReply::from_reply(&r),
-                    }),
-                    TxOutcome::Failed { at, reply } => Err(Error::MessageRejected {
-                        at,
-                        reply: reply.map(|r| ServerReply::from_reply(&r)),
-                        recipients: t.recipients,
-                    }),
-                });
+                let t = self.txs.remove(pos);
+                self.finished.push_back((
+                    tx,
+                    match outcome {
+                        TxOutcome::Delivered(r) => Ok(Outcome {
+                            recipients: t.recipients,
+                            reply: ServerReply::from_reply(&r),
+                        }),
+                        TxOutcome::Failed { at, reply } => Err(Error::MessageRejected {
+                            at,
+                            reply: reply.map(|r| ServerReply::from_reply(&r)),
+                            recipients: t.recipients,
+                        }),
+                    },
+                ));
                 Ok(())
             }
             Event::Reply(r) => {
@@ -381,12 +387,18 @@ impl Engine {
         Ok(())
     }
 
+    /// True when a transaction may start now: the session is set up and every earlier
+    /// message has written its end of data (deep pipelining, RFC 2920 3.1).
+    pub(crate) fn can_begin(&self) -> bool {
+        self.setup.established && !self.is_closed() && self.session.can_start_transaction()
+    }
+
     /// Starts a transaction for `env`, after checking it against the server's limits.
-    pub(crate) fn begin_send(&mut self, env: &Envelope) -> Result<(), Error> {
+    pub(crate) fn begin_send(&mut self, env: &Envelope) -> Result<TxId, Error> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        if !self.setup.established || self.tx.is_some() {
+        if !self.can_begin() {
             return Err(Error::Invalid(
                 "the connection is not ready for a message".into(),
             ));
@@ -440,8 +452,7 @@ impl Engine {
             .start_transaction(&proto, &mut self.out)
             .map_err(use_error)?;
         self.log_new_commands(before, false);
-        self.finished = None;
-        self.tx = Some(TxTrack {
+        self.txs.push(TxTrack {
             id,
             recipients: env
                 .to
@@ -454,12 +465,13 @@ impl Engine {
                 .collect(),
             body_octets: 0,
         });
-        Ok(())
+        Ok(id)
     }
 
     /// A piece of the message.
     pub(crate) fn body(&mut self, chunk: &[u8]) -> Result<(), Error> {
-        if let Some(t) = self.tx.as_mut() {
+        let sending = self.session.sending();
+        if let Some(t) = self.txs.iter_mut().find(|t| Some(t.id) == sending) {
             t.body_octets += chunk.len() as u64;
         }
         self.session
@@ -470,7 +482,12 @@ impl Engine {
     /// The end of the message.
     pub(crate) fn body_end(&mut self) -> Result<(), Error> {
         if self.transcript {
-            let n = self.tx.as_ref().map_or(0, |t| t.body_octets);
+            let sending = self.session.sending();
+            let n = self
+                .txs
+                .iter()
+                .find(|t| Some(t.id) == sending)
+                .map_or(0, |t| t.body_octets);
             self.emit(Direction::Client, &format!("<{n} octets of message data>"));
         }
         let before = self.out.buffer().len();
@@ -487,7 +504,14 @@ impl Engine {
 
     /// The result of the last transaction, once its final reply came.
     pub(crate) fn take_outcome(&mut self) -> Option<Result<Outcome, Error>> {
-        self.finished.take()
+        self.finished.pop_front().map(|(_, r)| r)
+    }
+
+    /// Every finished transaction's result, oldest first.
+    pub(crate) fn take_finished(
+        &mut self,
+    ) -> impl Iterator<Item = (TxId, Result<Outcome, Error>)> + '_ {
+        self.finished.drain(..)
     }
 
     pub(crate) fn noop(&mut self) -> Result<(), Error> {
@@ -718,5 +742,88 @@ mod tests {
         assert_eq!(redact("AUTH PLAIN AHRpbQB0YW5z"), "AUTH PLAIN ***");
         assert_eq!(redact("AUTH LOGIN"), "AUTH LOGIN");
         assert_eq!(redact("dGlt"), "***");
+    }
+}
+
+/// Messages sent back to back on one connection: each next transaction starts as soon as the
+/// previous message's end of data is written, so its commands share that write (RFC 2920 3.1)
+/// and a stream of messages costs one round trip each.
+pub(crate) struct Batch<'m> {
+    messages: Vec<(&'m Envelope, &'m [u8])>,
+    next: usize,
+    in_flight: Vec<(TxId, usize)>,
+    results: Vec<Option<Result<Outcome, Error>>>,
+}
+
+impl<'m> Batch<'m> {
+    pub(crate) fn new(messages: Vec<(&'m Envelope, &'m [u8])>) -> Self {
+        let results = messages.iter().map(|_| None).collect();
+        Batch {
+            messages,
+            next: 0,
+            in_flight: Vec::new(),
+            results,
+        }
+    }
+
+    /// Collects finished transactions and starts every one the session allows now.
+    pub(crate) fn refill(&mut self, engine: &mut Engine) -> Result<(), Error> {
+        self.collect(engine);
+        while self.next < self.messages.len() && engine.can_begin() {
+            let index = self.next;
+            self.next += 1;
+            match engine.begin_send(self.messages[index].0) {
+                Ok(id) => self.in_flight.push((id, index)),
+                Err(e) if e.leaves_session_usable() => self.results[index] = Some(Err(e)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn collect(&mut self, engine: &mut Engine) {
+        for (id, result) in engine.take_finished() {
+            if let Some(pos) = self.in_flight.iter().position(|(t, _)| *t == id) {
+                let (_, index) = self.in_flight.remove(pos);
+                self.results[index] = Some(result);
+            }
+        }
+    }
+
+    /// True while some message has not been started.
+    pub(crate) fn has_unsent(&self) -> bool {
+        self.next < self.messages.len()
+    }
+
+    /// The whole body of the message now taking data, and its end.
+    pub(crate) fn feed(&mut self, engine: &mut Engine) -> Result<(), Error> {
+        let sending = engine.session.sending();
+        let Some(&(_, index)) = self.in_flight.iter().find(|(t, _)| Some(*t) == sending) else {
+            return Err(Error::Invalid(
+                "message data wanted for an unknown message".into(),
+            ));
+        };
+        engine.body(self.messages[index].1)?;
+        engine.body_end()
+    }
+
+    /// Each message's result in order; those never finished say why the connection ended.
+    pub(crate) fn finish(
+        mut self,
+        engine: &mut Engine,
+        ended: Option<&Error>,
+    ) -> Vec<Result<Outcome, Error>> {
+        self.collect(engine);
+        self.results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| match ended {
+                    Some(e) => Err(Error::Invalid(format!(
+                        "not sent: the connection failed: {e}"
+                    ))),
+                    None => Err(Error::Closed),
+                })
+            })
+            .collect()
     }
 }
