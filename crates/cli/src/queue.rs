@@ -6,7 +6,7 @@
 //! The runner rebuilds the connection from it with [`connect::target`] at each attempt, so a
 //! fixed config file or a rotated password applies to what is already queued.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -122,7 +122,7 @@ fn find<'a, T>(
             list.iter()
                 .find(|r| addr_of(r).eq_ignore_ascii_case(address))
         })
-        .or_else(|| list.get(i).filter(|_| list.len() > i))
+        .or_else(|| list.get(i))
 }
 
 /// Per recipient, what a relay attempt did: accepted → delivered, 5xx → failed, anything
@@ -497,9 +497,11 @@ fn list(spool: &Spool, json_out: bool) -> Result<u8, Fail> {
     let now = now_secs();
     if json_out {
         let list: Vec<Value> = entries.iter().map(|e| entry_json(e, now)).collect();
-        println!("{}", Value::Array(list));
+        let _ = writeln!(std::io::stdout(), "{}", Value::Array(list));
         return Ok(exit::OK);
     }
+    // `queue list | head` closes the pipe early: stop quietly then.
+    let mut out = std::io::stdout().lock();
     for e in &entries {
         let rcpts: Vec<&str> = e.pending().map(|r| r.address.as_str()).collect();
         let next = if e.next_attempt <= now {
@@ -507,7 +509,8 @@ fn list(spool: &Spool, json_out: bool) -> Result<u8, Fail> {
         } else {
             format!("in {}", span(e.next_attempt - now))
         };
-        println!(
+        let line = writeln!(
+            out,
             "{}  age {}  to {}  attempts {}  next {}{}{}",
             e.id,
             span(now.saturating_sub(e.created)),
@@ -520,6 +523,9 @@ fn list(spool: &Spool, json_out: bool) -> Result<u8, Fail> {
                 .map(|x| format!("  last error: {}", one_line(x)))
                 .unwrap_or_default()
         );
+        if line.is_err() {
+            return Ok(exit::OK);
+        }
     }
     if entries.is_empty() {
         eprintln!("postline: the queue in {} is empty", spool.dir().display());
@@ -607,10 +613,11 @@ fn remove(spool: &Spool, id: &str) -> Result<u8, Fail> {
 fn pass(spool: &Spool, force: bool, verbose: bool, stop: &dyn Fn() -> bool) -> RunReport {
     let now = SystemTime::now();
     let t = now_secs();
+    let mut early_problems = Vec::new();
     let due = if std::io::stdout().is_terminal() {
-        spool
-            .list()
-            .0
+        let (entries, problems) = spool.list();
+        early_problems = problems;
+        entries
             .iter()
             .filter(|e| force || e.next_attempt <= t)
             .count()
@@ -663,10 +670,13 @@ fn pass(spool: &Spool, force: bool, verbose: bool, stop: &dyn Fn() -> bool) -> R
         }
         results
     };
-    let report = spool.run_until(now, force, &policy, &mut deliver, stop);
+    let mut report = spool.run_until(now, force, &policy, &mut deliver, stop);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    // What the count for the progress bar found broken (and moved aside) comes first.
+    early_problems.append(&mut report.problems);
+    report.problems = early_problems;
     report
 }
 
@@ -697,7 +707,9 @@ fn daemon_loop(spool: &Spool, verbose: bool) -> Result<u8, Fail> {
             summarize(&report);
         }
         let now = now_secs();
-        let next = spool.list().0.iter().map(|e| e.next_attempt).min();
+        let (entries, problems) = spool.list();
+        print_problems(&problems);
+        let next = entries.iter().map(|e| e.next_attempt).min();
         let wait = next.map_or(60, |n| n.saturating_sub(now)).clamp(1, 60);
         let until = Instant::now() + Duration::from_secs(wait);
         while !stopping() && Instant::now() < until {

@@ -8,6 +8,9 @@
 #[path = "../../client/tests/support/mod.rs"]
 mod support;
 
+#[path = "../../client/tests/mx_support/mod.rs"]
+mod mx_support;
+
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -703,6 +706,56 @@ fn daemon_delivers_and_stops_on_sigterm() {
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(srv.messages().len(), 2);
+}
+
+/// Direct delivery (no server, no account) from the queue: the MX lookup is made again at
+/// each attempt, through the `--dns-server` the route recorded.
+#[test]
+fn direct_delivery_is_queued_and_retried() {
+    let dns = mx_support::Dnsmasq::start(&[
+        "--mx-host=one.test,mx.one.test,10".to_string(),
+        "--host-record=mx.one.test,127.0.0.1".to_string(),
+    ]);
+    let srv = Aiosmtpd::builder().tempfail_first(1).start();
+    let sb = Sandbox::new();
+    let spool = sb.spool_str();
+    let dns_addr = dns.addr.to_string();
+    let port = srv.port().to_string();
+    let o = run_code(
+        &mut sb.cmd(&[
+            "send",
+            "--from",
+            "me@client.test",
+            "--to",
+            "a@one.test",
+            "--subject",
+            "direct and queued",
+            "--body",
+            "hello",
+            "--helo",
+            "client.test",
+            "--timeout",
+            "5",
+            "--dns-server",
+            &dns_addr,
+            "--mx-port",
+            &port,
+            "--queue",
+            "--queue-dir",
+            &spool,
+        ]),
+        0,
+    );
+    assert!(stderr(&o).contains("queued as"), "{}", stderr(&o));
+    let list = sb.list();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["route"]["direct"], true, "{list:?}");
+    run_code(&mut sb.queue("flush", &[]), 0);
+    let msgs = srv.wait_for_messages(1, STORE_WAIT);
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].rcpt_tos, ["a@one.test"]);
+    assert_eq!(subject_of(&msgs[0]), "direct and queued");
+    assert!(sb.list().is_empty());
 }
 
 /// An unusable spool directory: exit 75.
