@@ -45,7 +45,7 @@ impl Read for Generated {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let mut n = 0;
         while n < buf.len() && self.left > 0 {
-            let text: &[u8] = if self.line % 3 == 0 {
+            let text: &[u8] = if self.line.is_multiple_of(3) {
                 b".dotted line of text\r\n"
             } else {
                 b"plain line\n"

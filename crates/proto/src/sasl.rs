@@ -502,7 +502,7 @@ impl<B: Buffer> B64Stream<'_, B> {
 
 /// Base64 length of `n` bytes, padded.
 fn encoded_len(n: usize) -> usize {
-    (n / 3 + usize::from(n % 3 != 0)).saturating_mul(4)
+    (n / 3 + usize::from(!n.is_multiple_of(3))).saturating_mul(4)
 }
 
 /// Writes `head`, the base64 of `payload` (or `empty_as` when it is empty) and CRLF, all or
