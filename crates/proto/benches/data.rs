@@ -31,7 +31,7 @@ fn text(eol: &[u8], dot_every: Option<usize>) -> Vec<u8> {
     let mut line = 0usize;
     while out.len() < SIZE {
         let start = out.len();
-        if dot_every.is_some_and(|n| line % n == 0) {
+        if dot_every.is_some_and(|n| line.is_multiple_of(n)) {
             out.push(b'.');
         }
         while out.len() - start < 66 {
