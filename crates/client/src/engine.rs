@@ -668,83 +668,6 @@ pub(crate) fn choose_mechanism(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use postline_proto::reply::Reply;
-
-    fn caps(ehlo: &[u8]) -> Capabilities {
-        Capabilities::from_ehlo(&Reply::parse_complete(ehlo).unwrap())
-    }
-
-    #[test]
-    fn mechanism_choice() {
-        let pw = Auth::Password {
-            user: "u".into(),
-            password: "p".into(),
-        };
-        let tok = Auth::Token {
-            user: "u".into(),
-            token: "t".into(),
-        };
-        let all = caps(b"250-x\r\n250 AUTH LOGIN PLAIN CRAM-MD5 XOAUTH2 OAUTHBEARER\r\n");
-        let pl = caps(b"250-x\r\n250 AUTH PLAIN LOGIN\r\n");
-        let none = caps(b"250-x\r\n250 8BITMIME\r\n");
-        let odd = caps(b"250-x\r\n250 AUTH GSSAPI NTLM\r\n");
-        assert_eq!(
-            choose_mechanism(&pw, &all, true, false, None).unwrap(),
-            Mechanism::CramMd5
-        );
-        assert_eq!(
-            choose_mechanism(&pw, &pl, true, false, None).unwrap(),
-            Mechanism::Plain
-        );
-        assert!(matches!(
-            choose_mechanism(&pw, &pl, false, false, None),
-            Err(Error::PlaintextAuthRefused)
-        ));
-        assert_eq!(
-            choose_mechanism(&pw, &pl, false, true, None).unwrap(),
-            Mechanism::Plain
-        );
-        assert_eq!(
-            choose_mechanism(&pw, &all, false, false, None).unwrap(),
-            Mechanism::CramMd5
-        );
-        assert_eq!(
-            choose_mechanism(&tok, &all, true, false, None).unwrap(),
-            Mechanism::OAuthBearer
-        );
-        assert_eq!(
-            choose_mechanism(&pw, &none, true, false, None).unwrap(),
-            Mechanism::Plain
-        );
-        assert!(matches!(
-            choose_mechanism(&pw, &none, false, false, None),
-            Err(Error::PlaintextAuthRefused)
-        ));
-        assert!(matches!(
-            choose_mechanism(&pw, &odd, true, false, None),
-            Err(Error::NoAuthMechanism { .. })
-        ));
-        assert_eq!(
-            choose_mechanism(&pw, &all, true, false, Some(Mechanism::Login)).unwrap(),
-            Mechanism::Login
-        );
-        assert!(matches!(
-            choose_mechanism(&pw, &all, false, false, Some(Mechanism::Login)),
-            Err(Error::PlaintextAuthRefused)
-        ));
-    }
-
-    #[test]
-    fn redaction() {
-        assert_eq!(redact("AUTH PLAIN AHRpbQB0YW5z"), "AUTH PLAIN ***");
-        assert_eq!(redact("AUTH LOGIN"), "AUTH LOGIN");
-        assert_eq!(redact("dGlt"), "***");
-    }
-}
-
 /// Messages sent back to back on one connection: each next transaction starts as soon as the
 /// previous message's end of data is written, so its commands share that write (RFC 2920 3.1)
 /// and a stream of messages costs one round trip each.
@@ -825,5 +748,82 @@ impl<'m> Batch<'m> {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postline_proto::reply::Reply;
+
+    fn caps(ehlo: &[u8]) -> Capabilities {
+        Capabilities::from_ehlo(&Reply::parse_complete(ehlo).unwrap())
+    }
+
+    #[test]
+    fn mechanism_choice() {
+        let pw = Auth::Password {
+            user: "u".into(),
+            password: "p".into(),
+        };
+        let tok = Auth::Token {
+            user: "u".into(),
+            token: "t".into(),
+        };
+        let all = caps(b"250-x\r\n250 AUTH LOGIN PLAIN CRAM-MD5 XOAUTH2 OAUTHBEARER\r\n");
+        let pl = caps(b"250-x\r\n250 AUTH PLAIN LOGIN\r\n");
+        let none = caps(b"250-x\r\n250 8BITMIME\r\n");
+        let odd = caps(b"250-x\r\n250 AUTH GSSAPI NTLM\r\n");
+        assert_eq!(
+            choose_mechanism(&pw, &all, true, false, None).unwrap(),
+            Mechanism::CramMd5
+        );
+        assert_eq!(
+            choose_mechanism(&pw, &pl, true, false, None).unwrap(),
+            Mechanism::Plain
+        );
+        assert!(matches!(
+            choose_mechanism(&pw, &pl, false, false, None),
+            Err(Error::PlaintextAuthRefused)
+        ));
+        assert_eq!(
+            choose_mechanism(&pw, &pl, false, true, None).unwrap(),
+            Mechanism::Plain
+        );
+        assert_eq!(
+            choose_mechanism(&pw, &all, false, false, None).unwrap(),
+            Mechanism::CramMd5
+        );
+        assert_eq!(
+            choose_mechanism(&tok, &all, true, false, None).unwrap(),
+            Mechanism::OAuthBearer
+        );
+        assert_eq!(
+            choose_mechanism(&pw, &none, true, false, None).unwrap(),
+            Mechanism::Plain
+        );
+        assert!(matches!(
+            choose_mechanism(&pw, &none, false, false, None),
+            Err(Error::PlaintextAuthRefused)
+        ));
+        assert!(matches!(
+            choose_mechanism(&pw, &odd, true, false, None),
+            Err(Error::NoAuthMechanism { .. })
+        ));
+        assert_eq!(
+            choose_mechanism(&pw, &all, true, false, Some(Mechanism::Login)).unwrap(),
+            Mechanism::Login
+        );
+        assert!(matches!(
+            choose_mechanism(&pw, &all, false, false, Some(Mechanism::Login)),
+            Err(Error::PlaintextAuthRefused)
+        ));
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(redact("AUTH PLAIN AHRpbQB0YW5z"), "AUTH PLAIN ***");
+        assert_eq!(redact("AUTH LOGIN"), "AUTH LOGIN");
+        assert_eq!(redact("dGlt"), "***");
     }
 }
