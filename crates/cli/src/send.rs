@@ -212,7 +212,15 @@ pub fn report_json(report: &Report) -> Value {
             v["reply"] = reply_json(&o.reply);
         }
         Err(e) => {
-            v["status"] = json!("failed");
+            // A drop after the end of data is not a failure: the server may have the message.
+            let unknown = matches!(
+                e,
+                Error::ConnectionLost {
+                    delivery_unknown: true,
+                    ..
+                }
+            );
+            v["status"] = json!(if unknown { "unknown" } else { "failed" });
             v["error"] = json!(e.to_string());
             v["retryable"] = json!(e.is_retryable());
             if let Error::MessageRejected { recipients: r, .. } = e {

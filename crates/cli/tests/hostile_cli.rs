@@ -184,6 +184,7 @@ fn dropped_after_final_dot_says_it_may_have_been_delivered() {
             .contains("may or may not have been delivered"),
         "{v}"
     );
+    assert_eq!(v["status"], "unknown", "{v}");
     assert_eq!(v["retryable"], true, "{v}");
     server.finish().assert_ok();
 
