@@ -908,9 +908,7 @@ impl Session {
         let id = tx.id;
         if !pipelined {
             // The RCPT and DATA lines never left: take them back.
-            out.drop_held();
-            self.held = 0;
-            self.expect.remove_slot(slot);
+            self.take_back_held(slot, out);
             self.retire(slot, out)?;
         } else {
             self.maybe_retire(slot, out)?;
@@ -951,9 +949,7 @@ impl Session {
             // (take it back; the retiring RSET closes the open MAIL); with BDAT the driver
             // must stop. The transaction's end is the next event, after this recipient's.
             if !pipelined {
-                out.drop_held();
-                self.held = 0;
-                self.expect.remove_slot(slot);
+                self.take_back_held(slot, out);
             }
             if let Some(t) = self.txs.get_mut(slot as usize) {
                 t.done = true;
@@ -1084,6 +1080,14 @@ impl Session {
             }
         };
         Ok(Some(Event::TransactionDone { tx: id, outcome }))
+    }
+
+    /// Without PIPELINING, the rest of a transaction waits in the outbox; when the
+    /// transaction fails early those lines never leave, and their replies are not awaited.
+    fn take_back_held<B: Buffer>(&mut self, slot: u8, out: &mut Outbox<B>) {
+        out.drop_held();
+        self.held = 0;
+        self.expect.remove_slot(slot);
     }
 
     fn maybe_retire<B: Buffer>(
