@@ -9,6 +9,7 @@
 //! postline-bench multi-conn --port P --conns C --count N --size BYTES [--rcpts K]
 //! postline-bench file       --port P --path FILE [--chunking]
 //! postline-bench relay      --listen PORT --to PORT --delay-ms MS
+//! postline-bench measure    --out FILE -- CMD ARGS...
 //! ```
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use postline::{AsyncClient, Client, Config, Envelope, Timeouts, Tls};
 
+mod measure;
 mod relay;
 
 /// Command-line options: `--name value` pairs and bare `--flag`s.
@@ -240,6 +242,22 @@ fn main() -> ExitCode {
         eprintln!("usage: postline-bench one-conn|multi-conn|file|relay --help");
         return ExitCode::from(64);
     };
+    if cmd == "measure" {
+        // measure --out FILE -- CMD...: everything after `--` is the command.
+        let result = match (rest.first().map(String::as_str), rest.get(1), rest.get(2)) {
+            (Some("--out"), Some(out), Some(dashes)) if dashes == "--" => {
+                measure::run(out, &rest[3..])
+            }
+            _ => Err("usage: postline-bench measure --out FILE -- CMD ARGS...".into()),
+        };
+        return match result {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("postline-bench measure: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let flags = ["no-deep", "no-pipelining", "chunking"];
     let result = Args::parse(rest, &flags).and_then(|a| match cmd.as_str() {
         "one-conn" => one_conn(&a),
