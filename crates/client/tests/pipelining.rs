@@ -140,3 +140,39 @@ fn sixteen_async_connections_on_one_event_loop() {
     });
     assert_eq!(total, 16 * 50);
 }
+
+#[test]
+fn chunking_keeps_several_bdat_last_in_flight() {
+    let mut script = greeting_and_ehlo(&["PIPELINING", "CHUNKING"]);
+    for _ in 0..3 {
+        script.extend([
+            Step::expect("MAIL FROM:<a@client.test>"),
+            Step::expect("RCPT TO:<b@server.test>"),
+            // "body\n" becomes "body\r\n": 6 octets.
+            Step::expect("BDAT 6"),
+            Step::ExpectBytes(6),
+            Step::expect("BDAT 0 LAST"),
+        ]);
+    }
+    // Three messages arrived before any reply: now answer them all at once.
+    script.push(Step::send(
+        "250 ok\r\n250 ok\r\n250 chunk\r\n250 one\r\n\
+         250 ok\r\n250 ok\r\n250 chunk\r\n250 two\r\n\
+         250 ok\r\n250 ok\r\n250 chunk\r\n250 three\r\n",
+    ));
+    script.extend([Step::expect("QUIT"), Step::reply("221 bye")]);
+    let server = ScriptedServer::start(script);
+    let mut client = Client::connect(config(server.port()).chunking(true)).unwrap();
+    let env = Envelope::new("a@client.test", ["b@server.test"]).unwrap();
+    let body = b"body\n";
+    let results = client
+        .send_many([(&env, &body[..]), (&env, &body[..]), (&env, &body[..])])
+        .unwrap();
+    let replies: Vec<String> = results
+        .into_iter()
+        .map(|r| r.unwrap().reply.message())
+        .collect();
+    assert_eq!(replies, ["one", "two", "three"]);
+    client.quit().unwrap();
+    server.finish().assert_ok();
+}

@@ -20,10 +20,12 @@
 //! [`Session::start_transaction`] encodes MAIL, every RCPT and DATA (or, with CHUNKING, just
 //! MAIL and RCPT) at once. With PIPELINING they are released together; without it they are
 //! held in the [`Outbox`] and released one per reply, and taken back if the transaction fails
-//! early. Once a message's end-of-data is written the next transaction may be started at once
-//! (RFC 2920 3.1), so its commands leave in the same write as the previous message's terminator:
-//! a stream of messages costs one round trip each. Replies are matched in order against a queue
-//! of expectations tagged with their transaction, so no reply is credited to a neighbour.
+//! early. Once a message's end of data (or `BDAT n LAST`) is written the next transaction may
+//! be started at once (RFC 2920 3.1), so its commands leave in the same write as the previous
+//! message's terminator: a stream of messages costs one round trip each with DATA, and with
+//! BDAT up to [`MAX_TRANSACTIONS`] messages are in flight before the first reply is needed.
+//! Replies are matched in order against a queue of expectations tagged with their
+//! transaction, so no reply is credited to a neighbour.
 //!
 //! Every transaction ends in exactly one [`Event::TransactionDone`]; a recipient that had no
 //! accepting [`Event::RecipientResult`] before it was not accepted.
@@ -403,6 +405,9 @@ struct Tx {
     due: u32,
     /// The end of data has been answered (no RSET needed after a failure).
     ended: bool,
+    /// The end of data (or `BDAT n LAST`) is in the outbox: the server's answer to it closes
+    /// the transaction whatever happened before, so the next one may follow right behind.
+    last_written: bool,
 }
 
 impl Tx {
@@ -419,6 +424,7 @@ impl Tx {
         bdat_pending: 0,
         due: 0,
         ended: false,
+        last_written: false,
     };
 }
 
@@ -634,9 +640,9 @@ impl Session {
         let mut live = 0;
         for t in self.txs.iter().filter(|t| t.live) {
             live += 1;
-            // BDAT transactions finish before the next starts: a failed chunk calls for a
-            // RSET, which must not land in the middle of a following transaction.
-            if t.stage != Stage::AwaitFinal || t.bdat || t.done {
+            // Only behind an end of data (or BDAT LAST): a transaction that fails earlier
+            // needs a RSET, which must not land in the middle of the next one.
+            if !t.last_written {
                 return false;
             }
         }
@@ -984,6 +990,7 @@ impl Session {
             // send an empty message's terminator and ignore the outcome.
             tx.done = true;
             tx.stage = Stage::AwaitFinal;
+            tx.last_written = true;
             tx.due += 1;
             out.write(b".\r\n").map_err(SessionError::BufferFull)?;
             out.release_all();
@@ -1063,9 +1070,9 @@ impl Session {
         let tx = self.tx_mut(slot, code)?;
         tx.due -= 1;
         let (id, done) = (tx.id, tx.done);
-        // After the end-of-data reply the server has closed the transaction either way
-        // (RFC 5321 4.1.1.4); a BDAT transaction that failed earlier still gets a RSET.
-        tx.ended = !(tx.bdat && done);
+        // After the reply to the end of data (RFC 5321 4.1.1.4) or to BDAT LAST (RFC 3030 2)
+        // the server has closed the transaction, whatever happened before.
+        tx.ended = true;
         tx.done = true;
         self.maybe_retire(slot, out)?;
         if done {
@@ -1433,6 +1440,7 @@ impl Session {
         });
         let t = &mut self.txs[slot as usize];
         t.stage = Stage::AwaitFinal;
+        t.last_written = true;
         t.due += 1;
         Ok(())
     }

@@ -554,7 +554,8 @@ fn bdat_chunks_with_chunking() {
         t.session.send_data(b"no newline", &mut t.out).unwrap();
         t.session.end_data(&mut t.out).unwrap();
         t.expect_client(b"MAIL FROM:<a@c.example>\r\nRCPT TO:<b@x.example>\r\nRCPT TO:<c@x.example>\r\nBDAT 21\r\nSubject: x\r\n\r\n.line\r\nBDAT 10\r\nno newlineBDAT 2 LAST\r\n\r\n");
-        assert!(!t.session.can_start_transaction());
+        // BDAT LAST is written: the next transaction may follow at once.
+        assert!(t.session.can_start_transaction());
         t.server(b"250 Ok\r\n250 Ok\r\n550 no\r\n250 2.0.0 chunk\r\n250 2.0.0 chunk\r\n250 2.0.0 Ok: queued as X\r\n").unwrap();
         t.expect_events(&[
             "Rcpt tx0 #0 250",
@@ -732,4 +733,60 @@ fn fixed_buffer_outbox_without_alloc_types() {
 fn session_is_small() {
     let size = core::mem::size_of::<postline_proto::Session>();
     assert!(size <= 640, "Session is {size} bytes");
+}
+
+#[test]
+fn bdat_window_keeps_several_messages_in_flight() {
+    both_splits(|t| {
+        t.session = postline_proto::Session::new({
+            let mut c = config();
+            c.chunking = true;
+            c
+        });
+        greet(t, POSTFIX_EHLO);
+        let from = ReversePath::Address(Address::new("a@c.example").unwrap());
+        let to = addrs(&["b@x.example"]);
+        let env = Envelope {
+            from: &from,
+            to: &to,
+            mail: MailParams::default(),
+            rcpt: RcptParams::default(),
+        };
+        let mut started = 0;
+        while t.session.can_start_transaction() {
+            t.session.start_transaction(&env, &mut t.out).unwrap();
+            t.session.send_data(b"m\r\n", &mut t.out).unwrap();
+            t.session.end_data(&mut t.out).unwrap();
+            started += 1;
+            assert!(started <= postline_proto::session::MAX_TRANSACTIONS);
+        }
+        assert_eq!(started, postline_proto::session::MAX_TRANSACTIONS);
+        let one =
+            "MAIL FROM:<a@c.example>\r\nRCPT TO:<b@x.example>\r\nBDAT 3\r\nm\r\nBDAT 0 LAST\r\n";
+        t.expect_client(one.repeat(started).as_bytes());
+        // The second message's chunk is refused; its neighbours are delivered, and no RSET is
+        // sent (BDAT LAST closed each transaction).
+        let mut replies = String::new();
+        for i in 0..started {
+            replies.push_str("250 ok\r\n250 ok\r\n");
+            if i == 1 {
+                replies.push_str("552 5.3.4 too big\r\n554 5.5.0 no\r\n");
+            } else {
+                replies.push_str("250 chunk\r\n250 queued\r\n");
+            }
+        }
+        t.server(replies.as_bytes()).unwrap();
+        t.expect_events(&[
+            "Rcpt tx0 #0 250",
+            "Done tx0 delivered 250",
+            "Rcpt tx1 #0 250",
+            "Done tx1 failed Message 552",
+            "Rcpt tx2 #0 250",
+            "Done tx2 delivered 250",
+            "Rcpt tx3 #0 250",
+            "Done tx3 delivered 250",
+        ]);
+        t.expect_client(b"");
+        assert!(t.session.can_start_transaction());
+    });
 }
