@@ -316,21 +316,24 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
             voice,
         );
     }
+    // What a transient failure kept back goes to the queue (only those recipients).
+    let queue_deferred = |results: &[(String, postline_queue::Attempted)]| {
+        let spool = queue::open_spool(args.queue_dir.as_deref());
+        queue::queue_deferred(
+            spool,
+            &route,
+            &from,
+            &message,
+            results,
+            voice,
+            args.partial_ok,
+        )
+    };
     if target.direct {
         let delivery = queue::direct(target, &from, &recipients, &message)
             .map_err(|e| Fail::new(exit::for_error(&e), e.to_string()))?;
         if queueing {
-            let results = queue::from_direct(&delivery, &recipients);
-            let spool = queue::open_spool(args.queue_dir.as_deref());
-            if let Some(code) = queue::queue_deferred(
-                spool,
-                &route,
-                &from,
-                &message,
-                &results,
-                voice,
-                args.partial_ok,
-            ) {
+            if let Some(code) = queue_deferred(&queue::from_direct(&delivery, &recipients)) {
                 return Ok(code);
             }
         }
@@ -338,17 +341,7 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
     }
     let report = deliver(target, &from, &recipients, &message)?;
     if queueing {
-        let results = queue::from_relay(&report.result, &recipients);
-        let spool = queue::open_spool(args.queue_dir.as_deref());
-        if let Some(code) = queue::queue_deferred(
-            spool,
-            &route,
-            &from,
-            &message,
-            &results,
-            voice,
-            args.partial_ok,
-        ) {
+        if let Some(code) = queue_deferred(&queue::from_relay(&report.result, &recipients)) {
             return Ok(code);
         }
     }
@@ -422,21 +415,22 @@ pub fn print_report_quiet(report: &Report) -> u8 {
     match &report.result {
         Ok(o) if o.all_accepted() => exit::OK,
         Ok(o) => {
-            for r in o.rejected() {
-                let reply = r.reply.as_ref().map(|x| x.to_string()).unwrap_or_default();
-                eprintln!("postline: {} refused: {reply}", r.address);
-            }
+            warn_refused(o.rejected());
             exit::NOUSER
         }
         Err(e) => {
             if let Error::MessageRejected { recipients, .. } = e {
-                for r in recipients.iter().filter(|r| !r.accepted) {
-                    let reply = r.reply.as_ref().map(|x| x.to_string()).unwrap_or_default();
-                    eprintln!("postline: {} refused: {reply}", r.address);
-                }
+                warn_refused(recipients.iter().filter(|r| !r.accepted));
             }
             eprintln!("postline: {e}");
             exit::for_error(e)
         }
+    }
+}
+
+fn warn_refused<'a>(refused: impl Iterator<Item = &'a postline::Recipient>) {
+    for r in refused {
+        let reply = r.reply.as_ref().map(|x| x.to_string()).unwrap_or_default();
+        eprintln!("postline: {} refused: {reply}", r.address);
     }
 }
