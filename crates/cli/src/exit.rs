@@ -1,6 +1,6 @@
 //! Exit codes as sendmail's (sysexits.h), so scripts and MTAs that call us understand them.
 
-use postline::{Error, FailedAt};
+use postline::{Error, FailedAt, Refusal};
 
 pub const OK: u8 = 0;
 /// Bad arguments.
@@ -34,28 +34,23 @@ pub fn for_error(e: &Error) -> u8 {
         }
     }
     match e {
-        Error::Connect { source, .. } => {
-            // A name that does not resolve is EX_NOHOST; refused or unreachable is transient.
-            let msg = source.to_string();
-            if source.kind() == std::io::ErrorKind::NotFound
-                || msg.contains("failed to lookup address")
-                || msg.contains("Name or service not known")
-                || msg.contains("No address associated")
-            {
-                NOHOST
-            } else {
-                TEMPFAIL
-            }
-        }
+        // A name that does not resolve is EX_NOHOST; refused or unreachable is transient.
+        Error::Resolve { .. } => NOHOST,
+        Error::Connect { .. } => TEMPFAIL,
         Error::Timeout { .. }
         | Error::ServiceClosing(_)
         | Error::ConnectionLost { .. }
+        | Error::DeliveryUnknown { .. }
+        | Error::NotSent { .. }
         | Error::Io(_) => TEMPFAIL,
         Error::Tls { .. } | Error::Rejected(_) | Error::StartTlsUnavailable(_) => UNAVAILABLE,
         Error::NoAuthMechanism { .. } => UNAVAILABLE,
         Error::PlaintextAuthRefused => CONFIG,
         Error::AuthRejected { .. } => NOPERM,
-        Error::MessageTooLarge { .. } | Error::SmtpUtf8Unsupported => DATAERR,
+        Error::Incompatible(Refusal::RequireTlsUnavailable) => UNAVAILABLE,
+        Error::Incompatible(_) => DATAERR,
+        Error::Config(_) => CONFIG,
+        Error::ReadMessage(_) => NOINPUT,
         Error::MessageRejected { at, recipients, .. } => match at {
             FailedAt::NoValidRecipients => {
                 if recipients
@@ -70,8 +65,8 @@ pub fn for_error(e: &Error) -> u8 {
             FailedAt::Mail => UNAVAILABLE,
             FailedAt::Data | FailedAt::Message => DATAERR,
         },
-        Error::Protocol(_) => PROTOCOL,
-        Error::Invalid(_) | Error::Address { .. } => USAGE,
+        Error::Protocol(_) | Error::AuthRounds { .. } => PROTOCOL,
+        Error::Address { .. } | Error::NoRecipients => USAGE,
         _ => SOFTWARE,
     }
 }

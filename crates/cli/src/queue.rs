@@ -179,10 +179,9 @@ pub fn from_relay(
                 Error::Rejected(r) if r.is_permanent() => {
                     Attempted::Failed(one_line(&e.to_string()))
                 }
-                Error::MessageTooLarge { .. }
-                | Error::SmtpUtf8Unsupported
-                | Error::Invalid(_)
-                | Error::Address { .. } => Attempted::Failed(one_line(&e.to_string())),
+                Error::Incompatible(_) | Error::Address { .. } | Error::NoRecipients => {
+                    Attempted::Failed(one_line(&e.to_string()))
+                }
                 // A lost connection after the data may have delivered it: a duplicate is
                 // better than a loss, so it is tried again.
                 _ => Attempted::Deferred(one_line(&e.to_string())),
@@ -783,9 +782,10 @@ mod tests {
         assert!(matches!(got[1].1, Attempted::Failed(_)));
         assert!(matches!(got[2].1, Attempted::Deferred(_)));
         // Lost after the data: deferred (a duplicate rather than a loss).
-        let lost = Err(Error::ConnectionLost {
-            phase: postline::Phase::DataEnd,
-            delivery_unknown: true,
+        let lost = Err(Error::DeliveryUnknown {
+            cause: Box::new(Error::ConnectionLost {
+                phase: postline::Phase::DataEnd,
+            }),
         });
         assert!(from_relay(&lost, &rcpts)
             .iter()

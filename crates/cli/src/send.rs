@@ -213,13 +213,7 @@ pub fn report_json(report: &Report) -> Value {
         }
         Err(e) => {
             // A drop after the end of data is not a failure: the server may have the message.
-            let unknown = matches!(
-                e,
-                Error::ConnectionLost {
-                    delivery_unknown: true,
-                    ..
-                }
-            );
+            let unknown = e.is_in_doubt();
             v["status"] = json!(if unknown { "unknown" } else { "failed" });
             v["error"] = json!(e.to_string());
             v["retryable"] = json!(e.is_retryable());

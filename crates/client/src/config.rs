@@ -40,6 +40,9 @@ pub struct Timeouts {
     pub data_block: Duration,
     /// The reply after the end of data (10 min).
     pub data_end: Duration,
+    /// A cap on each whole operation (connecting and setting up, one message or one batch,
+    /// QUIT), whatever the phases allow; none by default.
+    pub attempt: Option<Duration>,
 }
 
 impl Default for Timeouts {
@@ -54,6 +57,7 @@ impl Default for Timeouts {
             data_start: m(Phase::DataStart),
             data_block: m(Phase::DataBlock),
             data_end: m(Phase::DataEnd),
+            attempt: None,
         }
     }
 }
@@ -72,7 +76,8 @@ impl Timeouts {
         }
     }
 
-    /// Every timeout capped at `max` (for impatient callers such as `--timeout`).
+    /// Every timeout capped at `max` (for impatient callers such as `--timeout`); the cap on
+    /// a whole operation is left as it is.
     pub fn capped(self, max: Duration) -> Self {
         let c = |d: Duration| d.min(max);
         Timeouts {
@@ -84,6 +89,7 @@ impl Timeouts {
             data_start: c(self.data_start),
             data_block: c(self.data_block),
             data_end: c(self.data_end),
+            attempt: self.attempt,
         }
     }
 }
@@ -145,6 +151,8 @@ pub struct Config {
     pub(crate) ca_files: Vec<PathBuf>,
     pub(crate) extra_roots: Vec<Vec<u8>>,
     pub(crate) accept_invalid_certs: bool,
+    pub(crate) system_roots: bool,
+    pub(crate) rustls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) pipelining: bool,
     pub(crate) chunking: bool,
     pub(crate) transcript: Option<TranscriptSink>,
@@ -183,6 +191,8 @@ impl Config {
             ca_files: Vec::new(),
             extra_roots: Vec::new(),
             accept_invalid_certs: false,
+            system_roots: false,
+            rustls: None,
             pipelining: true,
             chunking: false,
             transcript: None,
@@ -253,12 +263,14 @@ impl Config {
     /// Trusts the CA certificates in a PEM file, besides the built-in web roots.
     pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca_files.push(path.into());
+        self.rustls = None;
         self
     }
 
     /// Trusts a CA certificate given in DER, besides the built-in web roots.
     pub fn add_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
         self.extra_roots.push(der.into());
+        self.rustls = None;
         self
     }
 
@@ -266,7 +278,35 @@ impl Config {
     /// tests against servers with throwaway certificates only.
     pub fn dangerous_accept_invalid_certificates(mut self, accept: bool) -> Self {
         self.accept_invalid_certs = accept;
+        self.rustls = None;
         self
+    }
+
+    /// Trusts the operating system's certificate store too, besides the built-in web roots
+    /// (off by default: the built-in roots behave the same on every machine).
+    pub fn system_roots(mut self, on: bool) -> Self {
+        self.system_roots = on;
+        self.rustls = None;
+        self
+    }
+
+    /// Uses this rustls configuration for TLS instead of building one from the trust
+    /// settings above (which it then overrides). Shared, so a pool or a mailer builds its
+    /// TLS configuration once.
+    pub fn rustls_config(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
+        self.rustls = Some(tls);
+        self
+    }
+
+    /// Builds the rustls configuration now, once, so every connection made from this
+    /// configuration (and its clones) shares it. Connecting does this by itself; call it
+    /// to learn of a bad CA file before the first connection, or before cloning the
+    /// configuration for many connections.
+    pub fn prepare_tls(mut self) -> Result<Self, crate::Error> {
+        if self.tls != Tls::None && self.rustls.is_none() {
+            self.rustls = Some(crate::tls::build_client_config(&self)?);
+        }
+        Ok(self)
     }
 
     /// Use PIPELINING when offered (default on).

@@ -104,6 +104,8 @@ pub struct Mailer {
     concurrency: usize,
     require_tls: bool,
     dns_timeout: Duration,
+    /// The TLS configuration, built on first use and shared by every connection and clone.
+    tls: Arc<std::sync::OnceLock<Arc<rustls::ClientConfig>>>,
 }
 
 /// Why a domain cannot be reached, before any SMTP.
@@ -136,7 +138,25 @@ impl Mailer {
             concurrency: 8,
             require_tls: false,
             dns_timeout: Duration::from_secs(5),
+            tls: Arc::default(),
         }
+    }
+
+    /// `config` with the mailer's one TLS configuration: the base's for a relay; for
+    /// exchangers, the base's trust when TLS is required, else opportunistic (RFC 7435).
+    fn with_tls(&self, mut config: Config) -> Result<Config, Error> {
+        if config.tls == Tls::None {
+            return Ok(config);
+        }
+        if let Some(tls) = self.tls.get() {
+            config.rustls = Some(tls.clone());
+            return Ok(config);
+        }
+        let config = config.prepare_tls()?;
+        if let Some(tls) = &config.rustls {
+            let _ = self.tls.set(tls.clone());
+        }
+        Ok(config)
     }
 
     /// Resolve with this name server instead of the system's (`/etc/resolv.conf`).
@@ -213,7 +233,7 @@ impl Mailer {
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok(r) => done.push(r),
-                Err(e) => return Err(Error::Io(std::io::Error::other(e))),
+                Err(e) => return Err(Error::Io(Arc::new(std::io::Error::other(e)))),
             }
         }
         done.sort_by_key(|(i, _)| *i);
@@ -235,7 +255,8 @@ impl Mailer {
     pub fn send_blocking(&self, envelope: &Envelope, message: &[u8]) -> Result<Delivery, Error> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build()?;
+            .build()
+            .map_err(|e| Error::Io(Arc::new(e)))?;
         rt.block_on(self.send(envelope, message))
     }
 
@@ -256,7 +277,11 @@ impl Mailer {
                 })
                 .collect(),
         };
-        let mut client = match AsyncClient::connect(self.base.clone()).await {
+        let config = match self.with_tls(self.base.clone()) {
+            Ok(c) => c,
+            Err(e) => return fail(!e.is_retryable(), e.to_string(), e.reply().cloned()),
+        };
+        let mut client = match AsyncClient::connect(config).await {
             Ok(c) => c,
             Err(e) => return fail(!e.is_retryable(), e.to_string(), e.reply().cloned()),
         };
@@ -269,7 +294,10 @@ impl Mailer {
     }
 
     fn resolver(&self) -> Result<TokioResolver, Error> {
-        let dns_error = |e: &dyn std::fmt::Display| Error::Invalid(format!("DNS resolver: {e}"));
+        let dns_error = |e: &dyn std::fmt::Display| Error::Resolve {
+            host: "the DNS resolver".into(),
+            source: Arc::new(std::io::Error::other(e.to_string())),
+        };
         let mut builder = match self.dns {
             Some(server) => {
                 let mut ns = NameServerConfig::udp_and_tcp(server.ip());
@@ -462,8 +490,12 @@ impl Mailer {
             config.tls = Tls::StartTls;
         } else if config.tls != Tls::None {
             config.tls = Tls::Opportunistic;
-            config.accept_invalid_certs = true;
+            config = config.dangerous_accept_invalid_certificates(true);
         }
+        let config = match self.with_tls(config) {
+            Ok(c) => c,
+            Err(e) => return Attempt::Permanent(e),
+        };
         let client = match AsyncClient::connect(config.clone()).await {
             Ok(c) => Ok(c),
             Err(Error::Tls { .. }) if !self.require_tls && config.tls != Tls::None => {
@@ -481,12 +513,7 @@ impl Mailer {
         let result = client.send_bytes(env, message).await;
         let _ = client.quit().await;
         match result {
-            Err(
-                e @ Error::ConnectionLost {
-                    delivery_unknown: true,
-                    ..
-                },
-            ) => Attempt::InDoubt(e),
+            Err(e) if e.is_in_doubt() => Attempt::InDoubt(e),
             Err(e @ Error::MessageRejected { .. }) if !e.is_retryable() => {
                 match outcome_to_results(name, name, Err(e)) {
                     Ok(r) => Attempt::Done(r),

@@ -1,36 +1,140 @@
-//! The client's policy over the core session, still without I/O: which TLS and AUTH steps to
-//! take, the envelope parameters a server's capabilities call for, per-recipient bookkeeping
-//! and the transcript. The blocking and tokio drivers run the same [`Engine`] and differ only
-//! in how they read, write and upgrade to TLS, so the protocol and the policy exist once.
+//! The connection engine: every decision of an SMTP client connection, without I/O and
+//! without a clock.
+//!
+//! [`Engine`] owns the protocol session ([`postline_proto::Session`]), its buffers and the
+//! client's policy: which TLS and AUTH steps to take, the envelope parameters a server's
+//! capabilities allow, per-recipient bookkeeping, the transcript with credentials redacted,
+//! the RFC 5321 timers, and whether a message whose connection failed is *in doubt* (its end
+//! of data was on the wire and no final reply came). A driver owns the stream and the clock;
+//! it only moves bytes and reports what happened, so the blocking client, the tokio client
+//! and any caller's own driver (an embedded stack, a test pipe) behave the same.
+//!
+//! # Driving an engine
+//!
+//! Inputs are `handle_*`, outputs are [`Engine::poll_io`] (what to do now) and
+//! [`Engine::poll_timeout`] (when to give up waiting); time is always an argument. A driver
+//! loop:
+//!
+//! ```no_run
+//! # use std::io::{Read, Write};
+//! # use std::time::Instant;
+//! use postline::{Config, Engine, Envelope, Io, Tls};
+//!
+//! # fn demo(mut stream: std::net::TcpStream) -> Result<(), postline::Error> {
+//! let config = Config::relay("mail.example").tls(Tls::None).hello_name("client.example");
+//! let mut engine = Engine::new(config, Instant::now())?;
+//! let mut buf = [0u8; 4096];
+//! let mut body: &[u8] = b"Subject: hi\r\n\r\nHello\r\n";
+//! let mut sent = false;
+//! loop {
+//!     match engine.poll_io(Instant::now())? {
+//!         Io::Transmit { bytes, .. } => match stream.write(bytes) {
+//!             Ok(n) => engine.handle_written(n, Instant::now()),
+//!             Err(e) => engine.handle_io_error(e, Instant::now()),
+//!         },
+//!         Io::Receive { .. } | Io::ReceiveNow => {
+//!             // A real driver bounds the read by the deadline and then calls
+//!             // engine.handle_timeout(now).
+//!             match stream.read(&mut buf) {
+//!                 Ok(0) => engine.handle_eof(Instant::now()),
+//!                 Ok(n) => engine.handle_input(&buf[..n], Instant::now()),
+//!                 Err(e) => engine.handle_io_error(e, Instant::now()),
+//!             }
+//!         }
+//!         Io::NeedBody(_) => {
+//!             engine.handle_body(body)?;
+//!             body = &[];
+//!             engine.handle_body_end()?;
+//!         }
+//!         Io::UpgradeTls { .. } => unreachable!("Tls::None"),
+//!         Io::Done if !sent => {
+//!             let env = Envelope::new("me@client.example", ["you@mail.example"])?;
+//!             engine.send(&env, Instant::now())?;
+//!             sent = true;
+//!         }
+//!         Io::Done => break,
+//!     }
+//! }
+//! let (_, outcome) = engine.take_finished().expect("the transaction ended");
+//! println!("{:?}", outcome?.reply);
+//! # Ok(()) }
+//! ```
+//!
+//! A driver that cannot read without waiting may answer [`Io::ReceiveNow`] with
+//! [`Engine::handle_nothing_pending`]; it then loses only the early warning of a server that
+//! closed, never correctness.
 
-use postline_proto::command::{Body, Envelope as ProtoEnvelope, MailParams, RcptParams};
-use postline_proto::ehlo::{Capabilities, Extension, SizeLimit};
-use postline_proto::sasl::{Credentials, Mechanism};
+use std::collections::VecDeque;
+use std::io;
+use std::time::{Duration, Instant};
+
+use postline_proto::command::Envelope as ProtoEnvelope;
+use postline_proto::ehlo::{Capabilities, Extension};
+use postline_proto::negotiate::{negotiate, MessageOptions};
 use postline_proto::session::{
     Event, Outbox, Phase, Session, SessionConfig, SessionError, TxId, TxOutcome, UseError,
 };
 use postline_proto::Domain;
 
-use crate::config::{Auth, Config, Direction, Tls};
-use crate::envelope::{BodyType, Envelope};
-use crate::error::Error;
+use crate::auth::{choose_mechanism, proto_credentials, redact};
+use crate::config::{Config, Direction, Tls};
+use crate::envelope::Envelope;
+use crate::error::{ConfigError, Error};
 use crate::outcome::{Outcome, Recipient};
 use crate::reply::ServerReply;
+use crate::tls::TlsInfo;
 
-/// What the driver must do next.
+/// How long a refused session waits for the answer to its QUIT (RFC 5321 3.1: a server that
+/// greets with 554 waits for QUIT).
+pub const QUIT_AFTER_REFUSAL: Duration = Duration::from_secs(2);
+/// At most this many AUTH challenges in one exchange: a server that keeps challenging is not
+/// authenticating anyone, only holding the connection.
+pub const MAX_AUTH_ROUNDS: u32 = 8;
+
+/// What the driver must do now; see [`Engine::poll_io`]. Deliberately exhaustive: a driver
+/// must do each of these, and a new one would break drivers anyway.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Io<'a> {
+    /// Write these bytes (all, or a prefix) by `deadline`, then call
+    /// [`Engine::handle_written`]; at the deadline, [`Engine::handle_timeout`].
+    Transmit {
+        /// What to write.
+        bytes: &'a [u8],
+        /// When to give up ([`Engine::poll_timeout`]); `None`: no limit.
+        deadline: Option<Instant>,
+    },
+    /// Wait for the server until `deadline`: pass what comes to [`Engine::handle_input`], a
+    /// close to [`Engine::handle_eof`], the deadline to [`Engine::handle_timeout`].
+    Receive {
+        /// When to give up ([`Engine::poll_timeout`]); `None`: no limit.
+        deadline: Option<Instant>,
+    },
+    /// Read what the server already sent, *without waiting*: [`Engine::handle_input`], or
+    /// [`Engine::handle_eof`], or [`Engine::handle_nothing_pending`] when nothing is there.
+    /// Asked before the first command on an idle connection (a server may have said 421 or
+    /// closed meanwhile) and before an end of data is written (a server that is gone by then
+    /// certainly did not take the message).
+    ReceiveNow,
+    /// Start TLS on the stream now (implicit TLS, or STARTTLS was accepted), done by
+    /// `deadline`; then [`Engine::handle_tls_established`] or [`Engine::handle_tls_failed`].
+    UpgradeTls {
+        /// When to give up ([`Engine::poll_timeout`]); `None`: no limit.
+        deadline: Option<Instant>,
+    },
+    /// The transaction wants its message: [`Engine::handle_body`] with each piece, then
+    /// [`Engine::handle_body_end`].
+    NeedBody(TxId),
+    /// Nothing to do: the connection is set up and every operation asked for is finished.
+    Done,
+}
+
+/// Which wait the current deadline belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Step {
-    /// Write `engine.out.transmit()` and advance past what was written.
-    Write,
-    /// Read from the server, with the timeout of this phase, and pass the bytes to
-    /// [`Engine::received`] (or call [`Engine::eof`]).
-    Read(Phase),
-    /// Upgrade the transport to TLS, then call [`Engine::tls_done`].
-    StartTls,
-    /// Feed the next piece of the message with [`Engine::body`], or [`Engine::body_end`].
-    Body,
-    /// Nothing to do: the goal (connection set up, message sent) is reached.
-    Idle,
+enum Wait {
+    None,
+    Write(Phase),
+    Tls,
+    Reply(Phase),
 }
 
 #[derive(Debug, Default)]
@@ -47,411 +151,321 @@ struct TxTrack {
     body_octets: u64,
 }
 
-/// Session, outbox, input buffer and policy state of one connection.
-pub(crate) struct Engine {
-    pub(crate) session: Session,
-    pub(crate) out: Outbox<Vec<u8>>,
+/// One SMTP client connection's protocol state and policy; see the module documentation.
+pub struct Engine {
+    session: Session,
+    out: Outbox<Vec<u8>>,
     input: Vec<u8>,
     config: Config,
     setup: Setup,
     tls_pending: bool,
-    /// Transactions started and not yet finished (two at most with deep pipelining).
+    tls_info: Option<TlsInfo>,
     txs: Vec<TxTrack>,
-    /// Finished transactions, oldest first.
-    finished: std::collections::VecDeque<(TxId, Result<Outcome, Error>)>,
+    finished: VecDeque<(TxId, Result<Outcome, Error>)>,
     last_reply: Option<ServerReply>,
     greeting: Option<ServerReply>,
     ehlo: Option<ServerReply>,
-    replies: u64,
-    closed: bool,
     transcript: bool,
     /// Replies the server may have sent by now: those due for commands already written.
     budget: u32,
-    /// Bytes of `out.transmit()` still to write up to and including the end of data; 0 once
-    /// the end of data is on the wire (or none is pending).
-    end_unwritten: usize,
+    auth_rounds: u32,
+    /// A read without waiting is due before the next write (idle check).
+    check_idle: bool,
+    /// The pending end of data was preceded by a read without waiting.
+    probed: bool,
+    /// The wait the deadline belongs to, and when it began.
+    wait: Wait,
+    since: Instant,
+    /// The cap on the operation in hand (connect, send, QUIT), when one applies.
+    op_deadline: Option<Instant>,
+    op_cap: Duration,
+    /// The server refused the session; reported once its QUIT is answered or given up.
+    refused: Option<Error>,
+    /// The terminal error: every later call returns it again.
+    failed: Option<Error>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("phase", &self.session.phase())
+            .field("tls", &self.session.is_tls())
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
 }
 
 fn use_error(e: UseError) -> Error {
     match e {
         UseError::Failed(e) => Error::Protocol(e),
-        other => Error::Invalid(other.to_string()),
+        UseError::Invalid(source) => Error::Address {
+            address: String::new(),
+            source,
+        },
+        UseError::NoRecipients => Error::NoRecipients,
+        _ => Error::NotReady,
     }
 }
 
 impl Engine {
-    pub(crate) fn new(config: Config) -> Result<Self, Error> {
+    /// An engine for a connection that was established at `now`: it waits for the greeting
+    /// (or, with implicit TLS, asks for the handshake first).
+    pub fn new(config: Config, now: Instant) -> Result<Self, Error> {
         let hello = config.hello_or_default();
-        let domain = Domain::new(hello.as_str())
-            .map_err(|e| Error::Invalid(format!("HELO name {hello:?}: {e}")))?;
+        let domain = Domain::new(hello.as_str()).map_err(|source| {
+            Error::Config(ConfigError::HelloName {
+                name: hello.clone(),
+                source,
+            })
+        })?;
         let mut sc = SessionConfig::new(&domain);
         sc.pipelining = config.pipelining;
         sc.chunking = config.chunking;
         sc.implicit_tls = config.tls == Tls::Implicit;
         let transcript = config.transcript.is_some()
             || tracing::enabled!(target: "postline::transcript", tracing::Level::DEBUG);
-        Ok(Engine {
+        let mut engine = Engine {
             session: Session::new(sc),
             out: Outbox::new(Vec::with_capacity(4096)),
             input: Vec::with_capacity(4096),
+            tls_pending: config.tls == Tls::Implicit,
             config,
             setup: Setup::default(),
-            tls_pending: false,
+            tls_info: None,
             txs: Vec::new(),
-            finished: std::collections::VecDeque::new(),
+            finished: VecDeque::new(),
             last_reply: None,
             greeting: None,
             ehlo: None,
-            replies: 0,
-            closed: false,
             transcript,
             budget: 0,
-            end_unwritten: 0,
-        })
+            auth_rounds: 0,
+            check_idle: false,
+            probed: false,
+            wait: Wait::None,
+            since: now,
+            op_deadline: None,
+            op_cap: Duration::ZERO,
+            refused: None,
+            failed: None,
+        };
+        engine.start_operation(now);
+        Ok(engine)
     }
 
-    pub(crate) fn config(&self) -> &Config {
-        &self.config
-    }
+    // ---- inputs ----------------------------------------------------------------------
 
-    /// Replies handled so far: a driver restarts its reply timer when this moves.
-    pub(crate) fn replies(&self) -> u64 {
-        self.replies
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed || self.session.is_closed()
-    }
-
-    pub(crate) fn greeting(&self) -> Option<&ServerReply> {
-        self.greeting.as_ref()
-    }
-
-    pub(crate) fn ehlo_reply(&self) -> Option<&ServerReply> {
-        self.ehlo.as_ref()
-    }
-
-    pub(crate) fn capabilities(&self) -> &Capabilities {
-        self.session.capabilities()
-    }
-
-    /// The next thing the driver must do.
-    pub(crate) fn step(&mut self) -> Result<Step, Error> {
-        self.process_input()?;
-        if !self.out.transmit().is_empty() {
-            return Ok(Step::Write);
+    /// Bytes from the server (any amount: half a reply, several replies).
+    pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
+        // The reply timer restarts when a reply completes (in poll_io), not per byte: a
+        // server trickling a reply still times out.
+        let _ = now;
+        if self.failed.is_none() {
+            self.input.extend_from_slice(bytes);
         }
-        if self.tls_pending {
-            return Ok(Step::StartTls);
-        }
-        if let Some(id) = self.session.sending() {
-            if self.txs.iter().any(|t| t.id == id) {
-                return Ok(Step::Body);
-            }
-        }
-        if let Some(phase) = self.session.phase() {
-            if !self.session.is_closed() {
-                return Ok(Step::Read(phase));
-            }
-        }
-        Ok(Step::Idle)
+        self.check_idle = false;
     }
 
-    /// Bytes from the server.
-    pub(crate) fn received(&mut self, bytes: &[u8]) {
-        self.input.extend_from_slice(bytes);
-    }
-
-    /// `n` bytes of `out.transmit()` were written.
-    pub(crate) fn advance(&mut self, n: usize) {
+    /// `n` bytes of the last [`Io::Transmit`] were written.
+    pub fn handle_written(&mut self, n: usize, now: Instant) {
         self.out.advance(n);
-        self.end_unwritten = self.end_unwritten.saturating_sub(n);
+        if n > 0 {
+            // Progress restarts the write timer; the reply timer starts once the last byte
+            // of a command is out.
+            self.wait = Wait::None;
+            self.since = now;
+        }
+        if !self.out.end_of_data_unwritten() {
+            self.probed = false;
+        }
     }
 
-    /// Whether the end of data is released but not yet (wholly) written: a server that is
-    /// gone by now cannot have accepted the message.
-    pub(crate) fn end_of_data_unwritten(&self) -> bool {
-        self.end_unwritten > 0
+    /// A read without waiting ([`Io::ReceiveNow`]) found nothing.
+    pub fn handle_nothing_pending(&mut self) {
+        self.check_idle = false;
+        if self.out.end_of_data_unwritten() {
+            self.probed = true;
+        }
     }
 
-    /// The server closed the connection.
-    pub(crate) fn eof(&mut self) -> Result<(), Error> {
-        // Only an end of data that reached the wire can have been accepted.
-        let dot_written = self.end_unwritten == 0;
-        let delivery_unknown = dot_written && self.session.awaiting_final().next().is_some();
-        let result = self.session.handle_close(&self.input);
-        self.closed = true;
-        match result {
-            Ok(()) => Ok(()),
-            Err(SessionError::ConnectionClosed { phase }) => Err(Error::ConnectionLost {
-                // Still writing the message when the server went.
-                phase: if dot_written || phase != Phase::DataEnd {
-                    phase
-                } else {
+    /// The server closed the connection (end of stream).
+    pub fn handle_eof(&mut self, now: Instant) {
+        let _ = now;
+        if self.failed.is_some() {
+            return;
+        }
+        let unwritten_end = self.out.end_of_data_unwritten();
+        match self.session.handle_close(&self.input) {
+            Ok(()) => {
+                self.input.clear();
+                // A close before the answer to a refused session's QUIT, or any time it is
+                // expected: the session is over.
+                if let Some(e) = self.refused.take() {
+                    self.fail(e);
+                }
+            }
+            Err(SessionError::ConnectionClosed { phase }) => {
+                // Still writing the message when the server went: say so, not "end of data".
+                let phase = if unwritten_end && phase == Phase::DataEnd {
                     Phase::DataBlock
-                },
-                delivery_unknown,
-            }),
-            Err(e) => Err(Error::Protocol(e)),
-        }
-    }
-
-    /// The TLS handshake after STARTTLS is done.
-    pub(crate) fn tls_done(&mut self) -> Result<(), Error> {
-        self.tls_pending = false;
-        self.input.clear();
-        let before = self.out.buffer().len();
-        self.session
-            .tls_established(&mut self.out)
-            .map_err(use_error)?;
-        self.log_new_commands(before, false);
-        Ok(())
-    }
-
-    fn process_input(&mut self) -> Result<(), Error> {
-        if self.input.is_empty() {
-            return Ok(());
-        }
-        if self.out.transmit().is_empty() {
-            // Everything released is on the wire: this many replies may have come.
-            self.budget = self.session.replies_due();
-        }
-        let input = std::mem::take(&mut self.input);
-        let mut pos = 0;
-        let result = loop {
-            if self.budget == 0 && pos < input.len() {
-                if let Some(code) = premature_reply(&input[pos..]) {
-                    // Sent before the command it would answer (or with none due): taking it
-                    // for the next command's reply would shift every later reply by one.
-                    self.closed = true;
-                    break Err(Error::Protocol(SessionError::UnexpectedReply { code }));
-                }
-            }
-            let before = self.out.buffer().len();
-            match self.session.handle_input(&input[pos..], &mut self.out) {
-                Err(e) => break Err(Error::Protocol(e)),
-                Ok((n, ev)) => {
-                    if n > 0 {
-                        self.replies += 1;
-                        self.budget = self.budget.saturating_sub(1);
-                        if self.transcript {
-                            self.log_server(&input[pos..pos + n]);
-                        }
-                        let keep = self.greeting.is_none() || matches!(ev, Some(Event::Ready));
-                        if keep {
-                            if let Ok(r) =
-                                postline_proto::Reply::parse_complete(&input[pos..pos + n])
-                            {
-                                let r = ServerReply::from_reply(&r);
-                                if self.greeting.is_none() {
-                                    self.greeting = Some(r);
-                                } else {
-                                    self.ehlo = Some(r);
-                                }
-                            }
-                        }
-                    }
-                    pos += n;
-                    self.log_new_commands(before, false);
-                    match ev {
-                        Some(ev) => {
-                            if let Err(e) = self.on_event(ev) {
-                                break Err(e);
-                            }
-                        }
-                        None if n == 0 => break Ok(()),
-                        None => {}
-                    }
-                }
-            }
-        };
-        self.input = input;
-        self.input.drain(..pos.min(self.input.len()));
-        result
-    }
-
-    fn on_event(&mut self, ev: Event<'_>) -> Result<(), Error> {
-        match ev {
-            Event::Ready | Event::Authenticated => self.advance_setup(),
-            Event::StartTls => {
-                self.tls_pending = true;
-                Ok(())
-            }
-            Event::StartTlsRefused(r) => {
-                if self.config.tls == Tls::StartTls {
-                    Err(Error::StartTlsUnavailable(Some(ServerReply::from_reply(
-                        &r,
-                    ))))
                 } else {
-                    self.advance_setup()
-                }
-            }
-            Event::AuthChallenge(challenge) => {
-                let Some(auth) = self.config.auth.clone() else {
-                    return Err(Error::Invalid("AUTH challenge without credentials".into()));
+                    phase
                 };
-                let before = self.out.buffer().len();
-                let creds = proto_credentials(&auth, &self.config);
-                self.session
-                    .auth_respond(&creds, challenge, &mut self.out)
-                    .map_err(use_error)?;
-                self.log_new_commands(before, true);
-                Ok(())
+                self.fail(Error::ConnectionLost { phase });
             }
-            Event::AuthFailed(r) => Err(Error::AuthRejected {
-                reply: ServerReply::from_reply(&r),
-                advertised: self.session.capabilities().has(Extension::Auth),
-            }),
-            Event::Rejected(r) => Err(Error::Rejected(ServerReply::from_reply(&r))),
-            Event::ServiceClosing(r) => Err(Error::ServiceClosing(ServerReply::from_reply(&r))),
-            Event::RecipientResult { tx, index, reply } => {
-                if let Some(t) = self.txs.iter_mut().find(|t| t.id == tx) {
-                    if let Some(rcpt) = t.recipients.get_mut(index as usize) {
-                        rcpt.accepted = reply.code().is_positive_completion();
-                        rcpt.reply = Some(ServerReply::from_reply(&reply));
-                    }
-                }
-                Ok(())
-            }
-            Event::SendData(_) => Ok(()),
-            Event::TransactionDone { tx, outcome } => {
-                let Some(pos) = self.txs.iter().position(|t| t.id == tx) else {
-                    return Ok(());
-                };
-                let t = self.txs.remove(pos);
-                self.finished.push_back((
-                    tx,
-                    match outcome {
-                        TxOutcome::Delivered(r) => Ok(Outcome {
-                            recipients: t.recipients,
-                            reply: ServerReply::from_reply(&r),
-                        }),
-                        TxOutcome::Failed { at, reply } => Err(Error::MessageRejected {
-                            at,
-                            reply: reply.map(|r| ServerReply::from_reply(&r)),
-                            recipients: t.recipients,
-                        }),
-                    },
-                ));
-                Ok(())
-            }
-            Event::Reply(r) => {
-                self.last_reply = Some(ServerReply::from_reply(&r));
-                Ok(())
-            }
-            Event::Closed => {
-                self.closed = true;
-                Ok(())
-            }
-            _ => Ok(()),
+            Err(e) => self.fail(Error::Protocol(e)),
         }
     }
 
-    /// After each Ready: STARTTLS if wanted, then AUTH if configured, then done.
-    fn advance_setup(&mut self) -> Result<(), Error> {
-        if self.setup.established {
-            return Ok(());
+    /// The stream failed. A reset or a broken pipe means the server is gone, as at end of
+    /// stream; a timeout is [`Engine::handle_timeout`]'s business.
+    pub fn handle_io_error(&mut self, e: io::Error, now: Instant) {
+        match e.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::WriteZero
+            | io::ErrorKind::UnexpectedEof => self.handle_eof(now),
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => self.handle_timeout(now),
+            io::ErrorKind::Interrupted => {}
+            _ => self.fail(Error::Io(e.into())),
         }
-        let wants_tls = matches!(self.config.tls, Tls::StartTls | Tls::Opportunistic);
-        if wants_tls && !self.session.is_tls() && !self.setup.tls_tried {
-            self.setup.tls_tried = true;
-            if self.session.capabilities().has(Extension::StartTls) {
-                let before = self.out.buffer().len();
-                self.session.start_tls(&mut self.out).map_err(use_error)?;
-                self.log_new_commands(before, false);
-                return Ok(());
+    }
+
+    /// The TLS handshake asked for by [`Io::UpgradeTls`] failed.
+    pub fn handle_tls_failed(&mut self, e: Error) {
+        self.fail(e);
+    }
+
+    /// The TLS handshake asked for by [`Io::UpgradeTls`] succeeded.
+    pub fn handle_tls_established(&mut self, info: TlsInfo, now: Instant) {
+        if self.failed.is_some() || !self.tls_pending {
+            return;
+        }
+        self.tls_pending = false;
+        self.tls_info = Some(info);
+        self.wait = Wait::None;
+        self.since = now;
+        if self.greeting.is_none() {
+            // Implicit TLS: the greeting comes next, over TLS.
+            return;
+        }
+        // RFC 3207 5: nothing received before the handshake may be acted on.
+        self.input.clear();
+        if let Err(e) = self.command(false, |s, out| s.tls_established(out)) {
+            self.fail(e);
+        }
+    }
+
+    /// The time is `now`: if the deadline of [`Engine::poll_timeout`] has passed, the wait
+    /// failed. Calling it early, or twice, changes nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.failed.is_some() {
+            return;
+        }
+        let Some(deadline) = self.poll_timeout() else {
+            return;
+        };
+        if now < deadline {
+            return;
+        }
+        let phase = match self.wait {
+            Wait::Write(p) | Wait::Reply(p) => p,
+            Wait::Tls => Phase::Command,
+            Wait::None => self.session.phase().unwrap_or(Phase::Command),
+        };
+        let capped = self.op_deadline.is_some_and(|d| d <= deadline);
+        let after = if capped {
+            self.op_cap
+        } else {
+            self.wait_timeout()
+        };
+        if let Some(e) = self.refused.take() {
+            // Only the courtesy QUIT of a refused session timed out.
+            self.fail(e);
+            return;
+        }
+        self.fail(Error::Timeout { phase, after });
+    }
+
+    /// A piece of the message for the transaction of [`Io::NeedBody`].
+    pub fn handle_body(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        self.usable()?;
+        let sending = self.session.sending();
+        if let Some(t) = self.txs.iter_mut().find(|t| Some(t.id) == sending) {
+            t.body_octets += chunk.len() as u64;
+        }
+        self.session
+            .send_data(chunk, &mut self.out)
+            .map_err(use_error)
+    }
+
+    /// The end of the message of [`Io::NeedBody`].
+    pub fn handle_body_end(&mut self) -> Result<(), Error> {
+        self.usable()?;
+        if self.transcript {
+            let sending = self.session.sending();
+            let n = self
+                .txs
+                .iter()
+                .find(|t| Some(t.id) == sending)
+                .map_or(0, |t| t.body_octets);
+            self.emit(Direction::Client, &format!("<{n} octets of message data>"));
+        }
+        let before = self.out.buffer().len();
+        self.session.end_data(&mut self.out).map_err(use_error)?;
+        self.probed = false;
+        if self.transcript {
+            let tail = &self.out.buffer()[before..];
+            if tail.ends_with(b"\r\n.\r\n") || tail == b".\r\n" {
+                self.emit(Direction::Client, ".");
             }
-            if self.config.tls == Tls::StartTls {
-                return Err(Error::StartTlsUnavailable(None));
-            }
         }
-        if let (Some(auth), false) = (self.config.auth.clone(), self.setup.auth_tried) {
-            self.setup.auth_tried = true;
-            let caps = self.session.capabilities();
-            let mechanism = choose_mechanism(
-                &auth,
-                caps,
-                self.session.is_tls(),
-                self.config.allow_plaintext_auth,
-                self.config.mechanism,
-            )?;
-            let creds = proto_credentials(&auth, &self.config);
-            let before = self.out.buffer().len();
-            self.session
-                .authenticate(mechanism, &creds, &mut self.out)
-                .map_err(use_error)?;
-            self.log_new_commands(before, true);
-            return Ok(());
-        }
-        self.setup.established = true;
         Ok(())
     }
 
-    /// True when a transaction may start now: the session is set up and every earlier
-    /// message has written its end of data (deep pipelining, RFC 2920 3.1).
-    pub(crate) fn can_begin(&self) -> bool {
-        self.setup.established && !self.is_closed() && self.session.can_start_transaction()
+    /// The message cannot be completed (its source failed): the connection is given up
+    /// without an end of data, so the server discards what it got.
+    pub fn abort(&mut self, e: Error) {
+        self.fail(e);
     }
 
-    /// Starts a transaction for `env`, after checking it against the server's limits.
-    pub(crate) fn begin_send(&mut self, env: &Envelope) -> Result<TxId, Error> {
-        if self.is_closed() {
-            return Err(Error::Closed);
+    // ---- operations ------------------------------------------------------------------
+
+    /// Starts a transaction for `env`, after checking it against the server's capabilities
+    /// (nothing is sent when this fails). Its message is asked for with [`Io::NeedBody`];
+    /// its result comes from [`Engine::take_finished`].
+    pub fn send(&mut self, env: &Envelope, now: Instant) -> Result<TxId, Error> {
+        self.usable()?;
+        if !self.can_send() {
+            return Err(Error::NotReady);
         }
-        if !self.can_begin() {
-            return Err(Error::Invalid(
-                "the connection is not ready for a message".into(),
-            ));
-        }
-        let caps = self.session.capabilities();
-        let smtputf8 = env.needs_smtputf8();
-        if smtputf8 && !caps.has(Extension::SmtpUtf8) {
-            return Err(Error::SmtpUtf8Unsupported);
-        }
-        if let (Some(size), SizeLimit::Limit(limit)) = (env.size, caps.size()) {
-            if size > limit {
-                return Err(Error::MessageTooLarge { size, limit });
-            }
-        }
-        let eight_bit = caps.has(Extension::EightBitMime);
-        let body = match env.body {
-            BodyType::Auto => eight_bit.then_some(Body::EightBitMime),
-            BodyType::SevenBit => None,
-            BodyType::EightBit if eight_bit => Some(Body::EightBitMime),
-            BodyType::EightBit => {
-                return Err(Error::Invalid(
-                    "the message has 8-bit data and the server does not offer 8BITMIME".into(),
-                ))
-            }
+        let opts = MessageOptions {
+            size: env.size,
+            body: env.body,
+            smtputf8: env.needs_smtputf8(),
+            ret: env.ret,
+            envid: env.envid.as_deref(),
+            notify: env.notify,
+            orcpt: env.orcpt,
+            require_tls: env.require_tls,
         };
-        let dsn = caps.has(Extension::Dsn);
-        if !dsn && (env.ret.is_some() || env.envid.is_some() || env.notify.is_some()) {
+        let n = negotiate(&opts, self.session.capabilities(), self.session.is_tls())
+            .map_err(Error::Incompatible)?;
+        if n.dsn_dropped {
             tracing::warn!("server does not offer DSN; DSN parameters not sent");
         }
-        let mail = MailParams {
-            size: env.size.filter(|_| caps.size() != SizeLimit::NotAdvertised),
-            body,
-            smtputf8,
-            ret: env.ret.filter(|_| dsn),
-            envid: env.envid.as_deref().filter(|_| dsn),
-            requiretls: false,
-        };
-        let rcpt = RcptParams {
-            notify: env.notify.filter(|_| dsn),
-            orcpt: env.orcpt && dsn,
-        };
         let proto = ProtoEnvelope {
             from: &env.from,
             to: &env.to,
-            mail,
-            rcpt,
+            mail: n.mail,
+            rcpt: n.rcpt,
         };
-        let before = self.out.buffer().len();
-        let id = self
-            .session
-            .start_transaction(&proto, &mut self.out)
-            .map_err(use_error)?;
-        self.log_new_commands(before, false);
+        if self.is_idle() {
+            self.start_operation(now);
+            self.check_idle = true;
+        }
+        let id = self.command(false, |s, out| s.start_transaction(&proto, out))?;
         self.txs.push(TxTrack {
             id,
             recipients: env
@@ -468,74 +482,450 @@ impl Engine {
         Ok(id)
     }
 
-    /// A piece of the message.
-    pub(crate) fn body(&mut self, chunk: &[u8]) -> Result<(), Error> {
-        let sending = self.session.sending();
-        if let Some(t) = self.txs.iter_mut().find(|t| Some(t.id) == sending) {
-            t.body_octets += chunk.len() as u64;
+    /// NOOP; its reply comes from [`Engine::take_reply`].
+    pub fn noop(&mut self, now: Instant) -> Result<(), Error> {
+        self.usable()?;
+        if !self.is_idle() {
+            return Err(Error::NotReady);
         }
-        self.session
-            .send_data(chunk, &mut self.out)
-            .map_err(use_error)
-    }
-
-    /// The end of the message.
-    pub(crate) fn body_end(&mut self) -> Result<(), Error> {
-        if self.transcript {
-            let sending = self.session.sending();
-            let n = self
-                .txs
-                .iter()
-                .find(|t| Some(t.id) == sending)
-                .map_or(0, |t| t.body_octets);
-            self.emit(Direction::Client, &format!("<{n} octets of message data>"));
-        }
-        let before = self.out.buffer().len();
-        self.session.end_data(&mut self.out).map_err(use_error)?;
-        self.end_unwritten = self.out.transmit().len();
-        if self.transcript {
-            let tail = &self.out.buffer()[before..];
-            if tail.ends_with(b"\r\n.\r\n") || tail == b".\r\n" {
-                self.emit(Direction::Client, ".");
-            }
-        }
-        Ok(())
-    }
-
-    /// The result of the last transaction, once its final reply came.
-    pub(crate) fn take_outcome(&mut self) -> Option<Result<Outcome, Error>> {
-        self.finished.pop_front().map(|(_, r)| r)
-    }
-
-    /// Every finished transaction's result, oldest first.
-    pub(crate) fn take_finished(
-        &mut self,
-    ) -> impl Iterator<Item = (TxId, Result<Outcome, Error>)> + '_ {
-        self.finished.drain(..)
-    }
-
-    pub(crate) fn noop(&mut self) -> Result<(), Error> {
-        let before = self.out.buffer().len();
+        self.start_operation(now);
+        self.check_idle = true;
         self.last_reply = None;
-        self.session.noop(&mut self.out).map_err(use_error)?;
-        self.log_new_commands(before, false);
+        self.command(false, |s, out| s.noop(out))
+    }
+
+    /// QUIT, waiting for its answer at most `cap` (the command timeout when `None`).
+    pub fn quit(&mut self, now: Instant, cap: Option<Duration>) -> Result<(), Error> {
+        self.usable()?;
+        self.command(false, |s, out| s.quit(out))?;
+        let cap = cap.unwrap_or(self.config.timeouts.command);
+        self.op_cap = cap;
+        self.op_deadline = now.checked_add(cap);
         Ok(())
     }
 
-    pub(crate) fn take_reply(&mut self) -> Option<ServerReply> {
+    // ---- outputs ---------------------------------------------------------------------
+
+    /// What the driver must do now (`now` starts the timer of a wait that begins here).
+    /// `Err` is either an error that leaves the session usable (a refused message is not
+    /// one: it comes through [`Engine::take_finished`]) or the terminal error, which every
+    /// later call repeats.
+    pub fn poll_io(&mut self, now: Instant) -> Result<Io<'_>, Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if let Err(e) = self.process_input(now) {
+            if e.leaves_session_usable() {
+                return Err(e);
+            }
+            self.fail(e);
+        }
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let wait = if !self.out.transmit().is_empty() {
+            if self.check_idle || (self.out.end_of_data_unwritten() && !self.probed) {
+                return Ok(Io::ReceiveNow);
+            }
+            Wait::Write(if self.session.sending().is_some() || self.out.end_of_data_unwritten()
+            {
+                Phase::DataBlock
+            } else {
+                self.session.phase().unwrap_or(Phase::Command)
+            })
+        } else if self.tls_pending {
+            Wait::Tls
+        } else if let Some(id) = self.session.sending() {
+            if self.txs.iter().any(|t| t.id == id) {
+                self.set_wait(Wait::None, now);
+                return Ok(Io::NeedBody(id));
+            }
+            Wait::None
+        } else {
+            match self.session.phase() {
+                Some(p) if !self.session.is_closed() => Wait::Reply(p),
+                _ => Wait::None,
+            }
+        };
+        self.set_wait(wait, now);
+        let deadline = self.poll_timeout();
+        Ok(match wait {
+            Wait::Write(_) => Io::Transmit {
+                bytes: self.out.transmit(),
+                deadline,
+            },
+            Wait::Tls => Io::UpgradeTls { deadline },
+            Wait::Reply(_) => Io::Receive { deadline },
+            Wait::None => {
+                if let Some(e) = self.refused.take() {
+                    self.fail(e.clone());
+                    return Err(e);
+                }
+                self.op_deadline = None;
+                Io::Done
+            }
+        })
+    }
+
+    /// When the current wait must end: the phase's RFC 5321 timer (restarted by each
+    /// completed reply and each write that made progress, never by a trickle of bytes), or
+    /// the cap on the whole operation, whichever is earlier. `None` when nothing is awaited.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.failed.is_some() || self.wait == Wait::None {
+            return None;
+        }
+        // A timeout too large to add to an instant is no timeout.
+        let own = self.since.checked_add(self.wait_timeout());
+        match (own, self.op_deadline) {
+            (Some(own), Some(cap)) => Some(own.min(cap)),
+            (own, cap) => own.or(cap),
+        }
+    }
+
+    /// The next finished transaction, oldest first, with its result: the per-recipient
+    /// outcome, the server's refusal, or, when the connection failed, whether the message
+    /// is in doubt ([`Error::DeliveryUnknown`]) or was certainly not delivered
+    /// ([`Error::NotSent`]).
+    pub fn take_finished(&mut self) -> Option<(TxId, Result<Outcome, Error>)> {
+        self.finished.pop_front()
+    }
+
+    /// The reply to the last NOOP.
+    pub fn take_reply(&mut self) -> Option<ServerReply> {
         self.last_reply.take()
     }
 
-    pub(crate) fn quit(&mut self) -> Result<(), Error> {
+    // ---- getters ---------------------------------------------------------------------
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The protocol session underneath.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// What the server announced in EHLO (after STARTTLS, the encrypted announcement).
+    pub fn capabilities(&self) -> &Capabilities {
+        self.session.capabilities()
+    }
+
+    /// The server's greeting (the 220 banner).
+    pub fn greeting(&self) -> Option<&ServerReply> {
+        self.greeting.as_ref()
+    }
+
+    /// The server's last EHLO (or HELO) reply.
+    pub fn ehlo_reply(&self) -> Option<&ServerReply> {
+        self.ehlo.as_ref()
+    }
+
+    /// The TLS parameters, once the handshake is done.
+    pub fn tls_info(&self) -> Option<&TlsInfo> {
+        self.tls_info.as_ref()
+    }
+
+    /// The terminal error, if the connection failed.
+    pub fn error(&self) -> Option<&Error> {
+        self.failed.as_ref()
+    }
+
+    /// True when the connection is over: failed, or closed by QUIT or the server.
+    pub fn is_closed(&self) -> bool {
+        self.failed.is_some() || self.session.is_closed()
+    }
+
+    /// True when the connection is set up and nothing is outstanding: no command, no
+    /// transaction, nothing unwritten. Only then may a dropped client say QUIT without
+    /// finishing something behind its caller's back.
+    pub fn is_idle(&self) -> bool {
+        !self.is_closed()
+            && self.setup.established
+            && self.txs.is_empty()
+            && self.out.is_empty()
+            && self.session.is_idle()
+    }
+
+    /// True when a transaction may start now: the session is set up and every earlier
+    /// message has released its end of data (deep pipelining, RFC 2920 3.1).
+    pub fn can_send(&self) -> bool {
+        self.setup.established && !self.is_closed() && self.session.can_start_transaction()
+    }
+
+    // ---- internals -------------------------------------------------------------------
+
+    fn usable(&self) -> Result<(), Error> {
+        match &self.failed {
+            Some(e) => Err(e.clone()),
+            None if self.session.is_closed() => Err(Error::Closed),
+            None => Ok(()),
+        }
+    }
+
+    fn start_operation(&mut self, now: Instant) {
+        self.op_deadline = self.config.timeouts.attempt.and_then(|cap| {
+            self.op_cap = cap;
+            now.checked_add(cap)
+        });
+    }
+
+    fn set_wait(&mut self, wait: Wait, now: Instant) {
+        if self.wait != wait {
+            self.wait = wait;
+            self.since = now;
+        }
+    }
+
+    fn wait_timeout(&self) -> Duration {
+        let t = &self.config.timeouts;
+        match self.wait {
+            Wait::None => Duration::MAX,
+            Wait::Tls => t.command,
+            Wait::Write(_) => {
+                if self.session.sending().is_some() || self.out.end_of_data_unwritten() {
+                    t.data_block
+                } else {
+                    t.command
+                }
+            }
+            Wait::Reply(p) => t.for_phase(p),
+        }
+    }
+
+    /// Ends the connection with `cause`. Each open transaction learns its fate: in doubt
+    /// when its end of data is on the wire, otherwise certainly not delivered.
+    fn fail(&mut self, cause: Error) {
+        if self.failed.is_some() {
+            return;
+        }
+        // A 421 is the answer to the oldest command awaiting one (RFC 5321 3.8): an end of
+        // data it answers was refused, not lost.
+        let doubt: Vec<TxId> = if matches!(cause, Error::ServiceClosing(_)) {
+            Vec::new()
+        } else {
+            self.session.in_doubt(&self.out).collect()
+        };
+        for t in self.txs.drain(..) {
+            let result = if doubt.contains(&t.id) {
+                Error::DeliveryUnknown {
+                    cause: Box::new(cause.clone()),
+                }
+            } else {
+                Error::NotSent {
+                    cause: Box::new(cause.clone()),
+                }
+            };
+            self.finished.push_back((t.id, Err(result)));
+        }
+        self.failed = Some(if doubt.is_empty() {
+            cause
+        } else {
+            Error::DeliveryUnknown {
+                cause: Box::new(cause),
+            }
+        });
+        self.wait = Wait::None;
+        self.input.clear();
+    }
+
+    /// Runs a session command that writes into the outbox, and logs what it wrote.
+    fn command<T>(
+        &mut self,
+        secret: bool,
+        f: impl FnOnce(&mut Session, &mut Outbox<Vec<u8>>) -> Result<T, UseError>,
+    ) -> Result<T, Error> {
         let before = self.out.buffer().len();
-        self.session.quit(&mut self.out).map_err(use_error)?;
-        self.log_new_commands(before, false);
+        let r = f(&mut self.session, &mut self.out).map_err(use_error)?;
+        self.log_commands(before, secret);
+        Ok(r)
+    }
+
+    fn process_input(&mut self, now: Instant) -> Result<(), Error> {
+        if self.input.is_empty() {
+            return Ok(());
+        }
+        if self.out.transmit().is_empty() {
+            // Everything released is on the wire: this many replies may have come.
+            self.budget = self.session.replies_due();
+        }
+        let input = std::mem::take(&mut self.input);
+        let mut pos = 0;
+        let result = loop {
+            if self.budget == 0 && pos < input.len() {
+                if let Some(code) = premature_reply(&input[pos..]) {
+                    // Sent before the command it would answer (or with none due): taking it
+                    // for the next command's reply would shift every later reply by one.
+                    break Err(Error::Protocol(SessionError::UnexpectedReply { code }));
+                }
+            }
+            let before = self.out.buffer().len();
+            match self.session.handle_input(&input[pos..], &mut self.out) {
+                Err(e) => break Err(Error::Protocol(e)),
+                Ok((n, ev)) => {
+                    if n > 0 {
+                        // A complete reply: the reply timer starts again.
+                        self.budget = self.budget.saturating_sub(1);
+                        self.wait = Wait::None;
+                        self.since = now;
+                        let bytes = &input[pos..pos + n];
+                        if self.transcript {
+                            self.log_server(bytes);
+                        }
+                        self.keep_reply(bytes, matches!(ev, Some(Event::Ready)));
+                    }
+                    pos += n;
+                    self.log_commands(before, false);
+                    match ev {
+                        Some(ev) => {
+                            if let Err(e) = self.on_event(ev, now) {
+                                break Err(e);
+                            }
+                        }
+                        None if n == 0 => break Ok(()),
+                        None => {}
+                    }
+                }
+            }
+        };
+        if self.failed.is_none() && !self.tls_pending {
+            self.input = input;
+            self.input.drain(..pos.min(self.input.len()));
+        }
+        result
+    }
+
+    /// Keeps the greeting and the EHLO reply for the caller.
+    fn keep_reply(&mut self, bytes: &[u8], ready: bool) {
+        if self.greeting.is_some() && !ready {
+            return;
+        }
+        if let Ok(r) = postline_proto::Reply::parse_complete(bytes) {
+            let r = ServerReply::from_reply(&r);
+            if self.greeting.is_none() {
+                self.greeting = Some(r);
+            } else {
+                self.ehlo = Some(r);
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: Event<'_>, now: Instant) -> Result<(), Error> {
+        match ev {
+            Event::Ready | Event::Authenticated => self.advance_setup(),
+            Event::StartTls => {
+                self.tls_pending = true;
+                Ok(())
+            }
+            Event::StartTlsRefused(r) => {
+                if self.config.tls == Tls::StartTls {
+                    Err(Error::StartTlsUnavailable(Some(ServerReply::from_reply(
+                        &r,
+                    ))))
+                } else {
+                    self.advance_setup()
+                }
+            }
+            Event::AuthChallenge(challenge) => {
+                self.auth_rounds += 1;
+                if self.auth_rounds > MAX_AUTH_ROUNDS {
+                    return Err(Error::AuthRounds {
+                        rounds: self.auth_rounds,
+                    });
+                }
+                // The session only challenges an exchange this engine started with credentials.
+                let Some(auth) = self.config.auth.clone() else {
+                    return Err(Error::NotReady);
+                };
+                let host = self.config.host.clone();
+                let creds = proto_credentials(&auth, &host, self.config.effective_port());
+                self.command(true, |s, out| s.auth_respond(&creds, challenge, out))
+                    .map(|_| ())
+            }
+            Event::AuthFailed(r) => Err(Error::AuthRejected {
+                reply: ServerReply::from_reply(&r),
+                advertised: self.session.capabilities().has(Extension::Auth),
+            }),
+            Event::Rejected(r) => {
+                // The session queued QUIT: say it, wait briefly for the 221, then report.
+                self.refused = Some(Error::Rejected(ServerReply::from_reply(&r)));
+                self.op_cap = QUIT_AFTER_REFUSAL;
+                self.op_deadline = now.checked_add(QUIT_AFTER_REFUSAL);
+                Ok(())
+            }
+            Event::ServiceClosing(r) => Err(Error::ServiceClosing(ServerReply::from_reply(&r))),
+            Event::RecipientResult { tx, index, reply } => {
+                if let Some(t) = self.txs.iter_mut().find(|t| t.id == tx) {
+                    if let Some(rcpt) = t.recipients.get_mut(index as usize) {
+                        rcpt.accepted = reply.code().is_positive_completion();
+                        rcpt.reply = Some(ServerReply::from_reply(&reply));
+                    }
+                }
+                Ok(())
+            }
+            Event::TransactionDone { tx, outcome } => {
+                let Some(pos) = self.txs.iter().position(|t| t.id == tx) else {
+                    return Ok(());
+                };
+                let t = self.txs.remove(pos);
+                let result = match outcome {
+                    TxOutcome::Delivered(r) => Ok(Outcome {
+                        recipients: t.recipients,
+                        reply: ServerReply::from_reply(&r),
+                    }),
+                    TxOutcome::Failed { at, reply } => Err(Error::MessageRejected {
+                        at,
+                        reply: reply.map(|r| ServerReply::from_reply(&r)),
+                        recipients: t.recipients,
+                    }),
+                };
+                self.finished.push_back((tx, result));
+                Ok(())
+            }
+            Event::Reply(r) => {
+                self.last_reply = Some(ServerReply::from_reply(&r));
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// After each Ready: STARTTLS if wanted, then AUTH if configured, then done.
+    fn advance_setup(&mut self) -> Result<(), Error> {
+        if self.setup.established {
+            return Ok(());
+        }
+        let wants_tls = matches!(self.config.tls, Tls::StartTls | Tls::Opportunistic);
+        if wants_tls && !self.session.is_tls() && !self.setup.tls_tried {
+            self.setup.tls_tried = true;
+            if self.session.capabilities().has(Extension::StartTls) {
+                return self.command(false, |s, out| s.start_tls(out));
+            }
+            if self.config.tls == Tls::StartTls {
+                return Err(Error::StartTlsUnavailable(None));
+            }
+        }
+        if let (Some(auth), false) = (self.config.auth.clone(), self.setup.auth_tried) {
+            self.setup.auth_tried = true;
+            let mechanism = choose_mechanism(
+                &auth,
+                self.session.capabilities(),
+                self.session.is_tls(),
+                self.config.allow_plaintext_auth,
+                self.config.mechanism,
+            )?;
+            let host = self.config.host.clone();
+            let creds = proto_credentials(&auth, &host, self.config.effective_port());
+            return self.command(true, |s, out| s.authenticate(mechanism, &creds, out));
+        }
+        self.setup.established = true;
         Ok(())
     }
 
     // ---- transcript ------------------------------------------------------------------
 
-    fn log_new_commands(&self, before: usize, secret: bool) {
+    fn log_commands(&self, before: usize, secret: bool) {
         if !self.transcript {
             return;
         }
@@ -582,248 +972,4 @@ fn premature_reply(input: &[u8]) -> Option<postline_proto::reply::Code> {
         .iter()
         .fold(0u16, |v, d| v * 10 + u16::from(d - b'0'));
     postline_proto::reply::Code::new(value).filter(|c| c.value() != 421)
-}
-
-/// Keeps `AUTH MECHANISM` and hides everything that could carry a credential.
-fn redact(line: &str) -> String {
-    let mut words = line.splitn(3, ' ');
-    match (words.next(), words.next(), words.next()) {
-        (Some(a), Some(m), rest) if a.eq_ignore_ascii_case("AUTH") => {
-            if rest.is_some() {
-                format!("{a} {m} ***")
-            } else {
-                format!("{a} {m}")
-            }
-        }
-        _ => "***".to_string(),
-    }
-}
-
-fn proto_credentials<'a>(auth: &'a Auth, config: &'a Config) -> Credentials<'a> {
-    match auth {
-        Auth::Password { user, password } => Credentials::Password {
-            authzid: None,
-            username: user,
-            password,
-        },
-        Auth::Token { user, token } => Credentials::Token {
-            username: user,
-            token,
-            host: Some(config.host.as_str()),
-            port: Some(config.effective_port()),
-        },
-    }
-}
-
-/// The strongest mechanism both sides allow. Passwords: CRAM-MD5, then PLAIN, then LOGIN, the
-/// last two only under TLS unless plaintext auth is allowed; tokens: OAUTHBEARER, XOAUTH2,
-/// likewise only under TLS. A server that announces no AUTH at all gets PLAIN (or XOAUTH2).
-pub(crate) fn choose_mechanism(
-    auth: &Auth,
-    caps: &Capabilities,
-    tls: bool,
-    allow_plaintext: bool,
-    forced: Option<Mechanism>,
-) -> Result<Mechanism, Error> {
-    let clear_ok = tls || allow_plaintext;
-    let exposes_secret = |m: Mechanism| m != Mechanism::CramMd5;
-    if let Some(m) = forced {
-        if exposes_secret(m) && !clear_ok {
-            return Err(Error::PlaintextAuthRefused);
-        }
-        return Ok(m);
-    }
-    let offered = caps.auth();
-    let order: &[Mechanism] = match auth {
-        Auth::Password { .. } => &[Mechanism::CramMd5, Mechanism::Plain, Mechanism::Login],
-        Auth::Token { .. } => &[Mechanism::OAuthBearer, Mechanism::XOAuth2],
-    };
-    if !caps.has(Extension::Auth) {
-        // The embedded clients' habit, kept: try the simplest mechanism and report clearly.
-        if !clear_ok {
-            return Err(Error::PlaintextAuthRefused);
-        }
-        return Ok(match auth {
-            Auth::Password { .. } => Mechanism::Plain,
-            Auth::Token { .. } => Mechanism::XOAuth2,
-        });
-    }
-    if let Some(m) = order
-        .iter()
-        .copied()
-        .find(|&m| offered.contains(m) && (clear_ok || !exposes_secret(m)))
-    {
-        return Ok(m);
-    }
-    if order.iter().any(|&m| offered.contains(m)) {
-        return Err(Error::PlaintextAuthRefused);
-    }
-    let names: Vec<&str> = Mechanism::ALL
-        .iter()
-        .filter(|m| offered.contains(**m))
-        .map(|m| m.name())
-        .collect();
-    Err(Error::NoAuthMechanism {
-        offered: names.join(" "),
-    })
-}
-
-/// Messages sent back to back on one connection: each next transaction starts as soon as the
-/// previous message's end of data is written, so its commands share that write (RFC 2920 3.1)
-/// and a stream of messages costs one round trip each.
-pub(crate) struct Batch<'m> {
-    messages: Vec<(&'m Envelope, &'m [u8])>,
-    next: usize,
-    in_flight: Vec<(TxId, usize)>,
-    results: Vec<Option<Result<Outcome, Error>>>,
-}
-
-impl<'m> Batch<'m> {
-    pub(crate) fn new(messages: Vec<(&'m Envelope, &'m [u8])>) -> Self {
-        let results = messages.iter().map(|_| None).collect();
-        Batch {
-            messages,
-            next: 0,
-            in_flight: Vec::new(),
-            results,
-        }
-    }
-
-    /// Collects finished transactions and starts every one the session allows now.
-    pub(crate) fn refill(&mut self, engine: &mut Engine) -> Result<(), Error> {
-        self.collect(engine);
-        while self.next < self.messages.len() && engine.can_begin() {
-            let index = self.next;
-            self.next += 1;
-            match engine.begin_send(self.messages[index].0) {
-                Ok(id) => self.in_flight.push((id, index)),
-                Err(e) if e.leaves_session_usable() => self.results[index] = Some(Err(e)),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    fn collect(&mut self, engine: &mut Engine) {
-        for (id, result) in engine.take_finished() {
-            if let Some(pos) = self.in_flight.iter().position(|(t, _)| *t == id) {
-                let (_, index) = self.in_flight.remove(pos);
-                self.results[index] = Some(result);
-            }
-        }
-    }
-
-    /// True while some message has not been started.
-    pub(crate) fn has_unsent(&self) -> bool {
-        self.next < self.messages.len()
-    }
-
-    /// The whole body of the message now taking data, and its end.
-    pub(crate) fn feed(&mut self, engine: &mut Engine) -> Result<(), Error> {
-        let sending = engine.session.sending();
-        let Some(&(_, index)) = self.in_flight.iter().find(|(t, _)| Some(*t) == sending) else {
-            return Err(Error::Invalid(
-                "message data wanted for an unknown message".into(),
-            ));
-        };
-        engine.body(self.messages[index].1)?;
-        engine.body_end()
-    }
-
-    /// Each message's result in order; those never finished say why the connection ended.
-    pub(crate) fn finish(
-        mut self,
-        engine: &mut Engine,
-        ended: Option<&Error>,
-    ) -> Vec<Result<Outcome, Error>> {
-        self.collect(engine);
-        self.results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| match ended {
-                    Some(e) => Err(Error::Invalid(format!(
-                        "not sent: the connection failed: {e}"
-                    ))),
-                    None => Err(Error::Closed),
-                })
-            })
-            .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use postline_proto::reply::Reply;
-
-    fn caps(ehlo: &[u8]) -> Capabilities {
-        Capabilities::from_ehlo(&Reply::parse_complete(ehlo).unwrap())
-    }
-
-    #[test]
-    fn mechanism_choice() {
-        let pw = Auth::Password {
-            user: "u".into(),
-            password: "p".into(),
-        };
-        let tok = Auth::Token {
-            user: "u".into(),
-            token: "t".into(),
-        };
-        let all = caps(b"250-x\r\n250 AUTH LOGIN PLAIN CRAM-MD5 XOAUTH2 OAUTHBEARER\r\n");
-        let pl = caps(b"250-x\r\n250 AUTH PLAIN LOGIN\r\n");
-        let none = caps(b"250-x\r\n250 8BITMIME\r\n");
-        let odd = caps(b"250-x\r\n250 AUTH GSSAPI NTLM\r\n");
-        assert_eq!(
-            choose_mechanism(&pw, &all, true, false, None).unwrap(),
-            Mechanism::CramMd5
-        );
-        assert_eq!(
-            choose_mechanism(&pw, &pl, true, false, None).unwrap(),
-            Mechanism::Plain
-        );
-        assert!(matches!(
-            choose_mechanism(&pw, &pl, false, false, None),
-            Err(Error::PlaintextAuthRefused)
-        ));
-        assert_eq!(
-            choose_mechanism(&pw, &pl, false, true, None).unwrap(),
-            Mechanism::Plain
-        );
-        assert_eq!(
-            choose_mechanism(&pw, &all, false, false, None).unwrap(),
-            Mechanism::CramMd5
-        );
-        assert_eq!(
-            choose_mechanism(&tok, &all, true, false, None).unwrap(),
-            Mechanism::OAuthBearer
-        );
-        assert_eq!(
-            choose_mechanism(&pw, &none, true, false, None).unwrap(),
-            Mechanism::Plain
-        );
-        assert!(matches!(
-            choose_mechanism(&pw, &none, false, false, None),
-            Err(Error::PlaintextAuthRefused)
-        ));
-        assert!(matches!(
-            choose_mechanism(&pw, &odd, true, false, None),
-            Err(Error::NoAuthMechanism { .. })
-        ));
-        assert_eq!(
-            choose_mechanism(&pw, &all, true, false, Some(Mechanism::Login)).unwrap(),
-            Mechanism::Login
-        );
-        assert!(matches!(
-            choose_mechanism(&pw, &all, false, false, Some(Mechanism::Login)),
-            Err(Error::PlaintextAuthRefused)
-        ));
-    }
-
-    #[test]
-    fn redaction() {
-        assert_eq!(redact("AUTH PLAIN AHRpbQB0YW5z"), "AUTH PLAIN ***");
-        assert_eq!(redact("AUTH LOGIN"), "AUTH LOGIN");
-        assert_eq!(redact("dGlt"), "***");
-    }
 }

@@ -2,19 +2,9 @@
 
 use postline_proto::command::{Address, Notify, Ret, ReversePath};
 
-use crate::error::Error;
+pub use postline_proto::negotiate::BodyType;
 
-/// What the message body contains, for `BODY=` (RFC 6152).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BodyType {
-    /// Declare `BODY=8BITMIME` whenever the server offers it: correct for any content.
-    #[default]
-    Auto,
-    /// The body is 7-bit ASCII: no `BODY=` parameter.
-    SevenBit,
-    /// The body has 8-bit octets: `BODY=8BITMIME`, and an error if the server lacks it.
-    EightBit,
-}
+use crate::error::Error;
 
 /// Who a message is from and to. Addresses are validated on construction: CR, LF, other
 /// control characters and angle brackets are refused.
@@ -28,6 +18,7 @@ pub struct Envelope {
     pub(crate) envid: Option<String>,
     pub(crate) notify: Option<Notify>,
     pub(crate) orcpt: bool,
+    pub(crate) require_tls: bool,
 }
 
 fn address(s: &str) -> Result<Address<String>, Error> {
@@ -54,9 +45,7 @@ impl Envelope {
             .map(|t| address(t.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
         if to.is_empty() {
-            return Err(Error::Invalid(
-                "an envelope needs at least one recipient".into(),
-            ));
+            return Err(Error::NoRecipients);
         }
         Ok(Envelope {
             from,
@@ -67,6 +56,7 @@ impl Envelope {
             envid: None,
             notify: None,
             orcpt: false,
+            require_tls: false,
         })
     }
 
@@ -104,6 +94,14 @@ impl Envelope {
     /// DSN (RFC 3461): send `ORCPT=` naming each recipient.
     pub fn dsn_orcpt(mut self, on: bool) -> Self {
         self.orcpt = on;
+        self
+    }
+
+    /// REQUIRETLS (RFC 8689): the message may only travel over TLS with verified
+    /// certificates on every hop. A server that does not offer REQUIRETLS over an encrypted
+    /// session is not sent the message at all ([`crate::Error::Incompatible`]).
+    pub fn require_tls(mut self, on: bool) -> Self {
+        self.require_tls = on;
         self
     }
 

@@ -1,20 +1,50 @@
-//! The one error type of the client, with variants a program can act on.
+//! The one error type of the client, grouped by who is at fault, each saying what it means
+//! for the message ([`Error::fault`]).
 
 use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use postline_proto::command::AddressError;
+use postline_proto::negotiate::Refusal;
 use postline_proto::session::{FailedAt, Phase, SessionError};
 
 use crate::outcome::Recipient;
 use crate::reply::ServerReply;
 
-/// Why a connection or a message failed. Every variant that stems from a server reply carries
-/// it; [`Error::is_retryable`] says whether trying again later makes sense.
-#[derive(Debug, thiserror::Error)]
+/// What an error means for the message, decided once here so that every caller (a program,
+/// the queue, the command line) retries, bounces or reports alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// A later attempt may succeed: the network, a timeout, a 4xx reply, a server closing.
+    Transient,
+    /// Retrying the same message with this server cannot help: a 5xx reply, a server that
+    /// cannot take the message, a certificate that does not verify.
+    Permanent,
+    /// The end of data was on the wire and no final reply came: the server may have taken
+    /// the message. A retry may deliver it twice; not retrying may lose it (RFC 5321 6.1
+    /// prefers the duplicate).
+    InDoubt,
+    /// A fault on this side: configuration, an invalid argument, a message that cannot be
+    /// read. Nothing reached a server that could decide; fix it and try again.
+    Local,
+}
+
+/// Why a connection or a message failed. Variants that stem from a server reply carry it.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// No address of the host accepted a TCP connection (or the name did not resolve).
+    // ---- the network ------------------------------------------------------------------
+    /// The server's name did not resolve.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// The host as configured.
+        host: String,
+        /// What the resolver said.
+        source: Arc<io::Error>,
+    },
+    /// No address of the host accepted a TCP connection.
     #[error("cannot connect to {host}:{port}: {source}")]
     Connect {
         /// The host as configured.
@@ -22,17 +52,9 @@ pub enum Error {
         /// The port.
         port: u16,
         /// The last attempt's error.
-        source: io::Error,
+        source: Arc<io::Error>,
     },
-    /// The TLS handshake failed (certificate not trusted, name mismatch, protocol error).
-    #[error("TLS with {host} failed: {source}")]
-    Tls {
-        /// The name the certificate was checked against.
-        host: String,
-        /// What rustls reported.
-        source: io::Error,
-    },
-    /// The server did not answer in time.
+    /// The server did not answer (or take data) in time.
     #[error("timed out after {}s waiting for the {} reply", .after.as_secs_f32(), .phase.name())]
     Timeout {
         /// What was awaited (RFC 5321 4.5.3.2 timer).
@@ -40,19 +62,26 @@ pub enum Error {
         /// The timeout that fired.
         after: Duration,
     },
+    /// The connection closed or was reset while replies were due.
+    #[error("connection closed by the server while waiting for the {} reply", .phase.name())]
+    ConnectionLost {
+        /// What was awaited.
+        phase: Phase,
+    },
+    /// Another I/O error on the connection.
+    #[error("I/O error on the connection: {0}")]
+    Io(Arc<io::Error>),
+
+    // ---- the server said no -----------------------------------------------------------
     /// The server refused the session at its greeting or at HELO.
     #[error("server refused the session: {0}")]
     Rejected(ServerReply),
-    /// The server is closing the connection (421): try again later.
+    /// The server is closing the connection (421).
     #[error("server closed the session: {0}")]
     ServiceClosing(ServerReply),
     /// STARTTLS was required but the server does not offer it, or refused it.
     #[error("server does not allow STARTTLS{}", .0.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
     StartTlsUnavailable(Option<ServerReply>),
-    /// Credentials would have crossed an unencrypted connection; allow it with
-    /// `Config::allow_plaintext_auth` if that is really intended.
-    #[error("refusing to send credentials over an unencrypted connection (use TLS, or allow plaintext auth explicitly)")]
-    PlaintextAuthRefused,
     /// The server offers no mechanism the credentials can use.
     #[error("no usable authentication mechanism: server offers [{offered}]")]
     NoAuthMechanism {
@@ -67,17 +96,10 @@ pub enum Error {
         /// Whether the server had announced AUTH at all.
         advertised: bool,
     },
-    /// The message is larger than the server's SIZE limit; nothing was sent.
-    #[error("message of {size} octets exceeds the server's limit of {limit} octets")]
-    MessageTooLarge {
-        /// The message size.
-        size: u64,
-        /// The server's SIZE.
-        limit: u64,
-    },
-    /// An address needs SMTPUTF8 and the server does not offer it; nothing was sent.
-    #[error("an address is not ASCII and the server does not offer SMTPUTF8")]
-    SmtpUtf8Unsupported,
+    /// The server cannot take this message as asked (too large, 8-bit, SMTPUTF8,
+    /// REQUIRETLS); nothing was sent.
+    #[error("{0}")]
+    Incompatible(Refusal),
     /// The server did not accept the message: MAIL, every RCPT, DATA or the message itself
     /// was refused. `recipients` tells each recipient's reply where it got one.
     #[error("message not accepted ({}): {}", describe_stage(*.at), .reply.as_ref().map(|r| r.to_string()).unwrap_or_else(|| "no recipient accepted".into()))]
@@ -89,20 +111,50 @@ pub enum Error {
         /// Each recipient, with its RCPT reply where one came.
         recipients: Vec<Recipient>,
     },
-    /// The connection closed while replies were due.
-    #[error("connection closed by the server while waiting for the {} reply{}", .phase.name(), if *.delivery_unknown { " (the message may or may not have been delivered)" } else { "" })]
-    ConnectionLost {
-        /// What was awaited.
-        phase: Phase,
-        /// The end of data was sent and not answered: the server may have accepted it.
-        delivery_unknown: bool,
+
+    // ---- the server misbehaved --------------------------------------------------------
+    /// The TLS handshake failed (certificate not trusted, name mismatch, protocol error).
+    #[error("TLS with {host} failed: {source}")]
+    Tls {
+        /// The name the certificate was checked against.
+        host: String,
+        /// What rustls reported.
+        source: Arc<io::Error>,
+    },
+    /// The server kept challenging an AUTH exchange past any real mechanism's needs.
+    #[error("authentication did not finish after {rounds} challenges")]
+    AuthRounds {
+        /// Challenges answered before giving up.
+        rounds: u32,
     },
     /// The server sent something that is not valid SMTP, or a reply out of place.
     #[error("protocol violation by the server: {0}")]
     Protocol(SessionError),
-    /// A parameter was invalid (an address with CR/LF, a bad HELO name...).
-    #[error("invalid argument: {0}")]
-    Invalid(String),
+
+    // ---- the message's fate is unknown ------------------------------------------------
+    /// The end of data was on the wire and the final reply never came (the connection
+    /// failed for `cause`): the message may or may not have been delivered.
+    #[error("{cause} (the message may or may not have been delivered)")]
+    DeliveryUnknown {
+        /// What ended the connection.
+        cause: Box<Error>,
+    },
+    /// The message was never completed at the server, because the connection failed for
+    /// `cause`: certainly not delivered.
+    #[error("not sent: {cause}")]
+    NotSent {
+        /// What ended the connection.
+        cause: Box<Error>,
+    },
+
+    // ---- this side --------------------------------------------------------------------
+    /// The configuration cannot work (HELO name, TLS name, CA file, ...).
+    #[error("configuration: {0}")]
+    Config(ConfigError),
+    /// Credentials would have crossed an unencrypted connection; allow it with
+    /// `Config::allow_plaintext_auth` if that is really intended.
+    #[error("refusing to send credentials over an unencrypted connection (use TLS, or allow plaintext auth explicitly)")]
+    PlaintextAuthRefused,
     /// An address was invalid.
     #[error("invalid address {address:?}: {source}")]
     Address {
@@ -111,12 +163,53 @@ pub enum Error {
         /// What is wrong with it.
         source: AddressError,
     },
+    /// An envelope needs at least one recipient.
+    #[error("an envelope needs at least one recipient")]
+    NoRecipients,
+    /// Reading the message failed.
+    #[error("cannot read the message: {0}")]
+    ReadMessage(Arc<io::Error>),
+    /// A call the connection cannot take now (for instance a message on a connection still
+    /// in the middle of another one).
+    #[error("the connection is not ready for that now")]
+    NotReady,
     /// The client was used after its connection ended.
     #[error("the connection is closed")]
     Closed,
-    /// Reading the message failed, or another local I/O error.
-    #[error("I/O error: {0}")]
-    Io(#[from] io::Error),
+}
+
+/// A configuration that cannot work. Nothing was sent.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The name announced in EHLO is not a domain or address literal.
+    #[error("HELO name {name:?}: {source}")]
+    HelloName {
+        /// The name.
+        name: String,
+        /// Why it is not valid.
+        source: AddressError,
+    },
+    /// The name the certificate is checked against is not a DNS name or IP address.
+    #[error("TLS server name {0:?} is not a DNS name or IP address")]
+    TlsServerName(String),
+    /// A CA file could not be read or holds no usable certificate.
+    #[error("CA file {}: {reason}", .path.display())]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A root certificate given in DER is not usable.
+    #[error("root certificate: {0}")]
+    RootCertificate(String),
+    /// The operating system's trust store could not be loaded.
+    #[error("system trust store: {0}")]
+    SystemRoots(String),
+    /// rustls refused the TLS setup.
+    #[error("TLS setup: {0}")]
+    TlsSetup(String),
 }
 
 fn describe_stage(at: FailedAt) -> &'static str {
@@ -128,28 +221,71 @@ fn describe_stage(at: FailedAt) -> &'static str {
     }
 }
 
+fn by_reply(r: &ServerReply) -> Fault {
+    if r.is_transient() {
+        Fault::Transient
+    } else {
+        Fault::Permanent
+    }
+}
+
 impl Error {
-    /// Whether a later attempt may succeed: connection problems, timeouts, 421 and 4xx replies.
-    pub fn is_retryable(&self) -> bool {
+    /// What this error means for the message: retry later, give up, unknown, or fix this
+    /// side first.
+    pub fn fault(&self) -> Fault {
         match self {
-            Error::Connect { .. }
+            Error::Resolve { .. }
+            | Error::Connect { .. }
             | Error::Timeout { .. }
-            | Error::ServiceClosing(_)
             | Error::ConnectionLost { .. }
-            | Error::Io(_) => true,
-            Error::Rejected(r) => r.is_transient(),
-            Error::AuthRejected { reply, .. } => reply.is_transient(),
-            Error::StartTlsUnavailable(Some(r)) => r.is_transient(),
-            Error::MessageRejected { reply: Some(r), .. } => r.is_transient(),
+            | Error::Io(_)
+            | Error::ServiceClosing(_)
+            | Error::NotSent { .. } => Fault::Transient,
+            Error::Rejected(r) | Error::AuthRejected { reply: r, .. } => by_reply(r),
+            Error::StartTlsUnavailable(Some(r)) => by_reply(r),
+            Error::StartTlsUnavailable(None)
+            | Error::NoAuthMechanism { .. }
+            | Error::Incompatible(_)
+            | Error::Tls { .. }
+            | Error::AuthRounds { .. }
+            | Error::Protocol(_) => Fault::Permanent,
+            Error::MessageRejected {
+                reply: Some(r), ..
+            } => by_reply(r),
             Error::MessageRejected {
                 reply: None,
                 recipients,
                 ..
-            } => recipients
-                .iter()
-                .any(|r| r.reply.as_ref().is_some_and(|x| x.is_transient())),
-            _ => false,
+            } => {
+                if recipients
+                    .iter()
+                    .any(|r| r.reply.as_ref().is_some_and(ServerReply::is_transient))
+                {
+                    Fault::Transient
+                } else {
+                    Fault::Permanent
+                }
+            }
+            Error::DeliveryUnknown { .. } => Fault::InDoubt,
+            Error::Config(_)
+            | Error::PlaintextAuthRefused
+            | Error::Address { .. }
+            | Error::NoRecipients
+            | Error::ReadMessage(_)
+            | Error::NotReady
+            | Error::Closed => Fault::Local,
         }
+    }
+
+    /// Whether a later attempt may succeed: transient faults, and messages in doubt (a retry
+    /// may duplicate, which RFC 5321 6.1 prefers to a loss).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.fault(), Fault::Transient | Fault::InDoubt)
+    }
+
+    /// True when the message may have been delivered although no final reply came.
+    pub fn is_in_doubt(&self) -> bool {
+        matches!(self, Error::DeliveryUnknown { .. })
     }
 
     /// Whether the session is still in step after this error: a policy refusal or a refused
@@ -161,9 +297,9 @@ impl Error {
                 | Error::PlaintextAuthRefused
                 | Error::NoAuthMechanism { .. }
                 | Error::AuthRejected { .. }
-                | Error::MessageTooLarge { .. }
-                | Error::SmtpUtf8Unsupported
+                | Error::Incompatible(_)
                 | Error::MessageRejected { .. }
+                | Error::NotReady
         )
     }
 
@@ -174,6 +310,7 @@ impl Error {
             Error::StartTlsUnavailable(r) => r.as_ref(),
             Error::AuthRejected { reply, .. } => Some(reply),
             Error::MessageRejected { reply, .. } => reply.as_ref(),
+            Error::DeliveryUnknown { cause } => cause.reply(),
             _ => None,
         }
     }
@@ -181,3 +318,31 @@ impl Error {
 
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults() {
+        let r = |code| ServerReply {
+            code,
+            enhanced: None,
+            lines: vec![],
+        };
+        assert_eq!(Error::Rejected(r(421)).fault(), Fault::Transient);
+        assert_eq!(Error::Rejected(r(554)).fault(), Fault::Permanent);
+        let lost = Error::ConnectionLost {
+            phase: Phase::DataEnd,
+        };
+        assert_eq!(lost.fault(), Fault::Transient);
+        let doubt = Error::DeliveryUnknown {
+            cause: Box::new(lost),
+        };
+        assert_eq!(doubt.fault(), Fault::InDoubt);
+        assert!(doubt.is_retryable() && doubt.is_in_doubt());
+        assert!(doubt.to_string().contains("may or may not"), "{doubt}");
+        assert_eq!(Error::Config(ConfigError::TlsServerName("x".into())).fault(), Fault::Local);
+        assert!(!Error::Incompatible(Refusal::SmtpUtf8Unsupported).is_retryable());
+    }
+}

@@ -13,18 +13,21 @@
 //! for r in outcome.rejected() {
 //!     eprintln!("{} refused: {:?}", r.address, r.reply);
 //! }
-//! # Ok::<(), postline::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 #[cfg(feature = "tokio")]
 mod asynchronous;
+mod auth;
 mod blocking;
 mod config;
+mod connect;
 #[cfg(feature = "tokio")]
 mod direct;
-mod engine;
+mod driver;
+pub mod engine;
 mod envelope;
 mod error;
 mod outcome;
@@ -33,12 +36,14 @@ mod tls;
 
 #[cfg(feature = "tokio")]
 pub use asynchronous::AsyncClient;
-pub use blocking::Client;
+pub use auth::choose_mechanism;
+pub use blocking::{BlockingStream, Client};
 pub use config::{Auth, Config, Direction, Timeouts, Tls, TranscriptSink};
 #[cfg(feature = "tokio")]
 pub use direct::{Delivery, DeliveryStatus, Mailer, RecipientDelivery, Route};
+pub use engine::{Engine, Io};
 pub use envelope::{BodyType, Envelope};
-pub use error::{Error, Result};
+pub use error::{ConfigError, Error, Fault, Result};
 pub use outcome::{Outcome, Recipient};
 pub use reply::ServerReply;
 pub use tls::TlsInfo;
@@ -46,5 +51,6 @@ pub use tls::TlsInfo;
 pub use postline_proto as proto;
 pub use postline_proto::command::{Notify, Ret};
 pub use postline_proto::ehlo::{Capabilities, Extension, SizeLimit};
-pub use postline_proto::session::{FailedAt, Phase};
+pub use postline_proto::negotiate::Refusal;
+pub use postline_proto::session::{FailedAt, Phase, TxId};
 pub use postline_proto::{EnhancedCode, Mechanism};

@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::config::Config;
-use crate::error::Error;
+use crate::error::{ConfigError, Error};
 
 /// What the TLS handshake settled on, for callers that log or check it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,12 +51,28 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Builds the rustls client configuration for `config`.
+/// The rustls configuration for `config`: the caller's (or one prepared earlier), else
+/// built now.
 pub(crate) fn client_config(config: &Config) -> Result<Arc<ClientConfig>, Error> {
+    match &config.rustls {
+        Some(tls) => Ok(tls.clone()),
+        None => build_client_config(config),
+    }
+}
+
+fn ca_file_error(path: &std::path::Path, reason: impl std::fmt::Display) -> Error {
+    Error::Config(ConfigError::CaFile {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    })
+}
+
+/// Builds the rustls client configuration from `config`'s trust settings.
+pub(crate) fn build_client_config(config: &Config) -> Result<Arc<ClientConfig>, Error> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Invalid(format!("TLS setup: {e}")))?;
+        .map_err(|e| Error::Config(ConfigError::TlsSetup(e.to_string())))?;
     let tls = if config.accept_invalid_certs {
         builder
             .dangerous()
@@ -65,26 +81,33 @@ pub(crate) fn client_config(config: &Config) -> Result<Arc<ClientConfig>, Error>
     } else {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if config.system_roots {
+            let found = rustls_native_certs::load_native_certs();
+            if found.certs.is_empty() {
+                let why = found
+                    .errors
+                    .first()
+                    .map_or_else(|| "no certificate found".to_string(), |e| e.to_string());
+                return Err(Error::Config(ConfigError::SystemRoots(why)));
+            }
+            // Certificates the store holds that webpki cannot use are skipped, as browsers do.
+            roots.add_parsable_certificates(found.certs);
+        }
         for path in &config.ca_files {
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| Error::Invalid(format!("CA file {}: {e}", path.display())))?;
+                .map_err(|e| ca_file_error(path, e))?;
             if certs.is_empty() {
-                return Err(Error::Invalid(format!(
-                    "CA file {}: no certificate found",
-                    path.display()
-                )));
+                return Err(ca_file_error(path, "no certificate found"));
             }
             for c in certs {
-                roots
-                    .add(c)
-                    .map_err(|e| Error::Invalid(format!("CA file {}: {e}", path.display())))?;
+                roots.add(c).map_err(|e| ca_file_error(path, e))?;
             }
         }
         for der in &config.extra_roots {
             roots
                 .add(CertificateDer::from(der.clone()))
-                .map_err(|e| Error::Invalid(format!("root certificate: {e}")))?;
+                .map_err(|e| Error::Config(ConfigError::RootCertificate(e.to_string())))?;
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
@@ -96,7 +119,7 @@ pub(crate) fn server_name(config: &Config) -> Result<ServerName<'static>, Error>
     let name = config.tls_name.as_deref().unwrap_or(&config.host);
     let name = name.trim_start_matches('[').trim_end_matches(']');
     ServerName::try_from(name.to_string())
-        .map_err(|e| Error::Invalid(format!("TLS server name {name:?}: {e}")))
+        .map_err(|_| Error::Config(ConfigError::TlsServerName(name.to_string())))
 }
 
 /// Maps a handshake failure to the client's error, keeping rustls' explanation.
@@ -106,7 +129,7 @@ pub(crate) fn handshake_error(config: &Config, e: io::Error) -> Error {
             .tls_name
             .clone()
             .unwrap_or_else(|| config.host.clone()),
-        source: e,
+        source: Arc::new(e),
     }
 }
 

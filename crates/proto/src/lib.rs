@@ -11,6 +11,7 @@
 //! - [`command`]: validated addresses and parameters, and command encoding.
 //! - [`sasl`]: PLAIN, LOGIN, CRAM-MD5, XOAUTH2 and OAUTHBEARER exchanges.
 //! - [`data`]: the DATA transparency encoder and BDAT framing.
+//! - [`negotiate`]: MAIL and RCPT parameters decided against the server's capabilities.
 //! - [`session`]: the whole session: greeting, EHLO, STARTTLS, AUTH, pipelined transactions.
 //! - [`buf`]: the caller-owned output storage everything writes into.
 //! - [`outbox`]: released and held-back output, so commands wait for their turn without the
@@ -38,6 +39,7 @@ pub mod buf;
 pub mod command;
 pub mod data;
 pub mod ehlo;
+pub mod negotiate;
 pub mod outbox;
 pub mod reply;
 pub mod sasl;
@@ -49,6 +51,7 @@ pub use buf::{Buffer, BufferFull, FixedBuf};
 pub use command::{Address, AddressError, Domain, Envelope, MailParams, RcptParams, ReversePath};
 pub use data::DataEncoder;
 pub use ehlo::{Capabilities, Extension, SizeLimit};
+pub use negotiate::{negotiate, BodyType, MessageOptions, Negotiated, Refusal};
 pub use outbox::Outbox;
 pub use reply::{Code, EnhancedCode, Reply, ReplyError, ReplyParser};
 pub use sasl::{Credentials, Mechanism};

@@ -13,12 +13,19 @@ use crate::buf::{Buffer, BufferFull};
 pub struct Outbox<B> {
     buf: B,
     released: usize,
+    /// Bytes from the front up to and including the last end of data (the terminator or
+    /// `BDAT n LAST` chunk) not yet written; 0 when it is on the wire or none is pending.
+    end_unwritten: usize,
 }
 
 impl<B: Buffer> Outbox<B> {
     /// Wraps empty storage (`Vec::new()`, or a [`crate::FixedBuf`]).
     pub fn new(buf: B) -> Self {
-        Outbox { buf, released: 0 }
+        Outbox {
+            buf,
+            released: 0,
+            end_unwritten: 0,
+        }
     }
 
     /// The bytes that may be written to the server now. Write them (all, or a prefix) and
@@ -32,6 +39,14 @@ impl<B: Buffer> Outbox<B> {
         let n = n.min(self.released);
         self.buf.drain_front(n);
         self.released -= n;
+        self.end_unwritten = self.end_unwritten.saturating_sub(n);
+    }
+
+    /// True while an end of data is released but not wholly written. A server that is gone
+    /// by now cannot have accepted that message; once it is written and no reply came, the
+    /// message may or may not have been delivered.
+    pub fn end_of_data_unwritten(&self) -> bool {
+        self.end_unwritten > 0
     }
 
     /// True when nothing is waiting to be written, released or held.
@@ -60,6 +75,12 @@ impl<B: Buffer> Outbox<B> {
 
     pub(crate) fn len(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Marks everything in the buffer, which ends with an end of data, as due before that
+    /// end of data counts as written.
+    pub(crate) fn mark_end_of_data(&mut self) {
+        self.end_unwritten = self.buf.len();
     }
 
     /// Releases everything written so far.

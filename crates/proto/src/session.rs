@@ -625,6 +625,24 @@ impl Session {
             .map(|t| t.id)
     }
 
+    /// Transactions whose end of data is on the wire (written, per `out`) and not answered:
+    /// if the connection fails now, each of these may or may not have been delivered. The
+    /// others that await a reply were never complete at the server, so they were not.
+    pub fn in_doubt<'s, B: Buffer>(
+        &'s self,
+        out: &Outbox<B>,
+    ) -> impl Iterator<Item = TxId> + 's {
+        // Only the latest end of data can be unwritten: the next transaction's DATA (or
+        // BDAT) follows it in the output, so no later end of data can be released first.
+        let latest_unwritten = if out.end_of_data_unwritten() {
+            self.awaiting_final().max()
+        } else {
+            None
+        };
+        self.awaiting_final()
+            .filter(move |id| Some(*id) != latest_unwritten)
+    }
+
     /// Transactions started and not yet reported done.
     pub fn open_transactions(&self) -> impl Iterator<Item = TxId> + '_ {
         self.txs.iter().filter(|t| t.live && !t.done).map(|t| t.id)
@@ -1432,6 +1450,7 @@ impl Session {
             return Err(e.into());
         }
         out.release_all();
+        out.mark_end_of_data();
         self.in_flight += 1;
         self.expect.push(if bdat {
             Expect::BdatLast(slot)
