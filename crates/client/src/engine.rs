@@ -224,6 +224,7 @@ impl Engine {
         sc.implicit_tls = config.tls == Tls::Implicit;
         let transcript = config.transcript.is_some()
             || tracing::enabled!(target: "postline::transcript", tracing::Level::DEBUG);
+        let config_tls_implicit = config.tls == Tls::Implicit;
         let mut engine = Engine {
             session: Session::new(sc),
             out: Outbox::new(Vec::with_capacity(4096)),
@@ -242,7 +243,8 @@ impl Engine {
             auth_rounds: 0,
             check_idle: false,
             probed: false,
-            wait: Wait::None,
+            // The greeting's (or implicit TLS's) timer runs from the connection.
+            wait: if config_tls_implicit { Wait::Tls } else { Wait::Reply(Phase::Greeting) },
             since: now,
             op_deadline: None,
             op_cap: Duration::ZERO,

@@ -1,0 +1,407 @@
+//! The engine on a virtual clock, against an in-memory server: timers, the slow-drip rule,
+//! the cap on an operation, in-doubt decisions, the AUTH round cap and REQUIRETLS, with no
+//! socket and no sleep. Each test steps a bounded number of times.
+
+use std::time::{Duration, Instant};
+
+use postline::{Config, Engine, Envelope, Error, Io, Phase, Refusal, Timeouts, Tls};
+
+/// Bound on the steps of one `pump`.
+const MAX_STEPS: usize = 200;
+
+/// A server in memory: it answers each command line as a permissive ESMTP server would,
+/// except the final reply after the end of data, which is `final_reply` (none: silence).
+struct Peer {
+    extensions: Vec<String>,
+    final_reply: Option<&'static [u8]>,
+    in_data: bool,
+    line: Vec<u8>,
+    to_client: Vec<u8>,
+    received: Vec<u8>,
+    /// An AUTH exchange gets this challenge forever.
+    endless_auth: bool,
+}
+
+impl Peer {
+    fn new(extensions: &[&str]) -> Self {
+        Peer {
+            extensions: extensions.iter().map(|e| e.to_string()).collect(),
+            final_reply: Some(b"250 2.0.0 queued\r\n"),
+            in_data: false,
+            line: Vec::new(),
+            to_client: b"220 peer.test ESMTP\r\n".to_vec(),
+            received: Vec::new(),
+            endless_auth: false,
+        }
+    }
+
+    fn take(&mut self, bytes: &[u8]) {
+        self.received.extend_from_slice(bytes);
+        for &b in bytes {
+            self.line.push(b);
+            if b == b'\n' {
+                let line = std::mem::take(&mut self.line);
+                self.answer(&line);
+            }
+        }
+    }
+
+    fn answer(&mut self, line: &[u8]) {
+        let up = String::from_utf8_lossy(line).to_ascii_uppercase();
+        let reply: Vec<u8> = if self.in_data {
+            if line != b".\r\n" {
+                return;
+            }
+            self.in_data = false;
+            match self.final_reply {
+                Some(r) => r.to_vec(),
+                None => return,
+            }
+        } else if up.starts_with("EHLO") {
+            let mut r = String::from("250-peer.test\r\n");
+            for (i, e) in self.extensions.iter().enumerate() {
+                let sep = if i + 1 == self.extensions.len() { ' ' } else { '-' };
+                r.push_str(&format!("250{sep}{e}\r\n"));
+            }
+            r.into_bytes()
+        } else if up.starts_with("DATA") {
+            self.in_data = true;
+            b"354 go\r\n".to_vec()
+        } else if up.starts_with("AUTH") || self.endless_auth && !up.starts_with("QUIT") {
+            b"334 \r\n".to_vec()
+        } else if up.starts_with("QUIT") {
+            b"221 bye\r\n".to_vec()
+        } else {
+            b"250 ok\r\n".to_vec()
+        };
+        self.to_client.extend_from_slice(&reply);
+    }
+}
+
+/// What `pump` stopped at.
+#[derive(Debug, PartialEq)]
+enum Stop {
+    Done,
+    /// Waiting for the server, which has nothing to say.
+    Waiting(Option<Instant>),
+    Failed(String),
+}
+
+struct Pair {
+    engine: Engine,
+    peer: Peer,
+    now: Instant,
+    body: &'static [u8],
+    /// Write at most this many bytes per `Transmit` (to stop just short of an end of data).
+    write_limit: usize,
+}
+
+impl Pair {
+    fn new(config: Config, peer: Peer) -> Self {
+        let now = Instant::now();
+        Pair {
+            engine: Engine::new(config, now).unwrap(),
+            peer,
+            now,
+            body: b"Subject: t\r\n\r\nbody\r\n",
+            write_limit: usize::MAX,
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+    }
+
+    /// Drives the engine until it is done, waits on a silent server, or fails.
+    fn pump(&mut self) -> Stop {
+        for _ in 0..MAX_STEPS {
+            let io = match self.engine.poll_io(self.now) {
+                Ok(io) => io,
+                Err(e) => return Stop::Failed(format!("{e:?}")),
+            };
+            match io {
+                Io::Transmit { bytes, .. } => {
+                    let n = bytes.len().min(self.write_limit);
+                    let bytes = bytes[..n].to_vec();
+                    if n == 0 {
+                        return Stop::Waiting(self.engine.poll_timeout());
+                    }
+                    self.peer.take(&bytes);
+                    self.engine.handle_written(n, self.now);
+                }
+                Io::Receive { deadline } => {
+                    if self.peer.to_client.is_empty() {
+                        return Stop::Waiting(deadline);
+                    }
+                    let bytes = std::mem::take(&mut self.peer.to_client);
+                    self.engine.handle_input(&bytes, self.now);
+                }
+                Io::ReceiveNow => {
+                    if self.peer.to_client.is_empty() {
+                        self.engine.handle_nothing_pending();
+                    } else {
+                        let bytes = std::mem::take(&mut self.peer.to_client);
+                        self.engine.handle_input(&bytes, self.now);
+                    }
+                }
+                Io::NeedBody(_) => {
+                    self.engine.handle_body(self.body).unwrap();
+                    self.engine.handle_body_end().unwrap();
+                }
+                Io::UpgradeTls { .. } => panic!("no TLS in these tests"),
+                Io::Done => return Stop::Done,
+            }
+        }
+        panic!("the engine did not settle in {MAX_STEPS} steps");
+    }
+}
+
+fn config() -> Config {
+    Config::relay("peer.test")
+        .tls(Tls::None)
+        .hello_name("client.test")
+}
+
+fn envelope() -> Envelope {
+    Envelope::new("a@client.test", ["b@peer.test"]).unwrap()
+}
+
+fn set_up(config: Config, peer: Peer) -> Pair {
+    let mut p = Pair::new(config, peer);
+    assert_eq!(p.pump(), Stop::Done);
+    p
+}
+
+#[test]
+fn trickled_greeting_times_out_at_the_greeting_deadline() {
+    let mut p = Pair::new(config(), Peer::new(&["PIPELINING"]));
+    let t0 = p.now;
+    p.peer.to_client.clear();
+    // "220 aaaa..." one byte every 10 s, never a whole line: a timer restarted by bytes
+    // would never fire.
+    let trickle = b"220 ".iter().chain(std::iter::repeat(&b'a'));
+    for b in trickle.take(29) {
+        p.advance(Duration::from_secs(10));
+        p.engine.handle_input(&[*b], p.now);
+        match p.engine.poll_io(p.now) {
+            Ok(Io::Receive { deadline }) => {
+                assert_eq!(deadline, Some(t0 + Duration::from_secs(300)))
+            }
+            other => panic!("{other:?}"),
+        }
+        p.engine.handle_timeout(p.now);
+    }
+    p.advance(Duration::from_secs(10));
+    p.engine.handle_timeout(p.now);
+    let err = p.engine.poll_io(p.now).unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout { phase: Phase::Greeting, after } if after == Duration::from_secs(300)),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_completed_reply_restarts_the_timer_and_early_timeouts_do_nothing() {
+    let mut p = Pair::new(config(), Peer::new(&["PIPELINING"]));
+    p.advance(Duration::from_secs(299));
+    p.engine.handle_timeout(p.now);
+    p.engine.handle_timeout(p.now);
+    // The greeting arrives just in time; EHLO goes out and its own 300 s start now.
+    assert_eq!(p.pump(), Stop::Done);
+    let id = p.engine.send(&envelope(), p.now).unwrap();
+    p.peer.final_reply = None;
+    let Stop::Waiting(Some(deadline)) = p.pump() else {
+        panic!("expected to wait for the final reply")
+    };
+    assert_eq!(deadline, p.now + Duration::from_secs(600), "data end timer");
+    p.advance(Duration::from_secs(599));
+    p.engine.handle_timeout(p.now);
+    assert!(p.engine.error().is_none());
+    p.advance(Duration::from_secs(1));
+    p.engine.handle_timeout(p.now);
+    // The end of data was on the wire: in doubt, and reported so.
+    let (done, result) = p.engine.take_finished().unwrap();
+    assert_eq!(done, id);
+    let err = result.unwrap_err();
+    assert!(err.is_in_doubt(), "{err:?}");
+    assert!(matches!(
+        p.engine.poll_io(p.now),
+        Err(Error::DeliveryUnknown { .. })
+    ));
+    // The terminal error repeats.
+    assert!(p.engine.poll_io(p.now).unwrap_err().is_in_doubt());
+}
+
+#[test]
+fn an_operation_cap_ends_a_slow_exchange_whatever_the_phase_timers() {
+    let timeouts = Timeouts {
+        attempt: Some(Duration::from_secs(30)),
+        ..Timeouts::default()
+    };
+    let mut p = Pair::new(config().timeouts(timeouts), Peer::new(&["PIPELINING"]));
+    let t0 = p.now;
+    p.peer.to_client.clear();
+    assert_eq!(
+        p.pump(),
+        Stop::Waiting(Some(t0 + Duration::from_secs(30)))
+    );
+    p.advance(Duration::from_secs(30));
+    p.engine.handle_timeout(p.now);
+    let err = p.engine.error().unwrap();
+    assert!(
+        matches!(err, Error::Timeout { phase: Phase::Greeting, after } if *after == Duration::from_secs(30)),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_close_before_the_end_of_data_is_written_is_not_in_doubt() {
+    let mut p = set_up(config(), Peer::new(&["PIPELINING"]));
+    let id = p.engine.send(&envelope(), p.now).unwrap();
+    // Everything but the last byte of the end of data leaves.
+    let mut sent = 0;
+    for _ in 0..MAX_STEPS {
+        match p.engine.poll_io(p.now).unwrap() {
+            Io::Transmit { bytes, .. } if bytes.ends_with(b"\r\n.\r\n") => {
+                let n = bytes.len() - 1;
+                p.peer.take(&bytes[..n].to_vec());
+                p.engine.handle_written(n, p.now);
+                sent = n;
+                break;
+            }
+            Io::Transmit { bytes, .. } => {
+                let b = bytes.to_vec();
+                p.peer.take(&b);
+                p.engine.handle_written(b.len(), p.now);
+            }
+            Io::Receive { .. } | Io::ReceiveNow => {
+                let bytes = std::mem::take(&mut p.peer.to_client);
+                if bytes.is_empty() {
+                    p.engine.handle_nothing_pending();
+                } else {
+                    p.engine.handle_input(&bytes, p.now);
+                }
+            }
+            Io::NeedBody(_) => {
+                p.engine.handle_body(p.body).unwrap();
+                p.engine.handle_body_end().unwrap();
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(sent > 0);
+    p.engine.handle_eof(p.now);
+    let (done, result) = p.engine.take_finished().unwrap();
+    assert_eq!(done, id);
+    let err = result.unwrap_err();
+    assert!(
+        matches!(&err, Error::NotSent { cause } if matches!(**cause, Error::ConnectionLost { phase: Phase::DataBlock })),
+        "{err:?}"
+    );
+    assert!(!err.is_in_doubt() && err.is_retryable());
+}
+
+#[test]
+fn a_server_gone_before_the_end_of_data_is_caught_by_the_read_without_waiting() {
+    let mut p = set_up(config(), Peer::new(&["PIPELINING"]));
+    p.engine.send(&envelope(), p.now).unwrap();
+    let mut asked = 0;
+    for _ in 0..MAX_STEPS {
+        match p.engine.poll_io(p.now) {
+            Ok(Io::ReceiveNow) => {
+                asked += 1;
+                if p.engine.session().sending().is_none() && asked > 1 {
+                    // The end of data is released: the server has gone meanwhile.
+                    p.engine.handle_eof(p.now);
+                } else if p.peer.to_client.is_empty() {
+                    p.engine.handle_nothing_pending();
+                } else {
+                    let b = std::mem::take(&mut p.peer.to_client);
+                    p.engine.handle_input(&b, p.now);
+                }
+            }
+            Ok(Io::Transmit { bytes, .. }) => {
+                assert!(!bytes.ends_with(b"\r\n.\r\n"), "wrote the end of data");
+                let b = bytes.to_vec();
+                p.peer.take(&b);
+                p.engine.handle_written(b.len(), p.now);
+            }
+            Ok(Io::Receive { .. }) => {
+                let b = std::mem::take(&mut p.peer.to_client);
+                p.engine.handle_input(&b, p.now);
+            }
+            Ok(Io::NeedBody(_)) => {
+                p.engine.handle_body(p.body).unwrap();
+                p.engine.handle_body_end().unwrap();
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => {
+                assert!(!e.is_in_doubt(), "{e:?}");
+                break;
+            }
+        }
+    }
+    assert_eq!(asked, 2, "one idle check, one before the end of data");
+    assert!(!p.peer.received.ends_with(b"\r\n.\r\n"));
+}
+
+#[test]
+fn half_a_final_reply_then_a_close_is_in_doubt() {
+    let mut peer = Peer::new(&["PIPELINING"]);
+    peer.final_reply = Some(b"250 2.0.0 que");
+    let mut p = set_up(config(), peer);
+    p.engine.send(&envelope(), p.now).unwrap();
+    assert!(matches!(p.pump(), Stop::Waiting(_)));
+    p.engine.handle_eof(p.now);
+    let (_, result) = p.engine.take_finished().unwrap();
+    let err = result.unwrap_err();
+    assert!(err.is_in_doubt(), "{err:?}");
+}
+
+#[test]
+fn an_endless_auth_exchange_is_cut_off() {
+    let mut peer = Peer::new(&["AUTH PLAIN LOGIN"]);
+    peer.endless_auth = true;
+    let config = config()
+        .credentials("user", "secret")
+        .allow_plaintext_auth(true)
+        .auth_mechanism(postline::proto::Mechanism::Login);
+    let mut p = Pair::new(config, peer);
+    let Stop::Failed(e) = p.pump() else {
+        panic!("expected the exchange to fail")
+    };
+    assert!(e.contains("AuthRounds"), "{e}");
+    let answers = String::from_utf8_lossy(&p.peer.received)
+        .lines()
+        .filter(|l| !l.starts_with("EHLO") && !l.starts_with("AUTH"))
+        .count();
+    assert!(answers <= postline::engine::MAX_AUTH_ROUNDS as usize, "{answers}");
+}
+
+#[test]
+fn requiretls_refuses_a_server_that_cannot_honour_it() {
+    let mut p = set_up(config(), Peer::new(&["PIPELINING", "REQUIRETLS"]));
+    let env = envelope().require_tls(true);
+    let err = p.engine.send(&env, p.now).unwrap_err();
+    assert!(
+        matches!(err, Error::Incompatible(Refusal::RequireTlsUnavailable)),
+        "{err:?}"
+    );
+    assert_eq!(p.pump(), Stop::Done, "nothing was sent");
+    assert!(!String::from_utf8_lossy(&p.peer.received).contains("MAIL"));
+    // The connection is still good.
+    p.engine.send(&envelope(), p.now).unwrap();
+    assert_eq!(p.pump(), Stop::Done);
+    assert!(p.engine.take_finished().unwrap().1.is_ok());
+}
+
+#[test]
+fn a_huge_timeout_is_no_timeout_rather_than_an_overflow() {
+    let t = Timeouts {
+        greeting: Duration::MAX,
+        ..Timeouts::default()
+    };
+    let mut p = Pair::new(config().timeouts(t), Peer::new(&["PIPELINING"]));
+    p.peer.to_client.clear();
+    assert_eq!(p.pump(), Stop::Waiting(None));
+}
