@@ -17,7 +17,7 @@ use tokio_rustls::TlsConnector;
 use postline_proto::ehlo::Capabilities;
 
 use crate::config::Config;
-use crate::driver::{BodySource, Conn, Transport, QUIT_ON_DROP};
+use crate::driver::{closed_in_handshake, BodySource, Conn, Transport, QUIT_ON_DROP};
 use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::outcome::Outcome;
@@ -32,7 +32,10 @@ enum Stream<S> {
 }
 
 fn gone() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "the stream was lost in a TLS handshake")
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the stream was lost in a TLS handshake",
+    )
 }
 
 /// The tokio transport over any `AsyncRead + AsyncWrite` stream.
@@ -109,7 +112,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for TokioIo<S> {
         let Stream::Plain(s) = std::mem::replace(&mut self.stream, Stream::Gone) else {
             return Err(gone());
         };
-        let tls = until(deadline, TlsConnector::from(tls).connect(name, s)).await?;
+        let tls = until(deadline, TlsConnector::from(tls).connect(name, s))
+            .await
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => closed_in_handshake(),
+                _ => e,
+            })?;
         let info = TlsInfo::from_connection(tls.get_ref().1);
         self.stream = Stream::Tls(Box::new(tls));
         Ok(info)
@@ -158,7 +166,14 @@ impl AsyncClient {
         let config = config.prepare_tls()?;
         let tcp = crate::connect::tokio_tcp(&config).await?;
         let peer = tcp.peer_addr().ok();
-        let conn = Conn::establish(config, TokioIo { stream: Stream::Plain(tcp) }, peer).await?;
+        let conn = Conn::establish(
+            config,
+            TokioIo {
+                stream: Stream::Plain(tcp),
+            },
+            peer,
+        )
+        .await?;
         Ok(AsyncClient { conn: Some(conn) })
     }
 }
@@ -167,7 +182,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncClient<S> {
     /// Runs the session over a stream the caller opened (a proxy, a Unix socket, an
     /// in-memory pipe); see [`crate::Client::from_stream`].
     pub async fn from_stream(stream: S, config: Config) -> Result<Self, Error> {
-        let conn = Conn::establish(config, TokioIo { stream: Stream::Plain(stream) }, None).await?;
+        let conn = Conn::establish(
+            config,
+            TokioIo {
+                stream: Stream::Plain(stream),
+            },
+            None,
+        )
+        .await?;
         Ok(AsyncClient { conn: Some(conn) })
     }
 

@@ -12,7 +12,7 @@ use rustls::ClientConnection;
 use postline_proto::ehlo::Capabilities;
 
 use crate::config::Config;
-use crate::driver::{block_on, BodySource, Conn, Transport, QUIT_ON_DROP};
+use crate::driver::{block_on, closed_in_handshake, BodySource, Conn, Transport, QUIT_ON_DROP};
 use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::outcome::Outcome;
@@ -282,10 +282,7 @@ impl<S: BlockingStream> Transport for BlockingIo<S> {
             if conn.wants_write() {
                 Self::flush_tls(&mut self.io, &mut conn, deadline)?;
             } else if Self::fill_tls(&mut self.io, &mut conn, deadline)? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed during the TLS handshake",
-                ));
+                return Err(closed_in_handshake());
             }
         }
         Self::flush_tls(&mut self.io, &mut conn, deadline)?;

@@ -50,6 +50,14 @@ pub(crate) trait Transport {
     async fn close(&mut self, deadline: Instant);
 }
 
+/// The one way both transports report a server that closed during the TLS handshake.
+pub(crate) fn closed_in_handshake() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "connection closed during the TLS handshake",
+    )
+}
+
 /// Where the message comes from.
 pub(crate) trait BodySource {
     /// Fills a prefix of `buf`; 0 at the end of the message.
@@ -232,7 +240,9 @@ impl<T: Transport> Conn<T> {
                         Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                             self.engine.handle_timeout(now)
                         }
-                        Err(e) => self.engine.handle_tls_failed(tls::handshake_error(&config, e)),
+                        Err(e) => self
+                            .engine
+                            .handle_tls_failed(tls::handshake_error(&config, e)),
                     }
                 }
                 Io::NeedBody(_) => {

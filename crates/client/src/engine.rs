@@ -244,7 +244,11 @@ impl Engine {
             check_idle: false,
             probed: false,
             // The greeting's (or implicit TLS's) timer runs from the connection.
-            wait: if config_tls_implicit { Wait::Tls } else { Wait::Reply(Phase::Greeting) },
+            wait: if config_tls_implicit {
+                Wait::Tls
+            } else {
+                Wait::Reply(Phase::Greeting)
+            },
             since: now,
             op_deadline: None,
             op_cap: Duration::ZERO,
@@ -529,12 +533,13 @@ impl Engine {
             if self.check_idle || (self.out.end_of_data_unwritten() && !self.probed) {
                 return Ok(Io::ReceiveNow);
             }
-            Wait::Write(if self.session.sending().is_some() || self.out.end_of_data_unwritten()
-            {
-                Phase::DataBlock
-            } else {
-                self.session.phase().unwrap_or(Phase::Command)
-            })
+            Wait::Write(
+                if self.session.sending().is_some() || self.out.end_of_data_unwritten() {
+                    Phase::DataBlock
+                } else {
+                    self.session.phase().unwrap_or(Phase::Command)
+                },
+            )
         } else if self.tls_pending {
             Wait::Tls
         } else if let Some(id) = self.session.sending() {

@@ -249,9 +249,7 @@ impl Error {
             | Error::Tls { .. }
             | Error::AuthRounds { .. }
             | Error::Protocol(_) => Fault::Permanent,
-            Error::MessageRejected {
-                reply: Some(r), ..
-            } => by_reply(r),
+            Error::MessageRejected { reply: Some(r), .. } => by_reply(r),
             Error::MessageRejected {
                 reply: None,
                 recipients,
@@ -342,7 +340,10 @@ mod tests {
         assert_eq!(doubt.fault(), Fault::InDoubt);
         assert!(doubt.is_retryable() && doubt.is_in_doubt());
         assert!(doubt.to_string().contains("may or may not"), "{doubt}");
-        assert_eq!(Error::Config(ConfigError::TlsServerName("x".into())).fault(), Fault::Local);
+        assert_eq!(
+            Error::Config(ConfigError::TlsServerName("x".into())).fault(),
+            Fault::Local
+        );
         assert!(!Error::Incompatible(Refusal::SmtpUtf8Unsupported).is_retryable());
     }
 }

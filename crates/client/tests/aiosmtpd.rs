@@ -250,7 +250,13 @@ fn smtputf8_used_when_needed_and_refused_when_missing() {
     let err = client
         .send_bytes(&env, b"Subject: u\r\n\r\nu\r\n")
         .unwrap_err();
-    assert!(matches!(err, Error::Incompatible(postline::Refusal::SmtpUtf8Unsupported)), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Incompatible(postline::Refusal::SmtpUtf8Unsupported)
+        ),
+        "{err}"
+    );
     drop(client);
 
     let with = Aiosmtpd::builder().smtputf8().start();

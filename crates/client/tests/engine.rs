@@ -60,7 +60,11 @@ impl Peer {
         } else if up.starts_with("EHLO") {
             let mut r = String::from("250-peer.test\r\n");
             for (i, e) in self.extensions.iter().enumerate() {
-                let sep = if i + 1 == self.extensions.len() { ' ' } else { '-' };
+                let sep = if i + 1 == self.extensions.len() {
+                    ' '
+                } else {
+                    '-'
+                };
                 r.push_str(&format!("250{sep}{e}\r\n"));
             }
             r.into_bytes()
@@ -241,10 +245,7 @@ fn an_operation_cap_ends_a_slow_exchange_whatever_the_phase_timers() {
     let mut p = Pair::new(config().timeouts(timeouts), Peer::new(&["PIPELINING"]));
     let t0 = p.now;
     p.peer.to_client.clear();
-    assert_eq!(
-        p.pump(),
-        Stop::Waiting(Some(t0 + Duration::from_secs(30)))
-    );
+    assert_eq!(p.pump(), Stop::Waiting(Some(t0 + Duration::from_secs(30))));
     p.advance(Duration::from_secs(30));
     p.engine.handle_timeout(p.now);
     let err = p.engine.error().unwrap();
@@ -375,7 +376,10 @@ fn an_endless_auth_exchange_is_cut_off() {
         .lines()
         .filter(|l| !l.starts_with("EHLO") && !l.starts_with("AUTH"))
         .count();
-    assert!(answers <= postline::engine::MAX_AUTH_ROUNDS as usize, "{answers}");
+    assert!(
+        answers <= postline::engine::MAX_AUTH_ROUNDS as usize,
+        "{answers}"
+    );
 }
 
 #[test]

@@ -16,6 +16,82 @@ use postline::proto::session::SessionError;
 use postline::{AsyncClient, Client, Config, Envelope, Error, Phase, Timeouts, Tls};
 use support::{greeting_and_ehlo, lossy, ScriptReport, ScriptedServer, Step};
 
+/// The two clients, driven alike: every hostile case runs against both.
+#[derive(Debug, Clone, Copy)]
+enum Driver {
+    Blocking,
+    Tokio,
+}
+
+/// A connected client of either kind; the tokio one runs on its own runtime.
+#[derive(Debug)]
+enum AnyClient {
+    Blocking(Client),
+    Tokio(Box<AsyncClient>, tokio::runtime::Runtime),
+}
+
+impl Driver {
+    fn connect(self, config: Config) -> Result<AnyClient, Error> {
+        match self {
+            Driver::Blocking => Client::connect(config).map(AnyClient::Blocking),
+            Driver::Tokio => {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                let c = rt.block_on(AsyncClient::connect(config))?;
+                Ok(AnyClient::Tokio(Box::new(c), rt))
+            }
+        }
+    }
+}
+
+impl AnyClient {
+    fn send_bytes(&mut self, env: &Envelope, body: &[u8]) -> Result<postline::Outcome, Error> {
+        match self {
+            AnyClient::Blocking(c) => c.send_bytes(env, body),
+            AnyClient::Tokio(c, rt) => rt.block_on(c.send_bytes(env, body)),
+        }
+    }
+
+    fn noop(&mut self) -> Result<postline::ServerReply, Error> {
+        match self {
+            AnyClient::Blocking(c) => c.noop(),
+            AnyClient::Tokio(c, rt) => rt.block_on(c.noop()),
+        }
+    }
+
+    fn quit(self) -> Result<(), Error> {
+        match self {
+            AnyClient::Blocking(c) => c.quit(),
+            AnyClient::Tokio(c, rt) => rt.block_on(c.quit()),
+        }
+    }
+
+    fn greeting(&self) -> Option<&postline::ServerReply> {
+        match self {
+            AnyClient::Blocking(c) => c.greeting(),
+            AnyClient::Tokio(c, _) => c.greeting(),
+        }
+    }
+}
+
+/// `#[test]`s running the case `$name(driver)` on the blocking and on the tokio client.
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn blocking() {
+                super::$name(super::Driver::Blocking)
+            }
+            #[test]
+            fn tokio() {
+                super::$name(super::Driver::Tokio)
+            }
+        }
+    };
+}
+
 /// The cap on every phase's timeout.
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// A test that expects a timeout uses this shorter one.
@@ -126,14 +202,13 @@ fn sent_no_message_data(report: &ScriptReport) {
 
 // ---------------------------------------------------------------------------- connecting
 
-#[test]
-fn connection_refused() {
+fn connection_refused(d: Driver) {
     let port = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
     let started = Instant::now();
-    let err = Client::connect(config_for(port)).unwrap_err();
+    let err = d.connect(config_for(port)).unwrap_err();
     match &err {
         Error::Connect {
             host,
@@ -157,20 +232,20 @@ fn connection_refused() {
     );
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+both!(connection_refused);
 
-#[test]
-fn reset_right_after_connect() {
+fn reset_right_after_connect(d: Driver) {
     let server = ScriptedServer::start(vec![Step::Reset]);
-    let err = Client::connect(config(&server)).unwrap_err();
+    let err = d.connect(config(&server)).unwrap_err();
     assert_lost(&err, Phase::Greeting, false);
     server.finish().assert_ok();
 }
+both!(reset_right_after_connect);
 
-#[test]
-fn no_greeting_times_out() {
+fn no_greeting_times_out(d: Driver) {
     let server = ScriptedServer::start(vec![Step::Hang]);
     let started = Instant::now();
-    let err = Client::connect(short(&server)).unwrap_err();
+    let err = d.connect(short(&server)).unwrap_err();
     assert!(
         matches!(err, Error::Timeout { phase: Phase::Greeting, after } if after == SHORT),
         "{err:?}"
@@ -184,15 +259,15 @@ fn no_greeting_times_out() {
     assert!(took >= SHORT && took < SHORT * 3, "{took:?}");
     server.finish();
 }
+both!(no_greeting_times_out);
 
-#[test]
-fn greeting_554_refuses_the_session() {
+fn greeting_554_refuses_the_session(d: Driver) {
     let server = ScriptedServer::start(vec![
         Step::reply("554 5.7.1 No SMTP service here"),
         Step::expect("QUIT"),
         Step::reply("221 2.0.0 bye"),
     ]);
-    let err = Client::connect(config(&server)).unwrap_err();
+    let err = d.connect(config(&server)).unwrap_err();
     match &err {
         Error::Rejected(r) => {
             assert_eq!(r.code, 554);
@@ -209,11 +284,11 @@ fn greeting_554_refuses_the_session() {
     report.assert_ok();
     assert_eq!(report.received_str(), "QUIT\r\n");
 }
+both!(greeting_554_refuses_the_session);
 
 // ---------------------------------------------------------------------------- 421 anywhere
 
-#[test]
-fn service_closing_421_at_greeting_and_ehlo() {
+fn service_closing_421_at_greeting_and_ehlo(d: Driver) {
     for script in [
         vec![Step::reply("421 4.3.2 busy, try later")],
         vec![
@@ -223,18 +298,18 @@ fn service_closing_421_at_greeting_and_ehlo() {
         ],
     ] {
         let server = ScriptedServer::start(script);
-        let err = Client::connect(config(&server)).unwrap_err();
+        let err = d.connect(config(&server)).unwrap_err();
         assert_closing(&err);
         let report = server.finish();
         report.assert_ok();
         assert!(!report.received_str().contains("MAIL"));
     }
 }
+both!(service_closing_421_at_greeting_and_ehlo);
 
 /// 421 in place of the reply to MAIL, RCPT, DATA and the end of data, without and with
 /// PIPELINING.
-#[test]
-fn service_closing_421_at_every_transaction_step() {
+fn service_closing_421_at_every_transaction_step(d: Driver) {
     let full = steps([envelope_steps(), vec![Step::ExpectData]]);
     for pipelining in [false, true] {
         // The steps before the reply that becomes a 421: to MAIL, RCPT, DATA, end of data.
@@ -243,7 +318,7 @@ fn service_closing_421_at_every_transaction_step() {
             script.push(Step::reply("421 4.4.2 closing, idle too long"));
             let ehlo: &[&str] = if pipelining { &["PIPELINING"] } else { &[] };
             let server = with_ehlo(ehlo, script);
-            let mut client = Client::connect(config(&server)).unwrap();
+            let mut client = d.connect(config(&server)).unwrap();
             let err = client.send_bytes(&envelope(), BODY).unwrap_err();
             assert_closing(&err);
             assert!(
@@ -263,53 +338,53 @@ fn service_closing_421_at_every_transaction_step() {
         }
     }
 }
+both!(service_closing_421_at_every_transaction_step);
 
 // ---------------------------------------------------------------------------- drops
 
-#[test]
-fn dropped_after_mail() {
+fn dropped_after_mail(d: Driver) {
     let server = lockstep(vec![Step::expect("MAIL"), Step::Close]);
-    let mut client = Client::connect(config(&server)).unwrap();
+    let mut client = d.connect(config(&server)).unwrap();
     let err = client.send_bytes(&envelope(), BODY).unwrap_err();
     assert_lost(&err, Phase::Mail, false);
     server.finish().assert_ok();
 }
+both!(dropped_after_mail);
 
-#[test]
-fn dropped_after_rcpt() {
+fn dropped_after_rcpt(d: Driver) {
     let server = lockstep(vec![
         Step::expect("MAIL"),
         Step::reply("250 ok"),
         Step::expect("RCPT"),
         Step::Close,
     ]);
-    let mut client = Client::connect(config(&server)).unwrap();
+    let mut client = d.connect(config(&server)).unwrap();
     let err = client.send_bytes(&envelope(), BODY).unwrap_err();
     assert_lost(&err, Phase::Rcpt, false);
     server.finish().assert_ok();
 }
+both!(dropped_after_rcpt);
 
-#[test]
-fn dropped_in_the_middle_of_message_data() {
+fn dropped_in_the_middle_of_message_data(d: Driver) {
     let server = lockstep(steps([
         envelope_steps(),
         vec![Step::ExpectBytes(1000), Step::Close],
     ]));
-    let mut client = Client::connect(config(&server)).unwrap();
+    let mut client = d.connect(config(&server)).unwrap();
     // Far more than the socket buffers hold: the client is still writing when the server goes.
     let big = vec![b'a'; 8 << 20];
     let err = client.send_bytes(&envelope(), &big).unwrap_err();
     assert_lost(&err, Phase::DataBlock, false);
     server.finish().assert_ok();
 }
+both!(dropped_in_the_middle_of_message_data);
 
-#[test]
-fn dropped_after_the_final_dot() {
+fn dropped_after_the_final_dot(d: Driver) {
     let server = lockstep(steps([
         envelope_steps(),
         vec![Step::ExpectData, Step::Close],
     ]));
-    let mut client = Client::connect(config(&server)).unwrap();
+    let mut client = d.connect(config(&server)).unwrap();
     let err = client.send_bytes(&envelope(), BODY).unwrap_err();
     assert_lost(&err, Phase::DataEnd, true);
     assert_eq!(
@@ -318,18 +393,19 @@ fn dropped_after_the_final_dot() {
     );
     server.finish().assert_ok();
 }
+both!(dropped_after_the_final_dot);
 
-#[test]
-fn reset_after_the_final_dot() {
+fn reset_after_the_final_dot(d: Driver) {
     let server = lockstep(steps([
         envelope_steps(),
         vec![Step::ExpectData, Step::Reset],
     ]));
-    let mut client = Client::connect(config(&server)).unwrap();
+    let mut client = d.connect(config(&server)).unwrap();
     let err = client.send_bytes(&envelope(), BODY).unwrap_err();
     assert_lost(&err, Phase::DataEnd, true);
     server.finish().assert_ok();
 }
+both!(reset_after_the_final_dot);
 
 /// A message source that waits before its data, so the server's close after 354 has
 /// certainly arrived before the client would send the end of data.
@@ -363,10 +439,9 @@ fn accepts_data_then_closes() {
 
 // ---------------------------------------------------------------------------- oversized replies
 
-#[test]
-fn megabyte_reply_line_without_crlf() {
+fn megabyte_reply_line_without_crlf(d: Driver) {
     let server = lockstep(vec![Step::expect("MAIL"), Step::Send(vec![b'2'; 1 << 20])]);
-    let mut client = Client::connect(config(&server)).unwrap();
+    let mut client = d.connect(config(&server)).unwrap();
     let started = Instant::now();
     let err = client.send_bytes(&envelope(), BODY).unwrap_err();
     assert_protocol(&err, SessionError::Malformed(ReplyError::LineTooLong));
@@ -376,9 +451,9 @@ fn megabyte_reply_line_without_crlf() {
     let report = server.finish();
     sent_no_message_data(&report);
 }
+both!(megabyte_reply_line_without_crlf);
 
-#[test]
-fn ten_thousand_continuation_lines() {
+fn ten_thousand_continuation_lines(d: Driver) {
     let mut reply = Vec::new();
     for i in 0..10_000 {
         reply.extend_from_slice(format!("250-line {i}\r\n").as_bytes());
@@ -389,18 +464,18 @@ fn ten_thousand_continuation_lines() {
         Step::expect("EHLO"),
         Step::Send(reply),
     ]);
-    let err = Client::connect(config(&server)).unwrap_err();
+    let err = d.connect(config(&server)).unwrap_err();
     assert_protocol(&err, SessionError::Malformed(ReplyError::TooManyLines));
     assert!(err.to_string().contains("more than 256 lines"), "{err}");
     drop(server);
 }
+both!(ten_thousand_continuation_lines);
 
 // ---------------------------------------------------------------------------- slow and miscounted
 
 /// The MAIL reply arrives a byte every 100 ms: each read gets something, but the reply is not
 /// complete within the 1 s timeout, which fires anyway.
-#[test]
-fn slowloris_reply_still_times_out() {
+fn slowloris_reply_still_times_out(d: Driver) {
     let server = lockstep(vec![
         Step::expect("MAIL"),
         Step::SendSlowly(
@@ -408,7 +483,7 @@ fn slowloris_reply_still_times_out() {
             Duration::from_millis(100),
         ),
     ]);
-    let mut client = Client::connect(short(&server)).unwrap();
+    let mut client = d.connect(short(&server)).unwrap();
     let started = Instant::now();
     let err = client.send_bytes(&envelope(), BODY).unwrap_err();
     assert!(
@@ -420,9 +495,9 @@ fn slowloris_reply_still_times_out() {
     drop(client);
     drop(server);
 }
+both!(slowloris_reply_still_times_out);
 
-#[test]
-fn too_few_pipelined_replies_time_out() {
+fn too_few_pipelined_replies_time_out(d: Driver) {
     let server = pipelined(vec![
         Step::expect("MAIL"),
         Step::expect("RCPT"),
@@ -431,7 +506,7 @@ fn too_few_pipelined_replies_time_out() {
         Step::send("250 ok\r\n250 ok\r\n"),
         Step::Hang,
     ]);
-    let mut client = Client::connect(short(&server)).unwrap();
+    let mut client = d.connect(short(&server)).unwrap();
     let err = client.send_bytes(&envelope(), BODY).unwrap_err();
     assert!(
         matches!(
@@ -447,9 +522,9 @@ fn too_few_pipelined_replies_time_out() {
     let report = server.finish();
     sent_no_message_data(&report);
 }
+both!(too_few_pipelined_replies_time_out);
 
-#[test]
-fn too_many_pipelined_replies_are_a_protocol_error() {
+fn too_many_pipelined_replies_are_a_protocol_error(d: Driver) {
     let server = pipelined(vec![
         Step::expect("MAIL"),
         Step::expect("RCPT"),
@@ -457,7 +532,7 @@ fn too_many_pipelined_replies_are_a_protocol_error() {
         Step::send("250 ok\r\n250 ok\r\n354 go\r\n250 surplus\r\n"),
         Step::Sleep(Duration::from_millis(300)),
     ]);
-    let mut client = Client::connect(config(&server)).unwrap();
+    let mut client = d.connect(config(&server)).unwrap();
     let err = client.send_bytes(&envelope(), BODY).unwrap_err();
     assert_protocol(&err, SessionError::UnexpectedReply { code: code(250) });
     drop(client);
@@ -465,11 +540,11 @@ fn too_many_pipelined_replies_are_a_protocol_error() {
     report.assert_ok();
     sent_no_message_data(&report);
 }
+both!(too_many_pipelined_replies_are_a_protocol_error);
 
-#[test]
-fn data_354_when_250_was_due() {
+fn data_354_when_250_was_due(d: Driver) {
     let server = lockstep(vec![Step::expect("MAIL"), Step::reply("354 go ahead")]);
-    let mut client = Client::connect(config(&server)).unwrap();
+    let mut client = d.connect(config(&server)).unwrap();
     let err = client.send_bytes(&envelope(), BODY).unwrap_err();
     assert_protocol(
         &err,
@@ -485,18 +560,18 @@ fn data_354_when_250_was_due() {
     drop(client);
     sent_no_message_data(&server.finish());
 }
+both!(data_354_when_250_was_due);
 
 // ---------------------------------------------------------------------------- replies out of turn
 
 /// `250 ok` right behind the greeting, before the client said EHLO: it must not be taken for
 /// the EHLO reply (which would desynchronise every later reply).
-#[test]
-fn reply_before_ehlo_is_refused() {
+fn reply_before_ehlo_is_refused(d: Driver) {
     let server = ScriptedServer::start(vec![
         Step::send("220 scripted.test ESMTP\r\n250 ok\r\n"),
         Step::Sleep(Duration::from_millis(300)),
     ]);
-    let err = Client::connect(config(&server)).unwrap_err();
+    let err = d.connect(config(&server)).unwrap_err();
     assert_protocol(&err, SessionError::UnexpectedReply { code: code(250) });
     let report = server.finish();
     assert!(
@@ -505,17 +580,17 @@ fn reply_before_ehlo_is_refused() {
         report.received_str()
     );
 }
+both!(reply_before_ehlo_is_refused);
 
 /// An extra reply while the connection is idle between messages: noticed before the next
 /// message's commands go out, so it cannot be credited to MAIL.
-#[test]
-fn extra_reply_while_idle() {
+fn extra_reply_while_idle(d: Driver) {
     let server = pipelined(vec![
         Step::Sleep(Duration::from_millis(100)),
         Step::reply("250 surplus"),
         Step::Sleep(Duration::from_millis(500)),
     ]);
-    let mut client = Client::connect(config(&server)).unwrap();
+    let mut client = d.connect(config(&server)).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let err = client.send_bytes(&envelope(), BODY).unwrap_err();
     assert_protocol(&err, SessionError::UnexpectedReply { code: code(250) });
@@ -528,17 +603,17 @@ fn extra_reply_while_idle() {
         report.received_str()
     );
 }
+both!(extra_reply_while_idle);
 
 /// A 421 while idle (the server's idle timeout, RFC 5321 3.8) is noticed before the next
 /// message: no MAIL goes to a server that is closing.
-#[test]
-fn service_closing_421_while_idle() {
+fn service_closing_421_while_idle(d: Driver) {
     let server = pipelined(vec![
         Step::Sleep(Duration::from_millis(100)),
         Step::reply("421 4.4.2 idle too long"),
         Step::Close,
     ]);
-    let mut client = Client::connect(config(&server)).unwrap();
+    let mut client = d.connect(config(&server)).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let err = client.send_bytes(&envelope(), BODY).unwrap_err();
     assert_closing(&err);
@@ -551,6 +626,7 @@ fn service_closing_421_while_idle() {
         report.received_str()
     );
 }
+both!(service_closing_421_while_idle);
 
 // ---------------------------------------------------------------------------- STARTTLS
 
@@ -568,13 +644,12 @@ fn tls_config(server: &ScriptedServer) -> Config {
     config(server).tls(Tls::StartTls)
 }
 
-#[test]
-fn starttls_handshake_answered_with_garbage() {
+fn starttls_handshake_answered_with_garbage(d: Driver) {
     let server = starttls_then(vec![
         Step::send("this is not TLS at all\r\n\0\0\0\0"),
         Step::Sleep(Duration::from_millis(300)),
     ]);
-    let err = Client::connect(tls_config(&server)).unwrap_err();
+    let err = d.connect(tls_config(&server)).unwrap_err();
     assert!(
         matches!(err, Error::Tls { ref host, .. } if host == "127.0.0.1"),
         "{err:?}"
@@ -586,11 +661,11 @@ fn starttls_handshake_answered_with_garbage() {
     assert!(!err.is_retryable());
     drop(server);
 }
+both!(starttls_handshake_answered_with_garbage);
 
-#[test]
-fn starttls_handshake_closed() {
+fn starttls_handshake_closed(d: Driver) {
     let server = starttls_then(vec![Step::Close]);
-    let err = Client::connect(tls_config(&server)).unwrap_err();
+    let err = d.connect(tls_config(&server)).unwrap_err();
     assert!(
         matches!(err, Error::Tls { ref source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof),
         "{err:?}"
@@ -601,14 +676,16 @@ fn starttls_handshake_closed() {
     );
     server.finish().assert_ok();
 }
+both!(starttls_handshake_closed);
 
-#[test]
-fn starttls_stripped_when_required() {
+fn starttls_stripped_when_required(d: Driver) {
     let server = with_ehlo(
         &["PIPELINING", "AUTH PLAIN LOGIN"],
         vec![Step::expect("QUIT"), Step::reply("221 bye")],
     );
-    let err = Client::connect(tls_config(&server).credentials("alice", "s3cret")).unwrap_err();
+    let err = d
+        .connect(tls_config(&server).credentials("alice", "s3cret"))
+        .unwrap_err();
     assert!(matches!(err, Error::StartTlsUnavailable(None)), "{err:?}");
     assert_eq!(err.to_string(), "server does not allow STARTTLS");
     let report = server.finish();
@@ -616,11 +693,11 @@ fn starttls_stripped_when_required() {
     // EHLO, then straight to QUIT: no AUTH, no MAIL in clear text.
     assert_eq!(report.received_str(), "EHLO client.test\r\nQUIT\r\n");
 }
+both!(starttls_stripped_when_required);
 
 // ---------------------------------------------------------------------------- bytes
 
-#[test]
-fn garbage_and_nul_bytes_are_a_protocol_error() {
+fn garbage_and_nul_bytes_are_a_protocol_error(d: Driver) {
     for (greeting, want) in [
         (&b"\0\0\0\0\r\n"[..], ReplyError::InvalidCode),
         (&b"\xff\xfe garbage\r\n"[..], ReplyError::InvalidCode),
@@ -629,22 +706,22 @@ fn garbage_and_nul_bytes_are_a_protocol_error() {
         (&b"220 hi\rthere\r\n"[..], ReplyError::MissingLineEnd),
     ] {
         let server = ScriptedServer::start(vec![Step::Send(greeting.to_vec())]);
-        let err = Client::connect(config(&server)).unwrap_err();
+        let err = d.connect(config(&server)).unwrap_err();
         assert_protocol(&err, SessionError::Malformed(want));
         server.finish();
     }
     // The same mid-transaction.
     let server = lockstep(vec![Step::expect("MAIL"), Step::send(b"\0\0\0 ok\r\n")]);
-    let mut client = Client::connect(config(&server)).unwrap();
+    let mut client = d.connect(config(&server)).unwrap();
     let err = client.send_bytes(&envelope(), BODY).unwrap_err();
     assert_protocol(&err, SessionError::Malformed(ReplyError::InvalidCode));
     drop(client);
     sent_no_message_data(&server.finish());
 }
+both!(garbage_and_nul_bytes_are_a_protocol_error);
 
 /// Invalid UTF-8 (and a NUL) in reply text is accepted; the outcome's text is lossy.
-#[test]
-fn invalid_utf8_in_replies_is_accepted() {
+fn invalid_utf8_in_replies_is_accepted(d: Driver) {
     let server = ScriptedServer::start(steps([
         vec![
             Step::send(b"220 caf\xe9 ESMTP \xff\r\n"),
@@ -662,7 +739,7 @@ fn invalid_utf8_in_replies_is_accepted() {
             Step::reply("221 bye"),
         ],
     ]));
-    let mut client = Client::connect(config(&server)).unwrap();
+    let mut client = d.connect(config(&server)).unwrap();
     assert_eq!(
         client.greeting().unwrap().message(),
         "caf\u{fffd} ESMTP \u{fffd}"
@@ -678,6 +755,7 @@ fn invalid_utf8_in_replies_is_accepted() {
     client.quit().unwrap();
     server.finish().assert_ok();
 }
+both!(invalid_utf8_in_replies_is_accepted);
 
 // ---------------------------------------------------------------------------- async
 

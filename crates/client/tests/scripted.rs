@@ -93,7 +93,13 @@ fn connection_dropped_after_final_dot() {
         .send_bytes(&envelope(), b"Subject: x\r\n\r\nbody\r\n")
         .unwrap_err();
     match &err {
-        Error::DeliveryUnknown { cause } if matches!(**cause, Error::ConnectionLost { phase: Phase::DataEnd }) => {}
+        Error::DeliveryUnknown { cause }
+            if matches!(
+                **cause,
+                Error::ConnectionLost {
+                    phase: Phase::DataEnd
+                }
+            ) => {}
         other => panic!("expected delivery unknown, got {other:?}"),
     }
     assert!(

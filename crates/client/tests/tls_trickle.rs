@@ -96,7 +96,12 @@ fn serve(mode: Trickle) -> u16 {
                 return;
             }
         }
-        send(&mut conn, &mut tcp, b"220 trickle.test ESMTP\r\n", mode == Trickle::Greeting);
+        send(
+            &mut conn,
+            &mut tcp,
+            b"220 trickle.test ESMTP\r\n",
+            mode == Trickle::Greeting,
+        );
         if mode == Trickle::Greeting {
             return;
         }

@@ -135,7 +135,9 @@ pub fn negotiate<'a>(
     let dsn = caps.has(Extension::Dsn);
     Ok(Negotiated {
         mail: MailParams {
-            size: opts.size.filter(|_| caps.size() != SizeLimit::NotAdvertised),
+            size: opts
+                .size
+                .filter(|_| caps.size() != SizeLimit::NotAdvertised),
             body,
             smtputf8: opts.smtputf8,
             ret: opts.ret.filter(|_| dsn),
@@ -179,24 +181,58 @@ mod tests {
         let n = negotiate(&opts, &bare, false).unwrap();
         assert_eq!(n.mail.size, None);
         assert_eq!(n.mail.body, None);
-        assert_eq!((n.mail.ret, n.mail.envid, n.rcpt.notify), (None, None, None));
+        assert_eq!(
+            (n.mail.ret, n.mail.envid, n.rcpt.notify),
+            (None, None, None)
+        );
         assert!(!n.rcpt.orcpt && n.dsn_dropped);
     }
 
     #[test]
     fn refusals() {
-        let all = caps(b"250-x\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 REQUIRETLS\r\n");
+        let all =
+            caps(b"250-x\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 REQUIRETLS\r\n");
         let bare = caps(b"250 x\r\n");
-        let big = MessageOptions { size: Some(1001), ..Default::default() };
-        assert_eq!(negotiate(&big, &all, true), Err(Refusal::TooLarge { size: 1001, limit: 1000 }));
-        let utf8 = MessageOptions { smtputf8: true, ..Default::default() };
-        assert_eq!(negotiate(&utf8, &bare, true), Err(Refusal::SmtpUtf8Unsupported));
+        let big = MessageOptions {
+            size: Some(1001),
+            ..Default::default()
+        };
+        assert_eq!(
+            negotiate(&big, &all, true),
+            Err(Refusal::TooLarge {
+                size: 1001,
+                limit: 1000
+            })
+        );
+        let utf8 = MessageOptions {
+            smtputf8: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            negotiate(&utf8, &bare, true),
+            Err(Refusal::SmtpUtf8Unsupported)
+        );
         assert!(negotiate(&utf8, &all, true).unwrap().mail.smtputf8);
-        let eight = MessageOptions { body: BodyType::EightBit, ..Default::default() };
-        assert_eq!(negotiate(&eight, &bare, true), Err(Refusal::EightBitUnsupported));
-        let rt = MessageOptions { require_tls: true, ..Default::default() };
+        let eight = MessageOptions {
+            body: BodyType::EightBit,
+            ..Default::default()
+        };
+        assert_eq!(
+            negotiate(&eight, &bare, true),
+            Err(Refusal::EightBitUnsupported)
+        );
+        let rt = MessageOptions {
+            require_tls: true,
+            ..Default::default()
+        };
         assert!(negotiate(&rt, &all, true).unwrap().mail.requiretls);
-        assert_eq!(negotiate(&rt, &all, false), Err(Refusal::RequireTlsUnavailable));
-        assert_eq!(negotiate(&rt, &bare, true), Err(Refusal::RequireTlsUnavailable));
+        assert_eq!(
+            negotiate(&rt, &all, false),
+            Err(Refusal::RequireTlsUnavailable)
+        );
+        assert_eq!(
+            negotiate(&rt, &bare, true),
+            Err(Refusal::RequireTlsUnavailable)
+        );
     }
 }

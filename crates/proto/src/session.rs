@@ -628,10 +628,7 @@ impl Session {
     /// Transactions whose end of data is on the wire (written, per `out`) and not answered:
     /// if the connection fails now, each of these may or may not have been delivered. The
     /// others that await a reply were never complete at the server, so they were not.
-    pub fn in_doubt<'s, B: Buffer>(
-        &'s self,
-        out: &Outbox<B>,
-    ) -> impl Iterator<Item = TxId> + 's {
+    pub fn in_doubt<'s, B: Buffer>(&'s self, out: &Outbox<B>) -> impl Iterator<Item = TxId> + 's {
         // Only the latest end of data can be unwritten: the next transaction's DATA (or
         // BDAT) follows it in the output, so no later end of data can be released first.
         let latest_unwritten = if out.end_of_data_unwritten() {
