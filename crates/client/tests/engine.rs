@@ -265,7 +265,7 @@ fn a_close_before_the_end_of_data_is_written_is_not_in_doubt() {
         match p.engine.poll_io(p.now).unwrap() {
             Io::Transmit { bytes, .. } if bytes.ends_with(b"\r\n.\r\n") => {
                 let n = bytes.len() - 1;
-                p.peer.take(&bytes[..n].to_vec());
+                p.peer.take(&bytes[..n]);
                 p.engine.handle_written(n, p.now);
                 sent = n;
                 break;

@@ -26,14 +26,14 @@ enum Driver {
 /// A connected client of either kind; the tokio one runs on its own runtime.
 #[derive(Debug)]
 enum AnyClient {
-    Blocking(Client),
+    Blocking(Box<Client>),
     Tokio(Box<AsyncClient>, tokio::runtime::Runtime),
 }
 
 impl Driver {
     fn connect(self, config: Config) -> Result<AnyClient, Error> {
         match self {
-            Driver::Blocking => Client::connect(config).map(AnyClient::Blocking),
+            Driver::Blocking => Client::connect(config).map(|c| AnyClient::Blocking(Box::new(c))),
             Driver::Tokio => {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -63,7 +63,7 @@ impl AnyClient {
 
     fn quit(self) -> Result<(), Error> {
         match self {
-            AnyClient::Blocking(c) => c.quit(),
+            AnyClient::Blocking(c) => (*c).quit(),
             AnyClient::Tokio(c, rt) => rt.block_on(c.quit()),
         }
     }

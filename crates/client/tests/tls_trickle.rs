@@ -119,7 +119,6 @@ fn serve(mode: Trickle) -> u16 {
                     if line != b".\r\n" {
                         continue;
                     }
-                    in_data = false;
                     send(&mut conn, &mut tcp, b"250 2.0.0 queued\r\n", true);
                     return;
                 } else if line.starts_with(b"EHLO") {
