@@ -5,9 +5,6 @@
 //! Every invocation gets `POSTLINE_CONFIG`, `HOME` and `XDG_CONFIG_HOME` pointing into a
 //! tempdir, so the developer's own configuration never leaks in.
 
-#[path = "../../client/tests/support/mod.rs"]
-mod support;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -17,7 +14,9 @@ use std::time::Duration;
 use assert_cmd::Command;
 use serde_json::Value;
 
-use support::{greeting_and_ehlo, Aiosmtpd, ScriptedServer, SmtpSink, Step, StoredMessage, TestCa};
+use postline_testkit::{
+    free_port, greeting_and_ehlo, Aiosmtpd, ScriptedServer, SmtpSink, Step, StoredMessage, TestCa,
+};
 
 /// Bound on one run of the binary.
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -369,7 +368,7 @@ fn sendmail_added_headers(content: &[u8], original: &str) -> Vec<String> {
 
 /// A TCP port on 127.0.0.1 nothing listens on.
 fn closed_port() -> u16 {
-    support::free_port()
+    free_port()
 }
 
 /// `[accounts.NAME]` for a plain-text server on 127.0.0.1.

@@ -1,16 +1,10 @@
 //! `postline send` without a relay: MX routing through a real DNS server (dnsmasq) to real
 //! exchangers (aiosmtpd on 127.0.0.x).
 
-#[path = "../../client/tests/support/mod.rs"]
-mod support;
-
-#[path = "../../client/tests/mx_support/mod.rs"]
-mod mx_support;
-
 use std::net::Ipv4Addr;
 
 use assert_cmd::Command;
-use mx_support::{shared_port, Dnsmasq, Exchanger};
+use postline_testkit::{shared_port, Dnsmasq, Exchanger};
 
 fn records() -> Vec<String> {
     [

@@ -3,16 +3,13 @@
 //! may have happened), and that control characters given on the command line never reach the
 //! wire.
 
-#[path = "../../client/tests/support/mod.rs"]
-mod support;
-
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use serde_json::Value;
 
-use support::{greeting_and_ehlo, ScriptReport, ScriptedServer, Step};
+use postline_testkit::{greeting_and_ehlo, ScriptReport, ScriptedServer, Step};
 
 /// Bound on one run of the binary.
 const RUN_TIMEOUT: Duration = Duration::from_secs(20);

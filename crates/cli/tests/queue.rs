@@ -5,12 +5,6 @@
 //! `POSTLINE_CONFIG` pointing into a tempdir, and `HOME`/`XDG_*` in that tempdir. Every run of
 //! the binary is bounded in time.
 
-#[path = "../../client/tests/support/mod.rs"]
-mod support;
-
-#[path = "../../client/tests/mx_support/mod.rs"]
-mod mx_support;
-
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,7 +14,7 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use serde_json::Value;
 
-use support::{Aiosmtpd, StoredMessage};
+use postline_testkit::{Aiosmtpd, Dnsmasq, StoredMessage};
 
 /// Bound on one run of the binary.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -712,7 +706,7 @@ fn daemon_delivers_and_stops_on_sigterm() {
 /// each attempt, through the `--dns-server` the route recorded.
 #[test]
 fn direct_delivery_is_queued_and_retried() {
-    let dns = mx_support::Dnsmasq::start(&[
+    let dns = Dnsmasq::start(&[
         "--mx-host=one.test,mx.one.test,10".to_string(),
         "--host-record=mx.one.test,127.0.0.1".to_string(),
     ]);
