@@ -2,25 +2,21 @@
 //! servers on 127.0.0.1 (aiosmtpd storing the bytes it received, Postfix's smtp-sink), or a
 //! scripted peer where a real server cannot misbehave as needed.
 //!
-//! Every invocation gets `POSTLINE_CONFIG`, `HOME` and `XDG_CONFIG_HOME` pointing into a
-//! tempdir, so the developer's own configuration never leaks in.
-
-#[path = "../../client/tests/support/mod.rs"]
-mod support;
+//! Every invocation runs in a [`Sandbox`]: `POSTLINE_CONFIG`, `HOME` and the XDG directories
+//! point into a tempdir, so the developer's own configuration never leaks in.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 use std::time::Duration;
 
-use assert_cmd::Command;
 use serde_json::Value;
 
-use support::{greeting_and_ehlo, Aiosmtpd, ScriptedServer, SmtpSink, Step, StoredMessage, TestCa};
+use postline_testkit::{
+    free_port, greeting_and_ehlo, run_code, stderr, stdout, Aiosmtpd, Sandbox, ScriptedServer,
+    SendCmd, SmtpSink, Step, StoredMessage, TestCa,
+};
 
-/// Bound on one run of the binary.
-const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on waiting for aiosmtpd to store a message.
 const STORE_WAIT: Duration = Duration::from_secs(10);
 
@@ -28,105 +24,6 @@ const USER: &str = "mailuser";
 const PASSWORD: &str = "s3cret-Pa55word";
 
 // ------------------------------------------------------------------------------------- helpers
-
-/// A tempdir holding the config file (possibly absent), `HOME` and `XDG_CONFIG_HOME`, and any
-/// input files a test needs.
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
-
-impl Sandbox {
-    fn new() -> Sandbox {
-        let dir = tempfile::Builder::new()
-            .prefix("postline-cli-")
-            .tempdir()
-            .expect("tempdir");
-        fs::create_dir(dir.path().join("home")).expect("home");
-        fs::create_dir(dir.path().join("xdg")).expect("xdg");
-        Sandbox { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Where `POSTLINE_CONFIG` points: absent until [`Sandbox::config`] writes it.
-    fn config_path(&self) -> PathBuf {
-        self.path("config.toml")
-    }
-
-    fn config(&self, text: &str) -> PathBuf {
-        let p = self.config_path();
-        fs::write(&p, text).expect("write config");
-        p
-    }
-
-    fn write(&self, name: &str, data: impl AsRef<[u8]>) -> PathBuf {
-        let p = self.path(name);
-        fs::write(&p, data).expect("write file");
-        p
-    }
-
-    fn env(&self, cmd: &mut Command) {
-        cmd.env("POSTLINE_CONFIG", self.config_path())
-            .env("HOME", self.path("home"))
-            .env("XDG_CONFIG_HOME", self.path("xdg"))
-            .env_remove("POSTLINE_ACCOUNT")
-            .timeout(RUN_TIMEOUT);
-    }
-
-    /// `postline ARGS`.
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::cargo_bin("postline").expect("postline binary");
-        self.env(&mut c);
-        c.args(args);
-        c
-    }
-
-    /// A `sendmail` symlink to the binary, in the sandbox.
-    fn sendmail_symlink(&self) -> Command {
-        let link = self.path("bin/sendmail");
-        if !link.exists() {
-            fs::create_dir_all(self.path("bin")).expect("bin dir");
-            std::os::unix::fs::symlink(assert_cmd::cargo::cargo_bin("postline"), &link)
-                .expect("symlink");
-        }
-        let mut c = Command::new(&link);
-        self.env(&mut c);
-        c
-    }
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("run postline (within the time bound)")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Panics with stdout and stderr unless the exit code is `code`.
-#[track_caller]
-fn expect_code(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "expected exit code {code}, got {:?}\n--- stdout:\n{}\n--- stderr:\n{}",
-        o.status,
-        stdout(o),
-        stderr(o)
-    );
-}
-
-fn run_code(mut cmd: impl std::borrow::BorrowMut<Command>, code: i32) -> Output {
-    let o = run(cmd.borrow_mut());
-    expect_code(&o, code);
-    o
-}
 
 /// The one message aiosmtpd stored.
 #[track_caller]
@@ -369,7 +266,7 @@ fn sendmail_added_headers(content: &[u8], original: &str) -> Vec<String> {
 
 /// A TCP port on 127.0.0.1 nothing listens on.
 fn closed_port() -> u16 {
-    support::free_port()
+    free_port()
 }
 
 /// `[accounts.NAME]` for a plain-text server on 127.0.0.1.
@@ -394,41 +291,20 @@ fn send_composes_with_every_message_flag() {
     let attach = sb.write("data.bin", &attachment);
     let subject = "Grüße aus Köln – 東京 ✓";
     let o = run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &srv.addr(),
-            "--tls",
-            "none",
-            "--timeout",
-            "5",
-            "--helo",
-            "client.postline.test",
-            "--from",
-            "sender@example.com",
-            "--to",
-            "to1@example.com",
-            "--to",
-            "to2@example.com,to3@example.com",
-            "--cc",
-            "cc1@example.com",
-            "--bcc",
-            "hidden@example.net",
-            "--subject",
-            subject,
-            "--body-file",
-            body.to_str().unwrap(),
-            "--html-file",
-            html.to_str().unwrap(),
-            "--attach",
-            attach.to_str().unwrap(),
-            "--header",
-            "X-Test: 1",
-            "--priority",
-            "high",
-            "--reply-to",
-            "replies@example.org",
-        ]),
+        sb.send(&srv.addr())
+            .helo("client.postline.test")
+            .from("sender@example.com")
+            .to("to1@example.com")
+            .to("to2@example.com,to3@example.com")
+            .cc("cc1@example.com")
+            .bcc("hidden@example.net")
+            .subject(subject)
+            .body_file(&body)
+            .args(["--html-file", html.to_str().unwrap()])
+            .attach(&attach)
+            .args(["--header", "X-Test: 1"])
+            .args(["--priority", "high"])
+            .args(["--reply-to", "replies@example.org"]),
         0,
     );
     let m = only_message(&srv);
@@ -528,45 +404,21 @@ fn send_body_flag_and_body_file_from_stdin_and_helo() {
     let srv = Aiosmtpd::start();
     let sb = Sandbox::new();
     run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &srv.addr(),
-            "--tls",
-            "none",
-            "--timeout",
-            "5",
-            "--from",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-            "--subject",
-            "plain ascii",
-            "--body",
-            "Body given as an argument.",
-        ]),
+        sb.send(&srv.addr())
+            .from("a@example.com")
+            .to("b@example.com")
+            .subject("plain ascii")
+            .body("Body given as an argument."),
         0,
     );
     let o = run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &srv.addr(),
-            "--tls",
-            "none",
-            "--timeout",
-            "5",
-            "-v",
-            "--helo",
-            "client.postline.test",
-            "--from",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-            "--body-file",
-            "-",
-        ])
-        .write_stdin("Body read from standard input.\n"),
+        sb.send(&srv.addr())
+            .verbose()
+            .helo("client.postline.test")
+            .from("a@example.com")
+            .to("b@example.com")
+            .body_file("-")
+            .write_stdin("Body read from standard input.\n"),
         0,
     );
     let msgs = srv.wait_for_messages(2, STORE_WAIT);
@@ -590,23 +442,11 @@ fn send_to_smtp_sink() {
     let sink = SmtpSink::start(&[]);
     let sb = Sandbox::new();
     let o = run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &sink.addr(),
-            "--tls",
-            "none",
-            "--timeout",
-            "5",
-            "--from",
-            "a@example.com",
-            "--to",
-            "x@example.com,y@example.com",
-            "--subject",
-            "to smtp-sink",
-            "--body",
-            "hello",
-        ]),
+        sb.send(&sink.addr())
+            .from("a@example.com")
+            .to("x@example.com,y@example.com")
+            .subject("to smtp-sink")
+            .body("hello"),
         0,
     );
     let out = stdout(&o);
@@ -638,21 +478,10 @@ fn send_message_file_is_sent_byte_for_byte() {
     let sb = Sandbox::new();
     let path = sb.write("ready.eml", READY);
     run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &srv.addr(),
-            "--tls",
-            "none",
-            "--timeout",
-            "5",
-            "--from",
-            "envelope@example.com",
-            "--to",
-            "rcpt@example.com",
-            "--message",
-            path.to_str().unwrap(),
-        ]),
+        sb.send(&srv.addr())
+            .from("envelope@example.com")
+            .to("rcpt@example.com")
+            .message(&path),
         0,
     );
     let m = only_message(&srv);
@@ -670,20 +499,10 @@ fn send_message_from_stdin_takes_sender_from_header() {
     let srv = Aiosmtpd::start();
     let sb = Sandbox::new();
     run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &srv.addr(),
-            "--tls",
-            "none",
-            "--timeout",
-            "5",
-            "--to",
-            "rcpt@example.com",
-            "--message",
-            "-",
-        ])
-        .write_stdin(READY),
+        sb.send(&srv.addr())
+            .to("rcpt@example.com")
+            .message("-")
+            .write_stdin(READY),
         0,
     );
     let m = only_message(&srv);
@@ -713,21 +532,7 @@ fn send_extract_recipients_strips_bcc() {
     let srv = Aiosmtpd::start();
     let sb = Sandbox::new();
     let path = sb.write("bcc.eml", WITH_BCC);
-    run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &srv.addr(),
-            "--tls",
-            "none",
-            "--timeout",
-            "5",
-            "-t",
-            "--message",
-            path.to_str().unwrap(),
-        ]),
-        0,
-    );
+    run_code(sb.send(&srv.addr()).arg("-t").message(&path), 0);
     let m = only_message(&srv);
     assert_eq!(m.mail_from, "sender@example.com");
     let mut got = m.rcpt_tos.clone();
@@ -751,19 +556,7 @@ fn send_message_without_extract_still_strips_bcc() {
     let sb = Sandbox::new();
     let path = sb.write("bcc.eml", WITH_BCC);
     run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &srv.addr(),
-            "--tls",
-            "none",
-            "--timeout",
-            "5",
-            "--to",
-            "only@example.com",
-            "--message",
-            path.to_str().unwrap(),
-        ]),
+        sb.send(&srv.addr()).to("only@example.com").message(&path),
         0,
     );
     let m = only_message(&srv);
@@ -777,23 +570,14 @@ fn send_message_without_extract_still_strips_bcc() {
 fn refused_recipient_exit_codes_and_json() {
     let srv = Aiosmtpd::builder().reject_rcpt("refuse").start();
     let sb = Sandbox::new();
-    let base = [
-        "send",
-        "--server",
-        &srv.addr(),
-        "--tls",
-        "none",
-        "--timeout",
-        "5",
-        "--from",
-        "a@example.com",
-        "--to",
-        "ok@example.com,refuse-me@example.com",
-        "--body",
-        "x",
-    ];
+    let base = || {
+        sb.send(&srv.addr())
+            .from("a@example.com")
+            .to("ok@example.com,refuse-me@example.com")
+            .body("x")
+    };
     // Some refused: 67 by default, with one line per recipient.
-    let o = run_code(sb.cmd(&base), 67);
+    let o = run_code(base(), 67);
     let out = stdout(&o);
     assert!(
         out.lines()
@@ -808,13 +592,9 @@ fn refused_recipient_exit_codes_and_json() {
     );
     assert!(stderr(&o).contains("--partial-ok"), "{}", stderr(&o));
     // 0 with --partial-ok.
-    let mut args = base.to_vec();
-    args.push("--partial-ok");
-    run_code(sb.cmd(&args), 0);
+    run_code(base().arg("--partial-ok"), 0);
     // JSON.
-    let mut args = base.to_vec();
-    args.push("--json");
-    let o = run_code(sb.cmd(&args), 67);
+    let o = run_code(base().json(), 67);
     let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap_or_else(|e| {
         panic!("--json output is not JSON ({e}):\n{}", stdout(&o));
     });
@@ -844,22 +624,11 @@ fn all_recipients_refused_is_67() {
     let srv = Aiosmtpd::builder().reject_rcpt("refuse").start();
     let sb = Sandbox::new();
     let o = run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &srv.addr(),
-            "--tls",
-            "none",
-            "--timeout",
-            "5",
-            "--from",
-            "a@example.com",
-            "--to",
-            "refuse1@example.com,refuse2@example.com",
-            "--body",
-            "x",
-            "--partial-ok",
-        ]),
+        sb.send(&srv.addr())
+            .from("a@example.com")
+            .to("refuse1@example.com,refuse2@example.com")
+            .body("x")
+            .arg("--partial-ok"),
         67,
     );
     let out = stdout(&o);
@@ -869,22 +638,11 @@ fn all_recipients_refused_is_67() {
         "{out}"
     );
     let o = run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &srv.addr(),
-            "--tls",
-            "none",
-            "--timeout",
-            "5",
-            "--json",
-            "--from",
-            "a@example.com",
-            "--to",
-            "refuse1@example.com",
-            "--body",
-            "x",
-        ]),
+        sb.send(&srv.addr())
+            .json()
+            .from("a@example.com")
+            .to("refuse1@example.com")
+            .body("x"),
         67,
     );
     let v: Value = serde_json::from_str(stdout(&o).trim()).expect("JSON");
@@ -900,22 +658,14 @@ fn delivered_json() {
     let srv = Aiosmtpd::start();
     let sb = Sandbox::new();
     let o = run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &srv.addr(),
-            "--tls",
-            "opportunistic",
-            "--timeout",
-            "5",
-            "--json",
-            "--from",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-            "--body",
-            "x",
-        ]),
+        sb.send_bare()
+            .server(srv.addr())
+            .tls("opportunistic")
+            .timeout(5)
+            .json()
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x"),
         0,
     );
     let out = stdout(&o);
@@ -937,41 +687,19 @@ fn unreachable_server_is_75() {
     let port = closed_port();
     let server = format!("127.0.0.1:{port}");
     let o = run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &server,
-            "--tls",
-            "none",
-            "--timeout",
-            "5",
-            "--from",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-            "--body",
-            "x",
-        ]),
+        sb.send(&server)
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x"),
         75,
     );
     assert!(stderr(&o).contains("postline:"), "{}", stderr(&o));
     let o = run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &server,
-            "--tls",
-            "none",
-            "--timeout",
-            "5",
-            "--json",
-            "--from",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-            "--body",
-            "x",
-        ]),
+        sb.send(&server)
+            .json()
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x"),
         75,
     );
     let v: Value = serde_json::from_str(stdout(&o).trim()).expect("JSON");
@@ -984,21 +712,10 @@ fn unreachable_server_is_75() {
 fn unknown_host_is_68() {
     let sb = Sandbox::new();
     run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            "nonexistent.invalid:2525",
-            "--tls",
-            "none",
-            "--timeout",
-            "5",
-            "--from",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-            "--body",
-            "x",
-        ]),
+        sb.send("nonexistent.invalid:2525")
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x"),
         68,
     );
 }
@@ -1008,21 +725,10 @@ fn tempfail_is_75() {
     let srv = Aiosmtpd::builder().tempfail_first(1).start();
     let sb = Sandbox::new();
     let o = run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &srv.addr(),
-            "--tls",
-            "none",
-            "--timeout",
-            "5",
-            "--from",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-            "--body",
-            "x",
-        ]),
+        sb.send(&srv.addr())
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x"),
         75,
     );
     assert!(stderr(&o).contains("451"), "{}", stderr(&o));
@@ -1032,31 +738,17 @@ fn tempfail_is_75() {
 #[test]
 fn smtp_sink_soft_rcpt_refusal_is_75_and_hard_data_refusal_is_65() {
     let sb = Sandbox::new();
-    let args = |addr: &str| -> Vec<String> {
-        [
-            "send",
-            "--server",
-            addr,
-            "--tls",
-            "none",
-            "--timeout",
-            "5",
-            "--from",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-            "--body",
-            "x",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    let send = |addr: &str| -> SendCmd {
+        sb.send(addr)
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x")
     };
     let soft = SmtpSink::start(&["-r", "RCPT"]);
-    let o = run_code(sb.cmd(&[]).args(args(&soft.addr())), 75);
+    let o = run_code(send(&soft.addr()), 75);
     assert!(stdout(&o).contains("refused"), "{}", stdout(&o));
     let hard = SmtpSink::start(&["-f", "DATA"]);
-    run_code(sb.cmd(&[]).args(args(&hard.addr())), 65);
+    run_code(send(&hard.addr()), 65);
 }
 
 #[test]
@@ -1064,19 +756,12 @@ fn bad_config_syntax_is_78_with_file_and_line() {
     let sb = Sandbox::new();
     let cfg = sb.config("default = \"a\"\n[accounts.a]\nserver = = \"x\"\n");
     let o = run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &format!("127.0.0.1:{}", closed_port()),
-            "--tls",
-            "none",
-            "--from",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-            "--body",
-            "x",
-        ]),
+        sb.send_bare()
+            .server(format!("127.0.0.1:{}", closed_port()))
+            .tls("none")
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x"),
         78,
     );
     let err = stderr(&o);
@@ -1102,27 +787,14 @@ fn malformed_addresses_are_64_before_any_mail() {
         ("--from", "a@example.com>\r\nRCPT TO:<x@example.com"),
     ] {
         let srv = silent_server();
-        let mut args = vec![
-            "send",
-            "--server",
-            "",
-            "--tls",
-            "none",
-            "--timeout",
-            "5",
-            "--body",
-            "x",
-        ];
-        let addr = srv.addr();
-        args[2] = &addr;
+        let mut send = sb.send(&srv.addr()).body("x");
         if flag != "--from" {
-            args.extend(["--from", "a@example.com"]);
+            send = send.from("a@example.com");
         }
         if flag != "--to" {
-            args.extend(["--to", "ok@example.com"]);
+            send = send.to("ok@example.com");
         }
-        args.extend([flag, bad]);
-        let o = run_code(sb.cmd(&args), 64);
+        let o = run_code(send.args([flag, bad]), 64);
         let report = srv.finish();
         let got = report.received_str();
         assert!(
@@ -1141,53 +813,27 @@ fn malformed_addresses_are_64_before_any_mail() {
 fn usage_errors() {
     let sb = Sandbox::new();
     let server = format!("127.0.0.1:{}", closed_port());
+    // `send --server SERVER --tls none`, no --timeout.
+    let send = || sb.send_bare().server(&server).tls("none");
     // Missing attachment: 66.
     let o = run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &server,
-            "--tls",
-            "none",
-            "--from",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-            "--attach",
-            sb.path("missing.pdf").to_str().unwrap(),
-        ]),
+        send()
+            .from("a@example.com")
+            .to("b@example.com")
+            .attach(sb.path("missing.pdf")),
         66,
     );
     assert!(stderr(&o).contains("missing.pdf"), "{}", stderr(&o));
     // Missing --body-file and --message: 66.
     run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &server,
-            "--tls",
-            "none",
-            "--from",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-            "--body-file",
-            sb.path("missing.txt").to_str().unwrap(),
-        ]),
+        send()
+            .from("a@example.com")
+            .to("b@example.com")
+            .body_file(sb.path("missing.txt")),
         66,
     );
     run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &server,
-            "--tls",
-            "none",
-            "--to",
-            "b@example.com",
-            "--message",
-            sb.path("missing.eml").to_str().unwrap(),
-        ]),
+        send().to("b@example.com").message(sb.path("missing.eml")),
         66,
     );
     // Header injection through --header or --subject: 64.
@@ -1198,21 +844,11 @@ fn usage_errors() {
         ("--reply-to", "r@example.com\r\nBcc: evil@example.com"),
     ] {
         run_code(
-            sb.cmd(&[
-                "send",
-                "--server",
-                &server,
-                "--tls",
-                "none",
-                "--from",
-                "a@example.com",
-                "--to",
-                "b@example.com",
-                "--body",
-                "x",
-                flag,
-                value,
-            ]),
+            send()
+                .from("a@example.com")
+                .to("b@example.com")
+                .body("x")
+                .args([flag, value]),
             64,
         );
     }
@@ -1223,20 +859,11 @@ fn usage_errors() {
         ["--helo", "bad name"],
     ] {
         run_code(
-            sb.cmd(&[
-                "send",
-                "--server",
-                &server,
-                "--tls",
-                "none",
-                "--from",
-                "a@example.com",
-                "--to",
-                "b@example.com",
-                "--body",
-                "x",
-            ])
-            .args(extra),
+            send()
+                .from("a@example.com")
+                .to("b@example.com")
+                .body("x")
+                .args(extra),
             64,
         );
     }
@@ -1245,72 +872,44 @@ fn usage_errors() {
     run_code(sb.cmd(&["frobnicate"]), 64);
     // No way to give a password as an argument.
     let o = run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &server,
-            "--user",
-            "u",
-            "--password",
-            "hunter2",
-            "--from",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-        ]),
+        sb.send_bare()
+            .server(&server)
+            .user("u")
+            .args(["--password", "hunter2"])
+            .from("a@example.com")
+            .to("b@example.com"),
         64,
     );
     assert!(!stdout(&o).contains("hunter2"));
     // --user without a password source: 64.
     run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &server,
-            "--tls",
-            "none",
-            "--user",
-            "u",
-            "--from",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-            "--body",
-            "x",
-        ]),
+        send()
+            .user("u")
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x"),
         64,
     );
     // No recipients: 64.
     run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &server,
-            "--from",
-            "a@example.com",
-            "--body",
-            "x",
-        ]),
+        sb.send_bare()
+            .server(&server)
+            .from("a@example.com")
+            .body("x"),
         64,
     );
     // (No server at all means direct delivery by MX: tests/direct.rs.)
     // -t needs --message; --message conflicts with composing flags.
     run_code(
-        sb.cmd(&["send", "--server", &server, "-t", "--to", "b@example.com"]),
+        sb.send_bare().server(&server).arg("-t").to("b@example.com"),
         64,
     );
     run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &server,
-            "--to",
-            "b@example.com",
-            "--message",
-            "-",
-            "--subject",
-            "x",
-        ]),
+        sb.send_bare()
+            .server(&server)
+            .to("b@example.com")
+            .message("-")
+            .subject("x"),
         64,
     );
     // --help and --version are not errors.
@@ -1329,26 +928,17 @@ fn tls_auth_server(ca: &TestCa) -> Aiosmtpd {
         .start()
 }
 
-fn auth_send_args<'a>(srv: &'a str, ca: &'a Path) -> Vec<&'a str> {
-    vec![
-        "send",
-        "--server",
-        srv,
-        "--tls",
-        "starttls",
-        "--ca-file",
-        ca.to_str().unwrap(),
-        "--timeout",
-        "5",
-        "--user",
-        USER,
-        "--from",
-        "a@example.com",
-        "--to",
-        "b@example.com",
-        "--body",
-        "authenticated",
-    ]
+/// `send` over STARTTLS trusting `ca`, as [`USER`], with no password source yet.
+fn auth_send(sb: &Sandbox, srv: &str, ca: &Path) -> SendCmd {
+    sb.send_bare()
+        .server(srv)
+        .tls("starttls")
+        .ca_file(ca)
+        .timeout(5)
+        .user(USER)
+        .from("a@example.com")
+        .to("b@example.com")
+        .body("authenticated")
 }
 
 #[test]
@@ -1357,16 +947,15 @@ fn auth_password_env_and_wrong_password() {
     let srv = tls_auth_server(&ca);
     let sb = Sandbox::new();
     let addr = srv.addr();
-    let mut args = auth_send_args(&addr, &ca.ca_path);
-    args.extend(["--password-env", "POSTLINE_TEST_PW"]);
-    run_code(sb.cmd(&args).env("POSTLINE_TEST_PW", PASSWORD), 0);
+    let send = || auth_send(&sb, &addr, &ca.ca_path).password_env("POSTLINE_TEST_PW");
+    run_code(send().env("POSTLINE_TEST_PW", PASSWORD), 0);
     let m = only_message(&srv);
     assert!(m.tls, "not under TLS");
     assert_eq!(m.auth_user.as_deref(), Some(USER));
     // Wrong password: 77.
-    run_code(sb.cmd(&args).env("POSTLINE_TEST_PW", "wrong-password"), 77);
+    run_code(send().env("POSTLINE_TEST_PW", "wrong-password"), 77);
     // An unset variable is a configuration error, and nothing is sent.
-    run_code(sb.cmd(&args).env_remove("POSTLINE_TEST_PW"), 78);
+    run_code(send().env_remove("POSTLINE_TEST_PW"), 78);
     assert_eq!(srv.messages().len(), 1);
 }
 
@@ -1377,26 +966,26 @@ fn auth_password_file_permissions() {
     let sb = Sandbox::new();
     let addr = srv.addr();
     let pw = sb.write("password", format!("{PASSWORD}\n"));
-    let mut args = auth_send_args(&addr, &ca.ca_path);
-    args.extend(["--password-file", pw.to_str().unwrap()]);
+    let send =
+        || auth_send(&sb, &addr, &ca.ca_path).args(["--password-file", pw.to_str().unwrap()]);
     fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
-    run_code(sb.cmd(&args), 0);
+    run_code(send(), 0);
     fs::set_permissions(&pw, fs::Permissions::from_mode(0o644)).unwrap();
-    let o = run_code(sb.cmd(&args), 78);
+    let o = run_code(send(), 78);
     assert!(
         stderr(&o).contains(pw.to_str().unwrap()),
         "the refusal does not name the file:\n{}",
         stderr(&o)
     );
     assert!(!stderr(&o).contains(PASSWORD));
-    args.push("--allow-world-readable-password");
-    run_code(sb.cmd(&args), 0);
+    run_code(send().arg("--allow-world-readable-password"), 0);
     assert_eq!(srv.wait_for_messages(2, STORE_WAIT).len(), 2);
     // A missing password file: 78 too, before anything is sent.
-    let mut args = auth_send_args(&addr, &ca.ca_path);
     let missing = sb.path("no-such-password");
-    args.extend(["--password-file", missing.to_str().unwrap()]);
-    run_code(sb.cmd(&args), 78);
+    run_code(
+        auth_send(&sb, &addr, &ca.ca_path).args(["--password-file", missing.to_str().unwrap()]),
+        78,
+    );
 }
 
 #[test]
@@ -1406,14 +995,16 @@ fn auth_password_cmd() {
     let sb = Sandbox::new();
     let addr = srv.addr();
     let cmd = format!("printf '{PASSWORD}'");
-    let mut args = auth_send_args(&addr, &ca.ca_path);
-    args.extend(["--password-cmd", &cmd]);
-    run_code(sb.cmd(&args), 0);
+    run_code(
+        auth_send(&sb, &addr, &ca.ca_path).args(["--password-cmd", &cmd]),
+        0,
+    );
     assert_eq!(only_message(&srv).auth_user.as_deref(), Some(USER));
     // A failing command: 78.
-    let mut args = auth_send_args(&addr, &ca.ca_path);
-    args.extend(["--password-cmd", "exit 3"]);
-    run_code(sb.cmd(&args), 78);
+    run_code(
+        auth_send(&sb, &addr, &ca.ca_path).args(["--password-cmd", "exit 3"]),
+        78,
+    );
 }
 
 #[test]
@@ -1423,27 +1014,17 @@ fn tls_verification_insecure_and_refused_certificate() {
     let sb = Sandbox::new();
     let addr = srv.addr();
     let send = |extra: &[&str]| {
-        let mut c = sb.cmd(&[
-            "send",
-            "--server",
-            &addr,
-            "--tls",
-            "starttls",
-            "--timeout",
-            "5",
-            "--user",
-            USER,
-            "--password-env",
-            "POSTLINE_TEST_PW",
-            "--from",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-            "--body",
-            "x",
-        ]);
-        c.args(extra).env("POSTLINE_TEST_PW", PASSWORD);
-        c
+        sb.send_bare()
+            .server(&addr)
+            .tls("starttls")
+            .timeout(5)
+            .user(USER)
+            .password_env("POSTLINE_TEST_PW")
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x")
+            .args(extra)
+            .env("POSTLINE_TEST_PW", PASSWORD)
     };
     // Unknown CA: 69, nothing delivered.
     let o = run_code(send(&[]), 69);
@@ -1462,13 +1043,10 @@ fn tls_verification_insecure_and_refused_certificate() {
     );
     // Another CA's file does not help.
     let other = TestCa::other();
-    run_code(
-        &mut send(&["--ca-file", other.ca_path.to_str().unwrap()]),
-        69,
-    );
+    run_code(send(&["--ca-file", other.ca_path.to_str().unwrap()]), 69);
     // A missing CA file: 66.
     run_code(
-        &mut send(&["--ca-file", sb.path("nope.pem").to_str().unwrap()]),
+        send(&["--ca-file", sb.path("nope.pem").to_str().unwrap()]),
         66,
     );
     assert_eq!(srv.messages().len(), 1);
@@ -1492,9 +1070,14 @@ fn verbose_transcript_redacts_credentials() {
     let sb = Sandbox::new();
     let addr = srv.addr();
     for mech in ["plain", "login"] {
-        let mut args = auth_send_args(&addr, &ca.ca_path);
-        args.extend(["--password-env", "POSTLINE_TEST_PW", "-v", "--auth", mech]);
-        let o = run_code(sb.cmd(&args).env("POSTLINE_TEST_PW", PASSWORD), 0);
+        let o = run_code(
+            auth_send(&sb, &addr, &ca.ca_path)
+                .password_env("POSTLINE_TEST_PW")
+                .verbose()
+                .args(["--auth", mech])
+                .env("POSTLINE_TEST_PW", PASSWORD),
+            0,
+        );
         let err = stderr(&o);
         assert!(err.lines().any(|l| l.starts_with("C: ")), "{err}");
         assert!(err.lines().any(|l| l.starts_with("S: 220")), "{err}");
@@ -1527,26 +1110,13 @@ fn plaintext_auth_refused_without_flag() {
     script.push(Step::reply("221 bye"));
     let srv = ScriptedServer::start(script);
     let o = run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &srv.addr(),
-            "--tls",
-            "none",
-            "--timeout",
-            "5",
-            "--user",
-            USER,
-            "--password-env",
-            "POSTLINE_TEST_PW",
-            "--from",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-            "--body",
-            "x",
-        ])
-        .env("POSTLINE_TEST_PW", PASSWORD),
+        sb.send(&srv.addr())
+            .user(USER)
+            .password_env("POSTLINE_TEST_PW")
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x")
+            .env("POSTLINE_TEST_PW", PASSWORD),
         78,
     );
     let report = srv.finish();
@@ -1569,27 +1139,14 @@ fn plaintext_auth_with_flag() {
         .start();
     let sb = Sandbox::new();
     run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &srv.addr(),
-            "--tls",
-            "none",
-            "--timeout",
-            "5",
-            "--allow-plaintext-auth",
-            "--user",
-            USER,
-            "--password-env",
-            "POSTLINE_TEST_PW",
-            "--from",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-            "--body",
-            "x",
-        ])
-        .env("POSTLINE_TEST_PW", PASSWORD),
+        sb.send(&srv.addr())
+            .arg("--allow-plaintext-auth")
+            .user(USER)
+            .password_env("POSTLINE_TEST_PW")
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x")
+            .env("POSTLINE_TEST_PW", PASSWORD),
         0,
     );
     let m = only_message(&srv);
@@ -1632,41 +1189,24 @@ fn oauth_initial_response(received: &str, mech: &str) -> String {
 fn oauth_token_env_and_cmd() {
     const TOKEN: &str = "ya29.test-token-0123456789";
     let sb = Sandbox::new();
-    let common = |addr: &str| -> Vec<String> {
-        [
-            "send",
-            "--server",
-            addr,
-            "--tls",
-            "none",
-            "--allow-plaintext-auth",
-            "--timeout",
-            "5",
-            "-v",
-            "--user",
-            USER,
-            "--from",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-            "--body",
-            "x",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    let common = |addr: &str| -> SendCmd {
+        sb.send_bare()
+            .server(addr)
+            .tls("none")
+            .arg("--allow-plaintext-auth")
+            .timeout(5)
+            .verbose()
+            .user(USER)
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x")
     };
     // XOAUTH2 with the token from the environment.
     let srv = oauth_server("XOAUTH2");
     let o = run_code(
-        sb.cmd(&[])
-            .args(common(&srv.addr()))
-            .args([
-                "--auth",
-                "xoauth2",
-                "--oauth-token-env",
-                "POSTLINE_TEST_TOKEN",
-            ])
+        common(&srv.addr())
+            .args(["--auth", "xoauth2"])
+            .args(["--oauth-token-env", "POSTLINE_TEST_TOKEN"])
             .env("POSTLINE_TEST_TOKEN", TOKEN),
         0,
     );
@@ -1683,12 +1223,9 @@ fn oauth_token_env_and_cmd() {
     let srv = oauth_server("OAUTHBEARER");
     let cmd = format!("echo {TOKEN}");
     let o = run_code(
-        sb.cmd(&[]).args(common(&srv.addr())).args([
-            "--auth",
-            "oauthbearer",
-            "--oauth-token-cmd",
-            &cmd,
-        ]),
+        common(&srv.addr())
+            .args(["--auth", "oauthbearer"])
+            .args(["--oauth-token-cmd", &cmd]),
         0,
     );
     let report = srv.finish();
@@ -1708,24 +1245,15 @@ fn implicit_tls_send_and_probe() {
     let srv = Aiosmtpd::builder().implicit_tls_with(&ca).start();
     let sb = Sandbox::new();
     let o = run_code(
-        sb.cmd(&[
-            "send",
-            "--server",
-            &srv.addr(),
-            "--tls",
-            "implicit",
-            "--ca-file",
-            ca.ca_path.to_str().unwrap(),
-            "--timeout",
-            "5",
-            "--json",
-            "--from",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-            "--body",
-            "over implicit TLS",
-        ]),
+        sb.send_bare()
+            .server(srv.addr())
+            .tls("implicit")
+            .ca_file(&ca.ca_path)
+            .timeout(5)
+            .json()
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("over implicit TLS"),
         0,
     );
     let v: Value = serde_json::from_str(stdout(&o).trim()).expect("JSON");
@@ -1765,76 +1293,40 @@ fn accounts_default_named_and_overrides() {
     ));
     // Named.
     run_code(
-        sb.cmd(&[
-            "send",
-            "--account",
-            "main",
-            "--timeout",
-            "5",
-            "--to",
-            "r1@example.com",
-            "--body",
-            "1",
-        ]),
+        sb.send_bare()
+            .account("main")
+            .timeout(5)
+            .to("r1@example.com")
+            .body("1"),
         0,
     );
     // Default, no --account.
-    run_code(
-        sb.cmd(&[
-            "send",
-            "--timeout",
-            "5",
-            "--to",
-            "r2@example.com",
-            "--body",
-            "2",
-        ]),
-        0,
-    );
+    run_code(sb.send_bare().timeout(5).to("r2@example.com").body("2"), 0);
     // Flags override the account's settings.
     run_code(
-        sb.cmd(&[
-            "send",
-            "--timeout",
-            "5",
-            "--from",
-            "override@example.com",
-            "--to",
-            "r3@example.com",
-            "--body",
-            "3",
-        ]),
+        sb.send_bare()
+            .timeout(5)
+            .from("override@example.com")
+            .to("r3@example.com")
+            .body("3"),
         0,
     );
     run_code(
-        sb.cmd(&[
-            "send",
-            "--account",
-            "dead",
-            "--server",
-            &srv.addr(),
-            "--timeout",
-            "5",
-            "--to",
-            "r4@example.com",
-            "--body",
-            "4",
-        ]),
+        sb.send_bare()
+            .account("dead")
+            .server(srv.addr())
+            .timeout(5)
+            .to("r4@example.com")
+            .body("4"),
         0,
     );
     // The dead account really is dead.
     run_code(
-        sb.cmd(&[
-            "send",
-            "--account",
-            "dead",
-            "--timeout",
-            "5",
-            "--to",
-            "r5@example.com",
-            "--body",
-            "5",
-        ]),
+        sb.send_bare()
+            .account("dead")
+            .timeout(5)
+            .to("r5@example.com")
+            .body("5"),
         75,
     );
     let msgs = srv.wait_for_messages(4, STORE_WAIT);
@@ -1854,20 +1346,14 @@ fn accounts_default_named_and_overrides() {
     // The From header follows the envelope sender.
     assert!(header(&msgs[2].content, "From").contains("override@example.com"));
     // Unknown account: 78, naming it.
-    let o = run_code(
-        sb.cmd(&["send", "--account", "nope", "--to", "x@example.com"]),
-        78,
-    );
+    let o = run_code(sb.send_bare().account("nope").to("x@example.com"), 78);
     assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
 }
 
 #[test]
 fn account_without_config_file_is_78() {
     let sb = Sandbox::new();
-    run_code(
-        sb.cmd(&["send", "--account", "work", "--to", "x@example.com"]),
-        78,
-    );
+    run_code(sb.send_bare().account("work").to("x@example.com"), 78);
 }
 
 #[test]
@@ -1881,19 +1367,13 @@ fn account_with_tls_and_password_env() {
         ca.ca_path.display()
     ));
     let o = run_code(
-        sb.cmd(&[
-            "send",
-            "--account",
-            "secure",
-            "--timeout",
-            "5",
-            "-v",
-            "--to",
-            "b@example.com",
-            "--body",
-            "x",
-        ])
-        .env("POSTLINE_TEST_PW", PASSWORD),
+        sb.send_bare()
+            .account("secure")
+            .timeout(5)
+            .verbose()
+            .to("b@example.com")
+            .body("x")
+            .env("POSTLINE_TEST_PW", PASSWORD),
         0,
     );
     let m = only_message(&srv);

@@ -1,16 +1,9 @@
 //! `postline send` without a relay: MX routing through a real DNS server (dnsmasq) to real
 //! exchangers (aiosmtpd on 127.0.0.x).
 
-#[path = "../../client/tests/support/mod.rs"]
-mod support;
-
-#[path = "../../client/tests/mx_support/mod.rs"]
-mod mx_support;
-
 use std::net::Ipv4Addr;
 
-use assert_cmd::Command;
-use mx_support::{shared_port, Dnsmasq, Exchanger};
+use postline_testkit::{shared_port, Dnsmasq, Exchanger, Sandbox};
 
 fn records() -> Vec<String> {
     [
@@ -24,40 +17,23 @@ fn records() -> Vec<String> {
     .collect()
 }
 
-fn postline(home: &tempfile::TempDir) -> Command {
-    let mut c = Command::cargo_bin("postline").unwrap();
-    c.env("POSTLINE_CONFIG", home.path().join("none.toml"))
-        .env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path())
-        .env_remove("POSTLINE_ACCOUNT")
-        .timeout(std::time::Duration::from_secs(30));
-    c
-}
-
 #[test]
 fn send_without_server_delivers_by_mx() {
     let dns = Dnsmasq::start(&records());
     let port = shared_port();
     let one = Exchanger::start(Ipv4Addr::new(127, 0, 0, 2), port);
     let two = Exchanger::start(Ipv4Addr::new(127, 0, 0, 3), port);
-    let home = tempfile::tempdir().unwrap();
-    let out = postline(&home)
-        .args([
-            "send",
-            "--from",
-            "me@client.test",
-            "--to",
-            "a@one.test,b@two.test",
-            "--subject",
-            "direct",
-        ])
-        .args(["--body", "hello", "--helo", "client.test", "--timeout", "5"])
-        .args([
-            "--dns-server",
-            &dns.addr.to_string(),
-            "--mx-port",
-            &port.to_string(),
-        ])
+    let sb = Sandbox::new();
+    let out = sb
+        .send_bare()
+        .from("me@client.test")
+        .to("a@one.test,b@two.test")
+        .subject("direct")
+        .body("hello")
+        .helo("client.test")
+        .timeout(5)
+        .args(["--dns-server", &dns.addr.to_string()])
+        .args(["--mx-port", &port.to_string()])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -82,18 +58,14 @@ fn send_without_server_delivers_by_mx() {
 #[test]
 fn unroutable_domains_fail_permanently() {
     let dns = Dnsmasq::start(&records());
-    let home = tempfile::tempdir().unwrap();
-    let out = postline(&home)
-        .args([
-            "send",
-            "--from",
-            "me@client.test",
-            "--to",
-            "x@nomail.test,y@nosuch.test",
-            "--body",
-            "x",
-        ])
-        .args(["--dns-server", &dns.addr.to_string(), "--json"])
+    let sb = Sandbox::new();
+    let out = sb
+        .send_bare()
+        .from("me@client.test")
+        .to("x@nomail.test,y@nosuch.test")
+        .body("x")
+        .args(["--dns-server", &dns.addr.to_string()])
+        .json()
         .output()
         .unwrap();
     assert_eq!(
@@ -114,23 +86,14 @@ fn unroutable_domains_fail_permanently() {
 fn unreachable_exchanger_is_deferred() {
     let dns = Dnsmasq::start(&records());
     let port = shared_port();
-    let home = tempfile::tempdir().unwrap();
-    let out = postline(&home)
-        .args([
-            "send",
-            "--from",
-            "me@client.test",
-            "--to",
-            "a@one.test",
-            "--body",
-            "x",
-        ])
-        .args([
-            "--dns-server",
-            &dns.addr.to_string(),
-            "--mx-port",
-            &port.to_string(),
-        ])
+    let sb = Sandbox::new();
+    let out = sb
+        .send_bare()
+        .from("me@client.test")
+        .to("a@one.test")
+        .body("x")
+        .args(["--dns-server", &dns.addr.to_string()])
+        .args(["--mx-port", &port.to_string()])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(75));
@@ -143,19 +106,15 @@ fn unreachable_exchanger_is_deferred() {
 
 #[test]
 fn credentials_need_a_server() {
-    let home = tempfile::tempdir().unwrap();
-    let out = postline(&home)
+    let sb = Sandbox::new();
+    let out = sb
+        .send_bare()
         .env("PW", "secret")
-        .args([
-            "send",
-            "--from",
-            "me@client.test",
-            "--to",
-            "a@one.test",
-            "--body",
-            "x",
-        ])
-        .args(["--user", "me", "--password-env", "PW"])
+        .from("me@client.test")
+        .to("a@one.test")
+        .body("x")
+        .user("me")
+        .password_env("PW")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));

@@ -3,85 +3,36 @@
 //! may have happened), and that control characters given on the command line never reach the
 //! wire.
 
-#[path = "../../client/tests/support/mod.rs"]
-mod support;
-
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use serde_json::Value;
 
-use support::{greeting_and_ehlo, ScriptReport, ScriptedServer, Step};
+use postline_testkit::{
+    expect_code, greeting_and_ehlo, stderr, stdout, Sandbox, ScriptReport, ScriptedServer, Step,
+};
 
 /// Bound on one run of the binary.
 const RUN_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// `postline ARGS` with its configuration, `HOME` and `XDG_CONFIG_HOME` in a tempdir.
-fn postline(dir: &tempfile::TempDir, args: &[&str]) -> Command {
-    let mut c = Command::cargo_bin("postline").expect("postline binary");
-    c.env("POSTLINE_CONFIG", dir.path().join("absent.toml"))
-        .env("HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path())
-        .env_remove("POSTLINE_ACCOUNT")
-        .timeout(RUN_TIMEOUT)
-        .args(args);
-    c
-}
-
-fn sandbox() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("postline-hostile-")
-        .tempdir()
-        .expect("tempdir")
-}
-
-/// `send` to `server` with `--timeout 3`, then `extra` (and `--tls none` unless it says).
+/// `send` to `server` with `--timeout 3`, then `extra` (and `--tls none` unless it says), in a
+/// sandbox of its own.
 fn send(server: &ScriptedServer, extra: &[&str]) -> Output {
-    let dir = sandbox();
-    let addr = server.addr();
-    let mut args = vec![
-        "send",
-        "--server",
-        &addr,
-        "--timeout",
-        "3",
-        "--from",
-        "a@example.com",
-        "--to",
-        "b@example.com",
-        "--subject",
-        "hostile",
-        "--body",
-        "x",
-    ];
+    let sb = Sandbox::with_prefix("postline-hostile-").run_timeout(RUN_TIMEOUT);
+    let mut cmd = sb
+        .send_bare()
+        .server(server.addr())
+        .timeout(3)
+        .from("a@example.com")
+        .to("b@example.com")
+        .subject("hostile")
+        .body("x");
     if !extra.contains(&"--tls") {
-        args.extend(["--tls", "none"]);
+        cmd = cmd.tls("none");
     }
-    args.extend_from_slice(extra);
-    postline(&dir, &args)
+    cmd.args(extra)
         .output()
         .expect("run postline (within the time bound)")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-#[track_caller]
-fn expect_code(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "expected exit code {code}, got {:?}\n--- stdout:\n{}\n--- stderr:\n{}",
-        o.status,
-        stdout(o),
-        stderr(o)
-    );
 }
 
 fn with_ehlo(ehlo: &[&str], mut steps: Vec<Step>) -> ScriptedServer {

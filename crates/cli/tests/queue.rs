@@ -5,22 +5,17 @@
 //! `POSTLINE_CONFIG` pointing into a tempdir, and `HOME`/`XDG_*` in that tempdir. Every run of
 //! the binary is bounded in time.
 
-#[path = "../../client/tests/support/mod.rs"]
-mod support;
-
-#[path = "../../client/tests/mx_support/mod.rs"]
-mod mx_support;
-
 use std::collections::HashMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::path::Path;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use serde_json::Value;
 
-use support::{Aiosmtpd, StoredMessage};
+use postline_testkit::{
+    run_code, stderr, stdout, Aiosmtpd, Dnsmasq, Sandbox, SendCmd, StoredMessage,
+};
 
 /// Bound on one run of the binary.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -29,114 +24,9 @@ const STORE_WAIT: Duration = Duration::from_secs(20);
 
 const FROM: &str = "sender@example.com";
 
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
-
-impl Sandbox {
-    fn new() -> Sandbox {
-        let dir = tempfile::Builder::new()
-            .prefix("postline-queue-")
-            .tempdir()
-            .expect("tempdir");
-        for d in ["home", "xdg-config", "xdg-state"] {
-            fs::create_dir(dir.path().join(d)).expect("mkdir");
-        }
-        Sandbox { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn spool(&self) -> PathBuf {
-        self.path("spool")
-    }
-
-    fn spool_str(&self) -> String {
-        self.spool().to_string_lossy().into_owned()
-    }
-
-    fn write(&self, name: &str, data: impl AsRef<[u8]>) -> PathBuf {
-        let p = self.path(name);
-        fs::write(&p, data).expect("write");
-        p
-    }
-
-    fn env_std(&self, c: &mut std::process::Command) {
-        c.env("POSTLINE_CONFIG", self.path("config.toml"))
-            .env("HOME", self.path("home"))
-            .env("XDG_CONFIG_HOME", self.path("xdg-config"))
-            .env("XDG_STATE_HOME", self.path("xdg-state"))
-            .env_remove("POSTLINE_ACCOUNT")
-            .env_remove("POSTLINE_QUEUE_DIR")
-            .env_remove("POSTLINE_NO_QUEUE");
-    }
-
-    /// `postline ARGS` (assert_cmd, bounded).
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut std = std::process::Command::new(bin());
-        self.env_std(&mut std);
-        let mut c = Command::from_std(std);
-        c.args(args).timeout(RUN_TIMEOUT);
-        c
-    }
-
-    /// `postline queue SUB --queue-dir SPOOL ARGS`.
-    fn queue(&self, sub: &str, args: &[&str]) -> Command {
-        let spool = self.spool_str();
-        let mut all = vec!["queue", sub, "--queue-dir", &spool];
-        all.extend(args);
-        self.cmd(&all)
-    }
-
-    /// A child running `postline queue SUB --queue-dir SPOOL`, output discarded.
-    fn spawn_queue(&self, sub: &str, extra: &[&str]) -> Child {
-        let mut c = std::process::Command::new(bin());
-        self.env_std(&mut c);
-        c.args(["queue", sub, "--queue-dir"])
-            .arg(self.spool())
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        c.spawn().expect("spawn postline")
-    }
-
-    /// The queue as `queue list --json` reports it.
-    fn list(&self) -> Vec<Value> {
-        let o = run_code(&mut self.queue("list", &["--json"]), 0);
-        match serde_json::from_str(stdout(&o).trim()) {
-            Ok(Value::Array(a)) => a,
-            other => panic!("queue list --json: {other:?}:\n{}", stdout(&o)),
-        }
-    }
-}
-
-fn bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("postline")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn run_code(cmd: &mut Command, code: i32) -> Output {
-    let o = cmd.output().expect("run postline (within the time bound)");
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "expected exit code {code}, got {:?}\n--- stdout:\n{}\n--- stderr:\n{}",
-        o.status,
-        stdout(&o),
-        stderr(&o)
-    );
-    o
+/// A sandbox whose runs are bounded by [`RUN_TIMEOUT`]; its spool is `Sandbox::spool`.
+fn sandbox() -> Sandbox {
+    Sandbox::with_prefix("postline-queue-").run_timeout(RUN_TIMEOUT)
 }
 
 /// A message with CRLF line ends and a unique subject.
@@ -147,35 +37,19 @@ fn message(subject: &str) -> String {
     )
 }
 
-/// `send --server SRV --message FILE --from FROM --to ...` plus `extra`.
-fn send_args(srv: &Aiosmtpd, file: &Path, to: &[&str], extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "send",
-        "--server",
-        &srv.addr(),
-        "--tls",
-        "none",
-        "--timeout",
-        "10",
-        "--from",
-        FROM,
-        "--message",
-        file.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+/// `send --server SRV --tls none --timeout 10 --from FROM --message FILE --to ...` plus `extra`.
+fn send(sb: &Sandbox, srv: &Aiosmtpd, file: &Path, to: &[&str], extra: &[&str]) -> SendCmd {
+    let mut cmd = sb
+        .send_bare()
+        .server(srv.addr())
+        .tls("none")
+        .timeout(10)
+        .from(FROM)
+        .message(file);
     for t in to {
-        a.push("--to".into());
-        a.push(t.to_string());
+        cmd = cmd.to(t);
     }
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
-}
-
-fn cmd_of(sb: &Sandbox, args: &[String]) -> Command {
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    sb.cmd(&refs)
+    cmd.args(extra)
 }
 
 /// Queues `n` messages with `--queue-only`, subjects `msg-0`.. ; returns the subjects.
@@ -190,13 +64,16 @@ fn enqueue_batch(sb: &Sandbox, srv: &Aiosmtpd, prefix: &str, n: usize) -> Vec<St
         .map(|i| {
             let subject = format!("{prefix}-{i}");
             let file = sb.write(&format!("{subject}.eml"), message(&subject));
-            let args = send_args(
-                srv,
-                &file,
-                &["rcpt@example.com"],
-                &["--queue-only", "--queue-dir", &spool],
+            let o = run_code(
+                send(
+                    sb,
+                    srv,
+                    &file,
+                    &["rcpt@example.com"],
+                    &["--queue-only", "--queue-dir", &spool],
+                ),
+                0,
             );
-            let o = run_code(&mut cmd_of(sb, &args), 0);
             assert!(!stdout(&o).trim().is_empty(), "--queue-only prints the id");
             subject
         })
@@ -278,17 +155,20 @@ fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus 
 #[test]
 fn tempfail_then_accept_delivers_once_with_bytes_intact() {
     let srv = Aiosmtpd::builder().tempfail_first(2).start();
-    let sb = Sandbox::new();
+    let sb = sandbox();
     let body = message("tempfail then accept");
     let file = sb.write("m.eml", &body);
     let spool = sb.spool_str();
-    let args = send_args(
-        &srv,
-        &file,
-        &["rcpt@example.com"],
-        &["--queue", "--queue-dir", &spool],
+    let o = run_code(
+        send(
+            &sb,
+            &srv,
+            &file,
+            &["rcpt@example.com"],
+            &["--queue", "--queue-dir", &spool],
+        ),
+        0,
     );
-    let o = run_code(&mut cmd_of(&sb, &args), 0);
     let err = stderr(&o);
     assert!(
         err.contains("postline: queued as ") && err.contains("for 1 recipient(s): 451"),
@@ -299,7 +179,7 @@ fn tempfail_then_accept_delivers_once_with_bytes_intact() {
         "{}",
         stdout(&o)
     );
-    let list = sb.list();
+    let list = sb.queue_list();
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["attempts"], 1);
     assert!(list[0]["last_error"].as_str().unwrap().contains("451"));
@@ -309,7 +189,7 @@ fn tempfail_then_accept_delivers_once_with_bytes_intact() {
     // Not due yet: a run leaves it alone.
     let o = run_code(&mut sb.queue("run", &[]), 0);
     assert!(stdout(&o).contains("attempted 0,"), "{}", stdout(&o));
-    assert_eq!(sb.list()[0]["attempts"], 1);
+    assert_eq!(sb.queue_list()[0]["attempts"], 1);
 
     // A flush tries it now: the second 451.
     let o = run_code(&mut sb.queue("flush", &[]), 0);
@@ -323,7 +203,7 @@ fn tempfail_then_accept_delivers_once_with_bytes_intact() {
         "{}",
         stdout(&o)
     );
-    let list = sb.list();
+    let list = sb.queue_list();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["attempts"], 2);
     assert!(srv.messages().is_empty());
@@ -340,7 +220,7 @@ fn tempfail_then_accept_delivers_once_with_bytes_intact() {
     assert_eq!(msgs[0].content, body.as_bytes(), "bytes intact");
     assert_eq!(msgs[0].mail_from, FROM);
     assert_eq!(msgs[0].rcpt_tos, ["rcpt@example.com"]);
-    assert!(sb.list().is_empty());
+    assert!(sb.queue_list().is_empty());
     // Nothing more to do: another flush sends nothing.
     run_code(&mut sb.queue("flush", &[]), 0);
     assert_eq!(srv.messages().len(), 1);
@@ -354,21 +234,24 @@ fn send_queue_queues_only_deferred_recipients() {
         .reject_rcpt("refuse")
         .tempfail_first(1)
         .start();
-    let sb = Sandbox::new();
+    let sb = sandbox();
     let file = sb.write("m.eml", message("mixed"));
     let spool = sb.spool_str();
-    let args = send_args(
-        &srv,
-        &file,
-        &["ok@example.com", "refuse@example.com"],
-        &["--queue", "--queue-dir", &spool],
+    let o = run_code(
+        send(
+            &sb,
+            &srv,
+            &file,
+            &["ok@example.com", "refuse@example.com"],
+            &["--queue", "--queue-dir", &spool],
+        ),
+        67,
     );
-    let o = run_code(&mut cmd_of(&sb, &args), 67);
     let out = stdout(&o);
     assert!(out.contains("refused   refuse@example.com  550"), "{out}");
     assert!(out.contains("queued    ok@example.com  451"), "{out}");
     assert!(stderr(&o).contains("for 1 recipient(s)"), "{}", stderr(&o));
-    let list = sb.list();
+    let list = sb.queue_list();
     assert_eq!(list.len(), 1);
     let rcpts = list[0]["recipients"].as_array().unwrap();
     assert_eq!(rcpts.len(), 1, "{list:?}");
@@ -376,21 +259,24 @@ fn send_queue_queues_only_deferred_recipients() {
     run_code(&mut sb.queue("flush", &[]), 0);
     let msgs = srv.wait_for_messages(1, STORE_WAIT);
     assert_eq!(msgs[0].rcpt_tos, ["ok@example.com"]);
-    assert!(sb.list().is_empty());
+    assert!(sb.queue_list().is_empty());
 
     // --json says the same.
     let srv = Aiosmtpd::builder().tempfail_first(1).start();
-    let args = send_args(
-        &srv,
-        &file,
-        &["ok@example.com"],
-        &["--queue", "--queue-dir", &spool, "--json"],
+    let o = run_code(
+        send(
+            &sb,
+            &srv,
+            &file,
+            &["ok@example.com"],
+            &["--queue", "--queue-dir", &spool, "--json"],
+        ),
+        0,
     );
-    let o = run_code(&mut cmd_of(&sb, &args), 0);
     let v: Value = serde_json::from_str(stdout(&o).trim()).expect("JSON");
     assert_eq!(v["status"], "queued", "{v}");
     assert_eq!(v["recipients"][0]["result"], "queued", "{v}");
-    assert_eq!(sb.list()[0]["id"], v["queue_id"]);
+    assert_eq!(sb.queue_list()[0]["id"], v["queue_id"]);
 }
 
 /// A queued message with one refused and one deferred recipient: only the deferred one is
@@ -402,17 +288,20 @@ fn per_recipient_state_and_bounce_report() {
         .reject_rcpt("refuse")
         .tempfail_first(1)
         .start();
-    let sb = Sandbox::new();
+    let sb = sandbox();
     let body = message("bounce me");
     let file = sb.write("m.eml", &body);
     let spool = sb.spool_str();
-    let args = send_args(
-        &srv,
-        &file,
-        &["ok@example.com", "refuse@example.com"],
-        &["--queue-only", "--queue-dir", &spool],
+    let o = run_code(
+        send(
+            &sb,
+            &srv,
+            &file,
+            &["ok@example.com", "refuse@example.com"],
+            &["--queue-only", "--queue-dir", &spool],
+        ),
+        0,
     );
-    let o = run_code(&mut cmd_of(&sb, &args), 0);
     let id = stdout(&o).trim().to_string();
 
     // First run: the refusal is final, the 451 defers the other recipient.
@@ -430,7 +319,7 @@ fn per_recipient_state_and_bounce_report() {
     let shown = stdout(&o);
     assert!(shown.contains("failed    refuse@example.com"), "{shown}");
     assert!(shown.contains("pending   ok@example.com"), "{shown}");
-    let list = sb.list();
+    let list = sb.queue_list();
     assert_eq!(list[0]["pending"], serde_json::json!(["ok@example.com"]));
 
     // Second: delivered to the other; the message leaves the queue and a bounce comes in.
@@ -445,7 +334,7 @@ fn per_recipient_state_and_bounce_report() {
         "only the deferred one"
     );
     assert_eq!(msgs[0].content, body.as_bytes());
-    let list = sb.list();
+    let list = sb.queue_list();
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["is_bounce"], true);
     assert_eq!(list[0]["from"], "");
@@ -460,7 +349,7 @@ fn per_recipient_state_and_bounce_report() {
     let text = String::from_utf8_lossy(&msgs[1].content);
     assert!(text.contains("<refuse@example.com>: 550"), "{text}");
     assert!(text.contains("Subject: bounce me"), "{text}");
-    assert!(sb.list().is_empty());
+    assert!(sb.queue_list().is_empty());
 }
 
 /// SIGKILL at random points while the queue is being sent: nothing is lost; duplicates are
@@ -471,7 +360,7 @@ fn crash_at_random_points_loses_nothing() {
     const BATCH: usize = 40;
     const ITERATIONS: usize = 30;
     let srv = Aiosmtpd::start();
-    let sb = Sandbox::new();
+    let sb = sandbox();
     let mut subjects = enqueue_batch(&sb, &srv, "batch0", BATCH);
     let mut rng = Rng::new();
     let started = Instant::now();
@@ -508,7 +397,7 @@ fn crash_at_random_points_loses_nothing() {
         "crash test: {iterations} iterations, {kills} SIGKILLs, {} messages queued in {batches} batches, {total} stored, {duplicates} duplicate(s)",
         subjects.len()
     );
-    assert!(sb.list().is_empty(), "the queue is empty");
+    assert!(sb.queue_list().is_empty(), "the queue is empty");
     assert!(
         files_in(&sb.spool().join("corrupt")).is_empty(),
         "a crash never corrupts an entry"
@@ -522,9 +411,9 @@ fn crash_at_random_points_loses_nothing() {
 #[test]
 fn corrupt_and_truncated_entries_are_moved_aside() {
     let srv = Aiosmtpd::start();
-    let sb = Sandbox::new();
+    let sb = sandbox();
     enqueue_many(&sb, &srv, 4);
-    let list = sb.list();
+    let list = sb.queue_list();
     let garbage = list[1]["id"].as_str().unwrap().to_string();
     let truncated = list[2]["id"].as_str().unwrap().to_string();
     fs::write(
@@ -553,7 +442,7 @@ fn corrupt_and_truncated_entries_are_moved_aside() {
     let corrupt = files_in(&sb.spool().join("corrupt"));
     assert!(corrupt.contains(&format!("{garbage}.json")), "{corrupt:?}");
     assert!(corrupt.contains(&format!("{truncated}.eml")), "{corrupt:?}");
-    assert!(sb.list().is_empty());
+    assert!(sb.queue_list().is_empty());
     // And a later run is clean.
     let o = run_code(&mut sb.queue("run", &[]), 0);
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
@@ -564,7 +453,7 @@ fn corrupt_and_truncated_entries_are_moved_aside() {
 fn two_concurrent_runners_deliver_each_message_once() {
     const MESSAGES: usize = 30;
     let srv = Aiosmtpd::start();
-    let sb = Sandbox::new();
+    let sb = sandbox();
     let subjects = enqueue_many(&sb, &srv, MESSAGES);
     let mut a = sb.spawn_queue("flush", &[]);
     let mut b = sb.spawn_queue("flush", &[]);
@@ -575,7 +464,7 @@ fn two_concurrent_runners_deliver_each_message_once() {
         assert_eq!(counts.get(s), Some(&1), "{s}: {counts:?}");
     }
     assert_eq!(counts.values().sum::<usize>(), MESSAGES);
-    assert!(sb.list().is_empty());
+    assert!(sb.queue_list().is_empty());
 }
 
 /// `queue list`, `show` and `remove`; `show` of a removed message exits 66 (EX_NOINPUT), of
@@ -583,7 +472,7 @@ fn two_concurrent_runners_deliver_each_message_once() {
 #[test]
 fn list_show_remove() {
     let srv = Aiosmtpd::start();
-    let sb = Sandbox::new();
+    let sb = sandbox();
     enqueue_many(&sb, &srv, 3);
     let o = run_code(&mut sb.queue("list", &[]), 0);
     let out = stdout(&o);
@@ -593,7 +482,7 @@ fn list_show_remove() {
             .all(|l| l.contains("to rcpt@example.com") && l.contains("attempts 0")),
         "{out}"
     );
-    let id = sb.list()[0]["id"].as_str().unwrap().to_string();
+    let id = sb.queue_list()[0]["id"].as_str().unwrap().to_string();
     let o = run_code(&mut sb.queue("show", &[&id]), 0);
     let out = stdout(&o);
     assert!(out.contains(&format!("id          {id}")), "{out}");
@@ -615,7 +504,7 @@ fn list_show_remove() {
     );
     run_code(&mut sb.queue("remove", &[&id]), 66);
     run_code(&mut sb.queue("show", &["../etc/passwd"]), 64);
-    assert_eq!(sb.list().len(), 2);
+    assert_eq!(sb.queue_list().len(), 2);
     run_code(&mut sb.queue("flush", &[]), 0);
     assert_eq!(srv.messages().len(), 2, "the removed one is not sent");
 }
@@ -625,7 +514,7 @@ fn list_show_remove() {
 #[test]
 fn sendmail_mode_queues_on_failure() {
     let srv = Aiosmtpd::builder().tempfail_first(2).start();
-    let sb = Sandbox::new();
+    let sb = sandbox();
     sb.write(
         "config.toml",
         format!(
@@ -643,7 +532,7 @@ fn sendmail_mode_queues_on_failure() {
     );
     assert!(stdout(&o).is_empty(), "sendmail is quiet: {}", stdout(&o));
     assert!(stderr(&o).contains("queued as"), "{}", stderr(&o));
-    let list = sb.list();
+    let list = sb.queue_list();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["from"], "daemon@example.com");
     assert_eq!(list[0]["route"]["server"]["account"], "relay");
@@ -657,7 +546,7 @@ fn sendmail_mode_queues_on_failure() {
         75,
     );
     assert!(!stderr(&o).contains("queued as"), "{}", stderr(&o));
-    assert_eq!(sb.list().len(), 1);
+    assert_eq!(sb.queue_list().len(), 1);
 
     // -odq: queued without trying, silently.
     let o = run_code(
@@ -667,7 +556,7 @@ fn sendmail_mode_queues_on_failure() {
         0,
     );
     assert!(stdout(&o).is_empty() && stderr(&o).is_empty());
-    assert_eq!(sb.list().len(), 2);
+    assert_eq!(sb.queue_list().len(), 2);
 
     run_code(&mut sb.queue("flush", &[]), 0);
     let msgs = srv.wait_for_messages(2, STORE_WAIT);
@@ -677,14 +566,14 @@ fn sendmail_mode_queues_on_failure() {
         assert_eq!(m.rcpt_tos, ["rcpt@example.com"]);
         assert!(String::from_utf8_lossy(&m.content).contains("Subject: from cron"));
     }
-    assert!(sb.list().is_empty());
+    assert!(sb.queue_list().is_empty());
 }
 
 /// `queue run --daemon` delivers what is due, and SIGTERM ends it with exit 0.
 #[test]
 fn daemon_delivers_and_stops_on_sigterm() {
     let srv = Aiosmtpd::start();
-    let sb = Sandbox::new();
+    let sb = sandbox();
     enqueue_many(&sb, &srv, 2);
     let mut daemon = sb.spawn_queue("run", &["--daemon"]);
     let msgs = srv.wait_for_messages(2, STORE_WAIT);
@@ -712,42 +601,30 @@ fn daemon_delivers_and_stops_on_sigterm() {
 /// each attempt, through the `--dns-server` the route recorded.
 #[test]
 fn direct_delivery_is_queued_and_retried() {
-    let dns = mx_support::Dnsmasq::start(&[
+    let dns = Dnsmasq::start(&[
         "--mx-host=one.test,mx.one.test,10".to_string(),
         "--host-record=mx.one.test,127.0.0.1".to_string(),
     ]);
     let srv = Aiosmtpd::builder().tempfail_first(1).start();
-    let sb = Sandbox::new();
+    let sb = sandbox();
     let spool = sb.spool_str();
     let dns_addr = dns.addr.to_string();
     let port = srv.port().to_string();
     let o = run_code(
-        &mut sb.cmd(&[
-            "send",
-            "--from",
-            "me@client.test",
-            "--to",
-            "a@one.test",
-            "--subject",
-            "direct and queued",
-            "--body",
-            "hello",
-            "--helo",
-            "client.test",
-            "--timeout",
-            "5",
-            "--dns-server",
-            &dns_addr,
-            "--mx-port",
-            &port,
-            "--queue",
-            "--queue-dir",
-            &spool,
-        ]),
+        sb.send_bare()
+            .from("me@client.test")
+            .to("a@one.test")
+            .subject("direct and queued")
+            .body("hello")
+            .helo("client.test")
+            .timeout(5)
+            .args(["--dns-server", &dns_addr])
+            .args(["--mx-port", &port])
+            .args(["--queue", "--queue-dir", &spool]),
         0,
     );
     assert!(stderr(&o).contains("queued as"), "{}", stderr(&o));
-    let list = sb.list();
+    let list = sb.queue_list();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["route"]["direct"], true, "{list:?}");
     run_code(&mut sb.queue("flush", &[]), 0);
@@ -755,13 +632,13 @@ fn direct_delivery_is_queued_and_retried() {
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].rcpt_tos, ["a@one.test"]);
     assert_eq!(subject_of(&msgs[0]), "direct and queued");
-    assert!(sb.list().is_empty());
+    assert!(sb.queue_list().is_empty());
 }
 
 /// An unusable spool directory: exit 75.
 #[test]
 fn unusable_spool_is_75() {
-    let sb = Sandbox::new();
+    let sb = sandbox();
     let file = sb.write("not-a-dir", "x");
     let o = run_code(
         &mut sb.cmd(&["queue", "run", "--queue-dir", file.to_str().unwrap()]),

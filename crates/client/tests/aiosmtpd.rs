@@ -1,12 +1,10 @@
 //! The blocking and async clients against a real aiosmtpd server on loopback: exact bytes,
 //! TLS, AUTH, per-recipient outcomes, SIZE, SMTPUTF8, 8BITMIME.
 
-mod support;
-
 use std::time::Duration;
 
 use postline::{AsyncClient, Client, Config, Envelope, Error, FailedAt, Tls};
-use support::{Aiosmtpd, TestCa};
+use postline_testkit::{Aiosmtpd, TestCa};
 
 const WAIT: Duration = Duration::from_secs(20);
 

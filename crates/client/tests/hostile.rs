@@ -6,15 +6,13 @@
 //!
 //! Every timeout here is capped at a second or two, so each test ends within a few seconds.
 
-mod support;
-
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use postline::proto::reply::ReplyError;
 use postline::proto::session::SessionError;
 use postline::{AsyncClient, Client, Config, Envelope, Error, Phase, Timeouts, Tls};
-use support::{greeting_and_ehlo, lossy, ScriptReport, ScriptedServer, Step};
+use postline_testkit::{greeting_and_ehlo, lossy, Aiosmtpd, ScriptReport, ScriptedServer, Step};
 
 /// The two clients, driven alike: every hostile case runs against both.
 #[derive(Debug, Clone, Copy)]
@@ -902,9 +900,7 @@ fn self_signed_certificate_is_refused_by_default() {
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, cert.pem()).unwrap();
     std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    let server = support::Aiosmtpd::builder()
-        .starttls(&cert_path, &key_path)
-        .start();
+    let server = Aiosmtpd::builder().starttls(&cert_path, &key_path).start();
     let config = Config::relay("localhost")
         .port(server.port())
         .tls(Tls::StartTls)
@@ -954,7 +950,7 @@ fn message_data_cannot_end_data_early() {
         b".\r\nMAIL FROM:<evil@example.com>\r\n",
         b"Subject: f\r\n\r\n.",
     ];
-    let server = support::Aiosmtpd::start();
+    let server = Aiosmtpd::start();
     let mut client = Client::connect(config_for(server.port())).unwrap();
     let env = Envelope::new("sender@client.test", ["rcpt@server.test"]).unwrap();
     let mut sent = 0;

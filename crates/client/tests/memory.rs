@@ -3,14 +3,12 @@
 //! (A counting allocator measures the heap; this file holds one test so nothing else runs
 //! beside it.)
 
-mod support;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use postline::{Client, Config, Envelope, Tls};
-use support::SmtpSink;
+use postline_testkit::SmtpSink;
 
 struct Counting;
 

@@ -1,15 +1,11 @@
 //! Direct delivery against a real DNS server (dnsmasq on loopback, speaking the DNS wire
 //! protocol) and real aiosmtpd exchangers on 127.0.0.x addresses sharing one port.
 
-mod mx_support;
-mod support;
-
 use std::net::{Ipv4Addr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use mx_support::{busy_server, shared_port, Dnsmasq, Exchanger};
-
 use postline::{Config, DeliveryStatus, Envelope, Mailer, Timeouts};
+use postline_testkit::{busy_server, shared_port, Aiosmtpd, Dnsmasq, Exchanger, TestCa};
 
 fn mailer(dns: &Dnsmasq, port: u16) -> Mailer {
     let template = Config::relay("unused.invalid")
@@ -205,7 +201,7 @@ fn ip_literal_needs_no_dns() {
 
 #[test]
 fn relay_route_reports_per_recipient() {
-    let server = support::Aiosmtpd::builder().reject_rcpt("nobody").start();
+    let server = Aiosmtpd::builder().reject_rcpt("nobody").start();
     let config = Config::relay("127.0.0.1")
         .port(server.port())
         .tls(postline::Tls::None)
@@ -227,7 +223,7 @@ fn relay_route_reports_per_recipient() {
 fn opportunistic_starttls_encrypts_without_verifying_and_required_tls_verifies() {
     let dns = Dnsmasq::start(&records());
     let port = shared_port();
-    let ca = support::TestCa::new();
+    let ca = TestCa::new();
     let tls_args = vec![
         "--starttls".to_string(),
         ca.cert_path.to_string_lossy().into_owned(),

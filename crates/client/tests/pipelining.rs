@@ -1,12 +1,10 @@
 //! `send_many`: deep pipelining (RFC 2920 3.1) over real servers and a scripted peer that
 //! proves the next message's commands arrive before the previous message's final reply.
 
-mod support;
-
 use std::time::Duration;
 
 use postline::{AsyncClient, Client, Config, Envelope, Error, FailedAt, Timeouts, Tls};
-use support::{greeting_and_ehlo, Aiosmtpd, ScriptedServer, SmtpSink, Step};
+use postline_testkit::{greeting_and_ehlo, Aiosmtpd, ScriptedServer, SmtpSink, Step};
 
 fn config(port: u16) -> Config {
     Config::relay("127.0.0.1")

@@ -3,14 +3,12 @@
 //! installed for the test), for PLAIN, LOGIN, CRAM-MD5's secret, XOAUTH2 and OAUTHBEARER.
 //! Also: no AUTH at all over clear text by default, proved by what the server received.
 
-mod support;
-
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postline::{Client, Config, Direction, Envelope, Error, Mechanism, Timeouts, Tls};
-use support::{greeting_and_ehlo, ScriptedServer, Step};
+use postline_testkit::{greeting_and_ehlo, ScriptedServer, Step};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};

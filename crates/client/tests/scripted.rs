@@ -1,12 +1,10 @@
 //! What real servers rarely do, played by a scripted peer over real TCP: 421 mid-session,
 //! drops mid-DATA and after the final dot, silence, garbage, missing STARTTLS, AUTH quirks.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use postline::{AsyncClient, Client, Config, Envelope, Error, Phase, Timeouts, Tls};
-use support::{greeting_and_ehlo, ScriptedServer, Step};
+use postline_testkit::{greeting_and_ehlo, ScriptedServer, Step};
 
 fn config(server: &ScriptedServer) -> Config {
     Config::relay("127.0.0.1")

@@ -1,10 +1,8 @@
 //! The clients against Postfix's smtp-sink: many messages on one connection, with and without
 //! PIPELINING, and refusals the sink is told to make.
 
-mod support;
-
 use postline::{AsyncClient, Client, Config, Envelope, Error, FailedAt, Tls};
-use support::SmtpSink;
+use postline_testkit::SmtpSink;
 
 fn config(sink: &SmtpSink) -> Config {
     Config::relay("127.0.0.1")

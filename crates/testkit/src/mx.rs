@@ -1,100 +1,17 @@
-//! Test helpers for MX routing: dnsmasq on loopback as a real DNS server, aiosmtpd exchangers
-//! on 127.0.0.x addresses sharing one port, and a server that only says 421.
-//! Include with `mod mx_support;` next to `mod support;`.
-#![allow(dead_code)]
+//! Mail exchangers for the MX-routing tests: aiosmtpd [`Exchanger`]s on 127.0.0.x addresses
+//! sharing one port ([`shared_port`]), and a [`busy_server`] that only says 421.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support;
+use serde_json::Value;
 
-/// dnsmasq answering only from the records it is given; everything else under `.test` is
-/// NXDOMAIN.
-pub struct Dnsmasq {
-    child: Child,
-    pub addr: SocketAddr,
-}
-
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A minimal DNS query for `probe.test A`, to know when the server answers.
-fn probe_query() -> Vec<u8> {
-    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in ["probe", "test"] {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 1, 0, 1]);
-    q
-}
-
-impl Dnsmasq {
-    pub fn start(records: &[String]) -> Dnsmasq {
-        let bin = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .expect("dnsmasq is missing: run .ci/install-deps");
-        for _ in 0..5 {
-            let port = free_udp_port();
-            let mut child = Command::new(bin)
-                .args([
-                    "--keep-in-foreground",
-                    "--no-resolv",
-                    "--no-hosts",
-                    "--no-poll",
-                    "--conf-file=/dev/null",
-                    "--listen-address=127.0.0.1",
-                    "--bind-interfaces",
-                    "--local=/test/",
-                    "--user=root",
-                    "--pid-file=",
-                ])
-                .arg(format!("--port={port}"))
-                .args(records)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start dnsmasq");
-            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-            sock.set_read_timeout(Some(Duration::from_millis(100)))
-                .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            let mut buf = [0u8; 512];
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                let _ = sock.send_to(&probe_query(), addr);
-                if sock.recv_from(&mut buf).is_ok() {
-                    return Dnsmasq { child, addr };
-                }
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("dnsmasq did not start");
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::repo_root;
 
 /// aiosmtpd listening on `ip:port`, storing what it accepts.
 pub struct Exchanger {
@@ -104,13 +21,14 @@ pub struct Exchanger {
 }
 
 impl Exchanger {
+    /// aiosmtpd on `ip:port`, calling itself `mx-<ip>.test`.
     pub fn start(ip: Ipv4Addr, port: u16) -> Exchanger {
         Exchanger::start_with(ip, port, &[])
     }
 
     /// With extra aiosmtpd_server.py arguments (e.g. `--starttls CERT KEY`).
     pub fn start_with(ip: Ipv4Addr, port: u16, extra: &[String]) -> Exchanger {
-        let root = support::repo_root();
+        let root = repo_root();
         let store = tempfile::tempdir().unwrap();
         let mut child = Command::new(root.join("tests/interop/.venv/bin/python"))
             .arg(root.join("tests/interop/aiosmtpd_server.py"))
@@ -170,8 +88,8 @@ impl Exchanger {
         }
     }
 
-    /// Whether each stored message arrived under TLS, in order.
-    pub fn tls_flags(&self) -> Vec<bool> {
+    /// The envelope (`<n>.json`) of every stored message, in the order of the file names.
+    fn envelopes(&self) -> Vec<Value> {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(self.store.path())
             .unwrap()
             .filter_map(Result::ok)
@@ -182,26 +100,26 @@ impl Exchanger {
         paths
             .iter()
             .map(|p| {
-                std::fs::read_to_string(p)
-                    .unwrap()
-                    .contains("\"tls\": true")
+                let json = std::fs::read_to_string(p).unwrap();
+                serde_json::from_str(&json)
+                    .unwrap_or_else(|e| panic!("parse {}: {e}\n{json}", p.display()))
             })
             .collect()
     }
 
+    /// Whether each stored message arrived under TLS, in order.
+    pub fn tls_flags(&self) -> Vec<bool> {
+        self.envelopes()
+            .iter()
+            .map(|v| v.get("tls") == Some(&Value::Bool(true)))
+            .collect()
+    }
+
+    /// The recipients of every stored message, in order.
     pub fn rcpts(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.store.path())
-            .unwrap()
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        paths.sort();
-        for p in paths {
-            let json = std::fs::read_to_string(p).unwrap();
-            let v = support::Json::parse(&json).unwrap();
-            if let Some(support::Json::Arr(list)) = v.get("rcpt_tos") {
+        for v in self.envelopes() {
+            if let Some(Value::Array(list)) = v.get("rcpt_tos") {
                 out.extend(list.iter().filter_map(|x| x.as_str().map(str::to_string)));
             }
         }

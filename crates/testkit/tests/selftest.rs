@@ -1,8 +1,5 @@
-//! Self-tests of the integration-test support code (`tests/support/mod.rs`), with plain std TCP
-//! (and the `openssl` command-line tool for the TLS checks) only: nothing here uses postline's
-//! own API.
-
-mod support;
+//! Self-tests of the test support code (this crate), with plain std TCP (and the `openssl`
+//! command-line tool for the TLS checks) only: nothing here uses postline's own API.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -10,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::*;
+use postline_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
