@@ -108,10 +108,10 @@ fn left(deadline: Option<Instant>) -> io::Result<Option<Duration>> {
 }
 
 /// Whether an armed timeout can stay: it ends no later than the wanted one (a read that
-/// wakes early is simply tried again).
+/// wakes early is simply tried again), and not so much earlier that waits turn into polling.
 fn keeps(armed: Option<Duration>, want: Option<Duration>) -> bool {
     match (armed, want) {
-        (Some(a), Some(w)) => a <= w,
+        (Some(a), Some(w)) => a <= w && a >= w / 2,
         (None, None) => true,
         _ => false,
     }
@@ -254,8 +254,14 @@ impl<S: BlockingStream> Transport for BlockingIo<S> {
                 None => return Ok(None),
                 Some(0) => return Ok(Some(0)),
                 Some(n) => {
-                    conn.read_tls(&mut &raw[..n])?;
-                    conn.process_new_packets().map_err(tls_io_error)?;
+                    // rustls may take less than offered; feed it all, or the stream is lost.
+                    let mut rest = &raw[..n];
+                    while !rest.is_empty() {
+                        if conn.read_tls(&mut rest)? == 0 {
+                            break;
+                        }
+                        conn.process_new_packets().map_err(tls_io_error)?;
+                    }
                 }
             }
         }

@@ -106,7 +106,12 @@ impl<T: Transport> Conn<T> {
     ) -> Result<Self, Error> {
         let tls_config = match config.tls {
             crate::Tls::None => None,
-            _ => Some(tls::client_config(&config)?),
+            _ => {
+                // A name the certificate cannot be checked against is a configuration fault,
+                // found before any byte is sent.
+                tls::server_name(&config)?;
+                Some(tls::client_config(&config)?)
+            }
         };
         let engine = Engine::new(config, io.now())?;
         let mut conn = Conn {
@@ -136,11 +141,18 @@ impl<T: Transport> Conn<T> {
     ) -> Result<Outcome, Error> {
         self.ready()?;
         let id = self.engine.send(envelope, self.io.now())?;
-        self.op(Some(body), None).await?;
-        match self.engine.take_finished() {
-            Some((done, result)) if done == id => result,
-            _ => Err(Error::Closed),
+        let ended = self.op(Some(body), None).await.err();
+        // The message's own result first: a final 250 followed in the same read by a 421 or
+        // a stray reply ended the connection, not the delivery.
+        while let Some((done, result)) = self.engine.take_finished() {
+            if done == id {
+                return match (result, ended) {
+                    (Err(Error::NotSent { .. }), Some(e)) => Err(e),
+                    (result, _) => result,
+                };
+            }
         }
+        Err(ended.unwrap_or(Error::Closed))
     }
 
     pub(crate) async fn send_many(
@@ -156,8 +168,11 @@ impl<T: Transport> Conn<T> {
     pub(crate) async fn noop(&mut self) -> Result<ServerReply, Error> {
         self.ready()?;
         self.engine.noop(self.io.now())?;
-        self.op(None::<&mut NoBody>, None).await?;
-        self.engine.take_reply().ok_or(Error::Closed)
+        let ended = self.op(None::<&mut NoBody>, None).await.err();
+        match (self.engine.take_reply(), ended) {
+            (Some(reply), _) => Ok(reply),
+            (None, e) => Err(e.unwrap_or(Error::Closed)),
+        }
     }
 
     /// QUIT, its answer awaited at most `cap`, then the stream closed.
@@ -215,6 +230,10 @@ impl<T: Transport> Conn<T> {
                 Io::Transmit { bytes, deadline } => {
                     let r = self.io.write(bytes, deadline).await;
                     match r {
+                        // No progress on a write is a stream that has ended, not a retry.
+                        Ok(0) => self
+                            .engine
+                            .handle_io_error(io::ErrorKind::WriteZero.into(), self.io.now()),
                         Ok(n) => self.engine.handle_written(n, self.io.now()),
                         Err(e) => self.engine.handle_io_error(e, self.io.now()),
                     }

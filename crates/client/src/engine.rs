@@ -32,7 +32,8 @@
 //!             Ok(n) => engine.handle_written(n, Instant::now()),
 //!             Err(e) => engine.handle_io_error(e, Instant::now()),
 //!         },
-//!         Io::Receive { .. } | Io::ReceiveNow => {
+//!         Io::ReceiveNow => engine.handle_nothing_pending(), // or a non-blocking read
+//!         Io::Receive { .. } => {
 //!             // A real driver bounds the read by the deadline and then calls
 //!             // engine.handle_timeout(now).
 //!             match stream.read(&mut buf) {
@@ -275,6 +276,10 @@ impl Engine {
     /// `n` bytes of the last [`Io::Transmit`] were written.
     pub fn handle_written(&mut self, n: usize, now: Instant) {
         self.out.advance(n);
+        if self.out.transmit().is_empty() {
+            // Every released command is on the wire: this many replies may come now.
+            self.budget = self.session.replies_due();
+        }
         if n > 0 {
             // Progress restarts the write timer; the reply timer starts once the last byte
             // of a command is out.
@@ -558,7 +563,7 @@ impl Engine {
         let deadline = self.poll_timeout();
         Ok(match wait {
             Wait::Write(_) => Io::Transmit {
-                bytes: self.out.transmit(),
+                bytes: self.transmit(),
                 deadline,
             },
             Wait::Tls => Io::UpgradeTls { deadline },
@@ -572,6 +577,17 @@ impl Engine {
                 Io::Done
             }
         })
+    }
+
+    /// What to write now. Over TLS a write that ends with the end of data stops there: a
+    /// record that failed to go out then cannot have carried it, so a failed write is
+    /// certainly not a delivery (in clear text the kernel counts what it took exactly).
+    fn transmit(&self) -> &[u8] {
+        let bytes = self.out.transmit();
+        match self.out.end_of_data_offset() {
+            Some(end) if self.tls_info.is_some() && end < bytes.len() => &bytes[..end],
+            _ => bytes,
+        }
     }
 
     /// When the current wait must end: the phase's RFC 5321 timer (restarted by each

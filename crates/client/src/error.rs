@@ -239,8 +239,12 @@ impl Error {
             | Error::Timeout { .. }
             | Error::ConnectionLost { .. }
             | Error::Io(_)
-            | Error::ServiceClosing(_)
-            | Error::NotSent { .. } => Fault::Transient,
+            | Error::ServiceClosing(_) => Fault::Transient,
+            // Not delivered: worth another try, unless what stopped it is on this side.
+            Error::NotSent { cause } => match cause.fault() {
+                Fault::Local => Fault::Local,
+                _ => Fault::Transient,
+            },
             Error::Rejected(r) | Error::AuthRejected { reply: r, .. } => by_reply(r),
             Error::StartTlsUnavailable(Some(r)) => by_reply(r),
             Error::StartTlsUnavailable(None)
@@ -308,7 +312,7 @@ impl Error {
             Error::StartTlsUnavailable(r) => r.as_ref(),
             Error::AuthRejected { reply, .. } => Some(reply),
             Error::MessageRejected { reply, .. } => reply.as_ref(),
-            Error::DeliveryUnknown { cause } => cause.reply(),
+            Error::DeliveryUnknown { cause } | Error::NotSent { cause } => cause.reply(),
             _ => None,
         }
     }

@@ -20,6 +20,8 @@ struct Peer {
     received: Vec<u8>,
     /// An AUTH exchange gets this challenge forever.
     endless_auth: bool,
+    /// Octets of a BDAT chunk still to skip.
+    bdat_skip: usize,
 }
 
 impl Peer {
@@ -32,12 +34,17 @@ impl Peer {
             to_client: b"220 peer.test ESMTP\r\n".to_vec(),
             received: Vec::new(),
             endless_auth: false,
+            bdat_skip: 0,
         }
     }
 
     fn take(&mut self, bytes: &[u8]) {
         self.received.extend_from_slice(bytes);
         for &b in bytes {
+            if self.bdat_skip > 0 {
+                self.bdat_skip -= 1;
+                continue;
+            }
             self.line.push(b);
             if b == b'\n' {
                 let line = std::mem::take(&mut self.line);
@@ -68,6 +75,14 @@ impl Peer {
                 r.push_str(&format!("250{sep}{e}\r\n"));
             }
             r.into_bytes()
+        } else if let Some(rest) = up.strip_prefix("BDAT ") {
+            let mut words = rest.split_whitespace();
+            self.bdat_skip = words.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            match (words.next(), self.final_reply) {
+                (Some("LAST"), Some(r)) => r.to_vec(),
+                (Some("LAST"), None) => return,
+                _ => b"250 chunk ok\r\n".to_vec(),
+            }
         } else if up.starts_with("DATA") {
             self.in_data = true;
             b"354 go\r\n".to_vec()
@@ -96,6 +111,9 @@ struct Pair {
     peer: Peer,
     now: Instant,
     body: &'static [u8],
+    /// Message data goes in pieces of this size, one per `NeedBody`.
+    piece: usize,
+    fed: usize,
     /// Write at most this many bytes per `Transmit` (to stop just short of an end of data).
     write_limit: usize,
 }
@@ -108,6 +126,8 @@ impl Pair {
             peer,
             now,
             body: b"Subject: t\r\n\r\nbody\r\n",
+            piece: usize::MAX,
+            fed: 0,
             write_limit: usize::MAX,
         }
     }
@@ -149,8 +169,14 @@ impl Pair {
                     }
                 }
                 Io::NeedBody(_) => {
-                    self.engine.handle_body(self.body).unwrap();
-                    self.engine.handle_body_end().unwrap();
+                    let end = self.body.len().min(self.fed.saturating_add(self.piece));
+                    if self.fed < end {
+                        self.engine.handle_body(&self.body[self.fed..end]).unwrap();
+                        self.fed = end;
+                    } else {
+                        self.engine.handle_body_end().unwrap();
+                        self.fed = 0;
+                    }
                 }
                 Io::UpgradeTls { .. } => panic!("no TLS in these tests"),
                 Io::Done => return Stop::Done,
@@ -408,4 +434,38 @@ fn a_huge_timeout_is_no_timeout_rather_than_an_overflow() {
     let mut p = Pair::new(config().timeouts(t), Peer::new(&["PIPELINING"]));
     p.peer.to_client.clear();
     assert_eq!(p.pump(), Stop::Waiting(None));
+}
+
+#[test]
+fn a_final_reply_followed_by_a_421_is_still_a_delivery() {
+    let mut peer = Peer::new(&["PIPELINING"]);
+    peer.final_reply = Some(b"250 2.0.0 queued\r\n421 4.3.2 bye\r\n");
+    let mut p = set_up(config(), peer);
+    let id = p.engine.send(&envelope(), p.now).unwrap();
+    assert!(matches!(p.pump(), Stop::Failed(_)));
+    let (done, result) = p.engine.take_finished().unwrap();
+    assert_eq!(done, id);
+    assert_eq!(result.unwrap().reply.code, 250);
+}
+
+/// CHUNKING with a server that answers each BDAT at once: the replies due for chunks already
+/// written are not "premature" when the read before BDAT LAST picks them up.
+#[test]
+fn chunking_with_prompt_replies_to_every_chunk() {
+    let body: &'static [u8] = Box::leak(vec![b'a'; 300_000].into_boxed_slice());
+    let mut p = set_up(
+        config().chunking(true),
+        Peer::new(&["PIPELINING", "CHUNKING"]),
+    );
+    p.body = body;
+    p.piece = 64 * 1024;
+    for _ in 0..3 {
+        p.engine.send(&envelope(), p.now).unwrap();
+        assert_eq!(p.pump(), Stop::Done);
+        let (_, result) = p.engine.take_finished().unwrap();
+        assert_eq!(result.unwrap().reply.code, 250);
+    }
+    let sent = String::from_utf8_lossy(&p.peer.received);
+    // 300,000 octets in 64 KiB pieces: five BDAT chunks and BDAT LAST, three times.
+    assert_eq!(sent.matches("BDAT").count(), 3 * 6);
 }

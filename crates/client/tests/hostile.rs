@@ -393,6 +393,30 @@ fn dropped_after_the_final_dot(d: Driver) {
 }
 both!(dropped_after_the_final_dot);
 
+/// The final 250 and, in the same segment, a 421 or a reply nobody asked for: the message
+/// was delivered, and the caller is told so (not a failure to retry or bounce); the
+/// connection is over.
+fn final_reply_followed_by_421_or_a_stray_reply(d: Driver) {
+    for tail in ["421 4.3.2 shutting down\r\n", "250 stray\r\n"] {
+        let server = lockstep(steps([
+            envelope_steps(),
+            vec![
+                Step::ExpectData,
+                Step::send(format!("250 2.0.0 queued as X1\r\n{tail}")),
+                Step::Close,
+            ],
+        ]));
+        let mut client = d.connect(config(&server)).unwrap();
+        let outcome = client.send_bytes(&envelope(), BODY).unwrap();
+        assert_eq!(outcome.reply.code, 250, "{tail}");
+        assert!(outcome.all_accepted());
+        assert!(matches!(client.noop(), Err(Error::Closed)), "{tail}");
+        drop(client);
+        server.finish();
+    }
+}
+both!(final_reply_followed_by_421_or_a_stray_reply);
+
 fn reset_after_the_final_dot(d: Driver) {
     let server = lockstep(steps([
         envelope_steps(),

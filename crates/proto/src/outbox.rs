@@ -49,6 +49,12 @@ impl<B: Buffer> Outbox<B> {
         self.end_unwritten > 0
     }
 
+    /// How many bytes of [`Outbox::transmit`] reach up to and including the unwritten end
+    /// of data, if one is pending.
+    pub fn end_of_data_offset(&self) -> Option<usize> {
+        (self.end_unwritten > 0).then_some(self.end_unwritten)
+    }
+
     /// True when nothing is waiting to be written, released or held.
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
