@@ -1014,3 +1014,49 @@ fn normalise(input: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// A message source that gives one piece, then never another.
+struct Stall(Option<&'static [u8]>);
+
+impl tokio::io::AsyncRead for Stall {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.0.take() {
+            Some(d) => {
+                buf.put_slice(d);
+                std::task::Poll::Ready(Ok(()))
+            }
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+/// An async send cancelled in the middle of its message (the caller's timeout fired), then
+/// the client dropped inside the runtime: the message is never finished behind the caller's
+/// back (no end of data, no QUIT that would follow one), and the client says it is unusable.
+#[test]
+fn async_send_cancelled_mid_message_is_never_finished() {
+    let server = lockstep(steps([envelope_steps(), vec![Step::ExpectData]]));
+    runtime().block_on(async {
+        let mut client = AsyncClient::connect(config(&server)).await.unwrap();
+        let part: &'static [u8] = b"Subject: hostile\r\n\r\nfirst part\r\n";
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(300),
+            client.send(&envelope(), Stall(Some(part))),
+        )
+        .await;
+        assert!(cancelled.is_err(), "the send should still be waiting");
+        assert!(matches!(client.noop().await, Err(Error::Closed)));
+        drop(client);
+        // Time for any task a drop might have spawned to run.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    });
+    let report = server.finish();
+    let got = report.received_str();
+    assert!(got.contains("first part"), "{got}");
+    assert!(!got.contains("\r\n.\r\n"), "the end of data left: {got}");
+    assert!(!got.contains("QUIT"), "{got}");
+}
