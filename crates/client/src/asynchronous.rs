@@ -212,15 +212,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncClient<S> {
         envelope: &Envelope,
         message: &[u8],
     ) -> Result<Outcome, Error> {
-        let sized;
-        let envelope = match envelope.size {
-            Some(_) => envelope,
-            None => {
-                sized = envelope.clone().size(message.len() as u64);
-                &sized
-            }
-        };
-        self.send(envelope, message).await
+        self.conn()?.send_bytes(envelope, message).await
     }
 
     /// Sends many messages on this connection, deep-pipelined; see [`crate::Client::send_many`].

@@ -371,15 +371,7 @@ impl<S: BlockingStream> Client<S> {
     /// Sends a message held in memory; its size is declared with `SIZE=` when the envelope
     /// does not say.
     pub fn send_bytes(&mut self, envelope: &Envelope, message: &[u8]) -> Result<Outcome, Error> {
-        let sized;
-        let envelope = match envelope.size {
-            Some(_) => envelope,
-            None => {
-                sized = envelope.clone().size(message.len() as u64);
-                &sized
-            }
-        };
-        self.send(envelope, message)
+        block_on(self.conn.send_bytes(envelope, message))
     }
 
     /// Sends many messages on this connection, deep-pipelined: each message's end of data and

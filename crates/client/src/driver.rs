@@ -73,6 +73,18 @@ impl BodySource for NoBody {
     }
 }
 
+/// A message in memory, handed over whole.
+struct Bytes<'a>(&'a [u8]);
+
+impl BodySource for Bytes<'_> {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
 /// Runs a future whose every await is already ready: the blocking transport's.
 pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
     let mut f = pin!(f);
@@ -153,6 +165,24 @@ impl<T: Transport> Conn<T> {
             }
         }
         Err(ended.unwrap_or(Error::Closed))
+    }
+
+    /// A message held in memory; its size is declared with `SIZE=` when the envelope does
+    /// not say.
+    pub(crate) async fn send_bytes(
+        &mut self,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> Result<Outcome, Error> {
+        let sized;
+        let envelope = match envelope.size {
+            Some(_) => envelope,
+            None => {
+                sized = envelope.clone().size(message.len() as u64);
+                &sized
+            }
+        };
+        self.send(envelope, &mut Bytes(message)).await
     }
 
     pub(crate) async fn send_many(

@@ -167,7 +167,8 @@ pub struct Engine {
     greeting: Option<ServerReply>,
     ehlo: Option<ServerReply>,
     transcript: bool,
-    /// Replies the server may have sent by now: those due for commands already written.
+    /// Replies the server may have sent by now: those due for commands already written,
+    /// set whenever a write empties the output and counted down per reply.
     budget: u32,
     auth_rounds: u32,
     /// A read without waiting is due before the next write (idle check).
@@ -240,7 +241,8 @@ impl Engine {
             greeting: None,
             ehlo: None,
             transcript,
-            budget: 0,
+            // The greeting is due before anything is written.
+            budget: 1,
             auth_rounds: 0,
             check_idle: false,
             probed: false,
@@ -285,9 +287,6 @@ impl Engine {
             // of a command is out.
             self.wait = Wait::None;
             self.since = now;
-        }
-        if !self.out.end_of_data_unwritten() {
-            self.probed = false;
         }
     }
 
@@ -706,13 +705,8 @@ impl Engine {
         match self.wait {
             Wait::None => Duration::MAX,
             Wait::Tls => t.command,
-            Wait::Write(_) => {
-                if self.session.sending().is_some() || self.out.end_of_data_unwritten() {
-                    t.data_block
-                } else {
-                    t.command
-                }
-            }
+            Wait::Write(Phase::DataBlock) => t.data_block,
+            Wait::Write(_) => t.command,
             Wait::Reply(p) => t.for_phase(p),
         }
     }
@@ -768,10 +762,6 @@ impl Engine {
     fn process_input(&mut self, now: Instant) -> Result<(), Error> {
         if self.input.is_empty() {
             return Ok(());
-        }
-        if self.out.transmit().is_empty() {
-            // Everything released is on the wire: this many replies may have come.
-            self.budget = self.session.replies_due();
         }
         let input = std::mem::take(&mut self.input);
         let mut pos = 0;
