@@ -163,17 +163,14 @@ impl AsyncClient {
     /// Connects over TCP, reads the greeting, says EHLO, starts TLS and authenticates as
     /// configured.
     pub async fn connect(config: Config) -> Result<AsyncClient, Error> {
+        let started = tokio::time::Instant::now().into_std();
         let config = config.prepare_tls()?;
-        let tcp = crate::connect::tokio_tcp(&config).await?;
+        let tcp = crate::connect::tokio_tcp(&config, started).await?;
         let peer = tcp.peer_addr().ok();
-        let conn = Conn::establish(
-            config,
-            TokioIo {
-                stream: Stream::Plain(tcp),
-            },
-            peer,
-        )
-        .await?;
+        let io = TokioIo {
+            stream: Stream::Plain(tcp),
+        };
+        let conn = Conn::establish(config, io, peer, started).await?;
         Ok(AsyncClient { conn: Some(conn) })
     }
 }
@@ -182,14 +179,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncClient<S> {
     /// Runs the session over a stream the caller opened (a proxy, a Unix socket, an
     /// in-memory pipe); see [`crate::Client::from_stream`].
     pub async fn from_stream(stream: S, config: Config) -> Result<Self, Error> {
-        let conn = Conn::establish(
-            config,
-            TokioIo {
-                stream: Stream::Plain(stream),
-            },
-            None,
-        )
-        .await?;
+        let io = TokioIo {
+            stream: Stream::Plain(stream),
+        };
+        let started = io.now();
+        let conn = Conn::establish(config, io, None, started).await?;
         Ok(AsyncClient { conn: Some(conn) })
     }
 

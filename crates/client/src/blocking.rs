@@ -345,10 +345,12 @@ impl Client {
     /// Connects over TCP, reads the greeting, says EHLO, starts TLS and authenticates as
     /// configured.
     pub fn connect(config: Config) -> Result<Client, Error> {
+        let started = Instant::now();
         let config = config.prepare_tls()?;
-        let tcp = crate::connect::tcp(&config)?;
+        let tcp = crate::connect::tcp(&config, started)?;
         let peer = tcp.peer_addr().ok();
-        block_on(Conn::establish(config, BlockingIo::new(tcp), peer)).map(|conn| Client { conn })
+        block_on(Conn::establish(config, BlockingIo::new(tcp), peer, started))
+            .map(|conn| Client { conn })
     }
 }
 
@@ -357,7 +359,14 @@ impl<S: BlockingStream> Client<S> {
     /// greeting, EHLO, TLS and AUTH as configured. The host in `config` names the server for
     /// TLS and AUTH; it is not connected to.
     pub fn from_stream(stream: S, config: Config) -> Result<Self, Error> {
-        block_on(Conn::establish(config, BlockingIo::new(stream), None)).map(|conn| Client { conn })
+        let started = Instant::now();
+        block_on(Conn::establish(
+            config,
+            BlockingIo::new(stream),
+            None,
+            started,
+        ))
+        .map(|conn| Client { conn })
     }
 
     /// Sends one message, streamed from `message` in fixed-size pieces (dot-stuffing and line

@@ -21,8 +21,10 @@ pub enum Tls {
     Implicit,
 }
 
-/// Per-phase timeouts, RFC 5321 4.5.3.2 by default.
+/// Per-phase timeouts, RFC 5321 4.5.3.2 by default. Start from `Timeouts::default()` and set
+/// fields (more may come, hence `non_exhaustive`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Timeouts {
     /// TCP connect, per address (30 s).
     pub connect: Duration,
@@ -74,6 +76,12 @@ impl Timeouts {
             Phase::DataBlock => self.data_block,
             Phase::DataEnd => self.data_end,
         }
+    }
+
+    /// With a cap on each whole operation ([`Timeouts::attempt`]).
+    pub fn attempt(mut self, cap: Duration) -> Self {
+        self.attempt = Some(cap);
+        self
     }
 
     /// Every timeout capped at `max` (for impatient callers such as `--timeout`); the cap on

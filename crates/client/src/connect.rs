@@ -4,6 +4,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -44,11 +45,26 @@ fn connect_error(config: &Config, source: io::Error) -> Error {
     }
 }
 
-/// Each address in turn until one answers.
-pub(crate) fn tcp(config: &Config) -> Result<TcpStream, Error> {
+/// How long the next connection attempt may take: the connect timeout, within what is left of
+/// the cap on the whole operation (counted from `started`); `TimedOut` when nothing is left.
+fn connect_budget(config: &Config, started: Instant) -> io::Result<Duration> {
+    let t = config.timeouts.connect;
+    let Some(cap) = config.timeouts.attempt else {
+        return Ok(t);
+    };
+    let left = cap.saturating_sub(started.elapsed());
+    if left.is_zero() {
+        return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
+    }
+    Ok(t.min(left))
+}
+
+/// Each address in turn until one answers, all within the operation's cap.
+pub(crate) fn tcp(config: &Config, started: Instant) -> Result<TcpStream, Error> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address found");
     for addr in resolve(&config.host, config.effective_port())? {
-        match TcpStream::connect_timeout(&addr, config.timeouts.connect) {
+        let budget = connect_budget(config, started).map_err(|e| connect_error(config, e))?;
+        match TcpStream::connect_timeout(&addr, budget) {
             Ok(s) => {
                 // Small pipelined writes must not wait for delayed ACKs.
                 s.set_nodelay(true).map_err(|e| connect_error(config, e))?;
@@ -61,10 +77,30 @@ pub(crate) fn tcp(config: &Config) -> Result<TcpStream, Error> {
 }
 
 /// Happy eyeballs (RFC 8305): attempts start 250 ms apart, alternating address families; the
-/// first to connect wins and the others are dropped.
+/// first to connect wins and the others are dropped. Name resolution and every attempt end
+/// within the operation's cap, counted from `started`.
 #[cfg(feature = "tokio")]
-pub(crate) async fn tokio_tcp(config: &Config) -> Result<tokio::net::TcpStream, Error> {
-    use std::time::Duration;
+pub(crate) async fn tokio_tcp(
+    config: &Config,
+    started: Instant,
+) -> Result<tokio::net::TcpStream, Error> {
+    match config.timeouts.attempt {
+        None => tokio_tcp_uncapped(config).await,
+        Some(cap) => {
+            let deadline = tokio::time::Instant::from_std(started) + cap;
+            match tokio::time::timeout_at(deadline, tokio_tcp_uncapped(config)).await {
+                Ok(r) => r,
+                Err(_) => Err(connect_error(
+                    config,
+                    io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+                )),
+            }
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+async fn tokio_tcp_uncapped(config: &Config) -> Result<tokio::net::TcpStream, Error> {
     use tokio::net::TcpStream;
     /// RFC 8305's recommended delay before the next attempt.
     const ATTEMPT_DELAY: Duration = Duration::from_millis(250);

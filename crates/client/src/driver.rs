@@ -111,10 +111,13 @@ pub(crate) struct Conn<T> {
 
 impl<T: Transport> Conn<T> {
     /// Greets, says EHLO, starts TLS and authenticates over `io`, as `config` says.
+    /// `started` is when connecting began: the cap on the operation
+    /// ([`crate::Timeouts::attempt`]) counts from there.
     pub(crate) async fn establish(
         config: Config,
         io: T,
         peer: Option<SocketAddr>,
+        started: Instant,
     ) -> Result<Self, Error> {
         let tls_config = match config.tls {
             crate::Tls::None => None,
@@ -125,7 +128,8 @@ impl<T: Transport> Conn<T> {
                 Some(tls::client_config(&config)?)
             }
         };
-        let engine = Engine::new(config, io.now())?;
+        let mut engine = Engine::new(config, io.now())?;
+        engine.start_operation(started);
         let mut conn = Conn {
             engine,
             io,
@@ -207,7 +211,10 @@ impl<T: Transport> Conn<T> {
 
     /// QUIT, its answer awaited at most `cap`, then the stream closed.
     pub(crate) async fn quit(&mut self, cap: Option<Duration>) -> Result<(), Error> {
-        if self.busy || self.engine.is_closed() {
+        if self.busy {
+            return Err(Error::Cancelled);
+        }
+        if self.engine.is_closed() {
             return Ok(());
         }
         self.engine.quit(self.io.now(), cap)?;
@@ -225,7 +232,7 @@ impl<T: Transport> Conn<T> {
 
     fn ready(&self) -> Result<(), Error> {
         if self.busy {
-            return Err(Error::Closed);
+            return Err(Error::Cancelled);
         }
         // The error that ended the connection was reported by the call that met it.
         if self.engine.is_closed() {

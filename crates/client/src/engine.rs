@@ -686,7 +686,9 @@ impl Engine {
         }
     }
 
-    fn start_operation(&mut self, now: Instant) {
+    /// Starts the cap on an operation at `now` (a driver that connected first backdates the
+    /// setup's cap to when connecting began).
+    pub(crate) fn start_operation(&mut self, now: Instant) {
         self.op_deadline = self.config.timeouts.attempt.and_then(|cap| {
             self.op_cap = cap;
             now.checked_add(cap)

@@ -176,6 +176,14 @@ pub enum Error {
     /// The client was used after its connection ended.
     #[error("the connection is closed")]
     Closed,
+    /// An earlier call on this client was cancelled (its future dropped) in the middle of an
+    /// exchange, so the session's state is unknown and the connection cannot be used: open a
+    /// new one. A message whose send was cancelled after its end of data left may have been
+    /// delivered.
+    #[error(
+        "an earlier operation on this connection was cancelled; the connection cannot be used"
+    )]
+    Cancelled,
 }
 
 /// A configuration that cannot work. Nothing was sent.
@@ -275,6 +283,7 @@ impl Error {
             | Error::NoRecipients
             | Error::ReadMessage(_)
             | Error::NotReady
+            | Error::Cancelled
             | Error::Closed => Fault::Local,
         }
     }

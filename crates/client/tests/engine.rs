@@ -264,10 +264,7 @@ fn a_completed_reply_restarts_the_timer_and_early_timeouts_do_nothing() {
 
 #[test]
 fn an_operation_cap_ends_a_slow_exchange_whatever_the_phase_timers() {
-    let timeouts = Timeouts {
-        attempt: Some(Duration::from_secs(30)),
-        ..Timeouts::default()
-    };
+    let timeouts = Timeouts::default().attempt(Duration::from_secs(30));
     let mut p = Pair::new(config().timeouts(timeouts), Peer::new(&["PIPELINING"]));
     let t0 = p.now;
     p.peer.to_client.clear();
@@ -427,10 +424,8 @@ fn requiretls_refuses_a_server_that_cannot_honour_it() {
 
 #[test]
 fn a_huge_timeout_is_no_timeout_rather_than_an_overflow() {
-    let t = Timeouts {
-        greeting: Duration::MAX,
-        ..Timeouts::default()
-    };
+    let mut t = Timeouts::default();
+    t.greeting = Duration::MAX;
     let mut p = Pair::new(config().timeouts(t), Peer::new(&["PIPELINING"]));
     p.peer.to_client.clear();
     assert_eq!(p.pump(), Stop::Waiting(None));

@@ -417,6 +417,24 @@ fn final_reply_followed_by_421_or_a_stray_reply(d: Driver) {
 }
 both!(final_reply_followed_by_421_or_a_stray_reply);
 
+/// A server that accepts and never greets: the cap on the whole setup ends the wait long
+/// before the greeting's own timer would.
+fn attempt_cap_ends_a_silent_greeting(d: Driver) {
+    let server = ScriptedServer::start(vec![Step::Hang]);
+    let mut timeouts = Timeouts::default().attempt(Duration::from_millis(500));
+    timeouts.greeting = Duration::from_secs(30);
+    let started = Instant::now();
+    let err = d.connect(config(&server).timeouts(timeouts)).unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    assert!(
+        matches!(err, Error::Timeout { phase: Phase::Greeting, after } if after == Duration::from_millis(500)),
+        "{err:?}"
+    );
+    drop(server);
+}
+both!(attempt_cap_ends_a_silent_greeting);
+
 fn reset_after_the_final_dot(d: Driver) {
     let server = lockstep(steps([
         envelope_steps(),
@@ -1049,7 +1067,7 @@ fn async_send_cancelled_mid_message_is_never_finished() {
         )
         .await;
         assert!(cancelled.is_err(), "the send should still be waiting");
-        assert!(matches!(client.noop().await, Err(Error::Closed)));
+        assert!(matches!(client.noop().await, Err(Error::Cancelled)));
         drop(client);
         // Time for any task a drop might have spawned to run.
         tokio::time::sleep(Duration::from_millis(500)).await;
