@@ -52,6 +52,19 @@ impl AnyClient {
         }
     }
 
+    /// A message from a blocking reader; the tokio client reads it through [`SyncRead`], so
+    /// both see the same pieces.
+    fn send(
+        &mut self,
+        env: &Envelope,
+        body: impl std::io::Read + Unpin + Send,
+    ) -> Result<postline::Outcome, Error> {
+        match self {
+            AnyClient::Blocking(c) => c.send(env, body),
+            AnyClient::Tokio(c, rt) => rt.block_on(c.send(env, SyncRead(body))),
+        }
+    }
+
     fn noop(&mut self) -> Result<postline::ServerReply, Error> {
         match self {
             AnyClient::Blocking(c) => c.noop(),
@@ -71,6 +84,22 @@ impl AnyClient {
             AnyClient::Blocking(c) => c.greeting(),
             AnyClient::Tokio(c, _) => c.greeting(),
         }
+    }
+}
+
+/// A blocking reader as an `AsyncRead`: each poll is one `read`, so a test source's pieces
+/// (and its pauses) reach the tokio client unchanged.
+struct SyncRead<R>(R);
+
+impl<R: std::io::Read + Unpin> tokio::io::AsyncRead for SyncRead<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let n = self.0.read(buf.initialize_unfilled())?;
+        buf.advance(n);
+        std::task::Poll::Ready(Ok(()))
     }
 }
 
@@ -466,16 +495,16 @@ impl std::io::Read for SlowSource {
 
 /// The server says 354 and hangs up at once, before any data: the message cannot have been
 /// delivered, and the client says so rather than "may have been delivered".
-#[test]
-fn accepts_data_then_closes() {
+fn accepts_data_then_closes(d: Driver) {
     let server = lockstep(steps([envelope_steps(), vec![Step::Close]]));
-    let mut client = Client::connect(config(&server)).unwrap();
+    let mut client = d.connect(config(&server)).unwrap();
     let err = client
         .send(&envelope(), SlowSource(Some(BODY)))
         .unwrap_err();
     assert_lost(&err, Phase::DataBlock, false);
     server.finish().assert_ok();
 }
+both!(accepts_data_then_closes);
 
 // ---------------------------------------------------------------------------- oversized replies
 
@@ -981,8 +1010,7 @@ impl std::io::Read for ByteByByte<'_> {
 /// a smuggled transaction, in one piece and byte by byte. Each send stores exactly one
 /// message, byte for byte what was meant (line ends normalised), and nothing from the
 /// smuggled sender.
-#[test]
-fn message_data_cannot_end_data_early() {
+fn message_data_cannot_end_data_early(d: Driver) {
     let bodies: &[&[u8]] = &[
         b"Subject: a\r\n\r\nx\n.\nMAIL FROM:<evil@example.com>\nRCPT TO:<evil@example.com>\nDATA\nevil\n.\n",
         b"Subject: b\r\n\r\nx\r\n.\nMAIL FROM:<evil@example.com>\r\n",
@@ -993,7 +1021,7 @@ fn message_data_cannot_end_data_early() {
         b"Subject: f\r\n\r\n.",
     ];
     let server = Aiosmtpd::start();
-    let mut client = Client::connect(config_for(server.port())).unwrap();
+    let mut client = d.connect(config_for(server.port())).unwrap();
     let env = Envelope::new("sender@client.test", ["rcpt@server.test"]).unwrap();
     let mut sent = 0;
     for body in bodies {
@@ -1011,6 +1039,7 @@ fn message_data_cannot_end_data_early() {
         assert_eq!(msg.rcpt_tos, ["rcpt@server.test"]);
     }
 }
+both!(message_data_cannot_end_data_early);
 
 /// Bare CR and bare LF become CRLF, and a final CRLF is added when missing.
 fn normalise(input: &[u8]) -> Vec<u8> {
