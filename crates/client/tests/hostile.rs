@@ -962,8 +962,7 @@ fn async_client_dropped_as_the_runtime_shuts_down() {
 
 /// A server with a self-signed certificate (no CA at all) is refused by default, with a
 /// message that says why; nothing is sent after the failed handshake.
-#[test]
-fn self_signed_certificate_is_refused_by_default() {
+fn self_signed_certificate_is_refused_by_default(d: Driver) {
     let key = rcgen::KeyPair::generate().unwrap();
     let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
     let cert = params.self_signed(&key).unwrap();
@@ -976,7 +975,7 @@ fn self_signed_certificate_is_refused_by_default() {
         .port(server.port())
         .tls(Tls::StartTls)
         .timeouts(Timeouts::default().capped(TIMEOUT));
-    let err = Client::connect(config).unwrap_err();
+    let err = d.connect(config).unwrap_err();
     assert!(
         matches!(err, Error::Tls { ref host, .. } if host == "localhost"),
         "{err:?}"
@@ -988,6 +987,7 @@ fn self_signed_certificate_is_refused_by_default() {
     );
     assert!(server.messages().is_empty());
 }
+both!(self_signed_certificate_is_refused_by_default);
 
 /// A message source that hands out one byte per read, so every CR, LF and dot reaches the
 /// encoder in a separate piece.
