@@ -223,7 +223,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncClient<S> {
         self.conn()?.noop().await
     }
 
-    /// Says QUIT and closes the connection.
+    /// Says QUIT, waits for its answer at most the command timeout (5 min by default, as RFC
+    /// 5321 4.5.3.2 sets; dropping an idle client waits 5 s), and closes the connection.
+    /// [`Error::Cancelled`] when an earlier call was cut short.
     pub async fn quit(mut self) -> Result<(), Error> {
         match self.conn.take() {
             Some(mut c) => c.quit(None).await,

@@ -41,7 +41,7 @@ pub(crate) fn proto_credentials<'a>(auth: &'a Auth, host: &'a str, port: u16) ->
 /// The strongest mechanism both sides allow. Passwords: CRAM-MD5, then PLAIN, then LOGIN, the
 /// last two only under TLS unless plaintext auth is allowed; tokens: OAUTHBEARER, XOAUTH2,
 /// likewise only under TLS. A server that announces no AUTH at all gets PLAIN (or XOAUTH2).
-pub fn choose_mechanism(
+pub(crate) fn choose_mechanism(
     auth: &Auth,
     caps: &Capabilities,
     tls: bool,

@@ -400,7 +400,9 @@ impl<S: BlockingStream> Client<S> {
         block_on(self.conn.noop())
     }
 
-    /// Says QUIT and closes the connection.
+    /// Says QUIT, waits for its answer at most the command timeout (5 min by default, as RFC
+    /// 5321 4.5.3.2 sets; dropping an idle client waits 5 s), and closes the connection.
+    /// [`Error::Cancelled`] when an earlier call was cut short.
     pub fn quit(mut self) -> Result<(), Error> {
         block_on(self.conn.quit(None))
     }

@@ -36,7 +36,6 @@ mod tls;
 
 #[cfg(feature = "tokio")]
 pub use asynchronous::AsyncClient;
-pub use auth::choose_mechanism;
 pub use blocking::{BlockingStream, Client};
 pub use config::{Auth, Config, Direction, Timeouts, Tls, TranscriptSink};
 #[cfg(feature = "tokio")]
