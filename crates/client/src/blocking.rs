@@ -357,7 +357,13 @@ impl Client {
 impl<S: BlockingStream> Client<S> {
     /// Runs the session over a stream the caller opened (a proxy, a Unix socket, a pipe):
     /// greeting, EHLO, TLS and AUTH as configured. The host in `config` names the server for
-    /// TLS and AUTH; it is not connected to.
+    /// TLS and AUTH; it is not connected to. `Config::relay` requires STARTTLS by default:
+    /// over a local socket with no TLS, say `.tls(Tls::None)` (and, to authenticate there,
+    /// `.allow_plaintext_auth(true)`).
+    ///
+    /// The stream's `write` must return what it handed on, not what it buffered, for the
+    /// in-doubt decision to be exact (a stream that buffers errs towards "not sent"). Its
+    /// `read_now` (default: none) gives the early notice of a server that closed.
     pub fn from_stream(stream: S, config: Config) -> Result<Self, Error> {
         let started = Instant::now();
         block_on(Conn::establish(

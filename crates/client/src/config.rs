@@ -311,6 +311,7 @@ impl Config {
     /// to learn of a bad CA file before the first connection, or before cloning the
     /// configuration for many connections.
     pub fn prepare_tls(mut self) -> Result<Self, crate::Error> {
+        crate::tls::check_required_name(&self)?;
         if self.tls != Tls::None && self.rustls.is_none() {
             self.rustls = Some(crate::tls::build_client_config(&self)?);
         }
@@ -348,6 +349,18 @@ impl Config {
             Tls::StartTls => 587,
             Tls::None | Tls::Opportunistic => 25,
         })
+    }
+
+    /// The name the server's certificate is checked against: the TLS server name if set,
+    /// else the host.
+    pub fn server_name(&self) -> &str {
+        self.tls_name.as_deref().unwrap_or(&self.host)
+    }
+
+    /// The rustls configuration connections use, once built by [`Config::prepare_tls`] or
+    /// given with [`Config::rustls_config`] (for a custom driver's TLS upgrade).
+    pub fn rustls(&self) -> Option<&Arc<rustls::ClientConfig>> {
+        self.rustls.as_ref()
     }
 
     /// The TLS mode in effect.

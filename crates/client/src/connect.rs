@@ -59,10 +59,33 @@ fn connect_budget(config: &Config, started: Instant) -> io::Result<Duration> {
     Ok(t.min(left))
 }
 
+/// `resolve`, within the operation's cap when there is one: the lookup runs on a thread of
+/// its own, which is left to finish alone if the cap passes first.
+fn resolve_capped(config: &Config, started: Instant) -> Result<Vec<SocketAddr>, Error> {
+    let (host, port) = (config.host.clone(), config.effective_port());
+    if config.timeouts.attempt.is_none() {
+        return resolve(&host, port);
+    }
+    let left = connect_budget(config, started).map_err(|e| connect_error(config, e))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(resolve(&host, port));
+    });
+    rx.recv_timeout(left).unwrap_or_else(|_| {
+        Err(Error::Resolve {
+            host: config.host.clone(),
+            source: Arc::new(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "name resolution timed out",
+            )),
+        })
+    })
+}
+
 /// Each address in turn until one answers, all within the operation's cap.
 pub(crate) fn tcp(config: &Config, started: Instant) -> Result<TcpStream, Error> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address found");
-    for addr in resolve(&config.host, config.effective_port())? {
+    for addr in resolve_capped(config, started)? {
         let budget = connect_budget(config, started).map_err(|e| connect_error(config, e))?;
         match TcpStream::connect_timeout(&addr, budget) {
             Ok(s) => {

@@ -107,6 +107,9 @@ pub(crate) struct Conn<T> {
     /// An operation is in progress; still set after one was cancelled (a dropped future),
     /// which leaves the connection in an unknown state and unusable.
     busy: bool,
+    /// What ended the connection right after an operation that returned its own result
+    /// (a delivery followed by a 421): the next call reports it.
+    unreported: Option<Error>,
 }
 
 impl<T: Transport> Conn<T> {
@@ -122,9 +125,7 @@ impl<T: Transport> Conn<T> {
         let tls_config = match config.tls {
             crate::Tls::None => None,
             _ => {
-                // A name the certificate cannot be checked against is a configuration fault,
-                // found before any byte is sent.
-                tls::server_name(&config)?;
+                tls::check_required_name(&config)?;
                 Some(tls::client_config(&config)?)
             }
         };
@@ -138,6 +139,7 @@ impl<T: Transport> Conn<T> {
             read_buf: vec![0; READ_CHUNK],
             body_buf: Vec::new(),
             busy: false,
+            unreported: None,
         };
         if let Err(e) = conn.op(None::<&mut NoBody>, None).await {
             if e.leaves_session_usable() {
@@ -163,8 +165,13 @@ impl<T: Transport> Conn<T> {
         while let Some((done, result)) = self.engine.take_finished() {
             if done == id {
                 return match (result, ended) {
+                    // Not delivered because of `e`: say `e`, as for any other call.
                     (Err(Error::NotSent { .. }), Some(e)) => Err(e),
-                    (result, _) => result,
+                    (result @ Err(Error::DeliveryUnknown { .. }), _) => result,
+                    (result, e) => {
+                        self.unreported = e;
+                        result
+                    }
                 };
             }
         }
@@ -204,7 +211,10 @@ impl<T: Transport> Conn<T> {
         self.engine.noop(self.io.now())?;
         let ended = self.op(None::<&mut NoBody>, None).await.err();
         match (self.engine.take_reply(), ended) {
-            (Some(reply), _) => Ok(reply),
+            (Some(reply), e) => {
+                self.unreported = e;
+                Ok(reply)
+            }
             (None, e) => Err(e.unwrap_or(Error::Closed)),
         }
     }
@@ -230,11 +240,14 @@ impl<T: Transport> Conn<T> {
         !self.busy && self.engine.is_idle()
     }
 
-    fn ready(&self) -> Result<(), Error> {
+    fn ready(&mut self) -> Result<(), Error> {
         if self.busy {
             return Err(Error::Cancelled);
         }
-        // The error that ended the connection was reported by the call that met it.
+        if let Some(e) = self.unreported.take() {
+            return Err(e);
+        }
+        // The error that ended the connection was reported once; now it is just closed.
         if self.engine.is_closed() {
             Err(Error::Closed)
         } else {
@@ -267,10 +280,6 @@ impl<T: Transport> Conn<T> {
                 Io::Transmit { bytes, deadline } => {
                     let r = self.io.write(bytes, deadline).await;
                     match r {
-                        // No progress on a write is a stream that has ended, not a retry.
-                        Ok(0) => self
-                            .engine
-                            .handle_io_error(io::ErrorKind::WriteZero.into(), self.io.now()),
                         Ok(n) => self.engine.handle_written(n, self.io.now()),
                         Err(e) => self.engine.handle_io_error(e, self.io.now()),
                     }

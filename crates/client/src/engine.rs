@@ -63,7 +63,15 @@
 //!
 //! A driver that cannot read without waiting may answer [`Io::ReceiveNow`] with
 //! [`Engine::handle_nothing_pending`]; it then loses only the early warning of a server that
-//! closed, never correctness.
+//! closed, never correctness. A driver hands over input only when asked (`Receive`,
+//! `ReceiveNow`): a reply that comes while commands are unwritten counts as out of turn.
+//!
+//! [`Io::UpgradeTls`] (implicit TLS at the start, or STARTTLS accepted): run a TLS client
+//! handshake on the stream for [`Config::server_name`], with [`Config::rustls`] after
+//! [`Config::prepare_tls`] (or any rustls configuration of yours), by the deadline; then pass
+//! [`crate::TlsInfo::from_connection`] to [`Engine::handle_tls_established`], and carry every
+//! later byte through TLS. Bytes read before the handshake are discarded by the engine
+//! (RFC 3207 5).
 
 use std::collections::VecDeque;
 use std::io;
@@ -264,7 +272,9 @@ impl Engine {
 
     // ---- inputs ----------------------------------------------------------------------
 
-    /// Bytes from the server (any amount: half a reply, several replies).
+    /// Bytes from the server (any amount: half a reply, several replies), read because
+    /// [`Io::Receive`] or [`Io::ReceiveNow`] asked: a reply that arrives while commands are
+    /// still unwritten is taken as sent out of turn, so a driver reads only when asked.
     pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
         // The reply timer restarts when a reply completes (in poll_io), not per byte: a
         // server trickling a reply still times out.
@@ -275,8 +285,15 @@ impl Engine {
         self.check_idle = false;
     }
 
-    /// `n` bytes of the last [`Io::Transmit`] were written.
+    /// `n` bytes of the last [`Io::Transmit`] were written. `n` must count only bytes handed
+    /// to the network (a stream that buffers must say so on flush, not before), or a failure
+    /// after an end of data is reported as "not sent" where "in doubt" was true. A write of
+    /// nothing is a stream that has ended.
     pub fn handle_written(&mut self, n: usize, now: Instant) {
+        if n == 0 && !self.out.transmit().is_empty() {
+            self.handle_io_error(io::ErrorKind::WriteZero.into(), now);
+            return;
+        }
         self.out.advance(n);
         if self.out.transmit().is_empty() {
             // Every released command is on the wire: this many replies may come now.
@@ -508,9 +525,11 @@ impl Engine {
     pub fn quit(&mut self, now: Instant, cap: Option<Duration>) -> Result<(), Error> {
         self.usable()?;
         self.command(false, |s, out| s.quit(out))?;
-        let cap = cap.unwrap_or(self.config.timeouts.command);
-        self.op_cap = cap;
-        self.op_deadline = now.checked_add(cap);
+        let mut cap = cap.unwrap_or(self.config.timeouts.command);
+        if let Some(attempt) = self.config.timeouts.attempt {
+            cap = cap.min(attempt);
+        }
+        self.cap_operation(now, cap);
         Ok(())
     }
 
@@ -695,6 +714,18 @@ impl Engine {
         });
     }
 
+    /// Caps what is left of the operation in hand at `cap` from `now` (never lengthens a
+    /// cap already running).
+    fn cap_operation(&mut self, now: Instant, cap: Duration) {
+        let Some(deadline) = now.checked_add(cap) else {
+            return;
+        };
+        if self.op_deadline.is_none_or(|d| deadline < d) {
+            self.op_deadline = Some(deadline);
+            self.op_cap = cap;
+        }
+    }
+
     fn set_wait(&mut self, wait: Wait, now: Instant) {
         if self.wait != wait {
             self.wait = wait;
@@ -865,8 +896,7 @@ impl Engine {
             Event::Rejected(r) => {
                 // The session queued QUIT: say it, wait briefly for the 221, then report.
                 self.refused = Some(Error::Rejected(ServerReply::from_reply(&r)));
-                self.op_cap = QUIT_AFTER_REFUSAL;
-                self.op_deadline = now.checked_add(QUIT_AFTER_REFUSAL);
+                self.cap_operation(now, QUIT_AFTER_REFUSAL);
                 Ok(())
             }
             Event::ServiceClosing(r) => Err(Error::ServiceClosing(ServerReply::from_reply(&r))),

@@ -248,10 +248,11 @@ impl Error {
             | Error::ConnectionLost { .. }
             | Error::Io(_)
             | Error::ServiceClosing(_) => Fault::Transient,
-            // Not delivered: worth another try, unless what stopped it is on this side.
+            // Not delivered, for the reason `cause` gives: the same fault as that reason had
+            // the message met it on its own (never in doubt: nothing of it was complete).
             Error::NotSent { cause } => match cause.fault() {
-                Fault::Local => Fault::Local,
-                _ => Fault::Transient,
+                Fault::InDoubt => Fault::Transient,
+                f => f,
             },
             Error::Rejected(r) | Error::AuthRejected { reply: r, .. } => by_reply(r),
             Error::StartTlsUnavailable(Some(r)) => by_reply(r),

@@ -24,7 +24,9 @@ pub struct TlsInfo {
 }
 
 impl TlsInfo {
-    pub(crate) fn from_connection(conn: &rustls::CommonState) -> Self {
+    /// What a rustls connection negotiated (for a custom driver's
+    /// [`crate::Engine::handle_tls_established`]).
+    pub fn from_connection(conn: &rustls::CommonState) -> Self {
         let version = match conn.protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
@@ -112,6 +114,16 @@ pub(crate) fn build_client_config(config: &Config) -> Result<Arc<ClientConfig>, 
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     Ok(Arc::new(tls))
+}
+
+/// When TLS is required (STARTTLS or implicit), the name the certificate will be checked
+/// against must be usable: a configuration fault found before connecting. (Opportunistic TLS
+/// falls back to clear text if the handshake cannot start.)
+pub(crate) fn check_required_name(config: &Config) -> Result<(), Error> {
+    match config.tls {
+        crate::Tls::StartTls | crate::Tls::Implicit => server_name(config).map(|_| ()),
+        crate::Tls::None | crate::Tls::Opportunistic => Ok(()),
+    }
 }
 
 /// The name the certificate is checked against.

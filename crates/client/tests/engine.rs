@@ -464,3 +464,35 @@ fn chunking_with_prompt_replies_to_every_chunk() {
     // 300,000 octets in 64 KiB pieces: five BDAT chunks and BDAT LAST, three times.
     assert_eq!(sent.matches("BDAT").count(), 3 * 6);
 }
+
+#[test]
+fn a_write_of_nothing_ends_the_connection_rather_than_spinning() {
+    let mut p = set_up(config(), Peer::new(&["PIPELINING"]));
+    p.engine.send(&envelope(), p.now).unwrap();
+    for _ in 0..MAX_STEPS {
+        match p.engine.poll_io(p.now) {
+            Ok(Io::ReceiveNow) => p.engine.handle_nothing_pending(),
+            Ok(Io::Transmit { .. }) => p.engine.handle_written(0, p.now),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => {
+                assert!(matches!(e, Error::ConnectionLost { .. }), "{e:?}");
+                return;
+            }
+        }
+    }
+    panic!("still writing after {MAX_STEPS} writes of nothing");
+}
+
+#[test]
+fn quit_waits_no_longer_than_the_operation_cap() {
+    let timeouts = Timeouts::default().attempt(Duration::from_secs(2));
+    let mut p = set_up(config().timeouts(timeouts), Peer::new(&["PIPELINING"]));
+    p.engine.quit(p.now, None).unwrap();
+    let deadline = p.engine.poll_timeout();
+    let limit = p.now + Duration::from_secs(2);
+    match p.engine.poll_io(p.now).unwrap() {
+        Io::Transmit { deadline, .. } => assert!(deadline.is_some_and(|d| d <= limit)),
+        other => panic!("{other:?}"),
+    }
+    assert!(deadline.is_none_or(|d| d <= limit), "{deadline:?}");
+}

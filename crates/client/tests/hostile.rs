@@ -439,12 +439,39 @@ fn final_reply_followed_by_421_or_a_stray_reply(d: Driver) {
         let outcome = client.send_bytes(&envelope(), BODY).unwrap();
         assert_eq!(outcome.reply.code, 250, "{tail}");
         assert!(outcome.all_accepted());
+        // The next call learns what ended the connection, once; then it is closed.
+        let next = client.noop().unwrap_err();
+        if tail.starts_with("421") {
+            assert_closing(&next);
+        } else {
+            assert!(matches!(next, Error::Protocol(_)), "{next:?}");
+        }
         assert!(matches!(client.noop(), Err(Error::Closed)), "{tail}");
         drop(client);
         server.finish();
     }
 }
 both!(final_reply_followed_by_421_or_a_stray_reply);
+
+/// A TLS server name that cannot be checked is a configuration fault, found before any
+/// connection is made.
+fn unusable_tls_name_fails_before_connecting(d: Driver) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = config_for(port)
+        .tls(Tls::StartTls)
+        .tls_server_name("not a name!");
+    let err = d.connect(config).unwrap_err();
+    assert!(
+        matches!(err, Error::Config(postline::ConfigError::TlsServerName(_))),
+        "{err:?}"
+    );
+    assert_eq!(err.fault(), postline::Fault::Local);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(listener.accept().is_err(), "a connection was made");
+}
+both!(unusable_tls_name_fails_before_connecting);
 
 /// A server that accepts and never greets: the cap on the whole setup ends the wait long
 /// before the greeting's own timer would.
