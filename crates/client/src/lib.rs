@@ -24,6 +24,7 @@ mod auth;
 mod blocking;
 mod config;
 mod connect;
+pub mod delivery;
 #[cfg(feature = "tokio")]
 mod direct;
 mod driver;

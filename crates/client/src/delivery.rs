@@ -1,0 +1,395 @@
+//! What happened to each recipient: the one vocabulary every path answers in.
+//!
+//! A client's [`Outcome`] or [`Error`] says what the server did with a transaction; a
+//! [`Delivery`] says what that means for one recipient of the message: delivered, deferred
+//! (try again later), failed (do not), in doubt (the server may have it) or not attempted.
+//! The rule lives here, once, so that the command line, direct delivery and the queue retry,
+//! bounce and report alike:
+//!
+//! - **failed** only for a 5xx reply about this message or this recipient (MAIL, RCPT, DATA,
+//!   the end of data), an address that cannot be sent to, or a message the server declared it
+//!   cannot take (larger than its SIZE, SMTPUTF8, 8-bit data or REQUIRETLS it does not offer);
+//! - **in doubt** when the end of data was on the wire and no final reply came;
+//! - **not attempted** when the transaction never began (an earlier message ended the
+//!   connection);
+//! - **deferred** for everything else: 4xx replies, the network, timeouts, TLS, a refused
+//!   greeting or EHLO, authentication, local configuration. None of those is about this
+//!   message, and fixing them should not cost the mail.
+
+use std::fmt;
+
+use crate::envelope::Envelope;
+use crate::error::Error;
+use crate::outcome::Outcome;
+use crate::reply::ServerReply;
+use postline_proto::session::FailedAt;
+
+/// The longest reply text a [`Delivery`] keeps, in bytes: enough for any real diagnostic,
+/// small enough to store per recipient and quote in a bounce (a server may send 1 MiB).
+pub const MAX_REPLY_TEXT: usize = 512;
+/// The most reply lines a [`Delivery`] keeps.
+pub const MAX_REPLY_LINES: usize = 8;
+
+/// Where one recipient stands after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    /// The server took responsibility for the message for this recipient.
+    Delivered,
+    /// Not delivered this time; a later attempt may succeed.
+    Deferred,
+    /// Not delivered, and repeating the same message cannot help.
+    Failed,
+    /// The end of data was sent and no final reply came: the server may have the message.
+    /// Retrying may deliver it twice; not retrying may lose it (RFC 5321 6.1 prefers the
+    /// duplicate).
+    InDoubt,
+    /// Never offered to a server in this attempt (the connection ended before its turn).
+    NotAttempted,
+}
+
+impl DeliveryStatus {
+    /// The lower-case name used in reports and JSON: `delivered`, `deferred`, `failed`,
+    /// `in-doubt`, `not-attempted`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Deferred => "deferred",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::InDoubt => "in-doubt",
+            DeliveryStatus::NotAttempted => "not-attempted",
+        }
+    }
+
+    /// True for delivered and failed: nothing more will be done for this recipient.
+    pub fn is_final(self) -> bool {
+        matches!(self, DeliveryStatus::Delivered | DeliveryStatus::Failed)
+    }
+}
+
+impl fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One recipient's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The address as given in the envelope.
+    pub address: String,
+    /// What happened.
+    pub status: DeliveryStatus,
+    /// The reply that decided it: the end-of-data reply for a delivery, the refusal for a
+    /// refused recipient or message. Bounded to [`MAX_REPLY_LINES`] lines and
+    /// [`MAX_REPLY_TEXT`] bytes. `None` when no reply decided (a timeout, a lost connection).
+    pub reply: Option<ServerReply>,
+    /// In words, when the reply alone does not say it (which step failed, a network error);
+    /// empty when the reply says it all. Bounded like the reply.
+    pub reason: String,
+    /// The server that decided it, when the caller knows (direct delivery names the
+    /// exchanger).
+    pub host: Option<String>,
+}
+
+impl Delivery {
+    /// A result for `address`, with its reply and reason bounded for storage.
+    pub fn new(
+        address: impl Into<String>,
+        status: DeliveryStatus,
+        reply: Option<&ServerReply>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Delivery {
+            address: address.into(),
+            status,
+            reply: reply.map(bounded),
+            reason: bounded_text(&reason.into()),
+            host: None,
+        }
+    }
+
+    /// Every recipient of `envelope`, in envelope order, from what one transaction returned
+    /// (by [`crate::Client::send`], [`crate::Client::send_many`] or their async forms).
+    pub fn from_result(result: &Result<Outcome, Error>, envelope: &Envelope) -> Vec<Delivery> {
+        let addresses = envelope.to();
+        match result {
+            Ok(o) => addresses
+                .enumerate()
+                .map(|(i, a)| match find(&o.recipients, i, a) {
+                    Some(r) if r.accepted => {
+                        Delivery::new(a, DeliveryStatus::Delivered, Some(&o.reply), "")
+                    }
+                    Some(r) => refused_recipient(a, r.reply.as_ref()),
+                    None => Delivery::new(a, DeliveryStatus::Deferred, None, "no reply for it"),
+                })
+                .collect(),
+            Err(Error::MessageRejected {
+                at,
+                reply,
+                recipients,
+            }) => addresses
+                .enumerate()
+                .map(|(i, a)| match (find(recipients, i, a), reply) {
+                    // Refused at RCPT: its own reply decides.
+                    (Some(r), _) if !r.accepted && r.reply.is_some() => {
+                        refused_recipient(a, r.reply.as_ref())
+                    }
+                    // MAIL, DATA or the message itself refused: that reply decides for all.
+                    (_, Some(reply)) => {
+                        Delivery::new(a, by_reply(reply), Some(reply), refused_at(*at).to_string())
+                    }
+                    (_, None) => Delivery::new(a, DeliveryStatus::Deferred, None, refused_at(*at)),
+                })
+                .collect(),
+            Err(e) => {
+                let status = status_of(e);
+                let reason = e.to_string();
+                let reply = e.reply();
+                addresses
+                    .map(|a| Delivery::new(a, status, reply, reason.as_str()))
+                    .collect()
+            }
+        }
+    }
+
+    /// The named server, for callers that know it.
+    pub fn at_host(mut self, host: impl Into<String>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+
+    /// One line for people: the reply, the reason, or both.
+    pub fn detail(&self) -> String {
+        match (&self.reply, self.reason.is_empty()) {
+            (Some(r), true) => r.to_string(),
+            (Some(r), false) => format!("{}: {r}", self.reason),
+            (None, _) => self.reason.clone(),
+        }
+    }
+}
+
+/// What an error that ended a transaction (or kept it from starting) means for each of its
+/// recipients, by the rule in the module documentation.
+pub fn status_of(e: &Error) -> DeliveryStatus {
+    match e {
+        Error::DeliveryUnknown { .. } => DeliveryStatus::InDoubt,
+        Error::NotSent { .. } => DeliveryStatus::NotAttempted,
+        Error::MessageRejected { reply: Some(r), .. } => by_reply(r),
+        Error::Incompatible(_) | Error::Address { .. } | Error::NoRecipients => {
+            DeliveryStatus::Failed
+        }
+        _ => DeliveryStatus::Deferred,
+    }
+}
+
+fn by_reply(r: &ServerReply) -> DeliveryStatus {
+    if r.is_permanent() {
+        DeliveryStatus::Failed
+    } else {
+        DeliveryStatus::Deferred
+    }
+}
+
+fn refused_recipient(address: &str, reply: Option<&ServerReply>) -> Delivery {
+    match reply {
+        Some(r) => Delivery::new(address, by_reply(r), Some(r), ""),
+        None => Delivery::new(address, DeliveryStatus::Deferred, None, "no reply for it"),
+    }
+}
+
+fn refused_at(at: FailedAt) -> &'static str {
+    match at {
+        FailedAt::Mail => "sender refused",
+        FailedAt::NoValidRecipients => "every recipient refused",
+        FailedAt::Data => "DATA refused",
+        FailedAt::Message => "message refused",
+    }
+}
+
+/// `address`'s entry in a client's list: by position when it matches (the client keeps
+/// envelope order), else by spelling.
+fn find<'a>(
+    list: &'a [crate::outcome::Recipient],
+    i: usize,
+    address: &str,
+) -> Option<&'a crate::outcome::Recipient> {
+    match list.get(i) {
+        Some(r) if r.address == address => Some(r),
+        _ => list.iter().find(|r| r.address == address).or_else(|| {
+            list.iter()
+                .find(|r| r.address.eq_ignore_ascii_case(address))
+        }),
+    }
+}
+
+/// A copy of `r` small enough to store: at most [`MAX_REPLY_LINES`] lines and
+/// [`MAX_REPLY_TEXT`] bytes of text, control characters replaced.
+pub fn bounded(r: &ServerReply) -> ServerReply {
+    let mut left = MAX_REPLY_TEXT;
+    let mut lines = Vec::new();
+    for line in r.lines.iter().take(MAX_REPLY_LINES) {
+        if left == 0 {
+            break;
+        }
+        let text = bounded_text_to(line, left);
+        left = left.saturating_sub(text.len());
+        lines.push(text);
+    }
+    ServerReply {
+        code: r.code,
+        enhanced: r.enhanced,
+        lines,
+    }
+}
+
+fn bounded_text(s: &str) -> String {
+    bounded_text_to(s, MAX_REPLY_TEXT)
+}
+
+/// At most `max` bytes of `s` (cut at a character boundary, marked with `...`), with control
+/// characters (CR, LF, escapes) replaced by spaces so the text is one safe line.
+fn bounded_text_to(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max));
+    for c in s.chars() {
+        if out.len() + c.len_utf8() > max {
+            let mut cut = max.saturating_sub(3).min(out.len());
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            out.push_str("...");
+            break;
+        }
+        out.push(if c.is_control() { ' ' } else { c });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::Recipient;
+    use postline_proto::session::Phase;
+
+    fn reply(code: u16, text: &str) -> ServerReply {
+        ServerReply {
+            code,
+            enhanced: None,
+            lines: vec![text.to_string()],
+        }
+    }
+
+    fn rcpt(a: &str, accepted: bool, code: u16) -> Recipient {
+        Recipient {
+            address: a.into(),
+            accepted,
+            reply: Some(reply(code, "x")),
+        }
+    }
+
+    fn env() -> Envelope {
+        Envelope::new("a@x", ["ok@y", "bad@y", "later@y"]).unwrap()
+    }
+
+    fn statuses(list: &[Delivery]) -> Vec<DeliveryStatus> {
+        list.iter().map(|d| d.status).collect()
+    }
+
+    use DeliveryStatus::*;
+
+    #[test]
+    fn an_outcome_per_recipient() {
+        let o = Ok(Outcome {
+            recipients: vec![
+                rcpt("ok@y", true, 250),
+                rcpt("bad@y", false, 550),
+                rcpt("later@y", false, 451),
+            ],
+            reply: reply(250, "queued as 1"),
+        });
+        let d = Delivery::from_result(&o, &env());
+        assert_eq!(statuses(&d), [Delivered, Failed, Deferred]);
+        assert_eq!(d[0].reply.as_ref().unwrap().code, 250);
+        assert_eq!(d[1].reply.as_ref().unwrap().code, 550);
+    }
+
+    #[test]
+    fn a_refused_message_decides_by_the_reply_that_applies() {
+        let e = Err(Error::MessageRejected {
+            at: FailedAt::Data,
+            reply: Some(reply(451, "later")),
+            recipients: vec![
+                rcpt("ok@y", true, 250),
+                rcpt("bad@y", false, 550),
+                rcpt("later@y", true, 250),
+            ],
+        });
+        assert_eq!(
+            statuses(&Delivery::from_result(&e, &env())),
+            [Deferred, Failed, Deferred]
+        );
+        let e = Err(Error::MessageRejected {
+            at: FailedAt::Message,
+            reply: Some(reply(554, "spam")),
+            recipients: vec![rcpt("ok@y", true, 250)],
+        });
+        assert_eq!(
+            statuses(&Delivery::from_result(&e, &env())),
+            [Failed, Failed, Failed]
+        );
+    }
+
+    #[test]
+    fn session_faults_defer_and_only_message_faults_fail() {
+        let lost = Error::ConnectionLost {
+            phase: Phase::DataEnd,
+        };
+        let cases = [
+            (Error::Rejected(reply(554, "no service")), Deferred),
+            (Error::StartTlsUnavailable(None), Deferred),
+            (
+                Error::Protocol(postline_proto::session::SessionError::UnexpectedReply {
+                    code: postline_proto::reply::Code::new(550).unwrap(),
+                }),
+                Deferred,
+            ),
+            (lost.clone(), Deferred),
+            (
+                Error::DeliveryUnknown {
+                    cause: Box::new(lost.clone()),
+                },
+                InDoubt,
+            ),
+            (
+                Error::NotSent {
+                    cause: Box::new(lost),
+                },
+                NotAttempted,
+            ),
+            (
+                Error::Incompatible(crate::Refusal::TooLarge { size: 9, limit: 1 }),
+                Failed,
+            ),
+        ];
+        for (e, want) in cases {
+            let d = Delivery::from_result(&Err(e.clone()), &env());
+            assert!(d.iter().all(|d| d.status == want), "{e}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn replies_are_bounded_for_storage() {
+        let huge = ServerReply {
+            code: 550,
+            enhanced: None,
+            lines: (0..1000).map(|_| "é\r\n\x1b[31m".repeat(200)).collect(),
+        };
+        let b = bounded(&huge);
+        assert!(b.lines.len() <= MAX_REPLY_LINES);
+        let total: usize = b.lines.iter().map(String::len).sum();
+        assert!(total <= MAX_REPLY_TEXT, "{total}");
+        assert!(b.lines.iter().all(|l| !l.chars().any(char::is_control)));
+        let d = Delivery::new("a@b", Failed, None, "x".repeat(10_000));
+        assert!(d.reason.len() <= MAX_REPLY_TEXT && d.reason.ends_with("..."));
+    }
+}
