@@ -218,6 +218,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncClient<S> {
         self.conn()?.send_many(messages).await
     }
 
+    /// [`AsyncClient::send_many`], giving each result to `each` as soon as it is known; see
+    /// [`crate::Client::send_many_each`].
+    pub async fn send_many_each<'m>(
+        &mut self,
+        messages: impl IntoIterator<Item = (&'m Envelope, &'m [u8])>,
+        mut each: impl FnMut(usize, Result<Outcome, Error>) + Send,
+    ) -> Result<(), Error> {
+        let messages = messages.into_iter().collect();
+        self.conn()?.send_many_each(messages, &mut each).await
+    }
+
     /// NOOP: checks the connection is alive.
     pub async fn noop(&mut self) -> Result<ServerReply, Error> {
         self.conn()?.noop().await

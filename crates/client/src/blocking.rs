@@ -401,6 +401,21 @@ impl<S: BlockingStream> Client<S> {
         block_on(self.conn.send_many(messages.into_iter().collect()))
     }
 
+    /// [`Client::send_many`], giving each message's result (by its position) to `each` as
+    /// soon as its final reply is in, exactly once per message: a caller can record a
+    /// delivery while the next messages are still on the wire. `Err` only when the
+    /// connection was unusable from the start (then `each` is never called).
+    pub fn send_many_each<'m>(
+        &mut self,
+        messages: impl IntoIterator<Item = (&'m Envelope, &'m [u8])>,
+        mut each: impl FnMut(usize, Result<Outcome, Error>) + Send,
+    ) -> Result<(), Error> {
+        block_on(
+            self.conn
+                .send_many_each(messages.into_iter().collect(), &mut each),
+        )
+    }
+
     /// NOOP: checks the connection is alive.
     pub fn noop(&mut self) -> Result<ServerReply, Error> {
         block_on(self.conn.noop())

@@ -111,7 +111,15 @@ impl Delivery {
     /// Every recipient of `envelope`, in envelope order, from what one transaction returned
     /// (by [`crate::Client::send`], [`crate::Client::send_many`] or their async forms).
     pub fn from_result(result: &Result<Outcome, Error>, envelope: &Envelope) -> Vec<Delivery> {
-        let addresses = envelope.to();
+        Delivery::for_recipients(result, envelope.to())
+    }
+
+    /// [`Delivery::from_result`] for these recipients (the transaction's, in its order).
+    pub fn for_recipients<'a>(
+        result: &Result<Outcome, Error>,
+        recipients: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<Delivery> {
+        let addresses = recipients.into_iter();
         match result {
             Ok(o) => addresses
                 .enumerate()
@@ -158,11 +166,12 @@ impl Delivery {
         self
     }
 
-    /// One line for people: the reply, the reason, or both.
+    /// One line for people: the reply, the reason, or both (the reply first, so the line
+    /// starts with its code).
     pub fn detail(&self) -> String {
         match (&self.reply, self.reason.is_empty()) {
             (Some(r), true) => r.to_string(),
-            (Some(r), false) => format!("{}: {r}", self.reason),
+            (Some(r), false) => format!("{r} ({})", self.reason),
             (None, _) => self.reason.clone(),
         }
     }

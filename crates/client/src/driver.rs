@@ -200,10 +200,28 @@ impl<T: Transport> Conn<T> {
         &mut self,
         messages: Vec<(&Envelope, &[u8])>,
     ) -> Result<Vec<Result<Outcome, Error>>, Error> {
+        let mut results: Vec<Option<Result<Outcome, Error>>> =
+            messages.iter().map(|_| None).collect();
+        self.send_many_each(messages, &mut |i, r| results[i] = Some(r))
+            .await?;
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(Error::Closed)))
+            .collect())
+    }
+
+    /// [`Conn::send_many`], telling each message's result to `each` as soon as its final
+    /// reply is in (exactly once per message, in the order they finish).
+    pub(crate) async fn send_many_each(
+        &mut self,
+        messages: Vec<(&Envelope, &[u8])>,
+        each: &mut (dyn FnMut(usize, Result<Outcome, Error>) + Send),
+    ) -> Result<(), Error> {
         self.ready()?;
-        let mut batch = Batch::new(messages);
+        let mut batch = Batch::new(messages, each);
         let ended = self.op(None::<&mut NoBody>, Some(&mut batch)).await.err();
-        Ok(batch.finish(&mut self.engine, ended))
+        batch.finish(&mut self.engine, ended);
+        Ok(())
     }
 
     pub(crate) async fn noop(&mut self) -> Result<ServerReply, Error> {
@@ -258,7 +276,7 @@ impl<T: Transport> Conn<T> {
     async fn op<B: BodySource>(
         &mut self,
         body: Option<&mut B>,
-        batch: Option<&mut Batch<'_>>,
+        batch: Option<&mut Batch<'_, '_>>,
     ) -> Result<(), Error> {
         self.busy = true;
         let result = self.run(body, batch).await;
@@ -270,7 +288,7 @@ impl<T: Transport> Conn<T> {
     async fn run<B: BodySource>(
         &mut self,
         mut body: Option<&mut B>,
-        mut batch: Option<&mut Batch<'_>>,
+        mut batch: Option<&mut Batch<'_, '_>>,
     ) -> Result<(), Error> {
         loop {
             if let Some(b) = batch.as_deref_mut() {
@@ -362,22 +380,25 @@ impl<T: Transport> Conn<T> {
 
 /// Messages sent back to back on one connection: each next transaction starts as soon as the
 /// previous message's end of data is released, so its commands share that write (RFC 2920
-/// 3.1) and a stream of messages costs one round trip each.
-pub(crate) struct Batch<'m> {
+/// 3.1) and a stream of messages costs one round trip each. Each result goes to `each` as
+/// soon as it is known.
+pub(crate) struct Batch<'m, 'e> {
     messages: Vec<(&'m Envelope, &'m [u8])>,
     next: usize,
     in_flight: Vec<(postline_proto::TxId, usize)>,
-    results: Vec<Option<Result<Outcome, Error>>>,
+    each: &'e mut (dyn FnMut(usize, Result<Outcome, Error>) + Send),
 }
 
-impl<'m> Batch<'m> {
-    pub(crate) fn new(messages: Vec<(&'m Envelope, &'m [u8])>) -> Self {
-        let results = messages.iter().map(|_| None).collect();
+impl<'m, 'e> Batch<'m, 'e> {
+    pub(crate) fn new(
+        messages: Vec<(&'m Envelope, &'m [u8])>,
+        each: &'e mut (dyn FnMut(usize, Result<Outcome, Error>) + Send),
+    ) -> Self {
         Batch {
             messages,
             next: 0,
             in_flight: Vec::new(),
-            results,
+            each,
         }
     }
 
@@ -389,7 +410,7 @@ impl<'m> Batch<'m> {
             self.next += 1;
             match engine.send(self.messages[index].0, now) {
                 Ok(id) => self.in_flight.push((id, index)),
-                Err(e) if e.leaves_session_usable() => self.results[index] = Some(Err(e)),
+                Err(e) if e.leaves_session_usable() => (self.each)(index, Err(e)),
                 Err(e) => return Err(e),
             }
         }
@@ -400,7 +421,7 @@ impl<'m> Batch<'m> {
         while let Some((id, result)) = engine.take_finished() {
             if let Some(pos) = self.in_flight.iter().position(|(t, _)| *t == id) {
                 let (_, index) = self.in_flight.remove(pos);
-                self.results[index] = Some(result);
+                (self.each)(index, result);
             }
         }
     }
@@ -419,23 +440,25 @@ impl<'m> Batch<'m> {
         engine.handle_body_end()
     }
 
-    /// Each message's result in order. Those never started were certainly not delivered:
+    /// The results still untold. Those never started were certainly not delivered:
     /// [`Error::NotSent`] with what ended the connection.
-    fn finish(mut self, engine: &mut Engine, ended: Option<Error>) -> Vec<Result<Outcome, Error>> {
+    fn finish(mut self, engine: &mut Engine, ended: Option<Error>) {
         self.collect(engine);
         let cause = ended.unwrap_or(Error::Closed);
-        self.results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
-                    Err(Error::NotSent {
-                        cause: Box::new(match &cause {
-                            Error::DeliveryUnknown { cause } => (**cause).clone(),
-                            other => other.clone(),
-                        }),
-                    })
-                })
-            })
-            .collect()
+        let cause = match &cause {
+            Error::DeliveryUnknown { cause } => (**cause).clone(),
+            other => other.clone(),
+        };
+        // Started but never finished: the engine reports every open transaction when a
+        // connection fails, so this is only what it could not name.
+        let unfinished: Vec<usize> = self.in_flight.drain(..).map(|(_, i)| i).collect();
+        for index in unfinished.into_iter().chain(self.next..self.messages.len()) {
+            (self.each)(
+                index,
+                Err(Error::NotSent {
+                    cause: Box::new(cause.clone()),
+                }),
+            );
+        }
     }
 }
