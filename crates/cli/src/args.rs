@@ -96,6 +96,12 @@ pub enum QueueCommand {
         /// The queue id.
         id: String,
     },
+    /// Release recipients held in doubt (the server may already have the message) so the
+    /// next run sends to them again.
+    Release {
+        /// The queue id.
+        id: String,
+    },
 }
 
 /// `--auth`.

@@ -1,62 +1,209 @@
 //! The outbound queue from the command line: `send --queue`, sendmail mode's queue on
-//! failure, and `postline queue list|run|flush|show|remove`.
+//! failure, and `postline queue list|run|flush|show|remove|release`: thin layers over
+//! [`postline_queue`]'s spool and runner.
 //!
-//! A queued message's route is the [`ServerArgs`] it was sent with (the account by name,
-//! secrets by where they come from, never their value) and whether it goes by MX routing.
-//! The runner rebuilds the connection from it with [`connect::target`] at each attempt, so a
-//! fixed config file or a rotated password applies to what is already queued.
+//! A queued message's route is a [`postline_queue::Route`]: the account by name and the
+//! connection flags, never a secret's value and never a command. The runner resolves it at
+//! each attempt with [`connect::target`], so a fixed config file or a rotated password
+//! applies to what is already queued.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use postline::{DeliveryStatus, Envelope, Error, FailedAt, ServerReply};
-use postline_queue::{Attempted, Entry, Policy, RecipientStatus, RunReport, Spool};
-use serde::{Deserialize, Serialize};
+use postline::delivery::{Delivery, DeliveryStatus};
+use postline::{Envelope, Error};
+use postline_queue::{
+    Destination, Entry, LoadError, Policy, RecipientStatus, Route, RouteTls, RunReport, Runner,
+    Secret, Smtp, Spool,
+};
 use serde_json::{json, Value};
 
-use crate::account::Account;
-use crate::args::{QueueArgs, QueueCommand, ServerArgs};
+use crate::account::{Account, TlsMode};
+use crate::args::{AuthArg, QueueArgs, QueueCommand, ServerArgs};
 use crate::connect::{self, Fail, Target};
 use crate::exit;
-use crate::send;
 
 /// A run sending more messages than this shows a progress bar (on a terminal).
 const PROGRESS_OVER: usize = 5;
 
-/// How a queued message reaches its server, as stored in its entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Route {
-    /// Flags and account name (no secrets).
-    pub server: ServerArgs,
-    /// MX routing (no server, no account).
-    #[serde(default)]
-    pub direct: bool,
-    /// The sender it was queued for (bounce reports travel the same route from `<>`).
-    #[serde(default)]
-    pub from: String,
+/// Writes a line to stdout; a closed stdout is not a reason to stop (results are already
+/// recorded when they are printed).
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
-impl Route {
-    /// The route `send` (or sendmail mode) used: the account is pinned by name, so a later
-    /// change of the config file's default does not redirect queued mail.
-    pub fn new(args: &ServerArgs, account: Option<&Account>, direct: bool, from: &str) -> Route {
-        let mut server = args.clone();
-        server.account = account.map(|a| a.name.clone());
-        server.verbose = false;
-        server.json = false;
-        Route {
-            server,
-            direct,
-            from: from.to_string(),
-        }
-    }
+/// Writes a line to stderr, ignoring a closed stderr.
+fn warn(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
 
-    pub fn to_value(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
+fn route_tls(t: TlsMode) -> RouteTls {
+    match t {
+        TlsMode::Starttls => RouteTls::Starttls,
+        TlsMode::Implicit => RouteTls::Implicit,
+        TlsMode::Opportunistic => RouteTls::Opportunistic,
+        TlsMode::None => RouteTls::None,
     }
+}
+
+fn tls_mode(t: RouteTls) -> TlsMode {
+    match t {
+        RouteTls::Starttls => TlsMode::Starttls,
+        RouteTls::Implicit => TlsMode::Implicit,
+        RouteTls::Opportunistic => TlsMode::Opportunistic,
+        RouteTls::None => TlsMode::None,
+    }
+}
+
+fn auth_name(a: AuthArg) -> &'static str {
+    match a {
+        AuthArg::Plain => "plain",
+        AuthArg::Login => "login",
+        AuthArg::CramMd5 => "cram-md5",
+        AuthArg::Xoauth2 => "xoauth2",
+        AuthArg::Oauthbearer => "oauthbearer",
+    }
+}
+
+fn auth_arg(name: &str) -> Option<AuthArg> {
+    [
+        AuthArg::Plain,
+        AuthArg::Login,
+        AuthArg::CramMd5,
+        AuthArg::Xoauth2,
+        AuthArg::Oauthbearer,
+    ]
+    .into_iter()
+    .find(|a| auth_name(*a) == name)
+}
+
+/// The route `send` (or sendmail mode) queues with: the account pinned by name (a later
+/// change of the config file's default does not redirect queued mail), the flags, and where
+/// a secret comes from. A command given on the command line cannot be queued: the runner
+/// never executes what the spool says.
+pub fn route(args: &ServerArgs, account: Option<&Account>, direct: bool) -> Result<Route, Fail> {
+    if args.password_cmd.is_some() || args.oauth_token_cmd.is_some() {
+        return Err(Fail::new(
+            exit::USAGE,
+            "a queued message cannot get its password from --password-cmd or --oauth-token-cmd \
+             (the queue runner never runs a command stored in the spool): put the command in an \
+             account of the config file, or use --password-env or --password-file",
+        ));
+    }
+    let secret = args
+        .password_env
+        .clone()
+        .map(Secret::PasswordEnv)
+        .or(args.password_file.clone().map(Secret::PasswordFile))
+        .or(args.oauth_token_env.clone().map(Secret::OauthTokenEnv));
+    let timeout_ms = match args.timeout {
+        None => None,
+        Some(t) if t.is_finite() && t > 0.0 && t <= postline_queue::MAX_TIMEOUT.as_secs_f64() => {
+            Some((t * 1000.0).ceil() as u64)
+        }
+        Some(t) => {
+            return Err(Fail::new(
+                exit::USAGE,
+                format!("--timeout {t}: must be more than 0 and at most 86400 seconds"),
+            ))
+        }
+    };
+    Ok(Route {
+        version: postline_queue::ROUTE_VERSION,
+        account: account.map(|a| a.name.clone()),
+        server: args.server.clone(),
+        direct,
+        tls: args.tls.map(route_tls),
+        ca_file: args.ca_file.clone(),
+        insecure: args.insecure,
+        helo: args.helo.clone(),
+        timeout_ms,
+        allow_plaintext_auth: args.allow_plaintext_auth,
+        user: args.user.clone(),
+        secret,
+        auth: args.auth.map(|a| auth_name(a).to_string()),
+        dns_server: args.dns_server,
+        mx_port: args.mx_port,
+    })
+}
+
+/// The flags a route stands for, to connect as `send` would.
+fn server_args(route: &Route, verbose: bool) -> Result<ServerArgs, String> {
+    let mut args = ServerArgs {
+        server: route.server.clone(),
+        account: route.account.clone(),
+        dns_server: route.dns_server,
+        mx_port: route.mx_port,
+        tls: route.tls.map(tls_mode),
+        ca_file: route.ca_file.clone(),
+        insecure: route.insecure,
+        helo: route.helo.clone(),
+        timeout: route.timeout().map(|d| d.as_secs_f64()),
+        allow_plaintext_auth: route.allow_plaintext_auth,
+        user: route.user.clone(),
+        verbose,
+        ..ServerArgs::default()
+    };
+    match &route.secret {
+        Some(Secret::PasswordEnv(v)) => args.password_env = Some(v.clone()),
+        Some(Secret::PasswordFile(p)) => args.password_file = Some(p.clone()),
+        Some(Secret::OauthTokenEnv(v)) => args.oauth_token_env = Some(v.clone()),
+        None => {}
+    }
+    if let Some(name) = &route.auth {
+        args.auth = Some(auth_arg(name).ok_or_else(|| format!("unknown mechanism {name:?}"))?);
+    }
+    Ok(args)
+}
+
+/// Resolves a stored route as `send` would, reading the account and its secrets now.
+fn destination(route: &Route, verbose: bool) -> Result<Destination, String> {
+    let args = server_args(route, verbose)?;
+    let account = if route.direct {
+        None
+    } else {
+        connect::load_account(args.account.as_deref()).map_err(|f| f.message)?
+    };
+    let target = connect::target(&args, account.as_ref()).map_err(|f| f.message)?;
+    Ok(if target.direct {
+        Destination::Direct(mailer(&target))
+    } else {
+        Destination::Relay(target.config)
+    })
+}
+
+/// The direct-delivery mailer for a target.
+pub fn mailer(target: &Target) -> postline::Mailer {
+    let mut mailer = postline::Mailer::direct(target.config.clone())
+        .mx_port(target.port)
+        .require_tls(target.tls == TlsMode::Starttls);
+    if let Some(dns) = target.dns_server {
+        mailer = mailer.dns_server(dns);
+    }
+    mailer
+}
+
+/// Direct delivery, as `send` does it: one result per recipient.
+pub fn direct(target: &Target, from: &str, recipients: &[String], message: &[u8]) -> Vec<Delivery> {
+    let envelope = match Envelope::new(from, recipients) {
+        Ok(e) => e,
+        Err(e) => return relay_results(&Err(e), recipients),
+    };
+    match mailer(target).send_blocking(&envelope, message) {
+        Ok(d) => postline_queue::compat_mailer(d),
+        Err(e) => relay_results(&Err(e), recipients),
+    }
+}
+
+/// Per recipient, what one relay transaction did.
+pub fn relay_results(
+    result: &Result<postline::Outcome, Error>,
+    recipients: &[String],
+) -> Vec<Delivery> {
+    Delivery::for_recipients(result, recipients.iter().map(String::as_str))
 }
 
 /// The spool directory: the flag (or `POSTLINE_QUEUE_DIR`), else the default.
@@ -72,12 +219,17 @@ pub fn spool_dir(flag: Option<&Path>) -> Result<PathBuf, Fail> {
     })
 }
 
-/// Opens the spool; exit 75 when it cannot be.
+/// Opens the spool: exit 75 when it cannot be, 77 (EX_NOPERM) when it is not private.
 pub fn open_spool(flag: Option<&Path>) -> Result<Spool, Fail> {
     let dir = spool_dir(flag)?;
     Spool::open(&dir).map_err(|e| {
+        let code = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            exit::NOPERM
+        } else {
+            exit::TEMPFAIL
+        };
         Fail::new(
-            exit::TEMPFAIL,
+            code,
             format!("queue: cannot open the spool {}: {e}", dir.display()),
         )
     })
@@ -98,195 +250,9 @@ pub fn policy() -> Policy {
 }
 
 fn one_line(s: &str) -> String {
-    s.replace(['\r', '\n'], " ")
-}
-
-fn reply_attempt(reply: &ServerReply) -> Attempted {
-    if reply.is_permanent() {
-        Attempted::Failed(one_line(&reply.to_string()))
-    } else {
-        Attempted::Deferred(one_line(&reply.to_string()))
-    }
-}
-
-/// Finds `address`'s entry in the client's list (same order as given, same spelling).
-fn find<'a, T>(
-    list: &'a [T],
-    i: usize,
-    address: &str,
-    addr_of: impl Fn(&T) -> &str,
-) -> Option<&'a T> {
-    list.iter()
-        .find(|r| addr_of(r) == address)
-        .or_else(|| {
-            list.iter()
-                .find(|r| addr_of(r).eq_ignore_ascii_case(address))
-        })
-        .or_else(|| list.get(i))
-}
-
-/// Per recipient, what a relay attempt did: accepted → delivered, 5xx → failed, anything
-/// transient (4xx, connection, timeout, a lost connection after the data) → deferred. A
-/// session-level failure that is not a 5xx (TLS, authentication) defers too: fixing the
-/// configuration should not cost the mail.
-pub fn from_relay(
-    result: &Result<postline::Outcome, Error>,
-    recipients: &[String],
-) -> Vec<(String, Attempted)> {
-    let mut out = Vec::new();
-    match result {
-        Ok(o) => {
-            for (i, a) in recipients.iter().enumerate() {
-                let r = find(&o.recipients, i, a, |r| r.address.as_str());
-                let x = match r {
-                    Some(r) if r.accepted => Attempted::Delivered(one_line(&o.reply.to_string())),
-                    Some(postline::Recipient {
-                        reply: Some(reply), ..
-                    }) => reply_attempt(reply),
-                    _ => Attempted::Deferred("no reply for this recipient".into()),
-                };
-                out.push((a.clone(), x));
-            }
-        }
-        Err(Error::MessageRejected {
-            at,
-            reply,
-            recipients: rs,
-        }) => {
-            for (i, a) in recipients.iter().enumerate() {
-                let r = find(rs, i, a, |r| r.address.as_str());
-                let x = match (at, r) {
-                    // Refused (or deferred) at RCPT: its own reply decides.
-                    (
-                        _,
-                        Some(postline::Recipient {
-                            accepted: false,
-                            reply: Some(rr),
-                            ..
-                        }),
-                    ) => reply_attempt(rr),
-                    // MAIL, DATA or the message refused: that reply decides for everyone.
-                    (FailedAt::Mail | FailedAt::Data | FailedAt::Message, _) if reply.is_some() => {
-                        reply_attempt(reply.as_ref().expect("checked"))
-                    }
-                    _ => Attempted::Deferred(one_line(&result_text(result))),
-                };
-                out.push((a.clone(), x));
-            }
-        }
-        Err(e) => {
-            let x = match e {
-                Error::Rejected(r) if r.is_permanent() => {
-                    Attempted::Failed(one_line(&e.to_string()))
-                }
-                Error::Incompatible(_) | Error::Address { .. } | Error::NoRecipients => {
-                    Attempted::Failed(one_line(&e.to_string()))
-                }
-                // A lost connection after the data may have delivered it: a duplicate is
-                // better than a loss, so it is tried again.
-                _ => Attempted::Deferred(one_line(&e.to_string())),
-            };
-            out.extend(recipients.iter().map(|a| (a.clone(), x.clone())));
-        }
-    }
-    out
-}
-
-fn result_text(result: &Result<postline::Outcome, Error>) -> String {
-    match result {
-        Ok(o) => o.reply.to_string(),
-        Err(e) => e.to_string(),
-    }
-}
-
-/// Per recipient, what a direct (MX) attempt did.
-pub fn from_direct(
-    delivery: &postline::Delivery,
-    recipients: &[String],
-) -> Vec<(String, Attempted)> {
-    recipients
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let x = match find(&delivery.recipients, i, a, |r| r.address.as_str()) {
-                Some(r) => match &r.status {
-                    DeliveryStatus::Delivered { reply } => {
-                        Attempted::Delivered(one_line(&reply.to_string()))
-                    }
-                    DeliveryStatus::Failed {
-                        permanent: true,
-                        reason,
-                        ..
-                    } => Attempted::Failed(one_line(reason)),
-                    DeliveryStatus::Failed { reason, .. } => Attempted::Deferred(one_line(reason)),
-                },
-                None => Attempted::Deferred("no result for this recipient".into()),
-            };
-            (a.clone(), x)
-        })
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
-}
-
-/// One attempt for a queued message, along its stored route.
-fn attempt(
-    route: &Route,
-    verbose: bool,
-    from: &str,
-    rcpts: &[String],
-    message: &[u8],
-) -> Vec<(String, Attempted)> {
-    let defer_all = |why: String| -> Vec<(String, Attempted)> {
-        rcpts
-            .iter()
-            .map(|a| (a.clone(), Attempted::Deferred(one_line(&why))))
-            .collect()
-    };
-    let mut args = route.server.clone();
-    args.verbose = verbose;
-    args.json = false;
-    // Accounts and secrets are read now, as `send` would: a config fixed since applies.
-    let account = if route.direct {
-        None
-    } else {
-        match connect::load_account(args.account.as_deref()) {
-            Ok(a) => a,
-            Err(f) => return defer_all(f.message),
-        }
-    };
-    let target = match connect::target(&args, account.as_ref()) {
-        Ok(t) => t,
-        Err(f) => return defer_all(f.message),
-    };
-    if target.direct {
-        return match direct(target, from, rcpts, message) {
-            Ok(d) => from_direct(&d, rcpts),
-            Err(e) => from_relay(&Err(e), rcpts),
-        };
-    }
-    match send::deliver(target, from, rcpts, message) {
-        Ok(report) => from_relay(&report.result, rcpts),
-        Err(f) => rcpts
-            .iter()
-            .map(|a| (a.clone(), Attempted::Failed(one_line(&f.message))))
-            .collect(),
-    }
-}
-
-/// Direct delivery, as `send` does it.
-pub fn direct(
-    target: Target,
-    from: &str,
-    recipients: &[String],
-    message: &[u8],
-) -> Result<postline::Delivery, Error> {
-    let envelope = Envelope::new(from, recipients)?;
-    let mut mailer = postline::Mailer::direct(target.config.clone())
-        .mx_port(target.port)
-        .require_tls(target.tls == crate::account::TlsMode::Starttls);
-    if let Some(dns) = target.dns_server {
-        mailer = mailer.dns_server(dns);
-    }
-    mailer.send_blocking(&envelope, message)
 }
 
 /// How the first attempt's results are shown.
@@ -300,94 +266,122 @@ pub enum Voice {
     Quiet,
 }
 
-/// After a first attempt: queues the deferred recipients (only those) and reports. `None`
-/// when nothing was deferred, or the spool could not take it (said on stderr): the caller
-/// reports as without a queue.
+/// After a first attempt: queues the recipients still to be tried (deferred, in doubt, not
+/// attempted; only those) and reports. `None` when nothing is left to try, or the spool
+/// could not take it (said on stderr): the caller then reports as without a queue.
 pub fn queue_deferred(
     spool: Result<Spool, Fail>,
     route: &Route,
     from: &str,
     message: &[u8],
-    results: &[(String, Attempted)],
+    results: &[Delivery],
     voice: Voice,
     partial_ok: bool,
 ) -> Option<u8> {
-    let deferred: Vec<(String, String)> = results
-        .iter()
-        .filter_map(|(a, x)| match x {
-            Attempted::Deferred(why) => Some((a.clone(), why.clone())),
-            _ => None,
-        })
-        .collect();
-    if deferred.is_empty() {
+    let later: Vec<&Delivery> = results.iter().filter(|d| !d.status.is_final()).collect();
+    if later.is_empty() {
         return None;
     }
+    let now = SystemTime::now();
+    let policy = policy();
     let queued = spool.and_then(|s| {
-        s.enqueue_deferred(
-            from,
-            &deferred,
-            route.to_value(),
-            message,
-            SystemTime::now(),
-            &policy(),
-        )
-        .map_err(|e| Fail::new(exit::TEMPFAIL, format!("{}: {e}", s.dir().display())))
+        let addresses: Vec<String> = later.iter().map(|d| d.address.clone()).collect();
+        let mut entry = s.new_entry(from, &addresses, route, message, now);
+        for (r, d) in entry.recipients.iter_mut().zip(&later) {
+            r.status = RecipientStatus::Pending {
+                last_error: Some(d.detail()),
+                in_doubt: d.status == DeliveryStatus::InDoubt,
+            };
+        }
+        entry.attempts = 1;
+        entry.last_error = later.last().map(|d| d.detail());
+        entry.next_attempt = postline_queue::unix_now(now) + policy.backoff(1).as_secs().max(1);
+        if message.len() as u64 > policy.max_message_size {
+            return Err(Fail::new(
+                exit::DATAERR,
+                format!(
+                    "the message ({} octets) is larger than the queue takes ({})",
+                    message.len(),
+                    policy.max_message_size
+                ),
+            ));
+        }
+        s.enqueue_entry(entry, message)
+            .map_err(|e| Fail::new(exit::TEMPFAIL, format!("{}: {e}", s.dir().display())))
     });
     let id = match queued {
         Ok(id) => id,
         Err(f) => {
-            eprintln!("postline: could not queue the message: {}", f.message);
+            warn(format_args!(
+                "postline: could not queue the message: {}",
+                f.message
+            ));
             return None;
         }
     };
-    let failed = results
-        .iter()
-        .any(|(_, x)| matches!(x, Attempted::Failed(_)));
+    let failed = results.iter().any(|d| d.status == DeliveryStatus::Failed);
     let code = if failed && !partial_ok {
         exit::NOUSER
     } else {
         exit::OK
     };
+    let shown = |d: &Delivery| match d.status {
+        DeliveryStatus::Delivered => "accepted",
+        DeliveryStatus::Failed => "refused",
+        _ => "queued",
+    };
     match voice {
         Voice::Json => {
             let list: Vec<Value> = results
                 .iter()
-                .map(|(a, x)| {
-                    let (result, detail) = match x {
-                        Attempted::Delivered(d) => ("delivered", d),
-                        Attempted::Failed(d) => ("failed", d),
-                        Attempted::Deferred(d) => ("queued", d),
+                .map(|d| {
+                    let result = match d.status {
+                        DeliveryStatus::Delivered => "delivered",
+                        DeliveryStatus::Failed => "failed",
+                        _ => "queued",
                     };
-                    json!({"address": a, "result": result, "detail": detail})
+                    json!({"address": d.address, "result": result, "status": d.status.name(), "detail": d.detail()})
                 })
                 .collect();
-            println!(
+            say(format_args!(
                 "{}",
                 json!({"status": "queued", "queue_id": id, "recipients": list, "exit_code": code})
-            );
+            ));
         }
         Voice::Lines => {
-            for (a, x) in results {
-                match x {
-                    Attempted::Delivered(d) => println!("accepted  {a}  {d}"),
-                    Attempted::Failed(d) => println!("refused   {a}  {d}"),
-                    Attempted::Deferred(d) => println!("queued    {a}  {d}"),
-                }
+            for d in results {
+                say(format_args!(
+                    "{:<9} {}  {}",
+                    shown(d),
+                    d.address,
+                    one_line(&d.detail())
+                ));
             }
         }
         Voice::Quiet => {
-            for (a, x) in results {
-                if let Attempted::Failed(d) = x {
-                    eprintln!("postline: {a} refused: {d}");
-                }
+            for d in results
+                .iter()
+                .filter(|d| d.status == DeliveryStatus::Failed)
+            {
+                warn(format_args!(
+                    "postline: {} refused: {}",
+                    d.address,
+                    one_line(&d.detail())
+                ));
             }
         }
     }
-    eprintln!(
-        "postline: queued as {id} for {} recipient(s): {}",
-        deferred.len(),
-        deferred[0].1
-    );
+    let doubt = later.iter().any(|d| d.status == DeliveryStatus::InDoubt);
+    warn(format_args!(
+        "postline: queued as {id} for {} recipient(s): {}{}",
+        later.len(),
+        one_line(&later[0].detail()),
+        if doubt {
+            " (in doubt: the server may already have it; it will be sent again)"
+        } else {
+            ""
+        }
+    ));
     Some(code)
 }
 
@@ -401,14 +395,18 @@ pub fn queue_only(
     voice: Voice,
 ) -> Result<u8, Fail> {
     let spool = spool?;
+    let max = policy().max_message_size;
+    if message.len() as u64 > max {
+        return Err(Fail::new(
+            exit::DATAERR,
+            format!(
+                "the message ({} octets) is larger than the queue takes ({max})",
+                message.len()
+            ),
+        ));
+    }
     let id = spool
-        .enqueue(
-            from,
-            recipients,
-            route.to_value(),
-            message,
-            SystemTime::now(),
-        )
+        .enqueue(from, recipients, route, message, SystemTime::now())
         .map_err(|e| {
             Fail::new(
                 exit::TEMPFAIL,
@@ -416,11 +414,11 @@ pub fn queue_only(
             )
         })?;
     match voice {
-        Voice::Lines => println!("{id}"),
-        Voice::Json => println!(
+        Voice::Lines => say(format_args!("{id}")),
+        Voice::Json => say(format_args!(
             "{}",
             json!({"status": "queued", "queue_id": id, "recipients": recipients, "exit_code": 0})
-        ),
+        )),
         Voice::Quiet => {}
     }
     Ok(exit::OK)
@@ -435,20 +433,15 @@ pub fn run(args: &QueueArgs) -> Result<u8, Fail> {
         QueueCommand::List { json } => list(&spool, *json),
         QueueCommand::Run { daemon, verbose } => {
             if *daemon {
-                daemon_loop(&spool, *verbose)
+                daemon_loop(spool, *verbose)
             } else {
-                let report = pass(&spool, false, *verbose, &|| false);
-                summarize(&report);
-                Ok(exit::OK)
+                pass(spool, false, *verbose)
             }
         }
-        QueueCommand::Flush { verbose } => {
-            let report = pass(&spool, true, *verbose, &|| false);
-            summarize(&report);
-            Ok(exit::OK)
-        }
+        QueueCommand::Flush { verbose } => pass(spool, true, *verbose),
         QueueCommand::Show { id, json } => show(&spool, id, *json),
         QueueCommand::Remove { id } => remove(&spool, id),
+        QueueCommand::Release { id } => release(&spool, id),
     }
 }
 
@@ -468,14 +461,6 @@ fn span(secs: u64) -> String {
     }
 }
 
-fn status_name(s: &RecipientStatus) -> &'static str {
-    match s {
-        RecipientStatus::Pending { .. } => "pending",
-        RecipientStatus::Delivered { .. } => "delivered",
-        RecipientStatus::Failed { .. } => "failed",
-    }
-}
-
 fn entry_json(e: &Entry, now: u64) -> Value {
     let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
     v["age_secs"] = json!(now.saturating_sub(e.created));
@@ -486,7 +471,7 @@ fn entry_json(e: &Entry, now: u64) -> Value {
 
 fn print_problems(problems: &[String]) {
     for p in problems {
-        eprintln!("postline: queue: {p}");
+        warn(format_args!("postline: queue: {}", one_line(p)));
     }
 }
 
@@ -496,50 +481,58 @@ fn list(spool: &Spool, json_out: bool) -> Result<u8, Fail> {
     let now = now_secs();
     if json_out {
         let list: Vec<Value> = entries.iter().map(|e| entry_json(e, now)).collect();
-        let _ = writeln!(std::io::stdout(), "{}", Value::Array(list));
+        say(format_args!("{}", Value::Array(list)));
         return Ok(exit::OK);
     }
-    // `queue list | head` closes the pipe early: stop quietly then.
-    let mut out = std::io::stdout().lock();
     for e in &entries {
         let rcpts: Vec<&str> = e.pending().map(|r| r.address.as_str()).collect();
-        let next = if e.next_attempt <= now {
+        let held = e.held().count();
+        let next = if rcpts.is_empty() {
+            "never (held)".to_string()
+        } else if e.next_attempt <= now {
             "now".to_string()
         } else {
             format!("in {}", span(e.next_attempt - now))
         };
-        let line = writeln!(
-            out,
-            "{}  age {}  to {}  attempts {}  next {}{}{}",
+        say(format_args!(
+            "{}  age {}  to {}  attempts {}  next {}{}{}{}",
             e.id,
             span(now.saturating_sub(e.created)),
             rcpts.join(","),
             e.attempts,
             next,
+            if held > 0 {
+                format!("  {held} held in doubt")
+            } else {
+                String::new()
+            },
             if e.is_bounce { "  (bounce)" } else { "" },
             e.last_error
                 .as_ref()
                 .map(|x| format!("  last error: {}", one_line(x)))
                 .unwrap_or_default()
-        );
-        if line.is_err() {
-            return Ok(exit::OK);
-        }
+        ));
     }
     if entries.is_empty() {
-        eprintln!("postline: the queue in {} is empty", spool.dir().display());
+        warn(format_args!(
+            "postline: the queue in {} is empty",
+            spool.dir().display()
+        ));
     }
     Ok(exit::OK)
 }
 
 fn load_for(spool: &Spool, id: &str) -> Result<Entry, Fail> {
-    spool.load(id).map_err(|e| match e.kind() {
-        std::io::ErrorKind::InvalidInput => Fail::new(exit::USAGE, format!("queue: {e}")),
-        std::io::ErrorKind::NotFound => Fail::new(
+    spool.load(id).map_err(|e| match e {
+        LoadError::BadId(_) => Fail::new(exit::USAGE, format!("queue: {e}")),
+        LoadError::Gone => Fail::new(
             exit::NOINPUT,
             format!("queue: no message {id} in {}", spool.dir().display()),
         ),
-        _ => Fail::new(exit::DATAERR, format!("queue: {e}")),
+        LoadError::Unreadable(_) => Fail::new(exit::TEMPFAIL, format!("queue: {id}: {e}")),
+        LoadError::Corrupt(_) | LoadError::Newer(_) => {
+            Fail::new(exit::DATAERR, format!("queue: {e}"))
+        }
     })
 }
 
@@ -547,45 +540,52 @@ fn show(spool: &Spool, id: &str, json_out: bool) -> Result<u8, Fail> {
     let e = load_for(spool, id)?;
     let now = now_secs();
     if json_out {
-        println!("{}", entry_json(&e, now));
+        say(format_args!("{}", entry_json(&e, now)));
         return Ok(exit::OK);
     }
-    println!("id          {}", e.id);
-    println!(
+    say(format_args!("id          {}", e.id));
+    say(format_args!(
         "from        <{}>{}",
         e.from,
         if e.is_bounce { "  (bounce report)" } else { "" }
-    );
-    println!("size        {} octets", e.size);
-    println!("age         {}", span(now.saturating_sub(e.created)));
-    println!("attempts    {}", e.attempts);
+    ));
+    say(format_args!("size        {} octets", e.size));
+    say(format_args!(
+        "age         {}",
+        span(now.saturating_sub(e.created))
+    ));
+    say(format_args!("attempts    {}", e.attempts));
     if e.next_attempt <= now {
-        println!("next try    now");
+        say(format_args!("next try    now"));
     } else {
-        println!("next try    in {}", span(e.next_attempt - now));
+        say(format_args!(
+            "next try    in {}",
+            span(e.next_attempt - now)
+        ));
     }
     if let Some(x) = &e.last_error {
-        println!("last error  {}", one_line(x));
+        say(format_args!("last error  {}", one_line(x)));
     }
-    println!("route       {}", e.route);
-    println!("message     {}", spool.message_path(&e.id).display());
+    say(format_args!("route       {}", e.route.describe()));
+    say(format_args!(
+        "message     {}",
+        spool.message_path(&e.id).display()
+    ));
     for r in &e.recipients {
-        let detail = match &r.status {
-            RecipientStatus::Pending { last_error } => last_error.clone().unwrap_or_default(),
-            RecipientStatus::Delivered { reply, .. } => reply.clone(),
-            RecipientStatus::Failed { reason, .. } => reason.clone(),
-        };
-        println!(
-            "recipient   {:<9} {}  {}",
-            status_name(&r.status),
+        let doubt = matches!(r.status, RecipientStatus::Pending { in_doubt: true, .. });
+        say(format_args!(
+            "recipient   {:<9} {}  {}{}",
+            r.status.name(),
             r.address,
-            one_line(&detail)
-        );
+            one_line(r.status.detail()),
+            if doubt { "  (in doubt)" } else { "" }
+        ));
     }
     Ok(exit::OK)
 }
 
-fn remove(spool: &Spool, id: &str) -> Result<u8, Fail> {
+/// Runs `f` on a message under its lock.
+fn with_lock<T>(spool: &Spool, id: &str, f: impl FnOnce() -> Result<T, Fail>) -> Result<T, Fail> {
     load_for(spool, id)?;
     let lock = spool
         .try_lock(id)
@@ -596,29 +596,72 @@ fn remove(spool: &Spool, id: &str) -> Result<u8, Fail> {
             format!("queue: {id} is being delivered right now; try again"),
         ));
     };
-    spool.remove(id).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Fail::new(
-            exit::NOINPUT,
-            format!("queue: no message {id} in {}", spool.dir().display()),
-        ),
-        _ => Fail::new(exit::TEMPFAIL, format!("queue: cannot remove {id}: {e}")),
+    f()
+}
+
+fn remove(spool: &Spool, id: &str) -> Result<u8, Fail> {
+    with_lock(spool, id, || {
+        spool.remove(id).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Fail::new(
+                exit::NOINPUT,
+                format!("queue: no message {id} in {}", spool.dir().display()),
+            ),
+            _ => Fail::new(exit::TEMPFAIL, format!("queue: cannot remove {id}: {e}")),
+        })
     })?;
-    println!("removed {id}");
+    say(format_args!("removed {id}"));
     Ok(exit::OK)
 }
 
-/// One pass over the queue (`force`: everything, due or not), with a line per recipient
-/// attempted, or a progress bar when there are many messages and stdout is a terminal.
-fn pass(spool: &Spool, force: bool, verbose: bool, stop: &dyn Fn() -> bool) -> RunReport {
-    let now = SystemTime::now();
+/// `queue release ID`: recipients held in doubt become pending, due now.
+fn release(spool: &Spool, id: &str) -> Result<u8, Fail> {
+    let released = with_lock(spool, id, || {
+        let mut e = load_for(spool, id)?;
+        let mut n = 0;
+        for r in e.recipients.iter_mut() {
+            if let RecipientStatus::Held { reason, .. } = &r.status {
+                r.status = RecipientStatus::Pending {
+                    last_error: Some(reason.clone()),
+                    in_doubt: true,
+                };
+                n += 1;
+            }
+        }
+        e.next_attempt = now_secs();
+        spool.save(&e).map_err(|err| {
+            Fail::new(exit::TEMPFAIL, format!("queue: cannot update {id}: {err}"))
+        })?;
+        Ok(n)
+    })?;
+    say(format_args!("released {released} recipient(s) of {id}"));
+    Ok(exit::OK)
+}
+
+/// One line per recipient result, printed once it is recorded.
+fn result_line(id: &str, d: &Delivery) -> String {
+    format!(
+        "{id}  {:<10} {}  {}",
+        d.status.name(),
+        d.address,
+        one_line(&d.detail())
+    )
+}
+
+fn runner(spool: Spool, verbose: bool) -> Runner<Smtp> {
+    let smtp = Smtp::new(move |route: &Route| destination(route, verbose));
+    Runner::new(spool, policy(), smtp)
+}
+
+/// One pass over the queue (`force`: everything, due or not), a line per recipient
+/// result, or a progress bar when there are many messages and stdout is a terminal. Exit
+/// 75 when results could not be recorded (the messages stay queued).
+fn pass(spool: Spool, force: bool, verbose: bool) -> Result<u8, Fail> {
     let t = now_secs();
-    let mut early_problems = Vec::new();
     let due = if std::io::stdout().is_terminal() {
-        let (entries, problems) = spool.list();
-        early_problems = problems;
+        let (entries, _) = spool.list();
         entries
             .iter()
-            .filter(|e| force || e.next_attempt <= t)
+            .filter(|e| e.pending().next().is_some() && (force || e.next_attempt <= t))
             .count()
     } else {
         0
@@ -633,89 +676,83 @@ fn pass(spool: &Spool, force: bool, verbose: bool, stop: &dyn Fn() -> bool) -> R
         );
         bar
     });
-    let policy = policy();
-    let mut deliver = |entry: &Entry, message: &[u8], rcpts: &[String]| {
-        let route: Route = match serde_json::from_value(entry.route.clone()) {
-            Ok(r) => r,
-            Err(e) => {
-                return rcpts
-                    .iter()
-                    .map(|a| {
-                        (
-                            a.clone(),
-                            Attempted::Deferred(format!("unreadable route in the entry: {e}")),
-                        )
-                    })
-                    .collect()
+    let mut runner = runner(spool, verbose);
+    let mut last_id = String::new();
+    let mut observe = |id: &str, d: &Delivery| {
+        let line = result_line(id, d);
+        match &bar {
+            Some(b) => {
+                if id != last_id {
+                    b.inc(1);
+                    last_id = id.to_string();
+                }
+                b.println(line)
             }
-        };
-        if let Some(b) = &bar {
-            b.set_message(entry.id.clone());
+            None => say(format_args!("{line}")),
         }
-        let results = attempt(&route, verbose, &entry.from, rcpts, message);
-        for (a, x) in &results {
-            let line = match x {
-                Attempted::Delivered(d) => format!("{}  delivered  {a}  {d}", entry.id),
-                Attempted::Deferred(d) => format!("{}  deferred   {a}  {d}", entry.id),
-                Attempted::Failed(d) => format!("{}  failed     {a}  {d}", entry.id),
-            };
-            match &bar {
-                Some(b) => b.println(line),
-                None => println!("{line}"),
-            }
-        }
-        if let Some(b) = &bar {
-            b.inc(1);
-        }
-        results
     };
-    let mut report = spool.run_until(now, force, &policy, &mut deliver, stop);
+    let report = runner.pass(SystemTime::now(), force, &|| false, &mut observe);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    // What the count for the progress bar found broken (and moved aside) comes first.
-    early_problems.append(&mut report.problems);
-    report.problems = early_problems;
-    report
+    summarize(&report);
+    Ok(exit_for(&report))
+}
+
+fn exit_for(report: &RunReport) -> u8 {
+    if report.unrecorded > 0 || report.blocked {
+        exit::TEMPFAIL
+    } else {
+        exit::OK
+    }
 }
 
 fn summarize(r: &RunReport) {
     print_problems(&r.problems);
-    println!(
+    say(format_args!(
         "attempted {}, delivered {}, deferred {}, failed {}, bounces {}, busy {}",
         r.attempted, r.completed, r.deferred, r.failed, r.bounces, r.busy
-    );
+    ));
+    if r.unrecorded > 0 {
+        warn(format_args!(
+            "postline: queue: {} message(s) have results that could not be recorded; they stay \
+             queued and locked by this process and will be written before anything else is sent",
+            r.unrecorded
+        ));
+    }
 }
 
-/// `queue run --daemon`: a pass, then sleep until the next message is due (1 s to 60 s),
-/// until SIGTERM or SIGINT; the message in hand is finished first.
-fn daemon_loop(spool: &Spool, verbose: bool) -> Result<u8, Fail> {
+/// `queue run --daemon`: passes until SIGTERM or SIGINT; the round in hand is finished and
+/// recorded first.
+fn daemon_loop(spool: Spool, verbose: bool) -> Result<u8, Fail> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .map_err(|e| Fail::new(exit::SOFTWARE, format!("queue: cannot handle signals: {e}")))?;
     }
-    eprintln!(
+    warn(format_args!(
         "postline: queue daemon on {} (SIGTERM to stop)",
         spool.dir().display()
-    );
-    let stopping = || stop.load(Ordering::SeqCst);
-    while !stopping() {
-        let report = pass(spool, false, verbose, &stopping);
-        if report.attempted > 0 || !report.problems.is_empty() {
-            summarize(&report);
+    ));
+    let mut runner = runner(spool, verbose);
+    let mut observe = |id: &str, d: &Delivery| say(format_args!("{}", result_line(id, d)));
+    let mut on_pass = |r: &RunReport| {
+        if r.attempted > 0 || !r.problems.is_empty() || r.blocked {
+            summarize(r);
         }
-        let now = now_secs();
-        let (entries, problems) = spool.list();
-        print_problems(&problems);
-        let next = entries.iter().map(|e| e.next_attempt).min();
-        let wait = next.map_or(60, |n| n.saturating_sub(now)).clamp(1, 60);
-        let until = Instant::now() + Duration::from_secs(wait);
-        while !stopping() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    };
+    let last = runner.daemon(&stop, Duration::from_secs(60), &mut observe, &mut on_pass);
+    let left = runner.unrecorded();
+    if !left.is_empty() {
+        warn(format_args!(
+            "postline: queue daemon stopping with unrecorded results for: {} (they will be sent \
+             again by the next run)",
+            left.join(", ")
+        ));
+        return Ok(exit::TEMPFAIL);
     }
-    eprintln!("postline: queue daemon stopping");
+    let _ = last;
+    warn(format_args!("postline: queue daemon stopping"));
     Ok(exit::OK)
 }
 
@@ -723,92 +760,43 @@ fn daemon_loop(spool: &Spool, verbose: bool) -> Result<u8, Fail> {
 mod tests {
     use super::*;
 
-    fn reply(code: u16, text: &str) -> ServerReply {
-        ServerReply {
-            code,
-            enhanced: None,
-            lines: vec![text.to_string()],
-        }
-    }
-
     #[test]
-    fn route_round_trips_without_secrets() {
+    fn route_round_trips_without_secrets_or_commands() {
         let args = ServerArgs {
             server: Some("mail.example.com:587".into()),
             user: Some("me".into()),
             password_env: Some("MAIL_PASSWORD".into()),
+            timeout: Some(30.0),
             verbose: true,
             json: true,
             ..Default::default()
         };
-        let v = Route::new(&args, None, false, "a@example.com").to_value();
-        let text = v.to_string();
+        let r = route(&args, None, false).unwrap();
+        let text = serde_json::to_string(&r).unwrap();
         assert!(text.contains("MAIL_PASSWORD"), "{text}");
         assert!(
             !text.contains("verbose") && !text.contains("\"json\""),
             "{text}"
         );
-        let back: Route = serde_json::from_value(v).unwrap();
-        assert_eq!(back.server.server.as_deref(), Some("mail.example.com:587"));
-        assert_eq!(back.server.password_env.as_deref(), Some("MAIL_PASSWORD"));
-        assert!(!back.server.verbose && !back.direct);
-    }
-
-    #[test]
-    fn relay_results_per_recipient() {
-        let rcpts = vec!["ok@x".to_string(), "bad@x".into(), "later@x".into()];
-        let result = Ok(postline::Outcome {
-            recipients: vec![
-                postline::Recipient {
-                    address: "ok@x".into(),
-                    accepted: true,
-                    reply: Some(reply(250, "ok")),
-                },
-                postline::Recipient {
-                    address: "bad@x".into(),
-                    accepted: false,
-                    reply: Some(reply(550, "unknown")),
-                },
-                postline::Recipient {
-                    address: "later@x".into(),
-                    accepted: false,
-                    reply: Some(reply(451, "greylisted")),
-                },
-            ],
-            reply: reply(250, "queued as 1"),
-        });
-        let got = from_relay(&result, &rcpts);
-        assert!(matches!(got[0].1, Attempted::Delivered(_)));
-        assert!(matches!(got[1].1, Attempted::Failed(_)));
-        assert!(matches!(got[2].1, Attempted::Deferred(_)));
-        // Lost after the data: deferred (a duplicate rather than a loss).
-        let lost = Err(Error::DeliveryUnknown {
-            cause: Box::new(Error::ConnectionLost {
-                phase: postline::Phase::DataEnd,
-            }),
-        });
-        assert!(from_relay(&lost, &rcpts)
-            .iter()
-            .all(|(_, x)| matches!(x, Attempted::Deferred(_))));
-        // 451 at DATA defers every accepted recipient; a 550 at RCPT stays failed.
-        let data451 = Err(Error::MessageRejected {
-            at: FailedAt::Data,
-            reply: Some(reply(451, "try later")),
-            recipients: vec![
-                postline::Recipient {
-                    address: "ok@x".into(),
-                    accepted: true,
-                    reply: Some(reply(250, "ok")),
-                },
-                postline::Recipient {
-                    address: "bad@x".into(),
-                    accepted: false,
-                    reply: Some(reply(550, "unknown")),
-                },
-            ],
-        });
-        let got = from_relay(&data451, &rcpts[..2]);
-        assert!(matches!(got[0].1, Attempted::Deferred(_)));
-        assert!(matches!(got[1].1, Attempted::Failed(_)));
+        let back = server_args(&r, false).unwrap();
+        assert_eq!(back.server.as_deref(), Some("mail.example.com:587"));
+        assert_eq!(back.password_env.as_deref(), Some("MAIL_PASSWORD"));
+        assert_eq!(back.timeout, Some(30.0));
+        let cmd = ServerArgs {
+            password_cmd: Some("pass show mail".into()),
+            ..args.clone()
+        };
+        assert_eq!(route(&cmd, None, false).unwrap_err().code, exit::USAGE);
+        for t in [1e20, f64::INFINITY, f64::NAN, -1.0, 0.0] {
+            let bad = ServerArgs {
+                timeout: Some(t),
+                ..args.clone()
+            };
+            assert_eq!(
+                route(&bad, None, false).unwrap_err().code,
+                exit::USAGE,
+                "{t}"
+            );
+        }
     }
 }

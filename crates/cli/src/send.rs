@@ -3,6 +3,7 @@
 use std::io::Read;
 use std::path::Path;
 
+use postline::delivery::{Delivery, DeliveryStatus};
 use postline::{Client, Envelope, Error, Outcome};
 use serde_json::{json, Value};
 
@@ -294,16 +295,22 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
         ));
     }
     let queueing = args.queue || args.queue_only;
-    let route = queue::Route::new(&args.server, account.as_ref(), target.direct, &from);
+    // Checked before any attempt: a route that cannot be queued is a usage error now, not
+    // a lost message later.
+    let route = if queueing {
+        Some(queue::route(&args.server, account.as_ref(), target.direct)?)
+    } else {
+        None
+    };
     let voice = if args.server.json {
         queue::Voice::Json
     } else {
         queue::Voice::Lines
     };
-    if args.queue_only {
+    if let (true, Some(route)) = (args.queue_only, &route) {
         return queue::queue_only(
             queue::open_spool(args.queue_dir.as_deref()),
-            &route,
+            route,
             &from,
             &recipients,
             &message,
@@ -311,11 +318,12 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
         );
     }
     // What a transient failure kept back goes to the queue (only those recipients).
-    let queue_deferred = |results: &[(String, postline_queue::Attempted)]| {
+    let queue_deferred = |results: &[Delivery]| {
+        let route = route.as_ref()?;
         let spool = queue::open_spool(args.queue_dir.as_deref());
         queue::queue_deferred(
             spool,
-            &route,
+            route,
             &from,
             &message,
             results,
@@ -324,33 +332,30 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
         )
     };
     if target.direct {
-        let delivery = queue::direct(target, &from, &recipients, &message)
-            .map_err(|e| Fail::new(exit::for_error(&e), e.to_string()))?;
-        if queueing {
-            if let Some(code) = queue_deferred(&queue::from_direct(&delivery, &recipients)) {
-                return Ok(code);
-            }
-        }
-        return Ok(print_direct(&delivery, args.server.json, args.partial_ok));
-    }
-    let report = deliver(target, &from, &recipients, &message)?;
-    if queueing {
-        if let Some(code) = queue_deferred(&queue::from_relay(&report.result, &recipients)) {
+        let deliveries = queue::direct(&target, &from, &recipients, &message);
+        if let Some(code) = queue_deferred(&deliveries) {
             return Ok(code);
         }
+        return Ok(print_direct(&deliveries, args.server.json, args.partial_ok));
+    }
+    let report = deliver(target, &from, &recipients, &message)?;
+    if let Some(code) = queue_deferred(&queue::relay_results(&report.result, &recipients)) {
+        return Ok(code);
     }
     Ok(print_report(&report, args.server.json, args.partial_ok))
 }
 
 /// Delivery by MX routing: one line (or JSON entry) per recipient naming the exchanger.
-fn print_direct(delivery: &postline::Delivery, json_out: bool, partial_ok: bool) -> u8 {
-    let delivered = delivery.recipients.iter().filter(|r| r.delivered()).count();
-    let transient = delivery.recipients.iter().any(|r| r.is_transient_failure());
-    let unroutable = delivery
-        .recipients
+fn print_direct(deliveries: &[Delivery], json_out: bool, partial_ok: bool) -> u8 {
+    let delivered = deliveries
         .iter()
-        .all(|r| !r.delivered() && r.host.is_none());
-    let code = if delivery.all_delivered() {
+        .filter(|d| d.status == DeliveryStatus::Delivered)
+        .count();
+    let transient = deliveries.iter().any(|d| !d.status.is_final());
+    let unroutable = deliveries
+        .iter()
+        .all(|d| d.status == DeliveryStatus::Failed && d.host.is_none());
+    let code = if delivered == deliveries.len() {
         exit::OK
     } else if transient {
         exit::TEMPFAIL
@@ -362,46 +367,50 @@ fn print_direct(delivery: &postline::Delivery, json_out: bool, partial_ok: bool)
         exit::NOUSER
     };
     if json_out {
-        let list: Vec<Value> = delivery
-            .recipients
+        let list: Vec<Value> = deliveries
             .iter()
-            .map(|r| match &r.status {
-                postline::DeliveryStatus::Delivered { reply } => json!({
-                    "address": r.address, "domain": r.domain, "host": r.host,
-                    "delivered": true, "reply": reply_json(reply),
-                }),
-                postline::DeliveryStatus::Failed {
-                    permanent,
-                    reason,
-                    reply,
-                } => json!({
-                    "address": r.address, "domain": r.domain, "host": r.host,
-                    "delivered": false, "permanent": permanent, "reason": reason,
-                    "reply": reply.as_ref().map(reply_json),
-                }),
+            .map(|d| {
+                json!({
+                    "address": d.address,
+                    "domain": d.address.rsplit_once('@').map(|(_, dom)| dom),
+                    "host": d.host,
+                    "status": d.status.name(),
+                    "delivered": d.status == DeliveryStatus::Delivered,
+                    "permanent": d.status == DeliveryStatus::Failed,
+                    "reason": d.reason,
+                    "reply": d.reply.as_ref().map(reply_json),
+                })
             })
             .collect();
-        println!(
+        say(format_args!(
             "{}",
             json!({"route": "direct", "recipients": list, "exit_code": code})
-        );
+        ));
         return code;
     }
-    for r in &delivery.recipients {
-        let host = r.host.as_deref().unwrap_or("-");
-        match &r.status {
-            postline::DeliveryStatus::Delivered { reply } => {
-                println!("delivered {}  via {host}  {reply}", r.address)
-            }
-            postline::DeliveryStatus::Failed {
-                permanent, reason, ..
-            } => {
-                let kind = if *permanent { "failed" } else { "deferred" };
-                println!("{kind:<9} {}  {reason}", r.address)
-            }
+    for d in deliveries {
+        let host = d.host.as_deref().unwrap_or("-");
+        match d.status {
+            DeliveryStatus::Delivered => say(format_args!(
+                "delivered {}  via {host}  {}",
+                d.address,
+                d.detail()
+            )),
+            s => say(format_args!(
+                "{:<9} {}  {}",
+                s.name(),
+                d.address,
+                d.detail()
+            )),
         }
     }
     code
+}
+
+/// Writes a line to stdout, ignoring a closed stdout (the delivery is done by then).
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 /// sendmail's manner: nothing on success, refusals and errors on stderr.

@@ -177,7 +177,7 @@ pub fn run(args: &[String]) -> Result<u8, Fail> {
     raw = compose::strip_bcc(&raw);
     raw = compose::complete_headers(&raw, &from, o.full_name.as_deref());
     let queueing = !std::env::var("POSTLINE_NO_QUEUE").is_ok_and(|v| !v.is_empty() && v != "0");
-    let route = queue::Route::new(&server_args, Some(&account), false, &from);
+    let route = queue::route(&server_args, Some(&account), false)?;
     let queue_dir = std::env::var_os("POSTLINE_QUEUE_DIR").map(std::path::PathBuf::from);
     if o.queue_only && queueing {
         return queue::queue_only(
@@ -192,7 +192,7 @@ pub fn run(args: &[String]) -> Result<u8, Fail> {
     let report = send::deliver(target, &from, &recipients, &raw)?;
     if queueing {
         // A transient failure queues the message and exits 0 with a note, as sendmail does.
-        let results = queue::from_relay(&report.result, &recipients);
+        let results = queue::relay_results(&report.result, &recipients);
         if let Some(code) = queue::queue_deferred(
             queue::open_spool(queue_dir.as_deref()),
             &route,

@@ -349,6 +349,17 @@ fn per_recipient_state_and_bounce_report() {
     let text = String::from_utf8_lossy(&msgs[1].content);
     assert!(text.contains("<refuse@example.com>: 550"), "{text}");
     assert!(text.contains("Subject: bounce me"), "{text}");
+    assert!(
+        text.contains("Content-Type: multipart/report; report-type=delivery-status"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Final-Recipient: rfc822; refuse@example.com\r\nAction: failed\r\nStatus: 5.1.1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("\r\nDate: "), "{text}");
     assert!(sb.queue_list().is_empty());
 }
 
@@ -359,6 +370,7 @@ fn per_recipient_state_and_bounce_report() {
 fn crash_at_random_points_loses_nothing() {
     const BATCH: usize = 40;
     const ITERATIONS: usize = 30;
+    const DUPLICATES_PER_KILL: usize = 10;
     let srv = Aiosmtpd::start();
     let sb = sandbox();
     let mut subjects = enqueue_batch(&sb, &srv, "batch0", BATCH);
@@ -402,7 +414,12 @@ fn crash_at_random_points_loses_nothing() {
         files_in(&sb.spool().join("corrupt")).is_empty(),
         "a crash never corrupts an entry"
     );
-    assert!(duplicates < BATCH, "{duplicates} duplicates");
+    // A kill can re-send only what was on the wire or whose reply came in during the one
+    // group commit under way: a few messages per connection, never a whole batch.
+    assert!(
+        duplicates <= kills * DUPLICATES_PER_KILL,
+        "{duplicates} duplicates for {kills} kills"
+    );
     assert!(kills > 0, "the test killed nothing");
 }
 
@@ -488,11 +505,15 @@ fn list_show_remove() {
     assert!(out.contains(&format!("id          {id}")), "{out}");
     assert!(out.contains(&format!("from        <{FROM}>")), "{out}");
     assert!(out.contains("pending   rcpt@example.com"), "{out}");
-    assert!(out.contains("\"server\""), "the route: {out}");
+    assert!(
+        out.contains(&format!("route       relay {}", srv.addr())),
+        "the route: {out}"
+    );
     let o = run_code(&mut sb.queue("show", &[&id, "--json"]), 0);
     let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["id"], id.as_str());
-    assert_eq!(v["route"]["server"]["server"], srv.addr());
+    assert_eq!(v["route"]["server"], srv.addr());
+    assert_eq!(v["route"]["version"], 1);
 
     let o = run_code(&mut sb.queue("remove", &[&id]), 0);
     assert!(stdout(&o).contains(&format!("removed {id}")));
@@ -535,7 +556,7 @@ fn sendmail_mode_queues_on_failure() {
     let list = sb.queue_list();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["from"], "daemon@example.com");
-    assert_eq!(list[0]["route"]["server"]["account"], "relay");
+    assert_eq!(list[0]["route"]["account"], "relay");
 
     // Queueing off: exit 75 as without a queue (this is the second 451).
     let o = run_code(

@@ -1,0 +1,233 @@
+//! A queued message's metadata: its envelope, each recipient's state, its route and schedule.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::route::{Route, RouteTls, Secret, ROUTE_VERSION};
+
+/// Where one recipient stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum RecipientStatus {
+    /// To be tried (again).
+    Pending {
+        /// The last attempt's reason, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_error: Option<String>,
+        /// The last attempt ended in doubt: the server may already have the message, so the
+        /// next delivery may be a duplicate.
+        #[serde(default, skip_serializing_if = "is_false")]
+        in_doubt: bool,
+    },
+    /// Accepted by a server.
+    Delivered {
+        /// When (Unix seconds).
+        at: u64,
+        /// What the server said.
+        reply: String,
+    },
+    /// Failed for good (a 5xx about the message or recipient, or the message expired).
+    Failed {
+        /// When (Unix seconds).
+        at: u64,
+        /// Why, quoting the server.
+        reason: String,
+    },
+    /// In doubt and held by policy: not retried until someone releases it.
+    Held {
+        /// When (Unix seconds).
+        at: u64,
+        /// What left it in doubt.
+        reason: String,
+    },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl RecipientStatus {
+    /// The name used in listings: `pending`, `delivered`, `failed`, `held`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RecipientStatus::Pending { .. } => "pending",
+            RecipientStatus::Delivered { .. } => "delivered",
+            RecipientStatus::Failed { .. } => "failed",
+            RecipientStatus::Held { .. } => "held",
+        }
+    }
+
+    /// The reply, reason or last error.
+    pub fn detail(&self) -> &str {
+        match self {
+            RecipientStatus::Pending { last_error, .. } => last_error.as_deref().unwrap_or(""),
+            RecipientStatus::Delivered { reply, .. } => reply,
+            RecipientStatus::Failed { reason, .. } | RecipientStatus::Held { reason, .. } => reason,
+        }
+    }
+}
+
+/// One recipient of a queued message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    /// The address.
+    pub address: String,
+    /// Its state.
+    #[serde(flatten)]
+    pub status: RecipientStatus,
+}
+
+/// A queued message's metadata (`<id>.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The id (file stem).
+    pub id: String,
+    /// Envelope sender (empty: the null sender).
+    pub from: String,
+    /// Recipients and their states.
+    pub recipients: Vec<Recipient>,
+    /// How to send it (never a secret, never a command).
+    #[serde(deserialize_with = "route_any_version")]
+    pub route: Route,
+    /// Size of `<id>.eml`, to tell a truncated file.
+    pub size: u64,
+    /// When queued (Unix seconds).
+    pub created: u64,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Earliest next attempt (Unix seconds).
+    pub next_attempt: u64,
+    /// The last attempt's reason, if any.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// A bounce report (never bounced itself).
+    #[serde(default)]
+    pub is_bounce: bool,
+}
+
+impl Entry {
+    /// Recipients still to be tried.
+    pub fn pending(&self) -> impl Iterator<Item = &Recipient> {
+        self.recipients
+            .iter()
+            .filter(|r| matches!(r.status, RecipientStatus::Pending { .. }))
+    }
+
+    /// Recipients that failed for good.
+    pub fn failed(&self) -> impl Iterator<Item = &Recipient> {
+        self.recipients
+            .iter()
+            .filter(|r| matches!(r.status, RecipientStatus::Failed { .. }))
+    }
+
+    /// Recipients held in doubt.
+    pub fn held(&self) -> impl Iterator<Item = &Recipient> {
+        self.recipients
+            .iter()
+            .filter(|r| matches!(r.status, RecipientStatus::Held { .. }))
+    }
+
+    /// True when nothing is left to do: every recipient delivered or failed.
+    pub fn is_finished(&self) -> bool {
+        self.recipients.iter().all(|r| {
+            matches!(
+                r.status,
+                RecipientStatus::Delivered { .. } | RecipientStatus::Failed { .. }
+            )
+        })
+    }
+}
+
+/// Reads the current route format, or the first one (the command line's flags stored as they
+/// were), keeping only what a route may hold now: commands are dropped, so such a message
+/// is sent with its account's or environment's credentials, or not at all.
+fn route_any_version<'de, D: Deserializer<'de>>(d: D) -> Result<Route, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Any {
+        Current(Route),
+        First(FirstRoute),
+    }
+    Ok(match Any::deserialize(d)? {
+        Any::Current(r) => r,
+        Any::First(f) => f.into_route(),
+    })
+}
+
+/// The first stored route: `{"server": {flags...}, "direct": bool, "from": ...}`.
+#[derive(Deserialize)]
+struct FirstRoute {
+    server: FirstFlags,
+    #[serde(default)]
+    direct: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct FirstFlags {
+    server: Option<String>,
+    account: Option<String>,
+    dns_server: Option<std::net::SocketAddr>,
+    mx_port: Option<u16>,
+    tls: Option<RouteTls>,
+    ca_file: Option<std::path::PathBuf>,
+    insecure: bool,
+    helo: Option<String>,
+    timeout: Option<f64>,
+    allow_plaintext_auth: bool,
+    user: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<std::path::PathBuf>,
+    oauth_token_env: Option<String>,
+    auth: Option<String>,
+}
+
+impl FirstRoute {
+    fn into_route(self) -> Route {
+        let f = self.server;
+        let secret = f
+            .password_env
+            .map(Secret::PasswordEnv)
+            .or(f.password_file.map(Secret::PasswordFile))
+            .or(f.oauth_token_env.map(Secret::OauthTokenEnv));
+        Route {
+            version: ROUTE_VERSION,
+            account: f.account,
+            server: f.server,
+            direct: self.direct,
+            tls: f.tls,
+            ca_file: f.ca_file,
+            insecure: f.insecure,
+            helo: f.helo,
+            // Out-of-range numbers are dropped, not carried into a Duration.
+            timeout_ms: f
+                .timeout
+                .filter(|t| t.is_finite() && *t > 0.0 && *t <= 86_400.0)
+                .map(|t| (t * 1000.0) as u64),
+            allow_plaintext_auth: f.allow_plaintext_auth,
+            user: f.user,
+            secret,
+            auth: f.auth,
+            dns_server: f.dns_server,
+            mx_port: f.mx_port,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_first_format_entry_loses_its_commands_and_absurd_numbers() {
+        let json = r#"{"id":"a-1","from":"a@x","recipients":[{"address":"b@y","state":"pending"}],
+            "route":{"server":{"server":"mail.example.com:587","user":"me",
+            "password_cmd":"touch /tmp/pwned","timeout":1e20,"tls":"starttls"},"direct":false,"from":"a@x"},
+            "size":1,"created":1,"attempts":0,"next_attempt":1}"#;
+        let e: Entry = serde_json::from_str(json).unwrap();
+        assert_eq!(e.route.server.as_deref(), Some("mail.example.com:587"));
+        assert_eq!(e.route.secret, None);
+        assert_eq!(e.route.timeout_ms, None);
+        assert_eq!(e.route.tls, Some(RouteTls::Starttls));
+        assert!(e.route.validate().is_ok());
+    }
+}

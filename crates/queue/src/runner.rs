@@ -1,0 +1,636 @@
+//! The queue runner: takes due messages in hand, groups them by route, hands each group to a
+//! [`Deliver`] implementation, and records every result as soon as it arrives.
+//!
+//! Recording is a group commit: the deliverer reports a group of messages at once (one
+//! pipelined round on a connection); their entries are removed or rewritten and the spool
+//! directory is fsynced once for the group, before the deliverer sends anything more. A crash
+//! can therefore re-send at most the group in flight, never lose one.
+//!
+//! When a result cannot be recorded (the disk is full, the spool unwritable), the runner
+//! stops delivering: it keeps the result in memory with the message still locked, retries
+//! the record before any later delivery, and reports the problem. It also refuses to start
+//! delivering while the spool has less free space than [`Policy::min_free_bytes`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use postline::delivery::{Delivery, DeliveryStatus};
+
+use crate::bounce;
+use crate::entry::{Entry, RecipientStatus};
+use crate::policy::{secs, InDoubt, Policy};
+use crate::route::Route;
+use crate::spool::{LoadError, Lock, Spool};
+
+/// One message handed to a deliverer.
+#[derive(Debug)]
+pub struct Job<'a> {
+    /// Its queue entry.
+    pub entry: &'a Entry,
+    /// Its bytes.
+    pub message: &'a [u8],
+    /// The recipients to try: the pending ones, in entry order.
+    pub recipients: Vec<&'a str>,
+}
+
+/// What the runner answers a deliverer after recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on.
+    Continue,
+    /// Start nothing more: the runner is stopping, or could not record what it was given.
+    /// Finish what is on the wire, report it, and return.
+    Stop,
+}
+
+/// The runner's side of a delivery: `record(results)` takes each reported job (by its index
+/// in the slice given to [`Deliver::deliver`]) with one [`Delivery`] per recipient tried.
+/// Call it as soon as results are known, a group at a time, and before sending anything
+/// that depends on them being safe.
+pub type Record<'r> = dyn Fn(Vec<(usize, Vec<Delivery>)>) -> Flow + Sync + 'r;
+
+/// Sends queued messages. An implementation reports each job at most once; jobs it never
+/// reports stay queued as they were (not attempted).
+pub trait Deliver {
+    /// Delivers `jobs`, which all travel by `route`.
+    fn deliver(&mut self, route: &Route, jobs: &[Job<'_>], record: &Record<'_>);
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Messages handed to the deliverer.
+    pub attempted: usize,
+    /// Messages that left the queue fully delivered.
+    pub completed: usize,
+    /// Messages still queued after this pass.
+    pub deferred: usize,
+    /// Messages that left the queue with failed recipients (recorded in `failed/`).
+    pub failed: usize,
+    /// Bounce reports queued.
+    pub bounces: usize,
+    /// Messages skipped because another runner holds them.
+    pub busy: usize,
+    /// Messages whose results are known but could not be written yet (kept in memory,
+    /// locked, and written before anything else is delivered).
+    pub unrecorded: usize,
+    /// True when the pass stopped delivering because it could not record or the disk is
+    /// (nearly) full.
+    pub blocked: bool,
+    /// One line per problem (corrupt entries moved aside, unreadable ones skipped, write
+    /// failures).
+    pub problems: Vec<String>,
+}
+
+/// A message in hand: its lock and its entry as updated in memory.
+struct Held {
+    entry: Entry,
+    message: Vec<u8>,
+    _lock: Lock,
+}
+
+/// Runs a spool's queue through a deliverer.
+pub struct Runner<D> {
+    spool: Spool,
+    policy: Policy,
+    deliver: D,
+    /// Results that could not be written yet.
+    unrecorded: Vec<Held>,
+}
+
+/// Called once per recipient result after it is durable: the queue id and the result.
+pub type Observer<'o> = dyn FnMut(&str, &Delivery) + Send + 'o;
+
+impl<D: Deliver> Runner<D> {
+    /// A runner over `spool` with `policy`, sending through `deliver`.
+    pub fn new(spool: Spool, policy: Policy, deliver: D) -> Self {
+        Runner {
+            spool,
+            policy,
+            deliver,
+            unrecorded: Vec::new(),
+        }
+    }
+
+    /// The spool.
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Results known but not yet written (see [`RunReport::unrecorded`]): queue ids.
+    pub fn unrecorded(&self) -> Vec<&str> {
+        self.unrecorded
+            .iter()
+            .map(|h| h.entry.id.as_str())
+            .collect()
+    }
+
+    /// One pass: every due message (every message, with `force`) is delivered to its
+    /// pending recipients and its results recorded. `stop` is asked between groups and by
+    /// every record: once it says yes, what is on the wire is finished and recorded, and
+    /// the rest stays queued.
+    pub fn pass(
+        &mut self,
+        now: SystemTime,
+        force: bool,
+        stop: &(dyn Fn() -> bool + Sync),
+        observe: &mut Observer<'_>,
+    ) -> RunReport {
+        let mut report = RunReport::default();
+        if !self.write_unrecorded(now, &mut report) {
+            return report;
+        }
+        self.spool.sweep_orphans(Duration::from_secs(3600), now);
+        let t = secs(now);
+        let (ids, odd) = match self.spool.ids() {
+            Ok(x) => x,
+            Err(e) => {
+                report
+                    .problems
+                    .push(format!("cannot read {}: {e}", self.spool.dir().display()));
+                return report;
+            }
+        };
+        report.problems.extend(odd);
+        // Due entries, grouped by route in queue order.
+        let mut groups: Vec<(Route, Vec<String>)> = Vec::new();
+        let mut index: HashMap<Route, usize> = HashMap::new();
+        for id in ids {
+            let entry = match self.load(&id, &mut report) {
+                Some(e) => e,
+                None => continue,
+            };
+            if entry.pending().next().is_none() && !entry.is_finished() {
+                report.deferred += 1; // held in doubt: nothing to do until released
+                continue;
+            }
+            if !force && entry.next_attempt > t {
+                report.deferred += 1;
+                continue;
+            }
+            let slot = *index.entry(entry.route.clone()).or_insert_with(|| {
+                groups.push((entry.route.clone(), Vec::new()));
+                groups.len() - 1
+            });
+            groups[slot].1.push(id);
+        }
+        let mut remaining: usize = groups.iter().map(|(_, ids)| ids.len()).sum();
+        'groups: for (route, ids) in groups {
+            for chunk in ids.chunks(self.policy.batch_messages.max(1)) {
+                if stop() || report.blocked {
+                    break 'groups;
+                }
+                match self.spool.free_bytes() {
+                    Ok(free) if free < self.policy.min_free_bytes => {
+                        report.blocked = true;
+                        report.problems.push(format!(
+                            "not delivering: the spool's file system has {free} bytes free, \
+                             below the minimum of {} (results could not be recorded)",
+                            self.policy.min_free_bytes
+                        ));
+                        break 'groups;
+                    }
+                    _ => {}
+                }
+                remaining -= chunk.len();
+                self.deliver_chunk(&route, chunk, now, force, stop, observe, &mut report);
+            }
+        }
+        report.deferred += remaining;
+        report.unrecorded = self.unrecorded.len();
+        report
+    }
+
+    /// Loads an entry for a pass; corrupt ones go to `corrupt/` (under their lock), others
+    /// that cannot be read now are reported and skipped.
+    fn load(&self, id: &str, report: &mut RunReport) -> Option<Entry> {
+        match self.spool.load(id) {
+            Ok(e) => Some(e),
+            Err(LoadError::Gone) => None,
+            Err(LoadError::Corrupt(why)) => {
+                if let Ok(Some(_lock)) = self.spool.try_lock(id) {
+                    if let Err(LoadError::Corrupt(_)) = self.spool.load(id) {
+                        report.problems.push(format!("moved to corrupt/: {why}"));
+                        self.spool.quarantine(id);
+                    }
+                }
+                None
+            }
+            Err(e) => {
+                report.problems.push(format!("{id}: skipped: {e}"));
+                None
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn deliver_chunk(
+        &mut self,
+        route: &Route,
+        ids: &[String],
+        now: SystemTime,
+        force: bool,
+        stop: &(dyn Fn() -> bool + Sync),
+        observe: &mut Observer<'_>,
+        report: &mut RunReport,
+    ) {
+        let t = secs(now);
+        let mut held: Vec<Held> = Vec::with_capacity(ids.len());
+        for id in ids {
+            let lock = match self.spool.try_lock(id) {
+                Ok(Some(l)) => l,
+                Ok(None) => {
+                    report.busy += 1;
+                    continue;
+                }
+                Err(e) => {
+                    report.problems.push(format!("{id}: cannot lock: {e}"));
+                    continue;
+                }
+            };
+            // Reload under the lock: another runner may have sent it meanwhile.
+            let Some(entry) = self.load(id, report) else {
+                continue;
+            };
+            if !force && entry.next_attempt > t {
+                report.deferred += 1;
+                continue;
+            }
+            let message = match self.spool.message(id) {
+                Ok(m) => m,
+                Err(e) => {
+                    report
+                        .problems
+                        .push(format!("{id}: skipped: cannot read its message: {e}"));
+                    continue;
+                }
+            };
+            held.push(Held {
+                entry,
+                message,
+                _lock: lock,
+            });
+        }
+        // Entries left finished by an interrupted run: only their ending is left to do.
+        let (finished, held): (Vec<Held>, Vec<Held>) =
+            held.into_iter().partition(|h| h.entry.is_finished());
+        if !finished.is_empty() {
+            self.commit_held(finished, now, report);
+        }
+        if held.is_empty() {
+            return;
+        }
+        report.attempted += held.len();
+        let jobs: Vec<Job<'_>> = held
+            .iter()
+            .map(|h| Job {
+                entry: &h.entry,
+                message: &h.message,
+                recipients: h.entry.pending().map(|r| r.address.as_str()).collect(),
+            })
+            .collect();
+        let state = Mutex::new(Commit {
+            updated: held.iter().map(|h| Some(h.entry.clone())).collect(),
+            report: std::mem::take(report),
+            unwritten: Vec::new(),
+            observe,
+        });
+        let stopping = AtomicBool::new(false);
+        let (spool, policy, held_ref) = (&self.spool, &self.policy, &held);
+        let record = |results: Vec<(usize, Vec<Delivery>)>| -> Flow {
+            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+            let ok = state.record(spool, policy, held_ref, results, now);
+            if !ok || stop() {
+                stopping.store(true, Ordering::SeqCst);
+            }
+            if stopping.load(Ordering::SeqCst) {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            }
+        };
+        self.deliver.deliver(route, &jobs, &record);
+        drop(jobs);
+        let state = state.into_inner().unwrap_or_else(|p| p.into_inner());
+        *report = state.report;
+        // Never reported: still queued as they were (unlocked when `held` drops).
+        report.deferred += state.updated.iter().flatten().count();
+        let mut unwritten = state.unwritten;
+        unwritten.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+        let mut held = held;
+        for (i, entry) in unwritten {
+            let mut h = held.swap_remove(i);
+            h.entry = entry;
+            self.unrecorded.push(h);
+        }
+        if !self.unrecorded.is_empty() {
+            report.blocked = true;
+        }
+    }
+
+    /// Writes entries already updated in memory; those that cannot be written stay in hand
+    /// (locked) for later.
+    fn commit_held(&mut self, group: Vec<Held>, now: SystemTime, report: &mut RunReport) {
+        let items: Vec<(&Entry, &[u8])> = group
+            .iter()
+            .map(|h| (&h.entry, h.message.as_slice()))
+            .collect();
+        let failed = commit(&self.spool, &self.policy, &items, now, report);
+        drop(items);
+        if !failed.is_empty() {
+            report.blocked = true;
+        }
+        for (i, h) in group.into_iter().enumerate() {
+            if failed.contains(&i) {
+                self.unrecorded.push(h);
+            }
+        }
+    }
+
+    /// Retries writing what could not be written before. False while some still cannot.
+    fn write_unrecorded(&mut self, now: SystemTime, report: &mut RunReport) -> bool {
+        if self.unrecorded.is_empty() {
+            return true;
+        }
+        let pending = std::mem::take(&mut self.unrecorded);
+        self.commit_held(pending, now, report);
+        report.unrecorded = self.unrecorded.len();
+        if self.unrecorded.is_empty() {
+            return true;
+        }
+        report.blocked = true;
+        report.problems.push(format!(
+            "not delivering: {} result(s) still cannot be recorded",
+            self.unrecorded.len()
+        ));
+        false
+    }
+
+    /// Passes until `stop`: after each, waits until the next message is due (at least 1 s,
+    /// at most `max_sleep`; 30 s while results cannot be recorded). Returns the last
+    /// pass's report.
+    pub fn daemon(
+        &mut self,
+        stop: &AtomicBool,
+        max_sleep: Duration,
+        observe: &mut Observer<'_>,
+        on_pass: &mut dyn FnMut(&RunReport),
+    ) -> RunReport {
+        let stopping = || stop.load(Ordering::SeqCst);
+        let mut last = RunReport::default();
+        while !stopping() {
+            let report = self.pass(SystemTime::now(), false, &stopping, observe);
+            on_pass(&report);
+            let wait = if report.blocked {
+                Duration::from_secs(30)
+            } else {
+                self.next_due()
+                    .map_or(max_sleep, |at| {
+                        Duration::from_secs(at.saturating_sub(secs(SystemTime::now())))
+                    })
+                    .clamp(
+                        Duration::from_secs(1),
+                        max_sleep.max(Duration::from_secs(1)),
+                    )
+            };
+            last = report;
+            let until = Instant::now() + wait;
+            while !stopping() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        // What is known must be written before leaving.
+        if !self.unrecorded.is_empty() {
+            self.write_unrecorded(SystemTime::now(), &mut last);
+            last.unrecorded = self.unrecorded.len();
+        }
+        last
+    }
+
+    /// When the earliest queued message with pending recipients is due (Unix seconds).
+    pub fn next_due(&self) -> Option<u64> {
+        let (ids, _) = self.spool.ids().ok()?;
+        ids.iter()
+            .filter_map(|id| self.spool.load(id).ok())
+            .filter(|e| e.pending().next().is_some())
+            .map(|e| e.next_attempt)
+            .min()
+    }
+}
+
+/// The record side of one deliverer call.
+struct Commit<'o, 'p> {
+    /// Each job's entry, updated by its results; taken once it is reported.
+    updated: Vec<Option<Entry>>,
+    report: RunReport,
+    /// Reported jobs whose results could not be written: (job index, updated entry).
+    unwritten: Vec<(usize, Entry)>,
+    observe: &'o mut Observer<'p>,
+}
+
+impl Commit<'_, '_> {
+    /// Applies and writes a group of results; false when some could not be written.
+    fn record(
+        &mut self,
+        spool: &Spool,
+        policy: &Policy,
+        held: &[Held],
+        results: Vec<(usize, Vec<Delivery>)>,
+        now: SystemTime,
+    ) -> bool {
+        let t = secs(now);
+        let mut group: Vec<(usize, Entry, Vec<Delivery>)> = Vec::with_capacity(results.len());
+        for (i, deliveries) in results {
+            // Reported twice or out of range: the first report stands.
+            let Some(mut entry) = self.updated.get_mut(i).and_then(Option::take) else {
+                continue;
+            };
+            apply(&mut entry, &deliveries, policy, t);
+            group.push((i, entry, deliveries));
+        }
+        let items: Vec<(&Entry, &[u8])> = group
+            .iter()
+            .map(|(i, e, _)| (e, held[*i].message.as_slice()))
+            .collect();
+        let failed = commit(spool, policy, &items, now, &mut self.report);
+        drop(items);
+        for (k, (i, entry, deliveries)) in group.into_iter().enumerate() {
+            if failed.contains(&k) {
+                self.unwritten.push((i, entry));
+                continue;
+            }
+            for d in &deliveries {
+                (self.observe)(&entry.id, d);
+            }
+        }
+        failed.is_empty()
+    }
+}
+
+/// Applies one attempt's results to an entry (in memory).
+fn apply(entry: &mut Entry, deliveries: &[Delivery], policy: &Policy, t: u64) {
+    let mut attempted = false;
+    let mut last_error = None;
+    for d in deliveries {
+        let Some(r) = entry.recipients.iter_mut().find(|r| {
+            r.address == d.address && matches!(r.status, RecipientStatus::Pending { .. })
+        }) else {
+            continue;
+        };
+        let was_in_doubt = matches!(r.status, RecipientStatus::Pending { in_doubt: true, .. });
+        let detail = d.detail();
+        attempted |= d.status != DeliveryStatus::NotAttempted;
+        r.status = match d.status {
+            DeliveryStatus::Delivered => RecipientStatus::Delivered {
+                at: t,
+                reply: detail,
+            },
+            DeliveryStatus::Failed => RecipientStatus::Failed {
+                at: t,
+                reason: detail,
+            },
+            DeliveryStatus::InDoubt if policy.in_doubt == InDoubt::Hold => RecipientStatus::Held {
+                at: t,
+                reason: detail,
+            },
+            DeliveryStatus::InDoubt => {
+                last_error = Some(detail.clone());
+                RecipientStatus::Pending {
+                    last_error: Some(detail),
+                    in_doubt: true,
+                }
+            }
+            DeliveryStatus::Deferred | DeliveryStatus::NotAttempted => {
+                last_error = Some(detail.clone());
+                RecipientStatus::Pending {
+                    last_error: Some(detail),
+                    // A possible earlier delivery stays possible.
+                    in_doubt: was_in_doubt,
+                }
+            }
+        };
+    }
+    if !attempted {
+        return; // due again at once
+    }
+    entry.attempts = entry.attempts.saturating_add(1);
+    entry.last_error = last_error;
+    let expired = t.saturating_sub(entry.created) >= policy.max_lifetime.as_secs();
+    if expired {
+        for r in entry.recipients.iter_mut() {
+            if let RecipientStatus::Pending { last_error, .. } = &r.status {
+                let reason = format!(
+                    "gave up after {} attempts over {} hours{}",
+                    entry.attempts,
+                    policy.max_lifetime.as_secs() / 3600,
+                    last_error
+                        .as_ref()
+                        .map(|e| format!("; last error: {e}"))
+                        .unwrap_or_default()
+                );
+                r.status = RecipientStatus::Failed { at: t, reason };
+            }
+        }
+    }
+    entry.next_attempt = t.saturating_add(policy.backoff(entry.attempts).as_secs().max(1));
+}
+
+/// Writes a group: finished entries end (bounce and `failed/` record first when some
+/// recipient failed), the others are rewritten; then one directory fsync makes the group
+/// durable. Returns the positions of those that could not be written.
+fn commit(
+    spool: &Spool,
+    policy: &Policy,
+    group: &[(&Entry, &[u8])],
+    now: SystemTime,
+    report: &mut RunReport,
+) -> Vec<usize> {
+    let mut failed = Vec::new();
+    let mut endings = Vec::with_capacity(group.len());
+    for (k, (entry, message)) in group.iter().enumerate() {
+        let result = if entry.is_finished() {
+            finish(spool, policy, entry, message, now, report)
+        } else {
+            spool.save_unsynced(entry).map(|()| Ending::Kept)
+        };
+        match result {
+            Ok(ending) => endings.push(ending),
+            Err(e) => {
+                report
+                    .problems
+                    .push(format!("{}: cannot record its results: {e}", entry.id));
+                failed.push(k);
+            }
+        }
+    }
+    if let Err(e) = spool.sync() {
+        report
+            .problems
+            .push(format!("cannot sync {}: {e}", spool.dir().display()));
+        return (0..group.len()).collect();
+    }
+    for ending in endings {
+        match ending {
+            Ending::Kept => report.deferred += 1,
+            Ending::Completed => report.completed += 1,
+            Ending::Failed => report.failed += 1,
+        }
+    }
+    failed
+}
+
+enum Ending {
+    Kept,
+    Completed,
+    Failed,
+}
+
+/// Ends a finished entry: with failures, the bounce (once: its id is derived from the
+/// entry's) and the `failed/` record are durable before the entry goes.
+fn finish(
+    spool: &Spool,
+    policy: &Policy,
+    entry: &Entry,
+    message: &[u8],
+    now: SystemTime,
+    report: &mut RunReport,
+) -> std::io::Result<Ending> {
+    let any_failed = entry.failed().next().is_some();
+    if any_failed {
+        if policy.bounce && !entry.is_bounce && !entry.from.is_empty() {
+            let bounce_id = format!("{}-b", entry.id);
+            if !spool.contains(&bounce_id) {
+                let text = bounce::report(entry, message, &policy.reporting_host, now);
+                let mut b = spool.new_entry(
+                    "",
+                    std::slice::from_ref(&entry.from),
+                    &entry.route,
+                    &text,
+                    now,
+                );
+                b.id = bounce_id;
+                b.is_bounce = true;
+                spool.enqueue_entry(b, &text)?;
+                report.bounces += 1;
+            }
+        }
+        spool.record_failed(entry)?;
+    }
+    match spool.remove_unsynced(&entry.id) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(if any_failed {
+        Ending::Failed
+    } else {
+        Ending::Completed
+    })
+}

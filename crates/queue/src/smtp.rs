@@ -1,0 +1,400 @@
+//! [`Deliver`] over postline's SMTP client: messages that share a route share connections,
+//! deep-pipelined, a few connections per destination.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use postline::delivery::{Delivery, DeliveryStatus};
+use postline::{Client, Config, Envelope, Error};
+
+use crate::route::Route;
+use crate::runner::{Deliver, Flow, Job, Record};
+
+/// Where a route leads, as the caller's configuration resolves it at attempt time.
+pub enum Destination {
+    /// One relay, with its credentials.
+    Relay(Config),
+    /// Each recipient domain's exchangers.
+    Direct(postline::Mailer),
+}
+
+/// Turns a stored route into a destination. An `Err` defers the route's messages with that
+/// reason (a local fault: the message is not to blame).
+pub type Resolve = dyn Fn(&Route) -> Result<Destination, String> + Send + Sync;
+
+/// SMTP delivery for the queue runner.
+pub struct Smtp {
+    resolve: Box<Resolve>,
+    connections: usize,
+    round: usize,
+    max_recipients: usize,
+}
+
+impl Smtp {
+    /// Delivery along routes as `resolve` reads them.
+    pub fn new(
+        resolve: impl Fn(&Route) -> Result<Destination, String> + Send + Sync + 'static,
+    ) -> Self {
+        Smtp {
+            resolve: Box::new(resolve),
+            connections: 2,
+            round: 100,
+            max_recipients: 100,
+        }
+    }
+
+    /// Connections opened at once to one relay (default 2).
+    pub fn connections(mut self, n: usize) -> Self {
+        self.connections = n.max(1);
+        self
+    }
+
+    /// Messages taken per round by a connection (default 100): the unit connections share
+    /// work in. Results are recorded as they arrive, not per round.
+    pub fn round(mut self, n: usize) -> Self {
+        self.round = n.max(1);
+        self
+    }
+
+    /// Recipients per transaction (default 100, as RFC 5321 4.5.3.1.8 requires servers to
+    /// take); a message with more is sent in several transactions. A server's 452 (too many
+    /// recipients) also splits: the rest go in a new transaction at once.
+    pub fn max_recipients(mut self, n: usize) -> Self {
+        self.max_recipients = n.max(1);
+        self
+    }
+}
+
+impl Deliver for Smtp {
+    fn deliver(&mut self, route: &Route, jobs: &[Job<'_>], record: &Record<'_>) {
+        match (self.resolve)(route) {
+            Ok(Destination::Relay(config)) => self.relay(&config, jobs, record),
+            Ok(Destination::Direct(mailer)) => direct(&mailer, jobs, record),
+            Err(why) => {
+                let why = format!("route {}: {why}", route.describe());
+                record(
+                    jobs.iter()
+                        .enumerate()
+                        .map(|(i, j)| (i, all(j, DeliveryStatus::Deferred, &why)))
+                        .collect(),
+                );
+            }
+        }
+    }
+}
+
+fn all(job: &Job<'_>, status: DeliveryStatus, why: &str) -> Vec<Delivery> {
+    job.recipients
+        .iter()
+        .map(|a| Delivery::new(*a, status, None, why))
+        .collect()
+}
+
+/// One transaction of a job: a slice of its recipients.
+struct Tx {
+    job: usize,
+    envelope: Envelope,
+}
+
+/// Results ready to record, shared by the connection workers and the recorder.
+#[derive(Default)]
+struct Inbox {
+    ready: Vec<(usize, Vec<Delivery>)>,
+    working: usize,
+}
+
+/// Hands finished jobs to the recorder.
+struct Outbox<'a> {
+    inbox: &'a Mutex<Inbox>,
+    wake: &'a Condvar,
+}
+
+impl Outbox<'_> {
+    fn send(&self, job: usize, list: Vec<Delivery>) {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        inbox.ready.push((job, list));
+        self.wake.notify_one();
+    }
+}
+
+impl Smtp {
+    /// A few connections to one relay, each taking rounds of messages; results go to the
+    /// recorder as their replies arrive, and the recorder writes whatever has gathered while
+    /// it was writing the previous group (a group commit), so recording never holds up the
+    /// wire and a result is durable one write after its reply.
+    fn relay(&self, config: &Config, jobs: &[Job<'_>], record: &Record<'_>) {
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        // The relay could not be reached: the rest are deferred without more tries.
+        let down: Mutex<Option<Error>> = Mutex::new(None);
+        let workers = self.connections.min(jobs.len().div_ceil(self.round)).max(1);
+        let inbox = Mutex::new(Inbox {
+            ready: Vec::new(),
+            working: workers,
+        });
+        let wake = Condvar::new();
+        let out = Outbox {
+            inbox: &inbox,
+            wake: &wake,
+        };
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| {
+                    self.worker(config, jobs, &next, &stop, &down, &out);
+                    let mut inbox = inbox.lock().unwrap_or_else(|p| p.into_inner());
+                    inbox.working -= 1;
+                    wake.notify_one();
+                });
+            }
+            loop {
+                let (group, done) = {
+                    let mut inbox = inbox.lock().unwrap_or_else(|p| p.into_inner());
+                    while inbox.ready.is_empty() && inbox.working > 0 {
+                        inbox = wake.wait(inbox).unwrap_or_else(|p| p.into_inner());
+                    }
+                    (std::mem::take(&mut inbox.ready), inbox.working == 0)
+                };
+                if !group.is_empty() && record(group) == Flow::Stop {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                if done
+                    && inbox
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .ready
+                        .is_empty()
+                {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// One connection's share: rounds of messages until none are left or the runner stops.
+    fn worker(
+        &self,
+        config: &Config,
+        jobs: &[Job<'_>],
+        next: &AtomicUsize,
+        stop: &AtomicBool,
+        down: &Mutex<Option<Error>>,
+        out: &Outbox<'_>,
+    ) {
+        let mut client: Option<Client> = None;
+        while !stop.load(Ordering::SeqCst) {
+            let start = next.fetch_add(self.round, Ordering::SeqCst);
+            if start >= jobs.len() {
+                break;
+            }
+            let range = start..(start + self.round).min(jobs.len());
+            let known_down = down.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(e) = known_down {
+                failed_round(jobs, range, &e, out);
+                continue;
+            }
+            if client.is_none() {
+                match Client::connect(config.clone()) {
+                    Ok(c) => client = Some(c),
+                    Err(e) => {
+                        *down.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+                        failed_round(jobs, range, &e, out);
+                        continue;
+                    }
+                }
+            }
+            let c = client.as_mut().expect("connected above");
+            if !self.round_on(c, config.host(), jobs, range, out) {
+                // Reconnect for the next round; this round's unsent messages stay queued
+                // (not attempted) for the next pass.
+                client = None;
+            }
+        }
+        if let Some(c) = client {
+            let _ = c.quit();
+        }
+    }
+
+    /// One pipelined round on `client`; each job goes to `out` once all its transactions
+    /// are done. Returns whether the connection is still good for another round.
+    fn round_on(
+        &self,
+        client: &mut Client,
+        host: &str,
+        jobs: &[Job<'_>],
+        range: std::ops::Range<usize>,
+        out: &Outbox<'_>,
+    ) -> bool {
+        // Per job of the round: results so far and transactions still open.
+        let first = range.start;
+        let mut open: Vec<(Vec<Delivery>, usize)> = Vec::with_capacity(range.len());
+        let mut txs = Vec::new();
+        for i in range {
+            let (tx, bad) = transactions(i, &jobs[i], self.max_recipients);
+            let n = tx.len();
+            txs.extend(tx);
+            if n == 0 {
+                out.send(i, bad);
+                open.push((Vec::new(), 0));
+            } else {
+                open.push((bad, n));
+            }
+        }
+        let mut usable = true;
+        // A 452 for some recipients of a transaction that took others: the rest go in a new
+        // transaction at once. Each such transaction takes at least one recipient, so this
+        // ends; the bound is a second guard.
+        let mut splits = 0;
+        while !txs.is_empty() && splits <= self.max_recipients {
+            splits += 1;
+            let mut again = Vec::new();
+            let mut finish = |k: usize, outcome: Result<postline::Outcome, Error>| {
+                let tx: &Tx = &txs[k];
+                if let Err(e) = &outcome {
+                    usable &= keeps_connection(e);
+                }
+                let mut list = Delivery::from_result(&outcome, &tx.envelope);
+                let slot = &mut open[tx.job - first];
+                if usable && list.iter().any(|d| d.status == DeliveryStatus::Delivered) {
+                    let (retry, keep): (Vec<Delivery>, Vec<Delivery>) =
+                        list.into_iter().partition(too_many_recipients);
+                    list = keep;
+                    if !retry.is_empty() {
+                        let to: Vec<&str> = retry.iter().map(|d| d.address.as_str()).collect();
+                        match envelope(jobs[tx.job].entry, &to, jobs[tx.job].message) {
+                            Ok(envelope) => {
+                                again.push(Tx {
+                                    job: tx.job,
+                                    envelope,
+                                });
+                                slot.1 += 1;
+                            }
+                            Err(_) => list.extend(retry),
+                        }
+                    }
+                }
+                for d in &mut list {
+                    d.host = Some(host.to_string());
+                }
+                slot.0.extend(list);
+                slot.1 -= 1;
+                if slot.1 == 0 {
+                    out.send(tx.job, std::mem::take(&mut slot.0));
+                }
+            };
+            let pairs: Vec<(&Envelope, &[u8])> = txs
+                .iter()
+                .map(|t| (&t.envelope, jobs[t.job].message))
+                .collect();
+            if let Err(e) = client.send_many_each(pairs, &mut finish) {
+                for k in 0..txs.len() {
+                    finish(k, Err(e.clone()));
+                }
+            }
+            txs = again;
+            if !usable {
+                break;
+            }
+        }
+        for tx in txs {
+            // Left over when the connection broke between splits: not attempted.
+            let slot = &mut open[tx.job - first];
+            slot.0.extend(tx.envelope.to().map(|a| {
+                Delivery::new(
+                    a,
+                    DeliveryStatus::NotAttempted,
+                    None,
+                    "the connection ended before it",
+                )
+            }));
+            slot.1 -= 1;
+            if slot.1 == 0 {
+                out.send(tx.job, std::mem::take(&mut slot.0));
+            }
+        }
+        usable
+    }
+}
+
+/// A 452 (or 4.5.3): too many recipients for this transaction, not a refusal.
+fn too_many_recipients(d: &Delivery) -> bool {
+    d.status == DeliveryStatus::Deferred
+        && d.reply
+            .as_ref()
+            .is_some_and(|r| r.code == 452 || r.enhanced.is_some_and(|e| e.to_string() == "4.5.3"))
+}
+
+/// Whether the session is still in step after this error: only a refusal of the message.
+fn keeps_connection(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::MessageRejected { .. } | Error::Incompatible(_) | Error::Address { .. }
+    )
+}
+
+/// A round of jobs the relay could not take at all.
+fn failed_round(jobs: &[Job<'_>], range: std::ops::Range<usize>, e: &Error, out: &Outbox<'_>) {
+    for i in range {
+        let list = jobs[i]
+            .recipients
+            .iter()
+            .map(|a| {
+                Delivery::new(
+                    *a,
+                    postline::delivery::status_of(e),
+                    e.reply(),
+                    e.to_string(),
+                )
+            })
+            .collect();
+        out.send(i, list);
+    }
+}
+
+/// A job's transactions (at most `max` recipients each), and the results of recipients that
+/// cannot be sent to at all (an invalid address fails alone).
+fn transactions(i: usize, job: &Job<'_>, max: usize) -> (Vec<Tx>, Vec<Delivery>) {
+    let mut good = Vec::with_capacity(job.recipients.len());
+    let mut bad = Vec::new();
+    for a in &job.recipients {
+        match postline::proto::Address::new(*a) {
+            Ok(_) => good.push(*a),
+            Err(e) => bad.push(Delivery::new(
+                *a,
+                DeliveryStatus::Failed,
+                None,
+                format!("invalid address: {e}"),
+            )),
+        }
+    }
+    let mut txs = Vec::new();
+    for part in good.chunks(max) {
+        match envelope(job.entry, part, job.message) {
+            Ok(envelope) => txs.push(Tx { job: i, envelope }),
+            // The sender itself cannot be sent: a fault of the message, for everyone.
+            Err(e) => bad.extend(part.iter().map(|a| {
+                Delivery::new(*a, postline::delivery::status_of(&e), None, e.to_string())
+            })),
+        }
+    }
+    (txs, bad)
+}
+
+fn envelope(entry: &crate::entry::Entry, to: &[&str], message: &[u8]) -> Result<Envelope, Error> {
+    Ok(Envelope::new(&entry.from, to.iter().copied())?.size(message.len() as u64))
+}
+
+/// Direct delivery, one message after another (each one's domains in parallel).
+fn direct(mailer: &postline::Mailer, jobs: &[Job<'_>], record: &Record<'_>) {
+    for (i, job) in jobs.iter().enumerate() {
+        let list = match Envelope::new(&job.entry.from, job.recipients.iter().copied()) {
+            Ok(env) => match mailer.send_blocking(&env, job.message) {
+                Ok(d) => crate::compat::from_mailer(d),
+                Err(e) => Delivery::from_result(&Err(e), &env),
+            },
+            Err(e) => all(job, postline::delivery::status_of(&e), &e.to_string()),
+        };
+        if record(vec![(i, list)]) == Flow::Stop {
+            return;
+        }
+    }
+}
