@@ -7,6 +7,7 @@ use postline::{Config, Direction, Timeouts, Tls};
 use crate::account::{self, Account, SecretSource, TlsMode};
 use crate::args::ServerArgs;
 use crate::exit;
+use crate::output::errln;
 
 /// A failure before anything was sent: a message and the exit code.
 #[derive(Debug)]
@@ -149,7 +150,7 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
         config = config.ca_file(ca.clone());
     }
     if args.insecure {
-        eprintln!("postline: warning: --insecure: the server's certificate is NOT verified; anyone in the path can read and change this session");
+        errln!("postline: warning: --insecure: the server's certificate is NOT verified; anyone in the path can read and change this session");
         config = config.dangerous_accept_invalid_certificates(true);
     }
     if let Some(secs) = args.timeout {
@@ -181,8 +182,8 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
     config = credentials(config, args, account)?;
     if args.verbose {
         config = config.transcript(|dir, line| match dir {
-            Direction::Client => eprintln!("C: {line}"),
-            Direction::Server => eprintln!("S: {line}"),
+            Direction::Client => errln!("C: {line}"),
+            Direction::Server => errln!("S: {line}"),
         });
     }
     Ok(Target {

@@ -5,6 +5,7 @@ mod args;
 mod compose;
 mod connect;
 mod exit;
+mod output;
 mod probe;
 mod queue;
 mod send;
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 
 use args::{Cli, Command};
+use output::errln;
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
@@ -43,7 +45,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(fail) => {
-            eprintln!("postline: {}", fail.message);
+            errln!("postline: {}", fail.message);
             ExitCode::from(fail.code)
         }
     }
@@ -56,18 +58,18 @@ fn run(cli: Cli) -> Result<u8, connect::Fail> {
         Command::Probe(args) => probe::run(&args),
         Command::Queue(args) => queue::run(&args),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "postline",
-                &mut std::io::stdout(),
-            );
+            // Generated into memory: clap_complete panics when its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "postline", &mut script);
+            output::write_stdout(&script);
             Ok(exit::OK)
         }
         Command::Man => {
             let man = clap_mangen::Man::new(Cli::command());
-            man.render(&mut std::io::stdout())
+            let mut page = Vec::new();
+            man.render(&mut page)
                 .map_err(|e| connect::Fail::new(exit::SOFTWARE, e.to_string()))?;
+            output::write_stdout(&page);
             Ok(exit::OK)
         }
     }

@@ -8,6 +8,7 @@ use crate::account::TlsMode;
 use crate::args::ServerArgs;
 use crate::connect::{self, Fail};
 use crate::exit;
+use crate::output::{errln, outln};
 
 /// What an EHLO keyword means, for people reading the probe.
 fn explain(keyword: &str) -> &'static str {
@@ -184,14 +185,14 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
             Some(Err(e)) => v["tls"] = json!({"error": e.to_string()}),
             None => v["tls"] = Value::Null,
         }
-        println!("{v}");
+        outln!("{v}");
         return Ok(exit::OK);
     }
-    println!("server       {}:{}", target.host, target.port);
+    outln!("server       {}:{}", target.host, target.port);
     if !implicit {
-        println!("banner       {banner}");
+        outln!("banner       {banner}");
         print_ehlo(&keywords(&ehlo));
-        println!(
+        outln!(
             "STARTTLS     {}",
             if starttls_offered {
                 "offered"
@@ -202,29 +203,29 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
     }
     match &tls {
         Some(Ok(t)) => {
-            println!("TLS          {} {}", t.info.version, t.info.cipher_suite);
+            outln!("TLS          {} {}", t.info.version, t.info.cipher_suite);
             if let Some(c) = cert(&t.info) {
-                println!("certificate  subject: {}", c.subject);
-                println!("             issuer:  {}", c.issuer);
-                println!("             valid:   {} to {}", c.not_before, c.not_after);
+                outln!("certificate  subject: {}", c.subject);
+                outln!("             issuer:  {}", c.issuer);
+                outln!("             valid:   {} to {}", c.not_before, c.not_after);
             }
             match &t.verified {
-                Ok(()) => println!("             verifies: yes"),
-                Err(reason) => println!("             verifies: NO ({reason})"),
+                Ok(()) => outln!("             verifies: yes"),
+                Err(reason) => outln!("             verifies: NO ({reason})"),
             }
             if implicit {
                 print_ehlo(&keywords(&t.ehlo));
             }
             let auth = auth_of(&t.ehlo);
-            println!(
+            outln!(
                 "AUTH         {} (under TLS)",
                 auth.as_deref().unwrap_or("none offered")
             );
         }
-        Some(Err(e)) => println!("TLS          failed: {e}"),
+        Some(Err(e)) => outln!("TLS          failed: {e}"),
         None => {
             let auth = auth_of(&ehlo);
-            println!(
+            outln!(
                 "AUTH         {} (in clear text)",
                 auth.as_deref().unwrap_or("none offered")
             );
@@ -237,21 +238,21 @@ fn print_ehlo(lines: &[(String, &'static str)]) {
     for (i, (line, what)) in lines.iter().enumerate() {
         let label = if i == 0 { "extensions" } else { "" };
         if what.is_empty() {
-            println!("{label:<12} {line}");
+            outln!("{label:<12} {line}");
         } else {
-            println!("{label:<12} {line:<28} {what}");
+            outln!("{label:<12} {line:<28} {what}");
         }
     }
 }
 
 fn fail(args: &ServerArgs, host: &str, port: u16, e: &Error) -> u8 {
     if args.json {
-        println!(
+        outln!(
             "{}",
             json!({"server": host, "port": port, "error": e.to_string()})
         );
     } else {
-        eprintln!("postline: {e}");
+        errln!("postline: {e}");
     }
     exit::for_error(e)
 }
