@@ -28,7 +28,7 @@ pub enum Command {
     Sendmail {
         /// sendmail's flags and recipients, as sendmail takes them.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        args: Vec<std::ffi::OsString>,
     },
     /// Connect to a server and report what it offers: banner, extensions, TLS, AUTH.
     Probe(Box<ServerArgs>),

@@ -19,7 +19,9 @@ use args::{Cli, Command};
 use output::errln;
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().collect();
+    // Not `std::env::args`, which panics on an argument that is not UTF-8: sendmail mode reads
+    // such bytes itself, and clap refuses them with a usage error where text is needed.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let invoked_as = argv
         .first()
         .map(std::path::Path::new)
@@ -33,6 +35,9 @@ fn main() -> ExitCode {
             Ok(cli) => cli,
             Err(e) => {
                 let _ = e.print();
+                if e.kind() == clap::error::ErrorKind::InvalidUtf8 {
+                    not_utf8(&argv[1..]);
+                }
                 return ExitCode::from(if e.use_stderr() {
                     exit::USAGE
                 } else {
@@ -49,6 +54,20 @@ fn main() -> ExitCode {
             ExitCode::from(fail.code)
         }
     }
+}
+
+/// After clap's "invalid UTF-8" error: which arguments those are (file names may hold any
+/// bytes; every other value must be UTF-8).
+fn not_utf8(args: &[std::ffi::OsString]) {
+    let bad: Vec<String> = args
+        .iter()
+        .filter(|a| a.to_str().is_none())
+        .map(|a| format!("{a:?}"))
+        .collect();
+    errln!(
+        "postline: not UTF-8: {} (only file names may be other bytes)",
+        bad.join(" ")
+    );
 }
 
 fn run(cli: Cli) -> Result<u8, connect::Fail> {

@@ -2,12 +2,15 @@
 //! (`postline ... | head`), arguments that are not UTF-8, absurd numbers, servers that send
 //! terminal control sequences. Whatever happens, no panic (exit 101) and a clear exit code.
 
+use std::ffi::OsStr;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use postline_testkit::{Sandbox, ScriptedServer, Step};
+use postline_testkit::{expect_code, run_code, stderr, Aiosmtpd, Sandbox, ScriptedServer, Step};
 
 /// Bound on one run of the binary.
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -182,4 +185,134 @@ fn failures_into_a_closed_stderr_keep_their_exit_codes() {
     let sb = Sandbox::with_prefix("postline-robust-");
     sb.config("not toml at all [");
     run_closed(postline(&sb, &["probe"]), Closed::Stderr).expect(78, "bad config");
+}
+
+// ------------------------------------------------------------------- arguments not in UTF-8
+
+/// `-F`'s Latin-1 `été`.
+const LATIN1_NAME: &[u8] = b"\xe9t\xe9";
+
+fn os(b: &[u8]) -> &OsStr {
+    OsStr::from_bytes(b)
+}
+
+/// A sandbox whose default account sends to `srv` as daemon@example.com.
+fn sendmail_sandbox(srv: &Aiosmtpd) -> Sandbox {
+    let sb = Sandbox::with_prefix("postline-robust-");
+    sb.config(&format!(
+        "[accounts.relay]\nserver = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"daemon@example.com\"\n",
+        srv.port()
+    ));
+    sb
+}
+
+/// The header lines of a stored message, as text.
+fn headers(content: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(content);
+    text.split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .split("\r\n")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn sendmail_takes_a_latin1_full_name_both_ways() {
+    let srv = Aiosmtpd::start();
+    let sb = sendmail_sandbox(&srv);
+    let msg = "Subject: latin1\r\n\r\nbody\r\n";
+    // Invoked as `sendmail`, the name as a separate argument.
+    run_code(
+        sb.sendmail_symlink()
+            .arg("-F")
+            .arg(os(LATIN1_NAME))
+            .args(["-oi", "root@example.org"])
+            .write_stdin(msg),
+        0,
+    );
+    // `postline sendmail`, the name inline.
+    let mut inline = b"-F".to_vec();
+    inline.extend_from_slice(LATIN1_NAME);
+    run_code(
+        sb.cmd(&["sendmail"])
+            .arg(os(&inline))
+            .args(["-oi", "root@example.org"])
+            .write_stdin(msg),
+        0,
+    );
+    let msgs = srv.wait_for_messages(2, Duration::from_secs(10));
+    assert_eq!(msgs.len(), 2);
+    for m in msgs {
+        let h = headers(&m.content);
+        assert!(
+            h.contains(&"From: \"\u{e9}t\u{e9}\" <daemon@example.com>".to_string()),
+            "{h:?}"
+        );
+    }
+}
+
+#[test]
+fn sendmail_addresses_not_in_utf8_are_64() {
+    let sb = Sandbox::with_prefix("postline-robust-");
+    for args in [
+        &[&b"-f"[..], b"b\xe9@example.com", b"root@example.org"][..],
+        &[b"-i", b"r\xe9@example.org"],
+        &[b"-\xe9"],
+    ] {
+        let o = sb
+            .sendmail_symlink()
+            .args(args.iter().map(|a| os(a)))
+            .write_stdin("Subject: x\r\n\r\nx\r\n")
+            .output()
+            .unwrap();
+        expect_code(&o, 64);
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(err.contains("\\xE9"), "{err}");
+    }
+}
+
+#[test]
+fn other_subcommands_refuse_arguments_not_in_utf8_with_64() {
+    let sb = Sandbox::with_prefix("postline-robust-");
+    for args in [
+        &[
+            &b"send"[..],
+            b"--to",
+            b"a@example.com",
+            b"--subject",
+            b"\xe9t\xe9",
+        ][..],
+        &[b"probe", b"--server", b"mx\xe9.example"],
+        &[b"\xe9"],
+        &[b"queue", b"show", b"\xe9"],
+    ] {
+        let o = sb
+            .cmd(&[])
+            .args(args.iter().map(|a| os(a)))
+            .output()
+            .unwrap();
+        expect_code(&o, 64);
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            err.contains("UTF-8") || err.contains("unrecognized"),
+            "{err}"
+        );
+    }
+    // A file name may be any bytes: this one is simply not there (66).
+    let o = sb
+        .cmd(&["send", "--server", "127.0.0.1:1", "--tls", "none"])
+        .args(["--from", "a@example.com", "--to", "b@example.com"])
+        .arg("--body-file")
+        .arg(os(b"/nonexistent/\xe9t\xe9.txt"))
+        .output()
+        .unwrap();
+    expect_code(&o, 66);
+    // A program name that is not UTF-8.
+    let mut c = sb.std_cmd();
+    c.arg0(os(b"/usr/local/bin/postline-\xe9")).arg("--version");
+    let o = c.output().unwrap();
+    expect_code(&o, 0);
 }
