@@ -316,3 +316,142 @@ fn other_subcommands_refuse_arguments_not_in_utf8_with_64() {
     let o = c.output().unwrap();
     expect_code(&o, 0);
 }
+
+// ------------------------------------------------------------------------------ absurd numbers
+
+/// Values `--timeout` refuses: infinite, not a number, negative, zero, below a millisecond,
+/// above 24 hours, or beyond what a duration holds.
+const BAD_TIMEOUTS: [&str; 11] = [
+    "1e20", "1e308", "inf", "-inf", "nan", "-1", "0", "-0", "1e-300", "86401", "0.0001",
+];
+
+#[test]
+fn absurd_timeouts_are_64_at_parsing() {
+    let sb = Sandbox::with_prefix("postline-robust-");
+    let unreachable = format!("127.0.0.1:{}", closed_port());
+    for t in BAD_TIMEOUTS {
+        for sub in ["probe", "send"] {
+            let mut args = vec![sub, "--server", &unreachable, "--tls", "none"];
+            if sub == "send" {
+                args.extend(["--from", "a@example.com", "--to", "b@example.com"]);
+                args.extend(["--subject", "s", "--body", "b"]);
+            }
+            let o = sb.cmd(&args).args(["--timeout", t]).output().unwrap();
+            expect_code(&o, 64);
+            let err = stderr(&o);
+            assert!(!err.contains("panicked"), "{t}: {err}");
+            assert!(
+                err.contains("--timeout") && err.contains("86400"),
+                "{t}: {err}"
+            );
+        }
+    }
+    // In range: goes on to connect (and finds nothing listening: 75).
+    for t in ["0.001", "2.5", "86400"] {
+        let o = sb
+            .cmd(&["probe", "--server", &unreachable, "--tls", "none"])
+            .args(["--timeout", t])
+            .output()
+            .unwrap();
+        expect_code(&o, 75);
+    }
+}
+
+#[test]
+fn ports_out_of_range_are_64() {
+    let sb = Sandbox::with_prefix("postline-robust-");
+    for server in ["127.0.0.1:0", "127.0.0.1:+25", "127.0.0.1:65536", "[::1]:0"] {
+        let o = sb
+            .cmd(&["probe", "--server", server, "--tls", "none"])
+            .output()
+            .unwrap();
+        expect_code(&o, 64);
+        assert!(stderr(&o).contains("1 to 65535"), "{}", stderr(&o));
+    }
+    let o = sb
+        .cmd(&["send", "--mx-port", "0", "--from", "a@example.com"])
+        .args(["--to", "b@example.com", "--subject", "s", "--body", "b"])
+        .output()
+        .unwrap();
+    expect_code(&o, 64);
+}
+
+#[test]
+fn absurd_numbers_in_the_config_file_are_78() {
+    for (line, says) in [
+        // Accounts have no timeout key: named as unknown, with the keys there are.
+        ("timeout = 1e20", "unknown field \"timeout\""),
+        ("timeout = nan", "unknown field \"timeout\""),
+        // Every port error names the line (type errors the column too).
+        (
+            "port = 1e20",
+            "line 4, column 8: invalid type: floating point",
+        ),
+        (
+            "port = inf",
+            "line 4, column 8: invalid type: floating point",
+        ),
+        (
+            "port = nan",
+            "line 4, column 8: invalid type: floating point",
+        ),
+        ("port = -1", "line 4: "),
+        ("port = 0", "line 4: "),
+        ("port = 65536", "expected 1 to 65535"),
+        ("port = 99999999999999999999", "line 4"),
+    ] {
+        let sb = Sandbox::with_prefix("postline-robust-");
+        sb.config(&format!(
+            "[accounts.a]\nserver = \"127.0.0.1\"\ntls = \"none\"\n{line}\n"
+        ));
+        let o = sb.cmd(&["probe"]).output().unwrap();
+        expect_code(&o, 78);
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{line}: {err}");
+        assert!(
+            err.contains("config error") && err.contains(says),
+            "{line}: {err}"
+        );
+    }
+}
+
+/// A queued message whose stored route holds an absurd timeout (an old or edited spool): the
+/// runner defers it with the reason instead of crashing.
+#[test]
+fn queued_route_with_an_absurd_timeout_is_deferred_not_a_crash() {
+    let sb = Sandbox::with_prefix("postline-robust-");
+    let spool = sb.spool_str();
+    let unreachable = format!("127.0.0.1:{}", closed_port());
+    run_code(
+        sb.send(&unreachable)
+            .from("a@example.com")
+            .to("b@example.com")
+            .subject("s")
+            .body("b")
+            .args(["--queue-only", "--queue-dir", &spool]),
+        0,
+    );
+    let mut edited = 0;
+    for entry in std::fs::read_dir(sb.spool()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            v["route"]["server"]["timeout"] = serde_json::json!(1e20);
+            std::fs::write(&path, v.to_string()).unwrap();
+            edited += 1;
+        }
+    }
+    assert_eq!(edited, 1, "one queued entry");
+    let o = sb.queue("run", &[]).output().unwrap();
+    let err = stderr(&o);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(o.status.code(), Some(101), "{err}");
+    let list = sb.queue_list();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let text = list[0].to_string();
+    assert!(
+        text.contains("--timeout") && text.contains("86400"),
+        "{text}"
+    );
+}
