@@ -5,7 +5,7 @@ use postline::{Config, Direction, Timeouts, Tls};
 use crate::account::{self, Account, SecretSource, TlsMode};
 use crate::args::{self, ServerArgs};
 use crate::exit;
-use crate::output::errln;
+use crate::output::{errln, escape};
 
 /// A failure before anything was sent: a message and the exit code.
 #[derive(Debug)]
@@ -190,8 +190,8 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
     config = credentials(config, args, account)?;
     if args.verbose {
         config = config.transcript(|dir, line| match dir {
-            Direction::Client => errln!("C: {line}"),
-            Direction::Server => errln!("S: {line}"),
+            Direction::Client => errln!("C: {}", escape(line)),
+            Direction::Server => errln!("S: {}", escape(line)),
         });
     }
     Ok(Target {

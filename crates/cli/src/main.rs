@@ -50,7 +50,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(fail) => {
-            errln!("postline: {}", fail.message);
+            // Messages may quote a server; nothing in them may act on the terminal.
+            errln!("postline: {}", output::escape(&fail.message));
             ExitCode::from(fail.code)
         }
     }

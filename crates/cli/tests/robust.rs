@@ -455,3 +455,101 @@ fn queued_route_with_an_absurd_timeout_is_deferred_not_a_crash() {
         "{text}"
     );
 }
+
+// ----------------------------------------------------------------- server control characters
+
+/// A greeting and EHLO lines laced with terminal controls: ESC sequences (clear the screen,
+/// set the window title), BEL, a C1 CSI (U+009B) and a right-to-left override.
+const EVIL_GREETING: &str = "220 evil\u{1b}[2J\u{1b}]0;pwned\u{7} ready\u{202e}gpj";
+const EVIL_EHLO: [&str; 3] = [
+    "PIPELINING\u{1b}[31m",
+    "X-CSI \u{9b}31m",
+    "AUTH PLAIN\u{1b}[0m",
+];
+
+/// Asserts that `bytes` hold nothing a terminal would act on.
+#[track_caller]
+fn terminal_safe(what: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let bad: Vec<char> = text
+        .chars()
+        .filter(|&c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{what}: {bad:?} reached the terminal:\n{text}"
+    );
+}
+
+#[test]
+fn probe_escapes_server_control_characters() {
+    let sb = Sandbox::with_prefix("postline-robust-");
+    for extra in [&[][..], &["-v"], &["--json"]] {
+        let server = probe_server(EVIL_GREETING, &EVIL_EHLO);
+        let mut args = vec!["probe", "--server", "", "--tls", "none", "--timeout", "5"];
+        let addr = server.addr();
+        args[2] = &addr;
+        args.extend(extra);
+        let o = run_code(sb.cmd(&args), 0);
+        terminal_safe(&format!("{extra:?} stdout"), &o.stdout);
+        terminal_safe(&format!("{extra:?} stderr"), &o.stderr);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        if extra == ["--json"] {
+            // The same strings, escaped the JSON way.
+            let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+            assert!(v["banner"].as_str().unwrap().contains("\u{1b}[2J"), "{v}");
+            assert!(v["ehlo"].to_string().contains("X-CSI \u{9b}31m"), "{v}");
+        } else {
+            assert!(out.contains("\\u{1b}[2J"), "{out}");
+            assert!(out.contains("\\u{9b}31m"), "{out}");
+            assert!(out.contains("ready\\u{202e}gpj"), "{out}");
+        }
+        if extra == ["-v"] {
+            let err = String::from_utf8_lossy(&o.stderr).into_owned();
+            assert!(err.contains("S: 220 evil\\u{1b}[2J"), "{err}");
+        }
+        server.finish();
+    }
+}
+
+#[test]
+fn a_refusal_quoting_control_characters_is_escaped() {
+    let sb = Sandbox::with_prefix("postline-robust-");
+    for extra in [&[][..], &["--json"]] {
+        let server = ScriptedServer::start(vec![
+            Step::reply("554 go away\u{1b}[2J\u{1b}]0;pwned\u{7} \u{9b}1m"),
+            Step::expect("QUIT"),
+            Step::reply("221 bye"),
+        ]);
+        let mut args = vec!["probe", "--server", "", "--tls", "none", "--timeout", "5"];
+        let addr = server.addr();
+        args[2] = &addr;
+        args.extend(extra);
+        let o = sb.cmd(&args).output().unwrap();
+        assert_ne!(o.status.code(), Some(0));
+        assert_ne!(o.status.code(), Some(101));
+        terminal_safe(&format!("{extra:?} stdout"), &o.stdout);
+        terminal_safe(&format!("{extra:?} stderr"), &o.stderr);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(all.contains("go away"), "{all}");
+        drop(server);
+    }
+}
+
+#[test]
+fn failure_messages_escape_what_they_quote() {
+    // A config file's own text quoted in its error message.
+    let sb = Sandbox::with_prefix("postline-robust-");
+    sb.config(
+        "default = \"x\\u001b[2J\\u001b]0;pwned\\u0007\"\n[accounts.a]\nserver = \"127.0.0.1\"\n",
+    );
+    let o = sb.cmd(&["probe"]).output().unwrap();
+    expect_code(&o, 78);
+    terminal_safe("stderr", &o.stderr);
+    let err = stderr(&o);
+    assert!(err.contains("x\\u{1b}[2J"), "{err}");
+}
