@@ -1,6 +1,7 @@
 //! Command-line arguments (clap derive).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
@@ -28,7 +29,7 @@ pub enum Command {
     Sendmail {
         /// sendmail's flags and recipients, as sendmail takes them.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        args: Vec<std::ffi::OsString>,
     },
     /// Connect to a server and report what it offers: banner, extensions, TLS, AUTH.
     Probe(Box<ServerArgs>),
@@ -150,7 +151,7 @@ pub struct ServerArgs {
     #[arg(long, value_name = "IP:PORT")]
     pub dns_server: Option<std::net::SocketAddr>,
     /// The exchangers' port for direct delivery (tests and unusual networks).
-    #[arg(long, value_name = "PORT", hide = true)]
+    #[arg(long, value_name = "PORT", hide = true, value_parser = clap::value_parser!(u16).range(1..))]
     pub mx_port: Option<u16>,
     /// TLS mode [default: implicit for port 465, starttls otherwise; opportunistic for direct
     /// delivery, where starttls means required and verified].
@@ -165,8 +166,10 @@ pub struct ServerArgs {
     /// The name to announce in EHLO [default: this host's name].
     #[arg(long, value_name = "NAME")]
     pub helo: Option<String>,
-    /// Cap every phase's timeout, in seconds [default: RFC 5321's, 2 to 10 minutes].
-    #[arg(long, value_name = "SECS")]
+    /// Cap every phase's timeout, in seconds, 0.001 to 86400 [default: RFC 5321's, 2 to 10
+    /// minutes].
+    // Values starting with '-' reach parse_timeout, which says why `-1` or `-inf` is refused.
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout, allow_hyphen_values = true)]
     pub timeout: Option<f64>,
     /// Allow credentials over a connection without TLS.
     #[arg(long)]
@@ -203,6 +206,31 @@ pub struct ServerArgs {
     #[arg(long)]
     #[serde(skip)]
     pub json: bool,
+}
+
+/// The shortest `--timeout`, in seconds: below a millisecond every read would time out.
+pub const MIN_TIMEOUT_SECS: f64 = 0.001;
+/// The longest `--timeout`, in seconds (24 hours): RFC 5321's longest timer is 10 minutes.
+pub const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+
+/// `--timeout SECS` as a duration: a number from [`MIN_TIMEOUT_SECS`] to [`MAX_TIMEOUT_SECS`]
+/// (not infinite, not NaN, not negative). Also checks a value read back from a queued route.
+pub fn timeout_duration(secs: f64) -> Result<Duration, String> {
+    if !(MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(&secs) {
+        return Err(format!(
+            "must be a number of seconds from {MIN_TIMEOUT_SECS} to {MAX_TIMEOUT_SECS} (24 hours)"
+        ));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+/// clap's parser for `--timeout`: refuses what [`timeout_duration`] refuses.
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| "not a number of seconds".to_string())?;
+    timeout_duration(secs).map(|_| secs)
 }
 
 /// `postline send`.
@@ -265,4 +293,25 @@ pub struct SendArgs {
     /// The spool directory for --queue [default: $XDG_STATE_HOME/postline/queue].
     #[arg(long, value_name = "DIR", env = "POSTLINE_QUEUE_DIR")]
     pub queue_dir: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_in_range_only() {
+        assert_eq!(parse_timeout("5"), Ok(5.0));
+        assert_eq!(parse_timeout("0.5"), Ok(0.5));
+        assert_eq!(parse_timeout("86400"), Ok(86_400.0));
+        assert_eq!(timeout_duration(0.001), Ok(Duration::from_millis(1)));
+        for bad in [
+            "0", "-0", "-1", "1e-300", "0.0009", "86400.5", "1e20", "1e308", "1e999", "inf",
+            "-inf", "infinity", "nan", "NaN", "", "abc", "0x10", "5s",
+        ] {
+            assert!(parse_timeout(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(timeout_duration(f64::NAN).is_err());
+        assert!(timeout_duration(f64::MAX).is_err());
+    }
 }

@@ -1,12 +1,11 @@
 //! From flags and an account to a `postline::Config`: server, TLS, credentials, timeouts.
 
-use std::time::Duration;
-
 use postline::{Config, Direction, Timeouts, Tls};
 
 use crate::account::{self, Account, SecretSource, TlsMode};
-use crate::args::ServerArgs;
+use crate::args::{self, ServerArgs};
 use crate::exit;
+use crate::output::{errln, escape};
 
 /// A failure before anything was sent: a message and the exit code.
 #[derive(Debug)]
@@ -49,16 +48,29 @@ pub fn load_account(name: Option<&str>) -> Result<Option<Account>, Fail> {
     Ok(accounts.select(name)?.cloned())
 }
 
-/// Splits `HOST[:PORT]`, with IPv6 literals as `[ADDR]:PORT` (a bare `::1` is a host).
+/// Splits `HOST[:PORT]`, with IPv6 literals as `[ADDR]:PORT` (a bare `::1` is a host). The
+/// port is digits, 1 to 65535.
 pub fn split_server(s: &str) -> Result<(String, Option<u16>), Fail> {
     let bad = || Fail::new(exit::USAGE, format!("--server {s:?}: expected HOST[:PORT]"));
+    let port = |p: &str| -> Result<u16, Fail> {
+        match p.parse::<u16>() {
+            Ok(n) if n != 0 && p.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+            _ => Err(Fail::new(
+                exit::USAGE,
+                format!(
+                    "--server {}: the port must be a number from 1 to 65535",
+                    s.escape_debug()
+                ),
+            )),
+        }
+    };
     if s.is_empty() || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(bad());
     }
     if let Some(rest) = s.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or_else(bad)?;
         return match after.strip_prefix(':') {
-            Some(p) => Ok((host.to_string(), Some(p.parse().map_err(|_| bad())?))),
+            Some(p) => Ok((host.to_string(), Some(port(p)?))),
             None if after.is_empty() => Ok((host.to_string(), None)),
             None => Err(bad()),
         };
@@ -68,7 +80,7 @@ pub fn split_server(s: &str) -> Result<(String, Option<u16>), Fail> {
             if h.is_empty() {
                 return Err(bad());
             }
-            Ok((h.to_string(), Some(p.parse().map_err(|_| bad())?)))
+            Ok((h.to_string(), Some(port(p)?)))
         }
         _ => Ok((s.to_string(), None)),
     }
@@ -149,17 +161,14 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
         config = config.ca_file(ca.clone());
     }
     if args.insecure {
-        eprintln!("postline: warning: --insecure: the server's certificate is NOT verified; anyone in the path can read and change this session");
+        errln!("postline: warning: --insecure: the server's certificate is NOT verified; anyone in the path can read and change this session");
         config = config.dangerous_accept_invalid_certificates(true);
     }
     if let Some(secs) = args.timeout {
-        if !(secs.is_finite() && secs > 0.0) {
-            return Err(Fail::new(
-                exit::USAGE,
-                format!("--timeout {secs}: must be a positive number of seconds"),
-            ));
-        }
-        config = config.timeouts(Timeouts::default().capped(Duration::from_secs_f64(secs)));
+        // Checked by clap too; this also covers a route read back from the queue.
+        let cap = args::timeout_duration(secs)
+            .map_err(|e| Fail::new(exit::USAGE, format!("--timeout {secs}: {e}")))?;
+        config = config.timeouts(Timeouts::default().capped(cap));
     }
     config = config.allow_plaintext_auth(args.allow_plaintext_auth);
     if let Some(m) = args.auth {
@@ -181,8 +190,8 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
     config = credentials(config, args, account)?;
     if args.verbose {
         config = config.transcript(|dir, line| match dir {
-            Direction::Client => eprintln!("C: {line}"),
-            Direction::Server => eprintln!("S: {line}"),
+            Direction::Client => errln!("C: {}", escape(line)),
+            Direction::Server => errln!("S: {}", escape(line)),
         });
     }
     Ok(Target {
@@ -258,6 +267,18 @@ mod tests {
         assert_eq!(split_server("[::1]").unwrap(), ("::1".into(), None));
         assert_eq!(split_server("::1").unwrap(), ("::1".into(), None));
         assert!(split_server("mx:port").is_err());
+        for bad in [
+            "mx:0",
+            "mx:+25",
+            "mx:65536",
+            "mx:99999999999999999999",
+            "[::1]:0",
+            "mx:",
+        ] {
+            let e = split_server(bad).unwrap_err();
+            assert_eq!(e.code, exit::USAGE, "{bad}");
+            assert!(e.message.contains("1 to 65535"), "{bad}: {}", e.message);
+        }
         assert!(split_server("mx.example.com\r\n").is_err());
         assert!(split_server(":25").is_err());
         assert!(split_server("").is_err());

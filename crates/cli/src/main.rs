@@ -5,6 +5,7 @@ mod args;
 mod compose;
 mod connect;
 mod exit;
+mod output;
 mod probe;
 mod queue;
 mod send;
@@ -15,9 +16,12 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 
 use args::{Cli, Command};
+use output::errln;
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().collect();
+    // Not `std::env::args`, which panics on an argument that is not UTF-8: sendmail mode reads
+    // such bytes itself, and clap refuses them with a usage error where text is needed.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let invoked_as = argv
         .first()
         .map(std::path::Path::new)
@@ -31,6 +35,9 @@ fn main() -> ExitCode {
             Ok(cli) => cli,
             Err(e) => {
                 let _ = e.print();
+                if e.kind() == clap::error::ErrorKind::InvalidUtf8 {
+                    not_utf8(&argv[1..]);
+                }
                 return ExitCode::from(if e.use_stderr() {
                     exit::USAGE
                 } else {
@@ -43,10 +50,25 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(fail) => {
-            eprintln!("postline: {}", fail.message);
+            // Messages may quote a server; nothing in them may act on the terminal.
+            errln!("postline: {}", output::escape(&fail.message));
             ExitCode::from(fail.code)
         }
     }
+}
+
+/// After clap's "invalid UTF-8" error: which arguments those are (file names may hold any
+/// bytes; every other value must be UTF-8).
+fn not_utf8(args: &[std::ffi::OsString]) {
+    let bad: Vec<String> = args
+        .iter()
+        .filter(|a| a.to_str().is_none())
+        .map(|a| format!("{a:?}"))
+        .collect();
+    errln!(
+        "postline: not UTF-8: {} (only file names may be other bytes)",
+        bad.join(" ")
+    );
 }
 
 fn run(cli: Cli) -> Result<u8, connect::Fail> {
@@ -56,18 +78,18 @@ fn run(cli: Cli) -> Result<u8, connect::Fail> {
         Command::Probe(args) => probe::run(&args),
         Command::Queue(args) => queue::run(&args),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "postline",
-                &mut std::io::stdout(),
-            );
+            // Generated into memory: clap_complete panics when its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "postline", &mut script);
+            output::write_stdout(&script);
             Ok(exit::OK)
         }
         Command::Man => {
             let man = clap_mangen::Man::new(Cli::command());
-            man.render(&mut std::io::stdout())
+            let mut page = Vec::new();
+            man.render(&mut page)
                 .map_err(|e| connect::Fail::new(exit::SOFTWARE, e.to_string()))?;
+            output::write_stdout(&page);
             Ok(exit::OK)
         }
     }

@@ -8,6 +8,7 @@ use crate::account::TlsMode;
 use crate::args::ServerArgs;
 use crate::connect::{self, Fail};
 use crate::exit;
+use crate::output::{errln, escape, json_safe, outln};
 
 /// What an EHLO keyword means, for people reading the probe.
 fn explain(keyword: &str) -> &'static str {
@@ -184,14 +185,15 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
             Some(Err(e)) => v["tls"] = json!({"error": e.to_string()}),
             None => v["tls"] = Value::Null,
         }
-        println!("{v}");
+        // serde_json escapes C0 controls; json_safe the rest (DEL, C1, bidi marks).
+        outln!("{}", json_safe(&v.to_string()));
         return Ok(exit::OK);
     }
-    println!("server       {}:{}", target.host, target.port);
+    outln!("server       {}:{}", target.host, target.port);
     if !implicit {
-        println!("banner       {banner}");
+        outln!("banner       {}", escape(&banner));
         print_ehlo(&keywords(&ehlo));
-        println!(
+        outln!(
             "STARTTLS     {}",
             if starttls_offered {
                 "offered"
@@ -202,31 +204,39 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
     }
     match &tls {
         Some(Ok(t)) => {
-            println!("TLS          {} {}", t.info.version, t.info.cipher_suite);
+            outln!(
+                "TLS          {} {}",
+                escape(&t.info.version),
+                escape(&t.info.cipher_suite)
+            );
             if let Some(c) = cert(&t.info) {
-                println!("certificate  subject: {}", c.subject);
-                println!("             issuer:  {}", c.issuer);
-                println!("             valid:   {} to {}", c.not_before, c.not_after);
+                outln!("certificate  subject: {}", escape(&c.subject));
+                outln!("             issuer:  {}", escape(&c.issuer));
+                outln!(
+                    "             valid:   {} to {}",
+                    escape(&c.not_before),
+                    escape(&c.not_after)
+                );
             }
             match &t.verified {
-                Ok(()) => println!("             verifies: yes"),
-                Err(reason) => println!("             verifies: NO ({reason})"),
+                Ok(()) => outln!("             verifies: yes"),
+                Err(reason) => outln!("             verifies: NO ({})", escape(reason)),
             }
             if implicit {
                 print_ehlo(&keywords(&t.ehlo));
             }
             let auth = auth_of(&t.ehlo);
-            println!(
+            outln!(
                 "AUTH         {} (under TLS)",
-                auth.as_deref().unwrap_or("none offered")
+                escape(auth.as_deref().unwrap_or("none offered"))
             );
         }
-        Some(Err(e)) => println!("TLS          failed: {e}"),
+        Some(Err(e)) => outln!("TLS          failed: {}", escape(&e.to_string())),
         None => {
             let auth = auth_of(&ehlo);
-            println!(
+            outln!(
                 "AUTH         {} (in clear text)",
-                auth.as_deref().unwrap_or("none offered")
+                escape(auth.as_deref().unwrap_or("none offered"))
             );
         }
     }
@@ -237,21 +247,19 @@ fn print_ehlo(lines: &[(String, &'static str)]) {
     for (i, (line, what)) in lines.iter().enumerate() {
         let label = if i == 0 { "extensions" } else { "" };
         if what.is_empty() {
-            println!("{label:<12} {line}");
+            outln!("{label:<12} {}", escape(line));
         } else {
-            println!("{label:<12} {line:<28} {what}");
+            outln!("{label:<12} {:<28} {what}", escape(line));
         }
     }
 }
 
 fn fail(args: &ServerArgs, host: &str, port: u16, e: &Error) -> u8 {
     if args.json {
-        println!(
-            "{}",
-            json!({"server": host, "port": port, "error": e.to_string()})
-        );
+        let v = json!({"server": host, "port": port, "error": e.to_string()});
+        outln!("{}", json_safe(&v.to_string()));
     } else {
-        eprintln!("postline: {e}");
+        errln!("postline: {}", escape(&e.to_string()));
     }
     exit::for_error(e)
 }

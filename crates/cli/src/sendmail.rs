@@ -6,7 +6,9 @@
 //! note on stderr, and the exit code is 0; `postline queue run` retries it. `-odq` queues
 //! without trying; `POSTLINE_NO_QUEUE=1` turns queueing off (exit 75 as without a queue).
 
+use std::ffi::{OsStr, OsString};
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 
 use crate::args::ServerArgs;
 use crate::compose;
@@ -37,70 +39,133 @@ pub struct Options {
 /// Parses sendmail's flags. Flags that only matter to a local MTA (`-oem`, `-odi`, `-B`, `-N`,
 /// `-R`, `-V`, `-X`...) are accepted and ignored; modes other than sending (`-bp`, `-bs`,
 /// `-bd`...) are refused.
-pub fn parse(args: &[String]) -> Result<Options, Fail> {
+///
+/// Arguments are bytes, as the caller gave them: `-F`'s full name is only shown to people, so
+/// bytes in it that are not UTF-8 are read as Windows-1252 (what legacy software writes:
+/// Latin-1 and its printable superset); an address (`-f`, `-r`, a recipient) must be UTF-8,
+/// else EX_USAGE. The values of ignored flags are not read at all.
+pub fn parse(args: &[OsString]) -> Result<Options, Fail> {
     let mut o = Options::default();
-    let mut it = args.iter().peekable();
-    let value =
-        |flag: &str, inline: &str, it: &mut std::iter::Peekable<std::slice::Iter<'_, String>>| {
-            if !inline.is_empty() {
-                Ok(inline.to_string())
-            } else {
-                it.next().cloned().ok_or_else(|| {
-                    Fail::new(exit::USAGE, format!("sendmail: {flag} needs a value"))
-                })
-            }
-        };
+    let mut it = args.iter();
+    // A flag's value: the rest of its argument (`-fADDR`), else the next argument.
+    let value = |flag: &OsStr, inline: &[u8], it: &mut std::slice::Iter<'_, OsString>| {
+        if !inline.is_empty() {
+            Ok(OsStr::from_bytes(inline).to_os_string())
+        } else {
+            it.next().cloned().ok_or_else(|| {
+                Fail::new(
+                    exit::USAGE,
+                    format!("sendmail: {} needs a value", shown(flag)),
+                )
+            })
+        }
+    };
     while let Some(arg) = it.next() {
-        if arg == "--" {
-            o.recipients.extend(it.by_ref().cloned());
+        let bytes = arg.as_bytes();
+        if bytes == b"--" {
+            for r in it.by_ref() {
+                o.recipients.push(address(r, "recipient")?);
+            }
             break;
         }
         // Queueing on a transient failure is the default (as sendmail does it); the flag is
         // accepted for callers that spell it out. POSTLINE_NO_QUEUE=1 turns it off.
-        if arg == "--queue-on-failure" {
+        if bytes == b"--queue-on-failure" {
             continue;
         }
-        let Some(flag) = arg.strip_prefix('-').filter(|f| !f.is_empty()) else {
-            o.recipients.push(arg.clone());
+        let [b'-', head, rest @ ..] = bytes else {
+            // Not a flag (`-` alone included): a recipient.
+            o.recipients.push(address(arg, "recipient")?);
             continue;
         };
-        let (head, rest) = flag.split_at(1);
-        match head {
-            "t" if rest.is_empty() => o.extract = true,
-            "i" if rest.is_empty() => o.ignore_dots = true,
-            "v" if rest.is_empty() => o.verbose = true,
-            "f" | "r" => o.from = Some(value(arg, rest, &mut it)?),
-            "F" => o.full_name = Some(value(arg, rest, &mut it)?),
-            "o" if rest == "i" => o.ignore_dots = true,
-            "o" if rest == "dq" => o.queue_only = true,
+        match (head, rest) {
+            (b't', []) => o.extract = true,
+            (b'i', []) => o.ignore_dots = true,
+            (b'v', []) => o.verbose = true,
+            (b'f' | b'r', _) => o.from = Some(address(&value(arg, rest, &mut it)?, "sender")?),
+            (b'F', _) => o.full_name = Some(display_text(value(arg, rest, &mut it)?.as_bytes())),
+            (b'o', b"i") => o.ignore_dots = true,
+            (b'o', b"dq") => o.queue_only = true,
             // -oem, -oee, -odi, -odb, -oXvalue...: delivery details of a local MTA.
-            "o" => {}
-            "b" => match rest {
-                "m" | "" => {}
-                other => {
-                    return Err(Fail::new(
-                        exit::USAGE,
-                        format!("sendmail: -b{other} is not supported (postline only sends: -bm)"),
-                    ))
-                }
-            },
+            (b'o', _) => {}
+            (b'b', b"m" | b"") => {}
+            (b'b', other) => {
+                return Err(Fail::new(
+                    exit::USAGE,
+                    format!(
+                        "sendmail: -b{} is not supported (postline only sends: -bm)",
+                        shown(OsStr::from_bytes(other))
+                    ),
+                ))
+            }
             // Flags that take a value postline does not use.
-            "B" | "N" | "R" | "V" | "X" | "C" | "L" | "h" | "p" | "q" => {
-                if rest.is_empty() && head != "q" {
+            (b'B' | b'N' | b'R' | b'V' | b'X' | b'C' | b'L' | b'h' | b'p' | b'q', _) => {
+                if rest.is_empty() && *head != b'q' {
                     it.next();
                 }
             }
             // Single-letter flags with no meaning here.
-            "U" | "m" | "n" | "G" | "A" | "O" => {}
+            (b'U' | b'm' | b'n' | b'G' | b'A' | b'O', _) => {}
             _ => {
                 return Err(Fail::new(
                     exit::USAGE,
-                    format!("sendmail: unknown flag {arg}"),
+                    format!("sendmail: unknown flag {}", shown(arg)),
                 ))
             }
         }
     }
     Ok(o)
+}
+
+/// An argument in a message: as text when it is UTF-8, else with `\xNN` for the bytes that
+/// are not, and control characters escaped either way.
+fn shown(arg: &OsStr) -> String {
+    match arg.to_str() {
+        Some(s) => s.escape_debug().to_string(),
+        None => {
+            let s = format!("{arg:?}");
+            s.strip_prefix('"')
+                .and_then(|s| s.strip_suffix('"'))
+                .map(str::to_string)
+                .unwrap_or(s)
+        }
+    }
+}
+
+/// An address argument: UTF-8, or EX_USAGE naming it.
+fn address(arg: &OsStr, what: &str) -> Result<String, Fail> {
+    arg.to_str().map(str::to_string).ok_or_else(|| {
+        Fail::new(
+            exit::USAGE,
+            format!(
+                "sendmail: {what} \"{}\" is not valid UTF-8 (addresses are UTF-8, RFC 6531)",
+                shown(arg)
+            ),
+        )
+    })
+}
+
+/// Text for people to read, from bytes in an unknown encoding: UTF-8 where it is valid, and
+/// each other byte read as Windows-1252 (its five unassigned bytes as U+FFFD), so a Latin-1
+/// `\xe9t\xe9` is "été" and nothing is a control character that was not one already.
+fn display_text(bytes: &[u8]) -> String {
+    /// Windows-1252's 0x80..=0x9F; elsewhere it is Latin-1 (the byte is the code point).
+    const CP1252_80: [char; 32] = [
+        '€', '\u{fffd}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{fffd}', 'Ž',
+        '\u{fffd}', '\u{fffd}', '‘', '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ',
+        '\u{fffd}', 'ž', 'Ÿ',
+    ];
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for &b in chunk.invalid() {
+            out.push(match b {
+                0x80..=0x9f => CP1252_80[usize::from(b - 0x80)],
+                _ => char::from(b),
+            });
+        }
+    }
+    out
 }
 
 /// Reads the message from stdin; without `-i`, a line holding a single dot ends it, as
@@ -127,9 +192,22 @@ fn read_message(ignore_dots: bool) -> Result<Vec<u8>, Fail> {
 }
 
 /// `postline sendmail ARGS`.
-pub fn run(args: &[String]) -> Result<u8, Fail> {
+pub fn run(args: &[OsString]) -> Result<u8, Fail> {
     let o = parse(args)?;
-    let account = connect::load_account(std::env::var("POSTLINE_ACCOUNT").ok().as_deref())?;
+    let account_name = match std::env::var("POSTLINE_ACCOUNT") {
+        Ok(name) => Some(name),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(name)) => {
+            return Err(Fail::new(
+                exit::CONFIG,
+                format!(
+                    "sendmail: POSTLINE_ACCOUNT=\"{}\" is not valid UTF-8",
+                    shown(&name)
+                ),
+            ))
+        }
+    };
+    let account = connect::load_account(account_name.as_deref())?;
     let Some(account) = account else {
         return Err(Fail::new(
             exit::CONFIG,
@@ -214,7 +292,48 @@ mod tests {
     use super::*;
 
     fn p(args: &[&str]) -> Result<Options, Fail> {
-        parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        parse(&args.iter().map(OsString::from).collect::<Vec<_>>())
+    }
+
+    fn bytes(args: &[&[u8]]) -> Result<Options, Fail> {
+        parse(
+            &args
+                .iter()
+                .map(|a| OsStr::from_bytes(a).to_os_string())
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn arguments_that_are_not_utf8() {
+        // Latin-1 full names, as a separate argument or inline.
+        let o = bytes(&[b"-F", b"\xe9t\xe9", b"-i", b"root"]).unwrap();
+        assert_eq!(o.full_name.as_deref(), Some("\u{e9}t\u{e9}"));
+        let o = bytes(&[b"-FRen\xe9 \x80 \x81", b"root"]).unwrap();
+        assert_eq!(o.full_name.as_deref(), Some("Ren\u{e9} \u{20ac} \u{fffd}"));
+        // UTF-8 and mixed.
+        let o = bytes(&["-FJos\u{e9}".as_bytes(), b"root"]).unwrap();
+        assert_eq!(o.full_name.as_deref(), Some("Jos\u{e9}"));
+        // Addresses must be UTF-8.
+        for args in [
+            &[&b"-f"[..], b"b\xe9@example.com", b"root"][..],
+            &[b"-rb\xe9@example.com", b"root"],
+            &[b"-i", b"r\xe9@example.com"],
+            &[b"--", b"r\xe9@example.com"],
+        ] {
+            let e = bytes(args).unwrap_err();
+            assert_eq!(e.code, exit::USAGE);
+            assert!(e.message.contains("not valid UTF-8"), "{}", e.message);
+            assert!(e.message.contains("\\xE9"), "{}", e.message);
+        }
+        // Values of ignored flags are not read.
+        let o = bytes(&[b"-X", b"/tmp/\xff", b"-oX\xff", b"root"]).unwrap();
+        assert_eq!(o.recipients, ["root"]);
+        // A flag that is not ASCII is an unknown flag, not a crash.
+        for flag in ["-\u{e9}".as_bytes(), b"-\xe9", b"-b\xe9"] {
+            let e = bytes(&[flag]).unwrap_err();
+            assert_eq!(e.code, exit::USAGE, "{}", e.message);
+        }
     }
 
     #[test]
