@@ -7,7 +7,7 @@
 //! each attempt with [`connect::target`], so a fixed config file or a rotated password
 //! applies to what is already queued.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -25,19 +25,20 @@ use crate::account::{Account, TlsMode};
 use crate::args::{AuthArg, QueueArgs, QueueCommand, ServerArgs};
 use crate::connect::{self, Fail, Target};
 use crate::exit;
+use crate::output::{self, escape};
 
 /// A run sending more messages than this shows a progress bar (on a terminal).
 const PROGRESS_OVER: usize = 5;
 
-/// Writes a line to stdout; a closed stdout is not a reason to stop (results are already
-/// recorded when they are printed).
+/// A line on stdout through [`output`]: a closed stdout is not a reason to stop (results
+/// are recorded before they are printed).
 fn say(line: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stdout().lock(), "{line}");
+    output::write_fmt(output::Stream::Stdout, line, true);
 }
 
-/// Writes a line to stderr, ignoring a closed stderr.
+/// A line on stderr through [`output`].
 fn warn(line: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    output::write_fmt(output::Stream::Stderr, line, true);
 }
 
 fn route_tls(t: TlsMode) -> RouteTls {
@@ -249,10 +250,9 @@ pub fn policy() -> Policy {
     }
 }
 
+/// Text quoted from a server or the spool, safe for a terminal: one line, controls escaped.
 fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    escape(s).into_owned()
 }
 
 /// How the first attempt's results are shown.
@@ -343,10 +343,9 @@ pub fn queue_deferred(
                     json!({"address": d.address, "result": result, "status": d.status.name(), "detail": d.detail()})
                 })
                 .collect();
-            say(format_args!(
-                "{}",
-                json!({"status": "queued", "queue_id": id, "recipients": list, "exit_code": code})
-            ));
+            let v =
+                json!({"status": "queued", "queue_id": id, "recipients": list, "exit_code": code});
+            say(format_args!("{}", output::json_safe(&v.to_string())));
         }
         Voice::Lines => {
             for d in results {
@@ -481,7 +480,10 @@ fn list(spool: &Spool, json_out: bool) -> Result<u8, Fail> {
     let now = now_secs();
     if json_out {
         let list: Vec<Value> = entries.iter().map(|e| entry_json(e, now)).collect();
-        say(format_args!("{}", Value::Array(list)));
+        say(format_args!(
+            "{}",
+            output::json_safe(&Value::Array(list).to_string())
+        ));
         return Ok(exit::OK);
     }
     for e in &entries {
@@ -540,7 +542,10 @@ fn show(spool: &Spool, id: &str, json_out: bool) -> Result<u8, Fail> {
     let e = load_for(spool, id)?;
     let now = now_secs();
     if json_out {
-        say(format_args!("{}", entry_json(&e, now)));
+        say(format_args!(
+            "{}",
+            output::json_safe(&entry_json(&e, now).to_string())
+        ));
         return Ok(exit::OK);
     }
     say(format_args!("id          {}", e.id));

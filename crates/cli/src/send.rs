@@ -11,6 +11,7 @@ use crate::args::SendArgs;
 use crate::compose::{self, Compose, ComposeError};
 use crate::connect::{self, Fail, Target};
 use crate::exit;
+use crate::output::{self, errln, escape, json_safe, outln};
 use crate::queue;
 
 fn compose_fail(e: ComposeError) -> Fail {
@@ -237,7 +238,7 @@ pub fn print_report(report: &Report, json_out: bool, partial_ok: bool) -> u8 {
     if json_out {
         let mut v = report_json(report);
         v["exit_code"] = json!(code);
-        println!("{v}");
+        outln!("{}", json_safe(&v.to_string()));
         return code;
     }
     let line = |r: &postline::Recipient| {
@@ -247,24 +248,28 @@ pub fn print_report(report: &Report, json_out: bool, partial_ok: bool) -> u8 {
             .map(|x| x.to_string())
             .unwrap_or_else(|| "no reply".into());
         if r.accepted {
-            println!("accepted  {}  {reply}", r.address);
+            outln!("accepted  {}  {}", r.address, escape(&reply));
         } else {
-            println!("refused   {}  {reply}", r.address);
+            outln!("refused   {}  {}", r.address, escape(&reply));
         }
     };
     match &report.result {
         Ok(o) => {
             o.recipients.iter().for_each(line);
-            println!("message accepted by {}: {}", report.target_host, o.reply);
+            outln!(
+                "message accepted by {}: {}",
+                report.target_host,
+                escape(&o.reply.to_string())
+            );
             if !o.all_accepted() && !partial_ok {
-                eprintln!("postline: some recipients were refused (--partial-ok to accept that)");
+                errln!("postline: some recipients were refused (--partial-ok to accept that)");
             }
         }
         Err(e) => {
             if let Error::MessageRejected { recipients, .. } = e {
                 recipients.iter().for_each(line);
             }
-            eprintln!("postline: {e}");
+            errln!("postline: {}", escape(&e.to_string()));
         }
     }
     code
@@ -382,10 +387,8 @@ fn print_direct(deliveries: &[Delivery], json_out: bool, partial_ok: bool) -> u8
                 })
             })
             .collect();
-        say(format_args!(
-            "{}",
-            json!({"route": "direct", "recipients": list, "exit_code": code})
-        ));
+        let v = json!({"route": "direct", "recipients": list, "exit_code": code});
+        say(format_args!("{}", json_safe(&v.to_string())));
         return code;
     }
     for d in deliveries {
@@ -407,10 +410,10 @@ fn print_direct(deliveries: &[Delivery], json_out: bool, partial_ok: bool) -> u8
     code
 }
 
-/// Writes a line to stdout, ignoring a closed stdout (the delivery is done by then).
+/// A line on stdout through [`output`]: a closed stdout is not a reason to panic (the
+/// delivery is done by then).
 fn say(line: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stdout().lock(), "{line}");
+    output::write_fmt(output::Stream::Stdout, line, true);
 }
 
 /// sendmail's manner: nothing on success, refusals and errors on stderr.
@@ -425,7 +428,7 @@ pub fn print_report_quiet(report: &Report) -> u8 {
             if let Error::MessageRejected { recipients, .. } = e {
                 warn_refused(recipients.iter().filter(|r| !r.accepted));
             }
-            eprintln!("postline: {e}");
+            errln!("postline: {}", escape(&e.to_string()));
             exit::for_error(e)
         }
     }
@@ -434,6 +437,6 @@ pub fn print_report_quiet(report: &Report) -> u8 {
 fn warn_refused<'a>(refused: impl Iterator<Item = &'a postline::Recipient>) {
     for r in refused {
         let reply = r.reply.as_ref().map(|x| x.to_string()).unwrap_or_default();
-        eprintln!("postline: {} refused: {reply}", r.address);
+        errln!("postline: {} refused: {}", r.address, escape(&reply));
     }
 }

@@ -56,6 +56,9 @@ pub type Record<'r> = dyn Fn(Vec<(usize, Vec<Delivery>)>) -> Flow + Sync + 'r;
 pub trait Deliver {
     /// Delivers `jobs`, which all travel by `route`.
     fn deliver(&mut self, route: &Route, jobs: &[Job<'_>], record: &Record<'_>);
+
+    /// The pass is over: close what was kept open between its groups.
+    fn finish(&mut self) {}
 }
 
 /// What one pass did.
@@ -203,6 +206,7 @@ impl<D: Deliver> Runner<D> {
                 self.deliver_chunk(&route, chunk, now, force, stop, observe, &mut report);
             }
         }
+        self.deliver.finish();
         report.deferred += remaining;
         report.unrecorded = self.unrecorded.len();
         report

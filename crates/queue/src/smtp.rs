@@ -25,6 +25,8 @@ pub type Resolve = dyn Fn(&Route) -> Result<Destination, String> + Send + Sync;
 /// SMTP delivery for the queue runner.
 pub struct Smtp {
     resolve: Box<Resolve>,
+    /// Connections kept open between groups of one pass, by route.
+    idle: Mutex<Vec<(Route, Client)>>,
     connections: usize,
     round: usize,
     max_recipients: usize,
@@ -37,6 +39,7 @@ impl Smtp {
     ) -> Self {
         Smtp {
             resolve: Box::new(resolve),
+            idle: Mutex::new(Vec::new()),
             connections: 2,
             round: 100,
             max_recipients: 100,
@@ -68,7 +71,7 @@ impl Smtp {
 impl Deliver for Smtp {
     fn deliver(&mut self, route: &Route, jobs: &[Job<'_>], record: &Record<'_>) {
         match (self.resolve)(route) {
-            Ok(Destination::Relay(config)) => self.relay(&config, jobs, record),
+            Ok(Destination::Relay(config)) => self.relay(route, &config, jobs, record),
             Ok(Destination::Direct(mailer)) => direct(&mailer, jobs, record),
             Err(why) => {
                 let why = format!("route {}: {why}", route.describe());
@@ -79,6 +82,14 @@ impl Deliver for Smtp {
                         .collect(),
                 );
             }
+        }
+    }
+
+    /// Says QUIT on the connections kept for the pass.
+    fn finish(&mut self) {
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        for (_, c) in idle {
+            let _ = c.quit();
         }
     }
 }
@@ -122,7 +133,7 @@ impl Smtp {
     /// recorder as their replies arrive, and the recorder writes whatever has gathered while
     /// it was writing the previous group (a group commit), so recording never holds up the
     /// wire and a result is durable one write after its reply.
-    fn relay(&self, config: &Config, jobs: &[Job<'_>], record: &Record<'_>) {
+    fn relay(&self, route: &Route, config: &Config, jobs: &[Job<'_>], record: &Record<'_>) {
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
         // The relay could not be reached: the rest are deferred without more tries.
@@ -140,7 +151,7 @@ impl Smtp {
         std::thread::scope(|s| {
             for _ in 0..workers {
                 s.spawn(|| {
-                    self.worker(config, jobs, &next, &stop, &down, &out);
+                    self.worker(route, config, jobs, &next, &stop, &down, &out);
                     let mut inbox = inbox.lock().unwrap_or_else(|p| p.into_inner());
                     inbox.working -= 1;
                     wake.notify_one();
@@ -171,8 +182,10 @@ impl Smtp {
     }
 
     /// One connection's share: rounds of messages until none are left or the runner stops.
+    #[allow(clippy::too_many_arguments)]
     fn worker(
         &self,
+        route: &Route,
         config: &Config,
         jobs: &[Job<'_>],
         next: &AtomicUsize,
@@ -180,7 +193,7 @@ impl Smtp {
         down: &Mutex<Option<Error>>,
         out: &Outbox<'_>,
     ) {
-        let mut client: Option<Client> = None;
+        let mut client: Option<Client> = self.take_idle(route);
         while !stop.load(Ordering::SeqCst) {
             let start = next.fetch_add(self.round, Ordering::SeqCst);
             if start >= jobs.len() {
@@ -209,9 +222,19 @@ impl Smtp {
                 client = None;
             }
         }
+        // Kept for the next group of this pass; the runner's `finish` says QUIT.
         if let Some(c) = client {
-            let _ = c.quit();
+            self.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((route.clone(), c));
         }
+    }
+
+    fn take_idle(&self, route: &Route) -> Option<Client> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let i = idle.iter().position(|(r, _)| r == route)?;
+        Some(idle.swap_remove(i).1)
     }
 
     /// One pipelined round on `client`; each job goes to `out` once all its transactions

@@ -1,0 +1,617 @@
+//! The queue runner's promises, each with its failure path: results recorded as they come,
+//! nothing lost or sent again when the disk is full, mail in doubt retried or held, local
+//! faults deferred, unreadable entries skipped, bounces only once they can be written.
+//!
+//! Most tests drive the runner with a scripted deliverer (deterministic results); the last
+//! ones deliver for real to Postfix's smtp-sink and to a scripted SMTP peer. The full-disk
+//! tests mount a small private tmpfs (they need root, as CI has) and unmount it afterwards.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use postline::{Config, Tls};
+use postline_queue::{
+    Deliver, Delivery, DeliveryStatus, Destination, Entry, InDoubt, Job, Policy, RecipientStatus,
+    Record, Route, RunReport, Runner, Smtp, Spool,
+};
+use postline_testkit::SmtpSink;
+use postline_testkit::{greeting_and_ehlo, ScriptedServer, Step};
+
+/// What the scripted deliverer answers for one recipient.
+type Answer = dyn Fn(&str) -> DeliveryStatus + Send;
+
+/// A deliverer that answers each recipient by `answer` and counts what it was given.
+struct Scripted {
+    answer: Box<Answer>,
+    calls: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Scripted {
+    fn new(answer: impl Fn(&str) -> DeliveryStatus + Send + 'static) -> Self {
+        Scripted {
+            answer: Box::new(answer),
+            calls: Arc::default(),
+            seen: Arc::default(),
+        }
+    }
+}
+
+impl Deliver for Scripted {
+    fn deliver(&mut self, _route: &Route, jobs: &[Job<'_>], record: &Record<'_>) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let results = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| {
+                let list = j
+                    .recipients
+                    .iter()
+                    .map(|a| {
+                        self.seen.lock().unwrap().push(a.to_string());
+                        let status = (self.answer)(a);
+                        let reply = postline::ServerReply {
+                            code: match status {
+                                DeliveryStatus::Delivered => 250,
+                                DeliveryStatus::Failed => 550,
+                                _ => 451,
+                            },
+                            enhanced: None,
+                            lines: vec![format!("scripted {status}")],
+                        };
+                        Delivery::new(*a, status, Some(&reply), "")
+                    })
+                    .collect();
+                (i, list)
+            })
+            .collect();
+        record(results);
+    }
+}
+
+fn route() -> Route {
+    Route::relay("127.0.0.1:25")
+}
+
+fn enqueue(spool: &Spool, to: &[&str], body: &[u8]) -> String {
+    let to: Vec<String> = to.iter().map(|s| s.to_string()).collect();
+    spool
+        .enqueue("sender@x.test", &to, &route(), body, SystemTime::now())
+        .expect("enqueue")
+}
+
+fn pass<D: Deliver>(runner: &mut Runner<D>, force: bool) -> RunReport {
+    runner.pass(SystemTime::now(), force, &|| false, &mut |_, _| {})
+}
+
+fn quiet_policy() -> Policy {
+    Policy {
+        min_free_bytes: 0,
+        ..Policy::default()
+    }
+}
+
+#[test]
+fn delivered_leave_deferred_back_off_and_only_pending_are_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let id = enqueue(&spool, &["ok@y", "later@y"], b"m\r\n");
+    let d = Scripted::new(|a| {
+        if a.starts_with("ok") {
+            DeliveryStatus::Delivered
+        } else {
+            DeliveryStatus::Deferred
+        }
+    });
+    let seen = d.seen.clone();
+    let mut runner = Runner::new(spool.clone(), quiet_policy(), d);
+    let r = pass(&mut runner, false);
+    assert_eq!((r.attempted, r.deferred, r.completed), (1, 1, 0), "{r:?}");
+    let e = spool.load(&id).unwrap();
+    assert_eq!(e.attempts, 1);
+    assert!(matches!(
+        e.recipients[0].status,
+        RecipientStatus::Delivered { .. }
+    ));
+    let wait = e.next_attempt - postline_queue::unix_now(SystemTime::now());
+    assert!(
+        (50..=70).contains(&wait),
+        "first retry after ~1 min: {wait}"
+    );
+    // Not due: untouched; forced: only the pending recipient.
+    assert_eq!(pass(&mut runner, false).attempted, 0);
+    seen.lock().unwrap().clear();
+    let r = pass(&mut runner, true);
+    assert_eq!(*seen.lock().unwrap(), ["later@y"]);
+    assert_eq!(r.attempted, 1);
+}
+
+#[test]
+fn in_doubt_is_retried_by_default_and_held_by_policy() {
+    for (policy, held) in [(InDoubt::Retry, false), (InDoubt::Hold, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let id = enqueue(&spool, &["a@y"], b"m\r\n");
+        let d = Scripted::new(|_| DeliveryStatus::InDoubt);
+        let calls = d.calls.clone();
+        let p = Policy {
+            in_doubt: policy,
+            ..quiet_policy()
+        };
+        let mut runner = Runner::new(spool.clone(), p, d);
+        pass(&mut runner, false);
+        let e = spool.load(&id).unwrap();
+        match (&e.recipients[0].status, held) {
+            (RecipientStatus::Pending { in_doubt: true, .. }, false) => {}
+            (RecipientStatus::Held { .. }, true) => {}
+            (s, _) => panic!("{policy:?}: {s:?}"),
+        }
+        // Held mail is never sent again by a pass, even forced; retried mail is.
+        pass(&mut runner, true);
+        assert_eq!(calls.load(Ordering::SeqCst), if held { 1 } else { 2 });
+        assert!(spool.load(&id).is_ok(), "never dropped");
+    }
+}
+
+#[test]
+fn not_attempted_costs_no_attempt_and_stays_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let id = enqueue(&spool, &["a@y"], b"m\r\n");
+    let mut runner = Runner::new(
+        spool.clone(),
+        quiet_policy(),
+        Scripted::new(|_| DeliveryStatus::NotAttempted),
+    );
+    pass(&mut runner, false);
+    let e = spool.load(&id).unwrap();
+    assert_eq!(e.attempts, 0);
+    assert!(e.next_attempt <= postline_queue::unix_now(SystemTime::now()));
+    assert_eq!(e.pending().count(), 1);
+}
+
+#[test]
+fn a_permanent_failure_bounces_once_as_a_delivery_status_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let id = enqueue(&spool, &["bad@y"], b"Subject: hi\r\n\r\nbody\r\n");
+    let mut runner = Runner::new(
+        spool.clone(),
+        quiet_policy(),
+        Scripted::new(|_| DeliveryStatus::Failed),
+    );
+    let r = pass(&mut runner, false);
+    assert_eq!((r.failed, r.bounces), (1, 1), "{r:?}");
+    assert!(dir.path().join(format!("failed/{id}.json")).exists());
+    let (list, _) = spool.list();
+    assert_eq!(list.len(), 1);
+    let bounce = &list[0];
+    assert!(bounce.is_bounce && bounce.from.is_empty());
+    let text = String::from_utf8(spool.message(&bounce.id).unwrap()).unwrap();
+    assert!(text.contains("report-type=delivery-status"), "{text}");
+    assert!(text.contains("Final-Recipient: rfc822; bad@y"), "{text}");
+    // A bounce that fails is not bounced again.
+    let r = pass(&mut runner, true);
+    assert_eq!((r.failed, r.bounces), (1, 0));
+    assert!(spool.list().0.is_empty());
+}
+
+#[test]
+fn expiry_fails_what_is_still_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let mut e = spool.new_entry(
+        "s@x",
+        &["a@y".to_string()],
+        &route(),
+        b"m",
+        SystemTime::now() - Duration::from_secs(6 * 24 * 3600),
+    );
+    e.id = "old-1".into();
+    spool.enqueue_entry(e, b"m").unwrap();
+    let policy = Policy {
+        bounce: false,
+        ..quiet_policy()
+    };
+    let mut runner = Runner::new(
+        spool.clone(),
+        policy,
+        Scripted::new(|_| DeliveryStatus::Deferred),
+    );
+    let r = pass(&mut runner, false);
+    assert_eq!(r.failed, 1, "{r:?}");
+    let record = fs::read_to_string(dir.path().join("failed/old-1.json")).unwrap();
+    assert!(record.contains("gave up after 1 attempts"), "{record}");
+}
+
+#[test]
+fn unreadable_entries_are_skipped_and_reported_corrupt_ones_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let good = enqueue(&spool, &["a@y"], b"m\r\n");
+    // A read error (here EISDIR) is not corruption: it may pass.
+    fs::create_dir(dir.path().join("aaaa-unreadable.json")).unwrap();
+    // A route from a newer postline is not corruption either.
+    let newer = enqueue(&spool, &["a@y"], b"m\r\n");
+    let path = dir.path().join(format!("{newer}.json"));
+    let text = fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"version\": 1", "\"version\": 7");
+    fs::write(&path, text).unwrap();
+    fs::write(dir.path().join("bbbb-garbage.json"), b"{ not json").unwrap();
+    let d = Scripted::new(|_| DeliveryStatus::Delivered);
+    let seen = d.seen.clone();
+    let mut runner = Runner::new(spool.clone(), quiet_policy(), d);
+    let r = pass(&mut runner, false);
+    assert_eq!(r.completed, 1, "{r:?}");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    let problems = r.problems.join("\n");
+    assert!(problems.contains("aaaa-unreadable: skipped"), "{problems}");
+    assert!(
+        problems.contains(&format!("{newer}: skipped")),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("moved to corrupt/: bbbb-garbage"),
+        "{problems}"
+    );
+    assert!(dir.path().join("aaaa-unreadable.json").is_dir());
+    assert!(dir.path().join(format!("{newer}.json")).exists());
+    assert!(dir.path().join("corrupt/bbbb-garbage.json").exists());
+    assert!(spool.load(&good).is_err());
+}
+
+/// A private tmpfs of `kib` KiB, unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn new(kib: u32) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={kib}k,mode=700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "mounting a tmpfs failed: the full-disk tests need root (CI runs as root)"
+        );
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills the file system, leaving at most `leave` bytes; returns the filler's path.
+    fn fill(&self, leave: u64) -> PathBuf {
+        let filler = self.path().join("filler");
+        let spool = Spool::open(self.path().join("q")).unwrap();
+        let free = spool.free_bytes().unwrap();
+        let size = free.saturating_sub(leave);
+        let mut f = fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 4096];
+        let mut written = 0;
+        while written < size {
+            use std::io::Write;
+            match f.write(&chunk[..chunk.len().min((size - written) as usize)]) {
+                Ok(n) => written += n as u64,
+                Err(_) => break,
+            }
+        }
+        let _ = f.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_keeps_results_in_hand_and_sends_nothing_again() {
+    let disk = SmallDisk::new(512);
+    let spool = Spool::open(disk.path().join("q")).unwrap();
+    let id = enqueue(&spool, &["ok@y", "later@y"], b"m\r\n");
+    let d = Scripted::new(|a| {
+        if a.starts_with("ok") {
+            DeliveryStatus::Delivered
+        } else {
+            DeliveryStatus::Deferred
+        }
+    });
+    let (calls, seen) = (d.calls.clone(), d.seen.clone());
+    let mut runner = Runner::new(spool.clone(), quiet_policy(), d);
+    let filler = disk.fill(0);
+    let r = pass(&mut runner, false);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(r.blocked && r.unrecorded == 1, "{r:?}");
+    assert!(
+        r.problems.iter().any(|p| p.contains("cannot record")),
+        "{r:?}"
+    );
+    // On disk it is still due for both, but no pass sends it while the result is unwritten:
+    // not even a forced one, not even another runner (the lock is held).
+    for _ in 0..3 {
+        let r = pass(&mut runner, true);
+        assert!(r.blocked, "{r:?}");
+    }
+    let mut other = Runner::new(
+        spool.clone(),
+        quiet_policy(),
+        Scripted::new(|_| DeliveryStatus::Delivered),
+    );
+    let r = pass(&mut other, true);
+    assert_eq!((r.attempted, r.busy), (0, 1), "{r:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "nothing sent again");
+    // Room again: the result is written first, then only the deferred recipient is tried.
+    fs::remove_file(filler).unwrap();
+    let r = pass(&mut runner, false);
+    assert_eq!(r.unrecorded, 0, "{r:?}");
+    let e = spool.load(&id).unwrap();
+    assert!(matches!(
+        e.recipients[0].status,
+        RecipientStatus::Delivered { .. }
+    ));
+    assert_eq!(e.pending().count(), 1);
+    seen.lock().unwrap().clear();
+    pass(&mut runner, true);
+    assert_eq!(*seen.lock().unwrap(), ["later@y"]);
+}
+
+#[test]
+fn no_delivery_starts_below_the_free_space_minimum() {
+    let disk = SmallDisk::new(2048);
+    let spool = Spool::open(disk.path().join("q")).unwrap();
+    enqueue(&spool, &["a@y"], b"m\r\n");
+    let d = Scripted::new(|_| DeliveryStatus::Delivered);
+    let calls = d.calls.clone();
+    let policy = Policy {
+        min_free_bytes: 1 << 20,
+        ..Policy::default()
+    };
+    let mut runner = Runner::new(spool.clone(), policy, d);
+    let filler = disk.fill(512 * 1024);
+    let r = pass(&mut runner, false);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert!(r.blocked, "{r:?}");
+    assert!(r.problems.iter().any(|p| p.contains("bytes free")), "{r:?}");
+    fs::remove_file(filler).unwrap();
+    let r = pass(&mut runner, false);
+    assert_eq!((r.completed, calls.load(Ordering::SeqCst)), (1, 1), "{r:?}");
+}
+
+#[test]
+fn a_failed_message_stays_until_its_bounce_and_record_are_written() {
+    let disk = SmallDisk::new(512);
+    let spool = Spool::open(disk.path().join("q")).unwrap();
+    let id = enqueue(&spool, &["bad@y"], b"Subject: x\r\n\r\nbody\r\n");
+    let d = Scripted::new(|a| {
+        if a == "bad@y" {
+            DeliveryStatus::Failed
+        } else {
+            DeliveryStatus::Delivered
+        }
+    });
+    let seen = d.seen.clone();
+    let mut runner = Runner::new(spool.clone(), quiet_policy(), d);
+    let filler = disk.fill(0);
+    let r = pass(&mut runner, false);
+    assert_eq!(r.unrecorded, 1, "{r:?}");
+    assert!(spool.load(&id).is_ok(), "not removed without its bounce");
+    assert!(!disk.path().join(format!("q/failed/{id}.json")).exists());
+    fs::remove_file(filler).unwrap();
+    let r = pass(&mut runner, false);
+    assert_eq!((r.unrecorded, r.failed, r.bounces), (0, 1, 1), "{r:?}");
+    assert!(disk.path().join(format!("q/failed/{id}.json")).exists());
+    // The same pass sent the bounce to the sender; the message itself went out once.
+    assert_eq!(*seen.lock().unwrap(), ["bad@y", "sender@x.test"]);
+    assert_eq!(r.completed, 1, "the bounce: {r:?}");
+    assert!(spool.list().0.is_empty());
+}
+
+#[test]
+fn a_route_that_cannot_be_resolved_defers_and_never_bounces() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let id = enqueue(&spool, &["a@y"], b"m\r\n");
+    // As the CLI's resolver fails on a CA file that is a directory or an unreadable
+    // resolv.conf: a local fault, never the message's.
+    let smtp = Smtp::new(|_: &Route| Err("--ca-file /etc: is a directory".to_string()));
+    let mut runner = Runner::new(spool.clone(), quiet_policy(), smtp);
+    let r = pass(&mut runner, false);
+    assert_eq!((r.failed, r.bounces, r.deferred), (0, 0, 1), "{r:?}");
+    let e = spool.load(&id).unwrap();
+    assert!(e.last_error.unwrap().contains("is a directory"));
+}
+
+fn relay_to(port: u16) -> impl Fn(&Route) -> Result<Destination, String> + Send + Sync {
+    move |_: &Route| {
+        Ok(Destination::Relay(
+            Config::relay("127.0.0.1").port(port).tls(Tls::None),
+        ))
+    }
+}
+
+/// smtp-sink's `-c` counters: sessions, QUITs, messages.
+fn sink_counters(sink: &SmtpSink) -> (usize, usize, usize) {
+    let out = sink.stdout();
+    let last = out.rsplit('\r').find(|s| s.contains("sess=")).unwrap_or("");
+    let field = |name: &str| -> usize {
+        last.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("sess="), field("quit="), field("mesg="))
+}
+
+#[test]
+fn many_messages_to_one_relay_share_two_connections() {
+    const MESSAGES: usize = 300;
+    let sink = SmtpSink::start(&["-c"]);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    for i in 0..MESSAGES {
+        enqueue(
+            &spool,
+            &["a@y", "b@y"],
+            format!("Subject: {i}\r\n\r\nbody\r\n").as_bytes(),
+        );
+    }
+    let mut runner = Runner::new(
+        spool.clone(),
+        quiet_policy(),
+        Smtp::new(relay_to(sink.port())),
+    );
+    let delivered = AtomicUsize::new(0);
+    let r = runner.pass(SystemTime::now(), false, &|| false, &mut |_, d| {
+        assert_eq!(d.status, DeliveryStatus::Delivered, "{d:?}");
+        delivered.fetch_add(1, Ordering::SeqCst);
+    });
+    assert_eq!(r.completed, MESSAGES, "{r:?}");
+    assert_eq!(delivered.load(Ordering::SeqCst), 2 * MESSAGES);
+    assert!(spool.list().0.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut counters = sink_counters(&sink);
+    while counters.2 < MESSAGES && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        counters = sink_counters(&sink);
+    }
+    let (sessions, _, messages) = counters;
+    assert_eq!(messages, MESSAGES, "{}", sink.stdout());
+    assert!(
+        sessions <= 2,
+        "{sessions} connections for {MESSAGES} messages"
+    );
+}
+
+#[test]
+fn a_result_is_recorded_before_quit_is_answered() {
+    // One message accepted, then silence at QUIT: the client waits for its reply.
+    let mut script = greeting_and_ehlo(&["PIPELINING"]);
+    script.extend([
+        Step::expect("MAIL FROM:<sender@x.test>"),
+        Step::expect("RCPT TO:<a@y>"),
+        Step::expect("DATA"),
+        Step::reply("250 2.1.0 ok"),
+        Step::reply("250 2.1.5 ok"),
+        Step::reply("354 go"),
+        Step::ExpectData,
+        Step::reply("250 2.0.0 queued as 1"),
+        Step::expect("QUIT"),
+        Step::Hang,
+    ]);
+    let server = ScriptedServer::start(script);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let id = enqueue(&spool, &["a@y"], b"Subject: x\r\n\r\nbody\r\n");
+    let port = server.port();
+    let done = Arc::new(AtomicBool::new(false));
+    let runner = {
+        let (spool, done) = (spool.clone(), done.clone());
+        std::thread::spawn(move || {
+            let smtp = Smtp::new(move |_: &Route| {
+                let t = postline::Timeouts::default().capped(Duration::from_secs(20));
+                Ok(Destination::Relay(
+                    Config::relay("127.0.0.1")
+                        .port(port)
+                        .tls(Tls::None)
+                        .timeouts(t),
+                ))
+            });
+            let mut runner = Runner::new(spool, quiet_policy(), smtp);
+            let r = pass(&mut runner, false);
+            done.store(true, Ordering::SeqCst);
+            r
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while spool.load(&id).is_ok() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(spool.load(&id).is_err(), "the delivery is on disk");
+    assert!(
+        !done.load(Ordering::SeqCst),
+        "recorded while QUIT is still unanswered"
+    );
+    let report = server.finish();
+    let r = runner.join().unwrap();
+    assert_eq!(r.completed, 1, "{r:?} {:?}", report.failures);
+}
+
+#[test]
+fn a_connection_lost_mid_batch_defers_the_unsent_and_flags_the_one_in_doubt() {
+    // PIPELINING: the first message is accepted, the connection resets after the second
+    // one's data; the rest were never sent.
+    let mut script = greeting_and_ehlo(&["PIPELINING"]);
+    script.extend([
+        Step::expect("MAIL FROM:"),
+        Step::expect("RCPT TO:"),
+        Step::expect("DATA"),
+        Step::reply("250 ok"),
+        Step::reply("250 ok"),
+        Step::reply("354 go"),
+        Step::ExpectData,
+        Step::reply("250 2.0.0 first"),
+        Step::expect("MAIL FROM:"),
+        Step::expect("RCPT TO:"),
+        Step::expect("DATA"),
+        Step::reply("250 ok"),
+        Step::reply("250 ok"),
+        Step::reply("354 go"),
+        Step::ExpectData,
+        Step::Reset,
+    ]);
+    let server = ScriptedServer::start(script);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let ids: Vec<String> = (0..10)
+        .map(|i| {
+            let id = enqueue(
+                &spool,
+                &["a@y"],
+                format!("Subject: {i}\r\n\r\nx\r\n").as_bytes(),
+            );
+            std::thread::sleep(Duration::from_millis(2)); // queue order = id order
+            id
+        })
+        .collect();
+    let smtp = Smtp::new(relay_to(server.port())).connections(1);
+    let mut runner = Runner::new(spool.clone(), quiet_policy(), smtp);
+    let statuses = Mutex::new(Vec::new());
+    let r = runner.pass(SystemTime::now(), false, &|| false, &mut |id, d| {
+        statuses.lock().unwrap().push((id.to_string(), d.status));
+    });
+    let _ = server.finish();
+    let statuses = statuses.into_inner().unwrap();
+    let of = |id: &str| statuses.iter().find(|(i, _)| i == id).map(|(_, s)| *s);
+    assert_eq!(of(&ids[0]), Some(DeliveryStatus::Delivered), "{statuses:?}");
+    assert_eq!(of(&ids[1]), Some(DeliveryStatus::InDoubt), "{statuses:?}");
+    for id in &ids[2..] {
+        assert_eq!(of(id), Some(DeliveryStatus::NotAttempted), "{statuses:?}");
+        let e: Entry = spool.load(id).unwrap();
+        assert_eq!(e.attempts, 0, "not attempted costs no attempt");
+    }
+    let doubt = spool.load(&ids[1]).unwrap();
+    assert!(matches!(
+        doubt.recipients[0].status,
+        RecipientStatus::Pending { in_doubt: true, .. }
+    ));
+    assert_eq!(r.completed, 1, "{r:?}");
+}
