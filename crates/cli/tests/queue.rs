@@ -671,3 +671,117 @@ fn unusable_spool_is_75() {
         stderr(&o)
     );
 }
+
+/// `postline queue flush | head -1`: the pipe closes after the first line; every result is
+/// still recorded (exit 0, not a panic), and a second flush sends nothing again.
+#[test]
+fn flush_into_a_closed_pipe_records_everything_once() {
+    use std::io::BufRead;
+    const MESSAGES: usize = 20;
+    let srv = Aiosmtpd::start();
+    let sb = sandbox();
+    let subjects = enqueue_many(&sb, &srv, MESSAGES);
+    let mut child = sb
+        .std_cmd()
+        .args(["queue", "flush", "--queue-dir"])
+        .arg(sb.spool())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn postline");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("one line");
+    // The reader is gone now, as after `head -1`.
+    let status = wait_bounded(&mut child, RUN_TIMEOUT);
+    let mut err = String::new();
+    use std::io::Read;
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err);
+    assert!(first.contains("delivered"), "{first}");
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(sb.queue_list().is_empty(), "every result recorded");
+    run_code(&mut sb.queue("flush", &[]), 0);
+    let counts = subject_counts(&srv);
+    for s in &subjects {
+        assert_eq!(counts.get(s), Some(&1), "{s}: {counts:?}");
+    }
+}
+
+/// A spool other users could write is refused (77, EX_NOPERM); one they could only read is
+/// made private; queued files are 0600.
+#[test]
+fn a_shared_spool_is_refused_and_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let srv = Aiosmtpd::start();
+    let sb = sandbox();
+    enqueue_many(&sb, &srv, 1);
+    let spool = sb.spool();
+    for e in fs::read_dir(&spool).unwrap().flatten() {
+        let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+        let expected = if e.path().is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode, expected, "{:?}", e.path());
+    }
+    fs::set_permissions(&spool, fs::Permissions::from_mode(0o777)).unwrap();
+    let o = run_code(&mut sb.queue("list", &[]), 77);
+    assert!(
+        stderr(&o).contains("writable by other users"),
+        "{}",
+        stderr(&o)
+    );
+    fs::set_permissions(&spool, fs::Permissions::from_mode(0o755)).unwrap();
+    run_code(&mut sb.queue("list", &[]), 0);
+    let mode = fs::metadata(&spool).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}
+
+/// A password command given on the command line is never stored for the runner: queueing
+/// with it is a usage error before anything is sent, and a spool entry edited to carry one
+/// is not obeyed.
+#[test]
+fn a_password_command_is_never_queued_nor_run_from_the_spool() {
+    let srv = Aiosmtpd::start();
+    let sb = sandbox();
+    let file = sb.write("m.eml", message("cmd"));
+    let spool = sb.spool_str();
+    let o = run_code(
+        send(
+            &sb,
+            &srv,
+            &file,
+            &["rcpt@example.com"],
+            &[
+                "--queue",
+                "--queue-dir",
+                &spool,
+                "--user",
+                "me",
+                "--password-cmd",
+                "echo pw",
+            ],
+        ),
+        64,
+    );
+    assert!(stderr(&o).contains("--password-cmd"), "{}", stderr(&o));
+    assert!(srv.messages().is_empty(), "nothing sent");
+    // An entry whose route carries a command (as the first format did, or a hostile edit).
+    enqueue_many(&sb, &srv, 1);
+    let id = sb.queue_list()[0]["id"].as_str().unwrap().to_string();
+    let path = sb.spool().join(format!("{id}.json"));
+    let marker = sb.spool().join("pwned");
+    let mut v: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    v["route"]["password_cmd"] = Value::String(format!("touch {}", marker.display()));
+    fs::write(&path, v.to_string()).unwrap();
+    run_code(&mut sb.queue("flush", &[]), 0);
+    assert!(!marker.exists(), "the command ran");
+    assert!(
+        files_in(&sb.spool().join("corrupt")).contains(&format!("{id}.json")),
+        "an entry that is not a valid route is set aside"
+    );
+}
