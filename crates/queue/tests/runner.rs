@@ -615,3 +615,40 @@ fn a_connection_lost_mid_batch_defers_the_unsent_and_flags_the_one_in_doubt() {
     ));
     assert_eq!(r.completed, 1, "{r:?}");
 }
+
+/// The library example runs a queue without the CLI, against smtp-sink.
+#[test]
+fn the_library_example_drains_a_queue() {
+    let sink = SmtpSink::start(&["-c"]);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    // Examples are built by `cargo test`, beside the test binaries' directory.
+    let exe = std::env::current_exe().unwrap();
+    let example = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("examples/relay_queue"))
+        .unwrap();
+    assert!(
+        example.exists(),
+        "{example:?} not built: run `cargo test -p postline-queue` (which builds examples)"
+    );
+    let out = Command::new(&example)
+        .arg(&spool)
+        .arg(sink.addr())
+        .arg("5")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.matches(" delivered rcpt@example.com 250").count(),
+        5,
+        "{stdout}"
+    );
+    assert!(stdout.contains("queue empty"), "{stdout}");
+}
