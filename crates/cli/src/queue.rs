@@ -296,18 +296,8 @@ pub fn queue_deferred(
         entry.attempts = 1;
         entry.last_error = later.last().map(|d| d.detail());
         entry.next_attempt = postline_queue::unix_now(now) + policy.backoff(1).as_secs().max(1);
-        if message.len() as u64 > policy.max_message_size {
-            return Err(Fail::new(
-                exit::DATAERR,
-                format!(
-                    "the message ({} octets) is larger than the queue takes ({})",
-                    message.len(),
-                    policy.max_message_size
-                ),
-            ));
-        }
         s.enqueue_entry(entry, message)
-            .map_err(|e| Fail::new(exit::TEMPFAIL, format!("{}: {e}", s.dir().display())))
+            .map_err(|e| Fail::new(enqueue_code(&e), format!("{}: {e}", s.dir().display())))
     });
     let id = match queued {
         Ok(id) => id,
@@ -384,6 +374,16 @@ pub fn queue_deferred(
     Some(code)
 }
 
+/// Exit code for a message the spool did not take: too large is the message's fault (65),
+/// anything else is the disk's (75).
+fn enqueue_code(e: &std::io::Error) -> u8 {
+    if e.kind() == std::io::ErrorKind::FileTooLarge {
+        exit::DATAERR
+    } else {
+        exit::TEMPFAIL
+    }
+}
+
 /// Queues without trying: prints the id (sendmail mode stays quiet).
 pub fn queue_only(
     spool: Result<Spool, Fail>,
@@ -394,21 +394,11 @@ pub fn queue_only(
     voice: Voice,
 ) -> Result<u8, Fail> {
     let spool = spool?;
-    let max = policy().max_message_size;
-    if message.len() as u64 > max {
-        return Err(Fail::new(
-            exit::DATAERR,
-            format!(
-                "the message ({} octets) is larger than the queue takes ({max})",
-                message.len()
-            ),
-        ));
-    }
     let id = spool
         .enqueue(from, recipients, route, message, SystemTime::now())
         .map_err(|e| {
             Fail::new(
-                exit::TEMPFAIL,
+                enqueue_code(&e),
                 format!("cannot queue the message in {}: {e}", spool.dir().display()),
             )
         })?;

@@ -34,8 +34,6 @@ pub struct Policy {
     /// No delivery starts while the spool's file system has less free space than this
     /// (default 16 MiB): results that cannot be recorded would be sent again.
     pub min_free_bytes: u64,
-    /// The largest message the spool accepts (default 64 MiB).
-    pub max_message_size: u64,
     /// Messages taken in hand (locked) at once per route (default 256).
     pub batch_messages: usize,
 }
@@ -50,7 +48,6 @@ impl Default for Policy {
             reporting_host: "localhost".into(),
             in_doubt: InDoubt::Retry,
             min_free_bytes: 16 << 20,
-            max_message_size: 64 << 20,
             batch_messages: 256,
         }
     }

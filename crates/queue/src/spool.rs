@@ -26,7 +26,11 @@ use crate::route::Route;
 #[derive(Debug, Clone)]
 pub struct Spool {
     dir: PathBuf,
+    max_message_size: u64,
 }
+
+/// The largest message a spool takes unless told otherwise (64 MiB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 << 20;
 
 /// A held lock on one message; released on drop.
 #[derive(Debug)]
@@ -156,7 +160,17 @@ impl Spool {
         for d in [dir.clone(), dir.join("corrupt"), dir.join("failed")] {
             private_dir(&d)?;
         }
-        Ok(Spool { dir })
+        Ok(Spool {
+            dir,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        })
+    }
+
+    /// Refuse messages larger than `octets` (default [`DEFAULT_MAX_MESSAGE_SIZE`]): a queue
+    /// is not a place for a message no server would take.
+    pub fn max_message_size(mut self, octets: u64) -> Self {
+        self.max_message_size = octets;
+        self
     }
 
     /// `$XDG_STATE_HOME/postline/queue`, else `$HOME/.local/state/postline/queue`.
@@ -252,6 +266,16 @@ impl Spool {
     }
 
     fn write_new(&self, entry: Entry, message: &[u8]) -> io::Result<String> {
+        if message.len() as u64 > self.max_message_size {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!(
+                    "the message ({} octets) is larger than the queue takes ({} octets)",
+                    message.len(),
+                    self.max_message_size
+                ),
+            ));
+        }
         if !valid_id(&entry.id) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

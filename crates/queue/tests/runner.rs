@@ -479,6 +479,9 @@ fn many_messages_to_one_relay_share_two_connections() {
         quiet_policy(),
         Smtp::new(relay_to(sink.port())),
     );
+    // The sink's readiness check is a session of its own.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = sink_counters(&sink).0;
     let delivered = AtomicUsize::new(0);
     let r = runner.pass(SystemTime::now(), false, &|| false, &mut |_, d| {
         assert_eq!(d.status, DeliveryStatus::Delivered, "{d:?}");
@@ -495,6 +498,7 @@ fn many_messages_to_one_relay_share_two_connections() {
     }
     let (sessions, _, messages) = counters;
     assert_eq!(messages, MESSAGES, "{}", sink.stdout());
+    let sessions = sessions - before;
     assert!(
         sessions <= 2,
         "{sessions} connections for {MESSAGES} messages"
@@ -651,4 +655,95 @@ fn the_library_example_drains_a_queue() {
         "{stdout}"
     );
     assert!(stdout.contains("queue empty"), "{stdout}");
+}
+
+#[test]
+fn the_spool_refuses_a_message_over_its_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap().max_message_size(1000);
+    let to = ["a@y".to_string()];
+    let e = spool
+        .enqueue("s@x", &to, &route(), &[b'x'; 1001], SystemTime::now())
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::FileTooLarge, "{e}");
+    assert!(spool.list().0.is_empty());
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "only failed/ and corrupt/"
+    );
+    spool
+        .enqueue("s@x", &to, &route(), &[b'x'; 1000], SystemTime::now())
+        .unwrap();
+}
+
+#[test]
+fn recipients_beyond_the_limit_go_in_further_transactions() {
+    let sink = SmtpSink::start(&["-c"]);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let to: Vec<String> = (0..5).map(|i| format!("r{i}@y")).collect();
+    let to: Vec<&str> = to.iter().map(String::as_str).collect();
+    enqueue(&spool, &to, b"Subject: many\r\n\r\nx\r\n");
+    let smtp = Smtp::new(relay_to(sink.port())).max_recipients(2);
+    let mut runner = Runner::new(spool.clone(), quiet_policy(), smtp);
+    let r = pass(&mut runner, false);
+    assert_eq!(r.completed, 1, "{r:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sink_counters(&sink).2 < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(sink_counters(&sink).2, 3, "5 recipients, 2 per transaction");
+}
+
+#[test]
+fn a_452_sends_the_rest_in_a_new_transaction_at_once() {
+    let mut script = greeting_and_ehlo(&["PIPELINING"]);
+    script.extend([
+        Step::expect("MAIL FROM:"),
+        Step::expect("RCPT TO:<a@y>"),
+        Step::expect("RCPT TO:<b@y>"),
+        Step::expect("DATA"),
+        Step::reply("250 ok"),
+        Step::reply("250 ok"),
+        Step::reply("452 4.5.3 Too many recipients"),
+        Step::reply("354 go"),
+        Step::ExpectData,
+        Step::reply("250 2.0.0 first"),
+        Step::expect("MAIL FROM:"),
+        Step::expect("RCPT TO:<b@y>"),
+        Step::expect("DATA"),
+        Step::reply("250 ok"),
+        Step::reply("250 ok"),
+        Step::reply("354 go"),
+        Step::ExpectData,
+        Step::reply("250 2.0.0 second"),
+        Step::expect("QUIT"),
+        Step::reply("221 bye"),
+    ]);
+    let server = ScriptedServer::start(script);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    enqueue(&spool, &["a@y", "b@y"], b"Subject: x\r\n\r\nx\r\n");
+    let mut runner = Runner::new(
+        spool.clone(),
+        quiet_policy(),
+        Smtp::new(relay_to(server.port())),
+    );
+    let seen = Mutex::new(Vec::new());
+    let r = runner.pass(SystemTime::now(), false, &|| false, &mut |_, d| {
+        seen.lock().unwrap().push((d.address.clone(), d.detail()));
+    });
+    let report = server.finish();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(r.completed, 1, "{r:?}");
+    let seen = seen.into_inner().unwrap();
+    assert!(
+        seen.iter().any(|(a, d)| a == "a@y" && d.contains("first")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|(a, d)| a == "b@y" && d.contains("second")),
+        "{seen:?}"
+    );
 }
