@@ -45,14 +45,16 @@ pub enum Flow {
     Stop,
 }
 
-/// The runner's side of a delivery: `record(results)` takes each reported job (by its index
-/// in the slice given to [`Deliver::deliver`]) with one [`Delivery`] per recipient tried.
-/// Call it as soon as results are known, a group at a time, and before sending anything
-/// that depends on them being safe.
+/// The runner's side of a delivery: `record(results)` takes reported jobs (by their index in
+/// the slice given to [`Deliver::deliver`]), each with [`Delivery`] values for some or all
+/// of its recipients. A job may be reported in parts (one per recipient domain, say); each
+/// recipient counts once. Call it as soon as results are known, a group at a time: each
+/// call writes its group durably before it returns.
 pub type Record<'r> = dyn Fn(Vec<(usize, Vec<Delivery>)>) -> Flow + Sync + 'r;
 
-/// Sends queued messages. An implementation reports each job at most once; jobs it never
-/// reports stay queued as they were (not attempted).
+/// Sends queued messages. An implementation reports each recipient of a job at most once
+/// (later reports of it are ignored); recipients it never reports stay queued as they were
+/// (not attempted).
 pub trait Deliver {
     /// Delivers `jobs`, which all travel by `route`.
     fn deliver(&mut self, route: &Route, jobs: &[Job<'_>], record: &Record<'_>);
@@ -301,7 +303,17 @@ impl<D: Deliver> Runner<D> {
             })
             .collect();
         let state = Mutex::new(Commit {
-            updated: held.iter().map(|h| Some(h.entry.clone())).collect(),
+            slots: held
+                .iter()
+                .map(|h| {
+                    Some(Slot {
+                        entry: h.entry.clone(),
+                        left: h.entry.pending().map(|r| r.address.clone()).collect(),
+                        counted: false,
+                        reported: false,
+                    })
+                })
+                .collect(),
             report: std::mem::take(report),
             unwritten: Vec::new(),
             observe,
@@ -324,8 +336,9 @@ impl<D: Deliver> Runner<D> {
         drop(jobs);
         let state = state.into_inner().unwrap_or_else(|p| p.into_inner());
         *report = state.report;
-        // Never reported: still queued as they were (unlocked when `held` drops).
-        report.deferred += state.updated.iter().flatten().count();
+        // Never reported: still queued as they were (unlocked when `held` drops). Partly
+        // reported ones were written at each report; what was not reported stays pending.
+        report.deferred += state.slots.iter().flatten().filter(|s| !s.reported).count();
         let mut unwritten = state.unwritten;
         unwritten.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
         let mut held = held;
@@ -429,10 +442,22 @@ impl<D: Deliver> Runner<D> {
     }
 }
 
+/// One job's entry as its results come in.
+struct Slot {
+    entry: Entry,
+    /// Recipients not reported yet.
+    left: Vec<String>,
+    /// This pass's attempt is counted in `entry.attempts`.
+    counted: bool,
+    /// Some result was written.
+    reported: bool,
+}
+
 /// The record side of one deliverer call.
 struct Commit<'o, 'p> {
-    /// Each job's entry, updated by its results; taken once it is reported.
-    updated: Vec<Option<Entry>>,
+    /// Each job's entry, updated as its results come in (a job may be reported in parts,
+    /// such as one part per recipient domain); taken when fully reported or unwritable.
+    slots: Vec<Option<Slot>>,
     report: RunReport,
     /// Reported jobs whose results could not be written: (job index, updated entry).
     unwritten: Vec<(usize, Entry)>,
@@ -450,36 +475,63 @@ impl Commit<'_, '_> {
         now: SystemTime,
     ) -> bool {
         let t = secs(now);
-        let mut group: Vec<(usize, Entry, Vec<Delivery>)> = Vec::with_capacity(results.len());
-        for (i, deliveries) in results {
-            // Reported twice or out of range: the first report stands.
-            let Some(mut entry) = self.updated.get_mut(i).and_then(Option::take) else {
-                continue;
+        let mut group: Vec<(usize, Vec<Delivery>)> = Vec::with_capacity(results.len());
+        for (i, mut deliveries) in results {
+            let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
+                continue; // out of range, or done: the first report stands
             };
-            apply(&mut entry, &deliveries, policy, t);
-            group.push((i, entry, deliveries));
+            // Each recipient once: a repeated or unknown address is ignored.
+            deliveries.retain(|d| match slot.left.iter().position(|a| *a == d.address) {
+                Some(p) => {
+                    slot.left.swap_remove(p);
+                    true
+                }
+                None => false,
+            });
+            if deliveries.is_empty() {
+                continue;
+            }
+            let attempted = apply(&mut slot.entry, &deliveries, policy, t, !slot.counted);
+            slot.counted |= attempted;
+            slot.reported = true;
+            group.push((i, deliveries));
         }
         let items: Vec<(&Entry, &[u8])> = group
             .iter()
-            .map(|(i, e, _)| (e, held[*i].message.as_slice()))
+            .filter_map(|(i, _)| {
+                let slot = self.slots[*i].as_ref()?;
+                Some((&slot.entry, held[*i].message.as_slice()))
+            })
             .collect();
         let failed = commit(spool, policy, &items, now, &mut self.report);
         drop(items);
-        for (k, (i, entry, deliveries)) in group.into_iter().enumerate() {
+        for (k, (i, deliveries)) in group.into_iter().enumerate() {
+            let done = self.slots[i].as_ref().is_none_or(|s| s.left.is_empty());
             if failed.contains(&k) {
-                self.unwritten.push((i, entry));
+                if let Some(slot) = self.slots[i].take() {
+                    self.unwritten.push((i, slot.entry));
+                }
                 continue;
             }
+            let Some(slot) = (if done { self.slots[i].take() } else { None }) else {
+                if let Some(slot) = &self.slots[i] {
+                    for d in &deliveries {
+                        (self.observe)(&slot.entry.id, d);
+                    }
+                }
+                continue;
+            };
             for d in &deliveries {
-                (self.observe)(&entry.id, d);
+                (self.observe)(&slot.entry.id, d);
             }
         }
         failed.is_empty()
     }
 }
 
-/// Applies one attempt's results to an entry (in memory).
-fn apply(entry: &mut Entry, deliveries: &[Delivery], policy: &Policy, t: u64) {
+/// Applies (part of) one attempt's results to an entry (in memory); counts the attempt when
+/// `count` and something was attempted. Returns whether something was.
+fn apply(entry: &mut Entry, deliveries: &[Delivery], policy: &Policy, t: u64, count: bool) -> bool {
     let mut attempted = false;
     let mut last_error = None;
     for d in deliveries {
@@ -522,10 +574,14 @@ fn apply(entry: &mut Entry, deliveries: &[Delivery], policy: &Policy, t: u64) {
         };
     }
     if !attempted {
-        return; // due again at once
+        return false; // due again at once
     }
-    entry.attempts = entry.attempts.saturating_add(1);
-    entry.last_error = last_error;
+    if count {
+        entry.attempts = entry.attempts.saturating_add(1);
+    }
+    if last_error.is_some() {
+        entry.last_error = last_error;
+    }
     let expired = t.saturating_sub(entry.created) >= policy.max_lifetime.as_secs();
     if expired {
         for r in entry.recipients.iter_mut() {
@@ -544,6 +600,7 @@ fn apply(entry: &mut Entry, deliveries: &[Delivery], policy: &Policy, t: u64) {
         }
     }
     entry.next_attempt = t.saturating_add(policy.backoff(entry.attempts).as_secs().max(1));
+    true
 }
 
 /// Writes a group: finished entries end (bounce and `failed/` record first when some

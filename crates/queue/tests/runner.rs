@@ -747,3 +747,59 @@ fn a_452_sends_the_rest_in_a_new_transaction_at_once() {
         "{seen:?}"
     );
 }
+
+/// A deliverer that reports each recipient on its own, as direct delivery does per domain.
+struct PerRecipient {
+    writes_seen: Arc<Mutex<Vec<usize>>>,
+    dir: PathBuf,
+}
+
+impl Deliver for PerRecipient {
+    fn deliver(&mut self, _route: &Route, jobs: &[Job<'_>], record: &Record<'_>) {
+        for (i, job) in jobs.iter().enumerate() {
+            for a in &job.recipients {
+                let status = if a.starts_with("ok") {
+                    DeliveryStatus::Delivered
+                } else {
+                    DeliveryStatus::Deferred
+                };
+                record(vec![(i, vec![Delivery::new(*a, status, None, "x")])]);
+                // What is on disk after each report: the recipients no longer pending.
+                let spool = Spool::open(&self.dir).unwrap();
+                let e = spool.load(&job.entry.id).unwrap();
+                self.writes_seen
+                    .lock()
+                    .unwrap()
+                    .push(e.recipients.len() - e.pending().count());
+                // A second report of the same recipient is ignored.
+                record(vec![(
+                    i,
+                    vec![Delivery::new(*a, DeliveryStatus::Failed, None, "x")],
+                )]);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_job_reported_in_parts_is_written_at_each_part_and_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let id = enqueue(&spool, &["ok1@a", "later@b", "ok2@c"], b"m\r\n");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let d = PerRecipient {
+        writes_seen: seen.clone(),
+        dir: dir.path().to_path_buf(),
+    };
+    let mut runner = Runner::new(spool.clone(), quiet_policy(), d);
+    pass(&mut runner, false);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [1, 1, 2],
+        "each part durable at once"
+    );
+    let e = spool.load(&id).unwrap();
+    assert_eq!(e.attempts, 1);
+    assert_eq!(e.pending().count(), 1);
+    assert_eq!(e.failed().count(), 0, "the repeated report was ignored");
+}
