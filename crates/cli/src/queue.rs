@@ -199,26 +199,21 @@ fn result_text(result: &Result<postline::Outcome, Error>) -> String {
     }
 }
 
-/// Per recipient, what a direct (MX) attempt did.
+/// Per recipient, what a direct (MX) attempt did. In doubt is retried like deferred: a
+/// duplicate is better than a loss (RFC 5321 6.1).
 pub fn from_direct(
-    delivery: &postline::Delivery,
+    deliveries: &[postline::Delivery],
     recipients: &[String],
 ) -> Vec<(String, Attempted)> {
     recipients
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            let x = match find(&delivery.recipients, i, a, |r| r.address.as_str()) {
-                Some(r) => match &r.status {
-                    DeliveryStatus::Delivered { reply } => {
-                        Attempted::Delivered(one_line(&reply.to_string()))
-                    }
-                    DeliveryStatus::Failed {
-                        permanent: true,
-                        reason,
-                        ..
-                    } => Attempted::Failed(one_line(reason)),
-                    DeliveryStatus::Failed { reason, .. } => Attempted::Deferred(one_line(reason)),
+            let x = match find(deliveries, i, a, |d| d.address.as_str()) {
+                Some(d) => match d.status {
+                    DeliveryStatus::Delivered => Attempted::Delivered(one_line(&d.detail())),
+                    DeliveryStatus::Failed => Attempted::Failed(one_line(&d.detail())),
+                    _ => Attempted::Deferred(one_line(&d.detail())),
                 },
                 None => Attempted::Deferred("no result for this recipient".into()),
             };
@@ -278,7 +273,7 @@ pub fn direct(
     from: &str,
     recipients: &[String],
     message: &[u8],
-) -> Result<postline::Delivery, Error> {
+) -> Result<Vec<postline::Delivery>, Error> {
     let envelope = Envelope::new(from, recipients)?;
     let mut mailer = postline::Mailer::direct(target.config.clone())
         .mx_port(target.port)

@@ -343,14 +343,18 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
 }
 
 /// Delivery by MX routing: one line (or JSON entry) per recipient naming the exchanger.
-fn print_direct(delivery: &postline::Delivery, json_out: bool, partial_ok: bool) -> u8 {
-    let delivered = delivery.recipients.iter().filter(|r| r.delivered()).count();
-    let transient = delivery.recipients.iter().any(|r| r.is_transient_failure());
-    let unroutable = delivery
-        .recipients
+fn print_direct(deliveries: &[postline::Delivery], json_out: bool, partial_ok: bool) -> u8 {
+    use postline::DeliveryStatus;
+    let delivered = deliveries
         .iter()
-        .all(|r| !r.delivered() && r.host.is_none());
-    let code = if delivery.all_delivered() {
+        .filter(|d| d.status == DeliveryStatus::Delivered)
+        .count();
+    // Deferred, in doubt or not attempted: a later attempt has something to do.
+    let transient = deliveries.iter().any(|d| !d.status.is_final());
+    let unroutable = deliveries
+        .iter()
+        .all(|d| d.status != DeliveryStatus::Delivered && d.host.is_none());
+    let code = if delivered == deliveries.len() {
         exit::OK
     } else if transient {
         exit::TEMPFAIL
@@ -362,23 +366,23 @@ fn print_direct(delivery: &postline::Delivery, json_out: bool, partial_ok: bool)
         exit::NOUSER
     };
     if json_out {
-        let list: Vec<Value> = delivery
-            .recipients
+        let list: Vec<Value> = deliveries
             .iter()
-            .map(|r| match &r.status {
-                postline::DeliveryStatus::Delivered { reply } => json!({
-                    "address": r.address, "domain": r.domain, "host": r.host,
-                    "delivered": true, "reply": reply_json(reply),
-                }),
-                postline::DeliveryStatus::Failed {
-                    permanent,
-                    reason,
-                    reply,
-                } => json!({
-                    "address": r.address, "domain": r.domain, "host": r.host,
-                    "delivered": false, "permanent": permanent, "reason": reason,
-                    "reply": reply.as_ref().map(reply_json),
-                }),
+            .map(|d| {
+                let domain = d.address.rsplit_once('@').map_or("", |(_, x)| x);
+                match (&d.status, &d.reply) {
+                    (DeliveryStatus::Delivered, Some(reply)) => json!({
+                        "address": d.address, "domain": domain, "host": d.host,
+                        "status": d.status.name(), "delivered": true,
+                        "reply": reply_json(reply),
+                    }),
+                    _ => json!({
+                        "address": d.address, "domain": domain, "host": d.host,
+                        "status": d.status.name(), "delivered": d.status == DeliveryStatus::Delivered,
+                        "permanent": d.status == DeliveryStatus::Failed, "reason": d.detail(),
+                        "reply": d.reply.as_ref().map(reply_json),
+                    }),
+                }
             })
             .collect();
         println!(
@@ -387,18 +391,13 @@ fn print_direct(delivery: &postline::Delivery, json_out: bool, partial_ok: bool)
         );
         return code;
     }
-    for r in &delivery.recipients {
-        let host = r.host.as_deref().unwrap_or("-");
-        match &r.status {
-            postline::DeliveryStatus::Delivered { reply } => {
-                println!("delivered {}  via {host}  {reply}", r.address)
+    for d in deliveries {
+        let host = d.host.as_deref().unwrap_or("-");
+        match (&d.status, &d.reply) {
+            (DeliveryStatus::Delivered, Some(reply)) => {
+                println!("delivered {}  via {host}  {reply}", d.address)
             }
-            postline::DeliveryStatus::Failed {
-                permanent, reason, ..
-            } => {
-                let kind = if *permanent { "failed" } else { "deferred" };
-                println!("{kind:<9} {}  {reason}", r.address)
-            }
+            (status, _) => println!("{:<9} {}  {}", status.name(), d.address, d.detail()),
         }
     }
     code
