@@ -247,10 +247,12 @@ impl Mailer {
         let message: Arc<[u8]> = Arc::from(message);
         let groups = group_by_domain(envelope);
         let limit = Arc::new(tokio::sync::Semaphore::new(self.concurrency));
+        // One copy of the settings for all the domains' tasks.
+        let shared = Arc::new(self.clone());
         let mut tasks = tokio::task::JoinSet::new();
         for (g, group) in groups.iter().enumerate() {
             let env = domain_envelope(envelope, &group.indices, message.len());
-            let mailer = self.clone();
+            let mailer = shared.clone();
             let resolver = resolver.clone();
             let message = message.clone();
             let limit = limit.clone();
@@ -587,8 +589,9 @@ impl Mailer {
 /// fault on this side) or lets the next exchanger try.
 fn verdict(e: Error) -> Attempt {
     match &e {
-        // About the message: the same message would meet the same answer elsewhere, and an
-        // end of data without a final reply must not be sent again.
+        // About the message: a refusal of it (or a server declaring it cannot take it: too
+        // large, SMTPUTF8, REQUIRETLS) is what the domain says of this message, and an end of
+        // data without a final reply must not be sent again.
         Error::MessageRejected { .. } | Error::Incompatible(_) | Error::DeliveryUnknown { .. } => {
             Attempt::Decided(Err(e))
         }
