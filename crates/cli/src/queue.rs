@@ -194,7 +194,7 @@ pub fn direct(target: &Target, from: &str, recipients: &[String], message: &[u8]
         Err(e) => return relay_results(&Err(e), recipients),
     };
     match mailer(target).send_blocking(&envelope, message) {
-        Ok(d) => postline_queue::compat_mailer(d),
+        Ok(d) => d,
         Err(e) => relay_results(&Err(e), recipients),
     }
 }

@@ -39,8 +39,9 @@ mod tls;
 pub use asynchronous::AsyncClient;
 pub use blocking::{BlockingStream, Client};
 pub use config::{Auth, Config, Direction, Timeouts, Tls, TranscriptSink};
+pub use delivery::{Delivery, DeliveryStatus};
 #[cfg(feature = "tokio")]
-pub use direct::{Delivery, DeliveryStatus, Mailer, RecipientDelivery, Route};
+pub use direct::{Mailer, Route};
 pub use engine::{Engine, Io};
 pub use envelope::{BodyType, Envelope};
 pub use error::{ConfigError, Error, Fault, Result};

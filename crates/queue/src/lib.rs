@@ -35,7 +35,6 @@
 #![warn(missing_docs)]
 
 pub mod bounce;
-mod compat;
 mod entry;
 mod policy;
 mod route;
@@ -51,6 +50,3 @@ pub use smtp::{Destination, Resolve, Smtp};
 pub use spool::{unix_now, LoadError, Lock, Spool};
 
 pub use postline::delivery::{Delivery, DeliveryStatus};
-
-#[doc(hidden)]
-pub use compat::from_mailer as compat_mailer;

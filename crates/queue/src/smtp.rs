@@ -406,17 +406,28 @@ fn envelope(entry: &crate::entry::Entry, to: &[&str], message: &[u8]) -> Result<
     Ok(Envelope::new(&entry.from, to.iter().copied())?.size(message.len() as u64))
 }
 
-/// Direct delivery, one message after another (each one's domains in parallel).
+/// Direct delivery, one message after another (each one's domains in parallel); each
+/// domain's results are recorded as soon as that domain is done.
 fn direct(mailer: &postline::Mailer, jobs: &[Job<'_>], record: &Record<'_>) {
     for (i, job) in jobs.iter().enumerate() {
+        let mut stop = false;
         let list = match Envelope::new(&job.entry.from, job.recipients.iter().copied()) {
-            Ok(env) => match mailer.send_blocking(&env, job.message) {
-                Ok(d) => crate::compat::from_mailer(d),
-                Err(e) => Delivery::from_result(&Err(e), &env),
-            },
+            Ok(env) => {
+                let mut each = |part: &[Delivery]| {
+                    stop |= record(vec![(i, part.to_vec())]) == Flow::Stop;
+                };
+                match mailer.send_blocking_each(&env, job.message, &mut each) {
+                    // Every part was recorded as it came.
+                    Ok(_) => Vec::new(),
+                    Err(e) => Delivery::from_result(&Err(e), &env),
+                }
+            }
             Err(e) => all(job, postline::delivery::status_of(&e), &e.to_string()),
         };
-        if record(vec![(i, list)]) == Flow::Stop {
+        if !list.is_empty() && record(vec![(i, list)]) == Flow::Stop {
+            return;
+        }
+        if stop {
             return;
         }
     }

@@ -91,3 +91,84 @@ impl Drop for Dnsmasq {
         let _ = self.child.wait();
     }
 }
+
+/// A DNS server on 127.0.0.1 (UDP) that answers every query with one response code, e.g.
+/// 2 (SERVFAIL) or 5 (REFUSED), and counts the queries. It serves for at most 60 s, and
+/// stops when dropped.
+pub struct FailingDns {
+    pub addr: SocketAddr,
+    queries: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FailingDns {
+    /// Answers every query with `rcode` (the 4-bit RCODE of RFC 1035 4.1.1).
+    pub fn start(rcode: u8) -> FailingDns {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port");
+        let addr = sock.local_addr().unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let queries = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, stopped) = (queries.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let until = Instant::now() + Duration::from_secs(60);
+            let mut buf = [0u8; 1500];
+            while Instant::now() < until && !stopped.load(Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                if let Some(answer) = failure_response(&buf[..n], rcode) {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    let _ = sock.send_to(&answer, from);
+                }
+            }
+        });
+        FailingDns {
+            addr,
+            queries,
+            stop,
+        }
+    }
+
+    /// How many queries were answered so far.
+    pub fn queries(&self) -> usize {
+        self.queries.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for FailingDns {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The response to `query` with `rcode` and no records: its header (id, opcode, RD) with
+/// QR and RA set, then its first question; `None` when the query is too short to be one.
+fn failure_response(query: &[u8], rcode: u8) -> Option<Vec<u8>> {
+    if query.len() < 12 || u16::from_be_bytes([query[4], query[5]]) == 0 {
+        return None;
+    }
+    // The question's name: labels up to the root label, then type and class.
+    let mut end = 12;
+    loop {
+        let len = *query.get(end)? as usize;
+        end += 1;
+        if len == 0 {
+            break;
+        }
+        end += len;
+    }
+    end += 4;
+    if end > query.len() {
+        return None;
+    }
+    let mut out = query[..end].to_vec();
+    out[2] = 0x80 | (query[2] & 0x79); // QR, the opcode and RD as asked
+    out[3] = 0x80 | (rcode & 0x0f); // RA, the response code
+    out[4..6].copy_from_slice(&1u16.to_be_bytes());
+    out[6..12].fill(0);
+    Some(out)
+}

@@ -24,8 +24,8 @@ mod smtp_sink;
 
 pub use aiosmtpd::{Aiosmtpd, AiosmtpdBuilder, StoredMessage, AIOSMTPD_READY_TIMEOUT};
 pub use ca::TestCa;
-pub use dns::{free_udp_port, Dnsmasq};
-pub use mx::{busy_server, shared_port, Exchanger};
+pub use dns::{free_udp_port, Dnsmasq, FailingDns};
+pub use mx::{busy_server, shared_port, shared_port_among, Exchanger};
 pub use output::{expect_code, run_code, stderr, stdout};
 pub use sandbox::{Sandbox, DEFAULT_RUN_TIMEOUT};
 pub use scripted::{

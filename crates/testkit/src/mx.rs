@@ -158,12 +158,20 @@ pub fn busy_server(ip: Ipv4Addr, port: u16) -> thread::JoinHandle<usize> {
 
 /// A TCP port free on 127.0.0.1 to 127.0.0.7 alike.
 pub fn shared_port() -> u16 {
+    let ips: Vec<Ipv4Addr> = (2..=7).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
+    shared_port_among(&ips)
+}
+
+/// A TCP port free on 127.0.0.1 and on each of `ips` alike (tried for at most 10 s), so
+/// that exchangers on those addresses can all listen on it, as on port 25.
+pub fn shared_port_among(ips: &[Ipv4Addr]) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let free = (2..=7).all(|i| TcpListener::bind((Ipv4Addr::new(127, 0, 0, i), port)).is_ok());
-        if free {
+        if ips.iter().all(|&ip| TcpListener::bind((ip, port)).is_ok()) {
             return port;
         }
+        assert!(Instant::now() < deadline, "no port free on all of {ips:?}");
     }
 }

@@ -1,7 +1,7 @@
 //! [`ScriptedServer`]: a scripted SMTP peer over real TCP on 127.0.0.1, playing a list of
 //! [`Step`]s on each connection and reporting what it received ([`ScriptReport`]).
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -157,7 +157,14 @@ impl ScriptedServer {
     /// that does not arrive within [`SCRIPT_IO_TIMEOUT`] (or by the time [`finish`](Self::finish)
     /// is called) is a failure.
     pub fn accept_n(script: Vec<Step>, n: usize) -> ScriptedServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        Self::bind("127.0.0.1:0".parse().expect("socket address"), script, n)
+    }
+
+    /// Like [`accept_n`](Self::accept_n), listening on `addr` (for instance one of several
+    /// 127.0.0.x exchangers sharing a port, see [`crate::shared_port_among`]). Panics if
+    /// `addr` cannot be bound.
+    pub fn bind(addr: SocketAddr, script: Vec<Step>, n: usize) -> ScriptedServer {
+        let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
         let port = listener.local_addr().expect("local_addr").port();
         listener
             .set_nonblocking(true)
