@@ -785,3 +785,49 @@ fn a_password_command_is_never_queued_nor_run_from_the_spool() {
         "an entry that is not a valid route is set aside"
     );
 }
+
+/// SIGTERM while the daemon is in the middle of a large queue: it stops after the round on
+/// the wire, every message it sent is recorded, and the next run sends only the rest: each
+/// message exactly once.
+#[test]
+fn sigterm_mid_drain_records_what_was_sent_and_sends_nothing_twice() {
+    const MESSAGES: usize = 150;
+    let srv = Aiosmtpd::start();
+    let sb = sandbox();
+    let subjects = enqueue_many(&sb, &srv, MESSAGES);
+    let mut daemon = sb.spawn_queue("run", &["--daemon"]);
+    // Once some are stored, and before all are, stop it.
+    let deadline = Instant::now() + STORE_WAIT;
+    while srv.messages().len() < 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(killed.success());
+    let status = wait_bounded(&mut daemon, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let left = sb.queue_list().len();
+    let sent = MESSAGES - left;
+    assert!(
+        left > 0,
+        "the test stopped nothing: every message was already sent"
+    );
+    // What the daemon sent is exactly what it removed from the queue.
+    let deadline = Instant::now() + STORE_WAIT;
+    while srv.messages().len() < sent && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        srv.messages().len(),
+        sent,
+        "sent but not recorded, or recorded but not sent"
+    );
+    run_code(&mut sb.queue("flush", &[]), 0);
+    let counts = subject_counts(&srv);
+    for s in &subjects {
+        assert_eq!(counts.get(s), Some(&1), "{s}: {counts:?}");
+    }
+    assert!(sb.queue_list().is_empty());
+}

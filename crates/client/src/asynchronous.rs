@@ -223,7 +223,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncClient<S> {
     pub async fn send_many_each<'m>(
         &mut self,
         messages: impl IntoIterator<Item = (&'m Envelope, &'m [u8])>,
-        mut each: impl FnMut(usize, Result<Outcome, Error>) + Send,
+        mut each: impl FnMut(usize, Result<Outcome, Error>) -> std::ops::ControlFlow<()> + Send,
     ) -> Result<(), Error> {
         let messages = messages.into_iter().collect();
         self.conn()?.send_many_each(messages, &mut each).await

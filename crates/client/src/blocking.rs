@@ -403,12 +403,14 @@ impl<S: BlockingStream> Client<S> {
 
     /// [`Client::send_many`], giving each message's result (by its position) to `each` as
     /// soon as its final reply is in, exactly once per message: a caller can record a
-    /// delivery while the next messages are still on the wire. `Err` only when the
-    /// connection was unusable from the start (then `each` is never called).
+    /// delivery while the next messages are still on the wire. When `each` returns
+    /// `ControlFlow::Break`, no further message is started (those in flight finish); the
+    /// rest are reported [`Error::NotSent`] with [`Error::Cancelled`] as the cause. `Err`
+    /// only when the connection was unusable from the start (then `each` is never called).
     pub fn send_many_each<'m>(
         &mut self,
         messages: impl IntoIterator<Item = (&'m Envelope, &'m [u8])>,
-        mut each: impl FnMut(usize, Result<Outcome, Error>) + Send,
+        mut each: impl FnMut(usize, Result<Outcome, Error>) -> std::ops::ControlFlow<()> + Send,
     ) -> Result<(), Error> {
         block_on(
             self.conn

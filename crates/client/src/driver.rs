@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -202,8 +203,11 @@ impl<T: Transport> Conn<T> {
     ) -> Result<Vec<Result<Outcome, Error>>, Error> {
         let mut results: Vec<Option<Result<Outcome, Error>>> =
             messages.iter().map(|_| None).collect();
-        self.send_many_each(messages, &mut |i, r| results[i] = Some(r))
-            .await?;
+        self.send_many_each(messages, &mut |i, r| {
+            results[i] = Some(r);
+            ControlFlow::Continue(())
+        })
+        .await?;
         Ok(results
             .into_iter()
             .map(|r| r.unwrap_or(Err(Error::Closed)))
@@ -211,11 +215,13 @@ impl<T: Transport> Conn<T> {
     }
 
     /// [`Conn::send_many`], telling each message's result to `each` as soon as its final
-    /// reply is in (exactly once per message, in the order they finish).
+    /// reply is in (exactly once per message, in the order they finish). When `each` says
+    /// `Break`, no further message is started; those not started are reported
+    /// [`Error::NotSent`] with [`Error::Cancelled`] as the cause.
     pub(crate) async fn send_many_each(
         &mut self,
         messages: Vec<(&Envelope, &[u8])>,
-        each: &mut (dyn FnMut(usize, Result<Outcome, Error>) + Send),
+        each: &mut (dyn FnMut(usize, Result<Outcome, Error>) -> ControlFlow<()> + Send),
     ) -> Result<(), Error> {
         self.ready()?;
         let mut batch = Batch::new(messages, each);
@@ -386,18 +392,21 @@ pub(crate) struct Batch<'m, 'e> {
     messages: Vec<(&'m Envelope, &'m [u8])>,
     next: usize,
     in_flight: Vec<(postline_proto::TxId, usize)>,
-    each: &'e mut (dyn FnMut(usize, Result<Outcome, Error>) + Send),
+    /// The caller asked for no more messages to be started.
+    stopped: bool,
+    each: &'e mut (dyn FnMut(usize, Result<Outcome, Error>) -> ControlFlow<()> + Send),
 }
 
 impl<'m, 'e> Batch<'m, 'e> {
     pub(crate) fn new(
         messages: Vec<(&'m Envelope, &'m [u8])>,
-        each: &'e mut (dyn FnMut(usize, Result<Outcome, Error>) + Send),
+        each: &'e mut (dyn FnMut(usize, Result<Outcome, Error>) -> ControlFlow<()> + Send),
     ) -> Self {
         Batch {
             messages,
             next: 0,
             in_flight: Vec::new(),
+            stopped: false,
             each,
         }
     }
@@ -405,29 +414,35 @@ impl<'m, 'e> Batch<'m, 'e> {
     /// Collects finished transactions and starts every one the session allows now.
     fn refill(&mut self, engine: &mut Engine, now: Instant) -> Result<(), Error> {
         self.collect(engine);
-        while self.next < self.messages.len() && engine.can_send() {
+        while self.has_unsent() && engine.can_send() {
             let index = self.next;
             self.next += 1;
             match engine.send(self.messages[index].0, now) {
                 Ok(id) => self.in_flight.push((id, index)),
-                Err(e) if e.leaves_session_usable() => (self.each)(index, Err(e)),
+                Err(e) if e.leaves_session_usable() => self.tell(index, Err(e)),
                 Err(e) => return Err(e),
             }
         }
         Ok(())
     }
 
+    fn tell(&mut self, index: usize, result: Result<Outcome, Error>) {
+        if (self.each)(index, result).is_break() {
+            self.stopped = true;
+        }
+    }
+
     fn collect(&mut self, engine: &mut Engine) {
         while let Some((id, result)) = engine.take_finished() {
             if let Some(pos) = self.in_flight.iter().position(|(t, _)| *t == id) {
                 let (_, index) = self.in_flight.remove(pos);
-                (self.each)(index, result);
+                self.tell(index, result);
             }
         }
     }
 
     fn has_unsent(&self) -> bool {
-        self.next < self.messages.len()
+        !self.stopped && self.next < self.messages.len()
     }
 
     /// The whole body of the message now taking data, and its end.
@@ -444,7 +459,11 @@ impl<'m, 'e> Batch<'m, 'e> {
     /// [`Error::NotSent`] with what ended the connection.
     fn finish(mut self, engine: &mut Engine, ended: Option<Error>) {
         self.collect(engine);
-        let cause = ended.unwrap_or(Error::Closed);
+        let cause = match ended {
+            Some(e) => e,
+            None if self.stopped => Error::Cancelled,
+            None => Error::Closed,
+        };
         let cause = match &cause {
             Error::DeliveryUnknown { cause } => (**cause).clone(),
             other => other.clone(),
@@ -453,7 +472,7 @@ impl<'m, 'e> Batch<'m, 'e> {
         // connection fails, so this is only what it could not name.
         let unfinished: Vec<usize> = self.in_flight.drain(..).map(|(_, i)| i).collect();
         for index in unfinished.into_iter().chain(self.next..self.messages.len()) {
-            (self.each)(
+            let _ = (self.each)(
                 index,
                 Err(Error::NotSent {
                     cause: Box::new(cause.clone()),

@@ -216,7 +216,7 @@ impl Smtp {
                 }
             }
             let c = client.as_mut().expect("connected above");
-            if !self.round_on(c, config.host(), jobs, range, out) {
+            if !self.round_on(c, config.host(), jobs, range, stop, out) {
                 // Reconnect for the next round; this round's unsent messages stay queued
                 // (not attempted) for the next pass.
                 client = None;
@@ -245,6 +245,7 @@ impl Smtp {
         host: &str,
         jobs: &[Job<'_>],
         range: std::ops::Range<usize>,
+        stop: &AtomicBool,
         out: &Outbox<'_>,
     ) -> bool {
         // Per job of the round: results so far and transactions still open.
@@ -303,6 +304,12 @@ impl Smtp {
                 if slot.1 == 0 {
                     out.send(tx.job, std::mem::take(&mut slot.0));
                 }
+                // Stopping: what is on the wire finishes, nothing more starts.
+                if stop.load(Ordering::SeqCst) {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                }
             };
             let pairs: Vec<(&Envelope, &[u8])> = txs
                 .iter()
@@ -310,11 +317,11 @@ impl Smtp {
                 .collect();
             if let Err(e) = client.send_many_each(pairs, &mut finish) {
                 for k in 0..txs.len() {
-                    finish(k, Err(e.clone()));
+                    let _ = finish(k, Err(e.clone()));
                 }
             }
             txs = again;
-            if !usable {
+            if !usable || stop.load(Ordering::SeqCst) {
                 break;
             }
         }
@@ -346,12 +353,14 @@ fn too_many_recipients(d: &Delivery) -> bool {
             .is_some_and(|r| r.code == 452 || r.enhanced.is_some_and(|e| e.to_string() == "4.5.3"))
 }
 
-/// Whether the session is still in step after this error: only a refusal of the message.
+/// Whether the session is still in step after this error: a refusal of the message, or a
+/// message not started because the runner is stopping.
 fn keeps_connection(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::MessageRejected { .. } | Error::Incompatible(_) | Error::Address { .. }
-    )
+    match e {
+        Error::MessageRejected { .. } | Error::Incompatible(_) | Error::Address { .. } => true,
+        Error::NotSent { cause } => matches!(**cause, Error::Cancelled),
+        _ => false,
+    }
 }
 
 /// A round of jobs the relay could not take at all.
