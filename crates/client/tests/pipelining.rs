@@ -174,3 +174,64 @@ fn chunking_keeps_several_bdat_last_in_flight() {
     client.quit().unwrap();
     server.finish().assert_ok();
 }
+
+/// `send_many_each`: every message's result exactly once, as each finishes; a `Break`
+/// starts nothing more, the rest come back not sent (cancelled), and the connection stays
+/// usable. On both clients, against smtp-sink without PIPELINING (one message at a time).
+#[test]
+fn send_many_each_tells_each_result_and_stops_when_asked() {
+    use std::ops::ControlFlow;
+    let sink = SmtpSink::start(&["-p"]);
+    let env = Envelope::new("a@client.test", ["b@server.test"]).unwrap();
+    let messages: Vec<(&Envelope, &[u8])> = (0..10).map(|_| (&env, &b"m\r\n"[..])).collect();
+    let check = |seen: &[(usize, Result<postline::Outcome, Error>)]| {
+        let mut order: Vec<usize> = seen.iter().map(|(i, _)| *i).collect();
+        order.sort_unstable();
+        assert_eq!(order, (0..10).collect::<Vec<_>>(), "each exactly once");
+        let delivered = seen.iter().filter(|(_, r)| r.is_ok()).count();
+        assert_eq!(delivered, 3, "stopped after the third");
+        for (i, r) in seen.iter().filter(|(_, r)| r.is_err()) {
+            match r {
+                Err(Error::NotSent { cause }) => {
+                    assert!(matches!(**cause, Error::Cancelled), "{i}: {cause}")
+                }
+                other => panic!("{i}: {other:?}"),
+            }
+        }
+    };
+    let mut client = Client::connect(config(sink.port())).unwrap();
+    let mut seen = Vec::new();
+    client
+        .send_many_each(messages.clone(), |i, r| {
+            seen.push((i, r));
+            if seen.len() == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+    check(&seen);
+    client.noop().expect("still usable");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut client = AsyncClient::connect(config(sink.port())).await.unwrap();
+        let mut seen = Vec::new();
+        client
+            .send_many_each(messages.clone(), |i, r| {
+                seen.push((i, r));
+                if seen.len() == 3 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .await
+            .unwrap();
+        check(&seen);
+        client.noop().await.expect("still usable");
+    });
+}
