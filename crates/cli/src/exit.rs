@@ -19,6 +19,8 @@ pub const UNAVAILABLE: u8 = 69;
 pub const SOFTWARE: u8 = 70;
 /// A transient failure: try again later.
 pub const TEMPFAIL: u8 = 75;
+/// EX_CANTCREAT: an output file or directory cannot be created.
+pub const CANTCREAT: u8 = 73;
 /// The server broke the protocol.
 pub const PROTOCOL: u8 = 76;
 /// Authentication was refused.

@@ -30,6 +30,10 @@ use crate::output::{self, escape};
 /// A run sending more messages than this shows a progress bar (on a terminal).
 const PROGRESS_OVER: usize = 5;
 
+/// How many times (a second apart) a one-shot run tries again to write results it could
+/// not write, before it exits.
+const UNRECORDED_RETRIES: usize = 10;
+
 /// A line on stdout through [`output`]: a closed stdout is not a reason to stop (results
 /// are recorded before they are printed).
 fn say(line: std::fmt::Arguments<'_>) {
@@ -94,11 +98,16 @@ pub fn route(args: &ServerArgs, account: Option<&Account>, direct: bool) -> Resu
              account of the config file, or use --password-env or --password-file",
         ));
     }
+    // Paths are stored absolute: the runner may start in another directory.
+    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
     let secret = args
         .password_env
         .clone()
         .map(Secret::PasswordEnv)
-        .or(args.password_file.clone().map(Secret::PasswordFile))
+        .or(args
+            .password_file
+            .as_ref()
+            .map(|p| Secret::PasswordFile(absolute(p))))
         .or(args.oauth_token_env.clone().map(Secret::OauthTokenEnv));
     let timeout_ms = match args.timeout {
         None => None,
@@ -118,13 +127,14 @@ pub fn route(args: &ServerArgs, account: Option<&Account>, direct: bool) -> Resu
         server: args.server.clone(),
         direct,
         tls: args.tls.map(route_tls),
-        ca_file: args.ca_file.clone(),
+        ca_file: args.ca_file.as_ref().map(absolute),
         insecure: args.insecure,
         helo: args.helo.clone(),
         timeout_ms,
         allow_plaintext_auth: args.allow_plaintext_auth,
         user: args.user.clone(),
         secret,
+        allow_readable_secret_file: args.allow_world_readable_password,
         auth: args.auth.map(|a| auth_name(a).to_string()),
         dns_server: args.dns_server,
         mx_port: args.mx_port,
@@ -145,6 +155,7 @@ fn server_args(route: &Route, verbose: bool) -> Result<ServerArgs, String> {
         timeout: route.timeout().map(|d| d.as_secs_f64()),
         allow_plaintext_auth: route.allow_plaintext_auth,
         user: route.user.clone(),
+        allow_world_readable_password: route.allow_readable_secret_file,
         verbose,
         ..ServerArgs::default()
     };
@@ -220,20 +231,26 @@ pub fn spool_dir(flag: Option<&Path>) -> Result<PathBuf, Fail> {
     })
 }
 
-/// Opens the spool: exit 75 when it cannot be, 77 (EX_NOPERM) when it is not private.
+/// Opens (creating if needed) the spool: 77 (EX_NOPERM) when it is not private, 73
+/// (EX_CANTCREAT) when it is not a directory, 75 otherwise.
 pub fn open_spool(flag: Option<&Path>) -> Result<Spool, Fail> {
     let dir = spool_dir(flag)?;
-    Spool::open(&dir).map_err(|e| {
-        let code = if e.kind() == std::io::ErrorKind::PermissionDenied {
-            exit::NOPERM
-        } else {
-            exit::TEMPFAIL
-        };
-        Fail::new(
-            code,
+    Spool::open(&dir).map_err(|e| spool_fail(&dir, e))
+}
+
+fn spool_fail(dir: &Path, e: std::io::Error) -> Fail {
+    use std::io::ErrorKind;
+    match e.kind() {
+        // The spool's own refusals say which directory and why.
+        ErrorKind::PermissionDenied if e.to_string().starts_with("refusing") => {
+            Fail::new(exit::NOPERM, format!("queue: {e}"))
+        }
+        ErrorKind::NotADirectory => Fail::new(exit::CANTCREAT, format!("queue: {e}")),
+        _ => Fail::new(
+            exit::TEMPFAIL,
             format!("queue: cannot open the spool {}: {e}", dir.display()),
-        )
-    })
+        ),
+    }
 }
 
 /// The retry policy; bounce reports name this host.
@@ -362,7 +379,8 @@ pub fn queue_deferred(
     }
     let doubt = later.iter().any(|d| d.status == DeliveryStatus::InDoubt);
     warn(format_args!(
-        "postline: queued as {id} for {} recipient(s): {}{}",
+        "postline: queued as {id} for {} recipient(s), sent by `postline queue run` (or a \
+         running `postline queue run --daemon`): {}{}",
         later.len(),
         one_line(&later[0].detail()),
         if doubt {
@@ -417,7 +435,36 @@ pub fn queue_only(
 
 /// `postline queue ...`.
 pub fn run(args: &QueueArgs) -> Result<u8, Fail> {
-    let spool = open_spool(args.queue_dir.as_deref())?;
+    // Nothing here creates a spool: a missing one is an empty queue.
+    let dir = spool_dir(args.queue_dir.as_deref())?;
+    let spool = match Spool::open_existing(&dir) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return match &args.command {
+                QueueCommand::Show { id, .. }
+                | QueueCommand::Remove { id }
+                | QueueCommand::Release { id } => Err(Fail::new(
+                    exit::NOINPUT,
+                    format!(
+                        "queue: no message {id}: there is no queue at {}",
+                        dir.display()
+                    ),
+                )),
+                QueueCommand::List { json: true } => {
+                    say(format_args!("[]"));
+                    Ok(exit::OK)
+                }
+                _ => {
+                    warn(format_args!(
+                        "postline: no queue at {} (nothing was ever queued there)",
+                        dir.display()
+                    ));
+                    Ok(exit::OK)
+                }
+            };
+        }
+        Err(e) => return Err(spool_fail(&dir, e)),
+    };
     match &args.command {
         QueueCommand::List { json } => list(&spool, *json),
         QueueCommand::Run { daemon, verbose } => {
@@ -479,6 +526,11 @@ fn list(spool: &Spool, json_out: bool) -> Result<u8, Fail> {
     for e in &entries {
         let rcpts: Vec<&str> = e.pending().map(|r| r.address.as_str()).collect();
         let held = e.held().count();
+        let doubt = e
+            .recipients
+            .iter()
+            .filter(|r| matches!(r.status, RecipientStatus::Pending { in_doubt: true, .. }))
+            .count();
         let next = if rcpts.is_empty() {
             "never (held)".to_string()
         } else if e.next_attempt <= now {
@@ -493,10 +545,10 @@ fn list(spool: &Spool, json_out: bool) -> Result<u8, Fail> {
             rcpts.join(","),
             e.attempts,
             next,
-            if held > 0 {
-                format!("  {held} held in doubt")
-            } else {
-                String::new()
+            match (held, doubt) {
+                (0, 0) => String::new(),
+                (0, d) => format!("  {d} in doubt (may be delivered twice)"),
+                (h, _) => format!("  {h} held in doubt (queue release)"),
             },
             if e.is_bounce { "  (bounce)" } else { "" },
             e.last_error
@@ -561,7 +613,10 @@ fn show(spool: &Spool, id: &str, json_out: bool) -> Result<u8, Fail> {
     if let Some(x) = &e.last_error {
         say(format_args!("last error  {}", one_line(x)));
     }
-    say(format_args!("route       {}", e.route.describe()));
+    say(format_args!(
+        "route       {}",
+        one_line(&e.route.describe())
+    ));
     say(format_args!(
         "message     {}",
         spool.message_path(&e.id).display()
@@ -634,8 +689,13 @@ fn release(spool: &Spool, id: &str) -> Result<u8, Fail> {
 
 /// One line per recipient result, printed once it is recorded.
 fn result_line(id: &str, d: &Delivery) -> String {
+    let via = d
+        .host
+        .as_deref()
+        .map(|h| format!("  via {}", one_line(h)))
+        .unwrap_or_default();
     format!(
-        "{id}  {:<10} {}  {}",
+        "{id}  {:<10} {}{via}  {}",
         d.status.name(),
         d.address,
         one_line(&d.detail())
@@ -686,11 +746,31 @@ fn pass(spool: Spool, force: bool, verbose: bool) -> Result<u8, Fail> {
             None => say(format_args!("{line}")),
         }
     };
-    let report = runner.pass(SystemTime::now(), force, &|| false, &mut observe);
+    let mut report = runner.pass(SystemTime::now(), force, &|| false, &mut observe);
+    // Results this process knows and could not write: a few more tries before they are
+    // lost with it (then those recipients are sent to again by the next run).
+    for _ in 0..UNRECORDED_RETRIES {
+        if runner.unrecorded().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        let retry = runner.pass(SystemTime::now(), false, &|| true, &mut observe);
+        report.unrecorded = retry.unrecorded;
+        report.problems.extend(retry.problems);
+    }
+
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     summarize(&report);
+    let left = runner.unrecorded();
+    if !left.is_empty() {
+        warn(format_args!(
+            "postline: queue: could not record the results of {}: their recipients that were \
+             delivered will be sent to again by the next run",
+            left.join(", ")
+        ));
+    }
     Ok(exit_for(&report))
 }
 
@@ -710,8 +790,8 @@ fn summarize(r: &RunReport) {
     ));
     if r.unrecorded > 0 {
         warn(format_args!(
-            "postline: queue: {} message(s) have results that could not be recorded; they stay \
-             queued and locked by this process and will be written before anything else is sent",
+            "postline: queue: {} message(s) have results that could not be written (is the disk \
+             full?); delivery stopped",
             r.unrecorded
         ));
     }
@@ -722,8 +802,14 @@ fn summarize(r: &RunReport) {
 fn daemon_loop(spool: Spool, verbose: bool) -> Result<u8, Fail> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .map_err(|e| Fail::new(exit::SOFTWARE, format!("queue: cannot handle signals: {e}")))?;
+        // A second signal leaves at once (exit 75): what is on the wire is then in doubt.
+        signal_hook::flag::register_conditional_shutdown(
+            sig,
+            exit::TEMPFAIL as i32,
+            Arc::clone(&stop),
+        )
+        .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)))
+        .map_err(|e| Fail::new(exit::SOFTWARE, format!("queue: cannot handle signals: {e}")))?;
     }
     warn(format_args!(
         "postline: queue daemon on {} (SIGTERM to stop)",
@@ -737,6 +823,9 @@ fn daemon_loop(spool: Spool, verbose: bool) -> Result<u8, Fail> {
         }
     };
     let last = runner.daemon(&stop, Duration::from_secs(60), &mut observe, &mut on_pass);
+    warn(format_args!(
+        "postline: queue daemon stopping: what was on the wire is finished and recorded"
+    ));
     let left = runner.unrecorded();
     if !left.is_empty() {
         warn(format_args!(
@@ -747,7 +836,6 @@ fn daemon_loop(spool: Spool, verbose: bool) -> Result<u8, Fail> {
         return Ok(exit::TEMPFAIL);
     }
     let _ = last;
-    warn(format_args!("postline: queue daemon stopping"));
     Ok(exit::OK)
 }
 

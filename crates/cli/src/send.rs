@@ -193,6 +193,7 @@ pub fn report_json(report: &Report) -> Value {
                 json!({
                     "address": r.address,
                     "accepted": r.accepted,
+                    "status": if r.accepted { "delivered" } else if deferred(r) { "deferred" } else { "failed" },
                     "reply": r.reply.as_ref().map(reply_json),
                 })
             })
@@ -228,11 +229,30 @@ pub fn report_json(report: &Report) -> Value {
     v
 }
 
+/// A recipient the server refused for now (4xx): not delivered, and not a failure either.
+fn deferred(r: &postline::Recipient) -> bool {
+    !r.accepted && r.reply.as_ref().is_none_or(|x| !x.is_permanent())
+}
+
+/// The exit code of a message some server took: 0 when every recipient was accepted; 75
+/// when one was refused for now (`--partial-ok` covers refusals for good, not deferrals);
+/// 67 when one was refused for good, unless `--partial-ok`.
+fn accepted_code(o: &Outcome, partial_ok: bool) -> u8 {
+    if o.all_accepted() {
+        exit::OK
+    } else if o.recipients.iter().any(deferred) {
+        exit::TEMPFAIL
+    } else if partial_ok {
+        exit::OK
+    } else {
+        exit::NOUSER
+    }
+}
+
 /// Prints the report (one line per recipient, or JSON) and returns the exit code.
 pub fn print_report(report: &Report, json_out: bool, partial_ok: bool) -> u8 {
     let code = match &report.result {
-        Ok(o) if o.all_accepted() || partial_ok => exit::OK,
-        Ok(_) => exit::NOUSER,
+        Ok(o) => accepted_code(o, partial_ok),
         Err(e) => exit::for_error(e),
     };
     if json_out {
@@ -249,6 +269,8 @@ pub fn print_report(report: &Report, json_out: bool, partial_ok: bool) -> u8 {
             .unwrap_or_else(|| "no reply".into());
         if r.accepted {
             outln!("accepted  {}  {}", r.address, escape(&reply));
+        } else if deferred(r) {
+            outln!("deferred  {}  {}", r.address, escape(&reply));
         } else {
             outln!("refused   {}  {}", r.address, escape(&reply));
         }
@@ -261,7 +283,9 @@ pub fn print_report(report: &Report, json_out: bool, partial_ok: bool) -> u8 {
                 report.target_host,
                 escape(&o.reply.to_string())
             );
-            if !o.all_accepted() && !partial_ok {
+            if o.recipients.iter().any(deferred) {
+                errln!("postline: some recipients were refused for now: try again later (--queue keeps them)");
+            } else if !o.all_accepted() && !partial_ok {
                 errln!("postline: some recipients were refused (--partial-ok to accept that)");
             }
         }
@@ -422,7 +446,7 @@ pub fn print_report_quiet(report: &Report) -> u8 {
         Ok(o) if o.all_accepted() => exit::OK,
         Ok(o) => {
             warn_refused(o.rejected());
-            exit::NOUSER
+            accepted_code(o, false)
         }
         Err(e) => {
             if let Error::MessageRejected { recipients, .. } = e {

@@ -746,7 +746,11 @@ fn smtp_sink_soft_rcpt_refusal_is_75_and_hard_data_refusal_is_65() {
     };
     let soft = SmtpSink::start(&["-r", "RCPT"]);
     let o = run_code(send(&soft.addr()), 75);
-    assert!(stdout(&o).contains("refused"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("deferred  b@example.com  4"),
+        "{}",
+        stdout(&o)
+    );
     let hard = SmtpSink::start(&["-f", "DATA"]);
     run_code(send(&hard.addr()), 65);
 }
@@ -1617,4 +1621,42 @@ fn completions_and_man_page() {
     assert!(out.contains(".TH"), "{out}");
     assert!(out.to_lowercase().contains("postline"), "{out}");
     run_code(sb.cmd(&["completions", "no-such-shell"]), 64);
+}
+
+/// One recipient accepted, one refused for now (4xx): exit 75 (not 67), even with
+/// `--partial-ok` (which covers refusals for good only); the line says deferred and the JSON
+/// status too.
+#[test]
+fn a_recipient_refused_for_now_is_75_not_67() {
+    let srv = Aiosmtpd::builder().reject_rcpt("refuse").start();
+    let sb = Sandbox::new();
+    let o = run_code(
+        sb.send(&srv.addr())
+            .from("a@example.com")
+            .to("ok@example.com")
+            .to("refuse@example.com")
+            .body("x"),
+        67,
+    );
+    assert!(
+        stdout(&o).contains("refused   refuse@example.com  550"),
+        "{}",
+        stdout(&o)
+    );
+    let soft = SmtpSink::start(&["-r", "RCPT"]);
+    for extra in [&[][..], &["--partial-ok"][..], &["--json"][..]] {
+        let o = run_code(
+            sb.send(&soft.addr())
+                .from("a@example.com")
+                .to("b@example.com")
+                .to("c@example.com")
+                .body("x")
+                .args(extra),
+            75,
+        );
+        if extra == ["--json"] {
+            let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+            assert_eq!(v["recipients"][0]["status"], "deferred", "{v}");
+        }
+    }
 }

@@ -171,7 +171,10 @@ fn tempfail_then_accept_delivers_once_with_bytes_intact() {
     );
     let err = stderr(&o);
     assert!(
-        err.contains("postline: queued as ") && err.contains("for 1 recipient(s): 451"),
+        err.contains("postline: queued as ")
+            && err.contains("for 1 recipient(s)")
+            && err.contains("postline queue run")
+            && err.contains(": 451"),
         "{err}"
     );
     assert!(
@@ -308,11 +311,15 @@ fn per_recipient_state_and_bounce_report() {
     let o = run_code(&mut sb.queue("run", &[]), 0);
     let out = stdout(&o);
     assert!(
-        out.contains(&format!("{id}  failed     refuse@example.com  550")),
+        out.contains(&format!(
+            "{id}  failed     refuse@example.com  via 127.0.0.1  550"
+        )),
         "{out}"
     );
     assert!(
-        out.contains(&format!("{id}  deferred   ok@example.com  451")),
+        out.contains(&format!(
+            "{id}  deferred   ok@example.com  via 127.0.0.1  451"
+        )),
         "{out}"
     );
     let o = run_code(&mut sb.queue("show", &[&id]), 0);
@@ -656,20 +663,16 @@ fn direct_delivery_is_queued_and_retried() {
     assert!(sb.queue_list().is_empty());
 }
 
-/// An unusable spool directory: exit 75.
+/// A spool path that is not a directory: exit 73 (EX_CANTCREAT).
 #[test]
-fn unusable_spool_is_75() {
+fn unusable_spool_is_73() {
     let sb = sandbox();
     let file = sb.write("not-a-dir", "x");
     let o = run_code(
         &mut sb.cmd(&["queue", "run", "--queue-dir", file.to_str().unwrap()]),
-        75,
+        73,
     );
-    assert!(
-        stderr(&o).contains("cannot open the spool"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("is not a directory"), "{}", stderr(&o));
 }
 
 /// `postline queue flush | head -1`: the pipe closes after the first line; every result is
@@ -830,4 +833,103 @@ fn sigterm_mid_drain_records_what_was_sent_and_sends_nothing_twice() {
         assert_eq!(counts.get(s), Some(&1), "{s}: {counts:?}");
     }
     assert!(sb.queue_list().is_empty());
+}
+
+/// Reading commands create nothing; a directory that is not a spool is never made private
+/// behind the user's back; a symbolic link is refused even written with a trailing slash.
+#[test]
+fn the_spool_is_never_created_or_changed_by_reading_commands() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = sandbox();
+    let missing = sb.spool().join("typo/queue");
+    let m = missing.to_str().unwrap();
+    let o = run_code(&mut sb.cmd(&["queue", "list", "--queue-dir", m]), 0);
+    assert!(stderr(&o).contains("no queue at"), "{}", stderr(&o));
+    run_code(
+        &mut sb.cmd(&["queue", "show", "abc-1", "--queue-dir", m]),
+        66,
+    );
+    assert!(!missing.exists(), "nothing created");
+    // Someone's ordinary directory (mode 755, with files): refused, left as it was.
+    let home = sb.spool().join("home");
+    fs::create_dir_all(&home).unwrap();
+    fs::write(home.join("notes.txt"), "x").unwrap();
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o755)).unwrap();
+    let o = run_code(
+        &mut sb.cmd(&["queue", "run", "--queue-dir", home.to_str().unwrap()]),
+        77,
+    );
+    assert!(stderr(&o).contains("chmod 700"), "{}", stderr(&o));
+    assert_eq!(
+        fs::metadata(&home).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+    assert!(!home.join("failed").exists());
+    // A link to a spool, with or without a trailing slash.
+    let real = sb.spool().join("real");
+    fs::create_dir_all(&real).unwrap();
+    fs::set_permissions(&real, fs::Permissions::from_mode(0o700)).unwrap();
+    let link = sb.spool().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    for l in [
+        link.to_str().unwrap().to_string(),
+        format!("{}/", link.display()),
+    ] {
+        let o = run_code(&mut sb.cmd(&["queue", "run", "--queue-dir", &l]), 73);
+        assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
+    }
+}
+
+/// The route keeps what the first attempt used: a password file's absolute path and the
+/// user's leave to read it although others can, so a runner started elsewhere sends it.
+#[test]
+fn a_queued_route_keeps_the_password_file_and_its_leave() {
+    let srv = Aiosmtpd::builder()
+        .auth("me", "secret")
+        .auth_plaintext()
+        .start();
+    let sb = sandbox();
+    let file = sb.write("m.eml", message("pwfile"));
+    let pw = sb.write("pw", "secret\n");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&pw, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let spool = sb.spool_str();
+    // Queued from the sandbox directory with a relative path.
+    let o = run_code(
+        send(
+            &sb,
+            &srv,
+            &file,
+            &["rcpt@example.com"],
+            &["--queue-only", "--queue-dir", &spool],
+        )
+        .args([
+            "--user",
+            "me",
+            "--password-file",
+            "pw",
+            "--allow-world-readable-password",
+            "--allow-plaintext-auth",
+        ])
+        .current_dir(pw.parent().unwrap()),
+        0,
+    );
+    let _ = o;
+    let list = sb.queue_list();
+    let stored = list[0]["route"]["secret"]["password-file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(stored.starts_with('/'), "{stored}");
+    // The runner starts elsewhere.
+    let o = run_code(sb.queue("flush", &[]).current_dir("/"), 0);
+    assert!(
+        stdout(&o).contains("delivered 1"),
+        "{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert_eq!(srv.wait_for_messages(1, STORE_WAIT).len(), 1);
 }

@@ -11,7 +11,7 @@
 //!   cannot take (larger than its SIZE, SMTPUTF8, 8-bit data or REQUIRETLS it does not offer);
 //! - **in doubt** when the end of data was on the wire and no final reply came;
 //! - **not attempted** when the transaction never began (an earlier message ended the
-//!   connection);
+//!   connection without a word from the server, or the caller stopped);
 //! - **deferred** for everything else: 4xx replies, the network, timeouts, TLS, a refused
 //!   greeting or EHLO, authentication, local configuration. None of those is about this
 //!   message, and fixing them should not cost the mail.
@@ -167,10 +167,11 @@ impl Delivery {
     }
 
     /// One line for people: the reply, the reason, or both (the reply first, so the line
-    /// starts with its code).
+    /// starts with its code; a reason that already quotes the reply is enough).
     pub fn detail(&self) -> String {
         match (&self.reply, self.reason.is_empty()) {
             (Some(r), true) => r.to_string(),
+            (Some(r), false) if self.reason.contains(&r.to_string()) => self.reason.clone(),
             (Some(r), false) => format!("{r} ({})", self.reason),
             (None, _) => self.reason.clone(),
         }
@@ -182,6 +183,8 @@ impl Delivery {
 pub fn status_of(e: &Error) -> DeliveryStatus {
     match e {
         Error::DeliveryUnknown { .. } => DeliveryStatus::InDoubt,
+        // The server answered (a 421 closing the session): an attempt, deferred.
+        Error::NotSent { cause } if cause.reply().is_some() => DeliveryStatus::Deferred,
         Error::NotSent { .. } => DeliveryStatus::NotAttempted,
         Error::MessageRejected { reply: Some(r), .. } => by_reply(r),
         Error::Incompatible(_) | Error::Address { .. } | Error::NoRecipients => {
@@ -208,10 +211,10 @@ fn refused_recipient(address: &str, reply: Option<&ServerReply>) -> Delivery {
 
 fn refused_at(at: FailedAt) -> &'static str {
     match at {
-        FailedAt::Mail => "sender refused",
-        FailedAt::NoValidRecipients => "every recipient refused",
-        FailedAt::Data => "DATA refused",
-        FailedAt::Message => "message refused",
+        FailedAt::Mail => "at MAIL",
+        FailedAt::NoValidRecipients => "no recipient accepted",
+        FailedAt::Data => "at DATA",
+        FailedAt::Message => "after the data",
     }
 }
 
@@ -374,6 +377,12 @@ mod tests {
                     cause: Box::new(lost),
                 },
                 NotAttempted,
+            ),
+            (
+                Error::NotSent {
+                    cause: Box::new(Error::ServiceClosing(reply(421, "rate limited"))),
+                },
+                Deferred,
             ),
             (
                 Error::Incompatible(crate::Refusal::TooLarge { size: 9, limit: 1 }),

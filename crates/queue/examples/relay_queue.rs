@@ -56,8 +56,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut runner = Runner::new(spool.clone(), policy, smtp);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
+        // The observer runs while results are written: a closed stdout must not panic it.
         let report = runner.pass(SystemTime::now(), false, &|| false, &mut |id, d| {
-            println!("{id} {} {} {}", d.status, d.address, d.detail());
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stdout(),
+                "{id} {} {} {}",
+                d.status,
+                d.address,
+                d.detail()
+            );
         });
         for p in &report.problems {
             eprintln!("problem: {p}");

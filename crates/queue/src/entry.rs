@@ -206,6 +206,7 @@ impl FirstRoute {
             allow_plaintext_auth: f.allow_plaintext_auth,
             user: f.user,
             secret,
+            allow_readable_secret_file: false,
             auth: f.auth,
             dns_server: f.dns_server,
             mx_port: f.mx_port,

@@ -20,13 +20,16 @@
 //!               b"Subject: hi\r\n\r\nhello\r\n", SystemTime::now())?;
 //! let smtp = Smtp::new(|route: &Route| {
 //!     let server = route.server.clone().ok_or("no server")?;
-//!     let (host, port) = server.split_once(':').unwrap_or((&server, "587"));
+//!     let (host, port) = server.rsplit_once(':').unwrap_or((&server, "587"));
 //!     let port = port.parse().map_err(|_| "bad port")?;
 //!     Ok(Destination::Relay(postline::Config::relay(host).port(port).credentials("me", "pw")))
 //! });
 //! let mut runner = Runner::new(spool, Policy::default(), smtp);
+//! // The observer runs while results are written: it must not panic (a closed stdout
+//! // makes `println!` panic; write and ignore the error instead).
 //! let report = runner.pass(SystemTime::now(), false, &|| false, &mut |id, d| {
-//!     println!("{id} {} {}", d.address, d.status);
+//!     use std::io::Write;
+//!     let _ = writeln!(std::io::stdout(), "{id} {} {}", d.address, d.status);
 //! });
 //! println!("{report:?}");
 //! # Ok::<(), std::io::Error>(())

@@ -34,8 +34,11 @@ pub struct Policy {
     /// No delivery starts while the spool's file system has less free space than this
     /// (default 16 MiB): results that cannot be recorded would be sent again.
     pub min_free_bytes: u64,
-    /// Messages taken in hand (locked) at once per route (default 256).
+    /// Messages taken in hand (locked and read into memory) at once per route (default 256).
     pub batch_messages: usize,
+    /// Octets of messages taken in hand at once (default 64 MiB; a larger message goes
+    /// alone).
+    pub batch_bytes: u64,
 }
 
 impl Default for Policy {
@@ -49,6 +52,7 @@ impl Default for Policy {
             in_doubt: InDoubt::Retry,
             min_free_bytes: 16 << 20,
             batch_messages: 256,
+            batch_bytes: 64 << 20,
         }
     }
 }

@@ -86,6 +86,9 @@ pub struct Route {
     /// Where the password or token comes from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<Secret>,
+    /// A password file others can read is accepted (the user said so when queueing).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_readable_secret_file: bool,
     /// The SASL mechanism, by name (`plain`, `login`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<String>,
@@ -147,11 +150,13 @@ impl Route {
             .map(Duration::from_millis)
     }
 
-    /// A short description for people: `account NAME`, `relay HOST`, or `direct (MX)`.
+    /// A short description for people: `relay HOST (account NAME)`, `account NAME`,
+    /// `relay HOST`, or `direct (MX)`.
     pub fn describe(&self) -> String {
         match (&self.account, &self.server, self.direct) {
             (_, _, true) => "direct (MX)".into(),
-            (Some(a), _, _) => format!("account {a}"),
+            (Some(a), Some(s), _) => format!("relay {s} (account {a})"),
+            (Some(a), None, _) => format!("account {a}"),
             (None, Some(s), _) => format!("relay {s}"),
             (None, None, false) => "default account".into(),
         }

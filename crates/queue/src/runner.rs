@@ -164,8 +164,8 @@ impl<D: Deliver> Runner<D> {
             }
         };
         report.problems.extend(odd);
-        // Due entries, grouped by route in queue order.
-        let mut groups: Vec<(Route, Vec<String>)> = Vec::new();
+        // Due entries (id and size), grouped by route in queue order.
+        let mut groups: Vec<(Route, Vec<(String, u64)>)> = Vec::new();
         let mut index: HashMap<Route, usize> = HashMap::new();
         for id in ids {
             let entry = match self.load(&id, &mut report) {
@@ -184,11 +184,11 @@ impl<D: Deliver> Runner<D> {
                 groups.push((entry.route.clone(), Vec::new()));
                 groups.len() - 1
             });
-            groups[slot].1.push(id);
+            groups[slot].1.push((id, entry.size));
         }
         let mut remaining: usize = groups.iter().map(|(_, ids)| ids.len()).sum();
         'groups: for (route, ids) in groups {
-            for chunk in ids.chunks(self.policy.batch_messages.max(1)) {
+            for chunk in chunks(&ids, self.policy.batch_messages, self.policy.batch_bytes) {
                 if stop() || report.blocked {
                     break 'groups;
                 }
@@ -205,7 +205,7 @@ impl<D: Deliver> Runner<D> {
                     _ => {}
                 }
                 remaining -= chunk.len();
-                self.deliver_chunk(&route, chunk, now, force, stop, observe, &mut report);
+                self.deliver_chunk(&route, &chunk, now, force, stop, observe, &mut report);
             }
         }
         self.deliver.finish();
@@ -311,11 +311,11 @@ impl<D: Deliver> Runner<D> {
                         left: h.entry.pending().map(|r| r.address.clone()).collect(),
                         counted: false,
                         reported: false,
+                        unwritten: false,
                     })
                 })
                 .collect(),
             report: std::mem::take(report),
-            unwritten: Vec::new(),
             observe,
         });
         let stopping = AtomicBool::new(false);
@@ -336,16 +336,19 @@ impl<D: Deliver> Runner<D> {
         drop(jobs);
         let state = state.into_inner().unwrap_or_else(|p| p.into_inner());
         *report = state.report;
-        // Never reported: still queued as they were (unlocked when `held` drops). Partly
-        // reported ones were written at each report; what was not reported stays pending.
-        report.deferred += state.slots.iter().flatten().filter(|s| !s.reported).count();
-        let mut unwritten = state.unwritten;
-        unwritten.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
-        let mut held = held;
-        for (i, entry) in unwritten {
-            let mut h = held.swap_remove(i);
-            h.entry = entry;
-            self.unrecorded.push(h);
+        // Never reported, or reported in part (each part written): still queued, unlocked
+        // when `held` drops. Those whose last write failed stay in hand, locked.
+        let mut held: Vec<Option<Held>> = held.into_iter().map(Some).collect();
+        for (i, slot) in state.slots.into_iter().enumerate() {
+            let Some(slot) = slot else { continue };
+            if slot.unwritten {
+                if let Some(mut h) = held[i].take() {
+                    h.entry = slot.entry;
+                    self.unrecorded.push(h);
+                }
+            } else {
+                report.deferred += 1;
+            }
         }
         if !self.unrecorded.is_empty() {
             report.blocked = true;
@@ -359,14 +362,15 @@ impl<D: Deliver> Runner<D> {
             .iter()
             .map(|h| (&h.entry, h.message.as_slice()))
             .collect();
-        let failed = commit(&self.spool, &self.policy, &items, now, report);
+        let written = commit(&self.spool, &self.policy, &items, now, report);
         drop(items);
-        if !failed.is_empty() {
-            report.blocked = true;
-        }
-        for (i, h) in group.into_iter().enumerate() {
-            if failed.contains(&i) {
-                self.unrecorded.push(h);
+        for (h, result) in group.into_iter().zip(written) {
+            match result {
+                Ok(ending) => report.count(ending),
+                Err(()) => {
+                    report.blocked = true;
+                    self.unrecorded.push(h);
+                }
             }
         }
     }
@@ -442,6 +446,28 @@ impl<D: Deliver> Runner<D> {
     }
 }
 
+/// Groups of ids of at most `count` messages and `bytes` octets (a message larger than that
+/// goes alone), so a pass holds a bounded amount of mail in memory.
+fn chunks(ids: &[(String, u64)], count: usize, bytes: u64) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut size = 0u64;
+    for (id, len) in ids {
+        let start_new = match out.last() {
+            None => true,
+            Some(c) => c.len() >= count.max(1) || size.saturating_add(*len) > bytes,
+        };
+        if start_new {
+            out.push(Vec::new());
+            size = 0;
+        }
+        size = size.saturating_add(*len);
+        if let Some(c) = out.last_mut() {
+            c.push(id.clone());
+        }
+    }
+    out
+}
+
 /// One job's entry as its results come in.
 struct Slot {
     entry: Entry,
@@ -449,18 +475,19 @@ struct Slot {
     left: Vec<String>,
     /// This pass's attempt is counted in `entry.attempts`.
     counted: bool,
-    /// Some result was written.
+    /// Some result was applied.
     reported: bool,
+    /// The last write of this entry failed: it goes to the runner's unrecorded results
+    /// unless a later part's write succeeds.
+    unwritten: bool,
 }
 
 /// The record side of one deliverer call.
 struct Commit<'o, 'p> {
     /// Each job's entry, updated as its results come in (a job may be reported in parts,
-    /// such as one part per recipient domain); taken when fully reported or unwritable.
+    /// such as one part per recipient domain); cleared once fully reported and written.
     slots: Vec<Option<Slot>>,
     report: RunReport,
-    /// Reported jobs whose results could not be written: (job index, updated entry).
-    unwritten: Vec<(usize, Entry)>,
     observe: &'o mut Observer<'p>,
 }
 
@@ -475,8 +502,16 @@ impl Commit<'_, '_> {
         now: SystemTime,
     ) -> bool {
         let t = secs(now);
-        let mut group: Vec<(usize, Vec<Delivery>)> = Vec::with_capacity(results.len());
-        for (i, mut deliveries) in results {
+        // Parts of one job given in one call are one part.
+        let mut parts: Vec<(usize, Vec<Delivery>)> = Vec::with_capacity(results.len());
+        for (i, list) in results {
+            match parts.iter_mut().find(|(j, _)| *j == i) {
+                Some((_, l)) => l.extend(list),
+                None => parts.push((i, list)),
+            }
+        }
+        let mut group: Vec<(usize, Vec<Delivery>)> = Vec::with_capacity(parts.len());
+        for (i, mut deliveries) in parts {
             let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
                 continue; // out of range, or done: the first report stands
             };
@@ -494,6 +529,30 @@ impl Commit<'_, '_> {
             let attempted = apply(&mut slot.entry, &deliveries, policy, t, !slot.counted);
             slot.counted |= attempted;
             slot.reported = true;
+            // Expiry only once every part is in: another domain may still deliver. Earlier
+            // parts' recipients it fails are told again, as recorded.
+            if slot.left.is_empty() {
+                let before: Vec<bool> = slot
+                    .entry
+                    .recipients
+                    .iter()
+                    .map(|r| matches!(r.status, RecipientStatus::Pending { .. }))
+                    .collect();
+                expire(&mut slot.entry, policy, t);
+                for (r, was_pending) in slot.entry.recipients.iter().zip(before) {
+                    let told = deliveries.iter().any(|d| d.address == r.address);
+                    if let (true, false, RecipientStatus::Failed { reason, .. }) =
+                        (was_pending, told, &r.status)
+                    {
+                        deliveries.push(Delivery::new(
+                            r.address.clone(),
+                            DeliveryStatus::Failed,
+                            None,
+                            reason.clone(),
+                        ));
+                    }
+                }
+            }
             group.push((i, deliveries));
         }
         let items: Vec<(&Entry, &[u8])> = group
@@ -503,34 +562,68 @@ impl Commit<'_, '_> {
                 Some((&slot.entry, held[*i].message.as_slice()))
             })
             .collect();
-        let failed = commit(spool, policy, &items, now, &mut self.report);
+        let written = commit(spool, policy, &items, now, &mut self.report);
         drop(items);
-        for (k, (i, deliveries)) in group.into_iter().enumerate() {
-            let done = self.slots[i].as_ref().is_none_or(|s| s.left.is_empty());
-            if failed.contains(&k) {
-                if let Some(slot) = self.slots[i].take() {
-                    self.unwritten.push((i, slot.entry));
-                }
-                continue;
-            }
-            let Some(slot) = (if done { self.slots[i].take() } else { None }) else {
-                if let Some(slot) = &self.slots[i] {
-                    for d in &deliveries {
-                        (self.observe)(&slot.entry.id, d);
-                    }
-                }
+        let mut ok = true;
+        for ((i, deliveries), result) in group.into_iter().zip(written) {
+            let Some(slot) = self.slots[i].as_mut() else {
                 continue;
             };
+            let Ok(ending) = result else {
+                slot.unwritten = true;
+                ok = false;
+                continue;
+            };
+            slot.unwritten = false;
             for d in &deliveries {
-                (self.observe)(&slot.entry.id, d);
+                (self.observe)(&slot.entry.id, &as_recorded(d, &slot.entry));
+            }
+            if slot.left.is_empty() {
+                self.report.count(ending);
+                self.slots[i] = None;
             }
         }
-        failed.is_empty()
+        ok
+    }
+}
+
+/// `d` as the entry recorded it: expiry turns a deferral into a failure, the in-doubt
+/// policy may hold it.
+fn as_recorded(d: &Delivery, entry: &Entry) -> Delivery {
+    let recorded = entry
+        .recipients
+        .iter()
+        .find(|r| r.address == d.address)
+        .map(|r| &r.status);
+    match recorded {
+        Some(RecipientStatus::Failed { reason, .. }) if d.status != DeliveryStatus::Failed => {
+            let mut shown = Delivery::new(
+                d.address.clone(),
+                DeliveryStatus::Failed,
+                d.reply.as_ref(),
+                reason.clone(),
+            );
+            shown.host = d.host.clone();
+            shown
+        }
+        _ => d.clone(),
+    }
+}
+
+impl RunReport {
+    fn count(&mut self, ending: Ending) {
+        match ending {
+            Ending::Kept => self.deferred += 1,
+            Ending::Completed => self.completed += 1,
+            Ending::Failed => self.failed += 1,
+        }
     }
 }
 
 /// Applies (part of) one attempt's results to an entry (in memory); counts the attempt when
-/// `count` and something was attempted. Returns whether something was.
+/// `count` and something was attempted. Returns whether something was. Nothing attempted
+/// (the connection ended before these messages) costs no attempt but waits
+/// [`Policy::first_retry`], so a server that keeps dropping the connection is not hammered.
 fn apply(entry: &mut Entry, deliveries: &[Delivery], policy: &Policy, t: u64, count: bool) -> bool {
     let mut attempted = false;
     let mut last_error = None;
@@ -573,78 +666,71 @@ fn apply(entry: &mut Entry, deliveries: &[Delivery], policy: &Policy, t: u64, co
             }
         };
     }
-    if !attempted {
-        return false; // due again at once
-    }
-    if count {
-        entry.attempts = entry.attempts.saturating_add(1);
-    }
     if last_error.is_some() {
         entry.last_error = last_error;
     }
-    let expired = t.saturating_sub(entry.created) >= policy.max_lifetime.as_secs();
-    if expired {
-        for r in entry.recipients.iter_mut() {
-            if let RecipientStatus::Pending { last_error, .. } = &r.status {
-                let reason = format!(
-                    "gave up after {} attempts over {} hours{}",
-                    entry.attempts,
-                    policy.max_lifetime.as_secs() / 3600,
-                    last_error
-                        .as_ref()
-                        .map(|e| format!("; last error: {e}"))
-                        .unwrap_or_default()
-                );
-                r.status = RecipientStatus::Failed { at: t, reason };
-            }
-        }
+    if !attempted {
+        entry.next_attempt = t.saturating_add(policy.first_retry.as_secs().max(1));
+        return false;
+    }
+    if count {
+        entry.attempts = entry.attempts.saturating_add(1);
     }
     entry.next_attempt = t.saturating_add(policy.backoff(entry.attempts).as_secs().max(1));
     true
 }
 
+/// Past its lifetime, what is still pending fails.
+fn expire(entry: &mut Entry, policy: &Policy, t: u64) {
+    if t.saturating_sub(entry.created) < policy.max_lifetime.as_secs() {
+        return;
+    }
+    for r in entry.recipients.iter_mut() {
+        if let RecipientStatus::Pending { last_error, .. } = &r.status {
+            let reason = format!(
+                "gave up after {} attempts over {} hours{}",
+                entry.attempts,
+                policy.max_lifetime.as_secs() / 3600,
+                last_error
+                    .as_ref()
+                    .map(|e| format!("; last error: {e}"))
+                    .unwrap_or_default()
+            );
+            r.status = RecipientStatus::Failed { at: t, reason };
+        }
+    }
+}
+
 /// Writes a group: finished entries end (bounce and `failed/` record first when some
 /// recipient failed), the others are rewritten; then one directory fsync makes the group
-/// durable. Returns the positions of those that could not be written.
+/// durable. Returns, for each, how it ended or that it could not be written.
 fn commit(
     spool: &Spool,
     policy: &Policy,
     group: &[(&Entry, &[u8])],
     now: SystemTime,
     report: &mut RunReport,
-) -> Vec<usize> {
-    let mut failed = Vec::new();
-    let mut endings = Vec::with_capacity(group.len());
-    for (k, (entry, message)) in group.iter().enumerate() {
+) -> Vec<Result<Ending, ()>> {
+    let mut out = Vec::with_capacity(group.len());
+    for (entry, message) in group {
         let result = if entry.is_finished() {
             finish(spool, policy, entry, message, now, report)
         } else {
             spool.save_unsynced(entry).map(|()| Ending::Kept)
         };
-        match result {
-            Ok(ending) => endings.push(ending),
-            Err(e) => {
-                report
-                    .problems
-                    .push(format!("{}: cannot record its results: {e}", entry.id));
-                failed.push(k);
-            }
-        }
+        out.push(result.map_err(|e| {
+            report
+                .problems
+                .push(format!("{}: cannot record its results: {e}", entry.id));
+        }));
     }
     if let Err(e) = spool.sync() {
         report
             .problems
             .push(format!("cannot sync {}: {e}", spool.dir().display()));
-        return (0..group.len()).collect();
+        return group.iter().map(|_| Err(())).collect();
     }
-    for ending in endings {
-        match ending {
-            Ending::Kept => report.deferred += 1,
-            Ending::Completed => report.completed += 1,
-            Ending::Failed => report.failed += 1,
-        }
-    }
-    failed
+    out
 }
 
 enum Ending {
@@ -666,7 +752,7 @@ fn finish(
     let any_failed = entry.failed().next().is_some();
     if any_failed {
         if policy.bounce && !entry.is_bounce && !entry.from.is_empty() {
-            let bounce_id = format!("{}-b", entry.id);
+            let bounce_id = bounce_id(&entry.id);
             if !spool.contains(&bounce_id) {
                 let text = bounce::report(entry, message, &policy.reporting_host, now);
                 let mut b = spool.new_entry(
@@ -694,4 +780,10 @@ fn finish(
     } else {
         Ending::Completed
     })
+}
+
+/// The id of an entry's bounce: derived from it, so a retried ending queues it once; within
+/// the id length limit whatever the entry's id.
+fn bounce_id(id: &str) -> String {
+    format!("{}-b", &id[..id.len().min(62)])
 }

@@ -101,6 +101,16 @@ fn all(job: &Job<'_>, status: DeliveryStatus, why: &str) -> Vec<Delivery> {
         .collect()
 }
 
+/// What the connection workers of one relay share.
+struct Shared<'a> {
+    next: &'a AtomicUsize,
+    stop: &'a AtomicBool,
+    /// The relay could not be reached by anyone: the rest are deferred without more tries.
+    down: &'a Mutex<Option<Error>>,
+    /// Workers with a connection now.
+    connected: &'a AtomicUsize,
+}
+
 /// One transaction of a job: a slice of its recipients.
 struct Tx {
     job: usize,
@@ -112,7 +122,13 @@ struct Tx {
 struct Inbox {
     ready: Vec<(usize, Vec<Delivery>)>,
     working: usize,
+    /// The recorder is gone (it panicked): workers must stop.
+    closed: bool,
 }
+
+/// The most results waiting for the recorder before workers wait for it: bounds what a
+/// crash can send twice when recording is slow (a stalled disk or observer).
+const MAX_UNRECORDED: usize = 256;
 
 /// Hands finished jobs to the recorder.
 struct Outbox<'a> {
@@ -123,8 +139,42 @@ struct Outbox<'a> {
 impl Outbox<'_> {
     fn send(&self, job: usize, list: Vec<Delivery>) {
         let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        while inbox.ready.len() >= MAX_UNRECORDED && !inbox.closed {
+            inbox = self.wake.wait(inbox).unwrap_or_else(|p| p.into_inner());
+        }
         inbox.ready.push((job, list));
-        self.wake.notify_one();
+        self.wake.notify_all();
+    }
+
+    fn closed(&self) -> bool {
+        self.inbox.lock().unwrap_or_else(|p| p.into_inner()).closed
+    }
+}
+
+/// Marks a worker done even when it panics, so the recorder never waits for it forever.
+struct Working<'a>(&'a Outbox<'a>);
+
+impl Drop for Working<'_> {
+    fn drop(&mut self) {
+        let mut inbox = self.0.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        inbox.working -= 1;
+        self.0.wake.notify_all();
+    }
+}
+
+/// Stops the workers when the recorder leaves, a panic included (a panicking observer must
+/// not leave connections sending what can no longer be recorded).
+struct Recording<'a> {
+    out: &'a Outbox<'a>,
+    stop: &'a AtomicBool,
+}
+
+impl Drop for Recording<'_> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut inbox = self.out.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        inbox.closed = true;
+        self.out.wake.notify_all();
     }
 }
 
@@ -136,34 +186,45 @@ impl Smtp {
     fn relay(&self, route: &Route, config: &Config, jobs: &[Job<'_>], record: &Record<'_>) {
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
-        // The relay could not be reached: the rest are deferred without more tries.
         let down: Mutex<Option<Error>> = Mutex::new(None);
         let workers = self.connections.min(jobs.len().div_ceil(self.round)).max(1);
         let inbox = Mutex::new(Inbox {
             ready: Vec::new(),
             working: workers,
+            closed: false,
         });
         let wake = Condvar::new();
         let out = Outbox {
             inbox: &inbox,
             wake: &wake,
         };
+        let connected = AtomicUsize::new(0);
+        let shared = Shared {
+            next: &next,
+            stop: &stop,
+            down: &down,
+            connected: &connected,
+        };
         std::thread::scope(|s| {
             for _ in 0..workers {
                 s.spawn(|| {
-                    self.worker(route, config, jobs, &next, &stop, &down, &out);
-                    let mut inbox = inbox.lock().unwrap_or_else(|p| p.into_inner());
-                    inbox.working -= 1;
-                    wake.notify_one();
+                    let _working = Working(&out);
+                    self.worker(route, config, jobs, &shared, &out);
                 });
             }
+            let _recording = Recording {
+                out: &out,
+                stop: &stop,
+            };
             loop {
                 let (group, done) = {
                     let mut inbox = inbox.lock().unwrap_or_else(|p| p.into_inner());
                     while inbox.ready.is_empty() && inbox.working > 0 {
                         inbox = wake.wait(inbox).unwrap_or_else(|p| p.into_inner());
                     }
-                    (std::mem::take(&mut inbox.ready), inbox.working == 0)
+                    let group = std::mem::take(&mut inbox.ready);
+                    wake.notify_all(); // room again for waiting workers
+                    (group, inbox.working == 0)
                 };
                 if !group.is_empty() && record(group) == Flow::Stop {
                     stop.store(true, Ordering::SeqCst);
@@ -182,45 +243,63 @@ impl Smtp {
     }
 
     /// One connection's share: rounds of messages until none are left or the runner stops.
-    #[allow(clippy::too_many_arguments)]
+    /// A worker connects before it takes a round: when it cannot, it leaves the rounds to
+    /// the connections that work, and only when none does are the rest deferred.
     fn worker(
         &self,
         route: &Route,
         config: &Config,
         jobs: &[Job<'_>],
-        next: &AtomicUsize,
-        stop: &AtomicBool,
-        down: &Mutex<Option<Error>>,
+        shared: &Shared<'_>,
         out: &Outbox<'_>,
     ) {
         let mut client: Option<Client> = self.take_idle(route);
-        while !stop.load(Ordering::SeqCst) {
-            let start = next.fetch_add(self.round, Ordering::SeqCst);
+        if client.is_some() {
+            shared.connected.fetch_add(1, Ordering::SeqCst);
+        }
+        while !shared.stop.load(Ordering::SeqCst) && !out.closed() {
+            if client.is_none()
+                && shared
+                    .down
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_none()
+            {
+                match Client::connect(config.clone()) {
+                    Ok(c) => {
+                        client = Some(c);
+                        shared.connected.fetch_add(1, Ordering::SeqCst);
+                    }
+                    // Others are sending: leave the rounds to them.
+                    Err(_) if shared.connected.load(Ordering::SeqCst) > 0 => break,
+                    Err(e) => {
+                        *shared.down.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    }
+                }
+            }
+            let start = shared.next.fetch_add(self.round, Ordering::SeqCst);
             if start >= jobs.len() {
                 break;
             }
             let range = start..(start + self.round).min(jobs.len());
-            let known_down = down.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            if let Some(e) = known_down {
-                failed_round(jobs, range, &e, out);
+            let Some(c) = client.as_mut() else {
+                let e = shared
+                    .down
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                failed_round(jobs, range, &e.unwrap_or(Error::Closed), out);
                 continue;
-            }
-            if client.is_none() {
-                match Client::connect(config.clone()) {
-                    Ok(c) => client = Some(c),
-                    Err(e) => {
-                        *down.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
-                        failed_round(jobs, range, &e, out);
-                        continue;
-                    }
-                }
-            }
-            let c = client.as_mut().expect("connected above");
-            if !self.round_on(c, config.host(), jobs, range, stop, out) {
+            };
+            if !self.round_on(c, config.host(), jobs, range, shared.stop, out) {
                 // Reconnect for the next round; this round's unsent messages stay queued
-                // (not attempted) for the next pass.
+                // (not attempted) for a later pass.
                 client = None;
+                shared.connected.fetch_sub(1, Ordering::SeqCst);
             }
+        }
+        if client.is_some() {
+            shared.connected.fetch_sub(1, Ordering::SeqCst);
         }
         // Kept for the next group of this pass; the runner's `finish` says QUIT.
         if let Some(c) = client {
@@ -276,7 +355,13 @@ impl Smtp {
                 if let Err(e) = &outcome {
                     usable &= keeps_connection(e);
                 }
-                let mut list = Delivery::from_result(&outcome, &tx.envelope);
+                // Not started because the runner is stopping: not reported, so untouched.
+                let cancelled = matches!(&outcome, Err(Error::NotSent { cause }) if matches!(**cause, Error::Cancelled));
+                let mut list = if cancelled {
+                    Vec::new()
+                } else {
+                    Delivery::from_result(&outcome, &tx.envelope)
+                };
                 let slot = &mut open[tx.job - first];
                 if usable && list.iter().any(|d| d.status == DeliveryStatus::Delivered) {
                     let (retry, keep): (Vec<Delivery>, Vec<Delivery>) =
@@ -301,7 +386,7 @@ impl Smtp {
                 }
                 slot.0.extend(list);
                 slot.1 -= 1;
-                if slot.1 == 0 {
+                if slot.1 == 0 && !slot.0.is_empty() {
                     out.send(tx.job, std::mem::take(&mut slot.0));
                 }
                 // Stopping: what is on the wire finishes, nothing more starts.

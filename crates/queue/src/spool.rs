@@ -108,7 +108,7 @@ pub(crate) fn valid_id(id: &str) -> bool {
 
 /// Creates `dir` (0700) if missing; refuses it when others could write it or it is not ours;
 /// tightens an own directory that others could read.
-fn private_dir(dir: &Path) -> io::Result<()> {
+fn private_dir(dir: &Path, tighten: bool) -> io::Result<()> {
     match DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -147,23 +147,57 @@ fn private_dir(dir: &Path) -> io::Result<()> {
         ));
     }
     if mode & 0o077 != 0 {
+        // A spool an older version made readable is tightened; any other directory is not
+        // ours to change.
+        if !tighten {
+            return refuse(format!(
+                "readable by other users (mode {mode:o}); chmod 700 it, or give an empty or new directory"
+            ));
+        }
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
 }
 
+/// True when `dir` is (or is about to be) a spool: empty, or holding `failed/` and
+/// `corrupt/` as every spool does.
+fn is_spool(dir: &Path) -> bool {
+    let empty = fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none());
+    empty || (dir.join("failed").is_dir() && dir.join("corrupt").is_dir())
+}
+
 impl Spool {
     /// Opens (creating if needed, 0700) the spool at `dir`. Refused when other users could
-    /// write it or it belongs to someone else.
+    /// write it or it belongs to someone else; an existing directory that others can read is
+    /// made private only when it is a spool (or empty), else refused.
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<Spool> {
         let dir = dir.into();
+        // `link/` would follow the link: the check is on the name itself.
+        let dir = match dir.to_str() {
+            Some(s) if s.len() > 1 && s.ends_with('/') => PathBuf::from(s.trim_end_matches('/')),
+            _ => dir,
+        };
+        let tighten = !dir.exists() || is_spool(&dir);
         for d in [dir.clone(), dir.join("corrupt"), dir.join("failed")] {
-            private_dir(&d)?;
+            private_dir(&d, tighten)?;
         }
         Ok(Spool {
             dir,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
         })
+    }
+
+    /// Opens the spool at `dir` only if it exists (for commands that read or change what is
+    /// queued: nothing is created); `NotFound` otherwise.
+    pub fn open_existing(dir: impl Into<PathBuf>) -> io::Result<Spool> {
+        let dir = dir.into();
+        if !dir.exists() && fs::symlink_metadata(&dir).is_err() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no spool at {}", dir.display()),
+            ));
+        }
+        Spool::open(dir)
     }
 
     /// Refuse messages larger than `octets` (default [`DEFAULT_MAX_MESSAGE_SIZE`]): a queue
@@ -498,9 +532,16 @@ impl Spool {
                 .and_then(|m| m.modified())
                 .map(|m| now.duration_since(m).unwrap_or_default() > age)
                 .unwrap_or(false);
-            let orphan = match name.strip_suffix(".eml") {
-                Some(id) => !self.meta_path(id).exists(),
-                None => name.starts_with(".tmp-"),
+            let orphan = match (name.strip_suffix(".eml"), name.strip_suffix(".lock")) {
+                (Some(id), _) => !self.meta_path(id).exists(),
+                // A lock file left by a runner that looked at a message just removed: only
+                // when no one holds it.
+                (_, Some(id)) => {
+                    !self.meta_path(id).exists()
+                        && valid_id(id)
+                        && matches!(self.try_lock(id), Ok(Some(_)))
+                }
+                _ => name.starts_with(".tmp-"),
             };
             if orphan && stale && fs::remove_file(e.path()).is_ok() {
                 swept += 1;

@@ -158,7 +158,7 @@ fn in_doubt_is_retried_by_default_and_held_by_policy() {
 }
 
 #[test]
-fn not_attempted_costs_no_attempt_and_stays_due() {
+fn not_attempted_costs_no_attempt_but_waits_the_first_retry() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
     let id = enqueue(&spool, &["a@y"], b"m\r\n");
@@ -170,7 +170,9 @@ fn not_attempted_costs_no_attempt_and_stays_due() {
     pass(&mut runner, false);
     let e = spool.load(&id).unwrap();
     assert_eq!(e.attempts, 0);
-    assert!(e.next_attempt <= postline_queue::unix_now(SystemTime::now()));
+    // Not hammered when a server keeps dropping connections: due again after a minute.
+    let wait = e.next_attempt - postline_queue::unix_now(SystemTime::now());
+    assert!((55..=60).contains(&wait), "{wait}");
     assert_eq!(e.pending().count(), 1);
 }
 
@@ -294,6 +296,13 @@ impl SmallDisk {
 
     fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// A handle on a disk already mounted at `path` (not unmounted when dropped).
+    fn at(path: &Path) -> std::mem::ManuallyDrop<SmallDisk> {
+        let dir = tempfile::Builder::new().tempdir_in(path).unwrap();
+        // Only to reach `fill`: the handle points into the disk, not at its mount.
+        std::mem::ManuallyDrop::new(SmallDisk { dir })
     }
 
     /// Fills the file system, leaving at most `leave` bytes; returns the filler's path.
@@ -802,4 +811,242 @@ fn a_job_reported_in_parts_is_written_at_each_part_and_counted_once() {
     assert_eq!(e.attempts, 1);
     assert_eq!(e.pending().count(), 1);
     assert_eq!(e.failed().count(), 0, "the repeated report was ignored");
+}
+
+#[test]
+fn a_421_counts_as_an_attempt_backs_off_and_expires() {
+    for at_mail in [true, false] {
+        let mut script = greeting_and_ehlo(&["PIPELINING"]);
+        if at_mail {
+            script.extend([
+                Step::expect("MAIL FROM:"),
+                Step::expect("RCPT TO:"),
+                Step::expect("DATA"),
+                Step::reply("421 4.7.0 rate limited, try later"),
+                Step::Close,
+            ]);
+        } else {
+            script.extend([
+                Step::expect("MAIL FROM:"),
+                Step::expect("RCPT TO:"),
+                Step::expect("DATA"),
+                Step::send("250 ok\r\n250 ok\r\n354 go\r\n"),
+                Step::ExpectData,
+                Step::reply("421 4.7.0 rate limited, try later"),
+                Step::Close,
+            ]);
+        }
+        let server = ScriptedServer::start(script);
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let mut e = spool.new_entry(
+            "s@x",
+            &["a@y".to_string()],
+            &route(),
+            b"m\r\n",
+            SystemTime::now() - Duration::from_secs(30 * 24 * 3600),
+        );
+        e.id = "old-421".into();
+        spool.enqueue_entry(e, b"m\r\n").unwrap();
+        let policy = Policy {
+            bounce: false,
+            ..quiet_policy()
+        };
+        let smtp = Smtp::new(relay_to(server.port()));
+        let mut runner = Runner::new(spool.clone(), policy, smtp);
+        let r = pass(&mut runner, false);
+        let _ = server.finish();
+        // A server's 421 is an answer: an attempt, and past the lifetime the message fails.
+        assert_eq!(r.failed, 1, "421 at MAIL: {at_mail}: {r:?}");
+        let record = fs::read_to_string(dir.path().join("failed/old-421.json")).unwrap();
+        assert!(record.contains("421"), "{record}");
+    }
+}
+
+#[test]
+fn a_long_id_still_gets_its_bounce() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let mut e = spool.new_entry(
+        "s@x",
+        &["bad@y".to_string()],
+        &route(),
+        b"m",
+        SystemTime::now(),
+    );
+    e.id = "x".repeat(64);
+    spool.enqueue_entry(e, b"m").unwrap();
+    let d = Scripted::new(|a| {
+        if a == "bad@y" {
+            DeliveryStatus::Failed
+        } else {
+            DeliveryStatus::Deferred
+        }
+    });
+    let mut runner = Runner::new(spool.clone(), quiet_policy(), d);
+    let r = pass(&mut runner, false);
+    assert_eq!((r.failed, r.bounces, r.unrecorded), (1, 1, 0), "{r:?}");
+}
+
+/// A deliverer reporting a message's recipients as parts, with a hook between parts.
+struct Parts {
+    parts: Vec<Vec<(&'static str, DeliveryStatus)>>,
+    between: Box<dyn FnMut(usize) + Send>,
+    together: bool,
+}
+
+impl Deliver for Parts {
+    fn deliver(&mut self, _route: &Route, jobs: &[Job<'_>], record: &Record<'_>) {
+        let make = |part: &Vec<(&str, DeliveryStatus)>| -> Vec<Delivery> {
+            part.iter()
+                .map(|(a, s)| Delivery::new(*a, *s, None, "x"))
+                .collect()
+        };
+        if self.together {
+            record(self.parts.iter().map(|p| (0, make(p))).collect());
+            return;
+        }
+        for (k, part) in self.parts.iter().enumerate() {
+            record(vec![(0, make(part))]);
+            (self.between)(k);
+        }
+        let _ = jobs;
+    }
+}
+
+#[test]
+fn expiry_waits_for_every_part_of_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let mut e = spool.new_entry(
+        "s@x",
+        &["a@one.test".to_string(), "b@two.test".to_string()],
+        &route(),
+        b"m",
+        SystemTime::now() - Duration::from_secs(6 * 24 * 3600),
+    );
+    e.id = "old-parts".into();
+    spool.enqueue_entry(e, b"m").unwrap();
+    let d = Parts {
+        parts: vec![
+            vec![("a@one.test", DeliveryStatus::Deferred)],
+            vec![("b@two.test", DeliveryStatus::Delivered)],
+        ],
+        between: Box::new(|_| {}),
+        together: false,
+    };
+    let policy = Policy {
+        bounce: false,
+        ..quiet_policy()
+    };
+    let mut runner = Runner::new(spool.clone(), policy, d);
+    let seen = Mutex::new(Vec::new());
+    let r = runner.pass(SystemTime::now(), false, &|| false, &mut |_, d| {
+        seen.lock().unwrap().push((d.address.clone(), d.status));
+    });
+    assert_eq!((r.failed, r.completed, r.deferred), (1, 0, 0), "{r:?}");
+    let record = fs::read_to_string(dir.path().join("failed/old-parts.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(v["recipients"][0]["state"], "failed", "{record}");
+    assert_eq!(v["recipients"][1]["state"], "delivered", "{record}");
+    // What the observer heard is what was recorded: the expired recipient as failed.
+    let seen = seen.into_inner().unwrap();
+    assert!(
+        seen.contains(&("a@one.test".into(), DeliveryStatus::Failed)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("b@two.test".into(), DeliveryStatus::Delivered)),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn parts_in_one_call_count_once_and_are_all_heard() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    enqueue(&spool, &["a@one.test", "b@two.test"], b"m");
+    let d = Parts {
+        parts: vec![
+            vec![("a@one.test", DeliveryStatus::Delivered)],
+            vec![("b@two.test", DeliveryStatus::Delivered)],
+        ],
+        between: Box::new(|_| {}),
+        together: true,
+    };
+    let mut runner = Runner::new(spool.clone(), quiet_policy(), d);
+    let heard = AtomicUsize::new(0);
+    let r = runner.pass(SystemTime::now(), false, &|| false, &mut |_, _| {
+        heard.fetch_add(1, Ordering::SeqCst);
+    });
+    assert_eq!((r.completed, r.deferred), (1, 0), "{r:?}");
+    assert_eq!(heard.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_part_after_an_unwritable_one_is_kept_and_not_sent_again() {
+    let disk = SmallDisk::new(512);
+    let spool = Spool::open(disk.path().join("q")).unwrap();
+    let id = enqueue(&spool, &["a@one.test", "b@two.test", "c@three.test"], b"m");
+    let filler: Arc<Mutex<Option<PathBuf>>> = Arc::default();
+    let (f, path) = (filler.clone(), disk.path().to_path_buf());
+    let d = Parts {
+        parts: vec![
+            vec![("a@one.test", DeliveryStatus::Deferred)],
+            vec![("b@two.test", DeliveryStatus::Delivered)],
+            vec![("c@three.test", DeliveryStatus::Deferred)],
+        ],
+        // The disk fills after the first part is written.
+        between: Box::new(move |k| {
+            if k == 0 {
+                let disk = SmallDisk::at(&path);
+                *f.lock().unwrap() = Some(disk.fill(0));
+            }
+        }),
+        together: false,
+    };
+    let mut runner = Runner::new(spool.clone(), quiet_policy(), d);
+    let r = pass(&mut runner, false);
+    assert_eq!(r.unrecorded, 1, "{r:?}");
+    fs::remove_file(filler.lock().unwrap().take().unwrap()).unwrap();
+    let r = pass(&mut runner, false);
+    assert_eq!(r.unrecorded, 0, "{r:?}");
+    let e = spool.load(&id).unwrap();
+    // b's delivery, reported while the disk was full, is on disk now: b is not pending.
+    let pending: Vec<&str> = e.pending().map(|r| r.address.as_str()).collect();
+    assert_eq!(pending, ["a@one.test", "c@three.test"]);
+}
+
+#[test]
+fn an_observer_that_panics_stops_the_connections() {
+    const MESSAGES: usize = 600;
+    let sink = SmtpSink::start(&["-c"]);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    for i in 0..MESSAGES {
+        enqueue(
+            &spool,
+            &["a@y"],
+            format!("Subject: {i}\r\n\r\nx\r\n").as_bytes(),
+        );
+    }
+    let policy = Policy {
+        batch_messages: MESSAGES,
+        ..quiet_policy()
+    };
+    let mut runner = Runner::new(spool.clone(), policy, Smtp::new(relay_to(sink.port())));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runner.pass(SystemTime::now(), false, &|| false, &mut |_, _| {
+            panic!("a closed stdout in a careless observer")
+        })
+    }));
+    assert!(outcome.is_err());
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, _, sent) = sink_counters(&sink);
+    let queued = spool.list().0.len();
+    assert!(sent < MESSAGES / 2, "{sent} sent after the recorder died");
+    assert!(
+        queued + sent >= MESSAGES,
+        "{queued} queued, {sent} sent: nothing lost"
+    );
 }
