@@ -637,6 +637,11 @@ fn show(spool: &Spool, id: &str, json_out: bool) -> Result<u8, Fail> {
 /// Runs `f` on a message under its lock.
 fn with_lock<T>(spool: &Spool, id: &str, f: impl FnOnce() -> Result<T, Fail>) -> Result<T, Fail> {
     load_for(spool, id)?;
+    locked(spool, id, f)
+}
+
+/// Runs `f` under the message's lock, whatever state its files are in.
+fn locked<T>(spool: &Spool, id: &str, f: impl FnOnce() -> Result<T, Fail>) -> Result<T, Fail> {
     let lock = spool
         .try_lock(id)
         .map_err(|e| Fail::new(exit::TEMPFAIL, format!("queue: cannot lock {id}: {e}")))?;
@@ -649,8 +654,15 @@ fn with_lock<T>(spool: &Spool, id: &str, f: impl FnOnce() -> Result<T, Fail>) ->
     f()
 }
 
+/// `queue remove ID`: also for an entry that cannot be read (corrupt, or from a newer
+/// postline), so no hand work in the spool is ever needed.
 fn remove(spool: &Spool, id: &str) -> Result<u8, Fail> {
-    with_lock(spool, id, || {
+    match load_for(spool, id) {
+        Ok(_) => {}
+        Err(f) if f.code == exit::DATAERR => {}
+        Err(f) => return Err(f),
+    }
+    locked(spool, id, || {
         spool.remove(id).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Fail::new(
                 exit::NOINPUT,

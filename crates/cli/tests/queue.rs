@@ -933,3 +933,17 @@ fn a_queued_route_keeps_the_password_file_and_its_leave() {
     );
     assert_eq!(srv.wait_for_messages(1, STORE_WAIT).len(), 1);
 }
+
+/// An entry that cannot be read is removed by `queue remove` like any other.
+#[test]
+fn remove_takes_a_corrupt_entry_too() {
+    let srv = Aiosmtpd::start();
+    let sb = sandbox();
+    enqueue_many(&sb, &srv, 1);
+    let id = sb.queue_list()[0]["id"].as_str().unwrap().to_string();
+    fs::write(sb.spool().join(format!("{id}.json")), b"{ broken").unwrap();
+    let o = run_code(&mut sb.queue("remove", &[&id]), 0);
+    assert!(stdout(&o).contains("removed"), "{}", stdout(&o));
+    assert!(!sb.spool().join(format!("{id}.json")).exists());
+    assert!(!sb.spool().join(format!("{id}.eml")).exists());
+}

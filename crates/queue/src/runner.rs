@@ -1,10 +1,12 @@
 //! The queue runner: takes due messages in hand, groups them by route, hands each group to a
 //! [`Deliver`] implementation, and records every result as soon as it arrives.
 //!
-//! Recording is a group commit: the deliverer reports a group of messages at once (one
-//! pipelined round on a connection); their entries are removed or rewritten and the spool
-//! directory is fsynced once for the group, before the deliverer sends anything more. A crash
-//! can therefore re-send at most the group in flight, never lose one.
+//! Recording is a group commit: each call of the deliverer's `record` writes the results it
+//! is given (entries removed or rewritten) and fsyncs the spool directory once for them,
+//! before it returns. [`crate::Smtp`] hands the recorder whatever replies came in while it
+//! was writing the previous group, without holding up the wire (and makes its connections
+//! wait when more than a bounded number of results are waiting). A crash can therefore send
+//! again only what was on the wire or waiting to be written, never lose a message.
 //!
 //! When a result cannot be recorded (the disk is full, the spool unwritable), the runner
 //! stops delivering: it keeps the result in memory with the message still locked, retries
