@@ -435,7 +435,15 @@ pub fn queue_only(
 
 /// `postline queue ...`.
 pub fn run(args: &QueueArgs) -> Result<u8, Fail> {
-    // Nothing here creates a spool: a missing one is an empty queue.
+    // The daemon waits for mail: its spool is made if missing.
+    if let QueueCommand::Run {
+        daemon: true,
+        verbose,
+    } = &args.command
+    {
+        return daemon_loop(open_spool(args.queue_dir.as_deref())?, *verbose);
+    }
+    // Nothing else here creates a spool: a missing one is an empty queue.
     let dir = spool_dir(args.queue_dir.as_deref())?;
     let spool = match Spool::open_existing(&dir) {
         Ok(s) => s,
@@ -454,6 +462,8 @@ pub fn run(args: &QueueArgs) -> Result<u8, Fail> {
                     say(format_args!("[]"));
                     Ok(exit::OK)
                 }
+                // `queue run` from cron stays quiet when there is nothing to do.
+                QueueCommand::Run { .. } => Ok(exit::OK),
                 _ => {
                     warn(format_args!(
                         "postline: no queue at {} (nothing was ever queued there)",
@@ -774,7 +784,10 @@ fn pass(spool: Spool, force: bool, verbose: bool) -> Result<u8, Fail> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    summarize(&report);
+    // `queue run` (from cron) says nothing when nothing was due; `flush` always reports.
+    if force || report.attempted > 0 || !report.problems.is_empty() || report.blocked {
+        summarize(&report);
+    }
     let left = runner.unrecorded();
     if !left.is_empty() {
         warn(format_args!(

@@ -234,15 +234,12 @@ fn deferred(r: &postline::Recipient) -> bool {
     !r.accepted && r.reply.as_ref().is_none_or(|x| !x.is_permanent())
 }
 
-/// The exit code of a message some server took: 0 when every recipient was accepted; 75
-/// when one was refused for now (`--partial-ok` covers refusals for good, not deferrals);
-/// 67 when one was refused for good, unless `--partial-ok`.
+/// The exit code of a message the server took for some recipients: 0 when it took every
+/// one; 67 when it refused one, for good or for now (never 75: a caller would send the
+/// whole message again, twice to those who have it). `--partial-ok` makes refusals for good
+/// 0, not refusals for now: those recipients have nothing yet (`--queue` keeps them).
 fn accepted_code(o: &Outcome, partial_ok: bool) -> u8 {
-    if o.all_accepted() {
-        exit::OK
-    } else if o.recipients.iter().any(deferred) {
-        exit::TEMPFAIL
-    } else if partial_ok {
+    if o.all_accepted() || (partial_ok && !o.recipients.iter().any(deferred)) {
         exit::OK
     } else {
         exit::NOUSER

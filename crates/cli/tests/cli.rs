@@ -1623,11 +1623,12 @@ fn completions_and_man_page() {
     run_code(sb.cmd(&["completions", "no-such-shell"]), 64);
 }
 
-/// One recipient accepted, one refused for now (4xx): exit 75 (not 67), even with
-/// `--partial-ok` (which covers refusals for good only); the line says deferred and the JSON
-/// status too.
+/// Recipients refused for now (4xx) and none accepted: exit 75, even with `--partial-ok`
+/// (which covers refusals for good only); the line says deferred and the JSON status too.
+/// (Some accepted and one refused, for good or for now: 67, never 75, so a caller does not
+/// send the whole message again.)
 #[test]
-fn a_recipient_refused_for_now_is_75_not_67() {
+fn recipients_refused_for_now_are_75_and_partial_ok_does_not_hide_them() {
     let srv = Aiosmtpd::builder().reject_rcpt("refuse").start();
     let sb = Sandbox::new();
     let o = run_code(

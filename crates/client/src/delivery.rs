@@ -183,8 +183,6 @@ impl Delivery {
 pub fn status_of(e: &Error) -> DeliveryStatus {
     match e {
         Error::DeliveryUnknown { .. } => DeliveryStatus::InDoubt,
-        // The server answered (a 421 closing the session): an attempt, deferred.
-        Error::NotSent { cause } if cause.reply().is_some() => DeliveryStatus::Deferred,
         Error::NotSent { .. } => DeliveryStatus::NotAttempted,
         Error::MessageRejected { reply: Some(r), .. } => by_reply(r),
         Error::Incompatible(_) | Error::Address { .. } | Error::NoRecipients => {
@@ -378,11 +376,13 @@ mod tests {
                 },
                 NotAttempted,
             ),
+            // A 421 ends the session before the message was taken: not attempted (the
+            // queue waits its first retry; a per-session limit costs the rest no attempt).
             (
                 Error::NotSent {
                     cause: Box::new(Error::ServiceClosing(reply(421, "rate limited"))),
                 },
-                Deferred,
+                NotAttempted,
             ),
             (
                 Error::Incompatible(crate::Refusal::TooLarge { size: 9, limit: 1 }),

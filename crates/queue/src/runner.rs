@@ -672,7 +672,9 @@ fn apply(entry: &mut Entry, deliveries: &[Delivery], policy: &Policy, t: u64, co
         entry.last_error = last_error;
     }
     if !attempted {
-        entry.next_attempt = t.saturating_add(policy.first_retry.as_secs().max(1));
+        // Never earlier than an attempted part of this pass asked for.
+        let soon = t.saturating_add(policy.first_retry.as_secs().max(1));
+        entry.next_attempt = entry.next_attempt.max(soon);
         return false;
     }
     if count {

@@ -107,8 +107,8 @@ struct Shared<'a> {
     stop: &'a AtomicBool,
     /// The relay could not be reached by anyone: the rest are deferred without more tries.
     down: &'a Mutex<Option<Error>>,
-    /// Workers with a connection now.
-    connected: &'a AtomicUsize,
+    /// Workers that have not given up connecting: the last one to fail defers the rest.
+    alive: &'a AtomicUsize,
 }
 
 /// One transaction of a job: a slice of its recipients.
@@ -198,24 +198,25 @@ impl Smtp {
             inbox: &inbox,
             wake: &wake,
         };
-        let connected = AtomicUsize::new(0);
+        let alive = AtomicUsize::new(workers);
         let shared = Shared {
             next: &next,
             stop: &stop,
             down: &down,
-            connected: &connected,
+            alive: &alive,
         };
         std::thread::scope(|s| {
+            // First: whatever happens next (a spawn that fails included), workers stop.
+            let _recording = Recording {
+                out: &out,
+                stop: &stop,
+            };
             for _ in 0..workers {
                 s.spawn(|| {
                     let _working = Working(&out);
                     self.worker(route, config, jobs, &shared, &out);
                 });
             }
-            let _recording = Recording {
-                out: &out,
-                stop: &stop,
-            };
             loop {
                 let (group, done) = {
                     let mut inbox = inbox.lock().unwrap_or_else(|p| p.into_inner());
@@ -243,8 +244,9 @@ impl Smtp {
     }
 
     /// One connection's share: rounds of messages until none are left or the runner stops.
-    /// A worker connects before it takes a round: when it cannot, it leaves the rounds to
-    /// the connections that work, and only when none does are the rest deferred.
+    /// A worker connects before it takes a round. One that cannot leaves the rounds to the
+    /// others; only the last one standing defers what is left (so a relay that takes one
+    /// connection at a time still gets every message over the one it takes).
     fn worker(
         &self,
         route: &Route,
@@ -254,27 +256,26 @@ impl Smtp {
         out: &Outbox<'_>,
     ) {
         let mut client: Option<Client> = self.take_idle(route);
-        if client.is_some() {
-            shared.connected.fetch_add(1, Ordering::SeqCst);
-        }
+        let mut gave_up = false;
         while !shared.stop.load(Ordering::SeqCst) && !out.closed() {
-            if client.is_none()
-                && shared
-                    .down
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .is_none()
-            {
+            let down = shared
+                .down
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some();
+            if client.is_none() && !down {
                 match Client::connect(config.clone()) {
-                    Ok(c) => {
-                        client = Some(c);
-                        shared.connected.fetch_add(1, Ordering::SeqCst);
-                    }
-                    // Others are sending: leave the rounds to them.
-                    Err(_) if shared.connected.load(Ordering::SeqCst) > 0 => break,
+                    Ok(c) => client = Some(c),
                     Err(e) => {
+                        gave_up = true;
+                        if shared.alive.fetch_sub(1, Ordering::SeqCst) > 1 {
+                            break; // others are (or may be) sending: the rounds are theirs
+                        }
                         *shared.down.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                     }
+                }
+                if shared.stop.load(Ordering::SeqCst) {
+                    break;
                 }
             }
             let start = shared.next.fetch_add(self.round, Ordering::SeqCst);
@@ -295,11 +296,10 @@ impl Smtp {
                 // Reconnect for the next round; this round's unsent messages stay queued
                 // (not attempted) for a later pass.
                 client = None;
-                shared.connected.fetch_sub(1, Ordering::SeqCst);
             }
         }
-        if client.is_some() {
-            shared.connected.fetch_sub(1, Ordering::SeqCst);
+        if !gave_up {
+            shared.alive.fetch_sub(1, Ordering::SeqCst);
         }
         // Kept for the next group of this pass; the runner's `finish` says QUIT.
         if let Some(c) = client {
@@ -401,8 +401,15 @@ impl Smtp {
                 .map(|t| (&t.envelope, jobs[t.job].message))
                 .collect();
             if let Err(e) = client.send_many_each(pairs, &mut finish) {
+                // The connection was unusable before anything was sent (closed by the
+                // server after the last round): not attempted, and a new one next round.
                 for k in 0..txs.len() {
-                    let _ = finish(k, Err(e.clone()));
+                    let _ = finish(
+                        k,
+                        Err(Error::NotSent {
+                            cause: Box::new(e.clone()),
+                        }),
+                    );
                 }
             }
             txs = again;

@@ -108,7 +108,7 @@ pub(crate) fn valid_id(id: &str) -> bool {
 
 /// Creates `dir` (0700) if missing; refuses it when others could write it or it is not ours;
 /// tightens an own directory that others could read.
-fn private_dir(dir: &Path, tighten: bool) -> io::Result<()> {
+fn private_dir(dir: &Path) -> io::Result<()> {
     match DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -147,13 +147,7 @@ fn private_dir(dir: &Path, tighten: bool) -> io::Result<()> {
         ));
     }
     if mode & 0o077 != 0 {
-        // A spool an older version made readable is tightened; any other directory is not
-        // ours to change.
-        if !tighten {
-            return refuse(format!(
-                "readable by other users (mode {mode:o}); chmod 700 it, or give an empty or new directory"
-            ));
-        }
+        // A spool an older version made readable (the caller checked it is one).
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
@@ -177,9 +171,20 @@ impl Spool {
             Some(s) if s.len() > 1 && s.ends_with('/') => PathBuf::from(s.trim_end_matches('/')),
             _ => dir,
         };
-        let tighten = !dir.exists() || is_spool(&dir);
+        // An existing directory must be a spool already (or empty): the runner moves and
+        // deletes files in it, which must never be someone's own.
+        if fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) && !is_spool(&dir) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "refusing the spool {}: it is not a postline queue (it holds other files and \
+                     no failed/ and corrupt/); give an empty or new directory",
+                    dir.display()
+                ),
+            ));
+        }
         for d in [dir.clone(), dir.join("corrupt"), dir.join("failed")] {
-            private_dir(&d, tighten)?;
+            private_dir(&d)?;
         }
         Ok(Spool {
             dir,

@@ -814,7 +814,7 @@ fn a_job_reported_in_parts_is_written_at_each_part_and_counted_once() {
 }
 
 #[test]
-fn a_421_counts_as_an_attempt_backs_off_and_expires() {
+fn a_421_backs_off_and_expires() {
     for at_mail in [true, false] {
         let mut script = greeting_and_ehlo(&["PIPELINING"]);
         if at_mail {
@@ -856,7 +856,8 @@ fn a_421_counts_as_an_attempt_backs_off_and_expires() {
         let mut runner = Runner::new(spool.clone(), policy, smtp);
         let r = pass(&mut runner, false);
         let _ = server.finish();
-        // A server's 421 is an answer: an attempt, and past the lifetime the message fails.
+        // A 421 ends the session before the message is taken: it waits its first retry, and
+        // past the lifetime it fails (never retried forever).
         assert_eq!(r.failed, 1, "421 at MAIL: {at_mail}: {r:?}");
         let record = fs::read_to_string(dir.path().join("failed/old-421.json")).unwrap();
         assert!(record.contains("421"), "{record}");
@@ -1049,4 +1050,85 @@ fn an_observer_that_panics_stops_the_connections() {
         queued + sent >= MESSAGES,
         "{queued} queued, {sent} sent: nothing lost"
     );
+}
+
+/// A relay that takes one connection at a time (a second one gets 421 at once), in front of
+/// smtp-sink: the connection that works sends every message; none is deferred for the one
+/// that was refused.
+#[test]
+fn a_relay_taking_one_connection_gets_every_message_over_it() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    const MESSAGES: usize = 300;
+    let sink = SmtpSink::start(&[]);
+    let sink_port = sink.port();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let open = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    {
+        let (open, done) = (open.clone(), done.clone());
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !done.load(Ordering::SeqCst) && Instant::now() < deadline {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                s.set_nonblocking(false).unwrap();
+                if open.fetch_add(1, Ordering::SeqCst) >= 1 {
+                    let _ = s.write_all(b"421 4.7.0 one connection at a time\r\n");
+                    let _ = s.read(&mut [0u8; 64]);
+                    open.fetch_sub(1, Ordering::SeqCst);
+                    continue;
+                }
+                // The one allowed: relayed to the sink, with a little greeting latency.
+                let up = TcpStream::connect(("127.0.0.1", sink_port)).unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+                let open = open.clone();
+                let (mut a, b) = (s.try_clone().unwrap(), up.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut a, &mut b.try_clone().unwrap());
+                    let _ = b.shutdown(std::net::Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    let (mut s, mut up) = (s, up);
+                    let _ = std::io::copy(&mut up, &mut s);
+                    let _ = s.shutdown(std::net::Shutdown::Both);
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    for i in 0..MESSAGES {
+        enqueue(
+            &spool,
+            &["a@y"],
+            format!("Subject: {i}\r\n\r\nx\r\n").as_bytes(),
+        );
+    }
+    let mut runner = Runner::new(spool.clone(), quiet_policy(), Smtp::new(relay_to(port)));
+    let r = pass(&mut runner, false);
+    done.store(true, Ordering::SeqCst);
+    assert_eq!((r.completed, r.deferred), (MESSAGES, 0), "{r:?}");
+}
+
+/// A directory that is not a spool (a mistyped `--queue-dir`) is refused, not taken over:
+/// the runner moves and deletes files in a spool.
+#[test]
+fn a_directory_that_is_not_a_spool_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    fs::set_permissions(p, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(p.join("package.json"), b"{}").unwrap();
+    fs::write(p.join("saved.eml"), b"Subject: keep me\r\n\r\n").unwrap();
+    let e = Spool::open_existing(p).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+    assert!(e.to_string().contains("not a postline queue"), "{e}");
+    assert!(p.join("package.json").exists() && p.join("saved.eml").exists());
+    assert!(!p.join("failed").exists());
 }
