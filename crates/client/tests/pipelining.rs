@@ -175,12 +175,25 @@ fn chunking_keeps_several_bdat_last_in_flight() {
     server.finish().assert_ok();
 }
 
+/// Keeps each result; asks for no more after the third.
+fn until_third(
+    seen: &mut Vec<(usize, Result<postline::Outcome, Error>)>,
+) -> impl FnMut(usize, Result<postline::Outcome, Error>) -> std::ops::ControlFlow<()> + Send + '_ {
+    move |i, r| {
+        seen.push((i, r));
+        if seen.len() == 3 {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+}
+
 /// `send_many_each`: every message's result exactly once, as each finishes; a `Break`
 /// starts nothing more, the rest come back not sent (cancelled), and the connection stays
 /// usable. On both clients, against smtp-sink without PIPELINING (one message at a time).
 #[test]
 fn send_many_each_tells_each_result_and_stops_when_asked() {
-    use std::ops::ControlFlow;
     let sink = SmtpSink::start(&["-p"]);
     let env = Envelope::new("a@client.test", ["b@server.test"]).unwrap();
     let messages: Vec<(&Envelope, &[u8])> = (0..10).map(|_| (&env, &b"m\r\n"[..])).collect();
@@ -202,14 +215,7 @@ fn send_many_each_tells_each_result_and_stops_when_asked() {
     let mut client = Client::connect(config(sink.port())).unwrap();
     let mut seen = Vec::new();
     client
-        .send_many_each(messages.clone(), |i, r| {
-            seen.push((i, r));
-            if seen.len() == 3 {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
+        .send_many_each(messages.clone(), until_third(&mut seen))
         .unwrap();
     check(&seen);
     client.noop().expect("still usable");
@@ -221,14 +227,7 @@ fn send_many_each_tells_each_result_and_stops_when_asked() {
         let mut client = AsyncClient::connect(config(sink.port())).await.unwrap();
         let mut seen = Vec::new();
         client
-            .send_many_each(messages.clone(), |i, r| {
-                seen.push((i, r));
-                if seen.len() == 3 {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })
+            .send_many_each(messages.clone(), until_third(&mut seen))
             .await
             .unwrap();
         check(&seen);

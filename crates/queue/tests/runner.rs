@@ -84,6 +84,22 @@ fn enqueue(spool: &Spool, to: &[&str], body: &[u8]) -> String {
         .expect("enqueue")
 }
 
+/// Queues a message under `id` as if it had been queued `age` ago.
+fn enqueue_old(spool: &Spool, id: &str, to: &[&str], age: Duration) {
+    let to: Vec<String> = to.iter().map(|s| s.to_string()).collect();
+    let mut e = spool.new_entry("s@x", &to, &route(), b"m\r\n", SystemTime::now() - age);
+    e.id = id.into();
+    spool.enqueue_entry(e, b"m\r\n").unwrap();
+}
+
+/// The default policy without bounces or the free-space minimum.
+fn no_bounce_policy() -> Policy {
+    Policy {
+        bounce: false,
+        ..quiet_policy()
+    }
+}
+
 fn pass<D: Deliver>(runner: &mut Runner<D>, force: bool) -> RunReport {
     runner.pass(SystemTime::now(), force, &|| false, &mut |_, _| {})
 }
@@ -206,19 +222,13 @@ fn a_permanent_failure_bounces_once_as_a_delivery_status_report() {
 fn expiry_fails_what_is_still_pending() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
-    let mut e = spool.new_entry(
-        "s@x",
-        &["a@y".to_string()],
-        &route(),
-        b"m",
-        SystemTime::now() - Duration::from_secs(6 * 24 * 3600),
+    enqueue_old(
+        &spool,
+        "old-1",
+        &["a@y"],
+        Duration::from_secs(6 * 24 * 3600),
     );
-    e.id = "old-1".into();
-    spool.enqueue_entry(e, b"m").unwrap();
-    let policy = Policy {
-        bounce: false,
-        ..quiet_policy()
-    };
+    let policy = no_bounce_policy();
     let mut runner = Runner::new(
         spool.clone(),
         policy,
@@ -839,19 +849,13 @@ fn a_421_backs_off_and_expires() {
         let server = ScriptedServer::start(script);
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
-        let mut e = spool.new_entry(
-            "s@x",
-            &["a@y".to_string()],
-            &route(),
-            b"m\r\n",
-            SystemTime::now() - Duration::from_secs(30 * 24 * 3600),
+        enqueue_old(
+            &spool,
+            "old-421",
+            &["a@y"],
+            Duration::from_secs(30 * 24 * 3600),
         );
-        e.id = "old-421".into();
-        spool.enqueue_entry(e, b"m\r\n").unwrap();
-        let policy = Policy {
-            bounce: false,
-            ..quiet_policy()
-        };
+        let policy = no_bounce_policy();
         let smtp = Smtp::new(relay_to(server.port()));
         let mut runner = Runner::new(spool.clone(), policy, smtp);
         let r = pass(&mut runner, false);
@@ -919,15 +923,12 @@ impl Deliver for Parts {
 fn expiry_waits_for_every_part_of_the_message() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
-    let mut e = spool.new_entry(
-        "s@x",
-        &["a@one.test".to_string(), "b@two.test".to_string()],
-        &route(),
-        b"m",
-        SystemTime::now() - Duration::from_secs(6 * 24 * 3600),
+    enqueue_old(
+        &spool,
+        "old-parts",
+        &["a@one.test", "b@two.test"],
+        Duration::from_secs(6 * 24 * 3600),
     );
-    e.id = "old-parts".into();
-    spool.enqueue_entry(e, b"m").unwrap();
     let d = Parts {
         parts: vec![
             vec![("a@one.test", DeliveryStatus::Deferred)],
@@ -936,11 +937,7 @@ fn expiry_waits_for_every_part_of_the_message() {
         between: Box::new(|_| {}),
         together: false,
     };
-    let policy = Policy {
-        bounce: false,
-        ..quiet_policy()
-    };
-    let mut runner = Runner::new(spool.clone(), policy, d);
+    let mut runner = Runner::new(spool.clone(), no_bounce_policy(), d);
     let seen = Mutex::new(Vec::new());
     let r = runner.pass(SystemTime::now(), false, &|| false, &mut |_, d| {
         seen.lock().unwrap().push((d.address.clone(), d.status));
