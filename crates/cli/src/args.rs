@@ -76,8 +76,11 @@ pub enum QueueCommand {
         #[arg(short, long)]
         verbose: bool,
     },
-    /// Try every queued message now, due or not.
+    /// Try every queued message now, due or not (or only the ones named). Exit 66 when a
+    /// named message is not queued.
     Flush {
+        /// Only these queue ids.
+        ids: Vec<String>,
         /// Print each SMTP transcript on stderr.
         #[arg(short, long)]
         verbose: bool,

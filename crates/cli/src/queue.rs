@@ -481,10 +481,22 @@ pub fn run(args: &QueueArgs) -> Result<u8, Fail> {
             if *daemon {
                 daemon_loop(spool, *verbose)
             } else {
-                pass(spool, false, *verbose)
+                pass(spool, false, None, *verbose)
             }
         }
-        QueueCommand::Flush { verbose } => pass(spool, true, *verbose),
+        QueueCommand::Flush { ids, verbose } => {
+            // Every named message must be queued (66 otherwise), before anything is sent.
+            for id in ids {
+                if let Err(e) = spool.load(id) {
+                    // One that cannot be read now is reported by the pass itself.
+                    if !matches!(e, LoadError::Unreadable(_)) {
+                        load_for(&spool, id)?;
+                    }
+                }
+            }
+            let only = (!ids.is_empty()).then_some(ids.as_slice());
+            pass(spool, true, only, *verbose)
+        }
         QueueCommand::Show { id, json } => show(&spool, id, *json),
         QueueCommand::Remove { id } => remove(&spool, id),
         QueueCommand::Release { id } => release(&spool, id),
@@ -732,7 +744,7 @@ fn runner(spool: Spool, verbose: bool) -> Runner<Smtp> {
 /// One pass over the queue (`force`: everything, due or not), a line per recipient
 /// result, or a progress bar when there are many messages and stdout is a terminal. Exit
 /// 75 when results could not be recorded (the messages stay queued).
-fn pass(spool: Spool, force: bool, verbose: bool) -> Result<u8, Fail> {
+fn pass(spool: Spool, force: bool, only: Option<&[String]>, verbose: bool) -> Result<u8, Fail> {
     let t = now_secs();
     let due = if std::io::stdout().is_terminal() {
         let (entries, _) = spool.list();
@@ -768,7 +780,10 @@ fn pass(spool: Spool, force: bool, verbose: bool) -> Result<u8, Fail> {
             None => say(format_args!("{line}")),
         }
     };
-    let mut report = runner.pass(SystemTime::now(), force, &|| false, &mut observe);
+    let mut report = match only {
+        Some(ids) => runner.pass_only(SystemTime::now(), ids, &|| false, &mut observe),
+        None => runner.pass(SystemTime::now(), force, &|| false, &mut observe),
+    };
     // Results this process knows and could not write: a few more tries before they are
     // lost with it (then those recipients are sent to again by the next run).
     for _ in 0..UNRECORDED_RETRIES {

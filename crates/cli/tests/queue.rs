@@ -952,3 +952,26 @@ fn remove_takes_a_corrupt_entry_too() {
     assert!(!sb.spool().join(format!("{id}.json")).exists());
     assert!(!sb.spool().join(format!("{id}.eml")).exists());
 }
+
+/// `queue flush ID`: only that message is sent now; an id that is not queued is 66 and
+/// sends nothing.
+#[test]
+fn flush_one_message_by_id() {
+    let srv = Aiosmtpd::start();
+    let sb = sandbox();
+    let subjects = enqueue_many(&sb, &srv, 3);
+    let list = sb.queue_list();
+    let second = list[1]["id"].as_str().unwrap().to_string();
+    run_code(&mut sb.queue("flush", &["abc-1"]), 66);
+    assert!(srv.messages().is_empty());
+    let o = run_code(&mut sb.queue("flush", &[&second]), 0);
+    assert!(
+        stdout(&o).contains("attempted 1, delivered 1"),
+        "{}",
+        stdout(&o)
+    );
+    let msgs = srv.wait_for_messages(1, STORE_WAIT);
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(subject_of(&msgs[0]), subjects[1]);
+    assert_eq!(sb.queue_list().len(), 2);
+}

@@ -150,6 +150,28 @@ impl<D: Deliver> Runner<D> {
         stop: &(dyn Fn() -> bool + Sync),
         observe: &mut Observer<'_>,
     ) -> RunReport {
+        self.pass_over(now, force, None, stop, observe)
+    }
+
+    /// [`Runner::pass`] over these messages only, due or not.
+    pub fn pass_only(
+        &mut self,
+        now: SystemTime,
+        ids: &[String],
+        stop: &(dyn Fn() -> bool + Sync),
+        observe: &mut Observer<'_>,
+    ) -> RunReport {
+        self.pass_over(now, true, Some(ids), stop, observe)
+    }
+
+    fn pass_over(
+        &mut self,
+        now: SystemTime,
+        force: bool,
+        only: Option<&[String]>,
+        stop: &(dyn Fn() -> bool + Sync),
+        observe: &mut Observer<'_>,
+    ) -> RunReport {
         let mut report = RunReport::default();
         if !self.write_unrecorded(now, &mut report) {
             return report;
@@ -166,6 +188,10 @@ impl<D: Deliver> Runner<D> {
             }
         };
         report.problems.extend(odd);
+        let ids: Vec<String> = match only {
+            Some(only) => ids.into_iter().filter(|id| only.contains(id)).collect(),
+            None => ids,
+        };
         // Due entries (id and size), grouped by route in queue order.
         let mut groups: Vec<(Route, Vec<(String, u64)>)> = Vec::new();
         let mut index: HashMap<Route, usize> = HashMap::new();
