@@ -96,6 +96,8 @@ struct Held {
     entry: Entry,
     message: Vec<u8>,
     _lock: Lock,
+    /// Results applied to `entry` but not yet written, so not yet told to the observer.
+    untold: Vec<Delivery>,
 }
 
 /// Runs a spool's queue through a deliverer.
@@ -173,7 +175,7 @@ impl<D: Deliver> Runner<D> {
         observe: &mut Observer<'_>,
     ) -> RunReport {
         let mut report = RunReport::default();
-        if !self.write_unrecorded(now, &mut report) {
+        if !self.write_unrecorded(now, &mut report, observe) {
             return report;
         }
         self.spool.sweep_orphans(Duration::from_secs(3600), now);
@@ -310,13 +312,14 @@ impl<D: Deliver> Runner<D> {
                 entry,
                 message,
                 _lock: lock,
+                untold: Vec::new(),
             });
         }
         // Entries left finished by an interrupted run: only their ending is left to do.
         let (finished, held): (Vec<Held>, Vec<Held>) =
             held.into_iter().partition(|h| h.entry.is_finished());
         if !finished.is_empty() {
-            self.commit_held(finished, now, report);
+            self.commit_held(finished, now, report, observe);
         }
         if held.is_empty() {
             return;
@@ -340,6 +343,7 @@ impl<D: Deliver> Runner<D> {
                         counted: false,
                         reported: false,
                         unwritten: false,
+                        untold: Vec::new(),
                     })
                 })
                 .collect(),
@@ -372,6 +376,7 @@ impl<D: Deliver> Runner<D> {
             if slot.unwritten {
                 if let Some(mut h) = held[i].take() {
                     h.entry = slot.entry;
+                    h.untold = slot.untold;
                     self.unrecorded.push(h);
                 }
             } else {
@@ -385,7 +390,13 @@ impl<D: Deliver> Runner<D> {
 
     /// Writes entries already updated in memory; those that cannot be written stay in hand
     /// (locked) for later.
-    fn commit_held(&mut self, group: Vec<Held>, now: SystemTime, report: &mut RunReport) {
+    fn commit_held(
+        &mut self,
+        group: Vec<Held>,
+        now: SystemTime,
+        report: &mut RunReport,
+        observe: &mut Observer<'_>,
+    ) {
         let items: Vec<(&Entry, &[u8])> = group
             .iter()
             .map(|h| (&h.entry, h.message.as_slice()))
@@ -394,7 +405,13 @@ impl<D: Deliver> Runner<D> {
         drop(items);
         for (h, result) in group.into_iter().zip(written) {
             match result {
-                Ok(ending) => report.count(ending),
+                Ok(ending) => {
+                    // Results known since an earlier write failed: told now they are on disk.
+                    for d in &h.untold {
+                        observe(&h.entry.id, &as_recorded(d, &h.entry));
+                    }
+                    report.count(ending)
+                }
                 Err(()) => {
                     report.blocked = true;
                     self.unrecorded.push(h);
@@ -404,12 +421,17 @@ impl<D: Deliver> Runner<D> {
     }
 
     /// Retries writing what could not be written before. False while some still cannot.
-    fn write_unrecorded(&mut self, now: SystemTime, report: &mut RunReport) -> bool {
+    fn write_unrecorded(
+        &mut self,
+        now: SystemTime,
+        report: &mut RunReport,
+        observe: &mut Observer<'_>,
+    ) -> bool {
         if self.unrecorded.is_empty() {
             return true;
         }
         let pending = std::mem::take(&mut self.unrecorded);
-        self.commit_held(pending, now, report);
+        self.commit_held(pending, now, report, observe);
         report.unrecorded = self.unrecorded.len();
         if self.unrecorded.is_empty() {
             return true;
@@ -457,7 +479,7 @@ impl<D: Deliver> Runner<D> {
         }
         // What is known must be written before leaving.
         if !self.unrecorded.is_empty() {
-            self.write_unrecorded(SystemTime::now(), &mut last);
+            self.write_unrecorded(SystemTime::now(), &mut last, observe);
             last.unrecorded = self.unrecorded.len();
         }
         last
@@ -508,6 +530,8 @@ struct Slot {
     /// The last write of this entry failed: it goes to the runner's unrecorded results
     /// unless a later part's write succeeds.
     unwritten: bool,
+    /// Results applied but not written yet (told once they are).
+    untold: Vec<Delivery>,
 }
 
 /// The record side of one deliverer call.
@@ -599,12 +623,13 @@ impl Commit<'_, '_> {
             };
             let Ok(ending) = result else {
                 slot.unwritten = true;
+                slot.untold.extend(deliveries);
                 ok = false;
                 continue;
             };
             slot.unwritten = false;
-            for d in &deliveries {
-                (self.observe)(&slot.entry.id, &as_recorded(d, &slot.entry));
+            for d in slot.untold.drain(..).chain(deliveries) {
+                (self.observe)(&slot.entry.id, &as_recorded(&d, &slot.entry));
             }
             if slot.left.is_empty() {
                 self.report.count(ending);

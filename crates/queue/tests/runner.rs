@@ -378,10 +378,19 @@ fn a_full_disk_keeps_results_in_hand_and_sends_nothing_again() {
     let r = pass(&mut other, true);
     assert_eq!((r.attempted, r.busy), (0, 1), "{r:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 1, "nothing sent again");
-    // Room again: the result is written first, then only the deferred recipient is tried.
+    // Room again: the result is written first (and told then), then only the deferred
+    // recipient is tried.
     fs::remove_file(filler).unwrap();
-    let r = pass(&mut runner, false);
+    let heard = Mutex::new(Vec::new());
+    let r = runner.pass(SystemTime::now(), false, &|| false, &mut |_, d| {
+        heard.lock().unwrap().push((d.address.clone(), d.status));
+    });
     assert_eq!(r.unrecorded, 0, "{r:?}");
+    let heard = heard.into_inner().unwrap();
+    assert!(
+        heard.contains(&("ok@y".to_string(), DeliveryStatus::Delivered)),
+        "{heard:?}"
+    );
     let e = spool.load(&id).unwrap();
     assert!(matches!(
         e.recipients[0].status,
