@@ -793,7 +793,15 @@ fn pass(spool: Spool, force: bool, only: Option<&[String]>, verbose: bool) -> Re
         std::thread::sleep(Duration::from_secs(1));
         let retry = runner.pass(SystemTime::now(), false, &|| true, &mut observe);
         report.unrecorded = retry.unrecorded;
-        report.problems.extend(retry.problems);
+        report.blocked = retry.blocked;
+        report.completed += retry.completed;
+        report.failed += retry.failed;
+        report.bounces += retry.bounces;
+        for p in retry.problems {
+            if !report.problems.contains(&p) {
+                report.problems.push(p);
+            }
+        }
     }
 
     if let Some(b) = bar {
