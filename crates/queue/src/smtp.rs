@@ -128,7 +128,7 @@ struct Inbox {
 
 /// The most results waiting for the recorder before workers wait for it: bounds what a
 /// crash can send twice when recording is slow (a stalled disk or observer).
-const MAX_UNRECORDED: usize = 256;
+const MAX_UNRECORDED: usize = 64;
 
 /// Hands finished jobs to the recorder.
 struct Outbox<'a> {
