@@ -292,7 +292,7 @@ impl Smtp {
                 failed_round(jobs, range, &e.unwrap_or(Error::Closed), out);
                 continue;
             };
-            if !self.round_on(c, config.host(), jobs, range, shared.stop, out) {
+            if !self.round_on(c, config, config.host(), jobs, range, shared.stop, out) {
                 // Reconnect for the next round; this round's unsent messages stay queued
                 // (not attempted) for a later pass.
                 client = None;
@@ -318,9 +318,11 @@ impl Smtp {
 
     /// One pipelined round on `client`; each job goes to `out` once all its transactions
     /// are done. Returns whether the connection is still good for another round.
+    #[allow(clippy::too_many_arguments)]
     fn round_on(
         &self,
         client: &mut Client,
+        config: &Config,
         host: &str,
         jobs: &[Job<'_>],
         range: std::ops::Range<usize>,
@@ -343,17 +345,43 @@ impl Smtp {
             }
         }
         let mut usable = true;
-        // A 452 for some recipients of a transaction that took others: the rest go in a new
-        // transaction at once. Each such transaction takes at least one recipient, so this
-        // ends; the bound is a second guard.
-        let mut splits = 0;
-        while !txs.is_empty() && splits <= self.max_recipients {
-            splits += 1;
+        // Two kinds of transactions go again at once: the rest of a transaction a 452 cut
+        // short (a new transaction on this connection), and those a connection that ended
+        // never started (a new connection, for a server that limits messages per
+        // connection, as long as each connection delivers something). Each round of either
+        // makes progress, so this ends; the bound is a second guard.
+        let mut rounds = 0;
+        let bound = self.max_recipients + txs.len();
+        // One connection found dead before its first transaction (closed by the server
+        // while idle between rounds) is replaced once without having to deliver.
+        let mut idle_close_forgiven = false;
+        while !txs.is_empty() && rounds <= bound {
+            rounds += 1;
             let mut again = Vec::new();
+            let mut progressed = false;
             let mut finish = |k: usize, outcome: Result<postline::Outcome, Error>| {
                 let tx: &Tx = &txs[k];
                 if let Err(e) = &outcome {
                     usable &= keeps_connection(e);
+                }
+                // Any final answer from the server is progress.
+                progressed |= !matches!(
+                    &outcome,
+                    Err(Error::NotSent { .. } | Error::DeliveryUnknown { .. })
+                );
+                // Never started on a connection that ended (not a refusal, nothing sent
+                // of it): kept for a new connection rather than reported.
+                let unstarted = matches!(&outcome, Err(Error::NotSent { cause }) if !matches!(**cause, Error::Cancelled));
+                if unstarted {
+                    again.push(Tx {
+                        job: tx.job,
+                        envelope: tx.envelope.clone(),
+                    });
+                    return if stop.load(Ordering::SeqCst) {
+                        std::ops::ControlFlow::Break(())
+                    } else {
+                        std::ops::ControlFlow::Continue(())
+                    };
                 }
                 // Not started because the runner is stopping: not reported, so untouched.
                 let cancelled = matches!(&outcome, Err(Error::NotSent { cause }) if matches!(**cause, Error::Cancelled));
@@ -400,9 +428,10 @@ impl Smtp {
                 .iter()
                 .map(|t| (&t.envelope, jobs[t.job].message))
                 .collect();
-            if let Err(e) = client.send_many_each(pairs, &mut finish) {
+            let dead_on_arrival = client.send_many_each(pairs, &mut finish).err();
+            if let Some(e) = &dead_on_arrival {
                 // The connection was unusable before anything was sent (closed by the
-                // server after the last round): not attempted, and a new one next round.
+                // server after the last round): each goes again on a new connection.
                 for k in 0..txs.len() {
                     let _ = finish(
                         k,
@@ -413,8 +442,24 @@ impl Smtp {
                 }
             }
             txs = again;
-            if !usable || stop.load(Ordering::SeqCst) {
+            if stop.load(Ordering::SeqCst) || txs.is_empty() {
                 break;
+            }
+            if !usable {
+                // A new connection only when this one delivered something: a server that
+                // takes nothing is not asked again in this pass.
+                let forgive = dead_on_arrival.is_some() && !idle_close_forgiven;
+                idle_close_forgiven |= forgive;
+                if !progressed && !forgive {
+                    break;
+                }
+                match Client::connect(config.clone()) {
+                    Ok(c) => {
+                        *client = c;
+                        usable = true;
+                    }
+                    Err(_) => break,
+                }
             }
         }
         for tx in txs {

@@ -1143,3 +1143,47 @@ fn a_directory_that_is_not_a_spool_is_refused() {
     assert!(p.join("package.json").exists() && p.join("saved.eml").exists());
     assert!(!p.join("failed").exists());
 }
+
+/// A server that takes one message per connection, then answers the next MAIL with 421
+/// and closes: each message goes out on a new connection in the same pass, none waits for
+/// a later one.
+#[test]
+fn a_server_limiting_messages_per_connection_gets_them_all_in_one_pass() {
+    let mut script = greeting_and_ehlo(&[]);
+    script.extend([
+        Step::expect("MAIL FROM:"),
+        Step::reply("250 ok"),
+        Step::expect("RCPT TO:"),
+        Step::reply("250 ok"),
+        Step::expect("DATA"),
+        Step::reply("354 go"),
+        Step::ExpectData,
+        Step::reply("250 2.0.0 one per connection"),
+        // The next MAIL (or the QUIT at the end of the pass).
+        Step::expect(""),
+        Step::reply("421 4.7.0 one message per connection"),
+        Step::Close,
+    ]);
+    let server = ScriptedServer::accept_n(script, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    for i in 0..3 {
+        enqueue(
+            &spool,
+            &["a@y"],
+            format!("Subject: {i}\r\n\r\nx\r\n").as_bytes(),
+        );
+    }
+    let smtp = Smtp::new(relay_to(server.port())).connections(1);
+    let mut runner = Runner::new(spool.clone(), quiet_policy(), smtp);
+    let r = pass(&mut runner, false);
+    let report = server.finish();
+    assert_eq!(
+        (r.completed, r.deferred),
+        (3, 0),
+        "{r:?} {:?}",
+        report.failures
+    );
+    assert_eq!(report.connections.len(), 3);
+    assert!(spool.list().0.is_empty());
+}
