@@ -278,6 +278,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncClient<S> {
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.conn.as_ref().and_then(|c| c.peer)
     }
+
+    /// True once the connection has ended; see [`crate::Client::is_closed`].
+    pub fn is_closed(&self) -> bool {
+        self.conn.as_ref().is_none_or(|c| c.is_closed())
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for AsyncClient<S> {

@@ -459,6 +459,13 @@ impl<S: BlockingStream> Client<S> {
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.conn.peer
     }
+
+    /// True once the connection has ended (the server closed it, a timeout, an error that
+    /// left the session out of step): every later call fails, so a caller with more to
+    /// send connects again.
+    pub fn is_closed(&self) -> bool {
+        self.conn.is_closed()
+    }
 }
 
 impl<S: BlockingStream> Drop for Client<S> {

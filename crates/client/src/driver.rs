@@ -258,6 +258,11 @@ impl<T: Transport> Conn<T> {
         result
     }
 
+    /// True once the connection has ended: every later call fails.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.engine.is_closed()
+    }
+
     /// True when saying QUIT now cannot complete anything the caller began: nothing is in
     /// flight and no operation was cut short.
     pub(crate) fn may_quit_on_drop(&self) -> bool {

@@ -234,3 +234,30 @@ fn send_many_each_tells_each_result_and_stops_when_asked() {
         client.noop().await.expect("still usable");
     });
 }
+
+/// `is_closed`: false on a live session (after a refused message too), true once the server
+/// ended it (smtp-sink answers MAIL with 421 and closes), on both clients.
+#[test]
+fn is_closed_tells_a_live_session_from_an_ended_one() {
+    let env = Envelope::new("a@client.test", ["b@server.test"]).unwrap();
+    let live = SmtpSink::start(&["-f", "DATA"]);
+    let ending = SmtpSink::start(&["-Q", "MAIL"]);
+    let mut client = Client::connect(config(live.port())).unwrap();
+    assert!(client.send_bytes(&env, b"m\r\n").is_err(), "DATA refused");
+    assert!(!client.is_closed());
+    let mut client = Client::connect(config(ending.port())).unwrap();
+    assert!(client.send_bytes(&env, b"m\r\n").is_err(), "421");
+    assert!(client.is_closed());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut client = AsyncClient::connect(config(live.port())).await.unwrap();
+        assert!(client.send_bytes(&env, b"m\r\n").await.is_err());
+        assert!(!client.is_closed());
+        let mut client = AsyncClient::connect(config(ending.port())).await.unwrap();
+        assert!(client.send_bytes(&env, b"m\r\n").await.is_err());
+        assert!(client.is_closed());
+    });
+}

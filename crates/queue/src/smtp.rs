@@ -344,7 +344,6 @@ impl Smtp {
                 open.push((bad, n));
             }
         }
-        let mut usable = true;
         // Two kinds of transactions go again at once: the rest of a transaction a 452 cut
         // short (a new transaction on this connection), and those a connection that ended
         // never started (a new connection, for a server that limits messages per
@@ -361,9 +360,6 @@ impl Smtp {
             let mut progressed = false;
             let mut finish = |k: usize, outcome: Result<postline::Outcome, Error>| {
                 let tx: &Tx = &txs[k];
-                if let Err(e) = &outcome {
-                    usable &= keeps_connection(e);
-                }
                 // Any final answer from the server is progress.
                 progressed |= !matches!(
                     &outcome,
@@ -377,11 +373,7 @@ impl Smtp {
                         job: tx.job,
                         envelope: tx.envelope.clone(),
                     });
-                    return if stop.load(Ordering::SeqCst) {
-                        std::ops::ControlFlow::Break(())
-                    } else {
-                        std::ops::ControlFlow::Continue(())
-                    };
+                    return go_on(stop);
                 }
                 // Not started because the runner is stopping: not reported, so untouched.
                 let cancelled = matches!(&outcome, Err(Error::NotSent { cause }) if matches!(**cause, Error::Cancelled));
@@ -391,7 +383,8 @@ impl Smtp {
                     Delivery::from_result(&outcome, &tx.envelope)
                 };
                 let slot = &mut open[tx.job - first];
-                if usable && list.iter().any(|d| d.status == DeliveryStatus::Delivered) {
+                // (A transaction that delivered found the session in step.)
+                if list.iter().any(|d| d.status == DeliveryStatus::Delivered) {
                     let (retry, keep): (Vec<Delivery>, Vec<Delivery>) =
                         list.into_iter().partition(too_many_recipients);
                     list = keep;
@@ -417,12 +410,7 @@ impl Smtp {
                 if slot.1 == 0 && !slot.0.is_empty() {
                     out.send(tx.job, std::mem::take(&mut slot.0));
                 }
-                // Stopping: what is on the wire finishes, nothing more starts.
-                if stop.load(Ordering::SeqCst) {
-                    std::ops::ControlFlow::Break(())
-                } else {
-                    std::ops::ControlFlow::Continue(())
-                }
+                go_on(stop)
             };
             let pairs: Vec<(&Envelope, &[u8])> = txs
                 .iter()
@@ -445,7 +433,7 @@ impl Smtp {
             if stop.load(Ordering::SeqCst) || txs.is_empty() {
                 break;
             }
-            if !usable {
+            if client.is_closed() {
                 // A new connection only when this one delivered something: a server that
                 // takes nothing is not asked again in this pass.
                 let forgive = dead_on_arrival.is_some() && !idle_close_forgiven;
@@ -454,10 +442,7 @@ impl Smtp {
                     break;
                 }
                 match Client::connect(config.clone()) {
-                    Ok(c) => {
-                        *client = c;
-                        usable = true;
-                    }
+                    Ok(c) => *client = c,
                     Err(_) => break,
                 }
             }
@@ -478,7 +463,16 @@ impl Smtp {
                 out.send(tx.job, std::mem::take(&mut slot.0));
             }
         }
-        usable
+        !client.is_closed()
+    }
+}
+
+/// Stopping: what is on the wire finishes, nothing more starts.
+fn go_on(stop: &AtomicBool) -> std::ops::ControlFlow<()> {
+    if stop.load(Ordering::SeqCst) {
+        std::ops::ControlFlow::Break(())
+    } else {
+        std::ops::ControlFlow::Continue(())
     }
 }
 
@@ -488,16 +482,6 @@ fn too_many_recipients(d: &Delivery) -> bool {
         && d.reply
             .as_ref()
             .is_some_and(|r| r.code == 452 || r.enhanced.is_some_and(|e| e.to_string() == "4.5.3"))
-}
-
-/// Whether the session is still in step after this error: a refusal of the message, or a
-/// message not started because the runner is stopping.
-fn keeps_connection(e: &Error) -> bool {
-    match e {
-        Error::MessageRejected { .. } | Error::Incompatible(_) | Error::Address { .. } => true,
-        Error::NotSent { cause } => matches!(**cause, Error::Cancelled),
-        _ => false,
-    }
 }
 
 /// A round of jobs the relay could not take at all.
