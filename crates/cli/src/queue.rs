@@ -109,15 +109,14 @@ pub fn route(args: &ServerArgs, account: Option<&Account>, direct: bool) -> Resu
             .as_ref()
             .map(|p| Secret::PasswordFile(absolute(p))))
         .or(args.oauth_token_env.clone().map(Secret::OauthTokenEnv));
-    let timeout_ms = match args.timeout {
+    // The same rule as at the command line, for a ServerArgs built otherwise.
+    let timeout_ms = match args.timeout.map(crate::args::timeout_duration) {
         None => None,
-        Some(t) if t.is_finite() && t > 0.0 && t <= postline_queue::MAX_TIMEOUT.as_secs_f64() => {
-            Some((t * 1000.0).ceil() as u64)
-        }
-        Some(t) => {
+        Some(Ok(d)) => Some(d.as_micros().div_ceil(1000) as u64),
+        Some(Err(why)) => {
             return Err(Fail::new(
                 exit::USAGE,
-                format!("--timeout {t}: must be more than 0 and at most 86400 seconds"),
+                format!("--timeout {}: {why}", args.timeout.unwrap_or_default()),
             ))
         }
     };
