@@ -231,7 +231,8 @@ pub fn report_json(report: &Report) -> Value {
 
 /// A recipient the server refused for now (4xx): not delivered, and not a failure either.
 fn deferred(r: &postline::Recipient) -> bool {
-    !r.accepted && r.reply.as_ref().is_none_or(|x| !x.is_permanent())
+    !r.accepted
+        && postline::delivery::status_of_refusal(r.reply.as_ref()) == DeliveryStatus::Deferred
 }
 
 /// The exit code of a message the server took for some recipients: 0 when it took every

@@ -143,9 +143,12 @@ impl Delivery {
                         refused_recipient(a, r.reply.as_ref())
                     }
                     // MAIL, DATA or the message itself refused: that reply decides for all.
-                    (_, Some(reply)) => {
-                        Delivery::new(a, by_reply(reply), Some(reply), refused_at(*at).to_string())
-                    }
+                    (_, Some(reply)) => Delivery::new(
+                        a,
+                        status_of_refusal(Some(reply)),
+                        Some(reply),
+                        refused_at(*at).to_string(),
+                    ),
                     (_, None) => Delivery::new(a, DeliveryStatus::Deferred, None, refused_at(*at)),
                 })
                 .collect(),
@@ -184,7 +187,7 @@ pub fn status_of(e: &Error) -> DeliveryStatus {
     match e {
         Error::DeliveryUnknown { .. } => DeliveryStatus::InDoubt,
         Error::NotSent { .. } => DeliveryStatus::NotAttempted,
-        Error::MessageRejected { reply: Some(r), .. } => by_reply(r),
+        Error::MessageRejected { reply: Some(r), .. } => status_of_refusal(Some(r)),
         Error::Incompatible(_) | Error::Address { .. } | Error::NoRecipients => {
             DeliveryStatus::Failed
         }
@@ -192,18 +195,20 @@ pub fn status_of(e: &Error) -> DeliveryStatus {
     }
 }
 
-fn by_reply(r: &ServerReply) -> DeliveryStatus {
-    if r.is_permanent() {
-        DeliveryStatus::Failed
-    } else {
-        DeliveryStatus::Deferred
+/// What a refusal means for the recipients it names: failed for a 5xx, deferred for
+/// anything else (a 4xx, or no reply at all).
+pub fn status_of_refusal(reply: Option<&ServerReply>) -> DeliveryStatus {
+    match reply {
+        Some(r) if r.is_permanent() => DeliveryStatus::Failed,
+        _ => DeliveryStatus::Deferred,
     }
 }
 
 fn refused_recipient(address: &str, reply: Option<&ServerReply>) -> Delivery {
+    let status = status_of_refusal(reply);
     match reply {
-        Some(r) => Delivery::new(address, by_reply(r), Some(r), ""),
-        None => Delivery::new(address, DeliveryStatus::Deferred, None, "no reply for it"),
+        Some(r) => Delivery::new(address, status, Some(r), ""),
+        None => Delivery::new(address, status, None, "no reply for it"),
     }
 }
 
