@@ -980,23 +980,10 @@ fn flush_one_message_by_id() {
 /// `queue flush` sends nothing (results could not be recorded) and exits 75 saying why.
 #[test]
 fn a_nearly_full_disk_sends_nothing_and_says_why() {
-    struct Mount(std::path::PathBuf);
-    impl Drop for Mount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
     let srv = Aiosmtpd::start();
     let sb = sandbox();
-    let dir = sb.spool().with_file_name("small-disk");
-    fs::create_dir_all(&dir).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m,mode=700", "tmpfs"])
-        .arg(&dir)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(mounted, "mounting a tmpfs needs root (CI runs as root)");
-    let _mount = Mount(dir.clone());
+    let disk = postline_testkit::Tmpfs::mount(4096);
+    let dir = disk.path();
     let spool = dir.join("q");
     let file = sb.write("m.eml", message("full"));
     let sp = spool.to_str().unwrap();

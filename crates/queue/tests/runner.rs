@@ -19,7 +19,7 @@ use postline_queue::{
     Record, Route, RunReport, Runner, Smtp, Spool,
 };
 use postline_testkit::SmtpSink;
-use postline_testkit::{greeting_and_ehlo, ScriptedServer, Step};
+use postline_testkit::{greeting_and_ehlo, ScriptedServer, Step, Tmpfs};
 
 /// What the scripted deliverer answers for one recipient.
 type Answer = dyn Fn(&str) -> DeliveryStatus + Send;
@@ -277,74 +277,9 @@ fn unreadable_entries_are_skipped_and_reported_corrupt_ones_moved_aside() {
     assert!(spool.load(&good).is_err());
 }
 
-/// A private tmpfs of `kib` KiB, unmounted on drop.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn new(kib: u32) -> SmallDisk {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={kib}k,mode=700"),
-                "tmpfs",
-            ])
-            .arg(dir.path())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "mounting a tmpfs failed: the full-disk tests need root (CI runs as root)"
-        );
-        SmallDisk { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// A handle on a disk already mounted at `path` (not unmounted when dropped).
-    fn at(path: &Path) -> std::mem::ManuallyDrop<SmallDisk> {
-        let dir = tempfile::Builder::new().tempdir_in(path).unwrap();
-        // Only to reach `fill`: the handle points into the disk, not at its mount.
-        std::mem::ManuallyDrop::new(SmallDisk { dir })
-    }
-
-    /// Fills the file system, leaving at most `leave` bytes; returns the filler's path.
-    fn fill(&self, leave: u64) -> PathBuf {
-        let filler = self.path().join("filler");
-        let spool = Spool::open(self.path().join("q")).unwrap();
-        let free = spool.free_bytes().unwrap();
-        let size = free.saturating_sub(leave);
-        let mut f = fs::File::create(&filler).unwrap();
-        let chunk = vec![0u8; 4096];
-        let mut written = 0;
-        while written < size {
-            use std::io::Write;
-            match f.write(&chunk[..chunk.len().min((size - written) as usize)]) {
-                Ok(n) => written += n as u64,
-                Err(_) => break,
-            }
-        }
-        let _ = f.sync_all();
-        filler
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
 #[test]
 fn a_full_disk_keeps_results_in_hand_and_sends_nothing_again() {
-    let disk = SmallDisk::new(512);
+    let disk = Tmpfs::mount(512);
     let spool = Spool::open(disk.path().join("q")).unwrap();
     let id = enqueue(&spool, &["ok@y", "later@y"], b"m\r\n");
     let d = Scripted::new(|a| {
@@ -404,7 +339,7 @@ fn a_full_disk_keeps_results_in_hand_and_sends_nothing_again() {
 
 #[test]
 fn no_delivery_starts_below_the_free_space_minimum() {
-    let disk = SmallDisk::new(2048);
+    let disk = Tmpfs::mount(2048);
     let spool = Spool::open(disk.path().join("q")).unwrap();
     enqueue(&spool, &["a@y"], b"m\r\n");
     let d = Scripted::new(|_| DeliveryStatus::Delivered);
@@ -426,7 +361,7 @@ fn no_delivery_starts_below_the_free_space_minimum() {
 
 #[test]
 fn a_failed_message_stays_until_its_bounce_and_record_are_written() {
-    let disk = SmallDisk::new(512);
+    let disk = Tmpfs::mount(512);
     let spool = Spool::open(disk.path().join("q")).unwrap();
     let id = enqueue(&spool, &["bad@y"], b"Subject: x\r\n\r\nbody\r\n");
     let d = Scripted::new(|a| {
@@ -992,7 +927,7 @@ fn parts_in_one_call_count_once_and_are_all_heard() {
 
 #[test]
 fn a_part_after_an_unwritable_one_is_kept_and_not_sent_again() {
-    let disk = SmallDisk::new(512);
+    let disk = Tmpfs::mount(512);
     let spool = Spool::open(disk.path().join("q")).unwrap();
     let id = enqueue(&spool, &["a@one.test", "b@two.test", "c@three.test"], b"m");
     let filler: Arc<Mutex<Option<PathBuf>>> = Arc::default();
@@ -1006,8 +941,7 @@ fn a_part_after_an_unwritable_one_is_kept_and_not_sent_again() {
         // The disk fills after the first part is written.
         between: Box::new(move |k| {
             if k == 0 {
-                let disk = SmallDisk::at(&path);
-                *f.lock().unwrap() = Some(disk.fill(0));
+                *f.lock().unwrap() = Some(postline_testkit::fill(&path, 0));
             }
         }),
         together: false,

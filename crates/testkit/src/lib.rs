@@ -21,6 +21,7 @@ mod sandbox;
 mod scripted;
 mod send_cmd;
 mod smtp_sink;
+mod tmpfs;
 
 pub use aiosmtpd::{Aiosmtpd, AiosmtpdBuilder, StoredMessage, AIOSMTPD_READY_TIMEOUT};
 pub use ca::TestCa;
@@ -34,6 +35,7 @@ pub use scripted::{
 };
 pub use send_cmd::SendCmd;
 pub use smtp_sink::{SmtpSink, SINK_READY_TIMEOUT};
+pub use tmpfs::{fill, Tmpfs};
 
 /// The repository's root: two levels above this crate's manifest (`crates/testkit`).
 pub fn repo_root() -> PathBuf {
