@@ -403,6 +403,20 @@ fn a_route_that_cannot_be_resolved_defers_and_never_bounces() {
     assert!(e.last_error.unwrap().contains("is a directory"));
 }
 
+/// A pipelined MAIL, RCPT (starting `rcpt`) and DATA, answered 250, 250, 354, then the
+/// message: what is left is the reply to its end of data.
+fn pipelined_message(rcpt: &str) -> [Step; 7] {
+    [
+        Step::expect("MAIL FROM:"),
+        Step::expect(rcpt),
+        Step::expect("DATA"),
+        Step::reply("250 ok"),
+        Step::reply("250 ok"),
+        Step::reply("354 go"),
+        Step::ExpectData,
+    ]
+}
+
 fn relay_to(port: u16) -> impl Fn(&Route) -> Result<Destination, String> + Send + Sync {
     move |_: &Route| {
         Ok(Destination::Relay(
@@ -527,24 +541,10 @@ fn a_connection_lost_mid_batch_defers_the_unsent_and_flags_the_one_in_doubt() {
     // PIPELINING: the first message is accepted, the connection resets after the second
     // one's data; the rest were never sent.
     let mut script = greeting_and_ehlo(&["PIPELINING"]);
-    script.extend([
-        Step::expect("MAIL FROM:"),
-        Step::expect("RCPT TO:"),
-        Step::expect("DATA"),
-        Step::reply("250 ok"),
-        Step::reply("250 ok"),
-        Step::reply("354 go"),
-        Step::ExpectData,
-        Step::reply("250 2.0.0 first"),
-        Step::expect("MAIL FROM:"),
-        Step::expect("RCPT TO:"),
-        Step::expect("DATA"),
-        Step::reply("250 ok"),
-        Step::reply("250 ok"),
-        Step::reply("354 go"),
-        Step::ExpectData,
-        Step::Reset,
-    ]);
+    script.extend(pipelined_message("RCPT TO:"));
+    script.push(Step::reply("250 2.0.0 first"));
+    script.extend(pipelined_message("RCPT TO:"));
+    script.push(Step::Reset);
     let server = ScriptedServer::start(script);
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
@@ -673,13 +673,9 @@ fn a_452_sends_the_rest_in_a_new_transaction_at_once() {
         Step::reply("354 go"),
         Step::ExpectData,
         Step::reply("250 2.0.0 first"),
-        Step::expect("MAIL FROM:"),
-        Step::expect("RCPT TO:<b@y>"),
-        Step::expect("DATA"),
-        Step::reply("250 ok"),
-        Step::reply("250 ok"),
-        Step::reply("354 go"),
-        Step::ExpectData,
+    ]);
+    script.extend(pipelined_message("RCPT TO:<b@y>"));
+    script.extend([
         Step::reply("250 2.0.0 second"),
         Step::expect("QUIT"),
         Step::reply("221 bye"),
@@ -780,12 +776,8 @@ fn a_421_backs_off_and_expires() {
                 Step::Close,
             ]);
         } else {
+            script.extend(pipelined_message("RCPT TO:"));
             script.extend([
-                Step::expect("MAIL FROM:"),
-                Step::expect("RCPT TO:"),
-                Step::expect("DATA"),
-                Step::send("250 ok\r\n250 ok\r\n354 go\r\n"),
-                Step::ExpectData,
                 Step::reply("421 4.7.0 rate limited, try later"),
                 Step::Close,
             ]);
