@@ -11,7 +11,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use postline::delivery::{Delivery, DeliveryStatus};
 use postline::{Envelope, Error};
@@ -503,9 +503,7 @@ pub fn run(args: &QueueArgs) -> Result<u8, Fail> {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    postline_queue::unix_now(SystemTime::now())
 }
 
 /// `90s`, `5m`, `3h`, `2d`.
@@ -869,7 +867,7 @@ fn daemon_loop(spool: Spool, verbose: bool) -> Result<u8, Fail> {
             summarize(r);
         }
     };
-    let last = runner.daemon(&stop, Duration::from_secs(60), &mut observe, &mut on_pass);
+    runner.daemon(&stop, Duration::from_secs(60), &mut observe, &mut on_pass);
     warn(format_args!(
         "postline: queue daemon stopping: what was on the wire is finished and recorded"
     ));
@@ -882,7 +880,6 @@ fn daemon_loop(spool: Spool, verbose: bool) -> Result<u8, Fail> {
         ));
         return Ok(exit::TEMPFAIL);
     }
-    let _ = last;
     Ok(exit::OK)
 }
 

@@ -902,7 +902,7 @@ fn a_queued_route_keeps_the_password_file_and_its_leave() {
     }
     let spool = sb.spool_str();
     // Queued from the sandbox directory with a relative path.
-    let o = run_code(
+    run_code(
         send(
             &sb,
             &srv,
@@ -921,7 +921,6 @@ fn a_queued_route_keeps_the_password_file_and_its_leave() {
         .current_dir(pw.parent().unwrap()),
         0,
     );
-    let _ = o;
     let list = sb.queue_list();
     let stored = list[0]["route"]["secret"]["password-file"]
         .as_str()
