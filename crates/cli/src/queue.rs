@@ -25,7 +25,7 @@ use crate::account::{Account, TlsMode};
 use crate::args::{AuthArg, QueueArgs, QueueCommand, ServerArgs};
 use crate::connect::{self, Fail, Target};
 use crate::exit;
-use crate::output::{self, escape};
+use crate::output::{self, errln, escape, outln};
 
 /// A run sending more messages than this shows a progress bar (on a terminal).
 const PROGRESS_OVER: usize = 5;
@@ -33,17 +33,6 @@ const PROGRESS_OVER: usize = 5;
 /// How many times (a second apart) a one-shot run tries again to write results it could
 /// not write, before it exits.
 const UNRECORDED_RETRIES: usize = 10;
-
-/// A line on stdout through [`output`]: a closed stdout is not a reason to stop (results
-/// are recorded before they are printed).
-fn say(line: std::fmt::Arguments<'_>) {
-    output::write_fmt(output::Stream::Stdout, line, true);
-}
-
-/// A line on stderr through [`output`].
-fn warn(line: std::fmt::Arguments<'_>) {
-    output::write_fmt(output::Stream::Stderr, line, true);
-}
 
 fn route_tls(t: TlsMode) -> RouteTls {
     match t {
@@ -318,10 +307,7 @@ pub fn queue_deferred(
     let id = match queued {
         Ok(id) => id,
         Err(f) => {
-            warn(format_args!(
-                "postline: could not queue the message: {}",
-                f.message
-            ));
+            errln!("postline: could not queue the message: {}", f.message);
             return None;
         }
     };
@@ -351,16 +337,11 @@ pub fn queue_deferred(
                 .collect();
             let v =
                 json!({"status": "queued", "queue_id": id, "recipients": list, "exit_code": code});
-            say(format_args!("{}", output::json_safe(&v.to_string())));
+            outln!("{}", output::json_safe(&v.to_string()));
         }
         Voice::Lines => {
             for d in results {
-                say(format_args!(
-                    "{:<9} {}  {}",
-                    shown(d),
-                    d.address,
-                    one_line(&d.detail())
-                ));
+                outln!("{:<9} {}  {}", shown(d), d.address, one_line(&d.detail()));
             }
         }
         Voice::Quiet => {
@@ -368,16 +349,12 @@ pub fn queue_deferred(
                 .iter()
                 .filter(|d| d.status == DeliveryStatus::Failed)
             {
-                warn(format_args!(
-                    "postline: {} refused: {}",
-                    d.address,
-                    one_line(&d.detail())
-                ));
+                errln!("postline: {} refused: {}", d.address, one_line(&d.detail()));
             }
         }
     }
     let doubt = later.iter().any(|d| d.status == DeliveryStatus::InDoubt);
-    warn(format_args!(
+    errln!(
         "postline: queued as {id} for {} recipient(s), sent by `postline queue run` (or a \
          running `postline queue run --daemon`): {}{}",
         later.len(),
@@ -387,7 +364,7 @@ pub fn queue_deferred(
         } else {
             ""
         }
-    ));
+    );
     Some(code)
 }
 
@@ -420,11 +397,11 @@ pub fn queue_only(
             )
         })?;
     match voice {
-        Voice::Lines => say(format_args!("{id}")),
-        Voice::Json => say(format_args!(
+        Voice::Lines => outln!("{id}"),
+        Voice::Json => outln!(
             "{}",
             json!({"status": "queued", "queue_id": id, "recipients": recipients, "exit_code": 0})
-        )),
+        ),
         Voice::Quiet => {}
     }
     Ok(exit::OK)
@@ -458,16 +435,16 @@ pub fn run(args: &QueueArgs) -> Result<u8, Fail> {
                     ),
                 )),
                 QueueCommand::List { json: true } => {
-                    say(format_args!("[]"));
+                    outln!("[]");
                     Ok(exit::OK)
                 }
                 // `queue run` from cron stays quiet when there is nothing to do.
                 QueueCommand::Run { .. } => Ok(exit::OK),
                 _ => {
-                    warn(format_args!(
+                    errln!(
                         "postline: no queue at {} (nothing was ever queued there)",
                         dir.display()
-                    ));
+                    );
                     Ok(exit::OK)
                 }
             };
@@ -526,7 +503,7 @@ fn entry_json(e: &Entry, now: u64) -> Value {
 
 fn print_problems(problems: &[String]) {
     for p in problems {
-        warn(format_args!("postline: queue: {}", one_line(p)));
+        errln!("postline: queue: {}", one_line(p));
     }
 }
 
@@ -536,10 +513,7 @@ fn list(spool: &Spool, json_out: bool) -> Result<u8, Fail> {
     let now = now_secs();
     if json_out {
         let list: Vec<Value> = entries.iter().map(|e| entry_json(e, now)).collect();
-        say(format_args!(
-            "{}",
-            output::json_safe(&Value::Array(list).to_string())
-        ));
+        outln!("{}", output::json_safe(&Value::Array(list).to_string()));
         return Ok(exit::OK);
     }
     for e in &entries {
@@ -557,7 +531,7 @@ fn list(spool: &Spool, json_out: bool) -> Result<u8, Fail> {
         } else {
             format!("in {}", span(e.next_attempt - now))
         };
-        say(format_args!(
+        outln!(
             "{}  age {}  to {}  attempts {}  next {}{}{}{}",
             e.id,
             span(now.saturating_sub(e.created)),
@@ -574,13 +548,10 @@ fn list(spool: &Spool, json_out: bool) -> Result<u8, Fail> {
                 .as_ref()
                 .map(|x| format!("  last error: {}", one_line(x)))
                 .unwrap_or_default()
-        ));
+        );
     }
     if entries.is_empty() {
-        warn(format_args!(
-            "postline: the queue in {} is empty",
-            spool.dir().display()
-        ));
+        errln!("postline: the queue in {} is empty", spool.dir().display());
     }
     Ok(exit::OK)
 }
@@ -603,52 +574,37 @@ fn show(spool: &Spool, id: &str, json_out: bool) -> Result<u8, Fail> {
     let e = load_for(spool, id)?;
     let now = now_secs();
     if json_out {
-        say(format_args!(
-            "{}",
-            output::json_safe(&entry_json(&e, now).to_string())
-        ));
+        outln!("{}", output::json_safe(&entry_json(&e, now).to_string()));
         return Ok(exit::OK);
     }
-    say(format_args!("id          {}", e.id));
-    say(format_args!(
+    outln!("id          {}", e.id);
+    outln!(
         "from        <{}>{}",
         e.from,
         if e.is_bounce { "  (bounce report)" } else { "" }
-    ));
-    say(format_args!("size        {} octets", e.size));
-    say(format_args!(
-        "age         {}",
-        span(now.saturating_sub(e.created))
-    ));
-    say(format_args!("attempts    {}", e.attempts));
+    );
+    outln!("size        {} octets", e.size);
+    outln!("age         {}", span(now.saturating_sub(e.created)));
+    outln!("attempts    {}", e.attempts);
     if e.next_attempt <= now {
-        say(format_args!("next try    now"));
+        outln!("next try    now");
     } else {
-        say(format_args!(
-            "next try    in {}",
-            span(e.next_attempt - now)
-        ));
+        outln!("next try    in {}", span(e.next_attempt - now));
     }
     if let Some(x) = &e.last_error {
-        say(format_args!("last error  {}", one_line(x)));
+        outln!("last error  {}", one_line(x));
     }
-    say(format_args!(
-        "route       {}",
-        one_line(&e.route.describe())
-    ));
-    say(format_args!(
-        "message     {}",
-        spool.message_path(&e.id).display()
-    ));
+    outln!("route       {}", one_line(&e.route.describe()));
+    outln!("message     {}", spool.message_path(&e.id).display());
     for r in &e.recipients {
         let doubt = matches!(r.status, RecipientStatus::Pending { in_doubt: true, .. });
-        say(format_args!(
+        outln!(
             "recipient   {:<9} {}  {}{}",
             r.status.name(),
             r.address,
             one_line(r.status.detail()),
             if doubt { "  (in doubt)" } else { "" }
-        ));
+        );
     }
     Ok(exit::OK)
 }
@@ -690,7 +646,7 @@ fn remove(spool: &Spool, id: &str) -> Result<u8, Fail> {
             _ => Fail::new(exit::TEMPFAIL, format!("queue: cannot remove {id}: {e}")),
         })
     })?;
-    say(format_args!("removed {id}"));
+    outln!("removed {id}");
     Ok(exit::OK)
 }
 
@@ -714,7 +670,7 @@ fn release(spool: &Spool, id: &str) -> Result<u8, Fail> {
         })?;
         Ok(n)
     })?;
-    say(format_args!("released {released} recipient(s) of {id}"));
+    outln!("released {released} recipient(s) of {id}");
     Ok(exit::OK)
 }
 
@@ -774,7 +730,7 @@ fn pass(spool: Spool, force: bool, only: Option<&[String]>, verbose: bool) -> Re
                 }
                 b.println(line)
             }
-            None => say(format_args!("{line}")),
+            None => outln!("{line}"),
         }
     };
     let mut report = match only {
@@ -810,11 +766,11 @@ fn pass(spool: Spool, force: bool, only: Option<&[String]>, verbose: bool) -> Re
     }
     let left = runner.unrecorded();
     if !left.is_empty() {
-        warn(format_args!(
+        errln!(
             "postline: queue: could not record the results of {}: their recipients that were \
              delivered will be sent to again by the next run",
             left.join(", ")
-        ));
+        );
     }
     Ok(exit_for(&report))
 }
@@ -829,16 +785,21 @@ fn exit_for(report: &RunReport) -> u8 {
 
 fn summarize(r: &RunReport) {
     print_problems(&r.problems);
-    say(format_args!(
+    outln!(
         "attempted {}, delivered {}, deferred {}, failed {}, bounces {}, busy {}",
-        r.attempted, r.completed, r.deferred, r.failed, r.bounces, r.busy
-    ));
+        r.attempted,
+        r.completed,
+        r.deferred,
+        r.failed,
+        r.bounces,
+        r.busy
+    );
     if r.unrecorded > 0 {
-        warn(format_args!(
+        errln!(
             "postline: queue: {} message(s) have results that could not be written (is the disk \
              full?); delivery stopped",
             r.unrecorded
-        ));
+        );
     }
 }
 
@@ -856,28 +817,26 @@ fn daemon_loop(spool: Spool, verbose: bool) -> Result<u8, Fail> {
         .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)))
         .map_err(|e| Fail::new(exit::SOFTWARE, format!("queue: cannot handle signals: {e}")))?;
     }
-    warn(format_args!(
+    errln!(
         "postline: queue daemon on {} (SIGTERM to stop)",
         spool.dir().display()
-    ));
+    );
     let mut runner = runner(spool, verbose);
-    let mut observe = |id: &str, d: &Delivery| say(format_args!("{}", result_line(id, d)));
+    let mut observe = |id: &str, d: &Delivery| outln!("{}", result_line(id, d));
     let mut on_pass = |r: &RunReport| {
         if r.attempted > 0 || !r.problems.is_empty() || r.blocked {
             summarize(r);
         }
     };
     runner.daemon(&stop, Duration::from_secs(60), &mut observe, &mut on_pass);
-    warn(format_args!(
-        "postline: queue daemon stopping: what was on the wire is finished and recorded"
-    ));
+    errln!("postline: queue daemon stopping: what was on the wire is finished and recorded");
     let left = runner.unrecorded();
     if !left.is_empty() {
-        warn(format_args!(
+        errln!(
             "postline: queue daemon stopping with unrecorded results for: {} (they will be sent \
              again by the next run)",
             left.join(", ")
-        ));
+        );
         return Ok(exit::TEMPFAIL);
     }
     Ok(exit::OK)

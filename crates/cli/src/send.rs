@@ -11,7 +11,7 @@ use crate::args::SendArgs;
 use crate::compose::{self, Compose, ComposeError};
 use crate::connect::{self, Fail, Target};
 use crate::exit;
-use crate::output::{self, errln, escape, json_safe, outln};
+use crate::output::{errln, escape, json_safe, outln};
 use crate::queue;
 
 fn compose_fail(e: ComposeError) -> Fail {
@@ -410,32 +410,19 @@ fn print_direct(deliveries: &[Delivery], json_out: bool, partial_ok: bool) -> u8
             })
             .collect();
         let v = json!({"route": "direct", "recipients": list, "exit_code": code});
-        say(format_args!("{}", json_safe(&v.to_string())));
+        outln!("{}", json_safe(&v.to_string()));
         return code;
     }
     for d in deliveries {
         let host = d.host.as_deref().unwrap_or("-");
         match d.status {
-            DeliveryStatus::Delivered => say(format_args!(
-                "delivered {}  via {host}  {}",
-                d.address,
-                d.detail()
-            )),
-            s => say(format_args!(
-                "{:<9} {}  {}",
-                s.name(),
-                d.address,
-                d.detail()
-            )),
+            DeliveryStatus::Delivered => {
+                outln!("delivered {}  via {host}  {}", d.address, d.detail())
+            }
+            s => outln!("{:<9} {}  {}", s.name(), d.address, d.detail()),
         }
     }
     code
-}
-
-/// A line on stdout through [`output`]: a closed stdout is not a reason to panic (the
-/// delivery is done by then).
-fn say(line: std::fmt::Arguments<'_>) {
-    output::write_fmt(output::Stream::Stdout, line, true);
 }
 
 /// sendmail's manner: nothing on success, refusals and errors on stderr.
