@@ -79,6 +79,16 @@ pub struct Account {
     pub helo: Option<String>,
     /// `ca_file`.
     pub ca_file: Option<PathBuf>,
+    /// `system_roots`: also trust the operating system's store.
+    pub system_roots: bool,
+    /// `tls_fingerprint`: the server certificate's SHA-256 (hex).
+    pub tls_fingerprint: Option<String>,
+    /// `pinned_pubkey`: `sha256//BASE64` of the server's public key.
+    pub pinned_pubkey: Option<String>,
+    /// `cert`: client certificate (PEM).
+    pub cert: Option<PathBuf>,
+    /// `key`: its private key (PEM).
+    pub key: Option<PathBuf>,
 }
 
 /// A bad config file, or a secret that cannot be read. Displays as one line naming the file
@@ -160,6 +170,11 @@ struct RawAccount {
     from: Option<String>,
     helo: Option<String>,
     ca_file: Option<String>,
+    system_roots: Option<bool>,
+    tls_fingerprint: Option<String>,
+    pinned_pubkey: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
     default: Option<Spanned<bool>>,
 }
 
@@ -508,6 +523,11 @@ fn account(
         from: raw.from,
         helo: raw.helo,
         ca_file: raw.ca_file.map(PathBuf::from),
+        system_roots: raw.system_roots.unwrap_or(false),
+        tls_fingerprint: raw.tls_fingerprint,
+        pinned_pubkey: raw.pinned_pubkey,
+        cert: raw.cert.map(PathBuf::from),
+        key: raw.key.map(PathBuf::from),
     })
 }
 
@@ -802,6 +822,9 @@ password_cmd = "pass show smtp"
 from = "me@example.com"
 helo = "laptop.example.com"
 ca_file = "/path/ca.pem"
+tls_fingerprint = "AB:CD"
+cert = "/path/me.pem"
+key = "/path/me.key"
 
 [accounts.home]
 server = "mail.example.net"
@@ -841,6 +864,10 @@ oauth_token_env = "HOME_TOKEN"
                 from: Some("me@example.com".into()),
                 helo: Some("laptop.example.com".into()),
                 ca_file: Some("/path/ca.pem".into()),
+                tls_fingerprint: Some("AB:CD".into()),
+                cert: Some("/path/me.pem".into()),
+                key: Some("/path/me.key".into()),
+                ..Account::default()
             }
         );
         assert_eq!(

@@ -163,6 +163,27 @@ pub struct ServerArgs {
     /// Trust the CA certificates in this PEM file too.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
+    /// Also trust the operating system's certificate store (the built-in roots are always
+    /// trusted).
+    #[arg(long)]
+    pub system_roots: bool,
+    /// Trust the server only if its certificate's SHA-256 fingerprint is this (hex, colons
+    /// optional, as `postline probe` and `openssl x509 -fingerprint -sha256` print it);
+    /// replaces chain, name and date checks.
+    #[arg(long, value_name = "SHA256")]
+    pub tls_fingerprint: Option<String>,
+    /// Trust the server only if its public key's SHA-256 is this (`sha256//BASE64`, as curl's
+    /// --pinnedpubkey and `postline probe` print it; several separated by `;`); replaces
+    /// chain, name and date checks.
+    #[arg(long, value_name = "sha256//BASE64")]
+    pub pinned_pubkey: Option<String>,
+    /// Present this client certificate (PEM, optionally followed by its chain) when the
+    /// server asks; needs --key.
+    #[arg(long, value_name = "PEM")]
+    pub cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "PEM")]
+    pub key: Option<PathBuf>,
     /// Skip certificate verification (prints a warning): no protection against an attacker.
     #[arg(long)]
     pub insecure: bool,

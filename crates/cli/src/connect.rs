@@ -160,6 +160,7 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
         }
         config = config.ca_file(ca.clone());
     }
+    config = trust(config, args, account)?;
     if args.insecure {
         errln!("postline: warning: --insecure: the server's certificate is NOT verified; anyone in the path can read and change this session");
         config = config.dangerous_accept_invalid_certificates(true);
@@ -247,6 +248,94 @@ fn credentials(
             "--user needs --password-env, --password-file or --password-cmd (or an OAuth token); passwords are never taken as arguments",
         )),
     }
+}
+
+/// Pins, the system store and the client certificate: flags first, then the account.
+fn trust(mut config: Config, args: &ServerArgs, account: Option<&Account>) -> Result<Config, Fail> {
+    let usage = |flag: &str, value: &str, e: postline::certificate::PinError| {
+        Fail::new(exit::USAGE, format!("{flag} {value:?}: {e}"))
+    };
+    let fingerprint = args
+        .tls_fingerprint
+        .as_ref()
+        .or(account.and_then(|a| a.tls_fingerprint.as_ref()));
+    if let Some(text) = fingerprint {
+        let fp =
+            postline::Fingerprint::parse(text).map_err(|e| usage("--tls-fingerprint", text, e))?;
+        config = config.pin(postline::Pin::Certificate(fp));
+    }
+    let pubkey = args
+        .pinned_pubkey
+        .as_ref()
+        .or(account.and_then(|a| a.pinned_pubkey.as_ref()));
+    if let Some(text) = pubkey {
+        for one in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            let pin =
+                postline::PublicKeyPin::parse(one).map_err(|e| usage("--pinned-pubkey", one, e))?;
+            config = config.pin(postline::Pin::PublicKey(pin));
+        }
+    }
+    if args.system_roots || account.is_some_and(|a| a.system_roots) {
+        config = config.system_roots(true);
+    }
+    let cert = args.cert.as_ref().or(account.and_then(|a| a.cert.as_ref()));
+    let key = args.key.as_ref().or(account.and_then(|a| a.key.as_ref()));
+    match (cert, key) {
+        (None, None) => {}
+        (Some(cert), Some(key)) => {
+            for (flag, path) in [("--cert", cert), ("--key", key)] {
+                if !path.exists() {
+                    return Err(Fail::new(
+                        exit::NOINPUT,
+                        format!("{flag} {}: not found", path.display()),
+                    ));
+                }
+            }
+            config = config.client_certificate(cert.clone(), key.clone());
+        }
+        (Some(_), None) => {
+            return Err(Fail::new(
+                exit::USAGE,
+                "--cert needs --key (the certificate's private key)",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(Fail::new(
+                exit::USAGE,
+                "--key needs --cert (the client certificate)",
+            ))
+        }
+    }
+    Ok(config)
+}
+
+/// An error as one line for people: the library's words, and for TLS failures the flag
+/// that fixes it.
+pub fn describe(e: &postline::Error) -> String {
+    use postline::TlsFailure as F;
+    let failure = match e {
+        postline::Error::Tls { failure, .. } => failure,
+        _ => return e.to_string(),
+    };
+    let hint = match failure {
+        F::SelfSigned(c) | F::CaUsedAsLeaf(c) => format!(
+            "to trust it, give that certificate with --ca-file, or pin it with --tls-fingerprint {}",
+            c.fingerprint
+        ),
+        F::UnknownIssuer(_) => {
+            "to trust its issuer, give the issuer's certificate with --ca-file (or --system-roots if the system store has it)".to_string()
+        }
+        F::WrongName { certificate, .. } => format!(
+            "connect by one of its names with --server, or pin it with --tls-fingerprint {}",
+            certificate.fingerprint
+        ),
+        F::Alert(a) if *a == postline::rustls::AlertDescription::CertificateRequired => {
+            "give a client certificate with --cert and --key".to_string()
+        }
+        F::NotTls => "--tls implicit is for ports like 465; for a STARTTLS port (587, 25) use --tls starttls".to_string(),
+        _ => return e.to_string(),
+    };
+    format!("{e}; hint: {hint}")
 }
 
 #[cfg(test)]

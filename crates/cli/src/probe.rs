@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use postline::{Client, Config, Error, TlsInfo};
+use postline::{CertificateSummary, Client, Config, Error, TlsInfo};
 
 use crate::account::TlsMode;
 use crate::args::ServerArgs;
@@ -36,8 +36,7 @@ fn explain(keyword: &str) -> &'static str {
 }
 
 struct Cert {
-    subject: String,
-    issuer: String,
+    summary: CertificateSummary,
     not_before: String,
     not_after: String,
 }
@@ -46,8 +45,7 @@ fn cert(info: &TlsInfo) -> Option<Cert> {
     let der = info.peer_certificates.first()?;
     let (_, c) = x509_parser::parse_x509_certificate(der).ok()?;
     Some(Cert {
-        subject: c.subject().to_string(),
-        issuer: c.issuer().to_string(),
+        summary: CertificateSummary::from_der(der)?,
         not_before: c.validity().not_before.to_string(),
         not_after: c.validity().not_after.to_string(),
     })
@@ -73,7 +71,7 @@ fn try_tls(base: &Config, mode: postline::Tls) -> Result<TlsProbe, Error> {
             ehlo: c.ehlo_reply().map(|r| r.lines.clone()).unwrap_or_default(),
         }),
         Err(e @ Error::Tls { .. }) => {
-            let reason = e.to_string();
+            let reason = connect::describe(&e);
             let c = Client::connect(
                 base.clone()
                     .tls(mode)
@@ -177,12 +175,21 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
                     "cipher_suite": t.info.cipher_suite,
                     "verified": t.verified.is_ok(),
                     "verify_error": t.verified.as_ref().err(),
-                    "certificate": c.map(|c| json!({"subject": c.subject, "issuer": c.issuer, "not_before": c.not_before, "not_after": c.not_after})),
+                    "certificate": c.map(|c| json!({
+                        "subject": c.summary.subject,
+                        "issuer": c.summary.issuer,
+                        "names": c.summary.names(),
+                        "not_before": c.not_before,
+                        "not_after": c.not_after,
+                        "self_signed": c.summary.self_signed,
+                        "fingerprint_sha256": c.summary.fingerprint.to_string(),
+                        "pinned_pubkey": c.summary.public_key_pin.to_string(),
+                    })),
                     "ehlo": t.ehlo,
                 });
                 v["auth"] = json!(auth_of(&t.ehlo).or(auth_of(&ehlo)));
             }
-            Some(Err(e)) => v["tls"] = json!({"error": e.to_string()}),
+            Some(Err(e)) => v["tls"] = json!({"error": connect::describe(e)}),
             None => v["tls"] = Value::Null,
         }
         // serde_json escapes C0 controls; json_safe the rest (DEL, C1, bidi marks).
@@ -210,12 +217,26 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
                 escape(&t.info.cipher_suite)
             );
             if let Some(c) = cert(&t.info) {
-                outln!("certificate  subject: {}", escape(&c.subject));
-                outln!("             issuer:  {}", escape(&c.issuer));
+                let s = &c.summary;
+                outln!("certificate  subject: {}", escape(&s.subject));
+                outln!(
+                    "             issuer:  {}{}",
+                    escape(&s.issuer),
+                    if s.self_signed { " (self-signed)" } else { "" }
+                );
+                outln!("             names:   {}", escape(&s.names().join(", ")));
                 outln!(
                     "             valid:   {} to {}",
                     escape(&c.not_before),
                     escape(&c.not_after)
+                );
+                outln!(
+                    "             sha256:  {}  (--tls-fingerprint)",
+                    s.fingerprint
+                );
+                outln!(
+                    "             pubkey:  {}  (--pinned-pubkey)",
+                    s.public_key_pin
                 );
             }
             match &t.verified {
@@ -231,7 +252,7 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
                 escape(auth.as_deref().unwrap_or("none offered"))
             );
         }
-        Some(Err(e)) => outln!("TLS          failed: {}", escape(&e.to_string())),
+        Some(Err(e)) => outln!("TLS          failed: {}", escape(&connect::describe(e))),
         None => {
             let auth = auth_of(&ehlo);
             outln!(
@@ -259,7 +280,7 @@ fn fail(args: &ServerArgs, host: &str, port: u16, e: &Error) -> u8 {
         let v = json!({"server": host, "port": port, "error": e.to_string()});
         outln!("{}", json_safe(&v.to_string()));
     } else {
-        errln!("postline: {}", escape(&e.to_string()));
+        errln!("postline: {}", escape(&connect::describe(e)));
     }
     exit::for_error(e)
 }

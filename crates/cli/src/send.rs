@@ -153,7 +153,7 @@ pub fn deliver(
     message: &[u8],
 ) -> Result<Report, Fail> {
     let envelope = Envelope::new(from, recipients)
-        .map_err(|e| Fail::new(exit::for_error(&e), e.to_string()))?;
+        .map_err(|e| Fail::new(exit::for_error(&e), connect::describe(&e)))?;
     let (host, port) = (target.host.clone(), target.port);
     let mut report = Report {
         target_host: host,
@@ -291,7 +291,7 @@ pub fn print_report(report: &Report, json_out: bool, partial_ok: bool) -> u8 {
             if let Error::MessageRejected { recipients, .. } = e {
                 recipients.iter().for_each(line);
             }
-            errln!("postline: {}", escape(&e.to_string()));
+            errln!("postline: {}", escape(&connect::describe(e)));
         }
     }
     code
@@ -437,7 +437,7 @@ pub fn print_report_quiet(report: &Report) -> u8 {
             if let Error::MessageRejected { recipients, .. } = e {
                 warn_refused(recipients.iter().filter(|r| !r.accepted));
             }
-            errln!("postline: {}", escape(&e.to_string()));
+            errln!("postline: {}", escape(&connect::describe(e)));
             exit::for_error(e)
         }
     }

@@ -8,6 +8,9 @@ use std::time::Duration;
 use postline_proto::session::Phase;
 use postline_proto::Mechanism;
 
+use crate::certificate::Pin;
+use crate::tls::ClientIdentity;
+
 /// How the connection is encrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tls {
@@ -160,6 +163,8 @@ pub struct Config {
     pub(crate) extra_roots: Vec<Vec<u8>>,
     pub(crate) accept_invalid_certs: bool,
     pub(crate) system_roots: bool,
+    pub(crate) pins: Vec<Pin>,
+    pub(crate) client_identity: Option<ClientIdentity>,
     pub(crate) rustls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) pipelining: bool,
     pub(crate) chunking: bool,
@@ -178,6 +183,8 @@ impl fmt::Debug for Config {
             .field("hello", &self.hello)
             .field("timeouts", &self.timeouts)
             .field("accept_invalid_certs", &self.accept_invalid_certs)
+            .field("pins", &self.pins)
+            .field("client_identity", &self.client_identity)
             .finish_non_exhaustive()
     }
 }
@@ -200,6 +207,8 @@ impl Config {
             extra_roots: Vec::new(),
             accept_invalid_certs: false,
             system_roots: false,
+            pins: Vec::new(),
+            client_identity: None,
             rustls: None,
             pipelining: true,
             chunking: false,
@@ -268,16 +277,51 @@ impl Config {
         self
     }
 
-    /// Trusts the CA certificates in a PEM file, besides the built-in web roots.
+    /// Trusts the CA certificates in a PEM file, besides the built-in web roots. A
+    /// certificate in it that is the server's own (a self-signed one, as `openssl req -x509`
+    /// makes, even marked `CA:TRUE`) is trusted as itself; its dates and names are still
+    /// checked.
     pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca_files.push(path.into());
         self.rustls = None;
         self
     }
 
-    /// Trusts a CA certificate given in DER, besides the built-in web roots.
+    /// Trusts a CA certificate given in DER, besides the built-in web roots (and as itself,
+    /// like a certificate from [`Config::ca_file`]).
     pub fn add_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
         self.extra_roots.push(der.into());
+        self.rustls = None;
+        self
+    }
+
+    /// Trusts the server only if its certificate matches this pin (or another one given);
+    /// chain, names and dates are then not checked, and the usual trust roots are not
+    /// consulted. The handshake still proves the server holds the pinned certificate's key.
+    pub fn pin(mut self, pin: Pin) -> Self {
+        self.pins.push(pin);
+        self.rustls = None;
+        self
+    }
+
+    /// Presents this client certificate (PEM: the certificate, optionally followed by its
+    /// chain) with its private key (PEM, PKCS#8, PKCS#1 or SEC1) when the server asks for
+    /// one: for relays that authenticate clients by certificate, and SASL EXTERNAL.
+    pub fn client_certificate(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.client_identity = Some(ClientIdentity::Files {
+            cert: cert.into(),
+            key: key.into(),
+        });
+        self.rustls = None;
+        self
+    }
+
+    /// Like [`Config::client_certificate`], from DER in memory (the certificate first).
+    pub fn client_certificate_der(mut self, chain: Vec<Vec<u8>>, key: Vec<u8>) -> Self {
+        self.client_identity = Some(ClientIdentity::Der {
+            chain,
+            key: Arc::new(key),
+        });
         self.rustls = None;
         self
     }

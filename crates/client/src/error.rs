@@ -12,6 +12,7 @@ use postline_proto::session::{FailedAt, Phase, SessionError};
 
 use crate::outcome::Recipient;
 use crate::reply::ServerReply;
+use crate::tls_failure::TlsFailure;
 
 /// What an error means for the message, decided once here so that every caller (a program,
 /// the queue, the command line) retries, bounces or reports alike.
@@ -114,12 +115,12 @@ pub enum Error {
 
     // ---- the server misbehaved --------------------------------------------------------
     /// The TLS handshake failed (certificate not trusted, name mismatch, protocol error).
-    #[error("TLS with {host} failed: {source}")]
+    #[error("TLS with {host} failed: {failure}")]
     Tls {
         /// The name the certificate was checked against.
         host: String,
-        /// What rustls reported.
-        source: Arc<io::Error>,
+        /// What went wrong, with the certificate when it is about one.
+        failure: TlsFailure,
     },
     /// The server kept challenging an AUTH exchange past any real mechanism's needs.
     #[error("authentication did not finish after {rounds} challenges")]
@@ -215,6 +216,14 @@ pub enum ConfigError {
     /// The operating system's trust store could not be loaded.
     #[error("system trust store: {0}")]
     SystemRoots(String),
+    /// The client certificate or its key could not be read or do not go together.
+    #[error("client certificate {}: {reason}", .path.display())]
+    ClientCertificate {
+        /// The certificate (or key) file, or `<memory>`.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// rustls refused the TLS setup.
     #[error("TLS setup: {0}")]
     TlsSetup(String),
@@ -259,7 +268,6 @@ impl Error {
             Error::StartTlsUnavailable(None)
             | Error::NoAuthMechanism { .. }
             | Error::Incompatible(_)
-            | Error::Tls { .. }
             | Error::AuthRounds { .. }
             | Error::Protocol(_) => Fault::Permanent,
             Error::MessageRejected { reply: Some(r), .. } => by_reply(r),
@@ -272,6 +280,13 @@ impl Error {
                     .iter()
                     .any(|r| r.reply.as_ref().is_some_and(ServerReply::is_transient))
                 {
+                    Fault::Transient
+                } else {
+                    Fault::Permanent
+                }
+            }
+            Error::Tls { failure, .. } => {
+                if failure.is_transient() {
                     Fault::Transient
                 } else {
                     Fault::Permanent

@@ -22,6 +22,7 @@
 mod asynchronous;
 mod auth;
 mod blocking;
+pub mod certificate;
 mod config;
 mod connect;
 pub mod delivery;
@@ -34,10 +35,13 @@ mod error;
 mod outcome;
 mod reply;
 mod tls;
+pub mod tls_failure;
+mod trust;
 
 #[cfg(feature = "tokio")]
 pub use asynchronous::AsyncClient;
 pub use blocking::{BlockingStream, Client};
+pub use certificate::{CertificateSummary, Fingerprint, Pin, PublicKeyPin};
 pub use config::{Auth, Config, Direction, Timeouts, Tls, TranscriptSink};
 pub use delivery::{Delivery, DeliveryStatus};
 #[cfg(feature = "tokio")]
@@ -48,6 +52,7 @@ pub use error::{ConfigError, Error, Fault, Result};
 pub use outcome::{Outcome, Recipient};
 pub use reply::ServerReply;
 pub use tls::TlsInfo;
+pub use tls_failure::TlsFailure;
 
 pub use postline_proto as proto;
 pub use postline_proto::command::{Notify, Ret};
@@ -55,3 +60,5 @@ pub use postline_proto::ehlo::{Capabilities, Extension, SizeLimit};
 pub use postline_proto::negotiate::Refusal;
 pub use postline_proto::session::{FailedAt, Phase, TxId};
 pub use postline_proto::{EnhancedCode, Mechanism};
+/// The TLS library postline uses, for callers that bring their own configuration.
+pub use rustls;

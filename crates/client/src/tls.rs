@@ -1,16 +1,20 @@
 //! rustls configuration: trust roots, the explicit opt-out, and what the handshake negotiated.
 
 use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+use crate::certificate::CertificateSummary;
 use crate::config::Config;
 use crate::error::{ConfigError, Error};
+use crate::tls_failure::TlsFailure;
+use crate::trust::ServerVerifier;
 
 /// What the TLS handshake settled on, for callers that log or check it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,51 +73,81 @@ fn ca_file_error(path: &std::path::Path, reason: impl std::fmt::Display) -> Erro
     })
 }
 
-/// Builds the rustls client configuration from `config`'s trust settings.
+/// Builds the rustls client configuration from `config`'s trust settings and client
+/// certificate.
 pub(crate) fn build_client_config(config: &Config) -> Result<Arc<ClientConfig>, Error> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Config(ConfigError::TlsSetup(e.to_string())))?;
-    let tls = if config.accept_invalid_certs {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-            .with_no_client_auth()
+    let verifier: Arc<dyn ServerCertVerifier> = if config.accept_invalid_certs {
+        Arc::new(AcceptAnyCertificate(provider))
     } else {
-        let mut roots = RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if config.system_roots {
-            let found = rustls_native_certs::load_native_certs();
-            if found.certs.is_empty() {
-                let why = found
-                    .errors
-                    .first()
-                    .map_or_else(|| "no certificate found".to_string(), |e| e.to_string());
-                return Err(Error::Config(ConfigError::SystemRoots(why)));
-            }
-            // Certificates the store holds that webpki cannot use are skipped, as browsers do.
-            roots.add_parsable_certificates(found.certs);
+        Arc::new(server_verifier(config, provider)?)
+    };
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let tls = match &config.client_identity {
+        None => builder.with_no_client_auth(),
+        Some(id) => {
+            let (chain, key) = id.load()?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| id.error(e))?
         }
-        for path in &config.ca_files {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| ca_file_error(path, e))?;
-            if certs.is_empty() {
-                return Err(ca_file_error(path, "no certificate found"));
-            }
-            for c in certs {
-                roots.add(c).map_err(|e| ca_file_error(path, e))?;
-            }
-        }
-        for der in &config.extra_roots {
-            roots
-                .add(CertificateDer::from(der.clone()))
-                .map_err(|e| Error::Config(ConfigError::RootCertificate(e.to_string())))?;
-        }
-        builder.with_root_certificates(roots).with_no_client_auth()
     };
     Ok(Arc::new(tls))
+}
+
+fn server_verifier(
+    config: &Config,
+    provider: Arc<CryptoProvider>,
+) -> Result<ServerVerifier, Error> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if config.system_roots {
+        let found = rustls_native_certs::load_native_certs();
+        if found.certs.is_empty() {
+            let why = found
+                .errors
+                .first()
+                .map_or_else(|| "no certificate found".to_string(), |e| e.to_string());
+            return Err(Error::Config(ConfigError::SystemRoots(why)));
+        }
+        // Certificates the store holds that webpki cannot use are skipped, as browsers do.
+        roots.add_parsable_certificates(found.certs);
+    }
+    // Every certificate given explicitly is also trusted as itself (see `trust`), so one
+    // webpki cannot take as an authority (a self-signed leaf, say) is still usable.
+    let mut as_itself = Vec::new();
+    for path in &config.ca_files {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| ca_file_error(path, e))?;
+        if certs.is_empty() {
+            return Err(ca_file_error(path, "no certificate found"));
+        }
+        for c in certs {
+            if CertificateSummary::from_der(&c).is_none() {
+                return Err(ca_file_error(path, "a certificate in it cannot be parsed"));
+            }
+            let _ = roots.add(c.clone());
+            as_itself.push(c);
+        }
+    }
+    for der in &config.extra_roots {
+        if CertificateSummary::from_der(der).is_none() {
+            return Err(Error::Config(ConfigError::RootCertificate(
+                "the certificate cannot be parsed".into(),
+            )));
+        }
+        let c = CertificateDer::from(der.clone());
+        let _ = roots.add(c.clone());
+        as_itself.push(c);
+    }
+    ServerVerifier::new(roots, as_itself, config.pins.clone(), provider)
+        .map_err(|e| Error::Config(ConfigError::TlsSetup(e.to_string())))
 }
 
 /// When TLS is required (STARTTLS or implicit), the name the certificate will be checked
@@ -134,14 +168,11 @@ pub(crate) fn server_name(config: &Config) -> Result<ServerName<'static>, Error>
         .map_err(|_| Error::Config(ConfigError::TlsServerName(name.to_string())))
 }
 
-/// Maps a handshake failure to the client's error, keeping rustls' explanation.
+/// Maps a handshake failure to the client's error, in words.
 pub(crate) fn handshake_error(config: &Config, e: io::Error) -> Error {
     Error::Tls {
-        host: config
-            .tls_name
-            .clone()
-            .unwrap_or_else(|| config.host.clone()),
-        source: Arc::new(e),
+        host: config.server_name().to_string(),
+        failure: TlsFailure::from_io(e),
     }
 }
 
@@ -193,5 +224,77 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The certificate and key this client proves itself with (RFC 8446 4.4.2, SASL EXTERNAL).
+/// `Debug` never shows the key.
+#[derive(Clone)]
+pub(crate) enum ClientIdentity {
+    /// PEM files: the certificate (possibly followed by its chain) and the private key.
+    Files { cert: PathBuf, key: PathBuf },
+    /// DER, already in memory.
+    Der {
+        chain: Vec<Vec<u8>>,
+        key: Arc<Vec<u8>>,
+    },
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientIdentity::Files { cert, .. } => write!(f, "Files {{ cert: {cert:?}, key: *** }}"),
+            ClientIdentity::Der { chain, .. } => {
+                write!(f, "Der {{ chain: {} certificates, key: *** }}", chain.len())
+            }
+        }
+    }
+}
+
+impl ClientIdentity {
+    fn path(&self) -> PathBuf {
+        match self {
+            ClientIdentity::Files { cert, .. } => cert.clone(),
+            ClientIdentity::Der { .. } => PathBuf::from("<memory>"),
+        }
+    }
+
+    fn error(&self, reason: impl std::fmt::Display) -> Error {
+        Error::Config(ConfigError::ClientCertificate {
+            path: self.path(),
+            reason: reason.to_string(),
+        })
+    }
+
+    fn load(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Error> {
+        match self {
+            ClientIdentity::Files { cert, key } => {
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| self.error(e))?;
+                if chain.is_empty() {
+                    return Err(self.error("no certificate found"));
+                }
+                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                    Error::Config(ConfigError::ClientCertificate {
+                        path: key.clone(),
+                        reason: format!("no usable private key: {e}"),
+                    })
+                })?;
+                Ok((chain, key))
+            }
+            ClientIdentity::Der { chain, key } => {
+                if chain.is_empty() {
+                    return Err(self.error("no certificate given"));
+                }
+                let chain = chain
+                    .iter()
+                    .map(|c| CertificateDer::from(c.clone()))
+                    .collect();
+                let key = PrivateKeyDer::try_from(key.as_slice().to_vec())
+                    .map_err(|e| self.error(format!("not a private key: {e}")))?;
+                Ok((chain, key))
+            }
+        }
     }
 }

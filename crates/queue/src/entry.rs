@@ -210,6 +210,7 @@ impl FirstRoute {
             auth: f.auth,
             dns_server: f.dns_server,
             mx_port: f.mx_port,
+            ..Route::default()
         }
     }
 }

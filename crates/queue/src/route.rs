@@ -68,6 +68,21 @@ pub struct Route {
     /// Extra trusted certificates (PEM file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// The operating system's trust store is trusted too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub system_roots: bool,
+    /// The server certificate's SHA-256 fingerprint it must have (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_fingerprint: Option<String>,
+    /// Public key pins (`sha256//BASE64`, `;`-separated) the server must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_pubkey: Option<String>,
+    /// A client certificate (PEM file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM file; the path only, never the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
     /// Certificates not verified (the user asked for it when queueing).
     #[serde(default)]
     pub insecure: bool,

@@ -1,0 +1,348 @@
+//! What a server certificate says, in terms a person can act on: the names it holds, when it
+//! is valid, whether it signed itself, and the two values it can be pinned by.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use ring::digest::{digest, SHA256};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// A certificate's identifying facts, read once from its DER for error messages, `probe`,
+/// and the checks that trust a certificate as itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CertificateSummary {
+    /// The subject's distinguished name, as OpenSSL prints it (`CN=mail.example.org`).
+    pub subject: String,
+    /// The issuer's distinguished name.
+    pub issuer: String,
+    /// DNS names and IP addresses from the subject alternative names.
+    pub alt_names: Vec<String>,
+    /// The subject's common name(s): what name checks fall back to when a certificate
+    /// explicitly trusted as itself has no alternative names.
+    pub common_names: Vec<String>,
+    /// Start of validity.
+    pub not_before: SystemTime,
+    /// End of validity.
+    pub not_after: SystemTime,
+    /// Issuer equals subject: nobody else vouches for it.
+    pub self_signed: bool,
+    /// Marked as a certificate authority (`CA:TRUE`), as `openssl req -x509` makes them.
+    pub is_ca: bool,
+    /// SHA-256 of the certificate's DER (what `--tls-fingerprint` pins).
+    pub fingerprint: Fingerprint,
+    /// SHA-256 of its SubjectPublicKeyInfo (what `--pinned-pubkey` pins).
+    pub public_key_pin: PublicKeyPin,
+}
+
+impl CertificateSummary {
+    /// Reads a DER certificate; `None` when it cannot be parsed.
+    pub fn from_der(der: &[u8]) -> Option<CertificateSummary> {
+        let (_, cert) = X509Certificate::from_der(der).ok()?;
+        let mut alt_names = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(d) => alt_names.push((*d).to_string()),
+                    GeneralName::IPAddress(ip) => {
+                        if let Some(ip) = ip_text(ip) {
+                            alt_names.push(ip);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let common_names = cert
+            .subject()
+            .iter_common_name()
+            .filter_map(|cn| cn.as_str().ok().map(str::to_string))
+            .collect();
+        let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
+        let spki = cert.public_key().raw;
+        Some(CertificateSummary {
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            alt_names,
+            common_names,
+            not_before: system_time(cert.validity().not_before.timestamp()),
+            not_after: system_time(cert.validity().not_after.timestamp()),
+            self_signed: cert.subject().as_raw() == cert.issuer().as_raw(),
+            is_ca,
+            fingerprint: Fingerprint::of(der),
+            public_key_pin: PublicKeyPin::of_spki(spki),
+        })
+    }
+
+    /// The names a host is checked against: the alternative names, or the common names
+    /// when there are none.
+    pub fn names(&self) -> &[String] {
+        if self.alt_names.is_empty() {
+            &self.common_names
+        } else {
+            &self.alt_names
+        }
+    }
+
+    /// Whether `name` (a DNS name or an IP address, brackets allowed) is one of
+    /// [`CertificateSummary::names`], a `*.` wildcard matching exactly one leftmost label.
+    pub fn matches_name(&self, name: &str) -> bool {
+        let name = name.trim_start_matches('[').trim_end_matches(']');
+        let name = name.trim_end_matches('.');
+        self.names().iter().any(|n| name_matches(n, name))
+    }
+}
+
+fn name_matches(pattern: &str, name: &str) -> bool {
+    let pattern = pattern.trim_end_matches('.');
+    if pattern.eq_ignore_ascii_case(name) {
+        return true;
+    }
+    match (pattern.strip_prefix("*."), name.split_once('.')) {
+        (Some(rest), Some((label, tail))) => {
+            !label.is_empty() && rest.contains('.') && rest.eq_ignore_ascii_case(tail)
+        }
+        _ => false,
+    }
+}
+
+fn ip_text(bytes: &[u8]) -> Option<String> {
+    if let Ok(v4) = <[u8; 4]>::try_from(bytes) {
+        Some(std::net::Ipv4Addr::from(v4).to_string())
+    } else if let Ok(v6) = <[u8; 16]>::try_from(bytes) {
+        Some(std::net::Ipv6Addr::from(v6).to_string())
+    } else {
+        None
+    }
+}
+
+fn system_time(unix: i64) -> SystemTime {
+    match u64::try_from(unix) {
+        Ok(s) => UNIX_EPOCH + Duration::from_secs(s),
+        Err(_) => UNIX_EPOCH - Duration::from_secs(unix.unsigned_abs()),
+    }
+}
+
+/// A date as `2001-01-01 00:00:00 UTC`, for messages about validity.
+pub(crate) fn utc(t: SystemTime) -> String {
+    let secs = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    };
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The SHA-256 of a certificate's DER, shown as msmtp's `tls_fingerprint` and
+/// `openssl x509 -fingerprint -sha256` show it: upper-case hex pairs joined by colons.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of a DER certificate.
+    pub fn of(der: &[u8]) -> Fingerprint {
+        Fingerprint(sha256(der))
+    }
+
+    /// Reads 64 hex digits, with or without colons (or spaces) between pairs, any case.
+    pub fn parse(text: &str) -> Result<Fingerprint, PinError> {
+        let hex: String = text
+            .trim()
+            .chars()
+            .filter(|c| !matches!(c, ':' | ' '))
+            .collect();
+        if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(PinError::NotHex);
+        }
+        match hex.len() {
+            64 => {}
+            40 => return Err(PinError::NotSha256("SHA-1")),
+            32 => return Err(PinError::NotSha256("MD5")),
+            n => return Err(PinError::Length(n)),
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| PinError::NotHex)?;
+        }
+        Ok(Fingerprint(out))
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{b:02X}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+/// The SHA-256 of a certificate's SubjectPublicKeyInfo, shown as curl's `--pinnedpubkey`
+/// takes it: `sha256//` and standard base64. Survives a renewal that keeps the key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublicKeyPin(pub [u8; 32]);
+
+impl PublicKeyPin {
+    /// The pin of a DER SubjectPublicKeyInfo.
+    pub fn of_spki(spki: &[u8]) -> PublicKeyPin {
+        PublicKeyPin(sha256(spki))
+    }
+
+    /// Reads `sha256//BASE64` (the prefix may be omitted).
+    pub fn parse(text: &str) -> Result<PublicKeyPin, PinError> {
+        let text = text.trim();
+        let b64 = text.strip_prefix("sha256//").unwrap_or(text);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| PinError::NotBase64)?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| PinError::Length(b.len()))?;
+        Ok(PublicKeyPin(bytes))
+    }
+}
+
+impl fmt::Display for PublicKeyPin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sha256//{}",
+            base64::engine::general_purpose::STANDARD.encode(self.0)
+        )
+    }
+}
+
+impl fmt::Debug for PublicKeyPin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKeyPin({self})")
+    }
+}
+
+/// What a server certificate may be pinned to; any one matching is enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pin {
+    /// The whole certificate (msmtp's `tls_fingerprint`).
+    Certificate(Fingerprint),
+    /// Its public key (curl's `--pinnedpubkey`).
+    PublicKey(PublicKeyPin),
+}
+
+impl fmt::Display for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pin::Certificate(c) => write!(f, "certificate {c}"),
+            Pin::PublicKey(k) => write!(f, "public key {k}"),
+        }
+    }
+}
+
+/// Why a pin given as text is not one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PinError {
+    /// A character other than hex digits and colons.
+    #[error("a fingerprint is 64 hex digits, optionally in pairs separated by colons")]
+    NotHex,
+    /// A fingerprint of another hash.
+    #[error("this looks like a {0} fingerprint; postline pins SHA-256 fingerprints only (openssl x509 -noout -fingerprint -sha256)")]
+    NotSha256(&'static str),
+    /// Not standard base64.
+    #[error("a public key pin is sha256// followed by the base64 of a SHA-256 hash")]
+    NotBase64,
+    /// The wrong number of digits or bytes.
+    #[error(
+        "wrong length ({0}): a SHA-256 value is 32 bytes (64 hex digits, 44 base64 characters)"
+    )]
+    Length(usize),
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = digest(&SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_parse_as_msmtp_and_openssl_write_them() {
+        let text = "AB:".repeat(31) + "CD";
+        let fp = Fingerprint::parse(&text).unwrap();
+        assert_eq!(fp.to_string(), text);
+        assert_eq!(
+            Fingerprint::parse(&text.to_lowercase().replace(':', "")),
+            Ok(fp)
+        );
+        assert_eq!(
+            Fingerprint::parse(&"ab".repeat(20)),
+            Err(PinError::NotSha256("SHA-1"))
+        );
+        assert_eq!(Fingerprint::parse("zz"), Err(PinError::NotHex));
+        assert_eq!(Fingerprint::parse("abcd"), Err(PinError::Length(4)));
+    }
+
+    #[test]
+    fn public_key_pins_parse_as_curl_writes_them() {
+        let pin = PublicKeyPin([7; 32]);
+        let text = pin.to_string();
+        assert!(text.starts_with("sha256//"), "{text}");
+        assert_eq!(PublicKeyPin::parse(&text), Ok(pin));
+        assert_eq!(PublicKeyPin::parse("sha256//!!"), Err(PinError::NotBase64));
+        assert_eq!(
+            PublicKeyPin::parse("sha256//AAAA"),
+            Err(PinError::Length(3))
+        );
+    }
+
+    #[test]
+    fn names_match_exactly_or_by_one_wildcard_label() {
+        assert!(name_matches("mail.example.org", "MAIL.example.org"));
+        assert!(name_matches("*.example.org", "mail.example.org"));
+        assert!(!name_matches("*.example.org", "a.mail.example.org"));
+        assert!(!name_matches("*.org", "example.org"));
+        assert!(!name_matches("*.example.org", "example.org"));
+    }
+
+    #[test]
+    fn dates_read_as_utc() {
+        assert_eq!(utc(UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
+        assert_eq!(
+            utc(UNIX_EPOCH + Duration::from_secs(978_307_200)),
+            "2001-01-01 00:00:00 UTC"
+        );
+        assert_eq!(
+            utc(UNIX_EPOCH + Duration::from_secs(4_102_444_799)),
+            "2099-12-31 23:59:59 UTC"
+        );
+    }
+}
