@@ -187,6 +187,10 @@ pub struct ServerArgs {
     /// Skip certificate verification (prints a warning): no protection against an attacker.
     #[arg(long)]
     pub insecure: bool,
+    /// Send with REQUIRETLS (RFC 8689): every hop must keep the message on verified TLS; a
+    /// server that does not offer it is not sent the message. Implies verified TLS.
+    #[arg(long)]
+    pub require_tls: bool,
     /// The name to announce in EHLO [default: this host's name].
     #[arg(long, value_name = "NAME")]
     pub helo: Option<String>,

@@ -161,6 +161,21 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
         config = config.ca_file(ca.clone());
     }
     config = trust(config, args, account)?;
+    if args.require_tls {
+        if args.insecure {
+            return Err(Fail::new(
+                exit::USAGE,
+                "--require-tls needs a verified certificate: it cannot go with --insecure",
+            ));
+        }
+        if tls == TlsMode::None {
+            return Err(Fail::new(
+                exit::USAGE,
+                "--require-tls needs TLS: it cannot go with --tls none",
+            ));
+        }
+        config = config.require_tls(true);
+    }
     if args.insecure {
         errln!("postline: warning: --insecure: the server's certificate is NOT verified; anyone in the path can read and change this session");
         config = config.dangerous_accept_invalid_certificates(true);

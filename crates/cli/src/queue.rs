@@ -122,6 +122,7 @@ pub fn route(args: &ServerArgs, account: Option<&Account>, direct: bool) -> Resu
         cert: args.cert.as_ref().map(absolute),
         key: args.key.as_ref().map(absolute),
         insecure: args.insecure,
+        require_tls: args.require_tls,
         helo: args.helo.clone(),
         timeout_ms,
         allow_plaintext_auth: args.allow_plaintext_auth,
@@ -149,6 +150,7 @@ fn server_args(route: &Route, verbose: bool) -> Result<ServerArgs, String> {
         cert: route.cert.clone(),
         key: route.key.clone(),
         insecure: route.insecure,
+        require_tls: route.require_tls,
         helo: route.helo.clone(),
         timeout: route.timeout().map(|d| d.as_secs_f64()),
         allow_plaintext_auth: route.allow_plaintext_auth,
@@ -189,7 +191,7 @@ fn destination(route: &Route, verbose: bool) -> Result<Destination, String> {
 pub fn mailer(target: &Target) -> postline::Mailer {
     let mut mailer = postline::Mailer::direct(target.config.clone())
         .mx_port(target.port)
-        .require_tls(target.tls == TlsMode::Starttls);
+        .require_tls(target.tls == TlsMode::Starttls || target.config.requires_tls());
     if let Some(dns) = target.dns_server {
         mailer = mailer.dns_server(dns);
     }

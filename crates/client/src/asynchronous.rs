@@ -167,6 +167,10 @@ impl AsyncClient {
         let config = config.prepare_tls()?;
         let tcp = crate::connect::tokio_tcp(&config, started).await?;
         let peer = tcp.peer_addr().ok();
+        let config = match tcp.local_addr() {
+            Ok(local) => config.hello_from_local_address(local),
+            Err(_) => config,
+        };
         let io = TokioIo {
             stream: Stream::Plain(tcp),
         };

@@ -349,6 +349,10 @@ impl Client {
         let config = config.prepare_tls()?;
         let tcp = crate::connect::tcp(&config, started)?;
         let peer = tcp.peer_addr().ok();
+        let config = match tcp.local_addr() {
+            Ok(local) => config.hello_from_local_address(local),
+            Err(_) => config,
+        };
         block_on(Conn::establish(config, BlockingIo::new(tcp), peer, started))
             .map(|conn| Client { conn })
     }

@@ -167,6 +167,7 @@ pub struct Config {
     pub(crate) client_identity: Option<ClientIdentity>,
     pub(crate) rustls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) pipelining: bool,
+    pub(crate) require_tls: bool,
     pub(crate) chunking: bool,
     pub(crate) transcript: Option<TranscriptSink>,
 }
@@ -211,6 +212,7 @@ impl Config {
             client_identity: None,
             rustls: None,
             pipelining: true,
+            require_tls: false,
             chunking: false,
             transcript: None,
         }
@@ -265,7 +267,11 @@ impl Config {
         self
     }
 
-    /// The name announced in EHLO/HELO (default: this machine's host name).
+    /// The name announced in EHLO/HELO. By default: this machine's fully qualified name when
+    /// it has one (the host name if it has a dot, else its fully qualified alias in
+    /// `/etc/hosts`), else the address literal of the connection's local end (`[192.0.2.1]`,
+    /// `[IPv6:2001:db8::1]`), as RFC 5321 4.1.4 asks; strict servers refuse a bare host
+    /// name.
     pub fn hello_name(mut self, name: impl Into<String>) -> Self {
         self.hello = Some(name.into());
         self
@@ -356,10 +362,27 @@ impl Config {
     /// configuration for many connections.
     pub fn prepare_tls(mut self) -> Result<Self, crate::Error> {
         crate::tls::check_required_name(&self)?;
+        crate::tls::check_require_tls(&self)?;
         if self.tls != Tls::None && self.rustls.is_none() {
             self.rustls = Some(crate::tls::build_client_config(&self)?);
         }
         Ok(self)
+    }
+
+    /// Sends every message with `REQUIRETLS` (RFC 8689): the server must offer it over TLS
+    /// with a verified certificate, and must then keep the message on TLS all the way; a
+    /// server that does not offer it is not sent the message (the refusal is permanent for
+    /// it, [`crate::Refusal::RequireTlsUnavailable`]). TLS becomes required: opportunistic
+    /// STARTTLS acts as required STARTTLS; no TLS, or certificates not verified, is a
+    /// configuration error. (Per message: [`crate::Envelope::require_tls`].)
+    pub fn require_tls(mut self, on: bool) -> Self {
+        self.require_tls = on;
+        self
+    }
+
+    /// Whether messages are sent with `REQUIRETLS` ([`Config::require_tls`]).
+    pub fn requires_tls(&self) -> bool {
+        self.require_tls
     }
 
     /// Use PIPELINING when offered (default on).
@@ -412,24 +435,21 @@ impl Config {
         self.tls
     }
 
+    /// Announces the address literal of `local` (this end of the connection) in EHLO when no
+    /// name was set and this machine has no fully qualified name. [`crate::Client::connect`]
+    /// does this by itself; callers of `from_stream` who know their local address may too.
+    pub fn hello_from_local_address(mut self, local: std::net::SocketAddr) -> Self {
+        if self.hello.is_none() && crate::hello::fqdn().is_none() {
+            self.hello = Some(crate::hello::address_literal(local.ip()));
+        }
+        self
+    }
+
     pub(crate) fn hello_or_default(&self) -> String {
         if let Some(h) = &self.hello {
             return h.clone();
         }
-        local_hostname()
-    }
-}
-
-/// This machine's name, for EHLO; `localhost` when it cannot be told.
-fn local_hostname() -> String {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .unwrap_or_default();
-    let name = name.trim();
-    if !name.is_empty() && postline_proto::Domain::new(name).is_ok() {
-        name.to_string()
-    } else {
-        "localhost".to_string()
+        crate::hello::default_name()
     }
 }
 

@@ -139,13 +139,15 @@ impl Mailer {
     }
 
     fn with_route(route: Route, base: Config) -> Self {
+        // REQUIRETLS messages go only over verified TLS (RFC 8689 4.1).
+        let require_tls = base.require_tls;
         Mailer {
             route,
             base,
             dns: None,
             mx_port: 25,
             concurrency: 8,
-            require_tls: false,
+            require_tls,
             dns_timeout: Duration::from_secs(5),
             max_exchangers: DEFAULT_MAX_EXCHANGERS,
             max_addresses: DEFAULT_MAX_ADDRESSES,

@@ -475,7 +475,7 @@ impl Engine {
             envid: env.envid.as_deref(),
             notify: env.notify,
             orcpt: env.orcpt,
-            require_tls: env.require_tls,
+            require_tls: env.require_tls || self.config.require_tls,
         };
         let n = negotiate(&opts, self.session.capabilities(), self.session.is_tls())
             .map_err(Error::Incompatible)?;
@@ -865,7 +865,7 @@ impl Engine {
                 Ok(())
             }
             Event::StartTlsRefused(r) => {
-                if self.config.tls == Tls::StartTls {
+                if self.config.tls == Tls::StartTls || self.config.require_tls {
                     Err(Error::StartTlsUnavailable(Some(ServerReply::from_reply(
                         &r,
                     ))))
@@ -947,7 +947,7 @@ impl Engine {
             if self.session.capabilities().has(Extension::StartTls) {
                 return self.command(false, |s, out| s.start_tls(out));
             }
-            if self.config.tls == Tls::StartTls {
+            if self.config.tls == Tls::StartTls || self.config.require_tls {
                 return Err(Error::StartTlsUnavailable(None));
             }
         }

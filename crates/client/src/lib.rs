@@ -32,6 +32,7 @@ mod driver;
 pub mod engine;
 mod envelope;
 mod error;
+mod hello;
 mod outcome;
 mod reply;
 mod tls;

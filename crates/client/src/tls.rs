@@ -156,8 +156,24 @@ fn server_verifier(
 pub(crate) fn check_required_name(config: &Config) -> Result<(), Error> {
     match config.tls {
         crate::Tls::StartTls | crate::Tls::Implicit => server_name(config).map(|_| ()),
+        crate::Tls::Opportunistic if config.require_tls => server_name(config).map(|_| ()),
         crate::Tls::None | crate::Tls::Opportunistic => Ok(()),
     }
+}
+
+/// REQUIRETLS needs TLS with a verified certificate (RFC 8689 section 4.1).
+pub(crate) fn check_require_tls(config: &Config) -> Result<(), Error> {
+    if !config.require_tls {
+        return Ok(());
+    }
+    let why = if config.tls == crate::Tls::None {
+        "REQUIRETLS needs TLS, and TLS is off"
+    } else if config.accept_invalid_certs {
+        "REQUIRETLS needs a verified certificate, and verification is off"
+    } else {
+        return Ok(());
+    };
+    Err(Error::Config(ConfigError::TlsSetup(why.to_string())))
 }
 
 /// The name the certificate is checked against.

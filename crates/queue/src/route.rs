@@ -83,6 +83,9 @@ pub struct Route {
     /// The client certificate's private key (PEM file; the path only, never the key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
+    /// Messages carry REQUIRETLS (RFC 8689) and go only over verified TLS.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_tls: bool,
     /// Certificates not verified (the user asked for it when queueing).
     #[serde(default)]
     pub insecure: bool,
