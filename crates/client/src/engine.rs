@@ -355,7 +355,21 @@ impl Engine {
             | io::ErrorKind::UnexpectedEof => self.handle_eof(now),
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => self.handle_timeout(now),
             io::ErrorKind::Interrupted => {}
-            _ => self.fail(Error::Io(e.into())),
+            _ => {
+                // A TLS alert after the handshake (a client certificate refused under TLS
+                // 1.3 arrives with the first read) is a TLS failure, told as one.
+                let tls = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+                let err = match tls {
+                    Some(r) => Error::Tls {
+                        host: self.config.server_name().to_string(),
+                        failure: crate::TlsFailure::from_rustls(r),
+                    },
+                    None => Error::Io(e.into()),
+                };
+                self.fail(err)
+            }
         }
     }
 
