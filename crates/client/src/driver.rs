@@ -123,7 +123,6 @@ impl<T: Transport> Conn<T> {
         peer: Option<SocketAddr>,
         started: Instant,
     ) -> Result<Self, Error> {
-        tls::check_require_tls(&config)?;
         let tls_config = match config.tls {
             crate::Tls::None => None,
             _ => {

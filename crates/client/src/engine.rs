@@ -221,6 +221,7 @@ impl Engine {
     /// An engine for a connection that was established at `now`: it waits for the greeting
     /// (or, with implicit TLS, asks for the handshake first).
     pub fn new(config: Config, now: Instant) -> Result<Self, Error> {
+        crate::tls::check_require_tls(&config)?;
         let hello = config.hello_or_default();
         let domain = Domain::new(hello.as_str()).map_err(|source| {
             Error::Config(ConfigError::HelloName {

@@ -90,6 +90,8 @@ impl Peer {
             b"334 \r\n".to_vec()
         } else if up.starts_with("QUIT") {
             b"221 bye\r\n".to_vec()
+        } else if up.starts_with("STARTTLS") {
+            b"220 2.0.0 ready\r\n".to_vec()
         } else {
             b"250 ok\r\n".to_vec()
         };
@@ -178,7 +180,15 @@ impl Pair {
                         self.fed = 0;
                     }
                 }
-                Io::UpgradeTls { .. } => panic!("no TLS in these tests"),
+                // The handshake is make-believe: the peer goes on in the clear, as if TLS.
+                Io::UpgradeTls { .. } => self.engine.handle_tls_established(
+                    postline::TlsInfo {
+                        version: "TLSv1.3".into(),
+                        cipher_suite: "TLS13_AES_128_GCM_SHA256".into(),
+                        peer_certificates: vec![],
+                    },
+                    self.now,
+                ),
                 Io::Done => return Stop::Done,
             }
         }
@@ -420,6 +430,51 @@ fn requiretls_refuses_a_server_that_cannot_honour_it() {
     p.engine.send(&envelope(), p.now).unwrap();
     assert_eq!(p.pump(), Stop::Done);
     assert!(p.engine.take_finished().unwrap().1.is_ok());
+}
+
+#[test]
+fn requiretls_in_the_config_goes_on_every_mail_and_only_over_tls() {
+    let tls = || config().tls(Tls::StartTls).require_tls(true);
+    let mut p = set_up(tls(), Peer::new(&["PIPELINING", "STARTTLS", "REQUIRETLS"]));
+    assert!(p.engine.tls_info().is_some());
+    p.engine.send(&envelope(), p.now).unwrap();
+    assert_eq!(p.pump(), Stop::Done);
+    assert!(p.engine.take_finished().unwrap().1.is_ok());
+    let sent = String::from_utf8_lossy(&p.peer.received).into_owned();
+    assert!(
+        sent.contains("MAIL FROM:<a@client.test> REQUIRETLS\r\n"),
+        "{sent}"
+    );
+
+    // A server without REQUIRETLS is sent nothing, and the refusal is permanent.
+    let mut p = set_up(tls(), Peer::new(&["PIPELINING", "STARTTLS"]));
+    let err = p.engine.send(&envelope(), p.now).unwrap_err();
+    assert!(
+        matches!(err, Error::Incompatible(Refusal::RequireTlsUnavailable)),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+    assert!(!String::from_utf8_lossy(&p.peer.received).contains("MAIL"));
+
+    // Opportunistic TLS becomes required: no STARTTLS offered, no session.
+    let mut p = Pair::new(
+        config().tls(Tls::Opportunistic).require_tls(true),
+        Peer::new(&["PIPELINING", "REQUIRETLS"]),
+    );
+    match p.pump() {
+        Stop::Failed(e) => assert!(e.contains("StartTlsUnavailable"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+
+    // No TLS at all, or certificates not verified: refused before anything is sent.
+    for bad in [
+        config().require_tls(true),
+        tls().dangerous_accept_invalid_certificates(true),
+    ] {
+        let err = Engine::new(bad, Instant::now()).unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err:?}");
+        assert!(err.to_string().contains("REQUIRETLS"), "{err}");
+    }
 }
 
 #[test]

@@ -69,7 +69,9 @@ fn starttls(server: &Aiosmtpd, host: &str) -> Config {
 
 fn send_one(mut client: Client) {
     let env = Envelope::new("a@client.test", ["b@server.test"]).unwrap();
-    client.send_bytes(&env, b"Subject: t\r\n\r\nhi\r\n").unwrap();
+    client
+        .send_bytes(&env, b"Subject: t\r\n\r\nhi\r\n")
+        .unwrap();
     client.quit().unwrap();
 }
 
@@ -92,7 +94,10 @@ fn a_self_signed_ca_certificate_given_as_ca_file_is_trusted_as_itself() {
     assert!(matches!(failure, TlsFailure::SelfSigned(_)), "{failure:?}");
     let fp = Fingerprint::of(&cert.der).to_string();
     assert!(text.contains("self-signed") && text.contains(&fp), "{text}");
-    assert!(!text.contains("CaUsedAsEndEntity") && !text.contains("Other("), "{text}");
+    assert!(
+        !text.contains("CaUsedAsEndEntity") && !text.contains("Other("),
+        "{text}"
+    );
 
     // With it, on both clients.
     send_one(Client::connect(starttls(&server, "localhost").ca_file(&cert.cert)).unwrap());
@@ -102,7 +107,9 @@ fn a_self_signed_ca_certificate_given_as_ca_file_is_trusted_as_itself() {
             .await
             .unwrap();
         let env = Envelope::new("a@client.test", ["b@server.test"]).unwrap();
-        c.send_bytes(&env, b"Subject: t\r\n\r\nhi\r\n").await.unwrap();
+        c.send_bytes(&env, b"Subject: t\r\n\r\nhi\r\n")
+            .await
+            .unwrap();
         c.quit().await.unwrap();
     });
     assert_eq!(server.wait_for_messages(2, WAIT).len(), 2);
@@ -114,10 +121,7 @@ fn a_self_signed_ca_certificate_given_as_ca_file_is_trusted_as_itself() {
         matches!(tls_failure(err), TlsFailure::WrongName { ref expected, .. } if expected == "127.0.0.1"),
         "{text}"
     );
-    assert!(
-        text.contains("is for localhost, not 127.0.0.1"),
-        "{text}"
-    );
+    assert!(text.contains("is for localhost, not 127.0.0.1"), "{text}");
 }
 
 #[test]
@@ -259,10 +263,12 @@ fn ccert_server(ca: &TestCa, client_ca: &[u8]) -> (u16, std::thread::JoinHandle<
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(client_ca.to_vec())).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -323,10 +329,8 @@ fn a_client_certificate_is_presented_when_the_server_asks() {
     };
 
     let (port, server) = ccert_server(&ca, &alice.ca_der);
-    let client = Client::connect(
-        implicit(port).client_certificate(&alice.cert, &alice.key),
-    )
-    .unwrap();
+    let client =
+        Client::connect(implicit(port).client_certificate(&alice.cert, &alice.key)).unwrap();
     client.quit().unwrap();
     assert_eq!(server.join().unwrap(), "CN=alice");
 
@@ -340,10 +344,8 @@ fn a_client_certificate_is_presented_when_the_server_asks() {
 
     // A key that does not go with the certificate: a configuration error before connecting.
     let other = TestCa::new();
-    let err = Client::connect(
-        implicit(port).client_certificate(&alice.cert, &other.key_path),
-    )
-    .unwrap_err();
+    let err = Client::connect(implicit(port).client_certificate(&alice.cert, &other.key_path))
+        .unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
     assert_eq!(err.fault(), postline::Fault::Local);
 }
