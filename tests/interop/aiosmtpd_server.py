@@ -13,6 +13,8 @@ or until ``--lifetime`` seconds have passed. Logs go to stderr. See README.md be
 
 import argparse
 import asyncio
+import base64
+import binascii
 import json
 import logging
 import os
@@ -22,7 +24,7 @@ import stat
 import sys
 import warnings
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, MISSING, AuthResult, LoginPassword
 
 DEFAULT_MAX_SIZE = 64 * 1024 * 1024  # bodies of 32 MiB and more must fit
 LOG = logging.getLogger("postline.interop")
@@ -35,8 +37,23 @@ class Handler:
         self.store = args.store
         self.reject_rcpt = list(args.reject_rcpt or [])
         self.tempfail_left = args.tempfail_first
-        self.advertise_auth = args.auth is not None
+        self.advertise_auth = args.auth is not None or bool(args.scram)
         self.count = 0  # messages accepted (and stored) so far
+        self.scram = ScramAuth(args) if args.scram else None
+
+    # aiosmtpd finds handler methods named auth_<MECH> ("__" becomes "-") and calls them as
+    # method(server, args) with args = ["MECH"] or ["MECH", initial-response].
+    async def auth_SCRAM__SHA__256(self, server, args):
+        if self.scram is None:
+            await server.push("504 5.5.4 Unrecognized authentication type")
+            return AuthResult(success=False, handled=True)
+        return await self.scram.run(server, args, "SCRAM-SHA-256")
+
+    async def auth_SCRAM__SHA__256__PLUS(self, server, args):
+        if self.scram is None:
+            await server.push("504 5.5.4 Unrecognized authentication type")
+            return AuthResult(success=False, handled=True)
+        return await self.scram.run(server, args, "SCRAM-SHA-256-PLUS")
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         # New-style hook: it must record the client's name itself.
@@ -98,6 +115,100 @@ def _write_atomic(path, data):
     os.replace(tmp, path)
 
 
+class ScramAuth:
+    """SCRAM-SHA-256 and SCRAM-SHA-256-PLUS (RFC 5802, RFC 7677) through scramp.
+
+    SMTP AUTH framing (RFC 4954): the client-first message comes as the initial response (or
+    after an empty ``334 ``), the server-first goes out as ``334 base64``, the client-final comes
+    back, the server-final ``v=...`` goes out as another ``334 base64``, the client answers an
+    empty line, then ``235``. A wrong proof gets ``535 5.7.8``. The channel binding is
+    tls-server-end-point (RFC 5929 4.1: a hash of the server's own certificate, SHA-256 for
+    sha1/sha256 signatures), computed by scramp from the certificate file given to --starttls or
+    --implicit-tls; PLUS is refused without TLS.
+    """
+
+    def __init__(self, args):
+        import scramp  # imported only when --scram is given
+
+        self.scramp = scramp
+        self.users = {}
+        mech = scramp.ScramMechanism("SCRAM-SHA-256")
+        for user, password in args.scram:
+            self.users[user] = mech.make_auth_info(password, iteration_count=4096)
+        cert = (args.starttls or args.implicit_tls or [None])[0]
+        self.cert_pem = None
+        if cert is not None:
+            with open(cert) as f:
+                self.cert_pem = f.read()
+        self.implicit = args.implicit_tls is not None
+        self.bad_proof = args.scram_bad_proof
+        self.skip_final = args.scram_skip_final
+
+    def _auth_fn(self, username):
+        try:
+            return self.users[username]
+        except KeyError:
+            raise self.scramp.ScramException("unknown user") from None
+
+    async def run(self, server, args, mechanism):
+        scramp = self.scramp
+        under_tls = server._tls_protocol is not None or self.implicit
+        cb = None
+        if under_tls and self.cert_pem is not None:
+            cb = ("tls-server-end-point", self.cert_pem)
+        if mechanism.endswith("-PLUS") and cb is None:
+            await server.push("535 5.7.8 Channel binding needs TLS")
+            return AuthResult(success=False, handled=True)
+        if len(args) > 1:
+            try:
+                client_first = base64.b64decode(args[1], validate=True)
+            except (binascii.Error, ValueError):
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        else:
+            client_first = await server.challenge_auth("")
+            if client_first is MISSING:
+                return AuthResult(success=False, handled=True)
+        seen = {}
+
+        def auth_fn(username):
+            seen["user"] = username
+            return self._auth_fn(username)
+
+        try:
+            s = scramp.ScramMechanism(mechanism).make_server(auth_fn, channel_binding=cb)
+            s.set_client_first(client_first.decode("utf-8"))
+            server_first = s.get_server_first()
+        except (scramp.ScramException, UnicodeDecodeError) as e:
+            LOG.info("AUTH %s: client-first refused: %s", mechanism, e)
+            await server.push("535 5.7.8 Authentication credentials invalid")
+            return AuthResult(success=False, handled=True)
+        client_final = await server.challenge_auth(server_first)
+        if client_final is MISSING:
+            return AuthResult(success=False, handled=True)
+        try:
+            s.set_client_final(client_final.decode("utf-8"))
+            server_final = s.get_server_final()
+        except (scramp.ScramException, UnicodeDecodeError) as e:
+            LOG.info("AUTH %s: client-final refused: %s", mechanism, e)
+            await server.push("535 5.7.8 Authentication credentials invalid")
+            return AuthResult(success=False, handled=True)
+        user = seen.get("user", "?").encode("utf-8")
+        if self.skip_final:
+            LOG.info("AUTH %s: 235 without the server-final message (--scram-skip-final)", mechanism)
+            return AuthResult(success=True, auth_data=user)
+        if self.bad_proof:
+            server_final = "v=" + base64.b64encode(os.urandom(32)).decode()
+            LOG.info("AUTH %s: sending a wrong server signature (--scram-bad-proof)", mechanism)
+        last = await server.challenge_auth(server_final)
+        if last is MISSING:
+            return AuthResult(success=False, handled=True)
+        if last != b"":
+            await server.push("501 5.5.2 Expected an empty response after the server-final message")
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=True, auth_data=user)
+
+
 class Authenticator:
     def __init__(self, user, password):
         self.user = user.encode()
@@ -113,9 +224,11 @@ class Authenticator:
         return AuthResult(success=False, handled=False)
 
 
-def tls_context(cert, key):
+def tls_context(cert, key, tls_max=None):
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
+    if tls_max == "1.2":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 
 
@@ -135,6 +248,16 @@ def parse_args(argv):
                    help="530 for commands other than EHLO/HELO/NOOP/QUIT/STARTTLS before STARTTLS")
     p.add_argument("--auth", metavar="USER:PASS",
                    help="offer AUTH PLAIN and LOGIN and require AUTH before MAIL; wrong credentials -> 535")
+    p.add_argument("--scram", nargs=2, metavar=("USER", "PASS"), action="append",
+                   help="offer AUTH SCRAM-SHA-256 and SCRAM-SHA-256-PLUS (tls-server-end-point) "
+                        "through scramp and require AUTH before MAIL (repeatable for more users)")
+    p.add_argument("--scram-bad-proof", action="store_true",
+                   help="with --scram: send a wrong server signature (v=) after a right client proof")
+    p.add_argument("--scram-skip-final", action="store_true",
+                   help="with --scram: answer 235 after the client proof without sending v=")
+    p.add_argument("--tls-max", choices=["1.2", "1.3"], default=None,
+                   help="highest TLS version offered (1.2: e.g. for tls-server-end-point only "
+                        "clients; Python's ssl cannot export keying material for tls-exporter)")
     p.add_argument("--auth-plaintext", action="store_true",
                    help="allow AUTH without TLS (aiosmtpd refuses it with 538 by default)")
     p.add_argument("--reject-rcpt", metavar="SUBSTRING", action="append",
@@ -153,6 +276,8 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.require_starttls and not args.starttls:
         p.error("--require-starttls needs --starttls CERT KEY")
+    if (args.scram_bad_proof or args.scram_skip_final) and not args.scram:
+        p.error("--scram-bad-proof and --scram-skip-final need --scram USER PASS")
     if args.auth is not None and ":" not in args.auth:
         p.error("--auth takes USER:PASS")
     if args.tempfail_first < 0 or args.max_size < 0:
@@ -194,8 +319,8 @@ async def serve(args):
         os.makedirs(args.store, exist_ok=True)
     handler = Handler(args)
     implicit = args.implicit_tls is not None
-    starttls_ctx = tls_context(*args.starttls) if args.starttls else None
-    server_ssl = tls_context(*args.implicit_tls) if implicit else None
+    starttls_ctx = tls_context(*args.starttls, tls_max=args.tls_max) if args.starttls else None
+    server_ssl = tls_context(*args.implicit_tls, tls_max=args.tls_max) if implicit else None
 
     smtp_kwargs = dict(
         data_size_limit=args.max_size or None,
@@ -210,11 +335,18 @@ async def serve(args):
         auth_require_tls=not (args.auth_plaintext or implicit),
         loop=loop,
     )
+    excluded = []
     if args.auth is not None:
         user, password = args.auth.split(":", 1)
         smtp_kwargs.update(auth_required=True, authenticator=Authenticator(user, password))
     else:
-        smtp_kwargs.update(auth_exclude_mechanism=["PLAIN", "LOGIN"])
+        excluded += ["PLAIN", "LOGIN"]
+    if args.scram:
+        smtp_kwargs.update(auth_required=True)
+    else:
+        excluded += ["SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"]
+    if excluded:
+        smtp_kwargs.update(auth_exclude_mechanism=excluded)
 
     server = await loop.create_server(lambda: SMTP(handler, **smtp_kwargs),
                                       host=args.host, port=args.port, ssl=server_ssl)

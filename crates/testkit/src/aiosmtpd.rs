@@ -27,6 +27,10 @@ pub struct AiosmtpdBuilder {
     implicit_tls: Option<(PathBuf, PathBuf)>,
     auth: Option<(String, String)>,
     auth_plaintext: bool,
+    scram: Vec<(String, String)>,
+    scram_bad_proof: bool,
+    scram_skip_final: bool,
+    tls_max_1_2: bool,
     reject_rcpt: Vec<String>,
     tempfail_first: Option<u32>,
     max_size: Option<u64>,
@@ -67,6 +71,29 @@ impl AiosmtpdBuilder {
     /// `--auth USER:PASS`.
     pub fn auth(mut self, user: &str, pass: &str) -> Self {
         self.auth = Some((user.into(), pass.into()));
+        self
+    }
+    /// `--scram USER PASS` (repeatable): offer `AUTH SCRAM-SHA-256 SCRAM-SHA-256-PLUS` (through
+    /// scramp; PLUS binds to tls-server-end-point of the server's own certificate) and require
+    /// AUTH before MAIL. Without [`auth`](Self::auth), PLAIN and LOGIN are not offered.
+    pub fn scram(mut self, user: &str, pass: &str) -> Self {
+        self.scram.push((user.into(), pass.into()));
+        self
+    }
+    /// `--scram-bad-proof`: after a right client proof, send a wrong server signature (`v=`),
+    /// then answer the client's empty line with 235 anyway.
+    pub fn scram_bad_proof(mut self) -> Self {
+        self.scram_bad_proof = true;
+        self
+    }
+    /// `--scram-skip-final`: after a right client proof, answer 235 without sending `v=`.
+    pub fn scram_skip_final(mut self) -> Self {
+        self.scram_skip_final = true;
+        self
+    }
+    /// `--tls-max 1.2`: offer at most TLS 1.2 (STARTTLS and implicit TLS).
+    pub fn tls_max_1_2(mut self) -> Self {
+        self.tls_max_1_2 = true;
         self
     }
     /// `--auth-plaintext`.
@@ -126,6 +153,18 @@ impl AiosmtpdBuilder {
         }
         if self.auth_plaintext {
             a.push("--auth-plaintext".into());
+        }
+        for (u, pw) in &self.scram {
+            a.extend(["--scram".into(), u.clone(), pw.clone()]);
+        }
+        if self.scram_bad_proof {
+            a.push("--scram-bad-proof".into());
+        }
+        if self.scram_skip_final {
+            a.push("--scram-skip-final".into());
+        }
+        if self.tls_max_1_2 {
+            a.extend(["--tls-max".into(), "1.2".into()]);
         }
         for r in &self.reject_rcpt {
             a.extend(["--reject-rcpt".into(), r.clone()]);

@@ -1,6 +1,8 @@
-//! Support code for postline's integration tests: a throwaway CA ([`TestCa`]), the real aiosmtpd
-//! server from `tests/interop/aiosmtpd_server.py` ([`Aiosmtpd`]), Postfix's `smtp-sink`
-//! ([`SmtpSink`]), a scripted SMTP peer over real TCP ([`ScriptedServer`]), dnsmasq and
+//! Support code for postline's integration tests: a throwaway CA ([`TestCa`]) with client
+//! certificates ([`ClientCert`]), a self-signed certificate made by openssl ([`SelfSigned`]), the
+//! real aiosmtpd server from `tests/interop/aiosmtpd_server.py` ([`Aiosmtpd`]), Postfix's
+//! `smtp-sink` ([`SmtpSink`]), a private real Postfix ([`Postfix`]) and Dovecot ([`Dovecot`]: SASL
+//! for Postfix, and its submission service with SASL EXTERNAL), a scripted SMTP peer over real TCP ([`ScriptedServer`]), dnsmasq and
 //! aiosmtpd exchangers for MX routing ([`Dnsmasq`], [`Exchanger`]), and a [`Sandbox`] in which
 //! to run the `postline` binary, with a [`SendCmd`] builder for `postline send`.
 //!
@@ -14,8 +16,10 @@ use std::path::{Path, PathBuf};
 mod aiosmtpd;
 mod ca;
 mod dns;
+mod dovecot;
 mod mx;
 mod output;
+mod postfix;
 mod process;
 mod sandbox;
 mod scripted;
@@ -24,10 +28,12 @@ mod smtp_sink;
 mod tmpfs;
 
 pub use aiosmtpd::{Aiosmtpd, AiosmtpdBuilder, StoredMessage, AIOSMTPD_READY_TIMEOUT};
-pub use ca::TestCa;
+pub use ca::{ClientCert, SelfSigned, TestCa};
 pub use dns::{free_udp_port, Dnsmasq, FailingDns};
+pub use dovecot::{Dovecot, DovecotBuilder, DOVECOT_READY_TIMEOUT};
 pub use mx::{busy_server, shared_port, shared_port_among, Exchanger};
 pub use output::{expect_code, run_code, stderr, stdout};
+pub use postfix::{Postfix, PostfixBuilder, TlsLevel, POSTFIX_READY_TIMEOUT};
 pub use sandbox::{Sandbox, DEFAULT_RUN_TIMEOUT};
 pub use scripted::{
     greeting_and_ehlo, ScriptReport, ScriptedServer, Step, HANG_TIMEOUT, SCRIPT_FINISH_GRACE,

@@ -9,29 +9,19 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::free_port;
-use crate::process::{hint_install_deps, kill_and_wait, wait_bounded, POLL};
+use crate::process::{hint_install_deps, kill_and_wait, wait_bounded, POLL, TERM_ON_STDIN_EOF};
 
 /// How long [`SmtpSink::start`] waits for the port to accept and greet.
 pub const SINK_READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
 
-/// `sh -c SINK_WATCHDOG smtp-sink ARGS...`: runs smtp-sink (stdin from /dev/null) and, in the
-/// background, waits for EOF on the script's stdin, then sends smtp-sink SIGTERM; the shell
-/// exits with smtp-sink's status.
-const SINK_WATCHDOG: &str = r#"exec 3<&0
-"$0" "$@" </dev/null 3<&- &
-p=$!
-{ cat <&3 >/dev/null 2>&1; kill -TERM "$p" 2>/dev/null; } &
-exec 3<&-
-wait "$p""#;
-
 /// Postfix's `smtp-sink -u nobody [flags] 127.0.0.1:PORT BACKLOG`, killed on drop.
 ///
 /// [`SmtpSink::start`] makes one probe session (connect, read the `220` greeting, `QUIT`), so
 /// with `-n N` (exit after N sessions) the probe counts as one, and `-c` counters include it.
 pub struct SmtpSink {
-    /// The `/bin/sh` watchdog (see `SINK_WATCHDOG`); it exits when smtp-sink does.
+    /// The `/bin/sh` watchdog (see `TERM_ON_STDIN_EOF`); it exits when smtp-sink does.
     child: Child,
     /// Dropping it makes the watchdog stop smtp-sink.
     stdin: Option<ChildStdin>,
@@ -80,7 +70,7 @@ impl SmtpSink {
         // closed: on drop, and also when the test process dies without running destructors.
         let mut child = Command::new("/bin/sh")
             .arg("-c")
-            .arg(SINK_WATCHDOG)
+            .arg(TERM_ON_STDIN_EOF)
             .arg(SMTP_SINK)
             .arg("-u")
             .arg("nobody")
