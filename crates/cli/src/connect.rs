@@ -333,10 +333,9 @@ pub fn describe(e: &postline::Error) -> String {
         _ => return e.to_string(),
     };
     let hint = match failure {
-        F::SelfSigned(c) | F::CaUsedAsLeaf(c) => format!(
-            "to trust it, give that certificate with --ca-file, or pin it with --tls-fingerprint {}",
-            c.fingerprint
-        ),
+        F::SelfSigned(_) | F::CaUsedAsLeaf(_) => {
+            "to trust it, give that certificate with --ca-file, or pin it with --tls-fingerprint and the fingerprint above".to_string()
+        }
         F::UnknownIssuer(_) => {
             "to trust its issuer, give the issuer's certificate with --ca-file (or --system-roots if the system store has it)".to_string()
         }

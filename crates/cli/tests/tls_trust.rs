@@ -1,0 +1,233 @@
+//! `postline` with the kind of certificate people really have: one made by
+//! `openssl req -x509` (self-signed, `CA:TRUE`, only a common name), served by a real aiosmtpd
+//! on loopback. Trusted with `--ca-file`, pinned with `--tls-fingerprint` or
+//! `--pinned-pubkey` (the values `postline probe` prints, which must equal openssl's), refused
+//! with a wrong pin (exit 69, naming what was seen).
+
+use std::time::Duration;
+
+use postline_testkit::{run_code, stderr, stdout, Aiosmtpd, Sandbox, SelfSigned};
+
+const STORE_WAIT: Duration = Duration::from_secs(10);
+
+fn server(cert: &SelfSigned) -> Aiosmtpd {
+    Aiosmtpd::builder()
+        .starttls(&cert.cert_path, &cert.key_path)
+        .start()
+}
+
+fn send(sb: &Sandbox, srv: &Aiosmtpd, host: &str, extra: &[&str]) -> assert_cmd::Command {
+    let mut cmd = sb
+        .send_bare()
+        .server(format!("{host}:{}", srv.port()))
+        .tls("starttls")
+        .timeout(10)
+        .from("a@client.test")
+        .to("b@server.test")
+        .subject("trust")
+        .body("hello")
+        .into_command();
+    cmd.args(extra);
+    cmd
+}
+
+#[test]
+fn an_openssl_self_signed_certificate_is_trusted_with_ca_file() {
+    let cert = SelfSigned::new();
+    let srv = server(&cert);
+    let sb = Sandbox::new();
+
+    // Not trusted: 69, in words, with the fingerprint and the flags that fix it.
+    let o = run_code(send(&sb, &srv, "localhost", &[]), 69);
+    let err = stderr(&o);
+    assert!(err.contains("self-signed"), "{err}");
+    assert!(err.contains(&cert.fingerprint_sha256), "{err}");
+    assert!(
+        err.contains("--ca-file") && err.contains("--tls-fingerprint"),
+        "{err}"
+    );
+    for enum_text in ["CaUsedAsEndEntity", "Other(", "OtherError", "UnknownIssuer"] {
+        assert!(!err.contains(enum_text), "no Rust enum for people: {err}");
+    }
+
+    // The very certificate given with --ca-file: delivered.
+    let ca = cert.cert_path.to_str().unwrap();
+    run_code(send(&sb, &srv, "localhost", &["--ca-file", ca]), 0);
+    // The same file under another name for the server: the name still counts.
+    let o = run_code(send(&sb, &srv, "127.0.0.1", &["--ca-file", ca]), 69);
+    assert!(
+        stderr(&o).contains("is for localhost, not 127.0.0.1"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(srv.wait_for_messages(1, STORE_WAIT).len(), 1);
+}
+
+#[test]
+fn pins_as_openssl_prints_them_are_accepted_and_a_wrong_one_names_what_was_seen() {
+    let cert = SelfSigned::new();
+    let srv = server(&cert);
+    let sb = Sandbox::new();
+
+    // openssl's own spelling, and the same without colons in lower case.
+    let fp = cert.fingerprint_sha256.clone();
+    run_code(send(&sb, &srv, "localhost", &["--tls-fingerprint", &fp]), 0);
+    let bare = fp.replace(':', "").to_lowercase();
+    run_code(
+        send(&sb, &srv, "127.0.0.1", &["--tls-fingerprint", &bare]),
+        0,
+    );
+    run_code(
+        send(&sb, &srv, "localhost", &["--pinned-pubkey", &cert.spki_pin]),
+        0,
+    );
+    assert_eq!(srv.wait_for_messages(3, STORE_WAIT).len(), 3);
+
+    // A wrong fingerprint: 69, nothing sent, the fingerprint seen named.
+    let wrong = "00:".repeat(31) + "00";
+    let o = run_code(
+        send(&sb, &srv, "localhost", &["--tls-fingerprint", &wrong]),
+        69,
+    );
+    let err = stderr(&o);
+    assert!(err.contains("matches no pin"), "{err}");
+    assert!(err.contains(&fp) && err.contains(&cert.spki_pin), "{err}");
+    // A wrong public key pin, even with the certificate trusted as a CA file.
+    let o = run_code(
+        send(
+            &sb,
+            &srv,
+            "localhost",
+            &[
+                "--ca-file",
+                cert.cert_path.to_str().unwrap(),
+                "--pinned-pubkey",
+                "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            ],
+        ),
+        69,
+    );
+    assert!(stderr(&o).contains(&cert.spki_pin), "{}", stderr(&o));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(srv.messages().len(), 3, "nothing more was delivered");
+
+    // Malformed pins are usage errors, said plainly.
+    let o = run_code(
+        send(&sb, &srv, "localhost", &["--tls-fingerprint", "abcd"]),
+        64,
+    );
+    assert!(
+        stderr(&o).contains("64 hex digits") || stderr(&o).contains("32 bytes"),
+        "{}",
+        stderr(&o)
+    );
+    let sha1 = "AB:".repeat(19) + "CD";
+    let o = run_code(
+        send(&sb, &srv, "localhost", &["--tls-fingerprint", &sha1]),
+        64,
+    );
+    assert!(stderr(&o).contains("SHA-1"), "{}", stderr(&o));
+}
+
+#[test]
+fn probe_prints_the_values_to_pin_as_openssl_computes_them() {
+    let cert = SelfSigned::new();
+    let srv = server(&cert);
+    let sb = Sandbox::new();
+    let addr = format!("localhost:{}", srv.port());
+    let o = run_code(
+        sb.cmd(&[
+            "probe",
+            "--server",
+            &addr,
+            "--tls",
+            "starttls",
+            "--timeout",
+            "10",
+        ]),
+        0,
+    );
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("sha256:  {}", cert.fingerprint_sha256)),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("pubkey:  {}", cert.spki_pin)),
+        "{out}"
+    );
+    assert!(out.contains("(self-signed)"), "{out}");
+    assert!(out.contains("verifies: NO"), "{out}");
+
+    let o = run_code(
+        sb.cmd(&[
+            "probe",
+            "--server",
+            &addr,
+            "--tls",
+            "starttls",
+            "--timeout",
+            "10",
+            "--json",
+        ]),
+        0,
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let c = &v["tls"]["certificate"];
+    assert_eq!(c["fingerprint_sha256"], cert.fingerprint_sha256.as_str());
+    assert_eq!(c["pinned_pubkey"], cert.spki_pin.as_str());
+    assert_eq!(c["names"][0], "localhost");
+    assert_eq!(v["tls"]["verified"], false);
+
+    // Pinned with what probe printed, probe says it verifies.
+    let o = run_code(
+        sb.cmd(&[
+            "probe",
+            "--server",
+            &addr,
+            "--tls",
+            "starttls",
+            "--timeout",
+            "10",
+            "--tls-fingerprint",
+            &cert.fingerprint_sha256,
+        ]),
+        0,
+    );
+    assert!(stdout(&o).contains("verifies: yes"), "{}", stdout(&o));
+}
+
+#[test]
+fn require_tls_and_client_certificate_flags_refuse_what_cannot_work() {
+    let sb = Sandbox::new();
+    let base = |extra: &[&str]| {
+        let mut c = sb
+            .send_bare()
+            .server("127.0.0.1:9")
+            .from("a@client.test")
+            .to("b@server.test")
+            .body("x")
+            .into_command();
+        c.args(extra);
+        c
+    };
+    let o = run_code(base(&["--require-tls", "--tls", "none"]), 64);
+    assert!(
+        stderr(&o).contains("--require-tls needs TLS"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_code(base(&["--require-tls", "--insecure"]), 64);
+    assert!(
+        stderr(&o).contains("verified certificate"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_code(base(&["--cert", "/nonexistent.pem"]), 64);
+    assert!(stderr(&o).contains("--cert needs --key"), "{}", stderr(&o));
+    let o = run_code(
+        base(&["--cert", "/nonexistent.pem", "--key", "/nonexistent.key"]),
+        66,
+    );
+    assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
+}
