@@ -100,7 +100,9 @@ impl DovecotBuilder {
     /// Dovecot's submission service on a free 127.0.0.1 port ([`Dovecot::submission_port`]):
     /// `ssl = required` with STARTTLS using `server`'s certificate chain and key, relaying
     /// every accepted message to `127.0.0.1:relay_port` (`submission_relay_trusted = yes`).
-    /// AUTH is required before MAIL; it is offered only after STARTTLS.
+    /// AUTH is required before MAIL (`530 5.7.0 Authentication required.`). Dovecot lists the
+    /// AUTH mechanisms in the EHLO reply before STARTTLS too; `ssl = required` is what keeps
+    /// authentication to TLS sessions.
     pub fn submission(mut self, relay_port: u16, server: &TestCa) -> Self {
         self.submission = Some(SubmissionOpts {
             relay_port,
