@@ -45,6 +45,8 @@ pub fn for_error(e: &Error) -> u8 {
         | Error::DeliveryUnknown { .. }
         | Error::NotSent { .. }
         | Error::Io(_) => TEMPFAIL,
+        // A handshake the network cut short may work next time; a certificate will not.
+        Error::Tls { failure, .. } if failure.is_transient() => TEMPFAIL,
         Error::Tls { .. } | Error::Rejected(_) | Error::StartTlsUnavailable(_) => UNAVAILABLE,
         Error::NoAuthMechanism { .. } => UNAVAILABLE,
         Error::PlaintextAuthRefused => CONFIG,
