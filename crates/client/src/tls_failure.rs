@@ -87,10 +87,12 @@ impl TlsFailure {
         }
     }
 
-    /// Whether a later attempt may succeed: a connection that broke may work next time; a
-    /// certificate or a protocol that does not fit will not.
+    /// Whether a later attempt may succeed: a connection the network broke (reset, aborted)
+    /// may work next time; a certificate or a protocol that does not fit will not, nor will a
+    /// server that hangs up mid-handshake (what servers do with a client they will not talk
+    /// TLS to, or when they do not speak TLS at all).
     pub fn is_transient(&self) -> bool {
-        matches!(self, TlsFailure::Closed | TlsFailure::Io(_))
+        matches!(self, TlsFailure::Io(_))
     }
 
     /// The failure behind a handshake's I/O error: a verifier's explained rejection, a
@@ -295,8 +297,9 @@ mod tests {
     }
 
     #[test]
-    fn closed_handshakes_are_transient_and_certificates_are_not() {
-        assert!(TlsFailure::from_io(io::ErrorKind::UnexpectedEof.into()).is_transient());
+    fn broken_handshakes_are_transient_and_certificates_are_not() {
+        assert!(TlsFailure::from_io(io::ErrorKind::ConnectionReset.into()).is_transient());
+        assert!(!TlsFailure::from_io(io::ErrorKind::UnexpectedEof.into()).is_transient());
         assert!(!TlsFailure::NotTls.is_transient());
         let wrapped = io::Error::new(
             io::ErrorKind::InvalidData,

@@ -765,6 +765,7 @@ fn starttls_handshake_answered_with_garbage(d: Driver) {
         ),
         "{err:?}"
     );
+    assert!(!err.is_retryable(), "{err:?}");
     drop(server);
 }
 both!(starttls_handshake_answered_with_garbage);

@@ -134,8 +134,8 @@ fn a_relay_that_requires_a_client_certificate() {
             .ca_file(&ca.ca_path)
     };
 
-    let mut c = Client::connect(config().client_certificate(&alice.cert_path, &alice.key_path))
-        .unwrap();
+    let mut c =
+        Client::connect(config().client_certificate(&alice.cert_path, &alice.key_path)).unwrap();
     c.send_bytes(&envelope(), MESSAGE).unwrap();
     c.quit().unwrap();
     assert_eq!(pf.wait_for_messages(1, WAIT).len(), 1);
