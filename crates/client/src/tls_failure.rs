@@ -287,6 +287,28 @@ mod tests {
     }
 
     #[test]
+    fn protocol_mismatches_are_said_in_words() {
+        let version = TlsFailure::from_rustls(&rustls::Error::AlertReceived(
+            AlertDescription::ProtocolVersion,
+        ))
+        .to_string();
+        assert!(version.contains("refused every TLS version"), "{version}");
+        let old = TlsFailure::from_rustls(&rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::ServerDoesNotSupportTls12Or13,
+        ))
+        .to_string();
+        assert_eq!(old, "no common TLS: server does not support tls12 or13");
+        let suites = TlsFailure::from_rustls(&rustls::Error::AlertReceived(
+            AlertDescription::HandshakeFailure,
+        ))
+        .to_string();
+        assert!(
+            suites.contains("postline speaks TLS 1.2 and 1.3"),
+            "{suites}"
+        );
+    }
+
+    #[test]
     fn alerts_name_the_fix() {
         let t = TlsFailure::Alert(AlertDescription::CertificateRequired).to_string();
         assert!(
