@@ -132,9 +132,15 @@ impl TlsFailure {
                 }
                 a => TlsFailure::Alert(*a),
             },
-            rustls::Error::PeerIncompatible(p) => {
-                TlsFailure::Incompatible(words(&format!("{p:?}")))
-            }
+            rustls::Error::PeerIncompatible(p) => TlsFailure::Incompatible(match p {
+                rustls::PeerIncompatible::ServerDoesNotSupportTls12Or13 => {
+                    "the server speaks neither TLS 1.2 nor 1.3 (older versions are not safe, and postline does not speak them)".into()
+                }
+                rustls::PeerIncompatible::NoCipherSuitesInCommon => {
+                    "no cipher suite in common".into()
+                }
+                p => words(&format!("{p:?}")),
+            }),
             rustls::Error::InvalidMessage(_) => TlsFailure::NotTls,
             rustls::Error::PeerMisbehaved(p) => TlsFailure::Misbehaved(words(&format!("{p:?}"))),
             other => TlsFailure::Misbehaved(other.to_string()),
@@ -297,7 +303,7 @@ mod tests {
             rustls::PeerIncompatible::ServerDoesNotSupportTls12Or13,
         ))
         .to_string();
-        assert_eq!(old, "no common TLS: server does not support tls12 or13");
+        assert!(old.contains("neither TLS 1.2 nor 1.3"), "{old}");
         let suites = TlsFailure::from_rustls(&rustls::Error::AlertReceived(
             AlertDescription::HandshakeFailure,
         ))
