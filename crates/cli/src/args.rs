@@ -160,7 +160,8 @@ pub struct ServerArgs {
     /// delivery, where starttls means required and verified].
     #[arg(long, value_enum)]
     pub tls: Option<TlsMode>,
-    /// Trust the CA certificates in this PEM file too.
+    /// Trust the CA certificates in this PEM file too; a server's own self-signed certificate
+    /// given here is trusted as itself.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
     /// Also trust the operating system's certificate store (the built-in roots are always
@@ -191,7 +192,8 @@ pub struct ServerArgs {
     /// server that does not offer it is not sent the message. Implies verified TLS.
     #[arg(long)]
     pub require_tls: bool,
-    /// The name to announce in EHLO [default: this host's name].
+    /// The name to announce in EHLO [default: this host's fully qualified name, else the
+    /// address literal of the connection's local end, e.g. [192.0.2.1]].
     #[arg(long, value_name = "NAME")]
     pub helo: Option<String>,
     /// Cap every phase's timeout, in seconds, 0.001 to 86400 [default: RFC 5321's, 2 to 10

@@ -160,7 +160,7 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
         }
         config = config.ca_file(ca.clone());
     }
-    config = trust(config, args, account)?;
+    config = trust(config, args, account, direct)?;
     if args.require_tls {
         if args.insecure {
             return Err(Fail::new(
@@ -266,29 +266,59 @@ fn credentials(
 }
 
 /// Pins, the system store and the client certificate: flags first, then the account.
-fn trust(mut config: Config, args: &ServerArgs, account: Option<&Account>) -> Result<Config, Fail> {
+fn trust(
+    mut config: Config,
+    args: &ServerArgs,
+    account: Option<&Account>,
+    direct: bool,
+) -> Result<Config, Fail> {
     let usage = |flag: &str, value: &str, e: postline::certificate::PinError| {
         Fail::new(exit::USAGE, format!("{flag} {value:?}: {e}"))
     };
-    let fingerprint = args
-        .tls_fingerprint
-        .as_ref()
-        .or(account.and_then(|a| a.tls_fingerprint.as_ref()));
+    // Pins from the command line replace the account's, so a stale one does not linger.
+    let (fingerprint, pubkey) = if args.tls_fingerprint.is_some() || args.pinned_pubkey.is_some() {
+        (args.tls_fingerprint.as_ref(), args.pinned_pubkey.as_ref())
+    } else {
+        (
+            account.and_then(|a| a.tls_fingerprint.as_ref()),
+            account.and_then(|a| a.pinned_pubkey.as_ref()),
+        )
+    };
     if let Some(text) = fingerprint {
         let fp =
             postline::Fingerprint::parse(text).map_err(|e| usage("--tls-fingerprint", text, e))?;
         config = config.pin(postline::Pin::Certificate(fp));
     }
-    let pubkey = args
-        .pinned_pubkey
-        .as_ref()
-        .or(account.and_then(|a| a.pinned_pubkey.as_ref()));
     if let Some(text) = pubkey {
-        for one in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        let pins: Vec<&str> = text
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if pins.is_empty() {
+            return Err(Fail::new(
+                exit::USAGE,
+                format!("--pinned-pubkey {text:?}: no pin in it (sha256//BASE64, several separated by ;)"),
+            ));
+        }
+        for one in pins {
             let pin =
                 postline::PublicKeyPin::parse(one).map_err(|e| usage("--pinned-pubkey", one, e))?;
             config = config.pin(postline::Pin::PublicKey(pin));
         }
+    }
+    let pinned = fingerprint.is_some() || pubkey.is_some();
+    if direct && (pinned || args.cert.is_some() || args.key.is_some()) {
+        return Err(Fail::new(
+            exit::USAGE,
+            "--tls-fingerprint, --pinned-pubkey, --cert and --key are for one server: give --server (direct delivery talks to every domain's exchangers)",
+        ));
+    }
+    if pinned && args.insecure {
+        return Err(Fail::new(
+            exit::USAGE,
+            "--insecure would not check the pinned certificate: drop one of them",
+        ));
     }
     if args.system_roots || account.is_some_and(|a| a.system_roots) {
         config = config.system_roots(true);
@@ -334,15 +364,12 @@ pub fn describe(e: &postline::Error) -> String {
     };
     let hint = match failure {
         F::SelfSigned(_) | F::CaUsedAsLeaf(_) => {
-            "to trust it, give that certificate with --ca-file, or pin it with --tls-fingerprint and the fingerprint above".to_string()
+            "if you expected a self-signed certificate, compare the fingerprint above with the server's own (openssl x509 -noout -fingerprint -sha256 -in CERT, on the server), then give that certificate with --ca-file or the fingerprint with --tls-fingerprint".to_string()
         }
         F::UnknownIssuer(_) => {
-            "to trust its issuer, give the issuer's certificate with --ca-file (or --system-roots if the system store has it)".to_string()
+            "give the issuer's certificate with --ca-file (or --system-roots if the system store has it); or the server does not send its intermediate certificate".to_string()
         }
-        F::WrongName { certificate, .. } => format!(
-            "connect by one of its names with --server, or pin it with --tls-fingerprint {}",
-            certificate.fingerprint
-        ),
+        F::WrongName { .. } => "connect by one of the names the certificate holds".to_string(),
         F::Alert(a) if *a == postline::rustls::AlertDescription::CertificateRequired => {
             "give a client certificate with --cert and --key".to_string()
         }

@@ -72,9 +72,11 @@ fn try_tls(base: &Config, mode: postline::Tls) -> Result<TlsProbe, Error> {
         }),
         Err(e @ Error::Tls { .. }) => {
             let reason = connect::describe(&e);
+            // Again without checks (and without pins), only to show what the server has.
             let c = Client::connect(
                 base.clone()
                     .tls(mode)
+                    .clear_pins()
                     .dangerous_accept_invalid_certificates(true),
             )?;
             Ok(TlsProbe {
@@ -114,11 +116,13 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
         ));
     }
     let implicit = target.tls == TlsMode::Implicit;
-    let base = target.config.clone();
+    // A probe sends no message, so REQUIRETLS does not apply (whether the server offers it
+    // shows among the extensions).
+    let base = target.config.clone().require_tls(false);
     let first = if implicit {
         None
     } else {
-        match Client::connect(base.clone().tls(postline::Tls::None)) {
+        match Client::connect(base.clone().tls(postline::Tls::None).clear_pins()) {
             Ok(c) => Some(c),
             Err(e) => return Ok(fail(&args, &target.host, target.port, &e)),
         }
@@ -173,7 +177,7 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
                 v["tls"] = json!({
                     "version": t.info.version,
                     "cipher_suite": t.info.cipher_suite,
-                    "verified": t.verified.is_ok(),
+                    "verified": t.verified.is_ok() && base.verifies_certificates(),
                     "verify_error": t.verified.as_ref().err(),
                     "certificate": c.map(|c| json!({
                         "subject": c.summary.subject,
@@ -240,6 +244,9 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
                 );
             }
             match &t.verified {
+                Ok(()) if !base.verifies_certificates() => {
+                    outln!("             verifies: not checked (--insecure)")
+                }
                 Ok(()) => outln!("             verifies: yes"),
                 Err(reason) => outln!("             verifies: NO ({})", escape(reason)),
             }

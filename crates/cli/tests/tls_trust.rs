@@ -230,4 +230,89 @@ fn require_tls_and_client_certificate_flags_refuse_what_cannot_work() {
         66,
     );
     assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
+    // A pin cannot be switched off by --insecure, nor spread over every exchanger.
+    let pin = "AB:".repeat(31) + "CD";
+    let o = run_code(base(&["--insecure", "--tls-fingerprint", &pin]), 64);
+    assert!(
+        stderr(&o).contains("--insecure would not check"),
+        "{}",
+        stderr(&o)
+    );
+    let mut direct = sb
+        .send_bare()
+        .from("a@client.test")
+        .to("b@server.test")
+        .body("x")
+        .into_command();
+    direct.args(["--tls-fingerprint", &pin]);
+    let o = run_code(direct, 64);
+    assert!(stderr(&o).contains("give --server"), "{}", stderr(&o));
+    let o = run_code(base(&["--pinned-pubkey", ";"]), 64);
+    assert!(stderr(&o).contains("no pin in it"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_key_that_is_not_the_certificates_is_said_in_words() {
+    let ca = postline_testkit::TestCa::new();
+    let alice = ca.client_cert("alice");
+    let other = ca.client_cert("bob");
+    let srv = Aiosmtpd::builder().starttls_with(&ca).start();
+    let sb = Sandbox::new();
+    let with_key = |key: &std::path::Path| {
+        send(
+            &sb,
+            &srv,
+            "localhost",
+            &[
+                "--ca-file",
+                ca.ca_path.to_str().unwrap(),
+                "--cert",
+                alice.cert_path.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+            ],
+        )
+    };
+    let o = run_code(with_key(&other.key_path), 78);
+    let err = stderr(&o);
+    assert!(err.contains("not this certificate's private key"), "{err}");
+    assert!(!err.contains("KeyMismatch"), "{err}");
+    // A key file that is not PEM.
+    let garbage = sb.path("garbage.key");
+    std::fs::write(&garbage, "-----BEGIN PRIVATE KEY-----\n!!!\n").unwrap();
+    let o = run_code(with_key(&garbage), 78);
+    let err = stderr(&o);
+    assert!(
+        err.contains("not valid PEM") || err.contains("no PEM private key"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("InvalidCharacter") && !err.contains("[45"),
+        "{err}"
+    );
+    assert!(srv.messages().is_empty());
+}
+
+#[test]
+fn probe_with_require_tls_still_probes() {
+    let cert = SelfSigned::new();
+    let srv = server(&cert);
+    let sb = Sandbox::new();
+    let addr = format!("localhost:{}", srv.port());
+    let o = run_code(
+        sb.cmd(&[
+            "probe",
+            "--server",
+            &addr,
+            "--tls",
+            "starttls",
+            "--timeout",
+            "10",
+            "--require-tls",
+            "--ca-file",
+            cert.cert_path.to_str().unwrap(),
+        ]),
+        0,
+    );
+    assert!(stdout(&o).contains("verifies: yes"), "{}", stdout(&o));
 }

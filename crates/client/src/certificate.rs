@@ -18,16 +18,21 @@ pub struct CertificateSummary {
     pub subject: String,
     /// The issuer's distinguished name.
     pub issuer: String,
-    /// DNS names and IP addresses from the subject alternative names.
+    /// DNS names and IP addresses from the subject alternative names, for people to read.
     pub alt_names: Vec<String>,
-    /// The subject's common name(s): what name checks fall back to when a certificate
-    /// explicitly trusted as itself has no alternative names.
+    /// The DNS names among them.
+    pub dns_names: Vec<String>,
+    /// The IP addresses among them.
+    pub ip_addresses: Vec<std::net::IpAddr>,
+    /// The subject's common name(s): what DNS name checks fall back to when a certificate
+    /// explicitly trusted as itself has no alternative names at all.
     pub common_names: Vec<String>,
     /// Start of validity.
     pub not_before: SystemTime,
     /// End of validity.
     pub not_after: SystemTime,
-    /// Issuer equals subject: nobody else vouches for it.
+    /// Signed by its own key (issuer equals subject and the signature verifies with the
+    /// certificate's own public key): nobody else vouches for it.
     pub self_signed: bool,
     /// Marked as a certificate authority (`CA:TRUE`), as `openssl req -x509` makes them.
     pub is_ca: bool,
@@ -42,42 +47,58 @@ impl CertificateSummary {
     pub fn from_der(der: &[u8]) -> Option<CertificateSummary> {
         let (_, cert) = X509Certificate::from_der(der).ok()?;
         let mut alt_names = Vec::new();
+        let mut dns_names = Vec::new();
+        let mut ip_addresses = Vec::new();
+        let mut has_san = false;
         if let Ok(Some(san)) = cert.subject_alternative_name() {
+            has_san = true;
             for name in &san.value.general_names {
                 match name {
-                    GeneralName::DNSName(d) => alt_names.push((*d).to_string()),
+                    GeneralName::DNSName(d) => {
+                        alt_names.push((*d).to_string());
+                        dns_names.push((*d).to_string());
+                    }
                     GeneralName::IPAddress(ip) => {
-                        if let Some(ip) = ip_text(ip) {
-                            alt_names.push(ip);
+                        if let Some(ip) = ip_of(ip) {
+                            alt_names.push(ip.to_string());
+                            ip_addresses.push(ip);
                         }
                     }
                     _ => {}
                 }
             }
         }
-        let common_names = cert
-            .subject()
-            .iter_common_name()
-            .filter_map(|cn| cn.as_str().ok().map(str::to_string))
-            .collect();
+        // RFC 6125 6.4.4: the common name counts only when there are no alternative names.
+        let common_names = if has_san {
+            Vec::new()
+        } else {
+            cert.subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok().map(str::to_string))
+                .collect()
+        };
+        let self_signed = cert.subject().as_raw() == cert.issuer().as_raw()
+            && cert.verify_signature(None).is_ok();
         let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
         let spki = cert.public_key().raw;
         Some(CertificateSummary {
             subject: cert.subject().to_string(),
             issuer: cert.issuer().to_string(),
             alt_names,
+            dns_names,
+            ip_addresses,
             common_names,
             not_before: system_time(cert.validity().not_before.timestamp()),
             not_after: system_time(cert.validity().not_after.timestamp()),
-            self_signed: cert.subject().as_raw() == cert.issuer().as_raw(),
+            self_signed,
             is_ca,
             fingerprint: Fingerprint::of(der),
             public_key_pin: PublicKeyPin::of_spki(spki),
         })
     }
 
-    /// The names a host is checked against: the alternative names, or the common names
-    /// when there are none.
+    /// The names the certificate is for, for people to read: the alternative names, or the
+    /// common names when there are none.
     pub fn names(&self) -> &[String] {
         if self.alt_names.is_empty() {
             &self.common_names
@@ -86,12 +107,23 @@ impl CertificateSummary {
         }
     }
 
-    /// Whether `name` (a DNS name or an IP address, brackets allowed) is one of
-    /// [`CertificateSummary::names`], a `*.` wildcard matching exactly one leftmost label.
+    /// Whether the certificate is for `name`, as webpki would judge it: an IP address
+    /// (brackets allowed) only against the IP addresses, byte for byte; a DNS name against
+    /// the DNS names, a `*.` wildcard matching exactly one leftmost label, or against the
+    /// common name when the certificate has no alternative names.
     pub fn matches_name(&self, name: &str) -> bool {
-        let name = name.trim_start_matches('[').trim_end_matches(']');
-        let name = name.trim_end_matches('.');
-        self.names().iter().any(|n| name_matches(n, name))
+        let bare = name.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+            return self.ip_addresses.contains(&ip);
+        }
+        let name = bare.trim_end_matches('.');
+        if self.alt_names.is_empty() {
+            self.common_names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name))
+        } else {
+            self.dns_names.iter().any(|n| name_matches(n, name))
+        }
     }
 }
 
@@ -108,11 +140,11 @@ fn name_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-fn ip_text(bytes: &[u8]) -> Option<String> {
+fn ip_of(bytes: &[u8]) -> Option<std::net::IpAddr> {
     if let Ok(v4) = <[u8; 4]>::try_from(bytes) {
-        Some(std::net::Ipv4Addr::from(v4).to_string())
+        Some(std::net::Ipv4Addr::from(v4).into())
     } else if let Ok(v6) = <[u8; 16]>::try_from(bytes) {
-        Some(std::net::Ipv6Addr::from(v6).to_string())
+        Some(std::net::Ipv6Addr::from(v6).into())
     } else {
         None
     }
@@ -162,8 +194,17 @@ impl Fingerprint {
         Fingerprint(sha256(der))
     }
 
-    /// Reads 64 hex digits, with or without colons (or spaces) between pairs, any case.
+    /// Reads 64 hex digits, with or without colons (or spaces) between pairs, any case; a
+    /// leading `sha256 Fingerprint=` (as `openssl x509 -fingerprint -sha256` prints it) is
+    /// skipped.
     pub fn parse(text: &str) -> Result<Fingerprint, PinError> {
+        let text = text.trim();
+        let text = match text.split_once('=') {
+            Some((label, rest)) if label.to_ascii_lowercase().starts_with("sha256 fingerprint") => {
+                rest
+            }
+            _ => text,
+        };
         let hex: String = text
             .trim()
             .chars()
@@ -308,6 +349,14 @@ mod tests {
             Err(PinError::NotSha256("SHA-1"))
         );
         assert_eq!(Fingerprint::parse("zz"), Err(PinError::NotHex));
+        assert_eq!(
+            Fingerprint::parse(&format!("sha256 Fingerprint={text}")),
+            Ok(fp)
+        );
+        assert_eq!(
+            Fingerprint::parse(&format!("SHA256 Fingerprint={text}\n")),
+            Ok(fp)
+        );
         assert_eq!(Fingerprint::parse("abcd"), Err(PinError::Length(4)));
     }
 
@@ -322,6 +371,41 @@ mod tests {
             PublicKeyPin::parse("sha256//AAAA"),
             Err(PinError::Length(3))
         );
+    }
+
+    fn summary(dns: &[&str], ips: &[&str], cn: &[&str]) -> CertificateSummary {
+        let ips: Vec<std::net::IpAddr> = ips.iter().map(|i| i.parse().unwrap()).collect();
+        let mut alt: Vec<String> = dns.iter().map(|d| d.to_string()).collect();
+        alt.extend(ips.iter().map(ToString::to_string));
+        CertificateSummary {
+            subject: String::new(),
+            issuer: String::new(),
+            alt_names: alt,
+            dns_names: dns.iter().map(|d| d.to_string()).collect(),
+            ip_addresses: ips,
+            common_names: cn.iter().map(|c| c.to_string()).collect(),
+            not_before: UNIX_EPOCH,
+            not_after: UNIX_EPOCH,
+            self_signed: true,
+            is_ca: true,
+            fingerprint: Fingerprint([0; 32]),
+            public_key_pin: PublicKeyPin([0; 32]),
+        }
+    }
+
+    #[test]
+    fn ip_addresses_match_only_ip_names_and_dns_names_only_dns_names() {
+        // A DNS name that looks like an address, or a wildcard over one, is no address.
+        assert!(!summary(&["127.0.0.1"], &[], &[]).matches_name("127.0.0.1"));
+        assert!(!summary(&["*.0.0.1"], &[], &[]).matches_name("127.0.0.1"));
+        assert!(!summary(&[], &[], &["127.0.0.1"]).matches_name("127.0.0.1"));
+        assert!(summary(&[], &["127.0.0.1"], &[]).matches_name("127.0.0.1"));
+        assert!(summary(&[], &["::1"], &[]).matches_name("[::1]"));
+        assert!(!summary(&[], &["127.0.0.1"], &[]).matches_name("localhost"));
+        // The common name stands in only without alternative names.
+        assert!(summary(&[], &[], &["localhost"]).matches_name("LOCALHOST"));
+        assert!(!summary(&["other.test"], &[], &["localhost"]).matches_name("localhost"));
+        assert!(summary(&["*.example.org"], &[], &[]).matches_name("mail.example.org"));
     }
 
     #[test]

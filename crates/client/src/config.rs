@@ -303,7 +303,10 @@ impl Config {
 
     /// Trusts the server only if its certificate matches this pin (or another one given);
     /// chain, names and dates are then not checked, and the usual trust roots are not
-    /// consulted. The handshake still proves the server holds the pinned certificate's key.
+    /// consulted (as msmtp's `tls_fingerprint`; curl checks its `--pinnedpubkey` on top of
+    /// the chain). The handshake still proves the server holds the pinned certificate's key.
+    /// TLS becomes required (opportunistic STARTTLS acts as required), and the pin is
+    /// checked even with [`Config::dangerous_accept_invalid_certificates`].
     pub fn pin(mut self, pin: Pin) -> Self {
         self.pins.push(pin);
         self.rustls = None;
@@ -328,6 +331,13 @@ impl Config {
             chain,
             key: Arc::new(key),
         });
+        self.rustls = None;
+        self
+    }
+
+    /// Forgets the pins given with [`Config::pin`].
+    pub fn clear_pins(mut self) -> Self {
+        self.pins.clear();
         self.rustls = None;
         self
     }
@@ -378,6 +388,22 @@ impl Config {
     pub fn require_tls(mut self, on: bool) -> Self {
         self.require_tls = on;
         self
+    }
+
+    /// Whether the server's certificate is checked: unless verification was turned off
+    /// without a pin to check instead.
+    pub fn verifies_certificates(&self) -> bool {
+        !self.accept_invalid_certs || !self.pins.is_empty()
+    }
+
+    /// Whether a session without TLS is refused: STARTTLS or implicit TLS asked for, or
+    /// opportunistic TLS with REQUIRETLS or a pin (which would mean nothing in clear text).
+    pub fn tls_required(&self) -> bool {
+        match self.tls {
+            Tls::StartTls | Tls::Implicit => true,
+            Tls::None => false,
+            Tls::Opportunistic => self.require_tls || !self.pins.is_empty(),
+        }
     }
 
     /// Whether messages are sent with `REQUIRETLS` ([`Config::require_tls`]).

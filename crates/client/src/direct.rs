@@ -76,7 +76,8 @@ pub struct Mailer {
     max_addresses: usize,
     attempt_deadline: Duration,
     /// The TLS configuration, built on first use and shared by every connection and clone.
-    tls: Arc<OnceLock<Arc<rustls::ClientConfig>>>,
+    /// The TLS configurations, built once: `[opportunistic, verified]`.
+    tls: Arc<[OnceLock<Arc<rustls::ClientConfig>>; 2]>,
     /// The resolver, built on first use and shared by every send and clone.
     resolver: Arc<OnceLock<TokioResolver>>,
 }
@@ -160,16 +161,17 @@ impl Mailer {
     /// `config` with the mailer's one TLS configuration: the base's for a relay; for
     /// exchangers, the base's trust when TLS is required, else opportunistic (RFC 7435).
     fn with_tls(&self, mut config: Config) -> Result<Config, Error> {
+        let slot = &self.tls[usize::from(config.verifies_certificates())];
         if config.tls == Tls::None {
             return Ok(config);
         }
-        if let Some(tls) = self.tls.get() {
+        if let Some(tls) = slot.get() {
             config.rustls = Some(tls.clone());
             return Ok(config);
         }
         let config = config.prepare_tls()?;
         if let Some(tls) = &config.rustls {
-            let _ = self.tls.set(tls.clone());
+            let _ = slot.set(tls.clone());
         }
         Ok(config)
     }
@@ -538,6 +540,7 @@ impl Mailer {
         ip: IpAddr,
         deadline: Instant,
         plain: bool,
+        required: bool,
     ) -> Result<Config, Error> {
         let mut config = self.base.clone();
         config.host = ip.to_string();
@@ -548,7 +551,7 @@ impl Mailer {
         config.timeouts.attempt = Some(config.timeouts.attempt.map_or(left, |a| a.min(left)));
         if plain {
             config.tls = Tls::None;
-        } else if self.require_tls {
+        } else if required {
             config.tls = Tls::StartTls;
         } else if config.tls != Tls::None {
             config.tls = Tls::Opportunistic;
@@ -567,12 +570,14 @@ impl Mailer {
         message: &[u8],
         deadline: Instant,
     ) -> Attempt {
+        // A message with REQUIRETLS goes only over verified STARTTLS (RFC 8689 4.2.1).
+        let required = self.require_tls || env.require_tls;
         let connect = |plain: bool| async move {
-            let config = self.exchanger_config(name, ip, deadline, plain)?;
+            let config = self.exchanger_config(name, ip, deadline, plain, required)?;
             AsyncClient::connect(config).await
         };
         let mut connected = timeout_at(deadline, connect(false)).await;
-        let opportunistic = !self.require_tls && self.base.tls != Tls::None;
+        let opportunistic = !required && self.base.tls != Tls::None;
         if opportunistic && matches!(connected, Ok(Err(Error::Tls { .. }))) {
             connected = timeout_at(deadline, connect(true)).await;
         }

@@ -482,6 +482,13 @@ impl Engine {
         if !self.can_send() {
             return Err(Error::NotReady);
         }
+        let require_tls = env.require_tls || self.config.require_tls;
+        if require_tls && !self.config.verifies_certificates() {
+            // RFC 8689 4.1: only over TLS whose certificate was checked.
+            return Err(Error::Config(ConfigError::TlsSetup(
+                "REQUIRETLS needs a verified certificate, and verification is off".into(),
+            )));
+        }
         let opts = MessageOptions {
             size: env.size,
             body: env.body,
@@ -490,7 +497,7 @@ impl Engine {
             envid: env.envid.as_deref(),
             notify: env.notify,
             orcpt: env.orcpt,
-            require_tls: env.require_tls || self.config.require_tls,
+            require_tls,
         };
         let n = negotiate(&opts, self.session.capabilities(), self.session.is_tls())
             .map_err(Error::Incompatible)?;
@@ -880,7 +887,7 @@ impl Engine {
                 Ok(())
             }
             Event::StartTlsRefused(r) => {
-                if self.config.tls == Tls::StartTls || self.config.require_tls {
+                if self.config.tls_required() {
                     Err(Error::StartTlsUnavailable(Some(ServerReply::from_reply(
                         &r,
                     ))))
@@ -962,7 +969,7 @@ impl Engine {
             if self.session.capabilities().has(Extension::StartTls) {
                 return self.command(false, |s, out| s.start_tls(out));
             }
-            if self.config.tls == Tls::StartTls || self.config.require_tls {
+            if self.config.tls_required() {
                 return Err(Error::StartTlsUnavailable(None));
             }
         }

@@ -47,12 +47,26 @@ fn host_name() -> Option<String> {
     (!name.is_empty() && Domain::new(name).is_ok()).then(|| name.to_string())
 }
 
+/// A fully qualified host name by RFC 1123: labels of letters, digits and inner hyphens,
+/// at least two, the last not all digits (so `10.0.0.5` is an address, not a name).
 fn is_fqdn(name: &str) -> bool {
     let name = name.trim_end_matches('.');
-    name.contains('.')
+    let labels: Vec<&str> = name.split('.').collect();
+    let ldh = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    labels.len() >= 2
+        && name.len() <= 253
+        && labels.iter().all(ldh)
+        && labels
+            .last()
+            .is_some_and(|l| !l.bytes().all(|b| b.is_ascii_digit()))
         && !name.eq_ignore_ascii_case("localhost.localdomain")
         && Domain::new(name).is_ok()
-        && !name.starts_with('[')
 }
 
 /// The FQDN for `host` given the text of a hosts file.
@@ -109,6 +123,15 @@ mod tests {
             None
         );
         assert_eq!(fqdn_of("vm", "10.1.1.1 other.example.test other\n"), None);
+        for bad in [
+            "10.0.0.5",
+            "café.lan",
+            "a..b",
+            "-a.example",
+            "under_score.example",
+        ] {
+            assert_eq!(fqdn_of(bad, ""), None, "{bad}");
+        }
     }
 
     #[test]

@@ -66,6 +66,17 @@ pub(crate) fn client_config(config: &Config) -> Result<Arc<ClientConfig>, Error>
     }
 }
 
+/// A PEM reading error in words (the library's own text shows byte arrays).
+fn pem_error(e: rustls::pki_types::pem::Error, what: &str) -> String {
+    use rustls::pki_types::pem::Error as P;
+    match e {
+        P::Io(e) => e.to_string(),
+        P::NoItemsFound => format!("no {what} found in it"),
+        P::SectionTooLarge => "a PEM section in it is too large".to_string(),
+        _ => format!("it is not valid PEM (expected {what})"),
+    }
+}
+
 fn ca_file_error(path: &std::path::Path, reason: impl std::fmt::Display) -> Error {
     Error::Config(ConfigError::CaFile {
         path: path.to_path_buf(),
@@ -80,11 +91,13 @@ pub(crate) fn build_client_config(config: &Config) -> Result<Arc<ClientConfig>, 
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Config(ConfigError::TlsSetup(e.to_string())))?;
-    let verifier: Arc<dyn ServerCertVerifier> = if config.accept_invalid_certs {
-        Arc::new(AcceptAnyCertificate(provider))
-    } else {
-        Arc::new(server_verifier(config, provider)?)
-    };
+    // Pins win over the opt-out: a pinned server is checked even when verification is off.
+    let verifier: Arc<dyn ServerCertVerifier> =
+        if config.accept_invalid_certs && config.pins.is_empty() {
+            Arc::new(AcceptAnyCertificate(provider))
+        } else {
+            Arc::new(server_verifier(config, provider)?)
+        };
     let builder = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier);
@@ -94,7 +107,12 @@ pub(crate) fn build_client_config(config: &Config) -> Result<Arc<ClientConfig>, 
             let (chain, key) = id.load()?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| id.error(e))?
+                .map_err(|e| match e {
+                    rustls::Error::InconsistentKeys(_) => {
+                        id.error("the key is not this certificate's private key")
+                    }
+                    e => id.error(crate::TlsFailure::from_rustls(&e)),
+                })?
         }
     };
     Ok(Arc::new(tls))
@@ -124,7 +142,7 @@ fn server_verifier(
     for path in &config.ca_files {
         let certs = CertificateDer::pem_file_iter(path)
             .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| ca_file_error(path, e))?;
+            .map_err(|e| ca_file_error(path, pem_error(e, "certificate")))?;
         if certs.is_empty() {
             return Err(ca_file_error(path, "no certificate found"));
         }
@@ -156,20 +174,20 @@ fn server_verifier(
 pub(crate) fn check_required_name(config: &Config) -> Result<(), Error> {
     match config.tls {
         crate::Tls::StartTls | crate::Tls::Implicit => server_name(config).map(|_| ()),
-        crate::Tls::Opportunistic if config.require_tls => server_name(config).map(|_| ()),
+        crate::Tls::Opportunistic if config.tls_required() => server_name(config).map(|_| ()),
         crate::Tls::None | crate::Tls::Opportunistic => Ok(()),
     }
 }
 
-/// REQUIRETLS needs TLS with a verified certificate (RFC 8689 section 4.1).
+/// What needs TLS has it: REQUIRETLS needs TLS with a verified certificate (RFC 8689
+/// section 4.1), a pin needs TLS to check.
 pub(crate) fn check_require_tls(config: &Config) -> Result<(), Error> {
-    if !config.require_tls {
-        return Ok(());
-    }
-    let why = if config.tls == crate::Tls::None {
+    let why = if config.require_tls && config.tls == crate::Tls::None {
         "REQUIRETLS needs TLS, and TLS is off"
-    } else if config.accept_invalid_certs {
+    } else if config.require_tls && !config.verifies_certificates() {
         "REQUIRETLS needs a verified certificate, and verification is off"
+    } else if !config.pins.is_empty() && config.tls == crate::Tls::None {
+        "a certificate pin needs TLS, and TLS is off"
     } else {
         return Ok(());
     };
@@ -287,14 +305,14 @@ impl ClientIdentity {
             ClientIdentity::Files { cert, key } => {
                 let chain = CertificateDer::pem_file_iter(cert)
                     .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| self.error(e))?;
+                    .map_err(|e| self.error(pem_error(e, "certificate")))?;
                 if chain.is_empty() {
                     return Err(self.error("no certificate found"));
                 }
                 let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
                     Error::Config(ConfigError::ClientCertificate {
                         path: key.clone(),
-                        reason: format!("no usable private key: {e}"),
+                        reason: pem_error(e, "PEM private key (PKCS#8, PKCS#1 or SEC1)"),
                     })
                 })?;
                 Ok((chain, key))
@@ -307,8 +325,9 @@ impl ClientIdentity {
                     .iter()
                     .map(|c| CertificateDer::from(c.clone()))
                     .collect();
-                let key = PrivateKeyDer::try_from(key.as_slice().to_vec())
-                    .map_err(|e| self.error(format!("not a private key: {e}")))?;
+                let key = PrivateKeyDer::try_from(key.as_slice().to_vec()).map_err(|_| {
+                    self.error("the key is not a DER private key (PKCS#8, PKCS#1 or SEC1)")
+                })?;
                 Ok((chain, key))
             }
         }

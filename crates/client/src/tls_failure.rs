@@ -12,6 +12,9 @@ use rustls::{AlertDescription, CertificateError, OtherError};
 use crate::certificate::{utc, CertificateSummary, Pin};
 
 /// Why TLS with a server failed.
+///
+/// The text includes what the server's certificate says (subject, names), which the server
+/// chose: escape control characters before showing it on a terminal.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum TlsFailure {
@@ -143,7 +146,14 @@ impl TlsFailure {
             }),
             rustls::Error::InvalidMessage(_) => TlsFailure::NotTls,
             rustls::Error::PeerMisbehaved(p) => TlsFailure::Misbehaved(words(&format!("{p:?}"))),
-            other => TlsFailure::Misbehaved(other.to_string()),
+            rustls::Error::InappropriateMessage { .. }
+            | rustls::Error::InappropriateHandshakeMessage { .. } => {
+                TlsFailure::Misbehaved("it sent an unexpected TLS message".into())
+            }
+            rustls::Error::DecryptError => {
+                TlsFailure::Misbehaved("a TLS record could not be decrypted".into())
+            }
+            other => TlsFailure::Misbehaved(words(&format!("{other:?}"))),
         }
     }
 }
@@ -163,6 +173,9 @@ fn words(debug: &str) -> String {
 }
 
 fn alert_text(a: AlertDescription) -> String {
+    if let AlertDescription::Unknown(n) = a {
+        return format!("an unknown alert ({n})");
+    }
     let hint = match a {
         AlertDescription::HandshakeFailure | AlertDescription::InsufficientSecurity => {
             " (no TLS version or cipher suite in common: postline speaks TLS 1.2 and 1.3)"
@@ -312,6 +325,19 @@ mod tests {
             suites.contains("postline speaks TLS 1.2 and 1.3"),
             "{suites}"
         );
+    }
+
+    #[test]
+    fn odd_alerts_and_messages_are_words_too() {
+        let t = TlsFailure::Alert(AlertDescription::Unknown(255)).to_string();
+        assert!(t.ends_with("an unknown alert (255)"), "{t}");
+        let t = TlsFailure::from_rustls(&rustls::Error::InappropriateHandshakeMessage {
+            expect_types: vec![rustls::HandshakeType::ServerHello],
+            got_type: rustls::HandshakeType::ServerHelloDone,
+        })
+        .to_string();
+        assert!(t.contains("unexpected TLS message"), "{t}");
+        assert!(!t.contains("ServerHello"), "{t}");
     }
 
     #[test]

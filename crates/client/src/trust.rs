@@ -2,9 +2,9 @@
 //!
 //! Three ways to trust, in this order:
 //! 1. **Pins** (`--tls-fingerprint`, `--pinned-pubkey`): when any is given, the certificate is
-//!    trusted if and only if one matches; chain and name are not checked (msmtp's
-//!    `tls_fingerprint`, curl's `--pinnedpubkey` behave alike). The handshake signature is
-//!    still verified, so the server must hold the pinned key.
+//!    trusted if and only if one matches; chain and name are not checked, as with msmtp's
+//!    `tls_fingerprint` (curl checks its `--pinnedpubkey` on top of the chain instead). The
+//!    handshake signature is still verified, so the server must hold the pinned key.
 //! 2. **A certificate given as itself**: a certificate from a CA file (or
 //!    `Config::add_root_certificate`) that is byte for byte the server's own is trusted
 //!    whatever its basic constraints, as OpenSSL's partial-chain mode and msmtp do. This is

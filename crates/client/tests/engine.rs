@@ -466,6 +466,32 @@ fn requiretls_in_the_config_goes_on_every_mail_and_only_over_tls() {
         other => panic!("{other:?}"),
     }
 
+    // A REQUIRETLS message over TLS whose certificate is not checked: refused, nothing sent.
+    let mut p = set_up(
+        config()
+            .tls(Tls::StartTls)
+            .dangerous_accept_invalid_certificates(true),
+        Peer::new(&["PIPELINING", "STARTTLS", "REQUIRETLS"]),
+    );
+    let err = p
+        .engine
+        .send(&envelope().require_tls(true), p.now)
+        .unwrap_err();
+    assert!(err.to_string().contains("verified certificate"), "{err}");
+    assert!(!String::from_utf8_lossy(&p.peer.received).contains("MAIL"));
+
+    // A pin makes opportunistic TLS required too: a stripped STARTTLS is no session.
+    let mut p = Pair::new(
+        config()
+            .tls(Tls::Opportunistic)
+            .pin(postline::Pin::Certificate(postline::Fingerprint([0; 32]))),
+        Peer::new(&["PIPELINING"]),
+    );
+    match p.pump() {
+        Stop::Failed(e) => assert!(e.contains("StartTlsUnavailable"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+
     // No TLS at all, or certificates not verified: refused before anything is sent.
     for bad in [
         config().require_tls(true),

@@ -184,6 +184,99 @@ fn pins_replace_chain_verification_and_name_the_values_seen() {
     assert_eq!(server.wait_for_messages(2, WAIT).len(), 2);
 }
 
+/// A leaf signed by a throwaway authority, which the test then trusts through `roots`.
+struct Issued {
+    _dir: tempfile::TempDir,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn issued(leaf_is_ca: bool, not_before_year: i32) -> Issued {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "issuing authority");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    if leaf_is_ca {
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    }
+    params.not_before = rcgen::date_time_ymd(not_before_year, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
+    let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    Issued {
+        ca: write("ca.pem", ca_cert.pem()),
+        cert: write("cert.pem", cert.pem()),
+        key: write("key.pem", key.serialize_pem()),
+        _dir: dir,
+    }
+}
+
+#[test]
+fn a_ca_certificate_as_leaf_and_a_future_certificate_are_told_apart() {
+    let leaf_ca = issued(true, 2020);
+    let server = Aiosmtpd::builder()
+        .starttls(&leaf_ca.cert, &leaf_ca.key)
+        .start();
+    let err = Client::connect(starttls(&server, "localhost").ca_file(&leaf_ca.ca)).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(tls_failure(err), TlsFailure::CaUsedAsLeaf(_)),
+        "{text}"
+    );
+    assert!(text.contains("presents a CA certificate"), "{text}");
+
+    let future = issued(false, 2090);
+    let server = Aiosmtpd::builder()
+        .starttls(&future.cert, &future.key)
+        .start();
+    let err = Client::connect(starttls(&server, "localhost").ca_file(&future.ca)).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(tls_failure(err), TlsFailure::NotYetValid { .. }),
+        "{text}"
+    );
+    assert!(text.contains("valid only from 2090-01-01"), "{text}");
+}
+
+#[test]
+fn a_pin_is_checked_even_with_verification_off() {
+    let cert = self_signed("localhost", &["localhost"], true, false);
+    let server = Aiosmtpd::builder().starttls(&cert.cert, &cert.key).start();
+    let err = Client::connect(
+        starttls(&server, "localhost")
+            .dangerous_accept_invalid_certificates(true)
+            .pin(Pin::Certificate(Fingerprint([1; 32]))),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(tls_failure(err), TlsFailure::PinMismatch { .. }),
+        "the opt-out does not switch a pin off"
+    );
+    let right = Pin::Certificate(Fingerprint::of(&cert.der));
+    send_one(
+        Client::connect(
+            starttls(&server, "localhost")
+                .dangerous_accept_invalid_certificates(true)
+                .pin(right),
+        )
+        .unwrap(),
+    );
+}
+
 #[test]
 fn chain_failures_are_told_apart() {
     // Signed by an authority nobody here trusts.
