@@ -59,6 +59,9 @@ fn auth_name(a: AuthArg) -> &'static str {
         AuthArg::CramMd5 => "cram-md5",
         AuthArg::Xoauth2 => "xoauth2",
         AuthArg::Oauthbearer => "oauthbearer",
+        AuthArg::ScramSha256 => "scram-sha-256",
+        AuthArg::ScramSha256Plus => "scram-sha-256-plus",
+        AuthArg::External => "external",
     }
 }
 
@@ -69,6 +72,9 @@ fn auth_arg(name: &str) -> Option<AuthArg> {
         AuthArg::CramMd5,
         AuthArg::Xoauth2,
         AuthArg::Oauthbearer,
+        AuthArg::ScramSha256,
+        AuthArg::ScramSha256Plus,
+        AuthArg::External,
     ]
     .into_iter()
     .find(|a| auth_name(*a) == name)

@@ -80,12 +80,13 @@ use std::time::{Duration, Instant};
 use postline_proto::command::Envelope as ProtoEnvelope;
 use postline_proto::ehlo::{Capabilities, Extension};
 use postline_proto::negotiate::{negotiate, MessageOptions};
+use postline_proto::sasl::SaslError;
 use postline_proto::session::{
     Event, Outbox, Phase, Session, SessionConfig, SessionError, TxId, TxOutcome, UseError,
 };
 use postline_proto::Domain;
 
-use crate::auth::{choose_mechanism, proto_credentials, redact};
+use crate::auth::{choose_mechanism, redact, Exchange};
 use crate::config::{Config, Direction, Tls};
 use crate::envelope::Envelope;
 use crate::error::{ConfigError, Error};
@@ -179,6 +180,8 @@ pub struct Engine {
     /// set whenever a write empties the output and counted down per reply.
     budget: u32,
     auth_rounds: u32,
+    /// The AUTH exchange under way: mechanism, SCRAM nonce and channel binding.
+    auth_exchange: Option<Exchange>,
     /// A read without waiting is due before the next write (idle check).
     check_idle: bool,
     /// The pending end of data was preceded by a read without waiting.
@@ -213,6 +216,9 @@ fn use_error(e: UseError) -> Error {
             source,
         },
         UseError::NoRecipients => Error::NoRecipients,
+        UseError::Sasl(e @ (SaslError::WrongCredentials | SaslError::InvalidCredential)) => {
+            Error::Config(ConfigError::Credentials(e))
+        }
         _ => Error::NotReady,
     }
 }
@@ -252,6 +258,7 @@ impl Engine {
             // The greeting is due before anything is written.
             budget: 1,
             auth_rounds: 0,
+            auth_exchange: None,
             check_idle: false,
             probed: false,
             // The greeting's (or implicit TLS's) timer runs from the connection.
@@ -881,14 +888,19 @@ impl Engine {
                     });
                 }
                 // The session only challenges an exchange this engine started with credentials.
-                let Some(auth) = self.config.auth.clone() else {
+                let (Some(auth), Some(exchange)) =
+                    (self.config.auth.clone(), self.auth_exchange.clone())
+                else {
                     return Err(Error::NotReady);
                 };
-                let host = self.config.host.clone();
-                let creds = proto_credentials(&auth, &host, self.config.effective_port());
-                self.command(true, |s, out| s.auth_respond(&creds, challenge, out))
-                    .map(|_| ())
+                exchange.with_credentials(&auth, |creds| {
+                    self.command(true, |s, out| s.auth_respond(creds, challenge, out))
+                        .map(|_| ())
+                })
             }
+            Event::AuthServerUnverified(r) => Err(Error::ServerNotVerified {
+                reply: ServerReply::from_reply(&r),
+            }),
             Event::AuthFailed(r) => Err(Error::AuthRejected {
                 reply: ServerReply::from_reply(&r),
                 advertised: self.session.capabilities().has(Extension::Auth),
@@ -953,16 +965,30 @@ impl Engine {
         }
         if let (Some(auth), false) = (self.config.auth.clone(), self.setup.auth_tried) {
             self.setup.auth_tried = true;
+            let binding = self
+                .tls_info
+                .as_ref()
+                .and_then(|i| i.channel_binding.clone())
+                .filter(|_| self.session.is_tls());
             let mechanism = choose_mechanism(
                 &auth,
                 self.session.capabilities(),
                 self.session.is_tls(),
                 self.config.allow_plaintext_auth,
                 self.config.mechanism,
+                binding.is_some(),
             )?;
-            let host = self.config.host.clone();
-            let creds = proto_credentials(&auth, &host, self.config.effective_port());
-            return self.command(true, |s, out| s.authenticate(mechanism, &creds, out));
+            let exchange = Exchange::new(
+                mechanism,
+                &self.config.host,
+                self.config.effective_port(),
+                binding,
+                self.session.capabilities(),
+            );
+            self.auth_exchange = Some(exchange.clone());
+            return exchange.with_credentials(&auth, |creds| {
+                self.command(true, |s, out| s.authenticate(mechanism, creds, out))
+            });
         }
         self.setup.established = true;
         Ok(())

@@ -21,6 +21,7 @@
 #[cfg(feature = "tokio")]
 mod asynchronous;
 mod auth;
+pub mod binding;
 mod blocking;
 mod config;
 mod connect;
