@@ -69,8 +69,9 @@
 //! [`Io::UpgradeTls`] (implicit TLS at the start, or STARTTLS accepted): run a TLS client
 //! handshake on the stream for [`Config::server_name`], with [`Config::rustls`] after
 //! [`Config::prepare_tls`] (or any rustls configuration of yours), by the deadline; then pass
-//! [`crate::TlsInfo::from_connection`] to [`Engine::handle_tls_established`], and carry every
-//! later byte through TLS. Bytes read before the handshake are discarded by the engine
+//! [`crate::TlsInfo::from_client_connection`] (which carries the channel binding that
+//! SCRAM-SHA-256-PLUS needs) to [`Engine::handle_tls_established`], and carry every later
+//! byte through TLS. Bytes read before the handshake are discarded by the engine
 //! (RFC 3207 5).
 
 use std::collections::VecDeque;
