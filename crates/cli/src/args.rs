@@ -123,8 +123,12 @@ pub enum AuthArg {
     /// OAUTHBEARER (RFC 7628).
     Oauthbearer,
     /// SCRAM-SHA-256 (RFC 7677).
+    #[value(name = "scram-sha-256")]
+    #[serde(rename = "scram-sha-256")]
     ScramSha256,
     /// SCRAM-SHA-256-PLUS: SCRAM bound to the TLS channel (TLS only).
+    #[value(name = "scram-sha-256-plus")]
+    #[serde(rename = "scram-sha-256-plus")]
     ScramSha256Plus,
     /// EXTERNAL: the identity of the TLS client certificate; no password (TLS only).
     External,

@@ -853,6 +853,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_auth_mechanism_round_trips_by_its_flag_name() {
+        use clap::ValueEnum;
+        for a in AuthArg::value_variants() {
+            let flag = a.to_possible_value().unwrap().get_name().to_string();
+            assert_eq!(auth_name(*a), flag);
+            assert_eq!(auth_arg(&flag), Some(*a));
+            assert!(a.mechanism().name().eq_ignore_ascii_case(&flag), "{flag}");
+        }
+    }
+
+    #[test]
     fn route_round_trips_without_secrets_or_commands() {
         let args = ServerArgs {
             server: Some("mail.example.com:587".into()),

@@ -129,3 +129,41 @@ impl TlsInfo {
         info
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(alg: &'static rcgen::SignatureAlgorithm) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(alg).unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn end_point_hash_follows_the_signature_algorithm() {
+        let p256 = cert(&rcgen::PKCS_ECDSA_P256_SHA256);
+        assert_eq!(
+            server_end_point(&p256).unwrap(),
+            digest::digest(&digest::SHA256, &p256).as_ref()
+        );
+        let p384 = cert(&rcgen::PKCS_ECDSA_P384_SHA384);
+        let hash = server_end_point(&p384).unwrap();
+        assert_eq!(hash.len(), 48);
+        assert_eq!(hash, digest::digest(&digest::SHA384, &p384).as_ref());
+        // Ed25519 has no hash of its own: RFC 5929 defines no binding for it.
+        assert_eq!(server_end_point(&cert(&rcgen::PKCS_ED25519)), None);
+        assert_eq!(server_end_point(b"not a certificate"), None);
+    }
+
+    #[test]
+    fn debug_shows_no_bytes() {
+        let cb = ChannelBindingData {
+            kind: BindingKind::TlsExporter,
+            data: vec![0xAB; 32],
+        };
+        let s = format!("{cb:?}");
+        assert_eq!(s, "ChannelBindingData { kind: tls-exporter, 32 bytes }");
+        assert_eq!(cb.as_binding().data, &[0xAB; 32][..]);
+    }
+}
