@@ -106,8 +106,18 @@ pub(crate) fn check(mechanism: Mechanism, creds: &Credentials<'_>) -> Result<(),
     if username.bytes().any(|b| b == 0) || authzid.unwrap_or("").bytes().any(|b| b == 0) {
         return Err(SaslError::InvalidCredential);
     }
+    // The gs2 header and the binding data travel together in `c=`: refuse now what would
+    // not fit then.
     let mut gs2 = [0u8; MAX_CBIND];
-    gs2_header(creds, &mut gs2).map(|_| ())
+    let n = gs2_header(creds, &mut gs2)?;
+    let data = match binding {
+        Binding::Bound(cb) => cb.data.len(),
+        _ => 0,
+    };
+    if n + data > MAX_CBIND {
+        return Err(SaslError::InvalidCredential);
+    }
+    Ok(())
 }
 
 /// A printable nonce (RFC 5802: `%x21-2B / %x2D-7E`, i.e. printable ASCII without `,`).
