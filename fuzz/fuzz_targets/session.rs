@@ -6,6 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use postline_proto::command::{Address, Domain, Envelope, MailParams, RcptParams, ReversePath};
 use postline_proto::session::{Event, Outbox, Session, SessionConfig};
+use postline_proto::sasl::Binding;
 use postline_proto::{Credentials, Mechanism};
 
 fuzz_target!(|data: &[u8]| {
@@ -16,7 +17,20 @@ fuzz_target!(|data: &[u8]| {
     config.chunking = flags & 2 != 0;
     let mut s = Session::new(config);
     let mut out = Outbox::new(Vec::new());
-    let creds = Credentials::Password { authzid: None, username: "u", password: "p" };
+    // Bit 4 picks SCRAM-SHA-256 (server-first and server-final parsing) instead of LOGIN.
+    // The iteration count a fuzzer can reach is bounded by the client (MAX_ITERATIONS).
+    let (mechanism, creds) = if flags & 16 != 0 {
+        let creds = Credentials::Scram {
+            authzid: None,
+            username: "u",
+            password: "p",
+            nonce: "abc",
+            binding: Binding::Unsupported,
+        };
+        (Mechanism::ScramSha256, creds)
+    } else {
+        (Mechanism::Login, Credentials::Password { authzid: None, username: "u", password: "p" })
+    };
     let from = ReversePath::Address(Address::new("a@b.example").unwrap());
     let to = [Address::new("c@d.example").unwrap(), Address::new("e@f.example").unwrap()];
     let env = Envelope { from: &from, to: &to, mail: MailParams::default(), rcpt: RcptParams::default() };
@@ -62,7 +76,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = s.start_tls(&mut out);
         } else if s.is_idle() && flags & 8 != 0 && !tried_auth {
             tried_auth = true;
-            let _ = s.authenticate(Mechanism::Login, &creds, &mut out);
+            let _ = s.authenticate(mechanism, &creds, &mut out);
         } else if s.can_start_transaction() && sent < 3 {
             sent += 1;
             s.start_transaction(&env, &mut out).unwrap();

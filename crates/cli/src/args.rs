@@ -122,6 +122,16 @@ pub enum AuthArg {
     Xoauth2,
     /// OAUTHBEARER (RFC 7628).
     Oauthbearer,
+    /// SCRAM-SHA-256 (RFC 7677).
+    #[value(name = "scram-sha-256")]
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    /// SCRAM-SHA-256-PLUS: SCRAM bound to the TLS channel (TLS only).
+    #[value(name = "scram-sha-256-plus")]
+    #[serde(rename = "scram-sha-256-plus")]
+    ScramSha256Plus,
+    /// EXTERNAL: the identity of the TLS client certificate; no password (TLS only).
+    External,
 }
 
 impl AuthArg {
@@ -132,6 +142,9 @@ impl AuthArg {
             AuthArg::CramMd5 => postline::Mechanism::CramMd5,
             AuthArg::Xoauth2 => postline::Mechanism::XOAuth2,
             AuthArg::Oauthbearer => postline::Mechanism::OAuthBearer,
+            AuthArg::ScramSha256 => postline::Mechanism::ScramSha256,
+            AuthArg::ScramSha256Plus => postline::Mechanism::ScramSha256Plus,
+            AuthArg::External => postline::Mechanism::External,
         }
     }
 }
@@ -222,7 +235,11 @@ pub struct ServerArgs {
     /// Read an OAuth 2.0 access token from the first line this shell command prints.
     #[arg(long, value_name = "CMD", group = "password")]
     pub oauth_token_cmd: Option<String>,
-    /// Use this SASL mechanism instead of the strongest one offered.
+    /// Use this SASL mechanism instead of the strongest one offered. Unforced, a password
+    /// uses SCRAM-SHA-256-PLUS (under TLS), SCRAM-SHA-256, PLAIN, then LOGIN, and CRAM-MD5
+    /// only when nothing else is offered; a token OAUTHBEARER, then XOAUTH2. Without TLS
+    /// nothing is sent unless --allow-plaintext-auth. `external` authenticates with the TLS
+    /// client certificate; --user then names an identity to act as.
     #[arg(long, value_enum)]
     pub auth: Option<AuthArg>,
     /// Accept a --password-file that group or others can read.

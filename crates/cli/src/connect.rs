@@ -225,6 +225,13 @@ fn credentials(
     args: &ServerArgs,
     account: Option<&Account>,
 ) -> Result<Config, Fail> {
+    // EXTERNAL needs no secret: the client certificate is the credential.
+    if args.auth == Some(crate::args::AuthArg::External) {
+        return Ok(match &args.user {
+            Some(authzid) => config.sasl_external_as(authzid.clone()),
+            None => config.sasl_external(),
+        });
+    }
     let flag_password = if let Some(v) = &args.password_env {
         Some(SecretSource::Env(v.clone()))
     } else if let Some(p) = &args.password_file {

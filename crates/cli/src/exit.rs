@@ -50,7 +50,7 @@ pub fn for_error(e: &Error) -> u8 {
         Error::Tls { .. } | Error::Rejected(_) | Error::StartTlsUnavailable(_) => UNAVAILABLE,
         Error::NoAuthMechanism { .. } => UNAVAILABLE,
         Error::PlaintextAuthRefused => CONFIG,
-        Error::AuthRejected { .. } => NOPERM,
+        Error::AuthRejected { .. } | Error::ServerNotVerified { .. } => NOPERM,
         Error::Incompatible(Refusal::RequireTlsUnavailable) => UNAVAILABLE,
         Error::Incompatible(_) => DATAERR,
         Error::Config(_) => CONFIG,

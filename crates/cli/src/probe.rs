@@ -66,6 +66,7 @@ fn try_tls(base: &Config, mode: postline::Tls) -> Result<TlsProbe, Error> {
                 version: String::new(),
                 cipher_suite: String::new(),
                 peer_certificates: vec![],
+                channel_binding: None,
             }),
             verified: Ok(()),
             ehlo: c.ehlo_reply().map(|r| r.lines.clone()).unwrap_or_default(),

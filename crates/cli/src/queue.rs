@@ -59,6 +59,9 @@ fn auth_name(a: AuthArg) -> &'static str {
         AuthArg::CramMd5 => "cram-md5",
         AuthArg::Xoauth2 => "xoauth2",
         AuthArg::Oauthbearer => "oauthbearer",
+        AuthArg::ScramSha256 => "scram-sha-256",
+        AuthArg::ScramSha256Plus => "scram-sha-256-plus",
+        AuthArg::External => "external",
     }
 }
 
@@ -69,6 +72,9 @@ fn auth_arg(name: &str) -> Option<AuthArg> {
         AuthArg::CramMd5,
         AuthArg::Xoauth2,
         AuthArg::Oauthbearer,
+        AuthArg::ScramSha256,
+        AuthArg::ScramSha256Plus,
+        AuthArg::External,
     ]
     .into_iter()
     .find(|a| auth_name(*a) == name)
@@ -857,6 +863,17 @@ fn daemon_loop(spool: Spool, verbose: bool) -> Result<u8, Fail> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_auth_mechanism_round_trips_by_its_flag_name() {
+        use clap::ValueEnum;
+        for a in AuthArg::value_variants() {
+            let flag = a.to_possible_value().unwrap().get_name().to_string();
+            assert_eq!(auth_name(*a), flag);
+            assert_eq!(auth_arg(&flag), Some(*a));
+            assert!(a.mechanism().name().eq_ignore_ascii_case(&flag), "{flag}");
+        }
+    }
 
     #[test]
     fn route_round_trips_without_secrets_or_commands() {

@@ -118,7 +118,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for TokioIo<S> {
                 io::ErrorKind::UnexpectedEof => closed_in_handshake(),
                 _ => e,
             })?;
-        let info = TlsInfo::from_connection(tls.get_ref().1);
+        let info = TlsInfo::from_client_connection(tls.get_ref().1);
         self.stream = Stream::Tls(Box::new(tls));
         Ok(info)
     }

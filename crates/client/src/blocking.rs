@@ -292,7 +292,7 @@ impl<S: BlockingStream> Transport for BlockingIo<S> {
             }
         }
         Self::flush_tls(&mut self.io, &mut conn, deadline)?;
-        let info = TlsInfo::from_connection(&conn);
+        let info = TlsInfo::from_client_connection(&conn);
         self.tls = Some(Box::new(conn));
         Ok(info)
     }

@@ -122,6 +122,12 @@ pub enum Auth {
         /// Access token.
         token: String,
     },
+    /// SASL EXTERNAL (RFC 4422 appendix A): no secret; the server takes the identity from
+    /// the TLS client certificate (`Config::client_certificate`). Used only under TLS.
+    External {
+        /// Identity to act as; `None` (usual) asks for the one the certificate names.
+        authzid: Option<String>,
+    },
 }
 
 impl fmt::Debug for Auth {
@@ -131,6 +137,7 @@ impl fmt::Debug for Auth {
                 write!(f, "Password {{ user: {user:?}, password: *** }}")
             }
             Auth::Token { user, .. } => write!(f, "Token {{ user: {user:?}, token: *** }}"),
+            Auth::External { authzid } => write!(f, "External {{ authzid: {authzid:?} }}"),
         }
     }
 }
@@ -251,6 +258,24 @@ impl Config {
         self.auth = Some(Auth::Token {
             user: user.into(),
             token: token.into(),
+        });
+        self
+    }
+
+    /// Authenticate with SASL EXTERNAL: the identity is the one the TLS client certificate
+    /// proves (set with `Config::client_certificate`), so no password is needed. Tried only
+    /// over TLS and only when the server offers EXTERNAL; the server decides whether the
+    /// certificate identifies a user it accepts.
+    pub fn sasl_external(mut self) -> Self {
+        self.auth = Some(Auth::External { authzid: None });
+        self
+    }
+
+    /// Like [`Config::sasl_external`], asking to act as `authzid` (an identity the
+    /// certificate's owner is allowed to act for) instead of the certificate's own.
+    pub fn sasl_external_as(mut self, authzid: impl Into<String>) -> Self {
+        self.auth = Some(Auth::External {
+            authzid: Some(authzid.into()),
         });
         self
     }

@@ -69,8 +69,9 @@
 //! [`Io::UpgradeTls`] (implicit TLS at the start, or STARTTLS accepted): run a TLS client
 //! handshake on the stream for [`Config::server_name`], with [`Config::rustls`] after
 //! [`Config::prepare_tls`] (or any rustls configuration of yours), by the deadline; then pass
-//! [`crate::TlsInfo::from_connection`] to [`Engine::handle_tls_established`], and carry every
-//! later byte through TLS. Bytes read before the handshake are discarded by the engine
+//! [`crate::TlsInfo::from_client_connection`] (which carries the channel binding that
+//! SCRAM-SHA-256-PLUS needs) to [`Engine::handle_tls_established`], and carry every later
+//! byte through TLS. Bytes read before the handshake are discarded by the engine
 //! (RFC 3207 5).
 
 use std::collections::VecDeque;
@@ -80,12 +81,13 @@ use std::time::{Duration, Instant};
 use postline_proto::command::Envelope as ProtoEnvelope;
 use postline_proto::ehlo::{Capabilities, Extension};
 use postline_proto::negotiate::{negotiate, MessageOptions};
+use postline_proto::sasl::SaslError;
 use postline_proto::session::{
     Event, Outbox, Phase, Session, SessionConfig, SessionError, TxId, TxOutcome, UseError,
 };
 use postline_proto::Domain;
 
-use crate::auth::{choose_mechanism, proto_credentials, redact};
+use crate::auth::{choose_mechanism, redact, Exchange};
 use crate::config::{Config, Direction, Tls};
 use crate::envelope::Envelope;
 use crate::error::{ConfigError, Error};
@@ -179,6 +181,8 @@ pub struct Engine {
     /// set whenever a write empties the output and counted down per reply.
     budget: u32,
     auth_rounds: u32,
+    /// The AUTH exchange under way: mechanism, SCRAM nonce and channel binding.
+    auth_exchange: Option<Exchange>,
     /// A read without waiting is due before the next write (idle check).
     check_idle: bool,
     /// The pending end of data was preceded by a read without waiting.
@@ -213,6 +217,9 @@ fn use_error(e: UseError) -> Error {
             source,
         },
         UseError::NoRecipients => Error::NoRecipients,
+        UseError::Sasl(e @ (SaslError::WrongCredentials | SaslError::InvalidCredential)) => {
+            Error::Config(ConfigError::Credentials(e))
+        }
         _ => Error::NotReady,
     }
 }
@@ -253,6 +260,7 @@ impl Engine {
             // The greeting is due before anything is written.
             budget: 1,
             auth_rounds: 0,
+            auth_exchange: None,
             check_idle: false,
             probed: false,
             // The greeting's (or implicit TLS's) timer runs from the connection.
@@ -903,14 +911,19 @@ impl Engine {
                     });
                 }
                 // The session only challenges an exchange this engine started with credentials.
-                let Some(auth) = self.config.auth.clone() else {
+                let (Some(auth), Some(exchange)) =
+                    (self.config.auth.clone(), self.auth_exchange.clone())
+                else {
                     return Err(Error::NotReady);
                 };
-                let host = self.config.host.clone();
-                let creds = proto_credentials(&auth, &host, self.config.effective_port());
-                self.command(true, |s, out| s.auth_respond(&creds, challenge, out))
-                    .map(|_| ())
+                exchange.with_credentials(&auth, |creds| {
+                    self.command(true, |s, out| s.auth_respond(creds, challenge, out))
+                        .map(|_| ())
+                })
             }
+            Event::AuthServerUnverified(r) => Err(Error::ServerNotVerified {
+                reply: ServerReply::from_reply(&r),
+            }),
             Event::AuthFailed(r) => Err(Error::AuthRejected {
                 reply: ServerReply::from_reply(&r),
                 advertised: self.session.capabilities().has(Extension::Auth),
@@ -975,16 +988,30 @@ impl Engine {
         }
         if let (Some(auth), false) = (self.config.auth.clone(), self.setup.auth_tried) {
             self.setup.auth_tried = true;
+            let binding = self
+                .tls_info
+                .as_ref()
+                .and_then(|i| i.channel_binding.clone())
+                .filter(|_| self.session.is_tls());
             let mechanism = choose_mechanism(
                 &auth,
                 self.session.capabilities(),
                 self.session.is_tls(),
                 self.config.allow_plaintext_auth,
                 self.config.mechanism,
+                binding.is_some(),
             )?;
-            let host = self.config.host.clone();
-            let creds = proto_credentials(&auth, &host, self.config.effective_port());
-            return self.command(true, |s, out| s.authenticate(mechanism, &creds, out));
+            let exchange = Exchange::new(
+                mechanism,
+                &self.config.host,
+                self.config.effective_port(),
+                binding,
+                self.session.capabilities(),
+            );
+            self.auth_exchange = Some(exchange.clone());
+            return exchange.with_credentials(&auth, |creds| {
+                self.command(true, |s, out| s.authenticate(mechanism, creds, out))
+            });
         }
         self.setup.established = true;
         Ok(())

@@ -131,6 +131,16 @@ pub enum Error {
     /// The server sent something that is not valid SMTP, or a reply out of place.
     #[error("protocol violation by the server: {0}")]
     Protocol(SessionError),
+    /// SCRAM: the server ended the exchange without proving it knows the password (its
+    /// signature `v=` was missing or wrong), even if it said 235. It may be an impostor
+    /// between the client and the real server, so nothing more is sent to it. Transient:
+    /// another attempt, maybe over another path or to another MX, may reach the real server.
+    #[error("the server could not prove it knows the password (its SCRAM signature was missing or wrong), so it may be an impostor; it answered: {reply}")]
+    ServerNotVerified {
+        /// The server's final reply (235 claiming success, or the failure after the client
+        /// cancelled).
+        reply: ServerReply,
+    },
 
     // ---- the message's fate is unknown ------------------------------------------------
     /// The end of data was on the wire and the final reply never came (the connection
@@ -227,6 +237,21 @@ pub enum ConfigError {
     /// rustls refused the TLS setup.
     #[error("TLS setup: {0}")]
     TlsSetup(String),
+    /// The user name or password cannot be used with SCRAM: SASLprep (RFC 4013) refuses it
+    /// (a control character, an unassigned code point, mixed right-to-left text...).
+    #[error("the {0} is not valid for SCRAM authentication (SASLprep, RFC 4013, refuses it); choose another mechanism or change it")]
+    SaslPrep(&'static str),
+    /// SCRAM-SHA-256-PLUS was asked for but the connection has no channel binding (no TLS).
+    #[error("SCRAM-SHA-256-PLUS needs channel binding, which only a TLS connection provides")]
+    NoChannelBinding,
+    /// SASL EXTERNAL was asked for over a connection without TLS: there is no client
+    /// certificate to take the identity from.
+    #[error("SASL EXTERNAL needs a TLS connection with a client certificate")]
+    ExternalNeedsTls,
+    /// The credentials cannot be used with the AUTH mechanism (a token for a password
+    /// mechanism, a line break in a password...).
+    #[error("credentials unusable with the AUTH mechanism: {0}")]
+    Credentials(postline_proto::sasl::SaslError),
 }
 
 fn describe_stage(at: FailedAt) -> &'static str {
@@ -256,6 +281,7 @@ impl Error {
             | Error::Timeout { .. }
             | Error::ConnectionLost { .. }
             | Error::Io(_)
+            | Error::ServerNotVerified { .. }
             | Error::ServiceClosing(_) => Fault::Transient,
             // Not delivered, for the reason `cause` gives: the same fault as that reason had
             // the message met it on its own (never in doubt: nothing of it was complete).
@@ -335,7 +361,7 @@ impl Error {
         match self {
             Error::Rejected(r) | Error::ServiceClosing(r) => Some(r),
             Error::StartTlsUnavailable(r) => r.as_ref(),
-            Error::AuthRejected { reply, .. } => Some(reply),
+            Error::AuthRejected { reply, .. } | Error::ServerNotVerified { reply } => Some(reply),
             Error::MessageRejected { reply, .. } => reply.as_ref(),
             Error::DeliveryUnknown { cause } | Error::NotSent { cause } => cause.reply(),
             _ => None,
@@ -367,6 +393,16 @@ mod tests {
             cause: Box::new(lost),
         };
         assert_eq!(doubt.fault(), Fault::InDoubt);
+        let impostor = Error::ServerNotVerified { reply: r(235) };
+        assert_eq!(impostor.fault(), Fault::Transient);
+        assert_eq!(
+            crate::delivery::status_of(&impostor),
+            crate::DeliveryStatus::Deferred
+        );
+        assert!(impostor
+            .to_string()
+            .contains("could not prove it knows the password"));
+        assert!(!impostor.leaves_session_usable());
         assert!(doubt.is_retryable() && doubt.is_in_doubt());
         assert!(doubt.to_string().contains("may or may not"), "{doubt}");
         assert_eq!(

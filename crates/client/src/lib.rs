@@ -21,6 +21,7 @@
 #[cfg(feature = "tokio")]
 mod asynchronous;
 mod auth;
+pub mod binding;
 mod blocking;
 pub mod certificate;
 mod config;

@@ -25,11 +25,15 @@ pub struct TlsInfo {
     pub cipher_suite: String,
     /// The server's certificate chain, DER, end entity first.
     pub peer_certificates: Vec<Vec<u8>>,
+    /// Channel binding data for SCRAM-SHA-256-PLUS (see [`crate::binding`]); `None` when
+    /// built from the common state alone, which cannot export it.
+    pub channel_binding: Option<crate::binding::ChannelBindingData>,
 }
 
 impl TlsInfo {
-    /// What a rustls connection negotiated (for a custom driver's
-    /// [`crate::Engine::handle_tls_established`]).
+    /// What a rustls connection negotiated, without channel binding: a custom driver with a
+    /// `ClientConnection` at hand should prefer [`TlsInfo::from_client_connection`], which
+    /// enables SCRAM-SHA-256-PLUS.
     pub fn from_connection(conn: &rustls::CommonState) -> Self {
         let version = match conn.protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
@@ -49,6 +53,7 @@ impl TlsInfo {
             version,
             cipher_suite,
             peer_certificates,
+            channel_binding: None,
         }
     }
 }

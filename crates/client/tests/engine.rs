@@ -186,6 +186,7 @@ impl Pair {
                         version: "TLSv1.3".into(),
                         cipher_suite: "TLS13_AES_128_GCM_SHA256".into(),
                         peer_certificates: vec![],
+                        channel_binding: None,
                     },
                     self.now,
                 ),

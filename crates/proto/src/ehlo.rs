@@ -21,7 +21,7 @@ pub enum SizeLimit {
 
 /// A set of SASL mechanisms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Mechanisms(u8);
+pub struct Mechanisms(u16);
 
 impl Mechanisms {
     /// The empty set.

@@ -9,7 +9,8 @@
 //! - [`reply`]: incremental reply parser with enhanced status codes and hard limits.
 //! - [`ehlo`]: the capability set from an EHLO reply.
 //! - [`command`]: validated addresses and parameters, and command encoding.
-//! - [`sasl`]: PLAIN, LOGIN, CRAM-MD5, XOAUTH2 and OAUTHBEARER exchanges.
+//! - [`sasl`]: SCRAM-SHA-256(-PLUS), PLAIN, LOGIN, CRAM-MD5, XOAUTH2, OAUTHBEARER and
+//!   EXTERNAL exchanges.
 //! - [`data`]: the DATA transparency encoder and BDAT framing.
 //! - [`negotiate`]: MAIL and RCPT parameters decided against the server's capabilities.
 //! - [`session`]: the whole session: greeting, EHLO, STARTTLS, AUTH, pipelined transactions.
@@ -19,7 +20,7 @@
 //!
 //! # Size
 //!
-//! `size_of::<Session>()` is 576 bytes on x86_64 with `alloc` (255 of them hold the EHLO
+//! `size_of::<Session>()` is 608 bytes on x86_64 with `alloc` (255 of them hold the EHLO
 //! name); it holds no envelope, no message data and no credential. Buffers are the caller's:
 //! a [`FixedBuf`] over a static slice is enough on a microcontroller.
 #![no_std]

@@ -1,8 +1,10 @@
-//! SASL mechanisms for SMTP AUTH (RFC 4954): PLAIN, LOGIN, CRAM-MD5, XOAUTH2, OAUTHBEARER.
+//! SASL mechanisms for SMTP AUTH (RFC 4954): SCRAM-SHA-256(-PLUS), PLAIN, LOGIN, CRAM-MD5,
+//! XOAUTH2, OAUTHBEARER, EXTERNAL.
 //!
-//! Each exchange is a tiny state machine ([`Sasl`]) that counts challenges and nothing else:
-//! the credentials are borrowed again for every call, so a session that is logged, cloned or
-//! kept around never carries a password or token. Everything is encoded straight into the
+//! Each exchange is a tiny state machine ([`Sasl`]) that counts challenges and, for SCRAM,
+//! keeps the signature the server must show at the end (see [`scram`]): the credentials are
+//! borrowed again for every call, so a session that is logged, cloned or kept around never
+//! carries a password, a token or a key derived from one. Everything is encoded straight into the
 //! caller's [`Buffer`] (base64 in small stack chunks), so tokens of any length work without
 //! an allocator, and every line is written whole or not at all.
 //!
@@ -23,6 +25,8 @@ use md5::Md5;
 
 use crate::buf::{Buffer, BufferFull};
 
+pub mod scram;
+
 /// A SASL mechanism postline speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -37,16 +41,27 @@ pub enum Mechanism {
     XOAuth2,
     /// RFC 7628.
     OAuthBearer,
+    /// RFC 5802 and RFC 7677, without channel binding.
+    ScramSha256,
+    /// RFC 5802 and RFC 7677, bound to the TLS channel (RFC 9266 `tls-exporter` or RFC 5929
+    /// `tls-server-end-point`).
+    ScramSha256Plus,
+    /// RFC 4422 appendix A: the identity the TLS client certificate established.
+    External,
 }
 
 impl Mechanism {
-    /// Every mechanism, strongest first for passwords then tokens.
-    pub const ALL: [Mechanism; 5] = [
+    /// Every mechanism, strongest first for passwords, then tokens, then EXTERNAL (which
+    /// needs a client certificate rather than a secret).
+    pub const ALL: [Mechanism; 8] = [
+        Mechanism::ScramSha256Plus,
+        Mechanism::ScramSha256,
         Mechanism::CramMd5,
         Mechanism::Plain,
         Mechanism::Login,
         Mechanism::OAuthBearer,
         Mechanism::XOAuth2,
+        Mechanism::External,
     ];
     /// The name as sent after `AUTH`.
     pub const fn name(self) -> &'static str {
@@ -56,6 +71,9 @@ impl Mechanism {
             Mechanism::CramMd5 => "CRAM-MD5",
             Mechanism::XOAuth2 => "XOAUTH2",
             Mechanism::OAuthBearer => "OAUTHBEARER",
+            Mechanism::ScramSha256 => "SCRAM-SHA-256",
+            Mechanism::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
+            Mechanism::External => "EXTERNAL",
         }
     }
     /// Case-insensitive lookup of a name from an EHLO line.
@@ -89,6 +107,87 @@ pub enum Credentials<'a> {
         /// Server port, sent in OAUTHBEARER's `port=` when known.
         port: Option<u16>,
     },
+    /// A user name and password for SCRAM-SHA-256 and SCRAM-SHA-256-PLUS, with what SCRAM
+    /// needs besides: a fresh client nonce and the channel binding decision.
+    ///
+    /// The password must already be SASLprep'd (RFC 4013) by the caller; this crate has no
+    /// Unicode tables. The same nonce must be passed to `start` and every `respond`.
+    Scram {
+        /// Identity to act as (`a=`); usually `None`.
+        authzid: Option<&'a str>,
+        /// The user name (SASLprep'd by the caller); `,` and `=` are escaped here.
+        username: &'a str,
+        /// The password (SASLprep'd by the caller).
+        password: &'a str,
+        /// The client nonce: printable ASCII without `,`, e.g. 24 random bytes in base64.
+        /// Fresh for each exchange: a repeated nonce lets a recorded exchange be replayed.
+        nonce: &'a str,
+        /// Whether and how the exchange is bound to the TLS channel.
+        binding: Binding<'a>,
+    },
+    /// No secret at all (EXTERNAL): the server takes the identity from the TLS client
+    /// certificate.
+    External {
+        /// Identity to act as; `None` asks for the one the certificate names.
+        authzid: Option<&'a str>,
+    },
+}
+
+/// The channel binding decision of a SCRAM exchange: the gs2 header's first field (RFC 5802
+/// section 6). A client that could bind but says it cannot would let an attacker who strips
+/// the -PLUS mechanisms from the EHLO reply downgrade it unnoticed, hence three cases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding<'a> {
+    /// `n`: the client does not bind (no TLS, or it chose not to although the server offers
+    /// SCRAM-SHA-256-PLUS). SCRAM-SHA-256 only.
+    Unsupported,
+    /// `y`: the client could bind but the server did not offer SCRAM-SHA-256-PLUS. A server
+    /// that does support binding fails such an exchange, catching the downgrade.
+    /// SCRAM-SHA-256 only.
+    NotOffered,
+    /// `p=`: bind to this channel. SCRAM-SHA-256-PLUS only.
+    Bound(ChannelBinding<'a>),
+}
+
+/// Channel binding data taken from the TLS connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ChannelBinding<'a> {
+    /// Which kind of binding `data` is.
+    pub kind: BindingKind,
+    /// The binding bytes (32 for `tls-exporter`; a certificate hash for
+    /// `tls-server-end-point`). At most [`scram::MAX_BINDING`] bytes.
+    pub data: &'a [u8],
+}
+
+impl core::fmt::Debug for ChannelBinding<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "ChannelBinding {{ kind: {:?}, {} bytes }}",
+            self.kind,
+            self.data.len()
+        )
+    }
+}
+
+/// A channel binding type (RFC 5056 names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingKind {
+    /// `tls-exporter` (RFC 9266), for TLS 1.3.
+    TlsExporter,
+    /// `tls-server-end-point` (RFC 5929 section 4), a hash of the server's certificate; for
+    /// TLS 1.2.
+    TlsServerEndPoint,
+}
+
+impl BindingKind {
+    /// The name in the gs2 header (`p=NAME`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            BindingKind::TlsExporter => "tls-exporter",
+            BindingKind::TlsServerEndPoint => "tls-server-end-point",
+        }
+    }
 }
 
 impl core::fmt::Debug for Credentials<'_> {
@@ -99,6 +198,15 @@ impl core::fmt::Debug for Credentials<'_> {
             }
             Credentials::Token { username, .. } => {
                 write!(f, "Token {{ username: {username:?}, token: *** }}")
+            }
+            Credentials::Scram {
+                username, binding, ..
+            } => write!(
+                f,
+                "Scram {{ username: {username:?}, password: ***, binding: {binding:?} }}"
+            ),
+            Credentials::External { authzid } => {
+                write!(f, "External {{ authzid: {authzid:?} }}")
             }
         }
     }
@@ -114,6 +222,20 @@ pub enum SaslError {
     InvalidCredential,
     /// The output buffer is too small.
     BufferFull(BufferFull),
+}
+
+impl core::fmt::Display for SaslError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SaslError::WrongCredentials => {
+                f.write_str("the credentials do not fit the SASL mechanism")
+            }
+            SaslError::InvalidCredential => {
+                f.write_str("a credential contains a byte the SASL mechanism cannot carry")
+            }
+            SaslError::BufferFull(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 impl From<BufferFull> for SaslError {
@@ -132,6 +254,13 @@ pub enum Response {
     ErrorAcknowledged,
     /// The challenge made no sense for the mechanism; `*` was written to cancel (RFC 4954).
     Cancelled,
+    /// SCRAM: the server sent `e=` (an error instead of its proof); `*` was written to
+    /// cancel and the server's final failure reply comes next.
+    ServerError,
+    /// SCRAM: the server's proof (`v=`) was wrong or missing; `*` was written to cancel.
+    /// The server does not know the password: whatever it answers next, the client is
+    /// talking to an impostor or a broken server.
+    ServerUnproven,
 }
 
 /// Longest decoded challenge accepted. Real CRAM-MD5 challenges and OAuth error documents
@@ -140,7 +269,7 @@ pub const MAX_CHALLENGE: usize = 1024;
 
 /// Servers disagree on base64 padding in challenges, and a strict decoder would turn a
 /// harmless difference into a cancelled login; what we send stays canonical ([`STANDARD`]).
-const LENIENT: GeneralPurpose = GeneralPurpose::new(
+pub(crate) const LENIENT: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
@@ -156,11 +285,24 @@ pub fn decode_challenge<'b>(challenge: &[u8], buf: &'b mut [u8]) -> Option<&'b [
     buf.get(..n)
 }
 
-/// One SASL exchange: which mechanism, and how far it got. A few bytes; no secrets held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One SASL exchange: which mechanism, how far it got and, for SCRAM, the signature the
+/// server must prove itself with. 35 bytes; no secret held (the server signature is public
+/// once the server sends it, and useless to log in with).
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Sasl {
     mechanism: Mechanism,
     step: u8,
+    proof: scram::ServerProof,
+}
+
+impl core::fmt::Debug for Sasl {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Sasl")
+            .field("mechanism", &self.mechanism)
+            .field("step", &self.step)
+            .field("server_proof", &self.proof.state())
+            .finish()
+    }
 }
 
 impl Sasl {
@@ -171,14 +313,33 @@ impl Sasl {
     /// or a separator that shifts fields (a NUL making the password part of the user name).
     pub fn new(mechanism: Mechanism, creds: &Credentials<'_>) -> Result<Sasl, SaslError> {
         check(mechanism, creds)?;
-        Ok(Sasl { mechanism, step: 0 })
+        Ok(Sasl {
+            mechanism,
+            step: 0,
+            proof: scram::ServerProof::NONE,
+        })
     }
     /// The mechanism in use.
     pub fn mechanism(&self) -> Mechanism {
         self.mechanism
     }
+    /// Whether a success reply (235) may be believed: always for mechanisms in which the
+    /// server proves nothing; for SCRAM only once the server's `v=` was verified.
+    pub fn server_proven(&self) -> bool {
+        match self.mechanism {
+            Mechanism::ScramSha256 | Mechanism::ScramSha256Plus => {
+                self.proof.state() == scram::ProofState::Verified
+            }
+            _ => true,
+        }
+    }
+    /// True when the exchange ended because the server's proof was wrong or missing, so a
+    /// failure reply that follows is about the server, not the client's credentials.
+    pub fn server_refuted(&self) -> bool {
+        self.proof.state() == scram::ProofState::Wrong
+    }
     /// Writes the `AUTH` command line, with an initial response for the mechanisms that
-    /// have one (PLAIN, XOAUTH2, OAUTHBEARER), CRLF included.
+    /// have one (PLAIN, XOAUTH2, OAUTHBEARER, SCRAM, EXTERNAL), CRLF included.
     ///
     /// The credentials are checked again because they are passed anew and need not be the
     /// ones [`Sasl::new`] saw. Calling `start` again restarts the exchange.
@@ -266,10 +427,18 @@ impl Sasl {
                 ];
                 write_encoded(out, &[b"AUTH ", name, b" "], &payload, b"=")?;
             }
+            (Mechanism::ScramSha256 | Mechanism::ScramSha256Plus, Credentials::Scram { .. }) => {
+                scram::client_first(self.mechanism, creds, out)?;
+            }
+            (Mechanism::External, Credentials::External { authzid }) => {
+                let payload = [Piece::Raw(authzid.unwrap_or("").as_bytes())];
+                write_encoded(out, &[b"AUTH ", name, b" "], &payload, b"=")?;
+            }
             // `check` has already refused every other pairing.
             _ => return Err(SaslError::WrongCredentials),
         }
         self.step = 0;
+        self.proof = scram::ServerProof::NONE;
         Ok(())
     }
     /// Answers a 334 challenge; `challenge` is the base64 text after `334 `.
@@ -321,6 +490,28 @@ impl Sasl {
             (Mechanism::OAuthBearer, _) if step == 0 => {
                 out.extend_from_slice(b"AQ==\r\n")?;
                 Response::ErrorAcknowledged
+            }
+            (Mechanism::ScramSha256 | Mechanism::ScramSha256Plus, Credentials::Scram { .. })
+                if step == 0 =>
+            {
+                match scram::client_final(creds, challenge, out)? {
+                    Ok(proof) => {
+                        self.proof = proof;
+                        Response::Answered
+                    }
+                    Err(response) => response,
+                }
+            }
+            (Mechanism::ScramSha256 | Mechanism::ScramSha256Plus, _) if step == 1 => {
+                let (response, proof) = scram::server_final(&self.proof, challenge, out)?;
+                self.proof = proof;
+                response
+            }
+            // EXTERNAL sent its (possibly empty) authzid with AUTH; a server that still asks
+            // with an empty challenge gets the empty response of RFC 4422 appendix A.
+            (Mechanism::External, _) if step == 0 && challenge.trim_ascii().is_empty() => {
+                out.extend_from_slice(b"\r\n")?;
+                Response::Answered
             }
             // PLAIN always sent its response with AUTH, so any challenge is unexpected, as
             // is every challenge past the last step of the other mechanisms.
@@ -378,12 +569,18 @@ fn check(mechanism: Mechanism, creds: &Credentials<'_>) -> Result<(), SaslError>
             clean(token, forbidden)?;
             clean(host.unwrap_or(""), forbidden)
         }
+        (Mechanism::ScramSha256 | Mechanism::ScramSha256Plus, Credentials::Scram { .. }) => {
+            scram::check(mechanism, creds)
+        }
+        (Mechanism::External, Credentials::External { authzid }) => {
+            clean(authzid.unwrap_or(""), b"\0\r\n")
+        }
         _ => Err(SaslError::WrongCredentials),
     }
 }
 
 /// Writes the cancellation line of RFC 4954 section 4.
-fn cancel(out: &mut impl Buffer) -> Result<Response, SaslError> {
+pub(crate) fn cancel(out: &mut impl Buffer) -> Result<Response, SaslError> {
     out.extend_from_slice(b"*\r\n")?;
     Ok(Response::Cancelled)
 }
@@ -425,7 +622,7 @@ fn decimal(mut n: u16, digits: &mut [u8; 5]) -> &[u8] {
 
 /// A part of a SASL message before base64.
 #[derive(Clone, Copy)]
-enum Piece<'a> {
+pub(crate) enum Piece<'a> {
     /// Sent as is.
     Raw(&'a [u8]),
     /// An RFC 5801 saslname: `,` and `=` would end the gs2 header early, so they travel as
@@ -510,7 +707,7 @@ fn encoded_len(n: usize) -> usize {
 ///
 /// `empty_as` exists because an empty initial response must be sent as `=` (RFC 4954
 /// section 4) while an empty reply to a challenge is an empty line.
-fn write_encoded(
+pub(crate) fn write_encoded(
     out: &mut impl Buffer,
     head: &[&[u8]],
     payload: &[Piece<'_>],

@@ -189,6 +189,11 @@ pub enum Event<'a> {
     Authenticated,
     /// AUTH failed; the session is idle and still usable.
     AuthFailed(Reply<'a>),
+    /// The AUTH exchange ended (with this reply, success or not) without the server proving
+    /// it knows the password: a SCRAM server-final `v=` that was missing, wrong or malformed.
+    /// The session is idle and *not* authenticated; the server is an impostor or broken, and
+    /// a careful driver says so and goes no further.
+    AuthServerUnverified(Reply<'a>),
     /// One recipient's RCPT reply (accepted when 2xx).
     RecipientResult {
         /// The transaction.
@@ -845,7 +850,7 @@ impl Session {
                 }
             }
             Expect::Auth => {
-                let State::Auth(_) = self.state else {
+                let State::Auth(sasl) = self.state else {
                     return Err(SessionError::UnexpectedReply { code });
                 };
                 if code.is_intermediate() {
@@ -857,10 +862,18 @@ impl Session {
                     Ok(Some(Event::AuthChallenge(challenge)))
                 } else if code.is_positive_completion() {
                     self.state = State::Ready;
+                    // A 235 from a SCRAM server that has not shown its `v=` is a server that
+                    // does not know the password claiming success.
+                    if !sasl.server_proven() {
+                        return Ok(Some(Event::AuthServerUnverified(reply)));
+                    }
                     self.authenticated = true;
                     Ok(Some(Event::Authenticated))
                 } else {
                     self.state = State::Ready;
+                    if sasl.server_refuted() {
+                        return Ok(Some(Event::AuthServerUnverified(reply)));
+                    }
                     Ok(Some(Event::AuthFailed(reply)))
                 }
             }

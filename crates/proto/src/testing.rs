@@ -128,6 +128,7 @@ pub fn describe(ev: &Event<'_>) -> String {
         Event::AuthChallenge(c) => format!("AuthChallenge {}", String::from_utf8_lossy(c)),
         Event::Authenticated => "Authenticated".to_string(),
         Event::AuthFailed(r) => format!("AuthFailed {}", code(r)),
+        Event::AuthServerUnverified(r) => format!("AuthServerUnverified {}", code(r)),
         Event::RecipientResult { tx, index, reply } => {
             format!("Rcpt tx{} #{} {}", tx.0, index, code(reply))
         }

@@ -790,3 +790,188 @@ fn bdat_window_keeps_several_messages_in_flight() {
         assert!(t.session.can_start_transaction());
     });
 }
+
+mod scram {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use postline_proto::sasl::{Binding, Response};
+
+    /// RFC 7677 section 3.
+    const USER: Credentials<'static> = Credentials::Scram {
+        authzid: None,
+        username: "user",
+        password: "pencil",
+        nonce: "rOprNGfwEbeRWgbNEkqO",
+        binding: Binding::Unsupported,
+    };
+    const SCRAM_EHLO: &[u8] =
+        b"250-mx.example.com\r\n250-AUTH SCRAM-SHA-256 PLAIN\r\n250 8BITMIME\r\n";
+    const SERVER_FIRST: &str =
+        "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+    const CLIENT_FINAL: &str = "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
+    const SERVER_FINAL: &str = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
+
+    fn b64(s: &str) -> String {
+        let mut enc = [0u8; 512];
+        let n = STANDARD.encode_slice(s, &mut enc).unwrap();
+        String::from_utf8(enc[..n].to_vec()).unwrap()
+    }
+
+    /// Runs the exchange up to the client-final message.
+    fn to_client_final(t: &mut Talk) {
+        greet(t, SCRAM_EHLO);
+        t.session
+            .authenticate(Mechanism::ScramSha256, &USER, &mut t.out)
+            .unwrap();
+        let first = format!(
+            "AUTH SCRAM-SHA-256 {}\r\n",
+            b64("n,,n=user,r=rOprNGfwEbeRWgbNEkqO")
+        );
+        t.expect_client(first.as_bytes());
+        let challenge = b64(SERVER_FIRST);
+        t.server(format!("334 {challenge}\r\n").as_bytes()).unwrap();
+        t.expect_events(&[&format!("AuthChallenge {challenge}")]);
+        let r = t
+            .session
+            .auth_respond(&USER, challenge.as_bytes(), &mut t.out)
+            .unwrap();
+        assert_eq!(r, Response::Answered);
+        t.expect_client(format!("{}\r\n", b64(CLIENT_FINAL)).as_bytes());
+    }
+
+    fn server_final(t: &mut Talk, msg: &str) -> Response {
+        let challenge = b64(msg);
+        t.server(format!("334 {challenge}\r\n").as_bytes()).unwrap();
+        t.events();
+        t.session
+            .auth_respond(&USER, challenge.as_bytes(), &mut t.out)
+            .unwrap()
+    }
+
+    #[test]
+    fn rfc7677_exchange() {
+        both_splits(|t| {
+            to_client_final(t);
+            assert_eq!(server_final(t, SERVER_FINAL), Response::Answered);
+            t.expect_client(b"\r\n");
+            t.server(b"235 2.7.0 Authentication successful\r\n")
+                .unwrap();
+            t.expect_events(&["Authenticated"]);
+            assert!(t.session.is_authenticated());
+            assert!(t.session.is_idle());
+        });
+    }
+
+    #[test]
+    fn success_without_server_proof_is_not_authenticated() {
+        both_splits(|t| {
+            to_client_final(t);
+            // The server skips `v=` and claims success.
+            t.server(b"235 2.7.0 Authentication successful\r\n")
+                .unwrap();
+            t.expect_events(&["AuthServerUnverified 235"]);
+            assert!(!t.session.is_authenticated());
+            assert!(t.session.is_idle());
+        });
+        // Straight after AUTH, before any exchange.
+        both_splits(|t| {
+            greet(t, SCRAM_EHLO);
+            t.session
+                .authenticate(Mechanism::ScramSha256, &USER, &mut t.out)
+                .unwrap();
+            t.client();
+            t.server(b"235 2.7.0 ok\r\n").unwrap();
+            t.expect_events(&["AuthServerUnverified 235"]);
+            assert!(!t.session.is_authenticated());
+        });
+    }
+
+    #[test]
+    fn wrong_server_proof_cancels_and_stays_unverified() {
+        // Whatever the server answers the `*` with, even 235, the client is not logged in.
+        for (last, event) in [
+            (
+                &b"501 5.7.0 Authentication aborted\r\n"[..],
+                "AuthServerUnverified 501",
+            ),
+            (
+                b"235 2.7.0 Authentication successful\r\n",
+                "AuthServerUnverified 235",
+            ),
+        ] {
+            both_splits(|t| {
+                to_client_final(t);
+                let r = server_final(t, "v=AAAATRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+                assert_eq!(r, Response::ServerUnproven);
+                t.expect_client(b"*\r\n");
+                t.server(last).unwrap();
+                t.expect_events(&[event]);
+                assert!(!t.session.is_authenticated());
+            });
+        }
+    }
+
+    #[test]
+    fn server_error_is_an_ordinary_failure() {
+        both_splits(|t| {
+            to_client_final(t);
+            assert_eq!(server_final(t, "e=invalid-proof"), Response::ServerError);
+            t.expect_client(b"*\r\n");
+            t.server(b"535 5.7.8 Authentication credentials invalid\r\n")
+                .unwrap();
+            t.expect_events(&["AuthFailed 535"]);
+        });
+    }
+
+    #[test]
+    fn external_with_and_without_authzid() {
+        both_splits(|t| {
+            greet(t, b"250-mx\r\n250 AUTH EXTERNAL\r\n");
+            let creds = Credentials::External { authzid: None };
+            t.session
+                .authenticate(Mechanism::External, &creds, &mut t.out)
+                .unwrap();
+            t.expect_client(b"AUTH EXTERNAL =\r\n");
+            t.server(b"334 \r\n").unwrap();
+            t.events();
+            t.session.auth_respond(&creds, b"", &mut t.out).unwrap();
+            t.expect_client(b"\r\n");
+            t.server(b"235 2.7.0 Authentication successful\r\n")
+                .unwrap();
+            t.expect_events(&["Authenticated"]);
+            assert!(t.session.is_authenticated());
+        });
+        let mut t = Talk::new(config());
+        greet(&mut t, b"250-mx\r\n250 AUTH EXTERNAL\r\n");
+        let creds = Credentials::External {
+            authzid: Some("postmaster@example.com"),
+        };
+        t.session
+            .authenticate(Mechanism::External, &creds, &mut t.out)
+            .unwrap();
+        t.expect_client(format!("AUTH EXTERNAL {}\r\n", b64("postmaster@example.com")).as_bytes());
+    }
+
+    #[test]
+    fn full_outbox_writes_nothing_and_keeps_the_exchange() {
+        use postline_proto::buf::FixedBuf;
+        use postline_proto::session::{Event, Outbox, Session};
+        let mut storage = [0u8; 30];
+        let mut out = Outbox::new(FixedBuf::new(&mut storage));
+        let mut s = Session::new(config());
+        s.handle_input(b"220 mx\r\n", &mut out).unwrap();
+        let n = out.transmit().len();
+        out.advance(n);
+        let (_, ev) = s.handle_input(SCRAM_EHLO, &mut out).unwrap();
+        assert_eq!(ev, Some(Event::Ready));
+        let err = s.authenticate(Mechanism::ScramSha256, &USER, &mut out);
+        assert!(
+            matches!(err, Err(UseError::Sasl(_)) | Err(UseError::BufferFull(_))),
+            "{err:?}"
+        );
+        assert!(out.transmit().is_empty());
+        assert!(s.is_idle());
+    }
+}
