@@ -60,6 +60,12 @@ class Handler:
         session.host_name = hostname
         if not self.advertise_auth:
             responses = [r for r in responses if not r[4:].upper().startswith("AUTH")]
+        # This server binds channels with tls-server-end-point only; under TLS 1.3 RFC 9266
+        # makes tls-exporter the binding (Python's ssl cannot export keying material), so
+        # -PLUS is offered only over TLS 1.2.
+        ssl_object = server.transport.get_extra_info("ssl_object") if server.transport else None
+        if ssl_object is not None and ssl_object.version() == "TLSv1.3":
+            responses = [r.replace(" SCRAM-SHA-256-PLUS", "") for r in responses]
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -154,7 +160,10 @@ class ScramAuth:
         scramp = self.scramp
         under_tls = server._tls_protocol is not None or self.implicit
         cb = None
-        if under_tls and self.cert_pem is not None:
+        ssl_object = server.transport.get_extra_info("ssl_object") if server.transport else None
+        tls13 = ssl_object is not None and ssl_object.version() == "TLSv1.3"
+        # Over TLS 1.3 this server cannot bind (see handle_EHLO), so it does not claim to.
+        if under_tls and self.cert_pem is not None and not tls13:
             cb = ("tls-server-end-point", self.cert_pem)
         if mechanism.endswith("-PLUS") and cb is None:
             await server.push("535 5.7.8 Channel binding needs TLS")

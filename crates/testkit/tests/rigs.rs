@@ -548,16 +548,30 @@ fn aiosmtpd_scram_sha_256_and_plus() {
     // Before STARTTLS, AUTH is not offered.
     let r = smtp(json!({"port": srv.port(), "ca": ca_path}));
     assert!(!text(&r, "ehlo").contains("AUTH"), "{r}");
+    // Over TLS 1.3 it cannot bind (tls-exporter), so it offers SCRAM without -PLUS.
+    let tls13 = Aiosmtpd::builder()
+        .starttls_with(&ca)
+        .scram("alice", "secret")
+        .start();
+    let r = smtp(
+        json!({"port": tls13.port(), "ca": ca_path, "mode": "starttls", "send": MSG,
+        "auth": {"mech": "SCRAM-SHA-256", "user": "alice", "password": "secret", "bad_binding": false}}),
+    );
+    assert!(text(&r, "ehlo_tls").contains("AUTH SCRAM-SHA-256"), "{r}");
+    assert!(!text(&r, "ehlo_tls").contains("PLUS"), "{r}");
+    assert_eq!(code(&r, "auth"), 235, "{r}");
 }
 
 #[test]
 fn aiosmtpd_scram_hostile_modes() {
     let ca = TestCa::new();
     let ca_path = s(&ca.ca_path);
+    // TLS 1.2: the only version over which this server offers -PLUS.
     let bad = Aiosmtpd::builder()
         .starttls_with(&ca)
         .scram("alice", "secret")
         .scram_bad_proof()
+        .tls_max_1_2()
         .start();
     for mech in ["SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"] {
         let r = smtp(
