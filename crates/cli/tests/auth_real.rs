@@ -4,24 +4,14 @@
 
 use std::time::Duration;
 
-use postline_testkit::{run_code, stderr, Aiosmtpd, Dovecot, Postfix, Sandbox, TestCa, TlsLevel};
+use postline_testkit::{run_code, stderr, ExternalSubmission, Sandbox, SaslRelay};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 #[test]
 fn passwords_at_postfix_with_dovecot_and_a_wrong_one_exits_77() {
-    let ca = TestCa::new();
-    let dovecot = Dovecot::builder()
-        .user("alice", "pencil")
-        .mechanisms("plain login scram-sha-256")
-        .start();
-    let pf = Postfix::builder()
-        .tls(&ca)
-        .submission(TlsLevel::May)
-        .smtps()
-        .sasl(&dovecot)
-        .tls_auth_only()
-        .start();
+    let relay = SaslRelay::start("alice", "pencil", "plain login scram-sha-256");
+    let (pf, ca) = (&relay.postfix, &relay.ca);
     let sb = Sandbox::new();
     let send = |port: u16, tls: &str, password: &str, extra: &[&str]| {
         let mut c = sb
@@ -64,15 +54,8 @@ fn passwords_at_postfix_with_dovecot_and_a_wrong_one_exits_77() {
 
 #[test]
 fn external_with_a_client_certificate() {
-    let server_ca = TestCa::new();
-    let clients = TestCa::new();
-    let alice = clients.client_cert("alice");
-    let sink = Aiosmtpd::start();
-    let dovecot = Dovecot::builder()
-        .user("alice", "secret")
-        .submission(sink.port(), &server_ca)
-        .external(&clients)
-        .start();
+    let ext = ExternalSubmission::start("alice");
+    let (alice, sink, dovecot, server_ca) = (&ext.cert, &ext.sink, &ext.dovecot, &ext.server_ca);
     let sb = Sandbox::new();
     let send = |extra: &[&str]| {
         let mut c = sb

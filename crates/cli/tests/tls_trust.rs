@@ -16,6 +16,22 @@ fn server(cert: &SelfSigned) -> Aiosmtpd {
         .start()
 }
 
+/// `postline probe` of `srv` over STARTTLS, expected to exit 0, with `extra` flags.
+fn probe(sb: &Sandbox, srv: &Aiosmtpd, extra: &[&str]) -> std::process::Output {
+    let addr = format!("localhost:{}", srv.port());
+    let mut args = vec![
+        "probe",
+        "--server",
+        &addr,
+        "--tls",
+        "starttls",
+        "--timeout",
+        "10",
+    ];
+    args.extend(extra);
+    run_code(sb.cmd(&args), 0)
+}
+
 fn send(sb: &Sandbox, srv: &Aiosmtpd, host: &str, extra: &[&str]) -> assert_cmd::Command {
     let mut cmd = sb
         .send_bare()
@@ -134,19 +150,7 @@ fn probe_prints_the_values_to_pin_as_openssl_computes_them() {
     let cert = SelfSigned::new();
     let srv = server(&cert);
     let sb = Sandbox::new();
-    let addr = format!("localhost:{}", srv.port());
-    let o = run_code(
-        sb.cmd(&[
-            "probe",
-            "--server",
-            &addr,
-            "--tls",
-            "starttls",
-            "--timeout",
-            "10",
-        ]),
-        0,
-    );
+    let o = probe(&sb, &srv, &[]);
     let out = stdout(&o);
     assert!(
         out.contains(&format!("sha256:  {}", cert.fingerprint_sha256)),
@@ -159,19 +163,7 @@ fn probe_prints_the_values_to_pin_as_openssl_computes_them() {
     assert!(out.contains("(self-signed)"), "{out}");
     assert!(out.contains("verifies: NO"), "{out}");
 
-    let o = run_code(
-        sb.cmd(&[
-            "probe",
-            "--server",
-            &addr,
-            "--tls",
-            "starttls",
-            "--timeout",
-            "10",
-            "--json",
-        ]),
-        0,
-    );
+    let o = probe(&sb, &srv, &["--json"]);
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     let c = &v["tls"]["certificate"];
     assert_eq!(c["fingerprint_sha256"], cert.fingerprint_sha256.as_str());
@@ -180,20 +172,7 @@ fn probe_prints_the_values_to_pin_as_openssl_computes_them() {
     assert_eq!(v["tls"]["verified"], false);
 
     // Pinned with what probe printed, probe says it verifies.
-    let o = run_code(
-        sb.cmd(&[
-            "probe",
-            "--server",
-            &addr,
-            "--tls",
-            "starttls",
-            "--timeout",
-            "10",
-            "--tls-fingerprint",
-            &cert.fingerprint_sha256,
-        ]),
-        0,
-    );
+    let o = probe(&sb, &srv, &["--tls-fingerprint", &cert.fingerprint_sha256]);
     assert!(stdout(&o).contains("verifies: yes"), "{}", stdout(&o));
 }
 
@@ -298,21 +277,14 @@ fn probe_with_require_tls_still_probes() {
     let cert = SelfSigned::new();
     let srv = server(&cert);
     let sb = Sandbox::new();
-    let addr = format!("localhost:{}", srv.port());
-    let o = run_code(
-        sb.cmd(&[
-            "probe",
-            "--server",
-            &addr,
-            "--tls",
-            "starttls",
-            "--timeout",
-            "10",
+    let o = probe(
+        &sb,
+        &srv,
+        &[
             "--require-tls",
             "--ca-file",
             cert.cert_path.to_str().unwrap(),
-        ]),
-        0,
+        ],
     );
     assert!(stdout(&o).contains("verifies: yes"), "{}", stdout(&o));
 }

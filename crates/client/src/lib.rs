@@ -26,6 +26,7 @@ mod blocking;
 pub mod certificate;
 mod config;
 mod connect;
+pub mod date;
 pub mod delivery;
 #[cfg(feature = "tokio")]
 mod direct;

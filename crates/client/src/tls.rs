@@ -4,11 +4,11 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::client::danger::ServerCertVerifier;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
 
 use crate::certificate::CertificateSummary;
 use crate::config::Config;
@@ -96,13 +96,7 @@ pub(crate) fn build_client_config(config: &Config) -> Result<Arc<ClientConfig>, 
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Config(ConfigError::TlsSetup(e.to_string())))?;
-    // Pins win over the opt-out: a pinned server is checked even when verification is off.
-    let verifier: Arc<dyn ServerCertVerifier> =
-        if config.accept_invalid_certs && config.pins.is_empty() {
-            Arc::new(AcceptAnyCertificate(provider))
-        } else {
-            Arc::new(server_verifier(config, provider)?)
-        };
+    let verifier: Arc<dyn ServerCertVerifier> = Arc::new(server_verifier(config, provider)?);
     let builder = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier);
@@ -169,6 +163,10 @@ fn server_verifier(
         let _ = roots.add(c.clone());
         as_itself.push(c);
     }
+    // Pins win over the opt-out: a pinned server is checked even when verification is off.
+    if config.accept_invalid_certs && config.pins.is_empty() {
+        return Ok(ServerVerifier::accept_any(provider));
+    }
     ServerVerifier::new(roots, as_itself, config.pins.clone(), provider)
         .map_err(|e| Error::Config(ConfigError::TlsSetup(e.to_string())))
 }
@@ -212,57 +210,6 @@ pub(crate) fn handshake_error(config: &Config, e: io::Error) -> Error {
     Error::Tls {
         host: config.server_name().to_string(),
         failure: TlsFailure::from_io(e),
-    }
-}
-
-/// Accepts any certificate but still checks handshake signatures, so the connection is
-/// encrypted, just not authenticated. Chosen only through
-/// `Config::dangerous_accept_invalid_certificates`.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

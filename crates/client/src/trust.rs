@@ -14,6 +14,9 @@
 //! 3. **A chain** to a trusted authority, checked by webpki (compiled-in roots, CA files,
 //!    optionally the system store).
 //!
+//! Or, only through `Config::dangerous_accept_invalid_certificates` without a pin, no check of
+//! the certificate at all: the connection is encrypted, just not authenticated.
+//!
 //! A refusal carries a [`TlsFailure`] naming what the certificate holds and how to trust it.
 
 use std::sync::Arc;
@@ -32,7 +35,8 @@ use crate::tls_failure::TlsFailure;
 /// brings its own rustls configuration or turns verification off).
 #[derive(Debug)]
 pub(crate) struct ServerVerifier {
-    chain: Arc<WebPkiServerVerifier>,
+    /// `None`: any certificate is accepted (handshake signatures are still checked).
+    chain: Option<Arc<WebPkiServerVerifier>>,
     trusted_as_itself: Vec<CertificateDer<'static>>,
     pins: Vec<Pin>,
     provider: Arc<CryptoProvider>,
@@ -48,11 +52,21 @@ impl ServerVerifier {
         let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()?;
         Ok(ServerVerifier {
-            chain,
+            chain: Some(chain),
             trusted_as_itself,
             pins,
             provider,
         })
+    }
+
+    /// Accepts any certificate: for `dangerous_accept_invalid_certificates` only.
+    pub(crate) fn accept_any(provider: Arc<CryptoProvider>) -> ServerVerifier {
+        ServerVerifier {
+            chain: None,
+            trusted_as_itself: Vec::new(),
+            pins: Vec::new(),
+            provider,
+        }
     }
 
     fn check_pins(&self, end_entity: &CertificateDer<'_>) -> Result<(), TlsFailure> {
@@ -197,7 +211,10 @@ impl ServerCertVerifier for ServerVerifier {
             self.check_as_itself(end_entity, server_name, clock)?;
             return Ok(ServerCertVerified::assertion());
         }
-        self.chain
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        chain
             .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
             .map_err(|e| explain(e, end_entity, server_name, clock).into())
     }

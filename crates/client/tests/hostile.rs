@@ -103,21 +103,7 @@ impl<R: std::io::Read + Unpin> tokio::io::AsyncRead for SyncRead<R> {
     }
 }
 
-/// `#[test]`s running the case `$name(driver)` on the blocking and on the tokio client.
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn blocking() {
-                super::$name(super::Driver::Blocking)
-            }
-            #[test]
-            fn tokio() {
-                super::$name(super::Driver::Tokio)
-            }
-        }
-    };
-}
+use postline_testkit::both;
 
 /// The cap on every phase's timeout.
 const TIMEOUT: Duration = Duration::from_secs(2);

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use postline::{AsyncClient, Client, Config, Envelope, Error, Mechanism, Tls};
-use postline_testkit::{Dovecot, Postfix, TestCa, TlsLevel};
+use postline_testkit::{Postfix, SaslRelay, TestCa, TlsLevel};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -47,18 +47,8 @@ fn the_default_ehlo_name_satisfies_a_server_that_wants_a_fully_qualified_one() {
 
 #[test]
 fn passwords_through_dovecot_over_starttls_and_on_465() {
-    let ca = TestCa::new();
-    let dovecot = Dovecot::builder()
-        .user("alice", "secret")
-        .mechanisms("plain login")
-        .start();
-    let pf = Postfix::builder()
-        .tls(&ca)
-        .submission(TlsLevel::May)
-        .smtps()
-        .sasl(&dovecot)
-        .tls_auth_only()
-        .start();
+    let relay = SaslRelay::start("alice", "secret", "plain login");
+    let (pf, ca) = (&relay.postfix, &relay.ca);
     let submission = |password: &str| {
         Config::relay("localhost")
             .port(pf.submission_port().unwrap())

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postline::{AsyncClient, Client, Config, Direction, Envelope, Error, Mechanism, Tls};
-use postline_testkit::{Aiosmtpd, Dovecot, Postfix, TestCa, TlsLevel};
+use postline_testkit::{Aiosmtpd, ExternalSubmission, SaslRelay, TestCa};
 
 const WAIT: Duration = Duration::from_secs(20);
 const MESSAGE: &[u8] = b"Subject: sasl\r\n\r\nauthenticated\r\n";
@@ -36,18 +36,8 @@ fn mechanism_used(lines: &Arc<Mutex<Vec<String>>>) -> String {
 
 #[test]
 fn scram_sha_256_through_postfix_and_dovecot_on_587_and_465() {
-    let ca = TestCa::new();
-    let dovecot = Dovecot::builder()
-        .user("alice", "pencil")
-        .mechanisms("plain login scram-sha-256")
-        .start();
-    let pf = Postfix::builder()
-        .tls(&ca)
-        .submission(TlsLevel::May)
-        .smtps()
-        .sasl(&dovecot)
-        .tls_auth_only()
-        .start();
+    let relay = SaslRelay::start("alice", "pencil", "plain login scram-sha-256");
+    let (pf, ca) = (&relay.postfix, &relay.ca);
     let configs = |password: &str| {
         [
             Config::relay("localhost")
@@ -169,20 +159,13 @@ fn a_server_that_cannot_prove_it_knows_the_password_gets_no_message() {
 
 #[test]
 fn external_with_a_client_certificate_through_dovecot_submission() {
-    let server_ca = TestCa::new();
-    let clients = TestCa::new();
-    let alice = clients.client_cert("alice");
-    let sink = Aiosmtpd::start();
-    let dovecot = Dovecot::builder()
-        .user("alice", "secret")
-        .submission(sink.port(), &server_ca)
-        .external(&clients)
-        .start();
+    let ext = ExternalSubmission::start("alice");
+    let (alice, sink) = (&ext.cert, &ext.sink);
     let config = || {
         Config::relay("localhost")
-            .port(dovecot.submission_port().unwrap())
+            .port(ext.dovecot.submission_port().unwrap())
             .tls(Tls::StartTls)
-            .ca_file(&server_ca.ca_path)
+            .ca_file(&ext.server_ca.ca_path)
             .sasl_external()
     };
 

@@ -59,20 +59,7 @@ impl Driver {
     }
 }
 
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn blocking() {
-                super::$name(super::Driver::Blocking)
-            }
-            #[test]
-            fn tokio() {
-                super::$name(super::Driver::Tokio)
-            }
-        }
-    };
-}
+use postline_testkit::both;
 
 /// How the server ends the exchange.
 #[derive(Debug, Clone, Copy, PartialEq)]

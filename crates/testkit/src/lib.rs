@@ -24,6 +24,7 @@ mod process;
 mod sandbox;
 mod scripted;
 mod send_cmd;
+mod setups;
 mod smtp_sink;
 mod tmpfs;
 
@@ -40,6 +41,7 @@ pub use scripted::{
     SCRIPT_FINISH_TIMEOUT, SCRIPT_IO_TIMEOUT,
 };
 pub use send_cmd::SendCmd;
+pub use setups::{ExternalSubmission, SaslRelay};
 pub use smtp_sink::{SmtpSink, SINK_READY_TIMEOUT};
 pub use tmpfs::{fill, Tmpfs};
 
@@ -59,4 +61,23 @@ pub fn free_port() -> u16 {
 /// Lossy UTF-8 for messages.
 pub fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// `#[test]`s running the case `$name(driver)` on the blocking and on the tokio client: a
+/// module `$name` with the tests `blocking` and `tokio`. The calling file defines an enum
+/// `Driver` with the variants `Blocking` and `Tokio`.
+#[macro_export]
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn blocking() {
+                super::$name(super::Driver::Blocking)
+            }
+            #[test]
+            fn tokio() {
+                super::$name(super::Driver::Tokio)
+            }
+        }
+    };
 }
