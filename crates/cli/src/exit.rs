@@ -50,7 +50,10 @@ pub fn for_error(e: &Error) -> u8 {
         Error::Tls { .. } | Error::Rejected(_) | Error::StartTlsUnavailable(_) => UNAVAILABLE,
         Error::NoAuthMechanism { .. } => UNAVAILABLE,
         Error::PlaintextAuthRefused => CONFIG,
-        Error::AuthRejected { .. } | Error::ServerNotVerified { .. } => NOPERM,
+        Error::AuthRejected { .. } => NOPERM,
+        // The library retries it (another path may reach the real server).
+        Error::ServerNotVerified { .. } => TEMPFAIL,
+        Error::AuthChallengeRefused { .. } => PROTOCOL,
         Error::Incompatible(Refusal::RequireTlsUnavailable) => UNAVAILABLE,
         Error::Incompatible(_) => DATAERR,
         Error::Config(_) => CONFIG,

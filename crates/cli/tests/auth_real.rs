@@ -42,8 +42,19 @@ fn passwords_at_postfix_with_dovecot_and_a_wrong_one_exits_77() {
         stderr(&o)
     );
     assert!(!stderr(&o).contains("pencil"), "{}", stderr(&o));
-    run_code(send(smtps, "implicit", "pencil", &["--auth", "plain"]), 0);
-    run_code(send(sub, "starttls", "pencil", &["--auth", "login"]), 0);
+    // PLAIN and LOGIN carry the password in base64: the transcript shows none of it.
+    for (port, tls, mech) in [(smtps, "implicit", "plain"), (sub, "starttls", "login")] {
+        let o = run_code(send(port, tls, "pencil", &["--auth", mech]), 0);
+        let err = stderr(&o);
+        for secret in ["pencil", "cGVuY2ls", "AGFsaWNlAHBlbmNpbA==", "YWxpY2U="] {
+            assert!(!err.contains(secret), "{mech}: {secret} in {err}");
+        }
+        assert!(
+            err.contains(&format!("C: AUTH {} ", mech.to_uppercase()))
+                || err.contains(&format!("C: AUTH {}", mech.to_uppercase())),
+            "{err}"
+        );
+    }
     assert_eq!(pf.wait_for_messages(3, WAIT).len(), 3);
 
     for (port, tls) in [(sub, "starttls"), (smtps, "implicit")] {
@@ -78,6 +89,21 @@ fn external_with_a_client_certificate() {
     let key = alice.key_path.to_str().unwrap();
     run_code(send(&["--cert", cert, "--key", key]), 0);
     assert_eq!(sink.wait_for_messages(1, WAIT).len(), 1);
-    let o = run_code(send(&[]), 77);
+    let o = run_code(send(&[]), 78);
+    assert!(
+        stderr(&o).contains("needs a client certificate"),
+        "{}",
+        stderr(&o)
+    );
+    let bob = ext.clients.client_cert("bob");
+    let o = run_code(
+        send(&[
+            "--cert",
+            bob.cert_path.to_str().unwrap(),
+            "--key",
+            bob.key_path.to_str().unwrap(),
+        ]),
+        77,
+    );
     assert!(stderr(&o).contains("535"), "{}", stderr(&o));
 }

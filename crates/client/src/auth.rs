@@ -3,7 +3,7 @@
 //! fresh nonce, channel binding), and how a credential-bearing line appears in a transcript.
 
 use postline_proto::ehlo::{Capabilities, Extension};
-use postline_proto::sasl::{Binding, Credentials, Mechanism};
+use postline_proto::sasl::{Binding, BindingKind, Credentials, Mechanism};
 use zeroize::Zeroizing;
 
 use crate::binding::ChannelBindingData;
@@ -106,7 +106,7 @@ impl Exchange {
     }
 }
 
-fn is_scram(m: Mechanism) -> bool {
+pub(crate) fn is_scram(m: Mechanism) -> bool {
     matches!(m, Mechanism::ScramSha256 | Mechanism::ScramSha256Plus)
 }
 
@@ -138,11 +138,13 @@ fn prepare(user: &str, password: &str) -> Result<(Zeroizing<String>, Zeroizing<S
 /// - Nothing at all goes over a connection without TLS unless plaintext auth is allowed:
 ///   not only PLAIN and LOGIN, whose secrets travel as base64, but CRAM-MD5 and SCRAM too,
 ///   whose responses allow an offline dictionary attack by anyone who stripped STARTTLS.
-/// - Passwords: SCRAM-SHA-256-PLUS (only with channel binding, i.e. under TLS), then
-///   SCRAM-SHA-256 (the password never crosses the wire and the server proves it knows it),
-///   then PLAIN, then LOGIN; CRAM-MD5 (MD5, and the server stores the password in clear)
-///   only when no other password mechanism is offered. SCRAM is skipped when SASLprep
-///   refuses the user name or password.
+/// - Passwords under TLS: SCRAM-SHA-256-PLUS (only with tls-exporter channel binding, TLS
+///   1.3; forced, tls-server-end-point under TLS 1.2 too), then SCRAM-SHA-256 (the password
+///   never crosses the wire and the server proves it knows it), then PLAIN, then LOGIN;
+///   CRAM-MD5 (MD5, and the server stores the password in clear) only when no other password
+///   mechanism is offered. In clear text (allowed): SCRAM, CRAM-MD5, PLAIN, LOGIN, so a
+///   passive listener learns the least. SCRAM is skipped when SASLprep refuses the user name
+///   or password.
 /// - Tokens: OAUTHBEARER, then XOAUTH2.
 /// - EXTERNAL: only when configured ([`Auth::External`]) and only under TLS.
 /// - A forced mechanism (`Config::auth_mechanism`) is used as is, after the clear-text rule.
@@ -153,7 +155,7 @@ pub(crate) fn choose_mechanism(
     tls: bool,
     allow_plaintext: bool,
     forced: Option<Mechanism>,
-    channel_binding: bool,
+    binding: Option<BindingKind>,
 ) -> Result<Mechanism, Error> {
     let offered = caps.auth();
     let offered_names = || {
@@ -187,7 +189,7 @@ pub(crate) fn choose_mechanism(
     if let Some(m) = forced {
         if is_scram(m) {
             scram_ok?;
-            if m == Mechanism::ScramSha256Plus && !channel_binding {
+            if m == Mechanism::ScramSha256Plus && binding.is_none() {
                 return Err(Error::Config(ConfigError::NoChannelBinding));
             }
         }
@@ -201,18 +203,29 @@ pub(crate) fn choose_mechanism(
         });
     }
     let order: &[Mechanism] = match auth {
-        Auth::Password { .. } => &[
+        Auth::Password { .. } if tls => &[
             Mechanism::ScramSha256Plus,
             Mechanism::ScramSha256,
             Mechanism::Plain,
             Mechanism::Login,
             Mechanism::CramMd5,
         ],
+        // Clear text, allowed: what a passive listener can read least.
+        Auth::Password { .. } => &[
+            Mechanism::ScramSha256,
+            Mechanism::CramMd5,
+            Mechanism::Plain,
+            Mechanism::Login,
+        ],
         _ => &[Mechanism::OAuthBearer, Mechanism::XOAuth2],
     };
+    // Unasked, -PLUS binds only with tls-exporter (TLS 1.3, RFC 9266): servers bind TLS 1.2
+    // in different ways (tls-unique, tls-server-end-point) and SMTP does not say which, so a
+    // guess could fail a login that plain SCRAM passes.
+    let auto_plus = binding == Some(BindingKind::TlsExporter);
     let mut refused = None;
     for &m in order {
-        if !offered.contains(m) || (m == Mechanism::ScramSha256Plus && !channel_binding) {
+        if !offered.contains(m) || (m == Mechanism::ScramSha256Plus && !auto_plus) {
             continue;
         }
         if is_scram(m) {
@@ -269,39 +282,61 @@ mod tests {
         }
         use Want::*;
         /// EHLO, TLS, plaintext allowed, channel binding, forced, expected.
-        type Row = (&'static [u8], bool, bool, bool, Option<Mechanism>, Want);
+        type Row = (
+            &'static [u8],
+            bool,
+            bool,
+            Option<BindingKind>,
+            Option<Mechanism>,
+            Want,
+        );
+        const EX: Option<BindingKind> = Some(BindingKind::TlsExporter);
+        const EP: Option<BindingKind> = Some(BindingKind::TlsServerEndPoint);
+        const NB: Option<BindingKind> = None;
         let table: &[Row] = &[
             // Under TLS with channel binding: PLUS first.
-            (ALL, true, false, true, None, Use(ScramSha256Plus)),
+            (ALL, true, false, EX, None, Use(ScramSha256Plus)),
+            // TLS 1.2 (tls-server-end-point): plain SCRAM unless -PLUS is forced.
+            (ALL, true, false, EP, None, Use(ScramSha256)),
+            (
+                ALL,
+                true,
+                false,
+                EP,
+                Some(ScramSha256Plus),
+                Use(ScramSha256Plus),
+            ),
+            (PLUS_ONLY, true, false, EP, None, NoMech),
             // Under TLS without binding data (a custom driver): plain SCRAM.
-            (ALL, true, false, false, None, Use(ScramSha256)),
-            (SCRAM, true, false, true, None, Use(ScramSha256)),
-            (PL, true, false, true, None, Use(Plain)),
-            (LOGIN_CRAM, true, false, true, None, Use(Login)),
+            (ALL, true, false, NB, None, Use(ScramSha256)),
+            (SCRAM, true, false, EX, None, Use(ScramSha256)),
+            (PL, true, false, EX, None, Use(Plain)),
+            (LOGIN_CRAM, true, false, EX, None, Use(Login)),
             // CRAM-MD5 only when it is the only password mechanism.
-            (CRAM, true, false, true, None, Use(CramMd5)),
+            (CRAM, true, false, EX, None, Use(CramMd5)),
             // No TLS, plaintext not allowed: nothing, not even CRAM-MD5 or SCRAM.
-            (ALL, false, false, false, None, Plaintext),
-            (CRAM, false, false, false, None, Plaintext),
-            (SCRAM, false, false, false, None, Plaintext),
-            (NONE, false, false, false, None, Plaintext),
-            (ALL, false, false, false, Some(CramMd5), Plaintext),
-            (ALL, false, false, false, Some(ScramSha256), Plaintext),
-            // Plaintext allowed: SCRAM still first, PLUS impossible without TLS.
-            (ALL, false, true, false, None, Use(ScramSha256)),
-            (PL, false, true, false, None, Use(Plain)),
-            (PLUS_ONLY, false, true, false, None, NoMech),
-            (PLUS_ONLY, true, false, false, None, NoMech),
-            (PLUS_ONLY, true, false, true, None, Use(ScramSha256Plus)),
+            (ALL, false, false, NB, None, Plaintext),
+            (CRAM, false, false, NB, None, Plaintext),
+            (SCRAM, false, false, NB, None, Plaintext),
+            (NONE, false, false, NB, None, Plaintext),
+            (ALL, false, false, NB, Some(CramMd5), Plaintext),
+            (ALL, false, false, NB, Some(ScramSha256), Plaintext),
+            // Plaintext allowed: SCRAM, then CRAM-MD5 before PLAIN; PLUS impossible.
+            (ALL, false, true, NB, None, Use(ScramSha256)),
+            (PL, false, true, NB, None, Use(CramMd5)),
+            (LOGIN_CRAM, false, true, NB, None, Use(CramMd5)),
+            (PLUS_ONLY, false, true, NB, None, NoMech),
+            (PLUS_ONLY, true, false, NB, None, NoMech),
+            (PLUS_ONLY, true, false, EX, None, Use(ScramSha256Plus)),
             // No AUTH announced: PLAIN, under the clear-text rule.
-            (NONE, true, false, true, None, Use(Plain)),
-            (ODD, true, false, true, None, NoMech),
+            (NONE, true, false, EX, None, Use(Plain)),
+            (ODD, true, false, EX, None, NoMech),
             // Forced.
-            (ALL, true, false, true, Some(Login), Use(Login)),
-            (ALL, true, false, true, Some(CramMd5), Use(CramMd5)),
-            (ALL, true, false, true, Some(ScramSha256), Use(ScramSha256)),
-            (ALL, false, true, false, Some(ScramSha256Plus), NoBinding),
-            (ALL, false, false, false, Some(Login), Plaintext),
+            (ALL, true, false, EX, Some(Login), Use(Login)),
+            (ALL, true, false, EX, Some(CramMd5), Use(CramMd5)),
+            (ALL, true, false, EX, Some(ScramSha256), Use(ScramSha256)),
+            (ALL, false, true, NB, Some(ScramSha256Plus), NoBinding),
+            (ALL, false, false, NB, Some(Login), Plaintext),
         ];
         for (i, (ehlo, tls, allow, binding, forced, want)) in table.iter().enumerate() {
             let got = match choose_mechanism(&pw("p"), &caps(ehlo), *tls, *allow, *forced, *binding)
@@ -320,12 +355,12 @@ mod tests {
         // SCRAM is all there is or is forced.
         let bad = pw("p\u{7}w");
         assert_eq!(
-            choose_mechanism(&bad, &caps(ALL), true, false, None, true).unwrap(),
+            choose_mechanism(&bad, &caps(ALL), true, false, None, EX).unwrap(),
             Plain
         );
         for (ehlo, forced) in [(PLUS_ONLY, None), (ALL, Some(ScramSha256))] {
             assert!(matches!(
-                choose_mechanism(&bad, &caps(ehlo), true, false, forced, true),
+                choose_mechanism(&bad, &caps(ehlo), true, false, forced, EX),
                 Err(Error::Config(ConfigError::SaslPrep("password")))
             ));
         }
@@ -340,8 +375,9 @@ mod tests {
         let all = caps(b"250-x\r\n250 AUTH LOGIN PLAIN XOAUTH2 OAUTHBEARER EXTERNAL\r\n");
         let x = caps(b"250-x\r\n250 AUTH PLAIN XOAUTH2\r\n");
         let none = caps(b"250-x\r\n250 8BITMIME\r\n");
-        let c = |a: &Auth, caps: &Capabilities, tls, allow| {
-            choose_mechanism(a, caps, tls, allow, None, tls)
+        let c = |a: &Auth, caps: &Capabilities, tls: bool, allow| {
+            let binding = tls.then_some(BindingKind::TlsExporter);
+            choose_mechanism(a, caps, tls, allow, None, binding)
         };
         assert_eq!(c(&tok, &all, true, false).unwrap(), Mechanism::OAuthBearer);
         assert_eq!(c(&tok, &x, true, false).unwrap(), Mechanism::XOAuth2);

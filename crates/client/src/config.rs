@@ -415,6 +415,16 @@ impl Config {
         self
     }
 
+    /// Whether a client certificate is configured: with [`Config::client_certificate`], or
+    /// in the rustls configuration given.
+    pub fn has_client_certificate(&self) -> bool {
+        self.client_identity.is_some()
+            || self
+                .rustls
+                .as_ref()
+                .is_some_and(|c| c.client_auth_cert_resolver.has_certs())
+    }
+
     /// Whether the server's certificate is checked: unless verification was turned off
     /// without a pin to check instead.
     pub fn verifies_certificates(&self) -> bool {

@@ -183,6 +183,8 @@ pub struct Engine {
     auth_rounds: u32,
     /// The AUTH exchange under way: mechanism, SCRAM nonce and channel binding.
     auth_exchange: Option<Exchange>,
+    /// The client cancelled the AUTH exchange because a challenge made no sense.
+    auth_cancelled: bool,
     /// A read without waiting is due before the next write (idle check).
     check_idle: bool,
     /// The pending end of data was preceded by a read without waiting.
@@ -261,6 +263,7 @@ impl Engine {
             budget: 1,
             auth_rounds: 0,
             auth_exchange: None,
+            auth_cancelled: false,
             check_idle: false,
             probed: false,
             // The greeting's (or implicit TLS's) timer runs from the connection.
@@ -916,12 +919,22 @@ impl Engine {
                 else {
                     return Err(Error::NotReady);
                 };
-                exchange.with_credentials(&auth, |creds| {
+                let response = exchange.with_credentials(&auth, |creds| {
                     self.command(true, |s, out| s.auth_respond(creds, challenge, out))
-                        .map(|_| ())
-                })
+                })?;
+                if response == postline_proto::sasl::Response::Cancelled {
+                    self.auth_cancelled = true;
+                }
+                Ok(())
             }
             Event::AuthServerUnverified(r) => Err(Error::ServerNotVerified {
+                reply: ServerReply::from_reply(&r),
+            }),
+            Event::AuthFailed(r) if self.auth_cancelled => Err(Error::AuthChallengeRefused {
+                mechanism: self
+                    .auth_exchange
+                    .as_ref()
+                    .map_or("AUTH", |e| e.mechanism.name()),
                 reply: ServerReply::from_reply(&r),
             }),
             Event::AuthFailed(r) => Err(Error::AuthRejected {
@@ -988,6 +1001,10 @@ impl Engine {
         }
         if let (Some(auth), false) = (self.config.auth.clone(), self.setup.auth_tried) {
             self.setup.auth_tried = true;
+            if matches!(auth, crate::Auth::External { .. }) && !self.config.has_client_certificate()
+            {
+                return Err(Error::Config(ConfigError::ExternalNeedsCertificate));
+            }
             let binding = self
                 .tls_info
                 .as_ref()
@@ -999,7 +1016,7 @@ impl Engine {
                 self.session.is_tls(),
                 self.config.allow_plaintext_auth,
                 self.config.mechanism,
-                binding.is_some(),
+                binding.as_ref().map(|b| b.kind),
             )?;
             let exchange = Exchange::new(
                 mechanism,
@@ -1036,9 +1053,20 @@ impl Engine {
     }
 
     fn log_server(&self, bytes: &[u8]) {
+        // A SCRAM server's challenges (salt, iteration count, nonces, its signature) with the
+        // user name are enough to test password guesses offline: they are not shown.
+        let scram = self
+            .auth_exchange
+            .as_ref()
+            .is_some_and(|e| crate::auth::is_scram(e.mechanism));
         for line in bytes.split_inclusive(|&b| b == b'\n') {
             let line = String::from_utf8_lossy(line);
-            self.emit(Direction::Server, line.trim_end_matches(['\r', '\n']));
+            let line = line.trim_end_matches(['\r', '\n']);
+            if scram && line.starts_with("334") {
+                self.emit(Direction::Server, "334 ***");
+            } else {
+                self.emit(Direction::Server, line);
+            }
         }
     }
 

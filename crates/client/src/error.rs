@@ -142,6 +142,17 @@ pub enum Error {
         reply: ServerReply,
     },
 
+    /// The server's AUTH challenge made no sense for the mechanism (a SCRAM message that
+    /// breaks the rules: a nonce not extending ours, an absurd iteration count; a prompt too
+    /// many), so the client cancelled the exchange. Nothing secret was sent in answer.
+    #[error("authentication cancelled: the server's {mechanism} challenge was not valid; it answered: {reply}")]
+    AuthChallengeRefused {
+        /// The mechanism.
+        mechanism: &'static str,
+        /// The server's reply to the cancellation.
+        reply: ServerReply,
+    },
+
     // ---- the message's fate is unknown ------------------------------------------------
     /// The end of data was on the wire and the final reply never came (the connection
     /// failed for `cause`): the message may or may not have been delivered.
@@ -248,6 +259,11 @@ pub enum ConfigError {
     /// certificate to take the identity from.
     #[error("SASL EXTERNAL needs a TLS connection with a client certificate")]
     ExternalNeedsTls,
+    /// SASL EXTERNAL was asked for without a client certificate to take the identity from.
+    #[error(
+        "SASL EXTERNAL needs a client certificate (Config::client_certificate, --cert and --key)"
+    )]
+    ExternalNeedsCertificate,
     /// The credentials cannot be used with the AUTH mechanism (a token for a password
     /// mechanism, a line break in a password...).
     #[error("credentials unusable with the AUTH mechanism: {0}")]
@@ -295,6 +311,7 @@ impl Error {
             | Error::NoAuthMechanism { .. }
             | Error::Incompatible(_)
             | Error::AuthRounds { .. }
+            | Error::AuthChallengeRefused { .. }
             | Error::Protocol(_) => Fault::Permanent,
             Error::MessageRejected { reply: Some(r), .. } => by_reply(r),
             Error::MessageRejected {
@@ -350,6 +367,7 @@ impl Error {
                 | Error::PlaintextAuthRefused
                 | Error::NoAuthMechanism { .. }
                 | Error::AuthRejected { .. }
+                | Error::AuthChallengeRefused { .. }
                 | Error::Incompatible(_)
                 | Error::MessageRejected { .. }
                 | Error::NotReady
@@ -361,7 +379,9 @@ impl Error {
         match self {
             Error::Rejected(r) | Error::ServiceClosing(r) => Some(r),
             Error::StartTlsUnavailable(r) => r.as_ref(),
-            Error::AuthRejected { reply, .. } | Error::ServerNotVerified { reply } => Some(reply),
+            Error::AuthRejected { reply, .. }
+            | Error::ServerNotVerified { reply }
+            | Error::AuthChallengeRefused { reply, .. } => Some(reply),
             Error::MessageRejected { reply, .. } => reply.as_ref(),
             Error::DeliveryUnknown { cause } | Error::NotSent { cause } => cause.reply(),
             _ => None,

@@ -99,9 +99,11 @@ fn to(ca: &TestCa, server: &Aiosmtpd, password: &str) -> Config {
 
 #[test]
 fn scram_sha_256_plus_binds_the_tls_session_for_scramp() {
-    // TLS 1.2: tls-server-end-point, which scramp checks against its own certificate.
+    // TLS 1.2: tls-server-end-point, which scramp checks against its own certificate. Unasked
+    // the client does not guess a TLS 1.2 binding (servers differ), so -PLUS is forced here.
     let (ca, server) = scramp(true);
-    let (config, lines) = auth_lines(to(&ca, &server, "pencil"));
+    let (config, lines) =
+        auth_lines(to(&ca, &server, "pencil").auth_mechanism(Mechanism::ScramSha256Plus));
     let mut c = Client::connect(config).unwrap();
     assert_eq!(c.tls_info().unwrap().version, "TLSv1.2");
     assert_eq!(mechanism_used(&lines), "SCRAM-SHA-256-PLUS");
@@ -109,7 +111,17 @@ fn scram_sha_256_plus_binds_the_tls_session_for_scramp() {
     c.quit().unwrap();
     assert_eq!(server.wait_for_messages(1, WAIT).len(), 1);
 
-    let err = Client::connect(to(&ca, &server, "wrong")).unwrap_err();
+    let (config, lines) = auth_lines(to(&ca, &server, "pencil"));
+    let c = Client::connect(config).unwrap();
+    assert_eq!(
+        mechanism_used(&lines),
+        "SCRAM-SHA-256",
+        "unasked over TLS 1.2"
+    );
+    c.quit().unwrap();
+
+    let err = Client::connect(to(&ca, &server, "wrong").auth_mechanism(Mechanism::ScramSha256Plus))
+        .unwrap_err();
     assert!(
         matches!(err, Error::AuthRejected { ref reply, .. } if reply.code == 535),
         "{err:?}"
@@ -183,8 +195,19 @@ fn external_with_a_client_certificate_through_dovecot_submission() {
         got[0]
     );
 
-    // No certificate: Dovecot has no identity to take, and says no.
+    // No certificate: refused before AUTH, with what to do.
     let err = Client::connect(config()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Config(postline::ConfigError::ExternalNeedsCertificate)
+        ),
+        "{err:?}"
+    );
+    // A certificate Dovecot does not know as a user: its 535.
+    let bob = ext.clients.client_cert("bob");
+    let err =
+        Client::connect(config().client_certificate(&bob.cert_path, &bob.key_path)).unwrap_err();
     assert!(
         matches!(err, Error::AuthRejected { ref reply, .. } if reply.code == 535),
         "{err:?}"

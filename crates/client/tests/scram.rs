@@ -436,7 +436,9 @@ fn plus_over_tls12_binds_with_the_certificate(driver: Driver) {
         tls: Some((tls, cert.clone())),
         last: Final::Good,
     });
-    assert_eq!(driver.send_one(starttls_config(port, cert)).unwrap(), 250);
+    // Forced: unasked the client does not guess a TLS 1.2 binding (see the next case).
+    let config = starttls_config(port, cert.clone()).auth_mechanism(Mechanism::ScramSha256Plus);
+    assert_eq!(driver.send_one(config).unwrap(), 250);
     let r = server.join().unwrap();
     assert_eq!(r.mechanism, "SCRAM-SHA-256-PLUS");
     assert_eq!(r.gs2, "p=tls-server-end-point,,");
@@ -444,6 +446,23 @@ fn plus_over_tls12_binds_with_the_certificate(driver: Driver) {
     assert!(r.proof_ok && r.got_mail);
 }
 both!(plus_over_tls12_binds_with_the_certificate);
+
+/// Unasked over TLS 1.2 the client uses plain SCRAM, saying `n` (the server offered -PLUS,
+/// and the client does not claim a binding it will not use).
+fn over_tls12_plain_scram_is_chosen_unasked(driver: Driver) {
+    let (tls, cert) = tls_config(&[&rustls::version::TLS12]);
+    let (port, server) = serve(Plan {
+        mechanisms: "SCRAM-SHA-256-PLUS SCRAM-SHA-256",
+        tls: Some((tls, cert.clone())),
+        last: Final::Good,
+    });
+    assert_eq!(driver.send_one(starttls_config(port, cert)).unwrap(), 250);
+    let r = server.join().unwrap();
+    assert_eq!(r.mechanism, "SCRAM-SHA-256");
+    assert_eq!(r.gs2, "n,,");
+    assert!(r.proof_ok && r.got_mail);
+}
+both!(over_tls12_plain_scram_is_chosen_unasked);
 
 /// Under TLS, a server that offers no -PLUS hears `y`: the client could have bound, so a
 /// server that supports binding (and had -PLUS stripped from its EHLO) notices.
@@ -531,4 +550,22 @@ fn transcript_hides_the_exchange() {
         "{client:?}"
     );
     assert!(!lines.iter().any(|(_, l)| l.contains(PASSWORD)));
+    // Nor do the server's challenges: salt, iteration count, nonces and its signature, with
+    // the user name, would let anyone holding the transcript test password guesses.
+    let server: Vec<&str> = lines
+        .iter()
+        .filter(|(d, _)| *d == Direction::Server)
+        .map(|(_, l)| l.as_str())
+        .collect();
+    assert_eq!(
+        server.iter().filter(|l| **l == "334 ***").count(),
+        2,
+        "{server:?}"
+    );
+    assert!(
+        !server
+            .iter()
+            .any(|l| l.starts_with("334 ") && *l != "334 ***"),
+        "{server:?}"
+    );
 }

@@ -514,8 +514,15 @@ impl Sasl {
                 Response::Answered
             }
             // PLAIN always sent its response with AUTH, so any challenge is unexpected, as
-            // is every challenge past the last step of the other mechanisms.
-            _ => cancel(out)?,
+            // is every challenge past the last step of the other mechanisms. A SCRAM exchange
+            // cancelled after its client-final leaves a server that proved nothing.
+            _ => {
+                let r = cancel(out)?;
+                if self.proof.state() != scram::ProofState::Pending {
+                    self.proof = scram::ServerProof::WRONG;
+                }
+                r
+            }
         };
         self.step = step.saturating_add(1);
         Ok(response)

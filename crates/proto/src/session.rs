@@ -343,6 +343,9 @@ enum State {
     StartTls,
     TlsHandshake,
     Auth(Sasl),
+    /// A server that could not prove it knows the password said AUTH succeeded: nothing
+    /// more is sent to it but QUIT.
+    Untrusted,
     Closed,
 }
 
@@ -861,12 +864,13 @@ impl Session {
                     let challenge = reply.lines().next().unwrap_or(&[]);
                     Ok(Some(Event::AuthChallenge(challenge)))
                 } else if code.is_positive_completion() {
-                    self.state = State::Ready;
                     // A 235 from a SCRAM server that has not shown its `v=` is a server that
-                    // does not know the password claiming success.
+                    // does not know the password claiming success: no mail goes to it.
                     if !sasl.server_proven() {
+                        self.state = State::Untrusted;
                         return Ok(Some(Event::AuthServerUnverified(reply)));
                     }
+                    self.state = State::Ready;
                     self.authenticated = true;
                     Ok(Some(Event::Authenticated))
                 } else {

@@ -873,7 +873,11 @@ p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
                 .unwrap();
             t.expect_events(&["AuthServerUnverified 235"]);
             assert!(!t.session.is_authenticated());
-            assert!(t.session.is_idle());
+            // Nothing but QUIT goes to such a server.
+            assert!(!t.session.is_idle());
+            assert!(!t.session.can_start_transaction());
+            t.session.quit(&mut t.out).unwrap();
+            assert!(t.client().starts_with(b"QUIT"));
         });
         // Straight after AUTH, before any exchange.
         both_splits(|t| {

@@ -72,6 +72,13 @@ impl ServerProof {
         signature: [0; 32],
     };
 
+    /// The exchange was cancelled after the client-final: whatever the server says next, it
+    /// has not proven itself.
+    pub(crate) const WRONG: ServerProof = ServerProof {
+        state: ProofState::Wrong,
+        signature: [0; 32],
+    };
+
     pub(crate) fn state(&self) -> ProofState {
         self.state
     }
@@ -257,7 +264,8 @@ fn parse_server_first<'a>(
     {
         return Err(Refusal::Malformed);
     }
-    let salt_len = STANDARD
+    // As lenient about padding as challenges are (servers differ); what we send is canonical.
+    let salt_len = super::LENIENT
         .decode_slice(salt_b64, &mut salt_buf[..])
         .map_err(|_| Refusal::Malformed)?;
     if salt_len == 0 {
@@ -521,11 +529,13 @@ p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
         assert_eq!((r, &out[..]), (Response::Answered, &b"\r\n"[..]));
         assert!(sasl.server_proven());
         assert!(!sasl.server_refuted());
-        // Nothing more is expected.
-        assert_eq!(respond(&mut sasl, &USER, "x").0, Response::Cancelled);
         // The signature is not printed.
         let dbg = std::format!("{sasl:?}");
         assert!(dbg.contains("Verified") && !dbg.contains("234"), "{dbg}");
+        // Nothing more is expected: a further challenge is cancelled, and a server that
+        // goes on after that has proven nothing (a 235 then is no success).
+        assert_eq!(respond(&mut sasl, &USER, "x").0, Response::Cancelled);
+        assert!(!sasl.server_proven() && sasl.server_refuted());
     }
 
     #[test]
