@@ -217,7 +217,8 @@ pub struct ServerArgs {
     /// Allow credentials over a connection without TLS.
     #[arg(long)]
     pub allow_plaintext_auth: bool,
-    /// User name to authenticate as.
+    /// User name to authenticate as (with --auth external: the identity to act as, if not
+    /// the certificate's own).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
     /// Read the password from this environment variable.
