@@ -33,8 +33,10 @@ fn bench(c: &mut Criterion) {
             let mut out = Vec::with_capacity(256);
             let mut s = Sasl::new(Mechanism::ScramSha256, &scram).unwrap();
             s.start(&scram, &mut out).unwrap();
-            s.respond(&scram, black_box(first.as_bytes()), &mut out).unwrap();
-            s.respond(&scram, black_box(last.as_bytes()), &mut out).unwrap();
+            s.respond(&scram, black_box(first.as_bytes()), &mut out)
+                .unwrap();
+            s.respond(&scram, black_box(last.as_bytes()), &mut out)
+                .unwrap();
             assert!(s.server_proven());
             black_box(out.len())
         })
