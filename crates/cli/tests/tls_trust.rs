@@ -288,3 +288,19 @@ fn probe_with_require_tls_still_probes() {
     );
     assert!(stdout(&o).contains("verifies: yes"), "{}", stdout(&o));
 }
+
+#[test]
+fn system_roots_adds_the_operating_systems_store() {
+    // rustls-native-certs reads SSL_CERT_FILE when set: the test's CA stands in for the
+    // system store.
+    let ca = postline_testkit::TestCa::new();
+    let srv = Aiosmtpd::builder().starttls_with(&ca).start();
+    let sb = Sandbox::new();
+    let mut without = send(&sb, &srv, "localhost", &[]);
+    without.env("SSL_CERT_FILE", &ca.ca_path);
+    run_code(without, 69);
+    let mut with = send(&sb, &srv, "localhost", &["--system-roots"]);
+    with.env("SSL_CERT_FILE", &ca.ca_path);
+    run_code(with, 0);
+    assert_eq!(srv.wait_for_messages(1, STORE_WAIT).len(), 1);
+}
