@@ -188,6 +188,21 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// A file named in the config: `~/` is the home directory, a relative path is relative
+    /// to the config file's directory (not to wherever postline runs).
+    fn file_path(&self, value: &str) -> PathBuf {
+        if let Some(rest) = value.strip_prefix("~/") {
+            if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+                return PathBuf::from(home).join(rest);
+            }
+        }
+        let p = PathBuf::from(value);
+        match self.path.parent() {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p,
+        }
+    }
+
     /// `config error: FILE: MSG`.
     fn plain(&self, msg: impl std::fmt::Display) -> ConfigError {
         ConfigError(one_line(&format!(
@@ -522,12 +537,12 @@ fn account(
         oauth_token: oauth_token.map(|(s, _)| s),
         from: raw.from,
         helo: raw.helo,
-        ca_file: raw.ca_file.map(PathBuf::from),
+        ca_file: raw.ca_file.map(|p| cx.file_path(&p)),
         system_roots: raw.system_roots.unwrap_or(false),
         tls_fingerprint: raw.tls_fingerprint,
         pinned_pubkey: raw.pinned_pubkey,
-        cert: raw.cert.map(PathBuf::from),
-        key: raw.key.map(PathBuf::from),
+        cert: raw.cert.map(|p| cx.file_path(&p)),
+        key: raw.key.map(|p| cx.file_path(&p)),
     })
 }
 

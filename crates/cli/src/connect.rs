@@ -139,6 +139,12 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
     });
     let mut config = Config::relay(host.clone()).port(port).tls(tls_of(tls));
     if let Some(helo) = args.helo.as_ref().or(account.and_then(|a| a.helo.as_ref())) {
+        // An address is announced as an address literal (RFC 5321 4.1.3).
+        let helo = &match helo.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(v4)) => format!("[{v4}]"),
+            Ok(std::net::IpAddr::V6(v6)) => format!("[IPv6:{v6}]"),
+            Err(_) => helo.clone(),
+        };
         if postline::proto::Domain::new(helo.as_str()).is_err() {
             return Err(Fail::new(
                 exit::USAGE,
@@ -153,9 +159,13 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
         .or(account.and_then(|a| a.ca_file.as_ref()))
     {
         if !ca.exists() {
+            let what = match (&args.ca_file, account) {
+                (None, Some(a)) => format!("account \"{}\": ca_file", a.name),
+                _ => "--ca-file".to_string(),
+            };
             return Err(Fail::new(
                 exit::NOINPUT,
-                format!("--ca-file {}: not found", ca.display()),
+                format!("{what} {}: not found", ca.display()),
             ));
         }
         config = config.ca_file(ca.clone());
@@ -187,6 +197,10 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
         config = config.timeouts(Timeouts::default().capped(cap));
     }
     config = config.allow_plaintext_auth(args.allow_plaintext_auth);
+    let user = args.user.is_some() || account.is_some_and(|a| a.user.is_some());
+    if args.allow_plaintext_auth && tls == TlsMode::None && user {
+        errln!("postline: warning: --allow-plaintext-auth with --tls none: the credentials cross the network unencrypted");
+    }
     if let Some(m) = args.auth {
         config = config.auth_mechanism(m.mechanism());
     }
@@ -279,11 +293,22 @@ fn trust(
     account: Option<&Account>,
     direct: bool,
 ) -> Result<Config, Fail> {
-    let usage = |flag: &str, value: &str, e: postline::certificate::PinError| {
-        Fail::new(exit::USAGE, format!("{flag} {value:?}: {e}"))
-    };
     // Pins from the command line replace the account's, so a stale one does not linger.
-    let (fingerprint, pubkey) = if args.tls_fingerprint.is_some() || args.pinned_pubkey.is_some() {
+    let from_flags = args.tls_fingerprint.is_some() || args.pinned_pubkey.is_some();
+    // A bad value is the command line's fault (64) or the config file's (78), named as such.
+    let usage = |flag: &str, value: &str, e: postline::certificate::PinError| {
+        if from_flags {
+            Fail::new(exit::USAGE, format!("{flag} {value:?}: {e}"))
+        } else {
+            let account = account.map_or("", |a| a.name.as_str());
+            let key = flag.trim_start_matches("--").replace('-', "_");
+            Fail::new(
+                exit::CONFIG,
+                format!("account \"{account}\": {key} {value:?}: {e}"),
+            )
+        }
+    };
+    let (fingerprint, pubkey) = if from_flags {
         (args.tls_fingerprint.as_ref(), args.pinned_pubkey.as_ref())
     } else {
         (
@@ -331,25 +356,32 @@ fn trust(
         config = config.system_roots(true);
     }
     let cert = args.cert.as_ref().or(account.and_then(|a| a.cert.as_ref()));
-    let key = args.key.as_ref().or(account.and_then(|a| a.key.as_ref()));
+    // Without a key, the certificate's file holds it too (as curl and msmtp allow).
+    let key = args
+        .key
+        .as_ref()
+        .or(account.and_then(|a| a.key.as_ref()))
+        .or(cert);
     match (cert, key) {
-        (None, None) => {}
         (Some(cert), Some(key)) => {
-            for (flag, path) in [("--cert", cert), ("--key", key)] {
+            for (flag, given, path) in [
+                ("--cert", args.cert.is_some(), cert),
+                ("--key", args.key.is_some(), key),
+            ] {
                 if !path.exists() {
+                    let what = match account {
+                        Some(a) if !given => {
+                            format!("account \"{}\": {}", a.name, flag.trim_start_matches("--"))
+                        }
+                        _ => flag.to_string(),
+                    };
                     return Err(Fail::new(
                         exit::NOINPUT,
-                        format!("{flag} {}: not found", path.display()),
+                        format!("{what} {}: not found", path.display()),
                     ));
                 }
             }
             config = config.client_certificate(cert.clone(), key.clone());
-        }
-        (Some(_), None) => {
-            return Err(Fail::new(
-                exit::USAGE,
-                "--cert needs --key (the certificate's private key)",
-            ))
         }
         (None, Some(_)) => {
             return Err(Fail::new(
@@ -357,6 +389,7 @@ fn trust(
                 "--key needs --cert (the client certificate)",
             ))
         }
+        _ => {}
     }
     Ok(config)
 }
@@ -367,6 +400,21 @@ pub fn describe(e: &postline::Error) -> String {
     use postline::TlsFailure as F;
     let failure = match e {
         postline::Error::Tls { failure, .. } => failure,
+        postline::Error::PlaintextAuthRefused => {
+            return format!("{e}; hint: use TLS (--tls starttls or implicit), or --allow-plaintext-auth if clear text is really meant")
+        }
+        postline::Error::StartTlsUnavailable(None) => {
+            return format!("{e}; hint: --tls none sends without TLS, --tls opportunistic uses it only when offered (neither with --require-tls or a pin)")
+        }
+        postline::Error::Timeout {
+            phase: postline::Phase::Greeting,
+            ..
+        }
+        | postline::Error::ConnectionLost {
+            phase: postline::Phase::Greeting,
+        } => {
+            return format!("{e}; hint: a port that expects TLS from the first byte (465) needs --tls implicit")
+        }
         _ => return e.to_string(),
     };
     let hint = match failure {

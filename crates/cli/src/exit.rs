@@ -51,8 +51,9 @@ pub fn for_error(e: &Error) -> u8 {
         Error::NoAuthMechanism { .. } => UNAVAILABLE,
         Error::PlaintextAuthRefused => CONFIG,
         Error::AuthRejected { .. } => NOPERM,
-        // The library retries it (another path may reach the real server).
-        Error::ServerNotVerified { .. } => TEMPFAIL,
+        // Perhaps an impostor: like a certificate that does not verify (the queue retries it,
+        // as another path may reach the real server).
+        Error::ServerNotVerified { .. } => UNAVAILABLE,
         Error::AuthChallengeRefused { .. } => PROTOCOL,
         Error::Incompatible(Refusal::RequireTlsUnavailable) => UNAVAILABLE,
         Error::Incompatible(_) => DATAERR,

@@ -163,6 +163,14 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
                 .map(|m| m.trim().to_string())
         })
     };
+    // Everything is shown either way; the exit code says whether TLS works as configured
+    // (unless TLS was turned off), so a script can check a certificate with it.
+    let code = match &tls {
+        _ if target.tls == TlsMode::None => exit::OK,
+        Some(Ok(t)) if t.verified.is_err() => exit::UNAVAILABLE,
+        Some(Err(e)) => exit::for_error(e),
+        _ => exit::OK,
+    };
     if args.json {
         let mut v = json!({
             "server": target.host,
@@ -199,7 +207,7 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
         }
         // serde_json escapes C0 controls; json_safe the rest (DEL, C1, bidi marks).
         outln!("{}", json_safe(&v.to_string()));
-        return Ok(exit::OK);
+        return Ok(code);
     }
     outln!("server       {}:{}", target.host, target.port);
     if !implicit {
@@ -269,7 +277,7 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
             );
         }
     }
-    Ok(exit::OK)
+    Ok(code)
 }
 
 fn print_ehlo(lines: &[(String, &'static str)]) {

@@ -289,7 +289,12 @@ pub fn print_report(report: &Report, json_out: bool, partial_ok: bool) -> u8 {
         }
         Err(e) => {
             if let Error::MessageRejected { recipients, .. } = e {
-                recipients.iter().for_each(line);
+                // Only what RCPT answered: a refused MAIL leaves the rest untried, and the
+                // line below says why.
+                recipients
+                    .iter()
+                    .filter(|r| r.reply.is_some())
+                    .for_each(line);
             }
             errln!("postline: {}", escape(&connect::describe(e)));
         }

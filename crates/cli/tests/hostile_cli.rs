@@ -264,7 +264,7 @@ fn hostile_servers_exit_codes() {
             },
             &["--tls", "starttls"],
             69,
-            "server does not allow STARTTLS",
+            "server does not offer STARTTLS",
         ),
         (
             "TLS handshake answered with garbage",

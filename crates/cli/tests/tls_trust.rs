@@ -16,8 +16,9 @@ fn server(cert: &SelfSigned) -> Aiosmtpd {
         .start()
 }
 
-/// `postline probe` of `srv` over STARTTLS, expected to exit 0, with `extra` flags.
-fn probe(sb: &Sandbox, srv: &Aiosmtpd, extra: &[&str]) -> std::process::Output {
+/// `postline probe` of `srv` over STARTTLS with `extra` flags, expected to exit `code` (69
+/// when the certificate does not verify).
+fn probe(sb: &Sandbox, srv: &Aiosmtpd, extra: &[&str], code: i32) -> std::process::Output {
     let addr = format!("localhost:{}", srv.port());
     let mut args = vec![
         "probe",
@@ -29,7 +30,7 @@ fn probe(sb: &Sandbox, srv: &Aiosmtpd, extra: &[&str]) -> std::process::Output {
         "10",
     ];
     args.extend(extra);
-    run_code(sb.cmd(&args), 0)
+    run_code(sb.cmd(&args), code)
 }
 
 fn send(sb: &Sandbox, srv: &Aiosmtpd, host: &str, extra: &[&str]) -> assert_cmd::Command {
@@ -150,7 +151,7 @@ fn probe_prints_the_values_to_pin_as_openssl_computes_them() {
     let cert = SelfSigned::new();
     let srv = server(&cert);
     let sb = Sandbox::new();
-    let o = probe(&sb, &srv, &[]);
+    let o = probe(&sb, &srv, &[], 69);
     let out = stdout(&o);
     assert!(
         out.contains(&format!("sha256:  {}", cert.fingerprint_sha256)),
@@ -163,7 +164,7 @@ fn probe_prints_the_values_to_pin_as_openssl_computes_them() {
     assert!(out.contains("(self-signed)"), "{out}");
     assert!(out.contains("verifies: NO"), "{out}");
 
-    let o = probe(&sb, &srv, &["--json"]);
+    let o = probe(&sb, &srv, &["--json"], 69);
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     let c = &v["tls"]["certificate"];
     assert_eq!(c["fingerprint_sha256"], cert.fingerprint_sha256.as_str());
@@ -172,7 +173,12 @@ fn probe_prints_the_values_to_pin_as_openssl_computes_them() {
     assert_eq!(v["tls"]["verified"], false);
 
     // Pinned with what probe printed, probe says it verifies.
-    let o = probe(&sb, &srv, &["--tls-fingerprint", &cert.fingerprint_sha256]);
+    let o = probe(
+        &sb,
+        &srv,
+        &["--tls-fingerprint", &cert.fingerprint_sha256],
+        0,
+    );
     assert!(stdout(&o).contains("verifies: yes"), "{}", stdout(&o));
 }
 
@@ -202,8 +208,15 @@ fn require_tls_and_client_certificate_flags_refuse_what_cannot_work() {
         "{}",
         stderr(&o)
     );
-    let o = run_code(base(&["--cert", "/nonexistent.pem"]), 64);
-    assert!(stderr(&o).contains("--cert needs --key"), "{}", stderr(&o));
+    // --cert alone: the key is looked for in the same file.
+    let o = run_code(base(&["--cert", "/nonexistent.pem"]), 66);
+    assert!(
+        stderr(&o).contains("--cert /nonexistent.pem: not found"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_code(base(&["--key", "/nonexistent.key"]), 64);
+    assert!(stderr(&o).contains("--key needs --cert"), "{}", stderr(&o));
     let o = run_code(
         base(&["--cert", "/nonexistent.pem", "--key", "/nonexistent.key"]),
         66,
@@ -285,6 +298,7 @@ fn probe_with_require_tls_still_probes() {
             "--ca-file",
             cert.cert_path.to_str().unwrap(),
         ],
+        0,
     );
     assert!(stdout(&o).contains("verifies: yes"), "{}", stdout(&o));
 }
@@ -303,4 +317,109 @@ fn system_roots_adds_the_operating_systems_store() {
     with.env("SSL_CERT_FILE", &ca.ca_path);
     run_code(with, 0);
     assert_eq!(srv.wait_for_messages(1, STORE_WAIT).len(), 1);
+}
+
+#[test]
+fn account_trust_settings_resolve_like_a_config_file_should() {
+    let cert = SelfSigned::new();
+    let srv = server(&cert);
+    let sb = Sandbox::new();
+    // Relative to the config file's directory, not to where postline runs.
+    std::fs::copy(&cert.cert_path, sb.path("server.pem")).unwrap();
+    sb.config(&format!(
+        "[accounts.pinned]\nserver = \"localhost\"\nport = {}\ntls = \"starttls\"\nca_file = \"server.pem\"\n",
+        srv.port()
+    ));
+    let send_as = |account: &str| {
+        let mut c = sb
+            .send_bare()
+            .account(account)
+            .timeout(10)
+            .from("a@client.test")
+            .to("b@server.test")
+            .body("x")
+            .into_command();
+        c.current_dir("/");
+        c
+    };
+    run_code(send_as("pinned"), 0);
+    assert_eq!(srv.wait_for_messages(1, STORE_WAIT).len(), 1);
+
+    // A bad pin in the file is the file's fault (78), and the message names the account.
+    sb.config(&format!(
+        "[accounts.pinned]\nserver = \"localhost\"\nport = {}\ntls_fingerprint = \"84:B5\"\n",
+        srv.port()
+    ));
+    let o = run_code(send_as("pinned"), 78);
+    assert!(
+        stderr(&o).contains("account \"pinned\": tls_fingerprint"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn client_key_files_people_have() {
+    let ca = postline_testkit::TestCa::new();
+    let alice = ca.client_cert("alice");
+    let srv = Aiosmtpd::builder().starttls_with(&ca).start();
+    let sb = Sandbox::new();
+    let ca_path = ca.ca_path.to_str().unwrap();
+    // Certificate and key in one file, no --key: as curl and msmtp take it.
+    let combined = alice.combined_path.to_str().unwrap();
+    run_code(
+        send(
+            &sb,
+            &srv,
+            "localhost",
+            &["--ca-file", ca_path, "--cert", combined],
+        ),
+        0,
+    );
+    // An encrypted key: said so, with the way out.
+    let enc = sb.path("enc.pem");
+    let ok = std::process::Command::new("openssl")
+        .args(["pkey", "-aes256", "-passout", "pass:secret", "-in"])
+        .arg(&alice.key_path)
+        .arg("-out")
+        .arg(&enc)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let cert = alice.cert_path.to_str().unwrap();
+    let o = run_code(
+        send(
+            &sb,
+            &srv,
+            "localhost",
+            &[
+                "--ca-file",
+                ca_path,
+                "--cert",
+                cert,
+                "--key",
+                enc.to_str().unwrap(),
+            ],
+        ),
+        78,
+    );
+    assert!(stderr(&o).contains("it is encrypted"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("openssl pkey"), "{}", stderr(&o));
+    assert_eq!(srv.wait_for_messages(1, STORE_WAIT).len(), 1);
+}
+
+#[test]
+fn an_address_as_helo_goes_out_as_an_address_literal() {
+    let srv = Aiosmtpd::start();
+    let sb = Sandbox::new();
+    let o = run_code(
+        sb.send(&srv.addr())
+            .helo("192.0.2.7")
+            .from("a@client.test")
+            .to("b@server.test")
+            .body("x")
+            .verbose(),
+        0,
+    );
+    assert!(stderr(&o).contains("C: EHLO [192.0.2.7]"), "{}", stderr(&o));
 }

@@ -175,6 +175,7 @@ pub(crate) fn choose_mechanism(
         {
             return Err(Error::NoAuthMechanism {
                 offered: offered_names(),
+                wanted: None,
             });
         }
         return Ok(Mechanism::External);
@@ -187,6 +188,14 @@ pub(crate) fn choose_mechanism(
         _ => Ok(()),
     };
     if let Some(m) = forced {
+        // Nothing secret goes out with a mechanism the server did not offer (a server that
+        // announces no AUTH at all is tried, as below).
+        if caps.has(Extension::Auth) && !offered.contains(m) {
+            return Err(Error::NoAuthMechanism {
+                offered: offered_names(),
+                wanted: Some(m),
+            });
+        }
         if is_scram(m) {
             scram_ok?;
             if m == Mechanism::ScramSha256Plus && binding.is_none() {
@@ -240,6 +249,7 @@ pub(crate) fn choose_mechanism(
         Some(e) => Err(e),
         None => Err(Error::NoAuthMechanism {
             offered: offered_names(),
+            wanted: None,
         }),
     }
 }
@@ -337,6 +347,9 @@ mod tests {
             (ALL, true, false, EX, Some(ScramSha256), Use(ScramSha256)),
             (ALL, false, true, NB, Some(ScramSha256Plus), NoBinding),
             (ALL, false, false, NB, Some(Login), Plaintext),
+            // Forced but not offered: nothing is sent.
+            (PLUS_ONLY, true, false, EX, Some(Plain), NoMech),
+            (SCRAM, true, false, EX, Some(CramMd5), NoMech),
         ];
         for (i, (ehlo, tls, allow, binding, forced, want)) in table.iter().enumerate() {
             let got = match choose_mechanism(&pw("p"), &caps(ehlo), *tls, *allow, *forced, *binding)

@@ -182,9 +182,15 @@ impl Fingerprint {
     /// skipped.
     pub fn parse(text: &str) -> Result<Fingerprint, PinError> {
         let text = text.trim();
+        // openssl's `<digest> Fingerprint=` label: SHA-256 is read, another digest named.
         let text = match text.split_once('=') {
-            Some((label, rest)) if label.to_ascii_lowercase().starts_with("sha256 fingerprint") => {
-                rest
+            Some((label, rest)) if label.to_ascii_lowercase().ends_with(" fingerprint") => {
+                match label.to_ascii_lowercase().split(' ').next() {
+                    Some("sha256") => rest,
+                    Some("sha1") => return Err(PinError::NotSha256("SHA-1")),
+                    Some("md5") => return Err(PinError::NotSha256("MD5")),
+                    _ => return Err(PinError::NotHex),
+                }
             }
             _ => text,
         };
@@ -302,7 +308,7 @@ pub enum PinError {
     NotBase64,
     /// The wrong number of digits or bytes.
     #[error(
-        "wrong length ({0}): a SHA-256 value is 32 bytes (64 hex digits, 44 base64 characters)"
+        "wrong length ({0} digits or bytes): a SHA-256 value is 32 bytes (64 hex digits, 44 base64 characters)"
     )]
     Length(usize),
 }
@@ -339,6 +345,10 @@ mod tests {
         assert_eq!(
             Fingerprint::parse(&format!("SHA256 Fingerprint={text}\n")),
             Ok(fp)
+        );
+        assert_eq!(
+            Fingerprint::parse(&format!("sha1 Fingerprint={}", "AB:".repeat(19) + "CD")),
+            Err(PinError::NotSha256("SHA-1"))
         );
         assert_eq!(Fingerprint::parse("abcd"), Err(PinError::Length(4)));
     }

@@ -81,13 +81,16 @@ pub enum Error {
     #[error("server closed the session: {0}")]
     ServiceClosing(ServerReply),
     /// STARTTLS was required but the server does not offer it, or refused it.
-    #[error("server does not allow STARTTLS{}", .0.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    #[error("{}", match .0 { Some(r) => format!("server refused STARTTLS: {r}"), None => "server does not offer STARTTLS".to_string() })]
     StartTlsUnavailable(Option<ServerReply>),
-    /// The server offers no mechanism the credentials can use.
-    #[error("no usable authentication mechanism: server offers [{offered}]")]
+    /// The server offers no mechanism the credentials can use, or not the one asked for
+    /// (nothing secret was sent).
+    #[error("no usable authentication mechanism: server offers [{offered}]{}", .wanted.map(|m| format!(", not {} (asked for)", m.name())).unwrap_or_default())]
     NoAuthMechanism {
         /// What the server announced.
         offered: String,
+        /// The mechanism asked for, when one was.
+        wanted: Option<postline_proto::Mechanism>,
     },
     /// The server refused the credentials.
     #[error("authentication failed: {reply}{}", if *.advertised { "" } else { " (the server did not advertise AUTH)" })]
@@ -241,6 +244,14 @@ pub enum ConfigError {
     #[error("client certificate {}: {reason}", .path.display())]
     ClientCertificate {
         /// The certificate (or key) file, or `<memory>`.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The client certificate's private key could not be read.
+    #[error("client certificate's key {}: {reason}", .path.display())]
+    ClientKey {
+        /// The key file.
         path: PathBuf,
         /// What is wrong.
         reason: String,

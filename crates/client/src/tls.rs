@@ -82,6 +82,20 @@ fn pem_error(e: rustls::pki_types::pem::Error, what: &str) -> String {
     }
 }
 
+/// Why a key file gave no key, with the way out for the usual cases.
+fn key_error(path: &std::path::Path, e: rustls::pki_types::pem::Error) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    if has(b"ENCRYPTED PRIVATE KEY") || has(b"Proc-Type: 4,ENCRYPTED") {
+        return "it is encrypted, which postline cannot read: decrypt it (openssl pkey -in KEY -out plain.pem) and keep the result private".to_string();
+    }
+    if bytes.first() == Some(&0x30) {
+        return "it is DER, not PEM: convert it (openssl pkey -inform der -in KEY -out key.pem)"
+            .to_string();
+    }
+    pem_error(e, "PEM private key (PKCS#8, PKCS#1 or SEC1)")
+}
+
 fn ca_file_error(path: &std::path::Path, reason: impl std::fmt::Display) -> Error {
     Error::Config(ConfigError::CaFile {
         path: path.to_path_buf(),
@@ -262,9 +276,9 @@ impl ClientIdentity {
                     return Err(self.error("no certificate found"));
                 }
                 let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                    Error::Config(ConfigError::ClientCertificate {
+                    Error::Config(ConfigError::ClientKey {
                         path: key.clone(),
-                        reason: pem_error(e, "PEM private key (PKCS#8, PKCS#1 or SEC1)"),
+                        reason: key_error(key, e),
                     })
                 })?;
                 Ok((chain, key))

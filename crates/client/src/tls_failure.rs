@@ -117,12 +117,20 @@ impl TlsFailure {
     pub(crate) fn from_rustls(e: &rustls::Error) -> TlsFailure {
         match e {
             rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) => {
-                match inner.downcast_ref::<Rejected>() {
-                    Some(Rejected(f)) => f.clone(),
-                    None => TlsFailure::BadCertificate {
-                        reason: inner.to_string(),
-                        certificate: None,
-                    },
+                if let Some(Rejected(f)) = inner.downcast_ref::<Rejected>() {
+                    return f.clone();
+                }
+                let reason = match inner.downcast_ref::<webpki::Error>() {
+                    Some(webpki::Error::UnsupportedCertVersion) => "it is an X.509 version 1 certificate, which postline cannot use, pinned or not: re-issue it as version 3 (openssl req -x509 makes one; openssl x509 -req needs -extfile with any extension)".to_string(),
+                    Some(webpki::Error::CaUsedAsEndEntity) => {
+                        "it is a CA certificate used as the server's own".to_string()
+                    }
+                    Some(w) => words(&format!("{w:?}")),
+                    None => inner.to_string(),
+                };
+                TlsFailure::BadCertificate {
+                    reason,
+                    certificate: None,
                 }
             }
             rustls::Error::InvalidCertificate(other) => TlsFailure::BadCertificate {
@@ -338,6 +346,19 @@ mod tests {
         .to_string();
         assert!(t.contains("unexpected TLS message"), "{t}");
         assert!(!t.contains("ServerHello"), "{t}");
+    }
+
+    #[test]
+    fn certificates_webpki_cannot_use_are_said_in_words() {
+        let v1 = rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+            webpki::Error::UnsupportedCertVersion,
+        ))));
+        let t = TlsFailure::from_rustls(&v1).to_string();
+        assert!(
+            t.contains("X.509 version 1") && t.contains("version 3"),
+            "{t}"
+        );
+        assert!(!t.contains("UnsupportedCertVersion"), "{t}");
     }
 
     #[test]

@@ -786,7 +786,7 @@ fn starttls_stripped_when_required(d: Driver) {
         .connect(tls_config(&server).credentials("alice", "s3cret"))
         .unwrap_err();
     assert!(matches!(err, Error::StartTlsUnavailable(None)), "{err:?}");
-    assert_eq!(err.to_string(), "server does not allow STARTTLS");
+    assert_eq!(err.to_string(), "server does not offer STARTTLS");
     let report = server.finish();
     report.assert_ok();
     // EHLO, then straight to QUIT: no AUTH, no MAIL in clear text.
