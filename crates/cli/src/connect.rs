@@ -51,39 +51,16 @@ pub fn load_account(name: Option<&str>) -> Result<Option<Account>, Fail> {
 /// Splits `HOST[:PORT]`, with IPv6 literals as `[ADDR]:PORT` (a bare `::1` is a host). The
 /// port is digits, 1 to 65535.
 pub fn split_server(s: &str) -> Result<(String, Option<u16>), Fail> {
-    let bad = || Fail::new(exit::USAGE, format!("--server {s:?}: expected HOST[:PORT]"));
-    let port = |p: &str| -> Result<u16, Fail> {
-        match p.parse::<u16>() {
-            Ok(n) if n != 0 && p.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
-            _ => Err(Fail::new(
-                exit::USAGE,
-                format!(
-                    "--server {}: the port must be a number from 1 to 65535",
-                    s.escape_debug()
-                ),
-            )),
-        }
-    };
-    if s.is_empty() || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(bad());
-    }
-    if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
-        return match after.strip_prefix(':') {
-            Some(p) => Ok((host.to_string(), Some(port(p)?))),
-            None if after.is_empty() => Ok((host.to_string(), None)),
-            None => Err(bad()),
-        };
-    }
-    match s.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => {
-            if h.is_empty() {
-                return Err(bad());
-            }
-            Ok((h.to_string(), Some(port(p)?)))
-        }
-        _ => Ok((s.to_string(), None)),
-    }
+    postline::parse_server(s).map_err(|e| match e {
+        postline::ServerError::Port => Fail::new(
+            exit::USAGE,
+            format!(
+                "--server {}: the port must be a number from 1 to 65535",
+                s.escape_debug()
+            ),
+        ),
+        _ => Fail::new(exit::USAGE, format!("--server {s:?}: expected HOST[:PORT]")),
+    })
 }
 
 fn tls_of(mode: TlsMode) -> Tls {

@@ -198,12 +198,15 @@ impl fmt::Debug for Config {
 }
 
 impl Config {
-    /// A relay (smarthost) at `host`. Defaults: STARTTLS required on port 587, certificates
-    /// verified, RFC 5321 timeouts, PIPELINING used when offered.
-    pub fn relay(host: impl Into<String>) -> Self {
+    /// A relay (smarthost) at `server`: a host name or address, optionally with a port
+    /// (`mail.example.com`, `127.0.0.1:2600`, `[2001:db8::1]:587`; [`Config::port`] overrides
+    /// it). Defaults: STARTTLS required on port 587, certificates verified, RFC 5321
+    /// timeouts, PIPELINING used when offered. See also [`Config::from_url`].
+    pub fn relay(server: impl Into<String>) -> Self {
+        let (host, port) = split_server(server.into());
         Config {
-            host: host.into(),
-            port: None,
+            host,
+            port,
             tls: Tls::StartTls,
             tls_name: None,
             auth: None,
@@ -514,9 +517,31 @@ impl Config {
     }
 }
 
+/// `host:port` and `[v6]:port` split; what is not `HOST[:PORT]` is kept whole, for the
+/// connection to refuse as a configuration error.
+fn split_server(server: String) -> (String, Option<u16>) {
+    crate::server::parse_server(&server).unwrap_or((server, None))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relay_takes_a_port_with_the_host() {
+        let c = Config::relay("127.0.0.1:2600");
+        assert_eq!((c.host(), c.effective_port()), ("127.0.0.1", 2600));
+        let c = Config::relay("[::1]:2525");
+        assert_eq!((c.host(), c.effective_port()), ("::1", 2525));
+        let c = Config::relay("::1");
+        assert_eq!((c.host(), c.effective_port()), ("::1", 587));
+        let c = Config::relay("mail.example.com").tls(Tls::Implicit);
+        assert_eq!(c.effective_port(), 465);
+        assert_eq!(Config::relay("h:2600").port(25).effective_port(), 25);
+        // Not a port: kept whole, and refused when connecting (not a DNS failure).
+        assert_eq!(Config::relay("h:smtp").host(), "h:smtp");
+        assert_eq!(Config::relay("h:0").host(), "h:0");
+    }
 
     #[test]
     fn default_ports() {

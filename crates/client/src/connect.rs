@@ -12,6 +12,11 @@ use crate::error::Error;
 /// The addresses of `host`, IPv6 and IPv4 interleaved as RFC 8305 orders them.
 pub(crate) fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
+    // A colon outside an IPv6 address is a mistyped `host:port`: the caller's to fix, not a
+    // name to ask DNS about (and retry for days).
+    if bare.contains(':') && bare.parse::<std::net::Ipv6Addr>().is_err() || bare.is_empty() {
+        return Err(Error::Config(crate::ConfigError::Server(host.to_string())));
+    }
     let addrs: Vec<SocketAddr> = (bare, port)
         .to_socket_addrs()
         .map_err(|source| Error::Resolve {

@@ -256,6 +256,13 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// A configuration URL that cannot be used ([`crate::Config::from_url`]); the password,
+    /// if any, is not shown.
+    #[error("server URL: {0}")]
+    Url(String),
+    /// The server is not a host name or address, with an optional port (`HOST[:PORT]`).
+    #[error("server {0:?} is not HOST or HOST:PORT (an IPv6 address with a port goes in brackets: [2001:db8::1]:587)")]
+    Server(String),
     /// rustls refused the TLS setup.
     #[error("TLS setup: {0}")]
     TlsSetup(String),

@@ -522,3 +522,29 @@ fn localhost_tries_every_address() {
         client.quit().await.unwrap();
     });
 }
+
+#[test]
+fn a_relay_given_as_host_port_or_as_a_url() {
+    let server = Aiosmtpd::start();
+    let env = Envelope::new("a@client.test", ["b@server.test"]).unwrap();
+    // `host:port` in one string, as people write it.
+    let mut c = Client::connect(
+        Config::relay(server.addr())
+            .tls(Tls::None)
+            .hello_name("client.test"),
+    )
+    .unwrap();
+    c.send_bytes(&env, b"Subject: 1\r\n\r\nx\r\n").unwrap();
+    c.quit().unwrap();
+    // A URL: smtp:// is STARTTLS when offered (this server offers none).
+    let url = format!("smtp://{}?helo=client.test", server.addr());
+    let mut c = Client::connect(url.parse::<Config>().unwrap()).unwrap();
+    assert!(c.tls_info().is_none());
+    c.send_bytes(&env, b"Subject: 2\r\n\r\nx\r\n").unwrap();
+    c.quit().unwrap();
+    assert_eq!(server.wait_for_messages(2, WAIT).len(), 2);
+    // A port that is not one is this side's mistake, not a DNS failure to retry.
+    let err = Client::connect(Config::relay("localhost:smtp").tls(Tls::None)).unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(!err.is_retryable());
+}

@@ -1,0 +1,170 @@
+//! A relay configuration from a URL, as many programs take their mail settings:
+//! `smtps://user:pass@mail.example.com`, `smtp+starttls://mail.example.com:587`,
+//! `smtp://mail.example.com:25?helo=client.example.org`.
+
+use std::str::FromStr;
+
+use crate::config::{Config, Tls};
+use crate::error::{ConfigError, Error};
+use postline_proto::Mechanism;
+
+impl Config {
+    /// A relay from a URL:
+    ///
+    /// | scheme | TLS | default port |
+    /// | --- | --- | --- |
+    /// | `smtps://` | implicit TLS (RFC 8314) | 465 |
+    /// | `smtp+starttls://` | STARTTLS, required | 587 |
+    /// | `smtp://` | STARTTLS when offered | 25 |
+    ///
+    /// `user[:password]@` (percent-encoded) gives credentials; the query may set `helo=NAME`,
+    /// `auth=MECHANISM` (`plain`, `scram-sha-256`, ...) and `tls_name=NAME`. Anything else is
+    /// refused rather than ignored.
+    ///
+    /// ```
+    /// use postline::{Config, Tls};
+    /// let c = Config::from_url("smtps://me%40example.com:secret@mail.example.com")?;
+    /// assert_eq!((c.host(), c.effective_port(), c.tls_mode()), ("mail.example.com", 465, Tls::Implicit));
+    /// let c: Config = "smtp+starttls://[2001:db8::1]:2587?helo=client.example.org".parse()?;
+    /// assert_eq!((c.host(), c.effective_port()), ("2001:db8::1", 2587));
+    /// # Ok::<(), postline::Error>(())
+    /// ```
+    pub fn from_url(text: &str) -> Result<Config, Error> {
+        let bad =
+            |why: &str| Error::Config(ConfigError::Url(format!("{why} (in {})", redacted(text))));
+        let url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
+        let tls = match url.scheme() {
+            "smtps" => Tls::Implicit,
+            "smtp+starttls" => Tls::StartTls,
+            "smtp" => Tls::Opportunistic,
+            other => {
+                return Err(bad(&format!(
+                    "scheme {other:?} is not one of smtp, smtps, smtp+starttls"
+                )))
+            }
+        };
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => d.to_string(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err(bad("no host")),
+        };
+        if !matches!(url.path(), "" | "/") {
+            return Err(bad("a path means nothing here"));
+        }
+        let mut config = Config::relay(host).tls(tls);
+        if let Some(port) = url.port() {
+            config = config.port(port);
+        }
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| bad("user or password is not UTF-8 once decoded"))
+        };
+        if !url.username().is_empty() {
+            let user = decode(url.username())?;
+            let password = decode(url.password().unwrap_or(""))?;
+            config = config.credentials(user, password);
+        } else if url.password().is_some() {
+            return Err(bad("a password without a user"));
+        }
+        for (key, value) in url.query_pairs() {
+            config = match key.as_ref() {
+                "helo" => config.hello_name(value.into_owned()),
+                "tls_name" => config.tls_server_name(value.into_owned()),
+                "auth" => {
+                    let name = value.to_ascii_uppercase();
+                    let m = Mechanism::from_name(name.as_bytes())
+                        .ok_or_else(|| bad(&format!("unknown mechanism {value:?}")))?;
+                    config.auth_mechanism(m)
+                }
+                other => return Err(bad(&format!("unknown parameter {other:?}"))),
+            };
+        }
+        Ok(config)
+    }
+}
+
+impl FromStr for Config {
+    type Err = Error;
+
+    /// [`Config::from_url`].
+    fn from_str(s: &str) -> Result<Config, Error> {
+        Config::from_url(s)
+    }
+}
+
+/// The URL with any password replaced, for error messages.
+fn redacted(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        // Unparsable: show only what precedes an `@`-delimited userinfo.
+        Err(_) => match (text.find("://"), text.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}***{}", &text[..s + 3], &text[at..]),
+            _ => text.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_ports_and_credentials() {
+        let c = Config::from_url("smtps://mail.example.com").unwrap();
+        assert_eq!((c.effective_port(), c.tls_mode()), (465, Tls::Implicit));
+        let c = Config::from_url("smtp+starttls://mail.example.com").unwrap();
+        assert_eq!((c.effective_port(), c.tls_mode()), (587, Tls::StartTls));
+        let c = Config::from_url("smtp://127.0.0.1:2600").unwrap();
+        assert_eq!(
+            (c.host(), c.effective_port(), c.tls_mode()),
+            ("127.0.0.1", 2600, Tls::Opportunistic)
+        );
+        let c = Config::from_url("smtps://me%40example.com:p%3Ass@mail.example.com").unwrap();
+        match &c.auth {
+            Some(crate::Auth::Password { user, password }) => {
+                assert_eq!(
+                    (user.as_str(), password.as_str()),
+                    ("me@example.com", "p:ss")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = Config::from_url(
+            "smtp+starttls://h?helo=client.example.org&auth=scram-sha-256&tls_name=mx.example",
+        )
+        .unwrap();
+        assert_eq!(c.hello.as_deref(), Some("client.example.org"));
+        assert_eq!(c.mechanism, Some(Mechanism::ScramSha256));
+        assert_eq!(c.server_name(), "mx.example");
+    }
+
+    #[test]
+    fn what_cannot_be_meant_is_refused_without_showing_the_password() {
+        for bad in [
+            "http://h",
+            "smtp://",
+            "smtp://h/path",
+            "smtp://h?tls=yes",
+            "smtp://h?auth=carrier-pigeon",
+            "smtp://:secret@h",
+            "smtps://u:hunter2@h:99999",
+        ] {
+            let e = Config::from_url(bad).unwrap_err();
+            assert!(
+                matches!(e, Error::Config(ConfigError::Url(_))),
+                "{bad}: {e:?}"
+            );
+            assert!(
+                !e.to_string().contains("hunter2") && !e.to_string().contains("secret"),
+                "{e}"
+            );
+        }
+    }
+}
