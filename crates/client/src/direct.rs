@@ -307,7 +307,9 @@ impl Mailer {
             .collect())
     }
 
-    /// [`Mailer::send`] from synchronous code (runs a small runtime of its own).
+    /// [`Mailer::send`] from synchronous code (runs a small runtime of its own; called from
+    /// inside a tokio runtime, on a thread of its own, since a runtime cannot block on
+    /// another).
     pub fn send_blocking(
         &self,
         envelope: &Envelope,
@@ -323,11 +325,18 @@ impl Mailer {
         message: &[u8],
         each: &mut (dyn FnMut(&[Delivery]) + Send),
     ) -> Result<Vec<Delivery>, Error> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Io(Arc::new(e)))?;
-        rt.block_on(self.send_each(envelope, message, each))
+        let mut run = || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Io(Arc::new(e)))?;
+            rt.block_on(self.send_each(envelope, message, each))
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return run();
+        }
+        std::thread::scope(|s| s.spawn(run).join())
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 
     async fn send_relay(&self, host: &str, envelope: &Envelope, message: &[u8]) -> Vec<Delivery> {

@@ -21,21 +21,30 @@ pub struct Envelope {
     pub(crate) require_tls: bool,
 }
 
+/// An envelope address from what people write: `bob@example.org`, `<bob@example.org>` or
+/// a mailbox with a display name, `Bob <bob@example.org>` (the address between the last
+/// angle brackets is taken; the name belongs in the headers, not the envelope).
 fn address(s: &str) -> Result<Address<String>, Error> {
-    Address::new(s.to_string()).map_err(|source| Error::Address {
+    let t = s.trim();
+    let bare = match (t.rfind('<'), t.strip_suffix('>')) {
+        (Some(open), Some(inner)) => &inner[open + 1..],
+        _ => t,
+    };
+    Address::new(bare.to_string()).map_err(|source| Error::Address {
         address: s.to_string(),
         source,
     })
 }
 
 impl Envelope {
-    /// From `from` (an empty string is the null sender `<>`) to each of `to`.
+    /// From `from` (an empty string, or `<>`, is the null sender) to each of `to`. Addresses
+    /// may be written bare, in angle brackets, or with a display name (`Bob <bob@example.org>`).
     pub fn new<I, T>(from: &str, to: I) -> Result<Self, Error>
     where
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        let from = if from.is_empty() {
+        let from = if from.trim().is_empty() || from.trim() == "<>" {
             ReversePath::Null
         } else {
             ReversePath::Address(address(from)?)
@@ -127,6 +136,32 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_as_people_write_them() {
+        let e = Envelope::new(
+            "Alice Example <alice@example.org>",
+            [
+                "<bob@example.org>",
+                "\"Carol, <c>\" <carol@example.org>",
+                " dave@example.org ",
+            ],
+        )
+        .unwrap();
+        assert!(matches!(&e.from, ReversePath::Address(a) if a.as_str() == "alice@example.org"));
+        let to: Vec<&str> = e.to.iter().map(|a| a.as_str()).collect();
+        assert_eq!(
+            to,
+            ["bob@example.org", "carol@example.org", "dave@example.org"]
+        );
+        assert!(matches!(
+            Envelope::new("<>", ["b@x.org"]).unwrap().from,
+            ReversePath::Null
+        ));
+        // The address itself is still checked, and the error names what was given.
+        let e = Envelope::new("a@x.org", ["Bob <bob@x.org\r\nRCPT TO:<evil@x.org>>"]).unwrap_err();
+        assert!(e.to_string().contains("Bob <"), "{e}");
+    }
 
     #[test]
     fn refuses_injection() {

@@ -548,3 +548,19 @@ fn a_relay_given_as_host_port_or_as_a_url() {
     assert!(matches!(err, Error::Config(_)), "{err:?}");
     assert!(!err.is_retryable());
 }
+
+#[tokio::test]
+async fn send_blocking_works_inside_a_runtime_too() {
+    let server = Aiosmtpd::start();
+    let mailer = postline::Mailer::relay(plain(&server));
+    let env = Envelope::new("a@client.test", ["b@server.test"]).unwrap();
+    // From synchronous code that happens to run on a runtime's thread (a web handler
+    // calling a sync helper): once this panicked ("Cannot start a runtime from within a
+    // runtime").
+    let deliveries = mailer
+        .send_blocking(&env, b"Subject: inside\r\n\r\nx\r\n")
+        .unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].status, postline::DeliveryStatus::Delivered);
+    assert_eq!(server.wait_for_messages(1, WAIT).len(), 1);
+}
