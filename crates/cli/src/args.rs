@@ -192,7 +192,7 @@ pub struct ServerArgs {
     #[arg(long, value_name = "sha256//BASE64")]
     pub pinned_pubkey: Option<String>,
     /// Present this client certificate (PEM, optionally followed by its chain) when the
-    /// server asks; needs --key.
+    /// server asks; its key comes from --key, else from this same file.
     #[arg(long, value_name = "PEM")]
     pub cert: Option<PathBuf>,
     /// The private key of --cert (PEM).
