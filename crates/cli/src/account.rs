@@ -89,6 +89,12 @@ pub struct Account {
     pub cert: Option<PathBuf>,
     /// `key`: its private key (PEM).
     pub key: Option<PathBuf>,
+    /// `dkim_key`: the DKIM signing key (PEM, RSA or Ed25519).
+    pub dkim_key: Option<PathBuf>,
+    /// `dkim_selector`.
+    pub dkim_selector: Option<String>,
+    /// `dkim_domain`.
+    pub dkim_domain: Option<String>,
 }
 
 /// A bad config file, or a secret that cannot be read. Displays as one line naming the file
@@ -175,6 +181,9 @@ struct RawAccount {
     pinned_pubkey: Option<String>,
     cert: Option<String>,
     key: Option<String>,
+    dkim_key: Option<String>,
+    dkim_selector: Option<String>,
+    dkim_domain: Option<String>,
     default: Option<Spanned<bool>>,
 }
 
@@ -543,6 +552,9 @@ fn account(
         pinned_pubkey: raw.pinned_pubkey,
         cert: raw.cert.map(|p| cx.file_path(&p)),
         key: raw.key.map(|p| cx.file_path(&p)),
+        dkim_key: raw.dkim_key.map(|p| cx.file_path(&p)),
+        dkim_selector: raw.dkim_selector,
+        dkim_domain: raw.dkim_domain,
     })
 }
 
