@@ -22,7 +22,8 @@ use rustls_pki_types::PrivateKeyDer;
 
 pub use mail_auth::dkim::Canonicalization;
 
-/// The header fields signed by default (those present are signed; `From` must be present).
+/// The header fields signed by default (`From` must be in the message; absent ones are listed
+/// in `h=` all the same, so they cannot be added later).
 pub const DEFAULT_SIGNED_HEADERS: &[&str] = &[
     "From",
     "To",
@@ -115,8 +116,9 @@ enum Key {
 /// Choices for a signer beyond key, selector and domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DkimOptions {
-    /// The header fields to sign (`h=`); must include `From`. Names absent from a message are
-    /// still listed in `h=`, so adding such a field later breaks the signature (RFC 6376 5.4).
+    /// The header fields to sign (`h=`); must include `From`. The fields present are listed
+    /// bottom up, then the names absent from the message, so adding such a field later breaks
+    /// the signature (RFC 6376 5.4).
     pub headers: Vec<String>,
     /// Header canonicalisation; relaxed by default.
     pub header_canonicalization: Canonicalization,
