@@ -863,6 +863,15 @@ oauth_token_env = "HOME_TOKEN"
         parse(Path::new("/x/config.toml"), text)
     }
 
+    #[test]
+    fn dkim_fields_and_a_key_path_relative_to_the_file() {
+        let a = p("[accounts.w]\nserver = \"h\"\ndkim_key = \"keys/dkim.pem\"\ndkim_selector = \"s1\"\ndkim_domain = \"example.org\"\n").unwrap();
+        let w = &a.accounts[0];
+        assert_eq!(w.dkim_key.as_deref(), Some(Path::new("/x/keys/dkim.pem")));
+        assert_eq!(w.dkim_selector.as_deref(), Some("s1"));
+        assert_eq!(w.dkim_domain.as_deref(), Some("example.org"));
+    }
+
     /// The error message, asserting it names the file and is one line.
     fn err(text: &str) -> String {
         let e = p(text).expect_err("should fail").0;

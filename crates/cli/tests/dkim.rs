@@ -274,3 +274,28 @@ fn dkim_flag_errors_exit_codes() {
     let o = run_code(base(&sb).args(dkim_flags(&ec)), 78);
     assert!(stderr(&o).contains("RSA or an Ed25519"), "{}", stderr(&o));
 }
+
+#[test]
+fn queued_message_is_signed_before_it_is_stored() {
+    let srv = Aiosmtpd::start();
+    let sb = Sandbox::new();
+    let key = genkey(&sb, "rsa");
+    let spool = sb.spool_str();
+    let o = run_code(
+        sb.send(&srv.addr())
+            .from("sender@example.org")
+            .to("to@example.com")
+            .subject("queued")
+            .body("Queued, then sent by the runner.\n")
+            .args(["--queue-only", "--queue-dir", &spool])
+            .args(dkim_flags(&key.private)),
+        0,
+    );
+    let id = postline_testkit::stdout(&o).trim().to_string();
+    // The spool holds the signed message: `queue run` needs no key to send it.
+    std::fs::remove_file(&key.private).unwrap();
+    run_code(&mut sb.queue("run", &[]), 0);
+    let m = srv.wait_for_messages(1, STORE_WAIT).remove(0);
+    assert!(text(&m.content).contains("Queued, then sent"), "{id}");
+    assert_verifies_and_tamper_fails(&sb, &key, &m.content);
+}
