@@ -89,6 +89,12 @@ pub struct Account {
     pub cert: Option<PathBuf>,
     /// `key`: its private key (PEM).
     pub key: Option<PathBuf>,
+    /// `dkim_key`: the DKIM signing key (PEM, RSA or Ed25519).
+    pub dkim_key: Option<PathBuf>,
+    /// `dkim_selector`.
+    pub dkim_selector: Option<String>,
+    /// `dkim_domain`.
+    pub dkim_domain: Option<String>,
 }
 
 /// A bad config file, or a secret that cannot be read. Displays as one line naming the file
@@ -175,6 +181,9 @@ struct RawAccount {
     pinned_pubkey: Option<String>,
     cert: Option<String>,
     key: Option<String>,
+    dkim_key: Option<String>,
+    dkim_selector: Option<String>,
+    dkim_domain: Option<String>,
     default: Option<Spanned<bool>>,
 }
 
@@ -543,6 +552,9 @@ fn account(
         pinned_pubkey: raw.pinned_pubkey,
         cert: raw.cert.map(|p| cx.file_path(&p)),
         key: raw.key.map(|p| cx.file_path(&p)),
+        dkim_key: raw.dkim_key.map(|p| cx.file_path(&p)),
+        dkim_selector: raw.dkim_selector,
+        dkim_domain: raw.dkim_domain,
     })
 }
 
@@ -849,6 +861,15 @@ oauth_token_env = "HOME_TOKEN"
 
     fn p(text: &str) -> Result<Accounts, ConfigError> {
         parse(Path::new("/x/config.toml"), text)
+    }
+
+    #[test]
+    fn dkim_fields_and_a_key_path_relative_to_the_file() {
+        let a = p("[accounts.w]\nserver = \"h\"\ndkim_key = \"keys/dkim.pem\"\ndkim_selector = \"s1\"\ndkim_domain = \"example.org\"\n").unwrap();
+        let w = &a.accounts[0];
+        assert_eq!(w.dkim_key.as_deref(), Some(Path::new("/x/keys/dkim.pem")));
+        assert_eq!(w.dkim_selector.as_deref(), Some("s1"));
+        assert_eq!(w.dkim_domain.as_deref(), Some("example.org"));
     }
 
     /// The error message, asserting it names the file and is one line.

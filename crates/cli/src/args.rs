@@ -341,6 +341,17 @@ pub struct SendArgs {
     /// The spool directory for --queue [default: $XDG_STATE_HOME/postline/queue].
     #[arg(long, value_name = "DIR", env = "POSTLINE_QUEUE_DIR")]
     pub queue_dir: Option<PathBuf>,
+    /// DKIM-sign the message with this PEM private key (RSA: rsa-sha256, Ed25519:
+    /// ed25519-sha256); with --dkim-selector and --dkim-domain [default: the account's
+    /// dkim_key, dkim_selector, dkim_domain].
+    #[arg(long, value_name = "PATH")]
+    pub dkim_key: Option<PathBuf>,
+    /// The DKIM selector (s=): the key is published at SELECTOR._domainkey.DOMAIN.
+    #[arg(long, value_name = "SELECTOR")]
+    pub dkim_selector: Option<String>,
+    /// The DKIM signing domain (d=).
+    #[arg(long, value_name = "DOMAIN")]
+    pub dkim_domain: Option<String>,
 }
 
 #[cfg(test)]

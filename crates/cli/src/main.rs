@@ -4,6 +4,7 @@ mod account;
 mod args;
 mod compose;
 mod connect;
+mod dkim;
 mod exit;
 mod output;
 mod probe;

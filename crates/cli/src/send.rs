@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use crate::args::SendArgs;
 use crate::compose::{self, Compose, ComposeError};
 use crate::connect::{self, Fail, Target};
+use crate::dkim;
 use crate::exit;
 use crate::output::{errln, escape, json_safe, outln};
 use crate::queue;
@@ -319,6 +320,10 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
             )
         })?;
     check_address("--from", &from)?;
+    let signer = dkim::signer(
+        dkim::flags(&args.dkim_key, &args.dkim_selector, &args.dkim_domain),
+        account.as_ref(),
+    )?;
     let (message, recipients) = prepare(args, &from, raw)?;
     if recipients.is_empty() {
         return Err(Fail::new(
@@ -326,6 +331,9 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
             "no recipients: give --to, --cc or --bcc (or -t with --message)",
         ));
     }
+    // Signed last, over the bytes that will be sent (Bcc gone, headers complete), and before
+    // any queueing so the spool holds the signed message.
+    let message = dkim::sign(signer.as_ref(), message)?;
     let queueing = args.queue || args.queue_only;
     // Checked before any attempt: a route that cannot be queued is a usage error now, not
     // a lost message later.

@@ -13,6 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use crate::args::ServerArgs;
 use crate::compose;
 use crate::connect::{self, Fail};
+use crate::dkim;
 use crate::exit;
 use crate::queue;
 use crate::send;
@@ -219,6 +220,7 @@ pub fn run(args: &[OsString]) -> Result<u8, Fail> {
         ..Default::default()
     };
     let target = connect::target(&server_args, Some(&account))?;
+    let signer = dkim::signer(dkim::Flags::default(), Some(&account))?;
     let mut raw = read_message(o.ignore_dots)?;
     // `-f '<>'` (or an empty -f) is the null sender of bounces.
     let from = o
@@ -254,6 +256,8 @@ pub fn run(args: &[OsString]) -> Result<u8, Fail> {
     }
     raw = compose::strip_bcc(&raw);
     raw = compose::complete_headers(&raw, &from, o.full_name.as_deref());
+    // Signed last, over the bytes that will be sent, and before queueing.
+    raw = dkim::sign(signer.as_ref(), raw)?;
     let queueing = !std::env::var("POSTLINE_NO_QUEUE").is_ok_and(|v| !v.is_empty() && v != "0");
     let route = queue::route(&server_args, Some(&account), false)?;
     let queue_dir = std::env::var_os("POSTLINE_QUEUE_DIR").map(std::path::PathBuf::from);

@@ -31,6 +31,8 @@ pub mod date;
 pub mod delivery;
 #[cfg(feature = "tokio")]
 mod direct;
+#[cfg(feature = "dkim")]
+pub mod dkim;
 mod driver;
 pub mod engine;
 mod envelope;
