@@ -43,6 +43,7 @@ mod reply;
 mod server;
 mod tls;
 pub mod tls_failure;
+pub mod transport;
 mod trust;
 
 #[cfg(feature = "tokio")]
@@ -61,6 +62,9 @@ pub use reply::ServerReply;
 pub use server::{parse_server, ServerError};
 pub use tls::TlsInfo;
 pub use tls_failure::TlsFailure;
+#[cfg(feature = "tokio")]
+pub use transport::AsyncTransport;
+pub use transport::Transport;
 
 pub use postline_proto as proto;
 pub use postline_proto::command::{Notify, Ret};
