@@ -110,6 +110,28 @@ impl<T: AsyncTransport + Send + Sync + ?Sized> AsyncTransport for Arc<T> {
     }
 }
 
+/// Runs a synchronous transport's [`Transport::send`] on tokio's blocking pool, for an
+/// [`AsyncTransport`] implementation whose work blocks (a synced file write): the runtime's
+/// threads go on with other tasks meanwhile. A panic in `send` is resumed in the caller.
+#[cfg(feature = "tokio")]
+pub fn send_on_blocking_pool<T: Transport + Clone + Send + 'static>(
+    transport: &T,
+    envelope: &Envelope,
+    message: &[u8],
+) -> impl std::future::Future<Output = Result<Vec<Delivery>, Error>> + Send {
+    let transport = transport.clone();
+    let envelope = envelope.clone();
+    let message = message.to_vec();
+    async move {
+        let join = tokio::task::spawn_blocking(move || transport.send(&envelope, &message));
+        match join.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(Error::Io(Arc::new(std::io::Error::other(e)))),
+        }
+    }
+}
+
 #[cfg(feature = "tokio")]
 impl Transport for crate::Mailer {
     /// [`crate::Mailer::send_blocking`].

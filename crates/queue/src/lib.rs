@@ -8,7 +8,8 @@
 //!   each result as it arrives (group commit, before QUIT);
 //! - [`Smtp`]: the [`Deliver`] implementation over postline's client, with connection reuse
 //!   and deep pipelining;
-//! - [`bounce`]: RFC 3464 delivery status notifications.
+//! - [`bounce`]: RFC 3464 delivery status notifications;
+//! - [`Enqueue`]: the queue as a [`postline::Transport`], for code written against the trait.
 //!
 //! ```no_run
 //! use postline_queue::{Destination, Policy, Route, Runner, Smtp, Spool};
@@ -38,6 +39,7 @@
 #![warn(missing_docs)]
 
 pub mod bounce;
+mod enqueue;
 mod entry;
 mod policy;
 mod route;
@@ -45,6 +47,7 @@ mod runner;
 mod smtp;
 mod spool;
 
+pub use enqueue::Enqueue;
 pub use entry::{Entry, Recipient, RecipientStatus};
 pub use policy::{InDoubt, Policy};
 pub use route::{Route, RouteError, RouteTls, Secret, MAX_TIMEOUT, ROUTE_VERSION};

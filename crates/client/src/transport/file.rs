@@ -145,18 +145,7 @@ impl super::AsyncTransport for FileTransport {
         envelope: &Envelope,
         message: &[u8],
     ) -> impl std::future::Future<Output = Result<Vec<Delivery>, Error>> + Send {
-        let this = self.clone();
-        let envelope = envelope.clone();
-        let message = message.to_vec();
-        async move {
-            let join =
-                tokio::task::spawn_blocking(move || Transport::send(&this, &envelope, &message));
-            match join.await {
-                Ok(result) => result,
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(e) => Err(Error::Io(std::sync::Arc::new(io::Error::other(e)))),
-            }
-        }
+        super::send_on_blocking_pool(self, envelope, message)
     }
 }
 
