@@ -2,88 +2,19 @@
 //! aiosmtpd stored are checked with dkimpy (tests/interop/dkim_verify.py), which gets the key
 //! record from the public key instead of DNS. Keys come from `openssl genpkey`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
-use postline_testkit::{repo_root, run_code, stderr, Aiosmtpd, Sandbox};
+use postline_testkit::{openssl, run_code, stderr, Aiosmtpd, DkimKey, Sandbox};
 
 const STORE_WAIT: Duration = Duration::from_secs(10);
 
-/// A key pair made by openssl: the PEM private key and the DER public key.
-struct Key {
-    private: PathBuf,
-    public_der: PathBuf,
-    kind: &'static str,
+fn genkey(sb: &Sandbox, kind: &'static str) -> DkimKey {
+    DkimKey::generate(sb.dir(), kind)
 }
 
-fn openssl(args: &[&str]) {
-    let o = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("run openssl");
-    assert!(
-        o.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn genkey(sb: &Sandbox, kind: &'static str) -> Key {
-    let private = sb.path(&format!("{kind}.pem"));
-    let public_der = sb.path(&format!("{kind}.pub.der"));
-    let p = private.to_str().unwrap();
-    match kind {
-        "rsa" => openssl(&[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            p,
-        ]),
-        "ed25519" => openssl(&["genpkey", "-algorithm", "ed25519", "-out", p]),
-        _ => unreachable!(),
-    }
-    openssl(&[
-        "pkey",
-        "-in",
-        p,
-        "-pubout",
-        "-outform",
-        "DER",
-        "-out",
-        public_der.to_str().unwrap(),
-    ]);
-    Key {
-        private,
-        public_der,
-        kind,
-    }
-}
-
-/// dkimpy's verdict on `message`: Ok(stdout) when it verifies, Err(output) when not.
-fn dkimpy(sb: &Sandbox, key: &Key, message: &[u8], name: &str) -> Result<String, String> {
-    let root = repo_root();
-    let path = sb.write(name, message);
-    let o = Command::new(root.join("tests/interop/.venv/bin/python"))
-        .arg(root.join("tests/interop/dkim_verify.py"))
-        .arg(&path)
-        .arg(&key.public_der)
-        .arg(key.kind)
-        .output()
-        .expect("run dkim_verify.py (run .ci/install-deps for dkimpy)");
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    match o.status.code() {
-        Some(0) => Ok(out),
-        Some(1) => Err(out),
-        _ => panic!("dkim_verify.py failed to run: {out}"),
-    }
+fn dkimpy(sb: &Sandbox, key: &DkimKey, message: &[u8], name: &str) -> Result<String, String> {
+    key.dkimpy(sb.dir(), name, message)
 }
 
 fn text(b: &[u8]) -> String {
@@ -92,7 +23,7 @@ fn text(b: &[u8]) -> String {
 
 /// The stored message verifies, and a copy with one body byte changed does not.
 #[track_caller]
-fn assert_verifies_and_tamper_fails(sb: &Sandbox, key: &Key, content: &[u8]) {
+fn assert_verifies_and_tamper_fails(sb: &Sandbox, key: &DkimKey, content: &[u8]) {
     let t = text(content);
     assert!(t.starts_with("DKIM-Signature:"), "signature first:\n{t}");
     let alg = if key.kind == "rsa" {

@@ -4,7 +4,8 @@
 //! follows the key type. [`DkimSigner::sign`] returns the `DKIM-Signature:` header field (folded,
 //! ending in CRLF) to put in front of the message; [`DkimSigner::sign_message`] returns the signed
 //! message. Sign the message exactly as it will be sent: any later change to a signed header or
-//! to the body breaks the signature.
+//! to the body breaks the signature. [`Signing`] wraps any [`Transport`] so that every message
+//! it carries is signed on the way.
 //!
 //! The canonicalisation, hashing and signature are mail-auth's (with its ring backend). Signing
 //! borrows the message: the headers are canonicalised and the body hashed from the caller's
@@ -13,10 +14,19 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
-use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+use crate::delivery::{Delivery, DeliveryStatus};
+use crate::envelope::Envelope;
+use crate::error::Error;
+use crate::transport::Transport;
+
+use std::borrow::Cow;
+
+use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256, SigningKey};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{DkimSigner as MaSigner, Done};
+use postline_proto::data::DataEncoder;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivateKeyDer;
 
@@ -261,32 +271,9 @@ impl DkimSigner {
         {
             return Err(DkimError::FromNotSigned);
         }
-        let (d, s, h) = (
-            domain.to_owned(),
-            selector.to_owned(),
-            options.headers.clone(),
-        );
-        let (hc, bc) = (
-            options.header_canonicalization,
-            options.body_canonicalization,
-        );
         let inner = match parse_key(pem)? {
-            Key::Rsa(k) => Inner::Rsa(
-                MaSigner::from_key(k)
-                    .domain(d)
-                    .selector(s)
-                    .headers(h)
-                    .header_canonicalization(hc)
-                    .body_canonicalization(bc),
-            ),
-            Key::Ed25519(k) => Inner::Ed25519(
-                MaSigner::from_key(k)
-                    .domain(d)
-                    .selector(s)
-                    .headers(h)
-                    .header_canonicalization(hc)
-                    .body_canonicalization(bc),
-            ),
+            Key::Rsa(k) => Inner::Rsa(configured(k, selector, domain, &options)),
+            Key::Ed25519(k) => Inner::Ed25519(configured(k, selector, domain, &options)),
         };
         Ok(DkimSigner {
             inner,
@@ -304,9 +291,16 @@ impl DkimSigner {
         }
     }
 
-    /// The `DKIM-Signature:` header field for `message` (a whole RFC 5322 message, CRLF line
-    /// endings), folded and ending in CRLF, to be put in front of the message unchanged.
+    /// The `DKIM-Signature:` header field for `message` (a whole RFC 5322 message), folded
+    /// and ending in CRLF, to be put in front of the message.
+    ///
+    /// The signature covers the message as the server will receive it: line endings made
+    /// CRLF and a final CRLF added, as postline's clients send every message. A message with
+    /// bare LF line endings therefore verifies once sent by postline, but not if another
+    /// program sends the LF bytes as they are; [`DkimSigner::sign_message`] returns the
+    /// normalised message with the header, which is the same everywhere.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, DkimError> {
+        let message = &*as_sent(message);
         if !has_from(message) {
             return Err(DkimError::NoFrom);
         }
@@ -318,14 +312,127 @@ impl DkimSigner {
         Ok(sig.to_header().into_bytes())
     }
 
-    /// The signed message: the `DKIM-Signature:` header field followed by `message`.
+    /// The signed message: the `DKIM-Signature:` header field followed by `message`, with
+    /// its line endings made CRLF (and a final CRLF added) if they were not.
     pub fn sign_message(&self, message: &[u8]) -> Result<Vec<u8>, DkimError> {
+        let message = &*as_sent(message);
         let header = self.sign(message)?;
         let mut out = Vec::with_capacity(header.len() + message.len());
         out.extend_from_slice(&header);
         out.extend_from_slice(message);
         Ok(out)
     }
+}
+
+/// A [`Transport`] that signs each message with a [`DkimSigner`] and hands the signed
+/// message to the transport it wraps: the signing happens once, in one place, whatever
+/// carries the mail (a pool, direct delivery, the queue, a test stub).
+///
+/// A message that cannot be signed (no `From:` field) is not sent unsigned: every
+/// recipient gets **failed** with the reason, since sending the same message again cannot
+/// help.
+///
+/// ```no_run
+/// use postline::dkim::{DkimSigner, Signing};
+/// use postline::transport::{StubTransport, Transport};
+///
+/// let signer = DkimSigner::from_pem_file("dkim.pem", "mail", "example.com")?;
+/// let stub = StubTransport::new();
+/// let mail = Signing::new(signer, stub.clone());
+/// let envelope = postline::Envelope::new("me@example.com", ["you@example.org"])?;
+/// mail.send(&envelope, b"From: me@example.com\r\nSubject: hi\r\n\r\nHello\r\n")?;
+/// assert!(stub.sent()[0].message.starts_with(b"DKIM-Signature:"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Signing<T> {
+    signer: Arc<DkimSigner>,
+    inner: T,
+}
+
+impl<T> Signing<T> {
+    /// Signs with `signer`, then sends through `inner`.
+    pub fn new(signer: impl Into<Arc<DkimSigner>>, inner: T) -> Self {
+        Signing {
+            signer: signer.into(),
+            inner,
+        }
+    }
+
+    /// The transport that carries the signed messages.
+    pub fn inner(&self) -> &T {
+        &self.inner
+    }
+
+    /// The signed message, or every recipient failed with the reason.
+    fn signed(&self, envelope: &Envelope, message: &[u8]) -> Result<Vec<u8>, Vec<Delivery>> {
+        self.signer.sign_message(message).map_err(|e| {
+            let reason = format!("not sent: the message cannot be DKIM-signed: {e}");
+            envelope
+                .to()
+                .map(|a| Delivery::new(a, DeliveryStatus::Failed, None, reason.as_str()))
+                .collect()
+        })
+    }
+}
+
+impl<T: Transport> Transport for Signing<T> {
+    fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<Vec<Delivery>, Error> {
+        match self.signed(envelope, message) {
+            Ok(signed) => self.inner.send(envelope, &signed),
+            Err(failed) => Ok(failed),
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<T: crate::transport::AsyncTransport + Sync> crate::transport::AsyncTransport for Signing<T> {
+    fn send(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> impl std::future::Future<Output = Result<Vec<Delivery>, Error>> + Send {
+        let signed = self.signed(envelope, message);
+        async move {
+            match signed {
+                Ok(signed) => self.inner.send(envelope, &signed).await,
+                Err(failed) => Ok(failed),
+            }
+        }
+    }
+}
+
+/// mail-auth's signer for `key`, with the selector, domain and options.
+fn configured<K: SigningKey>(
+    key: K,
+    selector: &str,
+    domain: &str,
+    options: &DkimOptions,
+) -> MaSigner<K, Done> {
+    MaSigner::from_key(key)
+        .domain(domain)
+        .selector(selector)
+        .headers(options.headers.clone())
+        .header_canonicalization(options.header_canonicalization)
+        .body_canonicalization(options.body_canonicalization)
+}
+
+/// `message` as the server receives it: bare CR and bare LF made CRLF and a final CRLF added
+/// when missing, by the same encoder that writes the message on the wire (the BDAT form:
+/// without dot-stuffing, which the server undoes). A message already in that form is
+/// borrowed, not copied.
+fn as_sent(message: &[u8]) -> Cow<'_, [u8]> {
+    let mut encoder = DataEncoder::bdat();
+    let unchanged = encoder.encoded_len(message) == message.len()
+        && (message.is_empty() || message.ends_with(b"\r\n"));
+    if unchanged {
+        return Cow::Borrowed(message);
+    }
+    let mut out = Vec::with_capacity(message.len() + message.len() / 32 + 2);
+    // A Vec grows: encoding into it cannot run out of room.
+    let _ = encoder.encode(message, &mut out);
+    let _ = encoder.finish(&mut out);
+    Cow::Owned(out)
 }
 
 /// Whether the header section holds a `From:` field.
@@ -448,5 +555,18 @@ pLPDlqF6HpPFG+nYfnw3bqO2xMLJFmbQIlqm3bHxzD4luuy6iKPJFxMW
     fn from_in_the_body_is_not_a_from_header() {
         assert!(!has_from(b"To: x\r\n\r\nFrom: y\r\n"));
         assert!(has_from(b"To: x\r\nfrom : y\r\n\r\n"));
+    }
+
+    #[test]
+    fn signed_bytes_are_the_bytes_on_the_wire() {
+        assert!(matches!(as_sent(b"a\r\nb\r\n"), Cow::Borrowed(_)));
+        assert!(matches!(as_sent(b""), Cow::Borrowed(_)));
+        for (input, sent) in [
+            (&b"a\nb\rc\r\n"[..], &b"a\r\nb\r\nc\r\n"[..]),
+            (b"no final line end", b"no final line end\r\n"),
+            (b".dot\n", b".dot\r\n"),
+        ] {
+            assert_eq!(&*as_sent(input), sent);
+        }
     }
 }

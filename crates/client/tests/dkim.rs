@@ -1,90 +1,25 @@
 //! `postline::dkim` signatures checked by a third-party verifier (dkimpy, through
 //! tests/interop/dkim_verify.py with the key record made from the public key): RSA in PKCS #8
-//! and PKCS #1 PEM, Ed25519, relaxed and simple canonicalisation, a chosen header list.
+//! and PKCS #1 PEM, Ed25519, relaxed and simple canonicalisation, a chosen header list; the
+//! `Signing` transport, to a stub and through a relay to aiosmtpd.
 
 use std::path::Path;
-use std::process::Command;
 
-use postline::dkim::{Algorithm, Canonicalization, DkimOptions, DkimSigner};
-use postline_testkit::repo_root;
+use postline::dkim::{Algorithm, Canonicalization, DkimOptions, DkimSigner, Signing};
+use postline::transport::{AsyncTransport, StubTransport, Transport};
+use postline::{Config, DeliveryStatus, Envelope, Mailer, Tls};
+use postline_testkit::{Aiosmtpd, DkimKey};
 
 const MESSAGE: &[u8] = b"From: Me <me@example.org>\r\nTo: you@example.com\r\nSubject: a  fixed\r\n message\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\nMessage-ID: <fixed@example.org>\r\n\r\nLine one.  \r\n\r\n\r\n";
 
-fn openssl(args: &[&str]) {
-    let o = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("run openssl");
-    assert!(
-        o.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+/// Makes a key; its PEM and the key for the verifier.
+fn key(dir: &Path, kind: &'static str) -> (Vec<u8>, DkimKey) {
+    let key = DkimKey::generate(dir, kind);
+    (key.pem(), key)
 }
 
-/// Makes a key with `openssl genpkey` (`rsa`, `rsa-pkcs1` or `ed25519`); returns its PEM and
-/// the path of its DER public key.
-fn key(dir: &Path, kind: &str) -> (Vec<u8>, std::path::PathBuf) {
-    let pem = dir.join(format!("{kind}.pem"));
-    let p = pem.to_str().unwrap();
-    match kind {
-        "rsa" | "rsa-pkcs1" => openssl(&[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            p,
-        ]),
-        _ => openssl(&["genpkey", "-algorithm", "ed25519", "-out", p]),
-    }
-    if kind == "rsa-pkcs1" {
-        let pkcs8 = dir.join("rsa-pkcs8.pem");
-        std::fs::rename(&pem, &pkcs8).unwrap();
-        openssl(&[
-            "pkey",
-            "-in",
-            pkcs8.to_str().unwrap(),
-            "-traditional",
-            "-out",
-            p,
-        ]);
-        let text = std::fs::read_to_string(&pem).unwrap();
-        assert!(
-            text.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
-            "{text}"
-        );
-    }
-    let der = dir.join(format!("{kind}.pub.der"));
-    openssl(&[
-        "pkey",
-        "-in",
-        p,
-        "-pubout",
-        "-outform",
-        "DER",
-        "-out",
-        der.to_str().unwrap(),
-    ]);
-    (std::fs::read(&pem).unwrap(), der)
-}
-
-fn dkimpy(dir: &Path, der: &Path, kind: &str, message: &[u8]) -> bool {
-    let root = repo_root();
-    let path = dir.join("message.eml");
-    std::fs::write(&path, message).unwrap();
-    let o = Command::new(root.join("tests/interop/.venv/bin/python"))
-        .arg(root.join("tests/interop/dkim_verify.py"))
-        .args([path.as_os_str(), der.as_os_str()])
-        .arg(if kind == "ed25519" { "ed25519" } else { "rsa" })
-        .output()
-        .expect("run dkim_verify.py (run .ci/install-deps for dkimpy)");
-    match o.status.code() {
-        Some(0) => true,
-        Some(1) => false,
-        _ => panic!("dkim_verify.py: {}", String::from_utf8_lossy(&o.stderr)),
-    }
+fn dkimpy(dir: &Path, key: &DkimKey, message: &[u8]) -> bool {
+    key.dkimpy(dir, "message.eml", message).is_ok()
 }
 
 #[test]
@@ -115,7 +50,7 @@ fn signatures_verify_with_dkimpy() {
             );
             let signed = signer.sign_message(MESSAGE).unwrap();
             assert!(
-                dkimpy(dir.path(), &der, kind, &signed),
+                dkimpy(dir.path(), &der, &signed),
                 "{kind} {c:?}: not verified:\n{}",
                 String::from_utf8_lossy(&signed)
             );
@@ -123,7 +58,7 @@ fn signatures_verify_with_dkimpy() {
             let text = String::from_utf8(signed.clone()).unwrap();
             let changed = text.replace("To: you@example.com", "To: them@example.com");
             assert!(
-                !dkimpy(dir.path(), &der, kind, changed.as_bytes()),
+                !dkimpy(dir.path(), &der, changed.as_bytes()),
                 "{kind} {c:?}"
             );
         }
@@ -137,8 +72,86 @@ fn signatures_verify_with_dkimpy() {
         assert!(signed.contains("h=Subject:From;"), "{signed}");
         let changed = signed.replace("To: you@example.com", "To: them@example.com");
         assert!(
-            dkimpy(dir.path(), &der, kind, changed.as_bytes()),
+            dkimpy(dir.path(), &der, changed.as_bytes()),
             "{kind}: {signed}"
         );
     }
+}
+
+/// A message with bare LF line endings, a multipart body with an attachment, trailing blank
+/// lines and a long line: what `Signing` hands on verifies, and the recipient sees it as
+/// sent.
+const LF_MESSAGE: &[u8] = b"From: Me <me@example.org>\nTo: you@example.com\nSubject: signed by the transport\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nHello.\n--b\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\nAAECAwQFBgcICQ==\n--b--\n\n\n";
+
+#[test]
+fn the_signing_transport_hands_on_signed_bytes_that_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, key) = key(dir.path(), "ed25519");
+    let signer = DkimSigner::from_pem(&pem, "sel", "example.org").unwrap();
+    let stub = StubTransport::new();
+    let mail = Signing::new(signer, stub.clone());
+    let envelope = Envelope::new("me@example.org", ["you@example.com"]).unwrap();
+    let mut long = LF_MESSAGE.to_vec();
+    long.extend(std::iter::repeat_n(b'x', 990));
+    long.push(b'\n');
+    let d = Transport::send(&mail, &envelope, &long).unwrap();
+    assert_eq!(d[0].status, DeliveryStatus::Delivered);
+    let sent = &stub.sent()[0].message;
+    assert!(sent.starts_with(b"DKIM-Signature:"));
+    assert!(
+        !sent.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'),
+        "handed on with CRLF line endings"
+    );
+    key.dkimpy(dir.path(), "sent.eml", sent)
+        .unwrap_or_else(|e| panic!("not verified: {e}"));
+    // A changed body fails.
+    let text = String::from_utf8(sent.clone()).unwrap();
+    let changed = text.replace("Hello.", "Hellp.");
+    assert!(key
+        .dkimpy(dir.path(), "changed.eml", changed.as_bytes())
+        .is_err());
+}
+
+#[test]
+fn a_message_that_cannot_be_signed_fails_and_is_not_sent_unsigned() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, _) = key(dir.path(), "ed25519");
+    let stub = StubTransport::new();
+    let mail = Signing::new(
+        DkimSigner::from_pem(&pem, "sel", "example.org").unwrap(),
+        stub.clone(),
+    );
+    let envelope = Envelope::new("me@example.org", ["a@example.com", "b@example.com"]).unwrap();
+    let d = Transport::send(&mail, &envelope, b"Subject: no From\r\n\r\nbody\r\n").unwrap();
+    assert!(
+        d.iter().all(|d| d.status == DeliveryStatus::Failed),
+        "{d:?}"
+    );
+    assert!(d[0].reason.contains("From"), "{}", d[0].reason);
+    assert!(stub.sent().is_empty(), "nothing sent unsigned");
+}
+
+#[tokio::test]
+async fn signed_through_a_relay_the_server_stores_a_verifying_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, key) = key(dir.path(), "rsa");
+    let server = Aiosmtpd::start();
+    let relay = Mailer::relay(
+        Config::relay("127.0.0.1")
+            .port(server.port())
+            .tls(Tls::None)
+            .hello_name("client.test"),
+    );
+    let mail = Signing::new(
+        DkimSigner::from_pem(&pem, "sel", "example.org").unwrap(),
+        relay,
+    );
+    let envelope = Envelope::new("me@example.org", ["you@example.com"]).unwrap();
+    let d = AsyncTransport::send(&mail, &envelope, LF_MESSAGE)
+        .await
+        .unwrap();
+    assert_eq!(d[0].status, DeliveryStatus::Delivered, "{d:?}");
+    let got = server.wait_for_messages(1, std::time::Duration::from_secs(20));
+    key.dkimpy(dir.path(), "stored.eml", &got[0].content)
+        .unwrap_or_else(|e| panic!("the stored message does not verify: {e}"));
 }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 mod aiosmtpd;
 mod ca;
+mod dkim;
 mod dns;
 mod dovecot;
 mod mx;
@@ -30,6 +31,7 @@ mod tmpfs;
 
 pub use aiosmtpd::{Aiosmtpd, AiosmtpdBuilder, StoredMessage, AIOSMTPD_READY_TIMEOUT};
 pub use ca::{ClientCert, SelfSigned, TestCa};
+pub use dkim::{openssl, DkimKey};
 pub use dns::{free_udp_port, Dnsmasq, FailingDns};
 pub use dovecot::{Dovecot, DovecotBuilder, DOVECOT_READY_TIMEOUT};
 pub use mx::{busy_server, shared_port, shared_port_among, Exchanger};
