@@ -2,7 +2,7 @@
 //! [`AsyncTransport`] with the `tokio` feature).
 //!
 //! Code that sends mail programs against the trait and is given a real transport in
-//! production ([`crate::Pool`], [`crate::Mailer`] for a relay or direct delivery, the queue's
+//! production (a pool, [`crate::Mailer`] for a relay or direct delivery, the queue's
 //! enqueue) and a test transport in its tests ([`StubTransport`] records what it was given;
 //! [`FileTransport`] writes files or a Maildir). Every implementation answers in the same
 //! vocabulary: one [`Delivery`] per recipient, in envelope order, saying whether it was

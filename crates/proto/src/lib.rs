@@ -12,7 +12,7 @@
 //! - [`sasl`]: SCRAM-SHA-256(-PLUS), PLAIN, LOGIN, CRAM-MD5, XOAUTH2, OAUTHBEARER and
 //!   EXTERNAL exchanges.
 //! - [`data`]: the DATA transparency encoder and BDAT framing.
-//! - [`negotiate`]: MAIL and RCPT parameters decided against the server's capabilities.
+//! - [`negotiate`](mod@negotiate): MAIL and RCPT parameters decided against the server's capabilities.
 //! - [`session`]: the whole session: greeting, EHLO, STARTTLS, AUTH, pipelined transactions.
 //! - [`buf`]: the caller-owned output storage everything writes into.
 //! - [`outbox`]: released and held-back output, so commands wait for their turn without the

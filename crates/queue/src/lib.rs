@@ -53,6 +53,6 @@ pub use policy::{InDoubt, Policy};
 pub use route::{Route, RouteError, RouteTls, Secret, MAX_TIMEOUT, ROUTE_VERSION};
 pub use runner::{Deliver, Flow, Job, Observer, Record, RunReport, Runner};
 pub use smtp::{Destination, Resolve, Smtp};
-pub use spool::{unix_now, LoadError, Lock, Spool};
+pub use spool::{unix_now, LoadError, Lock, Spool, DEFAULT_MAX_MESSAGE_SIZE};
 
 pub use postline::delivery::{Delivery, DeliveryStatus};
