@@ -146,6 +146,18 @@ impl<R: AsyncRead + Unpin + Send> BodySource for Body<R> {
 /// [`AsyncClient::quit`]; an idle client dropped inside a runtime says QUIT from a spawned
 /// task, and one dropped in the middle of a message just closes, so that message is never
 /// finished behind the caller's back.
+///
+/// ```no_run
+/// use postline::{AsyncClient, Config, Envelope, Tls};
+/// # async fn run() -> Result<(), postline::Error> {
+/// let config = Config::relay("smtp.example.com").port(587).tls(Tls::StartTls).credentials("me", "secret");
+/// let mut client = AsyncClient::connect(config).await?;
+/// let envelope = Envelope::new("me@example.com", ["you@example.org"])?;
+/// let outcome = client.send_bytes(&envelope, b"Subject: hi\r\n\r\nHello\r\n").await?;
+/// println!("accepted: {}", outcome.reply);
+/// client.quit().await
+/// # }
+/// ```
 pub struct AsyncClient<S: AsyncRead + AsyncWrite + Unpin + Send + 'static = TcpStream> {
     conn: Option<Conn<TokioIo<S>>>,
 }

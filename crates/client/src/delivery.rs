@@ -73,6 +73,28 @@ impl fmt::Display for DeliveryStatus {
 }
 
 /// One recipient's result.
+///
+/// What a caller does with each status:
+///
+/// ```
+/// use postline::{Delivery, DeliveryStatus};
+///
+/// fn act_on(d: &Delivery) -> &'static str {
+///     match d.status {
+///         DeliveryStatus::Delivered => "done",
+///         // 5xx about this recipient or message: tell the sender, do not retry.
+///         DeliveryStatus::Failed => "bounce",
+///         // 4xx, network, TLS, authentication, a full disk: keep it and try again later.
+///         DeliveryStatus::Deferred | DeliveryStatus::NotAttempted => "retry later",
+///         // The server may have it: retrying may deliver it twice (RFC 5321 6.1 prefers
+///         // that to a loss); a careful caller records it as such.
+///         DeliveryStatus::InDoubt => "retry, flagged as a possible duplicate",
+///     }
+/// }
+/// let d = Delivery::new("bob@example.org", DeliveryStatus::Failed, None, "550 no such user");
+/// assert_eq!(act_on(&d), "bounce");
+/// assert!(d.status.is_final());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// The address as given in the envelope.

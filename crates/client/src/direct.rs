@@ -63,6 +63,25 @@ const DEFAULT_ATTEMPT_DEADLINE: Duration = Duration::from_secs(10 * 60);
 
 /// Sends messages along a [`Route`]. Cheap to clone; clones share the TLS configuration and
 /// the DNS resolver (with its cache), each built on first use.
+///
+/// Each [`Mailer::send`] opens its own connections (for many messages to one relay, a pool
+/// reuses them). Every recipient gets a [`Delivery`]:
+///
+/// ```no_run
+/// use postline::{Config, DeliveryStatus, Envelope, Mailer};
+/// # async fn run() -> Result<(), postline::Error> {
+/// // Straight to each domain's mail exchangers, as an MTA delivers.
+/// let mailer = Mailer::direct(Config::relay("localhost").hello_name("mail.example.com"));
+/// let envelope = Envelope::new("me@example.com", ["you@example.org", "them@example.net"])?;
+/// for d in mailer.send(&envelope, b"Subject: hi\r\n\r\nHello\r\n").await? {
+///     match d.status {
+///         DeliveryStatus::Delivered => println!("{}: accepted by {:?}", d.address, d.host),
+///         DeliveryStatus::Failed => println!("{}: refused: {}", d.address, d.detail()),
+///         _ => println!("{}: {} ({}), try again later", d.address, d.status, d.detail()),
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Mailer {
     route: Route,

@@ -8,6 +8,24 @@ use crate::error::Error;
 
 /// Who a message is from and to. Addresses are validated on construction: CR, LF, other
 /// control characters and angle brackets are refused.
+///
+/// ```
+/// use postline::{Envelope, Notify, Ret};
+///
+/// let envelope = Envelope::new("Alice <alice@example.com>", ["bob@example.org", "<carol@example.net>"])?
+///     .dsn_ret(Ret::Headers)
+///     .dsn_envid("order-1234");
+/// assert_eq!(envelope.from(), "alice@example.com");
+/// assert_eq!(envelope.to().collect::<Vec<_>>(), ["bob@example.org", "carol@example.net"]);
+///
+/// // The null sender, for bounces and auto-replies.
+/// assert_eq!(Envelope::new("<>", ["bob@example.org"])?.from(), "");
+///
+/// // What cannot be an address is refused, naming it.
+/// let err = Envelope::new("alice@example.com", ["bob@example.org\r\nRCPT TO:<x@y>"]).unwrap_err();
+/// assert!(err.to_string().contains("invalid address"));
+/// # Ok::<(), postline::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     pub(crate) from: ReversePath<String>,
@@ -27,6 +45,9 @@ pub struct Envelope {
 fn address(s: &str) -> Result<Address<String>, Error> {
     let t = s.trim();
     let bare = match (t.rfind('<'), t.strip_suffix('>')) {
+        // A display name with a control character (a line break) is not a name: refused
+        // whole rather than cut off, so the recipient is never other than what was meant.
+        (Some(open), Some(_)) if t[..open].chars().any(char::is_control) => t,
         (Some(open), Some(inner)) => &inner[open + 1..],
         _ => t,
     };
@@ -169,6 +190,16 @@ mod tests {
         assert!(e.to_string().contains("CR"), "{e}");
         assert!(Envelope::new("a@b\n.example", ["c@d.example"]).is_err());
         assert!(Envelope::new("a@b.example", Vec::<String>::new()).is_err());
+        // A line break before angle brackets does not make the rest a display name: the
+        // recipient meant is not silently replaced by the one in brackets.
+        for tricky in [
+            "c@d.example\r\nRCPT TO:<evil@x.example>",
+            "Bob\n<bob@x.example>",
+            "\u{0}<bob@x.example>",
+        ] {
+            let e = Envelope::new("a@b.example", [tricky]).unwrap_err();
+            assert!(e.to_string().contains("invalid address"), "{tricky:?}: {e}");
+        }
     }
 
     #[test]
