@@ -68,37 +68,10 @@ pub fn sign(signer: Option<&DkimSigner>, message: Vec<u8>) -> Result<Vec<u8>, Fa
     let Some(signer) = signer else {
         return Ok(message);
     };
-    let message = crlf(message);
+    let message = postline::message::ready::crlf_line_endings(message);
     signer
         .sign_message(&message)
         .map_err(|e| Fail::new(exit::DATAERR, e.to_string()))
-}
-
-/// Bare LF and bare CR become CRLF; a message already in CRLF is returned as it is.
-fn crlf(message: Vec<u8>) -> Vec<u8> {
-    let bare = message.iter().enumerate().any(|(i, &b)| {
-        (b == b'\n' && (i == 0 || message[i - 1] != b'\r'))
-            || (b == b'\r' && message.get(i + 1) != Some(&b'\n'))
-    });
-    if !bare {
-        return message;
-    }
-    let mut out = Vec::with_capacity(message.len() + message.len() / 32);
-    let mut i = 0;
-    while i < message.len() {
-        match message[i] {
-            b'\r' => {
-                out.extend_from_slice(b"\r\n");
-                if message.get(i + 1) == Some(&b'\n') {
-                    i += 1;
-                }
-            }
-            b'\n' => out.extend_from_slice(b"\r\n"),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    out
 }
 
 /// Paths the flags carry, for callers that hold `Option<PathBuf>`.
@@ -117,12 +90,6 @@ pub fn flags<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn crlf_normalises_bare_endings_only() {
-        assert_eq!(crlf(b"a\r\nb\r\n".to_vec()), b"a\r\nb\r\n");
-        assert_eq!(crlf(b"a\nb\rc\r\n".to_vec()), b"a\r\nb\r\nc\r\n");
-    }
 
     #[test]
     fn flags_go_together() {

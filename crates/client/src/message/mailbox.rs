@@ -223,6 +223,14 @@ fn check_address(input: &str, addr: &str) -> Result<(), MessageError> {
     if in_quotes {
         return Err(bad("unterminated quoted string"));
     }
+    if let Some((local, domain)) = addr.rsplit_once('@') {
+        if local.is_empty() {
+            return Err(bad("nothing before the '@'"));
+        }
+        if domain.is_empty() {
+            return Err(bad("no domain after the '@'"));
+        }
+    }
     postline_proto::command::Address::new(addr).map_err(|e| bad(&e.to_string()))?;
     Ok(())
 }
@@ -303,6 +311,8 @@ mod tests {
             "Bob <bob@example.com> x",
             "\"unterminated@example.com",
             "Bob <>",
+            "@example.com",
+            "bob@",
         ] {
             let e = bad.parse::<Mailbox>().unwrap_err();
             assert!(matches!(e, MessageError::Address { ref input, .. } if input == bad));

@@ -50,6 +50,12 @@ pub(crate) fn content_type(part: &str, ct: &str) -> Result<mime::Mime, MessageEr
             format!("content type {ct:?} is not type/subtype: {e}"),
         )
     })?;
+    if m.subtype().as_str().is_empty() || m.type_().as_str().is_empty() {
+        return Err(MessageError::part(
+            part,
+            format!("content type {ct:?} is not type/subtype"),
+        ));
+    }
     if m.type_() == mime::MULTIPART || m.type_() == mime::MESSAGE {
         return Err(MessageError::part(
             part,

@@ -7,7 +7,7 @@
 
 use mail_parser::{HeaderName, HeaderValue, MessageParser};
 
-use super::{id, Message, MessageError};
+use super::{id, Mailbox, Message, MessageError};
 use crate::Envelope;
 
 /// Addresses found in a ready message's To, Cc and Bcc fields.
@@ -286,6 +286,10 @@ impl Message {
         let from = first_address(&raw, HeaderName::Sender)
             .or_else(|| from_address(&raw))
             .ok_or(MessageError::NoFrom)?;
+        // The rules a built message's addresses follow.
+        for address in std::iter::once(from.as_str()).chain(found.all()) {
+            Mailbox::new(address)?;
+        }
         let envelope = super::envelope(&from, found.all())?;
         Ok(Message::from_bytes_with_envelope(raw, envelope))
     }
