@@ -610,6 +610,8 @@ fn inline_image_is_related_to_the_html() {
     assert_eq!(ctype(p.part(alt_parts[0]).unwrap()), pair("text", "plain"));
     let related = p.part(alt_parts[1]).unwrap();
     assert_eq!(ctype(related), pair("multipart", "related"));
+    let rel_ct = related.content_type().unwrap();
+    assert_eq!(rel_ct.attribute("type"), Some("text/html"));
     let PartType::Multipart(rel_parts) = &related.body else {
         panic!("not multipart")
     };

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mail_builder::headers::address::Address;
+use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::message_id::MessageId;
 use mail_builder::headers::raw::Raw;
 use mail_builder::mime::MimePart;
@@ -396,7 +397,9 @@ fn body(
                 let mut parts = Vec::with_capacity(inline.len() + 1);
                 parts.push(h);
                 parts.extend(inline);
-                MimePart::new("multipart/related", parts)
+                // RFC 2387 3.1: `type` names the root part's type.
+                let ct = ContentType::new("multipart/related").attribute("type", "text/html");
+                MimePart::new(ct, parts)
             }
         });
     let body = match (text, html) {

@@ -25,7 +25,9 @@ use super::MessageError;
 /// assert_eq!(m.name(), Some("Example, Alice"));
 /// assert_eq!(m.address(), "alice@example.com");
 /// assert_eq!(m.to_string(), "\"Example, Alice\" <alice@example.com>");
-/// assert_eq!(Mailbox::named("Zoë", "zoe@example.org")?.to_string(), "=?utf-8?Q?Zo=C3=AB?= <zoe@example.org>");
+/// let zoe = Mailbox::named("Zoë", "zoe@example.org")?;
+/// assert_eq!(zoe.to_string(), "=?utf-8?B?Wm/Dqw==?= <zoe@example.org>");
+/// assert_eq!(zoe.to_string().parse::<Mailbox>()?, zoe);
 /// # Ok::<(), postline::MessageError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
