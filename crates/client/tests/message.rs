@@ -71,6 +71,14 @@ fn ctype<'x>(p: &impl MimeHeaders<'x>) -> (String, Option<String>) {
     (ct.ctype().to_string(), ct.subtype().map(str::to_string))
 }
 
+/// (display name, address) of each mailbox of an address field.
+fn mailboxes<'a>(a: Option<&'a mail_parser::Address<'_>>) -> Vec<(Option<&'a str>, &'a str)> {
+    a.expect("the field")
+        .iter()
+        .map(|a| (a.name(), a.address().unwrap_or("")))
+        .collect()
+}
+
 fn pair(t: &str, s: &str) -> (String, Option<String>) {
     (t.to_string(), Some(s.to_string()))
 }
@@ -144,12 +152,7 @@ fn every_address_field_round_trips() {
         (sender.name(), sender.address()),
         (Some("Secretary"), Some("sec@example.org"))
     );
-    let to: Vec<_> = p
-        .to()
-        .expect("to")
-        .iter()
-        .map(|a| (a.name(), a.address().unwrap_or("")))
-        .collect();
+    let to = mailboxes(p.to());
     assert_eq!(
         to,
         [
@@ -157,12 +160,7 @@ fn every_address_field_round_trips() {
             (Some("Eve, E."), "eve@example.com")
         ]
     );
-    let cc: Vec<_> = p
-        .cc()
-        .expect("cc")
-        .iter()
-        .map(|a| (a.name(), a.address().unwrap_or("")))
-        .collect();
+    let cc = mailboxes(p.cc());
     assert_eq!(
         cc,
         [
@@ -170,12 +168,7 @@ fn every_address_field_round_trips() {
             (None, "dave@example.net")
         ]
     );
-    let reply: Vec<_> = p
-        .reply_to()
-        .expect("reply-to")
-        .iter()
-        .map(|a| (a.name(), a.address().unwrap_or("")))
-        .collect();
+    let reply = mailboxes(p.reply_to());
     assert_eq!(
         reply,
         [

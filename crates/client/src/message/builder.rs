@@ -96,34 +96,30 @@ impl MessageBuilder {
 
     /// Adds a `To` recipient (in the header and the envelope).
     pub fn to(mut self, mailbox: impl IntoMailbox) -> Self {
-        if let Some(m) = self.keep(mailbox.into_mailbox()) {
-            self.to.push(m);
-        }
+        let m = self.keep(mailbox.into_mailbox());
+        self.to.extend(m);
         self
     }
 
     /// Adds a `Cc` recipient (in the header and the envelope).
     pub fn cc(mut self, mailbox: impl IntoMailbox) -> Self {
-        if let Some(m) = self.keep(mailbox.into_mailbox()) {
-            self.cc.push(m);
-        }
+        let m = self.keep(mailbox.into_mailbox());
+        self.cc.extend(m);
         self
     }
 
     /// Adds a blind-copy recipient: in the envelope only, never in the message, so the other
     /// recipients cannot see it.
     pub fn bcc(mut self, mailbox: impl IntoMailbox) -> Self {
-        if let Some(m) = self.keep(mailbox.into_mailbox()) {
-            self.bcc.push(m);
-        }
+        let m = self.keep(mailbox.into_mailbox());
+        self.bcc.extend(m);
         self
     }
 
     /// Adds a `Reply-To` mailbox: where replies go instead of the From address.
     pub fn reply_to(mut self, mailbox: impl IntoMailbox) -> Self {
-        if let Some(m) = self.keep(mailbox.into_mailbox()) {
-            self.reply_to.push(m);
-        }
+        let m = self.keep(mailbox.into_mailbox());
+        self.reply_to.extend(m);
         self
     }
 

@@ -302,20 +302,8 @@ mod tests {
 
     #[test]
     fn refuses_what_would_break_a_header_or_command() {
-        for bad in [
-            "bob@example.com\r\nBcc: evil@example.com",
-            "bob@example.com\n",
-            "bob\0@example.com",
-            "",
-            "bob@example.com, eve@example.com",
-            "bob @example.com",
-            "<bob@example.com",
-            "Bob <bob@example.com> x",
-            "\"unterminated@example.com",
-            "Bob <>",
-            "@example.com",
-            "bob@",
-        ] {
+        // More in tests/message.rs; here what only the parser sees.
+        for bad in ["Bob <bob@example.com> x", "Bob <>", "@example.com", "bob@"] {
             let e = bad.parse::<Mailbox>().unwrap_err();
             assert!(matches!(e, MessageError::Address { ref input, .. } if input == bad));
             assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
