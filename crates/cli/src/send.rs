@@ -137,7 +137,12 @@ fn prepare(
                 format!("--header {h:?}: expected 'Name: value'"),
             )
         })?;
-        b = b.header(name.trim(), value.trim());
+        // The library sets Sender by its own method, as a mailbox.
+        b = if name.trim().eq_ignore_ascii_case("sender") {
+            b.sender(value.trim())
+        } else {
+            b.header(name.trim(), value.trim())
+        };
     }
     if let Some(r) = &args.reply_to {
         check_address("--reply-to", r)?;

@@ -208,7 +208,8 @@ impl MessageBuilder {
     /// invalid or ambiguous message: `Bcc` (recipients are envelope-only), `From`, `Sender`,
     /// `To`, `Cc`, `Reply-To`, `Subject` (use their methods), `Content-Type`,
     /// `Content-Transfer-Encoding` and `MIME-Version` (made from the parts). `Date` and
-    /// `Message-ID` are taken as given, in place of the generated ones, once each.
+    /// `Message-ID` are taken as given, in place of the generated ones, once each. Other
+    /// `Content-*` fields (`Content-Language`, for one) are written as given.
     /// `X-Priority` and `Importance` conflict with [`priority`](MessageBuilder::priority).
     pub fn header(mut self, name: &str, value: &str) -> Self {
         if let Some(h) = self.keep(header::check(name, value)) {
