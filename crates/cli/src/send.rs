@@ -155,8 +155,6 @@ fn prepare(
                 format!("--attach {}: no such file", p.display()),
             ));
         }
-    }
-    for p in &args.attach {
         b = b.attachment_file(p);
     }
     let (_, bytes) = b.build().map_err(message_fail)?.into_parts();
