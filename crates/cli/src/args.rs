@@ -7,7 +7,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::account::TlsMode;
-use crate::compose::Priority;
 
 /// Send mail over SMTP: correct to the RFCs, fast on the wire, hard to trick.
 #[derive(Debug, Parser)]
@@ -352,6 +351,27 @@ pub struct SendArgs {
     /// The DKIM signing domain (d=).
     #[arg(long, value_name = "DOMAIN")]
     pub dkim_domain: Option<String>,
+}
+
+/// `--priority`: the library's [`postline::Priority`] as a command-line value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Priority {
+    /// X-Priority: 1 (Highest), Importance: high.
+    High,
+    /// X-Priority: 3 (Normal), Importance: normal.
+    Normal,
+    /// X-Priority: 5 (Lowest), Importance: low.
+    Low,
+}
+
+impl From<Priority> for postline::Priority {
+    fn from(p: Priority) -> Self {
+        match p {
+            Priority::High => postline::Priority::High,
+            Priority::Normal => postline::Priority::Normal,
+            Priority::Low => postline::Priority::Low,
+        }
+    }
 }
 
 #[cfg(test)]

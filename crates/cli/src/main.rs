@@ -2,7 +2,6 @@
 
 mod account;
 mod args;
-mod compose;
 mod connect;
 mod dkim;
 mod exit;

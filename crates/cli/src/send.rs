@@ -4,22 +4,29 @@ use std::io::Read;
 use std::path::Path;
 
 use postline::delivery::{Delivery, DeliveryStatus};
-use postline::{Client, Envelope, Error, Outcome};
+use postline::message::{self, MessageError};
+use postline::{Client, Envelope, Error, Message, Outcome};
 use serde_json::{json, Value};
 
 use crate::args::SendArgs;
-use crate::compose::{self, Compose, ComposeError};
 use crate::connect::{self, Fail, Target};
 use crate::dkim;
 use crate::exit;
 use crate::output::{errln, escape, json_safe, outln};
 use crate::queue;
 
-fn compose_fail(e: ComposeError) -> Fail {
+/// What `postline send` says when nobody would receive the message.
+const NO_RECIPIENTS: &str = "no recipients: give --to, --cc or --bcc (or -t with --message)";
+
+/// The exit code for a message that cannot be composed or read: an unreadable file is
+/// EX_NOINPUT, a ready message that cannot be parsed EX_DATAERR, anything the user gave
+/// that cannot become a valid message EX_USAGE.
+pub fn message_fail(e: MessageError) -> Fail {
     let code = match e {
-        ComposeError::Input { .. } => exit::NOINPUT,
-        ComposeError::Usage(_) => exit::USAGE,
-        ComposeError::Data(_) => exit::DATAERR,
+        MessageError::ReadFile { .. } => exit::NOINPUT,
+        MessageError::Malformed { .. } => exit::DATAERR,
+        MessageError::NoRecipients => return Fail::new(exit::USAGE, NO_RECIPIENTS),
+        _ => exit::USAGE,
     };
     Fail::new(code, e.to_string())
 }
@@ -79,8 +86,8 @@ fn prepare(
     }
     if let Some(raw) = raw {
         if args.extract {
-            let found = compose::header_recipients(&raw).map_err(compose_fail)?;
-            for a in found.to.iter().chain(&found.cc).chain(&found.bcc) {
+            let found = message::ready::recipients(&raw).map_err(message_fail)?;
+            for a in found.all() {
                 check_address("-t", a)?;
             }
             push_unique(
@@ -89,7 +96,7 @@ fn prepare(
             );
         }
         // Blind copies stay blind whatever the recipients' source.
-        return Ok((compose::strip_bcc(&raw), recipients));
+        return Ok((message::ready::strip_bcc(&raw), recipients));
     }
     let text = match (&args.body, &args.body_file) {
         (Some(b), _) => Some(b.clone()),
@@ -101,7 +108,28 @@ fn prepare(
         .as_deref()
         .map(|p| read_text(p, "--html-file"))
         .transpose()?;
-    let mut headers = Vec::new();
+    let mut b = Message::builder().from(from);
+    for a in &args.to {
+        b = b.to(a.trim());
+    }
+    for a in &args.cc {
+        b = b.cc(a.trim());
+    }
+    for a in &args.bcc {
+        b = b.bcc(a.trim());
+    }
+    if let Some(s) = &args.subject {
+        b = b.subject(s.as_str());
+    }
+    if let Some(t) = text {
+        b = b.text(t);
+    }
+    if let Some(h) = html {
+        b = b.html(h);
+    }
+    if let Some(p) = args.priority {
+        b = b.priority(p.into());
+    }
     for h in &args.header {
         let (name, value) = h.split_once(':').ok_or_else(|| {
             Fail::new(
@@ -109,10 +137,16 @@ fn prepare(
                 format!("--header {h:?}: expected 'Name: value'"),
             )
         })?;
-        headers.push((name.trim().to_string(), value.trim().to_string()));
+        // The library sets Sender by its own method, as a mailbox.
+        b = if name.trim().eq_ignore_ascii_case("sender") {
+            b.sender(value.trim())
+        } else {
+            b.header(name.trim(), value.trim())
+        };
     }
     if let Some(r) = &args.reply_to {
         check_address("--reply-to", r)?;
+        b = b.reply_to(r.as_str());
     }
     for p in &args.attach {
         if !p.is_file() {
@@ -121,21 +155,10 @@ fn prepare(
                 format!("--attach {}: no such file", p.display()),
             ));
         }
+        b = b.attachment_file(p);
     }
-    let c = Compose {
-        from: from.to_string(),
-        from_name: None,
-        to: args.to.iter().map(|s| s.trim().to_string()).collect(),
-        cc: args.cc.iter().map(|s| s.trim().to_string()).collect(),
-        subject: args.subject.clone(),
-        text,
-        html,
-        attachments: args.attach.clone(),
-        headers,
-        priority: args.priority,
-        reply_to: args.reply_to.clone(),
-    };
-    Ok((compose::build(&c).map_err(compose_fail)?, recipients))
+    let (_, bytes) = b.build().map_err(message_fail)?.into_parts();
+    Ok((bytes, recipients))
 }
 
 /// What happened, for the summary, the JSON and the exit code.
@@ -312,7 +335,7 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
         .from
         .clone()
         .or_else(|| account.as_ref().and_then(|a| a.from.clone()))
-        .or_else(|| raw.as_deref().and_then(compose::header_from))
+        .or_else(|| raw.as_deref().and_then(message::ready::from_address))
         .ok_or_else(|| {
             Fail::new(
                 exit::USAGE,
@@ -326,10 +349,7 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
     )?;
     let (message, recipients) = prepare(args, &from, raw)?;
     if recipients.is_empty() {
-        return Err(Fail::new(
-            exit::USAGE,
-            "no recipients: give --to, --cc or --bcc (or -t with --message)",
-        ));
+        return Err(Fail::new(exit::USAGE, NO_RECIPIENTS));
     }
     // Signed last, over the bytes that will be sent (Bcc gone, headers complete), and before
     // any queueing so the spool holds the signed message.

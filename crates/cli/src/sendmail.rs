@@ -10,8 +10,9 @@ use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 
+use postline::message::ready;
+
 use crate::args::ServerArgs;
-use crate::compose;
 use crate::connect::{self, Fail};
 use crate::dkim;
 use crate::exit;
@@ -228,7 +229,7 @@ pub fn run(args: &[OsString]) -> Result<u8, Fail> {
         .clone()
         .map(|f| if f == "<>" { String::new() } else { f })
         .or_else(|| account.from.clone())
-        .or_else(|| compose::header_from(&raw))
+        .or_else(|| ready::from_address(&raw))
         .ok_or_else(|| {
             Fail::new(
                 exit::USAGE,
@@ -243,7 +244,7 @@ pub fn run(args: &[OsString]) -> Result<u8, Fail> {
         }
     }
     if o.extract {
-        let found = compose::header_recipients(&raw)
+        let found = ready::recipients(&raw)
             .map_err(|e| Fail::new(exit::DATAERR, format!("sendmail: {e}")))?;
         for r in found.to.into_iter().chain(found.cc).chain(found.bcc) {
             if !recipients.iter().any(|x| x.eq_ignore_ascii_case(&r)) {
@@ -254,8 +255,8 @@ pub fn run(args: &[OsString]) -> Result<u8, Fail> {
     if recipients.is_empty() {
         return Err(Fail::new(exit::USAGE, "sendmail: no recipients"));
     }
-    raw = compose::strip_bcc(&raw);
-    raw = compose::complete_headers(&raw, &from, o.full_name.as_deref());
+    raw = ready::strip_bcc(&raw);
+    raw = ready::complete_headers(&raw, &from, o.full_name.as_deref());
     // Signed last, over the bytes that will be sent, and before queueing.
     raw = dkim::sign(signer.as_ref(), raw)?;
     let queueing = !std::env::var("POSTLINE_NO_QUEUE").is_ok_and(|v| !v.is_empty() && v != "0");

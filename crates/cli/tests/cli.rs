@@ -303,6 +303,7 @@ fn send_composes_with_every_message_flag() {
             .args(["--html-file", html.to_str().unwrap()])
             .attach(&attach)
             .args(["--header", "X-Test: 1"])
+            .args(["--header", "Sender: Desk <desk@example.com>"])
             .args(["--priority", "high"])
             .args(["--reply-to", "replies@example.org"]),
         0,
@@ -344,6 +345,8 @@ fn send_composes_with_every_message_flag() {
         header_section(c)
     );
     assert_eq!(header(c, "X-Test"), "1");
+    // Sender is a header only: the envelope sender stays --from.
+    assert!(header(c, "Sender").contains("<desk@example.com>"), "{all}");
     assert!(header(c, "X-Priority").starts_with('1'));
     assert_eq!(header(c, "Importance").to_ascii_lowercase(), "high");
     assert!(!header(c, "Date").is_empty());

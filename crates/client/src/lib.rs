@@ -38,6 +38,9 @@ pub mod engine;
 mod envelope;
 mod error;
 mod hello;
+mod line_endings;
+#[cfg(feature = "message")]
+pub mod message;
 mod outcome;
 mod reply;
 mod server;
@@ -57,6 +60,8 @@ pub use direct::{Mailer, Route};
 pub use engine::{Engine, Io};
 pub use envelope::{BodyType, Envelope};
 pub use error::{ConfigError, Error, Fault, Result};
+#[cfg(feature = "message")]
+pub use message::{Mailbox, Message, MessageBuilder, MessageError, Priority};
 pub use outcome::{Outcome, Recipient};
 pub use reply::ServerReply;
 pub use server::{parse_server, ServerError};

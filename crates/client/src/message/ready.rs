@@ -1,0 +1,570 @@
+//! Ready messages: RFC 5322 messages someone else wrote, read for what sending them needs.
+//!
+//! [`Message::from_bytes`] is the one-call way: it takes the envelope from the headers and
+//! removes Bcc. The functions here are the pieces, for programs that decide the envelope
+//! themselves (a sendmail replacement takes recipients from its command line, and from the
+//! headers only with `-t`): each keeps every byte it is not asked to change.
+
+use mail_parser::{HeaderName, HeaderValue, MessageParser};
+
+use super::{id, Mailbox, Message, MessageError};
+use crate::Envelope;
+
+/// Addresses found in a ready message's To, Cc and Bcc fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderRecipients {
+    /// From every To field, in order.
+    pub to: Vec<String>,
+    /// From every Cc field, in order.
+    pub cc: Vec<String>,
+    /// From every Bcc field, in order.
+    pub bcc: Vec<String>,
+}
+
+impl HeaderRecipients {
+    /// To, then Cc, then Bcc.
+    pub fn all(&self) -> impl Iterator<Item = &str> {
+        self.to
+            .iter()
+            .chain(&self.cc)
+            .chain(&self.bcc)
+            .map(String::as_str)
+    }
+}
+
+/// Reads To, Cc and Bcc from `raw`'s header section: every occurrence of each field, with
+/// groups and display names handled (only the addresses are kept). An error only when the
+/// header section cannot be parsed at all (an empty message, for one).
+pub fn recipients(raw: &[u8]) -> Result<HeaderRecipients, MessageError> {
+    let msg = MessageParser::new()
+        .parse_headers(raw)
+        .ok_or_else(|| MessageError::Malformed {
+            reason: "cannot parse the message's header".into(),
+        })?;
+    let mut out = HeaderRecipients::default();
+    for h in msg.headers() {
+        let list = match h.name {
+            HeaderName::To => &mut out.to,
+            HeaderName::Cc => &mut out.cc,
+            HeaderName::Bcc => &mut out.bcc,
+            _ => continue,
+        };
+        if let HeaderValue::Address(a) = &h.value {
+            push_addresses(a, list);
+        }
+    }
+    Ok(out)
+}
+
+fn push_addresses(a: &mail_parser::Address<'_>, out: &mut Vec<String>) {
+    let mut push = |addr: &mail_parser::Addr<'_>| {
+        if let Some(a) = addr.address.as_deref().map(str::trim) {
+            if !a.is_empty() {
+                out.push(a.to_string());
+            }
+        }
+    };
+    match a {
+        mail_parser::Address::List(list) => list.iter().for_each(&mut push),
+        mail_parser::Address::Group(groups) => groups
+            .iter()
+            .flat_map(|g| g.addresses.iter())
+            .for_each(&mut push),
+    }
+}
+
+/// The first address of `raw`'s first `name` field (From or Sender), if any.
+fn first_address(raw: &[u8], name: HeaderName<'_>) -> Option<String> {
+    let msg = MessageParser::new().parse_headers(raw)?;
+    let h = msg.headers().iter().find(|h| h.name == name)?;
+    let HeaderValue::Address(a) = &h.value else {
+        return None;
+    };
+    let mut all = Vec::new();
+    push_addresses(a, &mut all);
+    all.into_iter().next()
+}
+
+/// The address in `raw`'s From field, if it has one: the usual envelope sender of a ready
+/// message.
+pub fn from_address(raw: &[u8]) -> Option<String> {
+    first_address(raw, HeaderName::From)
+}
+
+/// `raw` without its Bcc header fields (continuation lines included); every other byte kept.
+///
+/// The header section is read the way mail-parser (and so [`recipients`]) reads it, so that
+/// nothing it would take for a Bcc field is left: lines end at LF; a line starting with
+/// space or tab continues the field before it; a field's name is what comes before its
+/// first ':' with white space ignored, in any case; a line without ':' is no field (and
+/// what follows it cannot continue it); the section ends at the first line of white space
+/// only (CRLF or LF alone, usually) that continues no field. That line and everything after
+/// it are copied untouched.
+pub fn strip_bcc(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut pos = 0;
+    let mut in_field = false;
+    let mut skipping = false;
+    while pos < raw.len() {
+        let end = match raw[pos..].iter().position(|&b| b == b'\n') {
+            Some(i) => pos + i + 1,
+            None => raw.len(),
+        };
+        let line = &raw[pos..end];
+        if in_field && matches!(line.first(), Some(b' ' | b'\t')) {
+            // A continuation line of the current field.
+        } else if line.ends_with(b"\n") && line.iter().all(u8::is_ascii_whitespace) {
+            // The empty line: the body follows.
+            break;
+        } else {
+            match bcc_field_name(line) {
+                Some(is_bcc) => {
+                    in_field = true;
+                    skipping = is_bcc;
+                }
+                None => {
+                    in_field = false;
+                    skipping = false;
+                }
+            }
+        }
+        if !skipping {
+            out.extend_from_slice(line);
+        }
+        pos = end;
+    }
+    out.extend_from_slice(&raw[pos..]);
+    out
+}
+
+/// For a line that starts a header field, whether it is Bcc: its name is the
+/// non-white-space bytes before the first ':' that follows one of them (mail-parser's
+/// reading), compared without regard to case. `None` when the line has no such ':'.
+fn bcc_field_name(line: &[u8]) -> Option<bool> {
+    let mut name = Vec::with_capacity(8);
+    for &b in line {
+        match b {
+            b':' if !name.is_empty() => return Some(name.eq_ignore_ascii_case(b"bcc")),
+            b'\n' => return None,
+            b if b.is_ascii_whitespace() || b == b':' => {}
+            b => {
+                if name.len() > 3 {
+                    // Too long to be "bcc"; keep looking for the colon only.
+                    continue;
+                }
+                name.push(b);
+            }
+        }
+    }
+    None
+}
+
+/// True when the header section of `raw` has a field called `name` (case-insensitive).
+pub fn has_header(raw: &[u8], name: &str) -> bool {
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.trim_ascii().is_empty() {
+            return false;
+        }
+        if let Some(colon) = line.iter().position(|&b| b == b':') {
+            if line[..colon]
+                .trim_ascii()
+                .eq_ignore_ascii_case(name.as_bytes())
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// What sendmail adds to a message that lacks them: From (`from`, with `display_name` when
+/// given; nothing for the null sender `""`), Date (now) and Message-ID (at `from`'s
+/// domain), prepended so every original byte is kept. A display name loses `"` and `\`,
+/// and is left out when it has a control character.
+pub fn complete_headers(raw: &[u8], from: &str, display_name: Option<&str>) -> Vec<u8> {
+    let mut head = String::new();
+    if !has_header(raw, "From") && !from.is_empty() {
+        match display_name
+            .map(|n| n.replace(['"', '\\'], ""))
+            .filter(|n| !n.chars().any(char::is_control))
+        {
+            Some(name) if !name.trim().is_empty() => {
+                head.push_str(&format!("From: \"{name}\" <{from}>\r\n"))
+            }
+            _ => head.push_str(&format!("From: <{from}>\r\n")),
+        }
+    }
+    if !has_header(raw, "Date") {
+        head.push_str(&format!(
+            "Date: {}\r\n",
+            mail_builder::headers::date::Date::now().to_rfc822()
+        ));
+    }
+    if !has_header(raw, "Message-ID") {
+        head.push_str(&format!("Message-ID: <{}>\r\n", id::generate(from)));
+    }
+    let mut out = head.into_bytes();
+    out.extend_from_slice(raw);
+    out
+}
+
+/// `raw` with bare LF and bare CR made CRLF, the line ending SMTP and DKIM expect (RFC 5322
+/// 2.1); a message already in CRLF is returned as it is, without copying.
+pub fn crlf_line_endings(raw: Vec<u8>) -> Vec<u8> {
+    match crate::line_endings::crlf(&raw) {
+        std::borrow::Cow::Borrowed(_) => raw,
+        std::borrow::Cow::Owned(v) => v,
+    }
+}
+
+/// The Message-ID of `raw`, without angle brackets.
+pub(crate) fn message_id(raw: &[u8]) -> Option<String> {
+    MessageParser::new()
+        .parse_headers(raw)?
+        .message_id()
+        .map(str::to_string)
+}
+
+impl Message {
+    /// Reads a ready RFC 5322 message (an `.eml` file, what a program piped to sendmail)
+    /// for sending as it is: line endings become CRLF, the envelope sender is the Sender
+    /// field's address or else From's, the recipients are every To, Cc and Bcc address
+    /// (duplicates once), and the Bcc fields are removed, so blind copies stay blind.
+    /// Nothing else in the message changes; a message without Date or Message-ID stays so
+    /// (see [`Message::complete_headers`]).
+    ///
+    /// Errors: [`MessageError::Malformed`] when the header section cannot be parsed,
+    /// [`MessageError::NoFrom`] without From or Sender, [`MessageError::NoRecipients`]
+    /// without recipients, [`MessageError::Address`] for an address the envelope cannot hold.
+    /// To choose the envelope yourself, use [`Message::from_bytes_with_envelope`].
+    ///
+    /// ```
+    /// use postline::Message;
+    /// let raw = b"From: Alice <alice@example.com>\n\
+    ///             To: Bob <bob@example.org>, carol@example.org\n\
+    ///             Bcc: audit@example.com\n\
+    ///             Subject: hello\n\
+    ///             \n\
+    ///             Hi!\n";
+    /// let message = Message::from_bytes(raw.to_vec())?;
+    /// assert_eq!(message.envelope().from(), "alice@example.com");
+    /// let to: Vec<&str> = message.envelope().to().collect();
+    /// assert_eq!(to, ["bob@example.org", "carol@example.org", "audit@example.com"]);
+    /// assert_eq!(
+    ///     message.as_bytes(),
+    ///     b"From: Alice <alice@example.com>\r\n\
+    ///       To: Bob <bob@example.org>, carol@example.org\r\n\
+    ///       Subject: hello\r\n\
+    ///       \r\n\
+    ///       Hi!\r\n"
+    /// );
+    /// # Ok::<(), postline::MessageError>(())
+    /// ```
+    pub fn from_bytes(raw: impl Into<Vec<u8>>) -> Result<Message, MessageError> {
+        let raw = crlf_line_endings(raw.into());
+        let found = recipients(&raw)?;
+        let from = first_address(&raw, HeaderName::Sender)
+            .or_else(|| from_address(&raw))
+            .ok_or(MessageError::NoFrom)?;
+        // The rules a built message's addresses follow.
+        for address in std::iter::once(from.as_str()).chain(found.all()) {
+            Mailbox::new(address)?;
+        }
+        let envelope = super::envelope(&from, found.all())?;
+        Ok(Message::from_bytes_with_envelope(raw, envelope))
+    }
+
+    /// A ready message sent with the envelope the caller chose (recipients from a command
+    /// line, a bounce address as sender). Line endings become CRLF and Bcc fields are
+    /// removed, as in [`Message::from_bytes`]; nothing else is read or changed, so this
+    /// cannot fail.
+    pub fn from_bytes_with_envelope(raw: impl Into<Vec<u8>>, envelope: Envelope) -> Message {
+        let bytes = strip_bcc(&crlf_line_endings(raw.into()));
+        let message_id = message_id(&bytes);
+        Message {
+            envelope,
+            bytes,
+            message_id,
+        }
+    }
+
+    /// Adds what a message must have and a ready one may lack, as sendmail does: From (the
+    /// envelope sender, with `display_name` if given), Date (now) and Message-ID (at the
+    /// sender's domain), each only when missing, in front of the existing fields.
+    pub fn complete_headers(self, display_name: Option<&str>) -> Message {
+        let bytes = complete_headers(&self.bytes, self.envelope.from(), display_name);
+        let message_id = message_id(&bytes);
+        Message {
+            envelope: self.envelope,
+            bytes,
+            message_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completes_missing_headers_only() {
+        let raw = b"Subject: x\n\nbody\n";
+        let out = complete_headers(raw, "me@example.com", Some("Cron Daemon"));
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(
+            text.starts_with("From: \"Cron Daemon\" <me@example.com>\r\nDate: "),
+            "{text}"
+        );
+        assert!(text.contains("\r\nMessage-ID: <") && text.contains("@example.com>\r\n"));
+        assert!(out.ends_with(raw));
+        let full =
+            b"From: a@b\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <x@y>\r\n\r\nb";
+        assert_eq!(
+            complete_headers(full, "me@example.com", None),
+            full.to_vec()
+        );
+        assert!(!has_header(b"Subject: x\n\nFrom: body\n", "From"));
+    }
+
+    #[test]
+    fn crlf_normalises_bare_endings_only() {
+        assert_eq!(crlf_line_endings(b"a\r\nb\r\n".to_vec()), b"a\r\nb\r\n");
+        assert_eq!(
+            crlf_line_endings(b"a\nb\rc\r\n\n\r".to_vec()),
+            b"a\r\nb\r\nc\r\n\r\n\r\n"
+        );
+        assert_eq!(crlf_line_endings(b"\n".to_vec()), b"\r\n");
+        assert_eq!(crlf_line_endings(Vec::new()), b"");
+    }
+
+    #[test]
+    fn recipients_from_complex_headers() {
+        let raw = b"From: \"Sender, S.\" <sender@example.org>\r\n\
+To: Bob <bob@example.com>,\r\n\
+\x20\"Doe, Jane\" <jane@example.com>,\r\n\
+\tplain@example.com\r\n\
+Cc: Friends: ann@example.net, Ben <ben@example.net>;, cid@example.net\r\n\
+Bcc: secret@example.org\r\n\
+Subject: hello\r\n\
+To: second@example.com\r\n\
+bcc: Hidden Group: h1@example.org, h2@example.org;\r\n\
+\r\n\
+To: body@example.com\r\n";
+        let r = recipients(raw).expect("parses");
+        assert_eq!(
+            r.to,
+            [
+                "bob@example.com",
+                "jane@example.com",
+                "plain@example.com",
+                "second@example.com"
+            ]
+        );
+        assert_eq!(
+            r.cc,
+            ["ann@example.net", "ben@example.net", "cid@example.net"]
+        );
+        assert_eq!(
+            r.bcc,
+            ["secret@example.org", "h1@example.org", "h2@example.org"]
+        );
+        assert_eq!(from_address(raw).as_deref(), Some("sender@example.org"));
+    }
+
+    #[test]
+    fn recipients_with_lf_endings_and_none() {
+        let raw = b"From: a@example.org\nTo: b@example.com\nCc: c@example.com\n\nbody\n";
+        let r = recipients(raw).expect("parses");
+        assert_eq!(r.to, ["b@example.com"]);
+        assert_eq!(r.cc, ["c@example.com"]);
+        assert!(r.bcc.is_empty());
+        let none = recipients(b"Subject: x\n\nhi\n").expect("parses");
+        assert_eq!(none, HeaderRecipients::default());
+        assert_eq!(from_address(b"Subject: x\n\nhi\n"), None);
+        assert_eq!(from_address(b""), None);
+    }
+
+    #[test]
+    fn recipients_never_panic() {
+        for raw in [
+            &b""[..],
+            b"\n",
+            b"To:",
+            b"To: <",
+            b"To: \xff\xfe@\x80\r\n\r\n",
+            b"\r\r\r",
+            b"Bcc: a@b\rTo: c@d",
+            b": : :\n:\n",
+        ] {
+            let _ = recipients(raw);
+            let _ = from_address(raw);
+            let _ = Message::from_bytes(raw);
+        }
+    }
+
+    #[test]
+    fn strip_bcc_crlf() {
+        let raw = b"From: a@example.org\r\n\
+Bcc: x@example.org,\r\n\
+\x20y@example.org\r\n\
+\tz@example.org\r\n\
+To: b@example.com\r\n\
+BCC: second@example.org\r\n\
+bcc : third@example.org\r\n\
+Bcc-Extra: keep\r\n\
+X-Bcc: keep\r\n\
+Subject: Bcc: not a field\r\n\
+\r\n\
+Bcc: in body stays\r\n\
+\x20continuation stays\r\n";
+        let out = strip_bcc(raw);
+        assert_eq!(
+            out,
+            b"From: a@example.org\r\n\
+To: b@example.com\r\n\
+Bcc-Extra: keep\r\n\
+X-Bcc: keep\r\n\
+Subject: Bcc: not a field\r\n\
+\r\n\
+Bcc: in body stays\r\n\
+\x20continuation stays\r\n"
+        );
+        let r = recipients(&out).expect("parses");
+        assert!(r.bcc.is_empty());
+        assert_eq!(r.to, ["b@example.com"]);
+    }
+
+    #[test]
+    fn strip_bcc_lf() {
+        let raw = b"Bcc: first@example.org\n\
+To: b@example.com\n\
+Bcc: x@example.org,\n\
+\ty@example.org\n\
+Subject: s\n\
+\n\
+Bcc: body\n";
+        assert_eq!(
+            strip_bcc(raw),
+            b"To: b@example.com\nSubject: s\n\nBcc: body\n"
+        );
+    }
+
+    #[test]
+    fn strip_bcc_edge_cases() {
+        // No separator, no final newline.
+        assert_eq!(strip_bcc(b"To: a@b\r\nBcc: c@d"), b"To: a@b\r\n");
+        assert_eq!(strip_bcc(b"Bcc: c@d"), b"");
+        assert_eq!(strip_bcc(b""), b"");
+        // Body only (starts with the empty line).
+        assert_eq!(strip_bcc(b"\r\nBcc: x\r\n"), b"\r\nBcc: x\r\n");
+        assert_eq!(strip_bcc(b"\nBcc: x\n"), b"\nBcc: x\n");
+        // An empty Bcc field.
+        assert_eq!(strip_bcc(b"Bcc:\r\nTo: a\r\n\r\n"), b"To: a\r\n\r\n");
+        // Bare CR is part of the line.
+        assert_eq!(strip_bcc(b"Bcc: a\rTo: b\nX: y\n\nz"), b"X: y\n\nz");
+        // Non-UTF-8 bytes are kept as they are.
+        assert_eq!(
+            strip_bcc(b"X: \xff\xfe\r\nBcc: \x80\r\n\r\n\xc3"),
+            b"X: \xff\xfe\r\n\r\n\xc3"
+        );
+        // What mail-parser would take for Bcc goes too: leading white space on the
+        // first line, and a line after a colon-less line.
+        assert_eq!(strip_bcc(b" Bcc: a@b\nTo: c\n\n"), b"To: c\n\n");
+        assert_eq!(
+            strip_bcc(b"garbage\n\tBcc: a@b\nTo: c\n\n"),
+            b"garbage\nTo: c\n\n"
+        );
+        for raw in [
+            &b" Bcc: a@b\nTo: c\n\n"[..],
+            b"garbage\n\tBcc: a@b\nTo: c\n\n",
+        ] {
+            assert!(recipients(raw).expect("parses").bcc.len() == 1);
+            assert!(recipients(&strip_bcc(raw)).expect("parses").bcc.is_empty());
+        }
+        // A white-space-only line that continues a field is not the end of the header.
+        assert_eq!(strip_bcc(b"Bcc: a\n \nTo: b\n\nbody"), b"To: b\n\nbody");
+    }
+
+    /// xorshift64*: deterministic pseudo-random bytes for the property test.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Where the body starts: the first line of white space only that continues no field.
+    fn body_start(raw: &[u8]) -> usize {
+        let mut pos = 0;
+        let mut in_field = false;
+        while pos < raw.len() {
+            let end = raw[pos..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(raw.len(), |i| pos + i + 1);
+            let line = &raw[pos..end];
+            let cont = in_field && matches!(line.first(), Some(b' ' | b'\t'));
+            if !cont && line.ends_with(b"\n") && line.iter().all(u8::is_ascii_whitespace) {
+                return pos;
+            }
+            if !cont {
+                in_field = bcc_field_name(line).is_some();
+            }
+            pos = end;
+        }
+        raw.len()
+    }
+
+    #[test]
+    fn strip_bcc_properties() {
+        let pieces: [&[u8]; 16] = [
+            b"Bcc:",
+            b"bcc",
+            b"To: a@b",
+            b"\r\n",
+            b"\n",
+            b"\r",
+            b" ",
+            b"\t",
+            b":",
+            b"x",
+            b"\xff",
+            b"\0",
+            b"BCC : y",
+            b"Bcc-Extra: z",
+            b"\r\n\r\n",
+            b"\n\n",
+        ];
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..20_000 {
+            let mut raw = Vec::new();
+            for _ in 0..rng.below(24) {
+                raw.extend_from_slice(pieces[rng.below(pieces.len())]);
+            }
+            let out = strip_bcc(&raw);
+            assert!(out.len() <= raw.len());
+            // Idempotent.
+            assert_eq!(strip_bcc(&out), out, "{raw:?}");
+            // Body bytes untouched.
+            let b = body_start(&raw);
+            assert!(out.ends_with(&raw[b..]), "{raw:?}");
+            // Without anything Bcc-like the output is the input.
+            let lower = raw.to_ascii_lowercase();
+            if !lower.windows(3).any(|w| w == b"bcc") {
+                assert_eq!(out, raw);
+            }
+            // mail-parser finds no Bcc left.
+            if let Ok(r) = recipients(&out) {
+                assert!(r.bcc.is_empty(), "{raw:?} -> {out:?}: {r:?}");
+            }
+            let _ = from_address(&raw);
+        }
+    }
+}
