@@ -225,6 +225,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncClient<S> {
         self.conn()?.send_bytes(envelope, message).await
     }
 
+    /// Sends a [`crate::Message`] to the recipients of its envelope (Bcc included).
+    #[cfg(feature = "message")]
+    pub async fn send_message(&mut self, message: &crate::Message) -> Result<Outcome, Error> {
+        self.send_bytes(message.envelope(), message.as_bytes())
+            .await
+    }
+
     /// Sends many messages on this connection, deep-pipelined; see [`crate::Client::send_many`].
     pub async fn send_many<'m>(
         &mut self,

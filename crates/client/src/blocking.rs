@@ -393,6 +393,12 @@ impl<S: BlockingStream> Client<S> {
         block_on(self.conn.send_bytes(envelope, message))
     }
 
+    /// Sends a [`crate::Message`] to the recipients of its envelope (Bcc included).
+    #[cfg(feature = "message")]
+    pub fn send_message(&mut self, message: &crate::Message) -> Result<Outcome, Error> {
+        self.send_bytes(message.envelope(), message.as_bytes())
+    }
+
     /// Sends many messages on this connection, deep-pipelined: each message's end of data and
     /// the next message's MAIL, RCPT and DATA leave in one write, so a stream of messages
     /// costs one round trip each when the server offers PIPELINING. Returns each message's

@@ -53,6 +53,13 @@ pub trait Transport {
     /// order. `Err` only when the transport cannot work at all (for instance a resolver that
     /// cannot be set up); what happened to the message is always in the deliveries.
     fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<Vec<Delivery>, Error>;
+
+    /// Sends a [`crate::Message`] (built with [`crate::Message::builder`] or read with
+    /// [`crate::Message::from_bytes`]) to the recipients of its envelope, Bcc included.
+    #[cfg(feature = "message")]
+    fn send_message(&self, message: &crate::Message) -> Result<Vec<Delivery>, Error> {
+        self.send(message.envelope(), message.as_bytes())
+    }
 }
 
 /// Something that takes a message for its recipients, from async code (tokio).
@@ -68,6 +75,16 @@ pub trait AsyncTransport {
         envelope: &Envelope,
         message: &[u8],
     ) -> impl std::future::Future<Output = Result<Vec<Delivery>, Error>> + Send;
+
+    /// Sends a [`crate::Message`] to the recipients of its envelope, Bcc included; see
+    /// [`Transport::send_message`].
+    #[cfg(feature = "message")]
+    fn send_message(
+        &self,
+        message: &crate::Message,
+    ) -> impl std::future::Future<Output = Result<Vec<Delivery>, Error>> + Send {
+        self.send(message.envelope(), message.as_bytes())
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for &T {

@@ -250,3 +250,22 @@ async fn a_relay_mailer_is_an_async_transport_and_a_dead_relay_defers() {
     let d = notify_async(&Mailer::relay(config.port(port)), &["b@example.org"]).await;
     assert_eq!(statuses(&d), [DeliveryStatus::Deferred], "{d:?}");
 }
+
+#[test]
+fn a_built_message_goes_to_every_envelope_recipient_bcc_included() {
+    let message = postline::Message::builder()
+        .from("Alice <alice@example.com>")
+        .to("bob@example.org")
+        .bcc("audit@example.com")
+        .subject("hello")
+        .text("hi")
+        .build()
+        .unwrap();
+    let stub = StubTransport::new();
+    let d = Transport::send_message(&stub, &message).unwrap();
+    let to: Vec<&str> = d.iter().map(|d| d.address.as_str()).collect();
+    assert_eq!(to, ["bob@example.org", "audit@example.com"]);
+    let sent = &stub.sent()[0];
+    assert_eq!(sent.message, message.as_bytes());
+    assert!(!String::from_utf8_lossy(&sent.message).contains("audit@"));
+}
