@@ -39,6 +39,7 @@ mod envelope;
 mod error;
 mod hello;
 mod outcome;
+pub mod pool;
 mod reply;
 mod server;
 mod tls;
@@ -58,6 +59,9 @@ pub use engine::{Engine, Io};
 pub use envelope::{BodyType, Envelope};
 pub use error::{ConfigError, Error, Fault, Result};
 pub use outcome::{Outcome, Recipient};
+#[cfg(feature = "tokio")]
+pub use pool::AsyncPool;
+pub use pool::{Pool, PoolOptions, PoolStats};
 pub use reply::ServerReply;
 pub use server::{parse_server, ServerError};
 pub use tls::TlsInfo;
