@@ -173,18 +173,30 @@ fn one_conn(a: &Args) -> Result<String, String> {
     ))
 }
 
+/// A current-thread runtime (one event loop, as the async peers use) and the message every
+/// task shares.
+type AsyncWorkload = (
+    tokio::runtime::Runtime,
+    std::sync::Arc<Envelope>,
+    std::sync::Arc<Vec<u8>>,
+);
+
+fn async_workload(rcpts: u64, size: usize) -> Result<AsyncWorkload, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let env = std::sync::Arc::new(envelope(rcpts).size(size as u64));
+    Ok((rt, env, std::sync::Arc::new(message(size))))
+}
+
 fn multi_conn(a: &Args) -> Result<String, String> {
     let port = a.num("port", None)? as u16;
     let conns = a.num("conns", None)?.max(1) as usize;
     let count = a.num("count", None)? as usize;
     let size = a.num("size", None)? as usize;
     let rcpts = a.num("rcpts", Some(1))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let env = std::sync::Arc::new(envelope(rcpts).size(size as u64));
-    let body = std::sync::Arc::new(message(size));
+    let (rt, env, body) = async_workload(rcpts, size)?;
     let start = Instant::now();
     let result: Result<(), String> = rt.block_on(async {
         let mut tasks = Vec::new();
@@ -227,12 +239,7 @@ fn pool(a: &Args) -> Result<String, String> {
     let count = a.num("count", None)? as usize;
     let size = a.num("size", None)? as usize;
     let rcpts = a.num("rcpts", Some(1))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let env = std::sync::Arc::new(envelope(rcpts).size(size as u64));
-    let body = std::sync::Arc::new(message(size));
+    let (rt, env, body) = async_workload(rcpts, size)?;
     let start = Instant::now();
     let opened = rt.block_on(async {
         let pool = AsyncPool::with_options(config(port), PoolOptions::new().max_size(conns))

@@ -194,6 +194,46 @@ pub(crate) trait Gate<C> {
     fn wake_one(&self);
 }
 
+/// The parts of [`Pool`] and [`AsyncPool`] that do not depend on how callers wait: making
+/// one, `Debug`, and the getters. Each pool type is `struct $pool { shared: Arc<Shared<..>> }`.
+macro_rules! pool_common {
+    ($pool:ident, $gate:expr) => {
+        impl std::fmt::Debug for $pool {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.shared.describe(stringify!($pool), f)
+            }
+        }
+
+        impl $pool {
+            /// A pool with the default [`PoolOptions`] for the server `config` names. Builds
+            /// the TLS configuration now (an unreadable CA file fails here); connects lazily,
+            /// on the first message.
+            pub fn new(config: Config) -> Result<$pool, Error> {
+                $pool::with_options(config, PoolOptions::default())
+            }
+
+            /// A pool with these limits; see the `new` function.
+            pub fn with_options(config: Config, options: PoolOptions) -> Result<$pool, Error> {
+                Ok($pool {
+                    shared: std::sync::Arc::new(Shared::new(config, options, $gate)?),
+                })
+            }
+
+            /// How many connections are idle and in use, how many were opened so far, and
+            /// how many messages were sent again after a reused connection was found dead.
+            pub fn stats(&self) -> PoolStats {
+                self.shared.stats()
+            }
+
+            /// The limits this pool applies.
+            pub fn options(&self) -> PoolOptions {
+                self.shared.options
+            }
+        }
+    };
+}
+use pool_common;
+
 /// Locks the slots. The lock is never held across a send, so a panic cannot leave them
 /// half-changed; a poisoned lock is taken as it is.
 fn lock<C>(slots: &Mutex<Slots<C>>) -> MutexGuard<'_, Slots<C>> {
@@ -301,6 +341,16 @@ impl<C: Connection, G: Gate<C>> Shared<C, G> {
 
     fn stats(&self) -> PoolStats {
         lock(&self.slots).stats()
+    }
+
+    /// `Debug` for both pools: the configuration (secrets redacted by its own `Debug`), the
+    /// limits and the current counts.
+    fn describe(&self, name: &str, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct(name)
+            .field("config", &self.config)
+            .field("options", &self.options)
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 

@@ -122,34 +122,14 @@ pub struct AsyncPool {
     shared: Arc<Shared<AsyncClient, Tasks>>,
 }
 
-impl std::fmt::Debug for AsyncPool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AsyncPool")
-            .field("config", &self.shared.config)
-            .field("options", &self.shared.options)
-            .field("stats", &self.stats())
-            .finish()
+super::pool_common!(
+    AsyncPool,
+    Tasks {
+        freed: Notify::new(),
     }
-}
+);
 
 impl AsyncPool {
-    /// A pool with the default [`PoolOptions`] for the server `config` names. Builds the TLS
-    /// configuration now (an unreadable CA file fails here); connects lazily, on the first
-    /// message. Needs no runtime until the first send.
-    pub fn new(config: Config) -> Result<AsyncPool, Error> {
-        AsyncPool::with_options(config, PoolOptions::default())
-    }
-
-    /// A pool with these limits; see [`AsyncPool::new`].
-    pub fn with_options(config: Config, options: PoolOptions) -> Result<AsyncPool, Error> {
-        let gate = Tasks {
-            freed: Notify::new(),
-        };
-        Ok(AsyncPool {
-            shared: Arc::new(Shared::new(config, options, gate)?),
-        })
-    }
-
     /// Sends `message` to every recipient of `envelope` on a pooled connection; one
     /// [`Delivery`] per recipient, in envelope order. Waits while every connection is busy
     /// (at most [`PoolOptions::wait_timeout`]); the send itself is bounded by the engine's
@@ -174,16 +154,6 @@ impl AsyncPool {
         for q in quits {
             let _ = q.await;
         }
-    }
-
-    /// How many connections are idle and in use, and how many were opened so far.
-    pub fn stats(&self) -> PoolStats {
-        self.shared.stats()
-    }
-
-    /// The limits this pool applies.
-    pub fn options(&self) -> PoolOptions {
-        self.shared.options
     }
 }
 

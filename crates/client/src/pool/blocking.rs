@@ -117,34 +117,14 @@ pub struct Pool {
     shared: Arc<Shared<Client, Threads>>,
 }
 
-impl std::fmt::Debug for Pool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool")
-            .field("config", &self.shared.config)
-            .field("options", &self.shared.options)
-            .field("stats", &self.stats())
-            .finish()
+super::pool_common!(
+    Pool,
+    Threads {
+        freed: Condvar::new(),
     }
-}
+);
 
 impl Pool {
-    /// A pool with the default [`PoolOptions`] for the server `config` names. Builds the TLS
-    /// configuration now (an unreadable CA file fails here); connects lazily, on the first
-    /// message.
-    pub fn new(config: Config) -> Result<Pool, Error> {
-        Pool::with_options(config, PoolOptions::default())
-    }
-
-    /// A pool with these limits; see [`Pool::new`].
-    pub fn with_options(config: Config, options: PoolOptions) -> Result<Pool, Error> {
-        let gate = Threads {
-            freed: Condvar::new(),
-        };
-        Ok(Pool {
-            shared: Arc::new(Shared::new(config, options, gate)?),
-        })
-    }
-
     /// Sends `message` to every recipient of `envelope` on a pooled connection; one
     /// [`Delivery`] per recipient, in envelope order. Blocks while every connection is busy
     /// (at most [`PoolOptions::wait_timeout`]), then for the send itself (bounded by the
@@ -159,16 +139,6 @@ impl Pool {
     /// server's answer). The pool stays usable: the next message opens a new connection.
     pub fn close_idle(&self) {
         drop(self.shared.drain_idle());
-    }
-
-    /// How many connections are idle and in use, and how many were opened so far.
-    pub fn stats(&self) -> PoolStats {
-        self.shared.stats()
-    }
-
-    /// The limits this pool applies.
-    pub fn options(&self) -> PoolOptions {
-        self.shared.options
     }
 }
 
