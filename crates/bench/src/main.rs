@@ -7,6 +7,7 @@
 //! ```text
 //! postline-bench one-conn   --port P --count N --size BYTES [--rcpts K] [--no-deep] [--no-pipelining] [--chunking]
 //! postline-bench multi-conn --port P --conns C --count N --size BYTES [--rcpts K]
+//! postline-bench pool       --port P --tasks T --conns C --count N --size BYTES [--rcpts K]
 //! postline-bench file       --port P --path FILE [--chunking]
 //! postline-bench relay      --listen PORT --to PORT --delay-ms MS
 //! postline-bench measure    --out FILE -- CMD ARGS...
@@ -16,7 +17,9 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use postline::{AsyncClient, Client, Config, Envelope, Timeouts, Tls};
+use postline::{
+    AsyncClient, AsyncPool, Client, Config, DeliveryStatus, Envelope, PoolOptions, Timeouts, Tls,
+};
 
 mod measure;
 mod relay;
@@ -170,18 +173,30 @@ fn one_conn(a: &Args) -> Result<String, String> {
     ))
 }
 
+/// A current-thread runtime (one event loop, as the async peers use) and the message every
+/// task shares.
+type AsyncWorkload = (
+    tokio::runtime::Runtime,
+    std::sync::Arc<Envelope>,
+    std::sync::Arc<Vec<u8>>,
+);
+
+fn async_workload(rcpts: u64, size: usize) -> Result<AsyncWorkload, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let env = std::sync::Arc::new(envelope(rcpts).size(size as u64));
+    Ok((rt, env, std::sync::Arc::new(message(size))))
+}
+
 fn multi_conn(a: &Args) -> Result<String, String> {
     let port = a.num("port", None)? as u16;
     let conns = a.num("conns", None)?.max(1) as usize;
     let count = a.num("count", None)? as usize;
     let size = a.num("size", None)? as usize;
     let rcpts = a.num("rcpts", Some(1))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let env = std::sync::Arc::new(envelope(rcpts).size(size as u64));
-    let body = std::sync::Arc::new(message(size));
+    let (rt, env, body) = async_workload(rcpts, size)?;
     let start = Instant::now();
     let result: Result<(), String> = rt.block_on(async {
         let mut tasks = Vec::new();
@@ -215,6 +230,47 @@ fn multi_conn(a: &Args) -> Result<String, String> {
     ))
 }
 
+/// `count` messages from `tasks` tasks, each sending one message at a time through one
+/// `AsyncPool` of `conns` connections, on a current-thread runtime (as lettre's run is).
+fn pool(a: &Args) -> Result<String, String> {
+    let port = a.num("port", None)? as u16;
+    let tasks = a.num("tasks", None)?.max(1) as usize;
+    let conns = a.num("conns", None)?.max(1) as usize;
+    let count = a.num("count", None)? as usize;
+    let size = a.num("size", None)? as usize;
+    let rcpts = a.num("rcpts", Some(1))?;
+    let (rt, env, body) = async_workload(rcpts, size)?;
+    let start = Instant::now();
+    let opened = rt.block_on(async {
+        let pool = AsyncPool::with_options(config(port), PoolOptions::new().max_size(conns))
+            .map_err(|e| e.to_string())?;
+        let mut handles = Vec::new();
+        for i in 0..tasks {
+            let n = count / tasks + usize::from(i < count % tasks);
+            let (pool, env, body) = (pool.clone(), env.clone(), body.clone());
+            handles.push(tokio::spawn(async move {
+                for _ in 0..n {
+                    let d = pool.send(&env, &body).await.map_err(|e| e.to_string())?;
+                    if let Some(bad) = d.iter().find(|d| d.status != DeliveryStatus::Delivered) {
+                        return Err(format!("{}: {} {}", bad.address, bad.status, bad.detail()));
+                    }
+                }
+                Ok::<(), String>(())
+            }));
+        }
+        for h in handles {
+            h.await.map_err(|e| e.to_string())??;
+        }
+        let opened = pool.stats().opened;
+        pool.close_idle().await;
+        Ok::<u64, String>(opened)
+    })?;
+    Ok(format!(
+        "{{\"client\":\"postline\",\"mode\":\"pool\",\"tasks\":{tasks},\"conns\":{conns},\"opened\":{opened},\"count\":{count},\"size\":{size},\"rcpts\":{rcpts},\"total_s\":{:.6}}}",
+        secs(start.elapsed())
+    ))
+}
+
 fn file(a: &Args) -> Result<String, String> {
     let port = a.num("port", None)? as u16;
     let path = a.values.get("path").ok_or("--path is required")?;
@@ -239,7 +295,7 @@ fn file(a: &Args) -> Result<String, String> {
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some((cmd, rest)) = argv.split_first() else {
-        eprintln!("usage: postline-bench one-conn|multi-conn|file|relay --help");
+        eprintln!("usage: postline-bench one-conn|multi-conn|pool|file|relay --help");
         return ExitCode::from(64);
     };
     if cmd == "measure" {
@@ -262,6 +318,7 @@ fn main() -> ExitCode {
     let result = Args::parse(rest, &flags).and_then(|a| match cmd.as_str() {
         "one-conn" => one_conn(&a),
         "multi-conn" => multi_conn(&a),
+        "pool" => pool(&a),
         "file" => file(&a),
         "relay" => relay::run(
             a.num("listen", Some(0))? as u16,

@@ -267,7 +267,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncClient<S> {
         }
     }
 
-    fn engine(&self) -> &crate::engine::Engine {
+    pub(crate) fn engine(&self) -> &crate::engine::Engine {
         // `conn` is only taken by `quit` (which consumes the client) and by `drop`.
         &self.conn.as_ref().expect("connection present").engine
     }

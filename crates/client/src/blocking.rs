@@ -476,6 +476,11 @@ impl<S: BlockingStream> Client<S> {
     pub fn is_closed(&self) -> bool {
         self.conn.is_closed()
     }
+
+    /// The engine, for the pool's reuse and retry decisions.
+    pub(crate) fn engine(&self) -> &crate::engine::Engine {
+        &self.conn.engine
+    }
 }
 
 impl<S: BlockingStream> Drop for Client<S> {

@@ -189,6 +189,9 @@ pub struct Engine {
     check_idle: bool,
     /// The pending end of data was preceded by a read without waiting.
     probed: bool,
+    /// Complete replies read since the last transaction began on an idle connection (see
+    /// [`Engine::replies_since_idle`]).
+    replies_since_idle: u32,
     /// The wait the deadline belongs to, and when it began.
     wait: Wait,
     since: Instant,
@@ -266,6 +269,7 @@ impl Engine {
             auth_cancelled: false,
             check_idle: false,
             probed: false,
+            replies_since_idle: 0,
             // The greeting's (or implicit TLS's) timer runs from the connection.
             wait: if config_tls_implicit {
                 Wait::Tls
@@ -524,6 +528,7 @@ impl Engine {
         if self.is_idle() {
             self.start_operation(now);
             self.check_idle = true;
+            self.replies_since_idle = 0;
         }
         let id = self.command(false, |s, out| s.start_transaction(&proto, out))?;
         self.txs.push(TxTrack {
@@ -722,6 +727,14 @@ impl Engine {
             && self.session.is_idle()
     }
 
+    /// How many complete replies the server sent since the last transaction began on an
+    /// idle connection, the reply that ended the connection (a 421) included. 0 after a
+    /// failed send means the server answered nothing of that message: the connection was
+    /// already gone when it was reused, which is what lets a pool retry it elsewhere.
+    pub(crate) fn replies_since_idle(&self) -> u32 {
+        self.replies_since_idle
+    }
+
     /// True when a transaction may start now: the session is set up and every earlier
     /// message has released its end of data (deep pipelining, RFC 2920 3.1).
     pub fn can_send(&self) -> bool {
@@ -846,6 +859,7 @@ impl Engine {
                     if n > 0 {
                         // A complete reply: the reply timer starts again.
                         self.budget = self.budget.saturating_sub(1);
+                        self.replies_since_idle = self.replies_since_idle.saturating_add(1);
                         self.wait = Wait::None;
                         self.since = now;
                         let bytes = &input[pos..pos + n];

@@ -42,6 +42,7 @@ mod line_endings;
 #[cfg(feature = "message")]
 pub mod message;
 mod outcome;
+pub mod pool;
 mod reply;
 mod server;
 mod tls;
@@ -63,6 +64,9 @@ pub use error::{ConfigError, Error, Fault, Result};
 #[cfg(feature = "message")]
 pub use message::{Mailbox, Message, MessageBuilder, MessageError, Priority};
 pub use outcome::{Outcome, Recipient};
+#[cfg(feature = "tokio")]
+pub use pool::AsyncPool;
+pub use pool::{Pool, PoolOptions, PoolStats};
 pub use reply::ServerReply;
 pub use server::{parse_server, ServerError};
 pub use tls::TlsInfo;

@@ -1,9 +1,12 @@
 //! `lettre-peer`: the lettre peer for bench/run. lettre's blocking `SmtpTransport` (pooled,
 //! plain text) sends N messages of SIZE bytes, or one message read whole from a file into
-//! memory (as lettre needs it), with `send_raw`; prints one JSON line.
+//! memory (as lettre needs it), with `send_raw`; prints one JSON line. With `--tasks T`,
+//! lettre's pooled `AsyncSmtpTransport<Tokio1Executor>` (pool `max_size` from `--pool-size`)
+//! sends the N messages from T tasks on a current-thread tokio runtime instead.
 //!
 //! ```text
 //! lettre-peer --port P --count N --size BYTES [--rcpts K]
+//! lettre-peer --port P --count N --size BYTES --tasks T --pool-size S
 //! lettre-peer --port P --path FILE
 //! ```
 
@@ -13,7 +16,7 @@ use std::time::Instant;
 use lettre::address::{Address, Envelope};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::PoolConfig;
-use lettre::{SmtpTransport, Transport};
+use lettre::{AsyncSmtpTransport, AsyncTransport, SmtpTransport, Tokio1Executor, Transport};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -65,6 +68,11 @@ fn run(args: &[String]) -> Result<String, String> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{e}"))?;
     let envelope = Envelope::new(Some(from), to).map_err(|e| format!("{e}"))?;
+    if let Some(tasks) = arg(args, "--tasks") {
+        let tasks: usize = tasks.parse().map_err(|_| "--tasks: not a number")?;
+        let pool_size = num(args, "--pool-size", Some(4))? as u32;
+        return pooled_tasks(port, count, tasks.max(1), pool_size, envelope, body, rcpts);
+    }
     let start = Instant::now();
     let transport = SmtpTransport::builder_dangerous("127.0.0.1")
         .port(port)
@@ -87,6 +95,58 @@ fn run(args: &[String]) -> Result<String, String> {
         first.unwrap_or_default().as_secs_f64(),
         sent.as_secs_f64(),
         total.as_secs_f64()
+    ))
+}
+
+/// `count` messages from `tasks` tasks through one pooled `AsyncSmtpTransport`. lettre's
+/// pool bounds the connections it keeps idle (`max_size`), not those open at once: a task
+/// that finds no idle connection opens one (NOOP-tested before each reuse).
+fn pooled_tasks(
+    port: u16,
+    count: usize,
+    tasks: usize,
+    pool_size: u32,
+    envelope: Envelope,
+    body: Vec<u8>,
+    rcpts: u64,
+) -> Result<String, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let size = body.len();
+    rt.block_on(async move {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+            .port(port)
+            .hello_name(ClientId::Domain("client.bench.test".into()))
+            .pool_config(PoolConfig::new().max_size(pool_size))
+            .build();
+        let envelope = std::sync::Arc::new(envelope);
+        let body = std::sync::Arc::new(body);
+        let mut handles = Vec::new();
+        for i in 0..tasks {
+            let n = count / tasks + usize::from(i < count % tasks);
+            let (transport, envelope, body) = (transport.clone(), envelope.clone(), body.clone());
+            handles.push(tokio::spawn(async move {
+                for _ in 0..n {
+                    transport
+                        .send_raw(&envelope, &body)
+                        .await
+                        .map_err(|e| format!("send: {e}"))?;
+                }
+                Ok::<(), String>(())
+            }));
+        }
+        for h in handles {
+            h.await.map_err(|e| e.to_string())??;
+        }
+        transport.shutdown().await;
+        Ok::<(), String>(())
+    })?;
+    Ok(format!(
+        "{{\"client\":\"lettre\",\"mode\":\"async-pool\",\"tasks\":{tasks},\"pool_size\":{pool_size},\"count\":{count},\"size\":{size},\"rcpts\":{rcpts},\"total_s\":{:.6}}}",
+        start.elapsed().as_secs_f64()
     ))
 }
 
