@@ -1,20 +1,45 @@
 //! postline: an SMTP client that is correct to the RFCs, fast on the wire and hard to trick.
 //!
-//! The protocol lives in the sans-IO core, [`postline_proto`]; this crate drives it over real
-//! connections: [`Client`] over blocking sockets, [`AsyncClient`] over tokio, both with rustls
-//! for STARTTLS and implicit TLS, an authentication policy that never sends a password in clear
-//! text unless told to, RFC 5321 timeouts for every phase, and per-recipient outcomes.
+//! Compose a message, hand it to a transport, and learn what happened to each recipient:
 //!
 //! ```no_run
-//! use postline::{Client, Config, Envelope};
-//! let mut client = Client::connect(Config::relay("smtp.example.com").credentials("me", "pw"))?;
-//! let envelope = Envelope::new("me@example.com", ["you@example.org", "them@example.net"])?;
-//! let outcome = client.send(&envelope, std::fs::File::open("message.eml")?)?;
-//! for r in outcome.rejected() {
-//!     eprintln!("{} refused: {:?}", r.address, r.reply);
+//! use postline::{Config, DeliveryStatus, Message, Pool, Transport};
+//!
+//! let message = Message::builder()
+//!     .from("Alice <alice@example.com>")
+//!     .to("Bob <bob@example.org>")
+//!     .subject("Hello")
+//!     .text("Sent with postline.")
+//!     .build()?;
+//! // STARTTLS on 587 with a verified certificate, unless told otherwise.
+//! let mailer = Pool::new(Config::relay("smtp.example.com").credentials("alice", "secret"))?;
+//! for d in mailer.send_message(&message)? {
+//!     if d.status != DeliveryStatus::Delivered {
+//!         eprintln!("{}: {} ({})", d.address, d.status, d.detail());
+//!     }
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! The layers, each usable alone:
+//!
+//! - [`message`] (feature `message`, default): [`Message::builder`] and
+//!   [`Message::from_bytes`] make the RFC 5322 bytes and the [`Envelope`] (Bcc in the envelope
+//!   only).
+//! - [`transport`]: the [`Transport`] and `AsyncTransport` traits, answering one
+//!   [`Delivery`] per recipient, implemented by [`Pool`] and `AsyncPool` (reused
+//!   connections), `Mailer` (a relay, or direct delivery to each domain's exchangers),
+//!   `dkim::Signing` (feature `dkim`), the queue's `Enqueue`, and the test transports
+//!   [`transport::StubTransport`] and [`transport::FileTransport`].
+//! - [`Client`] (blocking) and `AsyncClient` (tokio): one connection, with rustls for
+//!   STARTTLS and implicit TLS, an authentication policy that never sends a password in clear
+//!   text unless told to, RFC 5321 timeouts for every phase, and deep pipelining.
+//! - [`Engine`]: the whole client policy without I/O, for a driver of your own; the protocol
+//!   itself is [`postline_proto`] (`no_std`).
+//!
+//! Features: the default build has the blocking client, the blocking [`Pool`] and the
+//! message builder, with neither tokio nor a DNS resolver; `tokio` adds `AsyncClient`,
+//! `AsyncPool` and `Mailer`; `dkim` adds DKIM signing.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
