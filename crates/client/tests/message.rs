@@ -964,3 +964,49 @@ fn sent_through_aiosmtpd_byte_for_byte() {
     assert_eq!(p.subject(), Some("Quarterly report — Q3"));
     assert!(!String::from_utf8_lossy(&stored.content).contains("audit@"));
 }
+
+/// Encoded words stand bare in address fields (RFC 2047 5: not inside a quoted string), and
+/// a reader that is not ours (Python's email package) decodes every name and address.
+#[test]
+fn display_names_read_back_by_pythons_email_package() {
+    let m = Message::builder()
+        .from(("Alice Ärger", "alice@example.com"))
+        .to(("Bob \"the builder\", Jr.", "bob@example.org"))
+        .to(("Zoë", "zoe@example.org"))
+        .cc("plain@example.net")
+        .subject("names")
+        .text("hi")
+        .build()
+        .unwrap();
+    let text = String::from_utf8_lossy(m.as_bytes()).into_owned();
+    assert!(!text.contains("\"=?"), "an encoded word in quotes:\n{text}");
+    let script = r#"
+import sys, email, email.policy
+msg = email.message_from_bytes(open(sys.argv[1], 'rb').read(), policy=email.policy.default)
+for field in ('From', 'To', 'Cc'):
+    for a in msg[field].addresses:
+        print(field, repr(a.display_name), a.addr_spec)
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.eml");
+    std::fs::write(&path, m.as_bytes()).unwrap();
+    let out = std::process::Command::new(
+        postline_testkit::repo_root().join("tests/interop/.venv/bin/python"),
+    )
+    .args(["-c", script])
+    .arg(&path)
+    .output()
+    .expect("the interop venv's python (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "From 'Alice Ärger' alice@example.com\n\
+         To 'Bob \"the builder\", Jr.' bob@example.org\n\
+         To 'Zoë' zoe@example.org\n\
+         Cc '' plain@example.net\n"
+    );
+}

@@ -3,7 +3,6 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use mail_builder::headers::address::Address;
 use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::message_id::MessageId;
 use mail_builder::headers::raw::Raw;
@@ -313,9 +312,11 @@ impl MessageBuilder {
             });
             mb = mb.header("Date", Raw::new(crate::date::rfc5322(unix)));
         }
-        mb = mb.from(from.to_builder());
+        // Address fields are written from `Mailbox`'s own form: an encoded word stays bare,
+        // as RFC 2047 5 wants it in a phrase (mail-builder would put it in quotes).
+        mb = mb.header("From", Raw::new(address_list(std::slice::from_ref(&from))));
         if let Some(s) = &self.sender {
-            mb = mb.sender(s.to_builder());
+            mb = mb.header("Sender", Raw::new(address_list(std::slice::from_ref(s))));
         }
         for (name, list) in [
             ("To", &self.to),
@@ -323,10 +324,7 @@ impl MessageBuilder {
             ("Reply-To", &self.reply_to),
         ] {
             if !list.is_empty() {
-                mb = mb.header(
-                    name,
-                    Address::new_list(list.iter().map(Mailbox::to_builder).collect()),
-                );
+                mb = mb.header(name, Raw::new(address_list(list)));
             }
         }
         if let Some(s) = self.subject {
@@ -413,4 +411,13 @@ fn body(
         parts.extend(attachments);
         MimePart::new("multipart/mixed", parts)
     }
+}
+
+/// A header field's value for `list`: the mailboxes in their `Display` form, one per line
+/// after the first (folded), so a long list never makes a long line.
+fn address_list(list: &[Mailbox]) -> String {
+    list.iter()
+        .map(Mailbox::to_string)
+        .collect::<Vec<_>>()
+        .join(",\r\n ")
 }

@@ -69,14 +69,6 @@ impl Mailbox {
     pub fn domain(&self) -> Option<&str> {
         self.address.rsplit_once('@').map(|(_, d)| d)
     }
-
-    /// This mailbox as mail-builder writes it into a header field.
-    pub(crate) fn to_builder(&self) -> mail_builder::headers::address::Address<'static> {
-        mail_builder::headers::address::Address::new_address(
-            self.name.clone(),
-            self.address.clone(),
-        )
-    }
 }
 
 impl FromStr for Mailbox {
