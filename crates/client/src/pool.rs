@@ -174,6 +174,16 @@ pub(crate) trait Connection: Inspect + Sized {
     async fn open(config: &Config) -> Result<Self, Error>;
     /// Sends one message held in memory.
     async fn transact(&mut self, envelope: &Envelope, message: &[u8]) -> Result<Outcome, Error>;
+    /// Says QUIT (bounded by the engine's QUIT timeout) and closes.
+    async fn close(self);
+}
+
+/// Closes every connection in `closing`, waiting for each: until they are closed they still
+/// count at the server, so none may outlive the slot it came from while another opens.
+async fn close_all<C: Connection>(closing: &mut Vec<C>) {
+    for conn in closing.drain(..) {
+        conn.close().await;
+    }
 }
 
 /// How a caller waits for a free connection: a `Condvar` in the blocking pool, a tokio
@@ -271,6 +281,9 @@ impl<C: Connection, G: Gate<C>> Shared<C, G> {
             .gate
             .acquire(&self.slots, &self.options, deadline, &mut closing)
             .await;
+        // Expired connections are closed before this caller may open one in their place,
+        // so the server never sees more than `max_size` at once.
+        close_all(&mut closing).await;
         let Some(checkout) = acquired else {
             return self.not_attempted(envelope);
         };
@@ -304,7 +317,9 @@ impl<C: Connection, G: Gate<C>> Shared<C, G> {
                 tracing::debug!(
                     "pooled connection was closed by the server; sending again on a new one"
                 );
-                closing.extend(lease.conn.take());
+                // Already closed by the server: dropping it sends nothing and waits for
+                // nothing, and it is gone before the fresh one opens.
+                drop(lease.conn.take());
                 lock(&self.slots).reopen();
                 reused = false;
                 continue;
@@ -312,7 +327,7 @@ impl<C: Connection, G: Gate<C>> Shared<C, G> {
             break result;
         };
         lease.give_back(&result, &mut closing);
-        drop(closing);
+        close_all(&mut closing).await;
         Delivery::from_result(&result, envelope)
             .into_iter()
             .map(|d| d.at_host(&self.config.host))

@@ -410,3 +410,89 @@ async fn a_cancelled_send_frees_its_slot_and_closes_its_connection() {
     assert_delivered(&pool.send(&envelope(2), &message(2)).await.unwrap());
     assert_eq!(pool.stats().opened, 2);
 }
+
+/// A small SMTP server on loopback that counts the sessions open at once and the most it
+/// ever saw; a session stops counting when QUIT arrives (before the 221 leaves), so the
+/// count cannot lag behind what the client knows.
+fn counting_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let open = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let seen = peak.clone();
+    thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(stream) = stream else { return };
+            let (open, peak) = (open.clone(), peak.clone());
+            thread::spawn(move || {
+                peak.fetch_max(open.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                let mut counted = true;
+                let mut w = stream.try_clone().unwrap();
+                let mut r = BufReader::new(stream);
+                let _ = w.write_all(b"220 counting\r\n");
+                let (mut line, mut in_data) = (String::new(), false);
+                for _ in 0..10_000 {
+                    line.clear();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let reply: &[u8] = if in_data {
+                        if line != ".\r\n" {
+                            continue;
+                        }
+                        in_data = false;
+                        b"250 2.0.0 queued\r\n"
+                    } else {
+                        let up = line.to_ascii_uppercase();
+                        if up.starts_with("QUIT") {
+                            open.fetch_sub(1, Ordering::SeqCst);
+                            counted = false;
+                            let _ = w.write_all(b"221 bye\r\n");
+                            break;
+                        }
+                        if up.starts_with("EHLO") {
+                            b"250-counting\r\n250 PIPELINING\r\n"
+                        } else if up.starts_with("DATA") {
+                            in_data = true;
+                            b"354 go\r\n"
+                        } else {
+                            b"250 ok\r\n"
+                        }
+                    };
+                    if w.write_all(reply).is_err() {
+                        break;
+                    }
+                }
+                if counted {
+                    open.fetch_sub(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn an_expired_connection_is_closed_before_its_replacement_opens() {
+    let (port, peak) = counting_server();
+    let pool = Pool::with_options(
+        config(port),
+        PoolOptions::new()
+            .max_size(1)
+            .idle_timeout(Duration::from_millis(100)),
+    )
+    .unwrap();
+    assert_delivered(&pool.send(&envelope(1), &message(1)).unwrap());
+    // Past the idle timeout: the next send finds the connection expired.
+    thread::sleep(Duration::from_millis(300));
+    assert_delivered(&pool.send(&envelope(2), &message(2)).unwrap());
+    assert_eq!(pool.stats().opened, 2, "{:?}", pool.stats());
+    assert_eq!(
+        peak.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "max_size(1), yet the server saw two sessions at once"
+    );
+}

@@ -32,6 +32,10 @@ impl Connection for AsyncClient {
     async fn transact(&mut self, envelope: &Envelope, message: &[u8]) -> Result<Outcome, Error> {
         self.send_bytes(envelope, message).await
     }
+
+    async fn close(self) {
+        let _ = self.quit().await;
+    }
 }
 
 /// Tasks wait for a free connection on a `Notify`, on tokio's clock (so tests on a paused

@@ -28,6 +28,10 @@ impl Connection for Client {
     async fn transact(&mut self, envelope: &Envelope, message: &[u8]) -> Result<Outcome, Error> {
         self.send_bytes(envelope, message)
     }
+
+    async fn close(self) {
+        let _ = self.quit();
+    }
 }
 
 /// Threads wait for a free connection on a condition variable.
