@@ -19,7 +19,7 @@ enum Layout {
     /// `NAME.eml` (the message as given) and `NAME.envelope` (`MAIL FROM:<..>` and one
     /// `RCPT TO:<..>` line per recipient).
     Files,
-    /// A Maildir: `tmp/`, `new/`, `cur/`; each message written to `tmp/` and renamed into
+    /// A Maildir: `tmp/`, `new/`, `cur/`; each message written to `tmp/` and linked into
     /// `new/`, with a `Return-Path:` line first, as a mail server's local delivery writes it.
     Maildir,
 }
@@ -28,8 +28,9 @@ enum Layout {
 /// development (open the `.eml` in a mail program) and for handing mail to a program that
 /// reads a Maildir (Dovecot, mutt).
 ///
-/// Files are private (0600, directories 0700) and appear whole or not at all: each is
-/// written under a temporary name, synced, and renamed. When writing fails (a full disk, no
+/// Files are private (0600, directories 0700 when the transport creates them) and appear
+/// whole or not at all: each is written under a temporary name, synced, and linked under its
+/// own name, which never replaces an existing file. When writing fails (a full disk, no
 /// permission) nothing is left behind and every recipient is **deferred**, with the reason:
 /// a local fault is not the message's fault.
 ///
@@ -111,7 +112,12 @@ impl FileTransport {
                 let tmp = self.dir.join("tmp").join(&name);
                 let new = self.dir.join("new").join(&name);
                 write_whole(&tmp, &new, &[return_path.as_bytes(), message])?;
-                sync_dir(&self.dir.join("new"))?;
+                if let Err(e) = sync_dir(&self.dir.join("new")) {
+                    // Not durable: take it back, so "deferred" stays true and a retry
+                    // cannot deliver it twice.
+                    let _ = fs::remove_file(&new);
+                    return Err(e);
+                }
                 Ok(new)
             }
         }
@@ -120,7 +126,17 @@ impl FileTransport {
 
 impl Transport for FileTransport {
     fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<Vec<Delivery>, Error> {
-        let (status, reason) = match self.write(envelope, message) {
+        // A name another writer took in the same microsecond: a new name, a few times.
+        let mut written = self.write(envelope, message);
+        for _ in 0..3 {
+            match &written {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    written = self.write(envelope, message);
+                }
+                _ => break,
+            }
+        }
+        let (status, reason) = match written {
             Ok(path) => (
                 DeliveryStatus::Delivered,
                 format!("written to {}", path.display()),
@@ -181,8 +197,10 @@ fn private_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Writes `parts` to `tmp` (0600, new), syncs it and renames it to `to`; removes `tmp` when
-/// anything fails, so a full disk leaves no half file.
+/// Writes `parts` to `tmp` (0600, new), syncs it and links it as `to`, which must not exist
+/// yet (a link never replaces a file, as a rename would: two writers that picked one name
+/// cannot overwrite each other's message); `tmp` is removed whatever happens, so a full disk
+/// leaves no half file.
 fn write_whole(tmp: &Path, to: &Path, parts: &[&[u8]]) -> io::Result<()> {
     let written = (|| {
         let mut f = OpenOptions::new()
@@ -194,15 +212,29 @@ fn write_whole(tmp: &Path, to: &Path, parts: &[&[u8]]) -> io::Result<()> {
             f.write_all(part)?;
         }
         f.sync_all()?;
-        fs::rename(tmp, to)
+        fs::hard_link(tmp, to)
     })();
-    if written.is_err() {
-        let _ = fs::remove_file(tmp);
-    }
+    let _ = fs::remove_file(tmp);
     written
 }
 
-/// Makes a rename in `dir` durable.
+/// Makes a new name in `dir` durable.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_never_replaces_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tmp, to) = (dir.path().join("t"), dir.path().join("m"));
+        fs::write(&to, b"first").unwrap();
+        let e = write_whole(&tmp, &to, &[b"second"]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&to).unwrap(), b"first");
+        assert!(!tmp.exists(), "no temporary file left");
+    }
 }
