@@ -135,6 +135,21 @@ impl Envelope {
         self
     }
 
+    /// Whether REQUIRETLS was asked for ([`Envelope::require_tls`]).
+    pub fn requires_tls(&self) -> bool {
+        self.require_tls
+    }
+
+    /// Whether any DSN parameter (RET, ENVID, NOTIFY, ORCPT) was set.
+    pub fn has_dsn(&self) -> bool {
+        self.ret.is_some() || self.envid.is_some() || self.notify.is_some() || self.orcpt
+    }
+
+    /// The body type given with [`Envelope::body`] ([`BodyType::Auto`] unless set).
+    pub fn body_type(&self) -> BodyType {
+        self.body
+    }
+
     /// The sender (empty for the null sender).
     pub fn from(&self) -> &str {
         match &self.from {

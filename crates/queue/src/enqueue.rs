@@ -19,7 +19,9 @@ use crate::spool::Spool;
 ///   disk and synced), and the queue took responsibility for it, as a relay does when it
 ///   answers `250 queued as ...`. What becomes of it later is the runner's (retries, and a
 ///   bounce to the sender if it fails);
-/// - **failed**: the message is larger than the spool takes; storing it again cannot help;
+/// - **failed**: the message is larger than the spool takes, or its envelope asks for what
+///   the queue would not keep (DSN parameters, an explicit body type, REQUIRETLS on a route
+///   without it): storing it again cannot help, and sending it with less is not done;
 /// - **deferred**: it could not be stored (a full disk, no permission): nothing was kept,
 ///   and the caller still holds the only copy.
 ///
@@ -50,10 +52,41 @@ impl Enqueue {
     pub fn spool(&self) -> &Spool {
         &self.spool
     }
+
+    /// What the envelope asks for that the queue would not keep, in words. A spool entry
+    /// holds the sender and recipients; the runner sends with the route's settings. So DSN
+    /// parameters and an explicit body type would be lost, and REQUIRETLS is kept only by a
+    /// route that carries it ([`Route::require_tls`], which the runner's resolver turns into
+    /// `Config::require_tls`): a message is refused rather than sent with less than asked.
+    fn unkept(&self, envelope: &Envelope) -> Option<String> {
+        if envelope.requires_tls() && !self.route.require_tls {
+            return Some(
+                "not queued: the message asks for REQUIRETLS and the queue's route does not carry it (make the Enqueue with a route whose require_tls is set)".into(),
+            );
+        }
+        if envelope.has_dsn() {
+            return Some(
+                "not queued: the queue does not keep DSN parameters (RET, ENVID, NOTIFY, ORCPT)"
+                    .into(),
+            );
+        }
+        if envelope.body_type() != postline::BodyType::Auto {
+            return Some(
+                "not queued: the queue does not keep an explicit body type (it sends with BODY chosen from the message)".into(),
+            );
+        }
+        None
+    }
 }
 
 impl Transport for Enqueue {
     fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<Vec<Delivery>, Error> {
+        if let Some(reason) = self.unkept(envelope) {
+            return Ok(envelope
+                .to()
+                .map(|a| Delivery::new(a, DeliveryStatus::Failed, None, reason.as_str()))
+                .collect());
+        }
         let recipients: Vec<String> = envelope.to().map(str::to_string).collect();
         let stored = self.spool.enqueue(
             envelope.from(),

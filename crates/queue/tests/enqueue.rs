@@ -126,3 +126,34 @@ async fn the_async_form_stores_the_same_way() {
     );
     assert_eq!(spool.list().0.len(), 1);
 }
+
+#[test]
+fn envelope_options_the_queue_would_lose_are_refused_not_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = Spool::open(tmp.path().join("spool")).unwrap();
+    let plain = Enqueue::new(spool.clone(), Route::relay("127.0.0.1:25"));
+    for (what, env) in [
+        ("REQUIRETLS", envelope().require_tls(true)),
+        ("DSN", envelope().dsn_notify(postline::Notify::Never)),
+        ("DSN", envelope().dsn_envid("id-1")),
+        ("body type", envelope().body(postline::BodyType::EightBit)),
+    ] {
+        let d = Transport::send(&plain, &env, MESSAGE).unwrap();
+        assert!(
+            d.iter().all(|d| d.status == DeliveryStatus::Failed),
+            "{what}: {d:?}"
+        );
+        assert!(d[0].reason.contains(what), "{what}: {}", d[0].reason);
+    }
+    assert!(spool.list().0.is_empty(), "nothing stored");
+    // A route that carries REQUIRETLS keeps it.
+    let mut route = Route::relay("127.0.0.1:25");
+    route.require_tls = true;
+    let strict = Enqueue::new(spool.clone(), route);
+    let d = Transport::send(&strict, &envelope().require_tls(true), MESSAGE).unwrap();
+    assert!(
+        d.iter().all(|d| d.status == DeliveryStatus::Delivered),
+        "{d:?}"
+    );
+    assert!(spool.list().0[0].route.require_tls);
+}
