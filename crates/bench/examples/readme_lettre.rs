@@ -2,12 +2,12 @@
 //! postline's (crates/client/examples/readme.rs). Compiled by the suite; the README quotes
 //! the lines between the markers, and a test checks that it does so exactly.
 
-use lettre::message::{header::ContentType, Attachment, MultiPart, SinglePart};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::{Message, SmtpTransport, Transport};
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // README-START
+    use lettre::message::{header::ContentType, Attachment, MultiPart, SinglePart};
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::{Message, SmtpTransport, Transport};
+
     let message = Message::builder()
         .from("Alice <alice@example.com>".parse()?)
         .to("Bob <bob@example.org>".parse()?)

@@ -2,10 +2,10 @@
 //! lettre, crates/bench/examples/readme_lettre.rs). Compiled by the suite; the README quotes
 //! the lines between the markers, and a test checks that it does so exactly.
 
-use postline::{Config, Message, Pool, Transport};
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // README-START
+    use postline::{Config, Message, Pool};
+
     let message = Message::builder()
         .from("Alice <alice@example.com>")
         .to("Bob <bob@example.org>")

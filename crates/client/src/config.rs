@@ -160,6 +160,9 @@ pub struct Config {
     pub(crate) host: String,
     pub(crate) port: Option<u16>,
     pub(crate) tls: Tls,
+    /// Whether the caller chose the TLS mode; until then it follows the port (465 implicit,
+    /// else STARTTLS).
+    pub(crate) tls_chosen: bool,
     pub(crate) tls_name: Option<String>,
     pub(crate) auth: Option<Auth>,
     pub(crate) mechanism: Option<Mechanism>,
@@ -201,13 +204,18 @@ impl Config {
     /// A relay (smarthost) at `server`: a host name or address, optionally with a port
     /// (`mail.example.com`, `127.0.0.1:2600`, `[2001:db8::1]:587`; [`Config::port`] overrides
     /// it). Defaults: STARTTLS required on port 587, certificates verified, RFC 5321
-    /// timeouts, PIPELINING used when offered. See also [`Config::from_url`].
+    /// timeouts, PIPELINING used when offered. Port 465 (given here or with
+    /// [`Config::port`]) means implicit TLS unless [`Config::tls`] says otherwise, since
+    /// that port speaks TLS from the first byte (RFC 8314). A server without TLS (a local
+    /// test server) needs `.tls(Tls::None)`, or an `smtp://` URL. See also
+    /// [`Config::from_url`].
     pub fn relay(server: impl Into<String>) -> Self {
         let (host, port) = split_server(server.into());
         Config {
             host,
             port,
-            tls: Tls::StartTls,
+            tls: tls_for_port(port),
+            tls_chosen: false,
             tls_name: None,
             auth: None,
             mechanism: None,
@@ -231,12 +239,16 @@ impl Config {
     /// The port; by default 465 for implicit TLS, 587 for STARTTLS, 25 otherwise.
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
+        if !self.tls_chosen {
+            self.tls = tls_for_port(self.port);
+        }
         self
     }
 
     /// The TLS mode.
     pub fn tls(mut self, tls: Tls) -> Self {
         self.tls = tls;
+        self.tls_chosen = true;
         self
     }
 
@@ -519,6 +531,16 @@ impl Config {
 
 /// `host:port` and `[v6]:port` split; what is not `HOST[:PORT]` is kept whole, for the
 /// connection to refuse as a configuration error.
+/// The TLS mode a port implies when the caller has not chosen one: implicit TLS on 465
+/// (submissions, RFC 8314), required STARTTLS anywhere else.
+fn tls_for_port(port: Option<u16>) -> Tls {
+    if port == Some(465) {
+        Tls::Implicit
+    } else {
+        Tls::StartTls
+    }
+}
+
 fn split_server(server: String) -> (String, Option<u16>) {
     crate::server::parse_server(&server).unwrap_or((server, None))
 }
@@ -538,6 +560,15 @@ mod tests {
         let c = Config::relay("mail.example.com").tls(Tls::Implicit);
         assert_eq!(c.effective_port(), 465);
         assert_eq!(Config::relay("h:2600").port(25).effective_port(), 25);
+        // Port 465 speaks TLS from the start, unless the caller says otherwise.
+        assert_eq!(Config::relay("h:465").tls, Tls::Implicit);
+        assert_eq!(Config::relay("h").port(465).tls, Tls::Implicit);
+        assert_eq!(Config::relay("h:465").port(587).tls, Tls::StartTls);
+        assert_eq!(
+            Config::relay("h").tls(Tls::StartTls).port(465).tls,
+            Tls::StartTls
+        );
+        assert_eq!(Config::relay("h").port(465).tls(Tls::None).tls, Tls::None);
         // Not a port: kept whole, and refused when connecting (not a DNS failure).
         assert_eq!(Config::relay("h:smtp").host(), "h:smtp");
         assert_eq!(Config::relay("h:0").host(), "h:0");

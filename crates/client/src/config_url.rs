@@ -18,8 +18,9 @@ impl Config {
     /// | `smtp://` | STARTTLS when offered | 25 |
     ///
     /// `user[:password]@` (percent-encoded) gives credentials; the query may set `helo=NAME`,
-    /// `auth=MECHANISM` (`plain`, `scram-sha-256`, ...) and `tls_name=NAME`. Anything else is
-    /// refused rather than ignored.
+    /// `auth=MECHANISM` (`plain`, `scram-sha-256`, ...), `tls_name=NAME` and
+    /// `allow_plaintext_auth=true` (credentials over a connection without TLS, for a local
+    /// test server; refused otherwise). Anything else is refused rather than ignored.
     ///
     /// ```
     /// use postline::{Config, Tls};
@@ -32,6 +33,11 @@ impl Config {
     pub fn from_url(text: &str) -> Result<Config, Error> {
         let bad =
             |why: &str| Error::Config(ConfigError::Url(format!("{why} (in {})", redacted(text))));
+        if !text.contains("://") {
+            return Err(bad(
+                "not a URL: expected smtp://, smtps:// or smtp+starttls:// before the host (for HOST:PORT alone, use Config::relay)",
+            ));
+        }
         let url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
         let tls = match url.scheme() {
             "smtps" => Tls::Implicit,
@@ -78,6 +84,16 @@ impl Config {
                     let m = Mechanism::from_name(name.as_bytes())
                         .ok_or_else(|| bad(&format!("unknown mechanism {value:?}")))?;
                     config.auth_mechanism(m)
+                }
+                "allow_plaintext_auth" => match value.as_ref() {
+                    "true" | "yes" | "1" => config.allow_plaintext_auth(true),
+                    "false" | "no" | "0" => config.allow_plaintext_auth(false),
+                    _ => return Err(bad("allow_plaintext_auth takes true or false")),
+                },
+                "tls" | "starttls" | "ssl" => {
+                    return Err(bad(&format!(
+                        "unknown parameter {key:?}: the scheme chooses TLS (smtps:// implicit, smtp+starttls:// required STARTTLS, smtp:// when offered)"
+                    )))
                 }
                 other => return Err(bad(&format!("unknown parameter {other:?}"))),
             };
@@ -166,5 +182,22 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn mistakes_are_explained() {
+        for (url, says) in [
+            ("127.0.0.1:2525", "expected smtp://"),
+            ("smtp://h?tls=required", "the scheme chooses TLS"),
+            ("smtp://u:p@h?allow_plaintext_auth=maybe", "true or false"),
+        ] {
+            let e = Config::from_url(url).unwrap_err().to_string();
+            assert!(e.contains(says), "{url}: {e}");
+        }
+        let c = Config::from_url("smtp://u:p@localhost:1025?allow_plaintext_auth=true").unwrap();
+        assert!(
+            format!("{c:?}").contains("allow_plaintext_auth: true"),
+            "{c:?}"
+        );
     }
 }

@@ -266,6 +266,13 @@ impl Mailer {
         self.send_each(envelope, message, &mut |_| {}).await
     }
 
+    /// Sends a [`crate::Message`] to the recipients of its envelope (Bcc included); the
+    /// same as [`crate::AsyncTransport::send_message`], without importing the trait.
+    #[cfg(feature = "message")]
+    pub async fn send_message(&self, message: &crate::Message) -> Result<Vec<Delivery>, Error> {
+        self.send(message.envelope(), message.as_bytes()).await
+    }
+
     /// [`Mailer::send`], telling each domain's results to `each` as soon as that domain is
     /// done (the relay route tells all at once), so a caller can record them while other
     /// domains are still in progress.

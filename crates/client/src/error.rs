@@ -81,7 +81,7 @@ pub enum Error {
     #[error("server closed the session: {0}")]
     ServiceClosing(ServerReply),
     /// STARTTLS was required but the server does not offer it, or refused it.
-    #[error("{}", match .0 { Some(r) => format!("server refused STARTTLS: {r}"), None => "server does not offer STARTTLS".to_string() })]
+    #[error("{}", match .0 { Some(r) => format!("server refused STARTTLS: {r}"), None => "server does not offer STARTTLS, which the configuration requires".to_string() })]
     StartTlsUnavailable(Option<ServerReply>),
     /// The server offers no mechanism the credentials can use, or not the one asked for
     /// (nothing secret was sent).
@@ -188,6 +188,11 @@ pub enum Error {
         /// What is wrong with it.
         source: AddressError,
     },
+    /// A message could not be built or read ([`crate::Message::builder`],
+    /// [`crate::Message::from_bytes`]); nothing was sent.
+    #[cfg(feature = "message")]
+    #[error("{0}")]
+    Message(Arc<crate::message::MessageError>),
     /// An envelope needs at least one recipient.
     #[error("an envelope needs at least one recipient")]
     NoRecipients,
@@ -362,6 +367,8 @@ impl Error {
             | Error::NotReady
             | Error::Cancelled
             | Error::Closed => Fault::Local,
+            #[cfg(feature = "message")]
+            Error::Message(_) => Fault::Local,
         }
     }
 
@@ -409,6 +416,15 @@ impl Error {
 
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(feature = "message")]
+impl From<crate::message::MessageError> for Error {
+    /// So that `Message::builder()...build()?` works in a function returning
+    /// `Result<_, postline::Error>`.
+    fn from(e: crate::message::MessageError) -> Self {
+        Error::Message(Arc::new(e))
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -28,6 +28,10 @@
 //! let stub = StubTransport::new();
 //! assert!(welcome(&stub, "new.user@example.org")?);
 //! assert_eq!(stub.sent()[0].envelope.to().collect::<Vec<_>>(), ["new.user@example.org"]);
+//!
+//! // Chosen at run time: the trait is object-safe.
+//! let mail: Box<dyn Transport + Send + Sync> = Box::new(stub.clone());
+//! assert!(welcome(&mail, "second@example.org")?);
 //! # Ok::<(), postline::Error>(())
 //! ```
 
@@ -66,6 +70,10 @@ pub trait Transport {
 ///
 /// The same contract as [`Transport`]: one [`Delivery`] per recipient, in envelope order.
 /// The future is `Send`, so it can run on a multi-threaded runtime's tasks.
+///
+/// The trait returns `impl Future`, so it is used through generics (`impl AsyncTransport`,
+/// `T: AsyncTransport`), not as `dyn AsyncTransport`; choose between transports at run time
+/// with an enum of them. [`Transport`] is object-safe (`Box<dyn Transport + Send + Sync>`).
 #[cfg(feature = "tokio")]
 pub trait AsyncTransport {
     /// Hands `message` to the transport for every recipient of `envelope`; see
@@ -107,6 +115,17 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 
 #[cfg(feature = "tokio")]
 impl<T: AsyncTransport + Sync + ?Sized> AsyncTransport for &T {
+    fn send(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> impl std::future::Future<Output = Result<Vec<Delivery>, Error>> + Send {
+        (**self).send(envelope, message)
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<T: AsyncTransport + Send + Sync + ?Sized> AsyncTransport for Box<T> {
     fn send(
         &self,
         envelope: &Envelope,

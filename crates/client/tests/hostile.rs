@@ -786,7 +786,10 @@ fn starttls_stripped_when_required(d: Driver) {
         .connect(tls_config(&server).credentials("alice", "s3cret"))
         .unwrap_err();
     assert!(matches!(err, Error::StartTlsUnavailable(None)), "{err:?}");
-    assert_eq!(err.to_string(), "server does not offer STARTTLS");
+    assert_eq!(
+        err.to_string(),
+        "server does not offer STARTTLS, which the configuration requires"
+    );
     let report = server.finish();
     report.assert_ok();
     // EHLO, then straight to QUIT: no AUTH, no MAIL in clear text.

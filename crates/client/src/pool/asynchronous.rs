@@ -144,6 +144,13 @@ impl AsyncPool {
         Ok(self.shared.send(envelope, message).await)
     }
 
+    /// Sends a [`crate::Message`] to the recipients of its envelope (Bcc included); the
+    /// same as [`crate::AsyncTransport::send_message`], without importing the trait.
+    #[cfg(feature = "message")]
+    pub async fn send_message(&self, message: &crate::Message) -> Result<Vec<Delivery>, Error> {
+        self.send(message.envelope(), message.as_bytes()).await
+    }
+
     /// Closes every idle connection now: QUIT on each, at once, waiting at most 5 s for each
     /// answer. Call it before the runtime shuts down for a clean goodbye (dropping the pool
     /// says QUIT from spawned tasks, which a runtime that is shutting down may not run). The

@@ -139,6 +139,13 @@ impl Pool {
         Ok(block_on(self.shared.send(envelope, message)))
     }
 
+    /// Sends a [`crate::Message`] to the recipients of its envelope (Bcc included); the
+    /// same as [`crate::Transport::send_message`], without importing the trait.
+    #[cfg(feature = "message")]
+    pub fn send_message(&self, message: &crate::Message) -> Result<Vec<Delivery>, Error> {
+        self.send(message.envelope(), message.as_bytes())
+    }
+
     /// Closes every idle connection now, saying QUIT (each waits at most 5 s for the
     /// server's answer). The pool stays usable: the next message opens a new connection.
     pub fn close_idle(&self) {
