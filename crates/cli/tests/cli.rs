@@ -567,6 +567,29 @@ fn send_message_without_extract_still_strips_bcc() {
     assert_eq!(text(&m.content), WITHOUT_BCC);
 }
 
+/// A Bcc field after a bare CR: on the wire the CR is a line break, so the field is a
+/// header field there, and must go (its address getting an RCPT) like any other Bcc.
+const BARE_CR_BCC: &str = "From: sender@example.com\n\
+To: to1@example.com\n\
+Subject: hi\rBcc: secret@example.net\n\
+\n\
+body\n";
+
+#[test]
+fn send_extract_bcc_after_a_bare_cr_is_stripped_and_sent_to() {
+    let srv = Aiosmtpd::start();
+    let sb = Sandbox::new();
+    let path = sb.write("cr.eml", BARE_CR_BCC);
+    run_code(sb.send(&srv.addr()).arg("-t").message(&path), 0);
+    let m = only_message(&srv);
+    let mut got = m.rcpt_tos.clone();
+    got.sort();
+    assert_eq!(got, ["secret@example.net", "to1@example.com"]);
+    let content = text(&m.content);
+    assert!(!content.contains("secret"), "{content}");
+    assert!(!content.to_ascii_lowercase().contains("bcc:"), "{content}");
+}
+
 // -------------------------------------------------------------------------- output and codes
 
 #[test]
@@ -1425,6 +1448,64 @@ fn sendmail_extract_recipients_strips_bcc() {
     );
     sendmail_added_headers(&m.content, WITHOUT_BCC);
     assert!(!text(&m.content).contains("hidden"));
+}
+
+#[test]
+fn sendmail_extract_bcc_after_a_bare_cr_is_stripped_and_sent_to() {
+    let srv = Aiosmtpd::start();
+    let sb = sendmail_sandbox(&srv);
+    run_code(
+        sb.cmd(&["sendmail", "-t", "-i"]).write_stdin(BARE_CR_BCC),
+        0,
+    );
+    let m = only_message(&srv);
+    let mut got = m.rcpt_tos.clone();
+    got.sort();
+    assert_eq!(got, ["secret@example.net", "to1@example.com"]);
+    let content = text(&m.content);
+    assert!(!content.contains("secret"), "{content}");
+    assert!(!content.to_ascii_lowercase().contains("bcc:"), "{content}");
+}
+
+/// A resent message goes to its Resent- recipients only, and Resent-Bcc is not sent.
+#[test]
+fn sendmail_extract_resent_recipients() {
+    let srv = Aiosmtpd::start();
+    let sb = sendmail_sandbox(&srv);
+    let msg = "Resent-From: fwd@example.com\r\n\
+Resent-To: new@example.org\r\n\
+Resent-Bcc: hidden@example.net\r\n\
+From: sender@example.com\r\n\
+To: old@example.org\r\n\
+Subject: resent\r\n\
+\r\n\
+body\r\n";
+    run_code(sb.cmd(&["sendmail", "-t", "-i"]).write_stdin(msg), 0);
+    let m = only_message(&srv);
+    let mut got = m.rcpt_tos.clone();
+    got.sort();
+    assert_eq!(got, ["hidden@example.net", "new@example.org"]);
+    let content = text(&m.content);
+    assert!(!content.contains("hidden"), "{content}");
+    assert!(content.contains("Resent-To: new@example.org\r\nFrom: sender@example.com\r\n"));
+}
+
+/// A recipient field with an entry that is not an address is refused, not half sent.
+#[test]
+fn sendmail_extract_refuses_a_recipient_field_with_a_non_address() {
+    let srv = Aiosmtpd::start();
+    let sb = sendmail_sandbox(&srv);
+    let msg = "From: sender@example.com\r\n\
+To: a@example.org, not an address, b@example.org\r\n\
+\r\n\
+body\r\n";
+    let o = run_code(sb.cmd(&["sendmail", "-t", "-i"]).write_stdin(msg), 65);
+    let err = stderr(&o);
+    assert!(
+        err.contains("To field") && err.contains("not an address"),
+        "{err}"
+    );
+    assert!(srv.messages().is_empty());
 }
 
 #[test]

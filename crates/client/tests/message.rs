@@ -203,7 +203,8 @@ fn bcc_is_in_the_envelope_only() {
         !text.contains("audit@") && !text.contains("hidden@"),
         "{text}"
     );
-    assert!(!text.to_ascii_lowercase().contains("bcc"), "{text}");
+    // No Bcc field ("bcc" alone can occur in the generated Message-ID's hex digits).
+    assert!(!text.to_ascii_lowercase().contains("bcc:"), "{text}");
     let r = ready::recipients(m.as_bytes()).unwrap();
     assert_eq!(r.to, ["bob@example.com"]);
     assert_eq!(r.cc, ["carol@example.net"]);
@@ -707,6 +708,14 @@ fn header_injection_and_owned_fields_are_refused() {
         ("To", "x@example.com"),
         ("from", "x@example.com"),
         ("Subject", "x"),
+        ("Resent-Bcc", "evil@example.com"),
+        ("resent-bcc", "evil@example.com"),
+        ("Resent-To", "x@example.com"),
+        ("Resent-Cc", "x@example.com"),
+        ("Message-ID", "not an id with spaces"),
+        ("Message-ID", "no-at-sign"),
+        ("message-id", "<a@b> <c@d>"),
+        ("Message-ID", ""),
     ];
     for (name, value) in cases {
         match base().header(name, value).build() {
@@ -1009,4 +1018,192 @@ for field in ('From', 'To', 'Cc'):
          To 'Zoë' zoe@example.org\n\
          Cc '' plain@example.net\n"
     );
+}
+
+/// A Message-ID given as a header is checked like one given to message_id(), and written in
+/// angle brackets.
+#[test]
+fn message_id_header_is_checked_and_bracketed() {
+    let m = built(base().header("Message-ID", "bare.1@example.org").text("x"));
+    assert_eq!(header_values(&m, "Message-ID"), ["<bare.1@example.org>"]);
+    let m = built(
+        base()
+            .header("Message-ID", "  <b.2@example.org> ")
+            .text("x"),
+    );
+    assert_eq!(header_values(&m, "Message-ID"), ["<b.2@example.org>"]);
+    let e = base()
+        .header("Message-ID", "not an id with spaces")
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(e, MessageError::Header { ref name, .. } if name == "Message-ID"),
+        "{e}"
+    );
+}
+
+/// Ready messages are read with the lines they will have on the wire: a bare CR ends a
+/// line there, so a Bcc field after one is removed and its address is a recipient.
+#[test]
+fn bare_cr_cannot_hide_a_bcc_field() {
+    let raw: &[u8] =
+        b"From: a@example.com\nTo: b@example.org\nSubject: hi\rBcc: secret@example.org\n\nbody\n";
+    let found = ready::recipients(raw).unwrap();
+    assert_eq!(found.to, ["b@example.org"]);
+    assert_eq!(found.bcc, ["secret@example.org"]);
+    let stripped = ready::strip_bcc(raw);
+    assert_eq!(
+        stripped,
+        b"From: a@example.com\nTo: b@example.org\nSubject: hi\r\n\nbody\n"
+    );
+    let wire = ready::crlf_line_endings(stripped);
+    assert!(!String::from_utf8_lossy(&wire).contains("secret"));
+    assert!(ready::recipients(&wire).unwrap().bcc.is_empty());
+
+    let m = Message::from_bytes(raw).unwrap();
+    assert_eq!(
+        m.envelope().to().collect::<Vec<_>>(),
+        ["b@example.org", "secret@example.org"]
+    );
+    assert_eq!(
+        m.as_bytes(),
+        b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
+    );
+    // Bare CR lines end headers for has_header (and so complete_headers) too.
+    assert!(ready::has_header(b"Subject: x\rDate: now\n\nb", "Date"));
+    // A bare CR on its own is the empty line: what follows is body.
+    let raw: &[u8] = b"From: a@example.com\nTo: b@example.org\r\rBcc: body@example.org\n";
+    assert!(ready::recipients(raw).unwrap().bcc.is_empty());
+    assert_eq!(ready::strip_bcc(raw), raw);
+}
+
+/// With Resent- recipient fields, the message goes to those only, and Resent-Bcc is removed.
+#[test]
+fn resent_fields_decide_the_recipients() {
+    let raw: &[u8] = b"Resent-From: r@example.com\n\
+Resent-To: new@example.org\n\
+Resent-Bcc: secret@example.org,\n\
+\x20secret2@example.org\n\
+Resent-Date: Mon, 1 Jan 2024 00:00:00 +0000\n\
+Resent-Cc: Copy <copy@example.org>\n\
+From: a@example.com\n\
+To: b@example.org\n\
+Bcc: oldbcc@example.org\n\
+\n\
+Resent-Bcc: body@example.org\n";
+    let found = ready::recipients(raw).unwrap();
+    assert!(found.resent);
+    assert_eq!(found.to, ["new@example.org"]);
+    assert_eq!(found.cc, ["copy@example.org"]);
+    assert_eq!(found.bcc, ["secret@example.org", "secret2@example.org"]);
+    let m = Message::from_bytes(raw).unwrap();
+    assert_eq!(m.envelope().from(), "r@example.com");
+    assert_eq!(
+        m.envelope().to().collect::<Vec<_>>(),
+        [
+            "new@example.org",
+            "copy@example.org",
+            "secret@example.org",
+            "secret2@example.org"
+        ]
+    );
+    let text = String::from_utf8(m.as_bytes().to_vec()).unwrap();
+    assert!(!text.contains("secret"), "{text}");
+    assert!(!text.contains("oldbcc"), "{text}");
+    assert!(text
+        .starts_with("Resent-From: r@example.com\r\nResent-To: new@example.org\r\nResent-Date:"));
+    assert!(
+        text.ends_with("\r\n\r\nResent-Bcc: body@example.org\r\n"),
+        "{text}"
+    );
+    assert_eq!(
+        ready::strip_bcc(
+            b"resent-bcc : x@example.org\nRESENT-BCC:\n\ty@example.org\nResent-Bcc-X: k\n\n"
+        ),
+        b"Resent-Bcc-X: k\n\n"
+    );
+
+    // Only Resent-Bcc: the envelope is that address alone.
+    let m = Message::from_bytes(
+        &b"From: a@example.com\nTo: b@example.org\nResent-Bcc: only@example.org\n\nx\n"[..],
+    )
+    .unwrap();
+    assert_eq!(m.envelope().to().collect::<Vec<_>>(), ["only@example.org"]);
+    assert_eq!(m.envelope().from(), "a@example.com");
+    // Resent-From alone changes nothing about the recipients.
+    let found = ready::recipients(b"Resent-From: r@example.com\nTo: b@example.org\n\nx\n").unwrap();
+    assert!(!found.resent);
+    assert_eq!(found.to, ["b@example.org"]);
+}
+
+/// Every address taken from a recipient field is one the field holds as it is; an entry
+/// that is not an address makes the message malformed, naming the field and the entry.
+#[test]
+fn recipient_fields_are_read_exactly() {
+    for (raw, field, entry) in [
+        (
+            &b"From: a@example.com\nTo: Bob <bob@example.org> <carol@example.org>\n\nx\n"[..],
+            "To",
+            "bob@example.orgcarol@example.org",
+        ),
+        (
+            b"From: a@example.com\nTo: bob@example.org, invalid address, carol@example.org\n\nx\n",
+            "To",
+            "invalid address",
+        ),
+        (
+            b"From: a@example.com\nTo: b@example.org\nCc: Friends: ann@example.net, not one;\n\nx\n",
+            "Cc",
+            "not one",
+        ),
+        (
+            b"From: a@example.com\nTo: b@example.org\nResent-Bcc: Bob Smith\n\nx\n",
+            "Resent-Bcc",
+            "Bob Smith",
+        ),
+    ] {
+        for e in [
+            ready::recipients(raw).unwrap_err(),
+            Message::from_bytes(raw).unwrap_err(),
+        ] {
+            let MessageError::Malformed { ref reason } = e else {
+                panic!("{e:?}");
+            };
+            assert!(
+                reason.contains(&format!("the {field} field")) && reason.contains(entry),
+                "{reason}"
+            );
+        }
+    }
+    // Legitimate forms still read as before.
+    for (raw, to) in [
+        (
+            &b"From: a@example.com\nTo: undisclosed-recipients:;\nBcc: bob@example.org\n\nx\n"[..],
+            &["bob@example.org"][..],
+        ),
+        (
+            b"From: a@example.com\nTo: \"Doe, Jane\" <jane@example.org>, \"x, <y@z>\" <k@example.org>\n\nx\n",
+            &["jane@example.org", "k@example.org"],
+        ),
+        (
+            b"From: a@example.com\nTo: =?utf-8?q?Bob?= <bob@example.org>, =?utf-8?q?a,b?= <carol@example.org>\n\nx\n",
+            &["bob@example.org", "carol@example.org"],
+        ),
+        (
+            b"From: a@example.com\nTo: bob@example.org (comment, carol@example.org)\n\nx\n",
+            &["bob@example.org"],
+        ),
+        (
+            b"From: a@example.com\nTo: Bob (the builder) <BOB@Example.org>,\n\tFriends: ann@example.net;\n\nx\n",
+            &["BOB@Example.org", "ann@example.net"],
+        ),
+        (
+            b"From: a@example.com\nTo: b@example.org\nCc:\nBcc: Empty:;\n\nx\n",
+            &["b@example.org"],
+        ),
+    ] {
+        let m = Message::from_bytes(raw)
+            .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(raw)));
+        assert_eq!(m.envelope().to().collect::<Vec<_>>(), to);
+    }
 }

@@ -204,10 +204,14 @@ impl MessageBuilder {
     /// when not ASCII.
     ///
     /// Fields the builder writes itself are refused, as giving them twice would make an
-    /// invalid or ambiguous message: `Bcc` (recipients are envelope-only), `From`, `Sender`,
-    /// `To`, `Cc`, `Reply-To`, `Subject` (use their methods), `Content-Type`,
-    /// `Content-Transfer-Encoding` and `MIME-Version` (made from the parts). `Date` and
-    /// `Message-ID` are taken as given, in place of the generated ones, once each. Other
+    /// invalid or ambiguous message: `Bcc` and `Resent-Bcc` (recipients are envelope-only),
+    /// `From`, `Sender`, `To`, `Cc`, `Reply-To`, `Subject` (use their methods),
+    /// `Content-Type`, `Content-Transfer-Encoding` and `MIME-Version` (made from the parts).
+    /// `Resent-To` and `Resent-Cc` are refused too: a message with them is sent to their
+    /// addresses (see [`ready::recipients`](super::ready::recipients)), not to the
+    /// envelope built here. `Date` and `Message-ID` are taken as given, in place of the
+    /// generated ones, once each; a `Message-ID` value is checked as
+    /// [`message_id`](MessageBuilder::message_id) checks it and written in angle brackets. Other
     /// `Content-*` fields (`Content-Language`, for one) are written as given.
     /// `X-Priority` and `Importance` conflict with [`priority`](MessageBuilder::priority).
     pub fn header(mut self, name: &str, value: &str) -> Self {

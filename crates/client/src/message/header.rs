@@ -4,7 +4,7 @@ use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
 use mail_builder::headers::HeaderType;
 
-use super::MessageError;
+use super::{id, MessageError};
 
 /// Header fields a custom header may set in place of the builder's own value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,10 +48,20 @@ pub(crate) fn check(name: &str, value: &str) -> Result<Custom, MessageError> {
         ));
     }
     let owned = match name.to_ascii_lowercase().as_str() {
-        "bcc" => {
+        "bcc" | "resent-bcc" => {
             return Err(MessageError::header(
                 name,
                 "Bcc recipients are envelope-only, never a header",
+            ))
+        }
+        // A ready message with these is sent to their addresses instead of To and Cc
+        // (see ready::recipients), so the built message's headers would name other
+        // recipients than its envelope.
+        "resent-to" | "resent-cc" => {
+            return Err(MessageError::header(
+                name,
+                "the recipients are set with to(), cc() and bcc(); to resend a message, \
+                 add Resent- fields to its bytes and read it with Message::from_bytes",
             ))
         }
         "from" | "sender" | "to" | "cc" | "reply-to" | "subject" => {
@@ -71,6 +81,15 @@ pub(crate) fn check(name: &str, value: &str) -> Result<Custom, MessageError> {
         _ => None,
     };
     let value = value.trim_matches(|c| c == ' ' || c == '\t');
+    // Checked as message_id() checks it, and written in angle brackets as it writes it.
+    let id_value;
+    let value = if owned == Some(Owned::MessageId) {
+        let bare = id::check(value, true).map_err(|why| MessageError::header(name, why))?;
+        id_value = format!("<{bare}>");
+        id_value.as_str()
+    } else {
+        value
+    };
     let longest_word = value.split([' ', '\t']).map(str::len).max().unwrap_or(0);
     if name.len() + longest_word + 80 > 998 {
         return Err(MessageError::header(

@@ -96,6 +96,16 @@ impl FromStr for Mailbox {
                 } else {
                     name
                 };
+                // An encoded word can carry what the text itself may not (=0D=0A).
+                if let Some(bad) = name.chars().find(|c| c.is_control()) {
+                    return Err(MessageError::address(
+                        s,
+                        format!(
+                            "the decoded display name contains a control character ({})",
+                            bad.escape_default()
+                        ),
+                    ));
+                }
                 (Some(name).filter(|n| !n.is_empty()), &inner[lt + 1..])
             }
             _ => (None, t),
@@ -301,6 +311,24 @@ mod tests {
             assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
         }
         assert!(Mailbox::named("A\r\nBcc: x", "a@example.org").is_err());
+        // Nor through an RFC 2047 encoded word, Q or B, quoted or not.
+        for bad in [
+            "=?utf-8?Q?Eve=0D=0ABcc:_x@evil.org?= <eve@example.com>",
+            "=?utf-8?B?RXZlDQpCY2M6IHhAZXZpbC5vcmc=?= <eve@example.com>",
+            "\"=?utf-8?Q?a=0Ab?=\" <eve@example.com>",
+            "=?utf-8?Q?tab=09ok_but_nul=00?= <eve@example.com>",
+        ] {
+            let e = bad.parse::<Mailbox>().unwrap_err();
+            assert!(
+                matches!(e, MessageError::Address { ref input, ref reason }
+                    if input == bad && reason.contains("decoded display name")),
+                "{bad}: {e}"
+            );
+        }
+        let m: Mailbox = "=?utf-8?Q?Caf=C3=A9_Bob?= <bob@example.org>"
+            .parse()
+            .unwrap();
+        assert_eq!(m.name(), Some("Café Bob"));
         assert!(Mailbox::new("Bob <bob@example.org>").is_err());
     }
 
