@@ -140,39 +140,9 @@ macro_rules! errln {
 #[allow(unused_imports)]
 pub(crate) use {err, errln, out, outln};
 
-/// Whether `c` must not reach a terminal as it is: C0 and C1 control characters (ESC, CR,
-/// LF, TAB, BEL, NUL, CSI...), DEL, and the invisible bidirectional formatting marks that can
-/// make text display in another order than it reads.
-fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
-        )
-}
-
-/// `s` fit for a terminal: each character that [must not reach one](needs_escape) is written
-/// as `\r`, `\n`, `\t` or `\u{hex}` (ESC is `\u{1b}`). Everything else, backslashes included,
-/// is left as it is. Borrows when there is nothing to escape.
-pub fn escape(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(needs_escape) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '\r' => out.push_str("\\r"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if needs_escape(c) => {
-                use fmt::Write as _;
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
-}
+/// Outside text fit for a terminal: the library's one rule ([`postline::escape`]), so the
+/// CLI, the library's error messages and the log lines escape the same characters the same way.
+pub use postline::escape::{escape, needs_escape};
 
 /// Serialized JSON with the characters [`escape`] would escape, which `serde_json` leaves
 /// raw (DEL, C1 controls, bidi marks; it already escapes C0), written as `\uXXXX` escapes:
@@ -198,18 +168,6 @@ pub fn json_safe(json: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escape_controls() {
-        assert!(matches!(escape("250 mx.example ready"), Cow::Borrowed(_)));
-        assert_eq!(
-            escape("a\u{1b}[2Jb\r\nc\td\u{7}\u{0}"),
-            "a\\u{1b}[2Jb\\r\\nc\\td\\u{7}\\u{0}"
-        );
-        assert_eq!(escape("x\u{9b}31my\u{7f}"), "x\\u{9b}31my\\u{7f}");
-        assert_eq!(escape("evil\u{202e}gpj.exe"), "evil\\u{202e}gpj.exe");
-        assert_eq!(escape("caf\u{e9} \\ ok"), "caf\u{e9} \\ ok");
-    }
 
     #[test]
     fn json_safe_keeps_the_value() {

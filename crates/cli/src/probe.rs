@@ -130,7 +130,8 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
     };
     let (banner, ehlo, starttls_offered) = match &first {
         Some(c) => (
-            c.greeting().map(|g| g.to_string()).unwrap_or_default(),
+            // As sent: the JSON escapes it as JSON does, the text output with `escape`.
+            c.greeting().map(|g| g.to_raw_string()).unwrap_or_default(),
             c.ehlo_reply().map(|r| r.lines.clone()).unwrap_or_default(),
             c.capabilities().has(postline::Extension::StartTls),
         ),

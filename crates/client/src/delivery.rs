@@ -284,10 +284,12 @@ fn bounded_text(s: &str) -> String {
 }
 
 /// At most `max` bytes of `s` (cut at a character boundary, marked with `...`), with control
-/// characters (CR, LF, escapes) replaced by spaces so the text is one safe line.
+/// characters (CR, LF, ESC...) and bidi marks [escaped](crate::escape) so the text is one
+/// safe line.
 fn bounded_text_to(s: &str, max: usize) -> String {
-    let mut out = String::with_capacity(s.len().min(max));
-    for c in s.chars() {
+    let escaped = crate::escape::escape(s);
+    let mut out = String::with_capacity(escaped.len().min(max));
+    for c in escaped.chars() {
         if out.len() + c.len_utf8() > max {
             let mut cut = max.saturating_sub(3).min(out.len());
             while !out.is_char_boundary(cut) {
@@ -297,7 +299,7 @@ fn bounded_text_to(s: &str, max: usize) -> String {
             out.push_str("...");
             break;
         }
-        out.push(if c.is_control() { ' ' } else { c });
+        out.push(c);
     }
     out
 }

@@ -62,6 +62,7 @@ mod driver;
 pub mod engine;
 mod envelope;
 mod error;
+pub mod escape;
 mod hello;
 mod line_endings;
 #[cfg(feature = "message")]

@@ -28,7 +28,9 @@ impl ServerReply {
         }
     }
 
-    /// The text of every line joined by spaces.
+    /// The text of every line joined by spaces, as the server sent it (control characters
+    /// included: show it through [`escape`](crate::escape::escape), or use `Display`, which
+    /// does).
     pub fn message(&self) -> String {
         let parts: Vec<&str> = self
             .lines
@@ -37,6 +39,22 @@ impl ServerReply {
             .filter(|l| !l.is_empty())
             .collect();
         parts.join(" ")
+    }
+
+    /// What `Display` shows (`550 5.1.1 text`) with the text as the server sent it, control
+    /// characters included: for machine-readable output that escapes in its own way (JSON),
+    /// never for a terminal or a log.
+    pub fn to_raw_string(&self) -> String {
+        let mut s = self.code.to_string();
+        if let Some(e) = self.enhanced {
+            s.push_str(&format!(" {e}"));
+        }
+        let m = self.message();
+        if !m.is_empty() {
+            s.push(' ');
+            s.push_str(&m);
+        }
+        s
     }
 
     /// 4yz: a later attempt may succeed.
@@ -61,9 +79,10 @@ impl fmt::Display for ServerReply {
         if let Some(e) = self.enhanced {
             write!(f, " {e}")?;
         }
+        // Server text: escaped, so no terminal or log acts on it.
         let m = self.message();
         if !m.is_empty() {
-            write!(f, " {m}")?;
+            write!(f, " {}", crate::escape::Escaped(&m))?;
         }
         Ok(())
     }
@@ -89,5 +108,21 @@ mod tests {
             "550 5.1.1 <x@y>: Recipient address rejected: User unknown"
         );
         assert!(s.is_permanent());
+    }
+
+    #[test]
+    fn display_escapes_what_the_server_wrote() {
+        let input = "550 5.1.1 no\x1b]0;owned\x07 \u{202e}txt.exe caf\u{e9}\r\n";
+        let (r, _) = ReplyParser::new().parse(input.as_bytes()).unwrap().unwrap();
+        let s = ServerReply::from_reply(&r);
+        assert_eq!(s.message(), "no\x1b]0;owned\x07 \u{202e}txt.exe caf\u{e9}");
+        assert_eq!(
+            s.to_string(),
+            "550 5.1.1 no\\u{1b}]0;owned\\u{7} \\u{202e}txt.exe caf\u{e9}"
+        );
+        assert_eq!(
+            s.to_raw_string(),
+            "550 5.1.1 no\x1b]0;owned\x07 \u{202e}txt.exe caf\u{e9}"
+        );
     }
 }

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use rustls::{AlertDescription, CertificateError, OtherError};
 
 use crate::certificate::{utc, CertificateSummary, Pin};
+use crate::escape::Escaped;
 
 /// Why TLS with a server failed.
 ///
@@ -208,7 +209,7 @@ fn names(c: &CertificateSummary) -> String {
     if c.names().is_empty() {
         "no names".to_string()
     } else {
-        c.names().join(", ")
+        Escaped(&c.names().join(", ")).to_string()
     }
 }
 
@@ -218,29 +219,29 @@ impl fmt::Display for TlsFailure {
             TlsFailure::SelfSigned(c) => write!(
                 f,
                 "the server's certificate ({}) is self-signed and not trusted as itself (SHA-256 fingerprint {})",
-                c.subject, c.fingerprint
+                Escaped(&c.subject), c.fingerprint
             ),
             TlsFailure::CaUsedAsLeaf(c) => write!(
                 f,
                 "the server presents a CA certificate ({}) as its own, and it is not trusted as itself (SHA-256 fingerprint {})",
-                c.subject, c.fingerprint
+                Escaped(&c.subject), c.fingerprint
             ),
             TlsFailure::UnknownIssuer(c) => write!(
                 f,
                 "the server's certificate ({}) is issued by {}, which is not a trusted authority (a CA file with that authority's certificate, or the system trust store, may be missing)",
-                c.subject, c.issuer
+                Escaped(&c.subject), Escaped(&c.issuer)
             ),
             TlsFailure::Expired { certificate: c, now } => write!(
                 f,
                 "the server's certificate ({}) expired on {} (it is now {})",
-                c.subject,
+                Escaped(&c.subject),
                 utc(c.not_after),
                 utc(*now)
             ),
             TlsFailure::NotYetValid { certificate: c, now } => write!(
                 f,
                 "the server's certificate ({}) is valid only from {} (it is now {}: check this machine's clock)",
-                c.subject,
+                Escaped(&c.subject),
                 utc(c.not_before),
                 utc(*now)
             ),
@@ -263,7 +264,7 @@ impl fmt::Display for TlsFailure {
                 )
             }
             TlsFailure::BadCertificate { reason, certificate } => match certificate {
-                Some(c) => write!(f, "the server's certificate ({}) is not valid: {reason}", c.subject),
+                Some(c) => write!(f, "the server's certificate ({}) is not valid: {reason}", Escaped(&c.subject)),
                 None => write!(f, "the server's certificate is not valid: {reason}"),
             },
             TlsFailure::Alert(a) => write!(f, "the server ended the handshake: {}", alert_text(*a)),

@@ -117,9 +117,17 @@ fn quoted_headers(message: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A reason on one line: what postline escapes before a terminal (control characters, bidi
+/// marks; [`postline::escape::needs_escape`]) becomes a space, so no header line is injected.
 fn one_line(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| {
+            if postline::escape::needs_escape(c) {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
