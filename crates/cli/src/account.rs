@@ -95,6 +95,10 @@ pub struct Account {
     pub dkim_selector: Option<String>,
     /// `dkim_domain`.
     pub dkim_domain: Option<String>,
+    /// `log_file`: a line per message appended to this file (msmtp's `logfile`).
+    pub log_file: Option<PathBuf>,
+    /// `log = "syslog"`: a line per message to the system log, facility mail.
+    pub syslog: bool,
 }
 
 /// A bad config file, or a secret that cannot be read. Displays as one line naming the file
@@ -184,6 +188,8 @@ struct RawAccount {
     dkim_key: Option<String>,
     dkim_selector: Option<String>,
     dkim_domain: Option<String>,
+    log_file: Option<String>,
+    log: Option<Spanned<String>>,
     default: Option<Spanned<bool>>,
 }
 
@@ -536,6 +542,21 @@ fn account(
         ));
     }
 
+    let syslog = match raw.log {
+        None => false,
+        Some(l) if l.get_ref() == "syslog" => true,
+        Some(l) => {
+            return Err(cx.at(
+                l.span().start,
+                format!(
+                    "account \"{name}\": invalid value for log: \"{}\", expected \"syslog\" \
+                     (a file is log_file = \"PATH\")",
+                    l.get_ref().escape_debug()
+                ),
+            ))
+        }
+    };
+
     Ok(Account {
         name,
         server,
@@ -555,6 +576,8 @@ fn account(
         dkim_key: raw.dkim_key.map(|p| cx.file_path(&p)),
         dkim_selector: raw.dkim_selector,
         dkim_domain: raw.dkim_domain,
+        log_file: raw.log_file.map(|p| cx.file_path(&p)),
+        syslog,
     })
 }
 
@@ -870,6 +893,26 @@ oauth_token_env = "HOME_TOKEN"
         assert_eq!(w.dkim_key.as_deref(), Some(Path::new("/x/keys/dkim.pem")));
         assert_eq!(w.dkim_selector.as_deref(), Some("s1"));
         assert_eq!(w.dkim_domain.as_deref(), Some("example.org"));
+    }
+
+    #[test]
+    fn log_fields_and_a_log_path_relative_to_the_file() {
+        let a = p("[accounts.w]\nserver = \"h\"\nlog_file = \"logs/postline.log\"\nlog = \"syslog\"\n\n[accounts.v]\nserver = \"h\"\n").unwrap();
+        let w = &a.accounts[0];
+        assert_eq!(
+            w.log_file.as_deref(),
+            Some(Path::new("/x/logs/postline.log"))
+        );
+        assert!(w.syslog);
+        let v = &a.accounts[1];
+        assert_eq!(v.log_file, None);
+        assert!(!v.syslog);
+        let e = err("[accounts.w]\nserver = \"h\"\nlog = \"file\"\n");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(
+            e.contains("invalid value for log: \"file\", expected \"syslog\""),
+            "{e}"
+        );
     }
 
     /// The error message, asserting it names the file and is one line.

@@ -337,6 +337,12 @@ pub struct SendArgs {
     /// Queue the message without trying to send it now; prints its queue id.
     #[arg(long, conflicts_with = "queue")]
     pub queue_only: bool,
+    /// Append a line per message to this file (msmtp's logfile fields: host, tls, auth,
+    /// user, from, recipients, mailsize, smtpstatus, smtpmsg, errormsg, exitcode) [default:
+    /// the account's log_file]. Created 0600; a failure to write it is a warning, never a
+    /// failed message.
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
     /// The spool directory for --queue [default: $XDG_STATE_HOME/postline/queue].
     #[arg(long, value_name = "DIR", env = "POSTLINE_QUEUE_DIR")]
     pub queue_dir: Option<PathBuf>,

@@ -82,6 +82,10 @@ pub struct Target {
     pub direct: bool,
     /// `--dns-server` for MX lookups.
     pub dns_server: Option<std::net::SocketAddr>,
+    /// Whether the session authenticates (credentials, or a client certificate with
+    /// `--auth external`), and as whom: for the log line, never a secret.
+    pub auth: bool,
+    pub user: Option<String>,
 }
 
 /// Builds the client configuration: flags first, then the account, then defaults.
@@ -195,6 +199,8 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
         ));
     }
     config = credentials(config, args, account)?;
+    let user = args.user.clone().or(account.and_then(|a| a.user.clone()));
+    let auth = user.is_some() || args.auth == Some(crate::args::AuthArg::External);
     if args.verbose {
         config = config.transcript(|dir, line| match dir {
             Direction::Client => errln!("C: {}", escape(line)),
@@ -208,6 +214,8 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
         tls,
         direct,
         dns_server: args.dns_server,
+        auth,
+        user,
     })
 }
 

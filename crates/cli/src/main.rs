@@ -5,6 +5,7 @@ mod args;
 mod connect;
 mod dkim;
 mod exit;
+mod log;
 mod output;
 mod probe;
 mod queue;
@@ -19,6 +20,8 @@ use args::{Cli, Command};
 use output::errln;
 
 fn main() -> ExitCode {
+    // The time zone is read while there is one thread (log lines carry local time).
+    log::init_clock();
     // Not `std::env::args`, which panics on an argument that is not UTF-8: sendmail mode reads
     // such bytes itself, and clap refuses them with a usage error where text is needed.
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();

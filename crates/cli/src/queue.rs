@@ -290,8 +290,9 @@ pub enum Voice {
 }
 
 /// After a first attempt: queues the recipients still to be tried (deferred, in doubt, not
-/// attempted; only those) and reports. `None` when nothing is left to try, or the spool
-/// could not take it (said on stderr): the caller then reports as without a queue.
+/// attempted; only those) and reports. The exit code and the queue id; `None` when nothing
+/// is left to try, or the spool could not take it (said on stderr): the caller then reports
+/// as without a queue.
 pub fn queue_deferred(
     spool: Result<Spool, Fail>,
     route: &Route,
@@ -300,7 +301,7 @@ pub fn queue_deferred(
     results: &[Delivery],
     voice: Voice,
     partial_ok: bool,
-) -> Option<u8> {
+) -> Option<(u8, String)> {
     let later: Vec<&Delivery> = results.iter().filter(|d| !d.status.is_final()).collect();
     if later.is_empty() {
         return None;
@@ -325,7 +326,10 @@ pub fn queue_deferred(
     let id = match queued {
         Ok(id) => id,
         Err(f) => {
-            errln!("postline: could not queue the message: {}", f.message);
+            errln!(
+                "postline: could not queue the message: {}",
+                one_line(&f.message)
+            );
             return None;
         }
     };
@@ -383,7 +387,7 @@ pub fn queue_deferred(
             ""
         }
     );
-    Some(code)
+    Some((code, id))
 }
 
 /// Exit code for a message the spool did not take: too large is the message's fault (65),
@@ -396,7 +400,7 @@ fn enqueue_code(e: &std::io::Error) -> u8 {
     }
 }
 
-/// Queues without trying: prints the id (sendmail mode stays quiet).
+/// Queues without trying: prints the id (sendmail mode stays quiet) and returns it.
 pub fn queue_only(
     spool: Result<Spool, Fail>,
     route: &Route,
@@ -404,7 +408,7 @@ pub fn queue_only(
     recipients: &[String],
     message: &[u8],
     voice: Voice,
-) -> Result<u8, Fail> {
+) -> Result<String, Fail> {
     let spool = spool?;
     let id = spool
         .enqueue(from, recipients, route, message, SystemTime::now())
@@ -422,7 +426,7 @@ pub fn queue_only(
         ),
         Voice::Quiet => {}
     }
-    Ok(exit::OK)
+    Ok(id)
 }
 
 // ----------------------------------------------------------------------------- subcommands

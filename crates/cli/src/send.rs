@@ -12,6 +12,7 @@ use crate::args::SendArgs;
 use crate::connect::{self, Fail, Target};
 use crate::dkim;
 use crate::exit;
+use crate::log;
 use crate::output::{errln, escape, json_safe, outln};
 use crate::queue;
 
@@ -367,8 +368,12 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
     } else {
         queue::Voice::Lines
     };
+    // A line per message in the log file or syslog, when asked for: what happened, whatever
+    // happened once the message was ready.
+    let sink = log::Sink::new(args.log_file.as_deref(), account.as_ref());
+    let record = log::Record::new(&target, &from, &recipients, message.len());
     if let (true, Some(route)) = (args.queue_only, &route) {
-        return queue::queue_only(
+        let queued = queue::queue_only(
             queue::open_spool(args.queue_dir.as_deref()),
             route,
             &from,
@@ -376,6 +381,8 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
             &message,
             voice,
         );
+        sink.write(&queued_record(record, &queued));
+        return queued.map(|_| exit::OK);
     }
     // What a transient failure kept back goes to the queue (only those recipients).
     let queue_deferred = |results: &[Delivery]| {
@@ -393,16 +400,54 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
     };
     if target.direct {
         let deliveries = queue::direct(&target, &from, &recipients, &message);
-        if let Some(code) = queue_deferred(&deliveries) {
+        if let Some((code, id)) = queue_deferred(&deliveries) {
+            let mut r = record.direct(&deliveries, code);
+            r.queued = Some(id);
+            sink.write(&r);
             return Ok(code);
         }
-        return Ok(print_direct(&deliveries, args.server.json, args.partial_ok));
-    }
-    let report = deliver(target, &from, &recipients, &message)?;
-    if let Some(code) = queue_deferred(&queue::relay_results(&report.result, &recipients)) {
+        let code = print_direct(&deliveries, args.server.json, args.partial_ok);
+        sink.write(&record.direct(&deliveries, code));
         return Ok(code);
     }
-    Ok(print_report(&report, args.server.json, args.partial_ok))
+    let report = match deliver(target, &from, &recipients, &message) {
+        Ok(r) => r,
+        Err(f) => {
+            sink.write(&failed_record(record, &f));
+            return Err(f);
+        }
+    };
+    if let Some((code, id)) = queue_deferred(&queue::relay_results(&report.result, &recipients)) {
+        let mut r = record.relay(&report, code);
+        r.queued = Some(id);
+        sink.write(&r);
+        return Ok(code);
+    }
+    let code = print_report(&report, args.server.json, args.partial_ok);
+    sink.write(&record.relay(&report, code));
+    Ok(code)
+}
+
+/// The log record of a message queued without an attempt (or that the spool refused).
+pub fn queued_record(mut record: log::Record, queued: &Result<String, Fail>) -> log::Record {
+    match queued {
+        Ok(id) => {
+            record.queued = Some(id.clone());
+            record.exitcode = exit::OK;
+        }
+        Err(f) => {
+            record.error = Some(f.message.clone());
+            record.exitcode = f.code;
+        }
+    }
+    record
+}
+
+/// The log record of a message that failed before reaching a server.
+pub fn failed_record(mut record: log::Record, fail: &Fail) -> log::Record {
+    record.error = Some(fail.message.clone());
+    record.exitcode = fail.code;
+    record
 }
 
 /// Delivery by MX routing: one line (or JSON entry) per recipient naming the exchanger.
@@ -447,12 +492,13 @@ fn print_direct(deliveries: &[Delivery], json_out: bool, partial_ok: bool) -> u8
         return code;
     }
     for d in deliveries {
-        let host = d.host.as_deref().unwrap_or("-");
+        let host = escape(d.host.as_deref().unwrap_or("-"));
+        let detail = d.detail();
         match d.status {
             DeliveryStatus::Delivered => {
-                outln!("delivered {}  via {host}  {}", d.address, d.detail())
+                outln!("delivered {}  via {host}  {}", d.address, escape(&detail))
             }
-            s => outln!("{:<9} {}  {}", s.name(), d.address, d.detail()),
+            s => outln!("{:<9} {}  {}", s.name(), d.address, escape(&detail)),
         }
     }
     code

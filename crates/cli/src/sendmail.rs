@@ -16,6 +16,7 @@ use crate::args::ServerArgs;
 use crate::connect::{self, Fail};
 use crate::dkim;
 use crate::exit;
+use crate::log;
 use crate::queue;
 use crate::send;
 
@@ -36,6 +37,8 @@ pub struct Options {
     pub recipients: Vec<String>,
     /// `-odq`: queue without trying now.
     pub queue_only: bool,
+    /// `--log-file PATH` (or `--log-file=PATH`): a line per message (msmtp's `--logfile`).
+    pub log_file: Option<std::path::PathBuf>,
 }
 
 /// Parses sendmail's flags. Flags that only matter to a local MTA (`-oem`, `-odi`, `-B`, `-N`,
@@ -73,6 +76,17 @@ pub fn parse(args: &[OsString]) -> Result<Options, Fail> {
         // Queueing on a transient failure is the default (as sendmail does it); the flag is
         // accepted for callers that spell it out. POSTLINE_NO_QUEUE=1 turns it off.
         if bytes == b"--queue-on-failure" {
+            continue;
+        }
+        if bytes == b"--log-file" {
+            let path = it
+                .next()
+                .ok_or_else(|| Fail::new(exit::USAGE, "sendmail: --log-file needs a value"))?;
+            o.log_file = Some(path.into());
+            continue;
+        }
+        if let Some(path) = bytes.strip_prefix(b"--log-file=") {
+            o.log_file = Some(OsStr::from_bytes(path).into());
             continue;
         }
         let [b'-', head, rest @ ..] = bytes else {
@@ -262,8 +276,11 @@ pub fn run(args: &[OsString]) -> Result<u8, Fail> {
     let queueing = !std::env::var("POSTLINE_NO_QUEUE").is_ok_and(|v| !v.is_empty() && v != "0");
     let route = queue::route(&server_args, Some(&account), false)?;
     let queue_dir = std::env::var_os("POSTLINE_QUEUE_DIR").map(std::path::PathBuf::from);
+    // msmtp's logfile / syslog: a line per message, whatever happened to it from here on.
+    let sink = log::Sink::new(o.log_file.as_deref(), Some(&account));
+    let record = log::Record::new(&target, &from, &recipients, raw.len());
     if o.queue_only && queueing {
-        return queue::queue_only(
+        let queued = queue::queue_only(
             queue::open_spool(queue_dir.as_deref()),
             &route,
             &from,
@@ -271,12 +288,20 @@ pub fn run(args: &[OsString]) -> Result<u8, Fail> {
             &raw,
             queue::Voice::Quiet,
         );
+        sink.write(&send::queued_record(record, &queued));
+        return queued.map(|_| exit::OK);
     }
-    let report = send::deliver(target, &from, &recipients, &raw)?;
+    let report = match send::deliver(target, &from, &recipients, &raw) {
+        Ok(r) => r,
+        Err(f) => {
+            sink.write(&send::failed_record(record, &f));
+            return Err(f);
+        }
+    };
     if queueing {
         // A transient failure queues the message and exits 0 with a note, as sendmail does.
         let results = queue::relay_results(&report.result, &recipients);
-        if let Some(code) = queue::queue_deferred(
+        if let Some((code, id)) = queue::queue_deferred(
             queue::open_spool(queue_dir.as_deref()),
             &route,
             &from,
@@ -285,11 +310,16 @@ pub fn run(args: &[OsString]) -> Result<u8, Fail> {
             queue::Voice::Quiet,
             false,
         ) {
+            let mut r = record.relay(&report, code);
+            r.queued = Some(id);
+            sink.write(&r);
             return Ok(code);
         }
     }
     // sendmail is quiet on success; failures go to stderr.
-    Ok(send::print_report_quiet(&report))
+    let code = send::print_report_quiet(&report);
+    sink.write(&record.relay(&report, code));
+    Ok(code)
 }
 
 #[cfg(test)]
@@ -371,6 +401,15 @@ mod tests {
         assert!(o.queue_only && o.extract);
         assert!(o.recipients.is_empty());
         assert!(p(&["-f"]).is_err());
+        let o = p(&["--log-file", "/var/log/p.log", "-i", "root"]).unwrap();
+        assert_eq!(
+            o.log_file.as_deref(),
+            Some(std::path::Path::new("/var/log/p.log"))
+        );
+        assert_eq!(o.recipients, ["root"]);
+        let o = p(&["--log-file=rel.log", "root"]).unwrap();
+        assert_eq!(o.log_file.as_deref(), Some(std::path::Path::new("rel.log")));
+        assert!(p(&["--log-file"]).is_err());
         assert!(p(&["-Z"]).is_err());
     }
 }
