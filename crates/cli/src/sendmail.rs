@@ -5,6 +5,10 @@
 //! it goes to the queue (`$POSTLINE_QUEUE_DIR`, else `$XDG_STATE_HOME/postline/queue`) with a
 //! note on stderr, and the exit code is 0; `postline queue run` retries it. `-odq` queues
 //! without trying; `POSTLINE_NO_QUEUE=1` turns queueing off (exit 75 as without a queue).
+//!
+//! A line over 998 octets is folded as Postfix's SMTP client folds it (CRLF and a space,
+//! see `ready::fold_long_lines`), not refused: the caller cannot be asked, and refusing
+//! would lose the message. DSN flags (`-N`, `-R`, `-V`) are sent where DSN is offered.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
