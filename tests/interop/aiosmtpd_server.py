@@ -39,6 +39,7 @@ class Handler:
         self.tempfail_left = args.tempfail_first
         self.advertise_auth = args.auth is not None or bool(args.scram)
         self.count = 0  # messages accepted (and stored) so far
+        self.dsn = args.dsn
         self.scram = ScramAuth(args) if args.scram else None
 
     # aiosmtpd finds handler methods named auth_<MECH> ("__" becomes "-") and calls them as
@@ -66,6 +67,9 @@ class Handler:
         ssl_object = server.transport.get_extra_info("ssl_object") if server.transport else None
         if ssl_object is not None and ssl_object.version() == "TLSv1.3":
             responses = [r.replace(" SCRAM-SHA-256-PLUS", "") for r in responses]
+        if self.dsn:
+            # Before the last line ("250 HELP"), which ends the reply.
+            responses = responses[:-1] + ["250-DSN"] + responses[-1:]
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -277,6 +281,9 @@ def parse_args(argv):
                    help=f"advertise SIZE N and refuse larger messages (default {DEFAULT_MAX_SIZE}); "
                         "0 = no SIZE keyword and no limit")
     p.add_argument("--smtputf8", action="store_true", help="advertise and accept SMTPUTF8")
+    p.add_argument("--dsn", action="store_true",
+                   help="advertise DSN and accept RET/ENVID (MAIL) and NOTIFY/ORCPT (RCPT); they are "
+                        "recorded in mail_options/rcpt_options (without it they are refused with 555)")
     p.add_argument("--timeout", type=float, default=300, help="idle connection timeout in seconds (default 300)")
     p.add_argument("--lifetime", type=float, default=None, metavar="SECS", help="exit after SECS seconds")
     p.add_argument("--no-stdin-watch", action="store_true",
@@ -322,6 +329,20 @@ def _watch_stdin(loop, stop):
     loop.add_reader(fd, on_readable)
 
 
+class DsnSMTP(SMTP):
+    """aiosmtpd refuses MAIL/RCPT parameters it does not know (555); RFC 3461's are taken here
+    (and stay in the recorded options, upper-cased as aiosmtpd records every option)."""
+
+    DSN_PARAMS = ("RET", "ENVID", "NOTIFY", "ORCPT")
+
+    def _getparams(self, params):
+        parsed = super()._getparams(params)
+        if parsed is not None:
+            for key in self.DSN_PARAMS:
+                parsed.pop(key, None)
+        return parsed
+
+
 async def serve(args):
     loop = asyncio.get_running_loop()
     if args.store is not None:
@@ -357,7 +378,7 @@ async def serve(args):
     if excluded:
         smtp_kwargs.update(auth_exclude_mechanism=excluded)
 
-    server = await loop.create_server(lambda: SMTP(handler, **smtp_kwargs),
+    server = await loop.create_server(lambda: (DsnSMTP if args.dsn else SMTP)(handler, **smtp_kwargs),
                                       host=args.host, port=args.port, ssl=server_ssl)
     port = server.sockets[0].getsockname()[1]
 

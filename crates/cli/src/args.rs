@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
@@ -327,6 +328,29 @@ pub struct SendArgs {
     /// With --message: take recipients from its To, Cc and Bcc headers too.
     #[arg(short = 't', long = "extract-recipients", requires = "message")]
     pub extract: bool,
+    /// A ready message (--message) with a line longer than 998 octets (RFC 5322 2.1.1) is
+    /// refused (exit 65) unless this is given: then such lines are broken as Postfix's
+    /// smtp_line_length_limit does (after 998 octets, CRLF and a space, each continuation
+    /// at most 998 octets with its space; never inside a UTF-8 character).
+    #[arg(long, requires = "message")]
+    pub fold_long_lines: bool,
+    /// DSN (RFC 3461) NOTIFY: when the servers should report on each recipient: `never`,
+    /// or some of `success`, `failure`, `delay` (comma-separated). Sent only to a server
+    /// that offers DSN (else a note on stderr, and the message goes without).
+    #[arg(long, value_name = "never|success,failure,delay", value_parser = parse_notify_arg)]
+    pub dsn_notify: Option<NotifyArg>,
+    /// DSN (RFC 3461) RET: what a delivery status notification returns: the full message or
+    /// only its headers.
+    #[arg(long, value_name = "full|hdrs", value_parser = clap::builder::PossibleValuesParser::new(["full", "hdrs"]).map(|s| crate::dsn::parse_ret(&s).expect("listed value")))]
+    pub dsn_ret: Option<postline_queue::DsnRet>,
+    /// DSN (RFC 3461) ENVID: an id the notifications quote back (1 to 100 printable
+    /// US-ASCII characters, no spaces).
+    #[arg(long, value_name = "ID", value_parser = crate::dsn::parse_envid)]
+    pub dsn_envid: Option<String>,
+    /// DSN (RFC 3461) ORCPT: name each recipient as the original recipient, so
+    /// notifications say whom it was sent to even after forwarding.
+    #[arg(long)]
+    pub dsn_orcpt: bool,
     /// Exit 0 when some recipients were refused but the message went to the others.
     #[arg(long)]
     pub partial_ok: bool,
@@ -357,6 +381,14 @@ pub struct SendArgs {
     /// The DKIM signing domain (d=).
     #[arg(long, value_name = "DOMAIN")]
     pub dkim_domain: Option<String>,
+}
+
+/// `--dsn-notify`'s value: `[never]` or some of success, failure, delay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyArg(pub Vec<postline_queue::NotifyOn>);
+
+fn parse_notify_arg(s: &str) -> Result<NotifyArg, String> {
+    crate::dsn::parse_notify(s).map(NotifyArg)
 }
 
 /// `--priority`: the library's [`postline::Priority`] as a command-line value.

@@ -4,6 +4,7 @@ mod account;
 mod args;
 mod connect;
 mod dkim;
+mod dsn;
 mod exit;
 mod log;
 mod output;

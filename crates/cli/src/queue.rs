@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime};
 use postline::delivery::{Delivery, DeliveryStatus};
 use postline::{Envelope, Error};
 use postline_queue::{
-    Destination, Entry, LoadError, Policy, RecipientStatus, Route, RouteTls, RunReport, Runner,
-    Secret, Smtp, Spool,
+    Destination, Dsn, DsnRet, Entry, LoadError, Policy, RecipientStatus, Route, RouteTls,
+    RunReport, Runner, Secret, Smtp, Spool,
 };
 use serde_json::{json, Value};
 
@@ -205,9 +205,15 @@ pub fn mailer(target: &Target) -> postline::Mailer {
 }
 
 /// Direct delivery, as `send` does it: one result per recipient.
-pub fn direct(target: &Target, from: &str, recipients: &[String], message: &[u8]) -> Vec<Delivery> {
+pub fn direct(
+    target: &Target,
+    from: &str,
+    recipients: &[String],
+    message: &[u8],
+    dsn: Option<&Dsn>,
+) -> Vec<Delivery> {
     let envelope = match Envelope::new(from, recipients) {
-        Ok(e) => e,
+        Ok(e) => crate::dsn::apply(e, dsn),
         Err(e) => return relay_results(&Err(e), recipients),
     };
     match mailer(target).send_blocking(&envelope, message) {
@@ -293,10 +299,12 @@ pub enum Voice {
 /// attempted; only those) and reports. The exit code and the queue id; `None` when nothing
 /// is left to try, or the spool could not take it (said on stderr): the caller then reports
 /// as without a queue.
+#[allow(clippy::too_many_arguments)]
 pub fn queue_deferred(
     spool: Result<Spool, Fail>,
     route: &Route,
     from: &str,
+    dsn: Option<&Dsn>,
     message: &[u8],
     results: &[Delivery],
     voice: Voice,
@@ -317,6 +325,7 @@ pub fn queue_deferred(
                 in_doubt: d.status == DeliveryStatus::InDoubt,
             };
         }
+        entry.dsn = dsn.cloned();
         entry.attempts = 1;
         entry.last_error = later.last().map(|d| d.detail());
         entry.next_attempt = postline_queue::unix_now(now) + policy.backoff(1).as_secs().max(1);
@@ -405,19 +414,20 @@ pub fn queue_only(
     spool: Result<Spool, Fail>,
     route: &Route,
     from: &str,
+    dsn: Option<&Dsn>,
     recipients: &[String],
     message: &[u8],
     voice: Voice,
 ) -> Result<String, Fail> {
     let spool = spool?;
-    let id = spool
-        .enqueue(from, recipients, route, message, SystemTime::now())
-        .map_err(|e| {
-            Fail::new(
-                enqueue_code(&e),
-                format!("cannot queue the message in {}: {e}", spool.dir().display()),
-            )
-        })?;
+    let mut entry = spool.new_entry(from, recipients, route, message, SystemTime::now());
+    entry.dsn = dsn.cloned();
+    let id = spool.enqueue_entry(entry, message).map_err(|e| {
+        Fail::new(
+            enqueue_code(&e),
+            format!("cannot queue the message in {}: {e}", spool.dir().display()),
+        )
+    })?;
     match voice {
         Voice::Lines => outln!("{id}"),
         Voice::Json => outln!(
@@ -592,6 +602,32 @@ fn load_for(spool: &Spool, id: &str) -> Result<Entry, Fail> {
     })
 }
 
+/// `notify=success,failure ret=hdrs envid=ID orcpt`, as much as was asked for.
+fn dsn_text(d: &Dsn) -> String {
+    let mut parts = Vec::new();
+    if !d.notify.is_empty() {
+        let words: Vec<String> = d
+            .notify
+            .iter()
+            .map(|n| format!("{n:?}").to_ascii_lowercase())
+            .collect();
+        parts.push(format!("notify={}", words.join(",")));
+    }
+    if let Some(r) = d.ret {
+        parts.push(format!(
+            "ret={}",
+            if r == DsnRet::Full { "full" } else { "hdrs" }
+        ));
+    }
+    if let Some(id) = &d.envid {
+        parts.push(format!("envid={id}"));
+    }
+    if d.orcpt {
+        parts.push("orcpt".into());
+    }
+    parts.join(" ")
+}
+
 fn show(spool: &Spool, id: &str, json_out: bool) -> Result<u8, Fail> {
     let e = load_for(spool, id)?;
     let now = now_secs();
@@ -617,6 +653,9 @@ fn show(spool: &Spool, id: &str, json_out: bool) -> Result<u8, Fail> {
         outln!("last error  {}", one_line(x));
     }
     outln!("route       {}", one_line(&e.route.describe()));
+    if let Some(d) = &e.dsn {
+        outln!("dsn         {}", one_line(&dsn_text(d)));
+    }
     outln!("message     {}", spool.message_path(&e.id).display());
     for r in &e.recipients {
         let doubt = matches!(r.status, RecipientStatus::Pending { in_doubt: true, .. });

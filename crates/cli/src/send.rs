@@ -6,6 +6,7 @@ use std::path::Path;
 use postline::delivery::{Delivery, DeliveryStatus};
 use postline::message::{self, MessageError};
 use postline::{Client, Envelope, Error, Message, Outcome};
+use postline_queue::Dsn;
 use serde_json::{json, Value};
 
 use crate::args::SendArgs;
@@ -167,7 +168,46 @@ pub struct Report {
     pub target_host: String,
     pub target_port: u16,
     pub tls: Option<postline::TlsInfo>,
+    /// DSN parameters were asked for: whether the server offered DSN, so they were sent
+    /// (`None` when none were asked for, or the session ended before EHLO).
+    pub dsn_offered: Option<bool>,
     pub result: Result<Outcome, Error>,
+}
+
+/// The note for DSN parameters a server was not sent (RFC 3461 forbids sending them to a
+/// server that does not offer DSN); the message itself goes.
+pub fn dsn_note(report: &Report) -> Option<String> {
+    (report.dsn_offered == Some(false)).then(|| {
+        format!(
+            "note: {} does not offer DSN: the message went without the DSN parameters (RFC 3461 4.1)",
+            report.target_host
+        )
+    })
+}
+
+/// A ready message's lines against RFC 5322's 998 octets: folded as Postfix does when
+/// `fold`, else refused (EX_DATAERR) naming the first long line, before anything is sent.
+pub fn long_lines(message: Vec<u8>, fold: bool, what: &str) -> Result<Vec<u8>, Fail> {
+    let Some(long) = message::ready::long_line(&message) else {
+        return Ok(message);
+    };
+    if fold {
+        return Ok(message::ready::fold_long_lines(&message).into_owned());
+    }
+    let more = match long.count {
+        1 => String::new(),
+        2 => " (and 1 more line)".into(),
+        n => format!(" (and {} more lines)", n - 1),
+    };
+    Err(Fail::new(
+        exit::DATAERR,
+        format!(
+            "{what}: line {} is {} octets long{more}; RFC 5322 2.1.1 allows {} (and strict servers refuse the message after the whole upload): give --fold-long-lines to break such lines as Postfix does, or encode the body (quoted-printable or base64)",
+            long.line,
+            long.octets,
+            message::ready::MAX_LINE_OCTETS
+        ),
+    ))
 }
 
 /// Connects, sends and quits. Never prints.
@@ -176,14 +216,17 @@ pub fn deliver(
     from: &str,
     recipients: &[String],
     message: &[u8],
+    dsn: Option<&Dsn>,
 ) -> Result<Report, Fail> {
     let envelope = Envelope::new(from, recipients)
         .map_err(|e| Fail::new(exit::for_error(&e), connect::describe(&e)))?;
+    let envelope = crate::dsn::apply(envelope, dsn);
     let (host, port) = (target.host.clone(), target.port);
     let mut report = Report {
         target_host: host,
         target_port: port,
         tls: None,
+        dsn_offered: None,
         result: Err(Error::Closed),
     };
     let mut client = match Client::connect(target.config) {
@@ -194,6 +237,9 @@ pub fn deliver(
         }
     };
     report.tls = client.tls_info().cloned();
+    if dsn.is_some() {
+        report.dsn_offered = Some(client.capabilities().has(postline::Extension::Dsn));
+    }
     report.result = client.send_bytes(&envelope, message);
     let _ = client.quit();
     Ok(report)
@@ -229,6 +275,9 @@ pub fn report_json(report: &Report) -> Value {
         "port": report.target_port,
         "tls": tls,
     });
+    if let Some(offered) = report.dsn_offered {
+        v["dsn"] = json!(if offered { "sent" } else { "not offered" });
+    }
     match &report.result {
         Ok(o) => {
             v["status"] = json!(if o.all_accepted() {
@@ -348,10 +397,24 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
         dkim::flags(&args.dkim_key, &args.dkim_selector, &args.dkim_domain),
         account.as_ref(),
     )?;
+    let ready = raw.is_some();
     let (message, recipients) = prepare(args, &from, raw)?;
     if recipients.is_empty() {
         return Err(Fail::new(exit::USAGE, NO_RECIPIENTS));
     }
+    // Before signing (a signature covers the folded lines) and before any queueing. A
+    // composed message has no long lines: the builder encodes its parts.
+    let message = if ready {
+        long_lines(message, args.fold_long_lines, "--message")?
+    } else {
+        message
+    };
+    let dsn = crate::dsn::dsn(
+        args.dsn_notify.clone().map(|n| n.0),
+        args.dsn_ret,
+        args.dsn_envid.clone(),
+        args.dsn_orcpt,
+    );
     // Signed last, over the bytes that will be sent (Bcc gone, headers complete), and before
     // any queueing so the spool holds the signed message.
     let message = dkim::sign(signer.as_ref(), message)?;
@@ -377,6 +440,7 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
             queue::open_spool(args.queue_dir.as_deref()),
             route,
             &from,
+            dsn.as_ref(),
             &recipients,
             &message,
             voice,
@@ -392,6 +456,7 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
             spool,
             route,
             &from,
+            dsn.as_ref(),
             &message,
             results,
             voice,
@@ -399,7 +464,7 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
         )
     };
     if target.direct {
-        let deliveries = queue::direct(&target, &from, &recipients, &message);
+        let deliveries = queue::direct(&target, &from, &recipients, &message, dsn.as_ref());
         if let Some((code, id)) = queue_deferred(&deliveries) {
             let mut r = record.direct(&deliveries, code);
             r.queued = Some(id);
@@ -410,13 +475,16 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
         sink.write(&record.direct(&deliveries, code));
         return Ok(code);
     }
-    let report = match deliver(target, &from, &recipients, &message) {
+    let report = match deliver(target, &from, &recipients, &message, dsn.as_ref()) {
         Ok(r) => r,
         Err(f) => {
             sink.write(&failed_record(record, &f));
             return Err(f);
         }
     };
+    if let Some(note) = dsn_note(&report) {
+        errln!("postline: {}", escape(&note));
+    }
     if let Some((code, id)) = queue_deferred(&queue::relay_results(&report.result, &recipients)) {
         let mut r = record.relay(&report, code);
         r.queued = Some(id);

@@ -5,18 +5,25 @@
 //! it goes to the queue (`$POSTLINE_QUEUE_DIR`, else `$XDG_STATE_HOME/postline/queue`) with a
 //! note on stderr, and the exit code is 0; `postline queue run` retries it. `-odq` queues
 //! without trying; `POSTLINE_NO_QUEUE=1` turns queueing off (exit 75 as without a queue).
+//!
+//! A line over 998 octets is folded as Postfix's SMTP client folds it (CRLF and a space,
+//! see `ready::fold_long_lines`), not refused: the caller cannot be asked, and refusing
+//! would lose the message. DSN flags (`-N`, `-R`, `-V`) are sent where DSN is offered.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 
 use postline::message::ready;
+use postline_queue::{DsnRet, NotifyOn};
 
 use crate::args::ServerArgs;
 use crate::connect::{self, Fail};
 use crate::dkim;
+use crate::dsn;
 use crate::exit;
 use crate::log;
+use crate::output::errln;
 use crate::queue;
 use crate::send;
 
@@ -39,11 +46,18 @@ pub struct Options {
     pub queue_only: bool,
     /// `--log-file PATH` (or `--log-file=PATH`): a line per message (msmtp's `--logfile`).
     pub log_file: Option<std::path::PathBuf>,
+    /// `-N never|success,failure,delay`: DSN NOTIFY.
+    pub dsn_notify: Option<Vec<NotifyOn>>,
+    /// `-R full|hdrs`: DSN RET.
+    pub dsn_ret: Option<DsnRet>,
+    /// `-V envid`: DSN ENVID.
+    pub dsn_envid: Option<String>,
 }
 
-/// Parses sendmail's flags. Flags that only matter to a local MTA (`-oem`, `-odi`, `-B`, `-N`,
-/// `-R`, `-V`, `-X`...) are accepted and ignored; modes other than sending (`-bp`, `-bs`,
-/// `-bd`...) are refused.
+/// Parses sendmail's flags. The DSN flags (`-N`, `-R`, `-V`, RFC 3461) are honoured: sent
+/// to a server that offers DSN, kept with a queued message. Flags that only matter to a
+/// local MTA (`-oem`, `-odi`, `-B`, `-X`...) are accepted and ignored; modes other than
+/// sending (`-bp`, `-bs`, `-bd`...) are refused.
 ///
 /// Arguments are bytes, as the caller gave them: `-F`'s full name is only shown to people, so
 /// bytes in it that are not UTF-8 are read as Windows-1252 (what legacy software writes:
@@ -114,8 +128,28 @@ pub fn parse(args: &[OsString]) -> Result<Options, Fail> {
                     ),
                 ))
             }
+            (b'N' | b'R' | b'V', _) => {
+                let v = value(arg, rest, &mut it)?;
+                let text = v.to_str().ok_or_else(|| {
+                    Fail::new(
+                        exit::USAGE,
+                        format!("sendmail: -{}: not UTF-8: \"{}\"", *head as char, shown(&v)),
+                    )
+                })?;
+                let bad = |e: String| {
+                    Fail::new(
+                        exit::USAGE,
+                        format!("sendmail: -{} {text:?}: {e}", *head as char),
+                    )
+                };
+                match head {
+                    b'N' => o.dsn_notify = Some(dsn::parse_notify(text).map_err(bad)?),
+                    b'R' => o.dsn_ret = Some(dsn::parse_ret(text).map_err(bad)?),
+                    _ => o.dsn_envid = Some(dsn::parse_envid(text).map_err(bad)?),
+                }
+            }
             // Flags that take a value postline does not use.
-            (b'B' | b'N' | b'R' | b'V' | b'X' | b'C' | b'L' | b'h' | b'p' | b'q', _) => {
+            (b'B' | b'X' | b'C' | b'L' | b'h' | b'p' | b'q', _) => {
                 if rest.is_empty() && *head != b'q' {
                     it.next();
                 }
@@ -271,6 +305,23 @@ pub fn run(args: &[OsString]) -> Result<u8, Fail> {
     }
     raw = ready::strip_bcc(&raw);
     raw = ready::complete_headers(&raw, &from, o.full_name.as_deref());
+    // Lines over 998 octets are broken as Postfix's SMTP client breaks them: what mail
+    // piped to /usr/sbin/sendmail on a Postfix system gets, where the caller (cron, PHP)
+    // cannot be asked, and refusing would lose the message. Before signing, so the
+    // signature covers what is sent.
+    if let Some(long) = ready::long_line(&raw) {
+        raw = ready::fold_long_lines(&raw).into_owned();
+        if o.verbose {
+            errln!(
+                "postline: sendmail: {} line(s) longer than {} octets broken as Postfix does (the first: line {}, {} octets)",
+                long.count,
+                ready::MAX_LINE_OCTETS,
+                long.line,
+                long.octets
+            );
+        }
+    }
+    let dsn = dsn::dsn(o.dsn_notify.clone(), o.dsn_ret, o.dsn_envid.clone(), false);
     // Signed last, over the bytes that will be sent, and before queueing.
     raw = dkim::sign(signer.as_ref(), raw)?;
     let queueing = !std::env::var("POSTLINE_NO_QUEUE").is_ok_and(|v| !v.is_empty() && v != "0");
@@ -284,6 +335,7 @@ pub fn run(args: &[OsString]) -> Result<u8, Fail> {
             queue::open_spool(queue_dir.as_deref()),
             &route,
             &from,
+            dsn.as_ref(),
             &recipients,
             &raw,
             queue::Voice::Quiet,
@@ -291,13 +343,17 @@ pub fn run(args: &[OsString]) -> Result<u8, Fail> {
         sink.write(&send::queued_record(record, &queued));
         return queued.map(|_| exit::OK);
     }
-    let report = match send::deliver(target, &from, &recipients, &raw) {
+    let report = match send::deliver(target, &from, &recipients, &raw, dsn.as_ref()) {
         Ok(r) => r,
         Err(f) => {
             sink.write(&send::failed_record(record, &f));
             return Err(f);
         }
     };
+    // Quiet unless -v: cron mails whatever a job prints.
+    if let (true, Some(note)) = (o.verbose, send::dsn_note(&report)) {
+        errln!("postline: {}", crate::output::escape(&note));
+    }
     if queueing {
         // A transient failure queues the message and exits 0 with a note, as sendmail does.
         let results = queue::relay_results(&report.result, &recipients);
@@ -305,6 +361,7 @@ pub fn run(args: &[OsString]) -> Result<u8, Fail> {
             queue::open_spool(queue_dir.as_deref()),
             &route,
             &from,
+            dsn.as_ref(),
             &raw,
             &results,
             queue::Voice::Quiet,
@@ -411,5 +468,26 @@ mod tests {
         assert_eq!(o.log_file.as_deref(), Some(std::path::Path::new("rel.log")));
         assert!(p(&["--log-file"]).is_err());
         assert!(p(&["-Z"]).is_err());
+        // DSN flags, separate or inline.
+        let o = p(&["-N", "never", "-Rhdrs", "-V", "job-42", "root"]).unwrap();
+        assert_eq!(o.dsn_notify, Some(vec![NotifyOn::Never]));
+        assert_eq!(o.dsn_ret, Some(DsnRet::Hdrs));
+        assert_eq!(o.dsn_envid.as_deref(), Some("job-42"));
+        assert_eq!(o.recipients, ["root"]);
+        let o = p(&["-Nsuccess,failure,delay", "root"]).unwrap();
+        assert_eq!(
+            o.dsn_notify,
+            Some(vec![NotifyOn::Success, NotifyOn::Failure, NotifyOn::Delay])
+        );
+        for bad in [
+            &["-N", "never,success"][..],
+            &["-N", "sometimes"],
+            &["-R", "body"],
+            &["-V", "has space"],
+            &["-N"],
+        ] {
+            let e = p(bad).unwrap_err();
+            assert_eq!(e.code, exit::USAGE, "{bad:?}: {}", e.message);
+        }
     }
 }

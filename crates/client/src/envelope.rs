@@ -145,6 +145,26 @@ impl Envelope {
         self.ret.is_some() || self.envid.is_some() || self.notify.is_some() || self.orcpt
     }
 
+    /// The DSN `RET=` given with [`Envelope::dsn_ret`].
+    pub fn ret(&self) -> Option<Ret> {
+        self.ret
+    }
+
+    /// The DSN `ENVID=` given with [`Envelope::dsn_envid`] (before xtext encoding).
+    pub fn envid(&self) -> Option<&str> {
+        self.envid.as_deref()
+    }
+
+    /// The DSN `NOTIFY=` given with [`Envelope::dsn_notify`].
+    pub fn notify(&self) -> Option<Notify> {
+        self.notify
+    }
+
+    /// Whether `ORCPT=` is sent ([`Envelope::dsn_orcpt`]).
+    pub fn orcpt(&self) -> bool {
+        self.orcpt
+    }
+
     /// The body type given with [`Envelope::body`] ([`BodyType::Auto`] unless set).
     pub fn body_type(&self) -> BodyType {
         self.body

@@ -179,6 +179,7 @@ mod tests {
             next_attempt: 0,
             last_error: None,
             is_bounce: false,
+            dsn: None,
         }
     }
 

@@ -20,8 +20,11 @@ use crate::spool::Spool;
 ///   answers `250 queued as ...`. What becomes of it later is the runner's (retries, and a
 ///   bounce to the sender if it fails);
 /// - **failed**: the message is larger than the spool takes, or its envelope asks for what
-///   the queue would not keep (DSN parameters, an explicit body type, REQUIRETLS on a route
-///   without it): storing it again cannot help, and sending it with less is not done;
+///   the queue would not keep (an explicit body type, REQUIRETLS on a route without it):
+///   storing it again cannot help, and sending it with less is not done;
+///
+/// DSN parameters (RET, ENVID, NOTIFY, ORCPT) are kept with the entry ([`crate::Dsn`]) and
+/// sent on every attempt to a server that offers DSN.
 /// - **deferred**: it could not be stored (a full disk, no permission): nothing was kept,
 ///   and the caller still holds the only copy.
 ///
@@ -54,20 +57,14 @@ impl Enqueue {
     }
 
     /// What the envelope asks for that the queue would not keep, in words. A spool entry
-    /// holds the sender and recipients; the runner sends with the route's settings. So DSN
-    /// parameters and an explicit body type would be lost, and REQUIRETLS is kept only by a
+    /// holds the sender, recipients and DSN parameters; the runner sends with the route's
+    /// settings. So an explicit body type would be lost, and REQUIRETLS is kept only by a
     /// route that carries it ([`Route::require_tls`], which the runner's resolver turns into
     /// `Config::require_tls`): a message is refused rather than sent with less than asked.
     fn unkept(&self, envelope: &Envelope) -> Option<String> {
         if envelope.requires_tls() && !self.route.require_tls {
             return Some(
                 "not queued: the message asks for REQUIRETLS and the queue's route does not carry it (make the Enqueue with a route whose require_tls is set)".into(),
-            );
-        }
-        if envelope.has_dsn() {
-            return Some(
-                "not queued: the queue does not keep DSN parameters (RET, ENVID, NOTIFY, ORCPT)"
-                    .into(),
             );
         }
         if envelope.body_type() != postline::BodyType::Auto {
@@ -88,13 +85,15 @@ impl Transport for Enqueue {
                 .collect());
         }
         let recipients: Vec<String> = envelope.to().map(str::to_string).collect();
-        let stored = self.spool.enqueue(
+        let mut entry = self.spool.new_entry(
             envelope.from(),
             &recipients,
             &self.route,
             message,
             SystemTime::now(),
         );
+        entry.dsn = crate::entry::Dsn::of(envelope);
+        let stored = self.spool.enqueue_entry(entry, message);
         let (status, reason) = match stored {
             Ok(id) => (DeliveryStatus::Delivered, format!("queued as {id}")),
             Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {

@@ -102,6 +102,126 @@ pub struct Entry {
     /// A bounce report (never bounced itself).
     #[serde(default)]
     pub is_bounce: bool,
+    /// DSN parameters (RFC 3461) the message is sent with, when the sender asked for any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dsn: Option<Dsn>,
+}
+
+/// A queued message's DSN parameters (RFC 3461): applied to every attempt's envelope, and
+/// sent only to a server that offers DSN (as for a message sent straight away).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dsn {
+    /// `RET=`: what a bounce returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<DsnRet>,
+    /// `ENVID=`, before xtext encoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envid: Option<String>,
+    /// `NOTIFY=` on every recipient: `[never]`, or some of `success`, `failure`, `delay`;
+    /// empty when not given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<NotifyOn>,
+    /// `ORCPT=` naming each recipient.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub orcpt: bool,
+}
+
+/// `RET=` as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DsnRet {
+    /// `RET=FULL`.
+    Full,
+    /// `RET=HDRS`.
+    Hdrs,
+}
+
+/// One keyword of `NOTIFY=` as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyOn {
+    /// `NEVER` (alone).
+    Never,
+    /// `SUCCESS`.
+    Success,
+    /// `FAILURE`.
+    Failure,
+    /// `DELAY`.
+    Delay,
+}
+
+impl Dsn {
+    /// The DSN parameters of `envelope`, or `None` when it has none.
+    pub fn of(envelope: &postline::Envelope) -> Option<Dsn> {
+        if !envelope.has_dsn() {
+            return None;
+        }
+        let notify = match envelope.notify() {
+            None => Vec::new(),
+            Some(postline::Notify::Never) => vec![NotifyOn::Never],
+            Some(postline::Notify::On {
+                success,
+                failure,
+                delay,
+            }) => [
+                (success, NotifyOn::Success),
+                (failure, NotifyOn::Failure),
+                (delay, NotifyOn::Delay),
+            ]
+            .into_iter()
+            .filter_map(|(on, k)| on.then_some(k))
+            .collect(),
+        };
+        Some(Dsn {
+            ret: envelope.ret().map(|r| match r {
+                postline::Ret::Full => DsnRet::Full,
+                postline::Ret::Headers => DsnRet::Hdrs,
+            }),
+            envid: envelope.envid().map(str::to_string),
+            notify,
+            orcpt: envelope.orcpt(),
+        })
+    }
+
+    /// `NOTIFY=` as the client takes it. `never` wins over anything stored beside it (a
+    /// hand-edited entry): the quieter reading.
+    pub fn notify(&self) -> Option<postline::Notify> {
+        if self.notify.is_empty() {
+            return None;
+        }
+        if self.notify.contains(&NotifyOn::Never) {
+            return Some(postline::Notify::Never);
+        }
+        Some(postline::Notify::On {
+            success: self.notify.contains(&NotifyOn::Success),
+            failure: self.notify.contains(&NotifyOn::Failure),
+            delay: self.notify.contains(&NotifyOn::Delay),
+        })
+    }
+
+    /// Whether the sender wants to hear of a failure: true unless NOTIFY was given without
+    /// FAILURE (RFC 3461 4.1). The queue's own bounces follow it.
+    pub fn wants_failure_report(&self) -> bool {
+        self.notify.is_empty() || self.notify.contains(&NotifyOn::Failure)
+    }
+
+    /// `envelope` with these parameters.
+    pub fn apply(&self, mut envelope: postline::Envelope) -> postline::Envelope {
+        if let Some(ret) = self.ret {
+            envelope = envelope.dsn_ret(match ret {
+                DsnRet::Full => postline::Ret::Full,
+                DsnRet::Hdrs => postline::Ret::Headers,
+            });
+        }
+        if let Some(envid) = &self.envid {
+            envelope = envelope.dsn_envid(envid.clone());
+        }
+        if let Some(notify) = self.notify() {
+            envelope = envelope.dsn_notify(notify);
+        }
+        envelope.dsn_orcpt(self.orcpt)
+    }
 }
 
 impl Entry {
@@ -218,6 +338,36 @@ impl FirstRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dsn_parameters_round_trip_through_an_entry() {
+        let env = postline::Envelope::new("a@x.example", ["b@y.example"])
+            .unwrap()
+            .dsn_ret(postline::Ret::Headers)
+            .dsn_envid("Q+1=2")
+            .dsn_notify(postline::Notify::On {
+                success: true,
+                failure: true,
+                delay: false,
+            });
+        let dsn = Dsn::of(&env).unwrap();
+        let text = serde_json::to_string(&dsn).unwrap();
+        assert_eq!(
+            text,
+            r#"{"ret":"hdrs","envid":"Q+1=2","notify":["success","failure"]}"#
+        );
+        let back: Dsn = serde_json::from_str(&text).unwrap();
+        let again = back.apply(postline::Envelope::new("a@x.example", ["b@y.example"]).unwrap());
+        assert_eq!(again, env);
+        assert!(back.wants_failure_report());
+        let never: Dsn = serde_json::from_str(r#"{"notify":["never"]}"#).unwrap();
+        assert_eq!(never.notify(), Some(postline::Notify::Never));
+        assert!(!never.wants_failure_report());
+        assert_eq!(
+            Dsn::of(&postline::Envelope::new("", ["b@y"]).unwrap()),
+            None
+        );
+    }
 
     #[test]
     fn a_first_format_entry_loses_its_commands_and_absurd_numbers() {

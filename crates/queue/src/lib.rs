@@ -48,7 +48,7 @@ mod smtp;
 mod spool;
 
 pub use enqueue::Enqueue;
-pub use entry::{Entry, Recipient, RecipientStatus};
+pub use entry::{Dsn, DsnRet, Entry, NotifyOn, Recipient, RecipientStatus};
 pub use policy::{InDoubt, Policy};
 pub use route::{Route, RouteError, RouteTls, Secret, MAX_TIMEOUT, ROUTE_VERSION};
 pub use runner::{Deliver, Flow, Job, Observer, Record, RunReport, Runner};

@@ -806,7 +806,10 @@ fn finish(
 ) -> std::io::Result<Ending> {
     let any_failed = entry.failed().next().is_some();
     if any_failed {
-        if policy.bounce && !entry.is_bounce && !entry.from.is_empty() {
+        // A sender who gave NOTIFY without FAILURE (NEVER, or SUCCESS/DELAY only) asked
+        // not to hear of failures (RFC 3461 4.1): no bounce, the failed/ record stays.
+        let wanted = entry.dsn.as_ref().is_none_or(|d| d.wants_failure_report());
+        if policy.bounce && wanted && !entry.is_bounce && !entry.from.is_empty() {
             let bounce_id = bounce_id(&entry.id);
             if !spool.contains(&bounce_id) {
                 let text = bounce::report(entry, message, &policy.reporting_host, now);

@@ -533,7 +533,11 @@ fn transactions(i: usize, job: &Job<'_>, max: usize) -> (Vec<Tx>, Vec<Delivery>)
 }
 
 fn envelope(entry: &crate::entry::Entry, to: &[&str], message: &[u8]) -> Result<Envelope, Error> {
-    Ok(Envelope::new(&entry.from, to.iter().copied())?.size(message.len() as u64))
+    let envelope = Envelope::new(&entry.from, to.iter().copied())?.size(message.len() as u64);
+    Ok(match &entry.dsn {
+        Some(dsn) => dsn.apply(envelope),
+        None => envelope,
+    })
 }
 
 /// Direct delivery, one message after another (each one's domains in parallel); each
@@ -543,6 +547,10 @@ fn direct(mailer: &postline::Mailer, jobs: &[Job<'_>], record: &Record<'_>) {
         let mut stop = false;
         let list = match Envelope::new(&job.entry.from, job.recipients.iter().copied()) {
             Ok(env) => {
+                let env = match &job.entry.dsn {
+                    Some(dsn) => dsn.apply(env),
+                    None => env,
+                };
                 let mut each = |part: &[Delivery]| {
                     stop |= record(vec![(i, part.to_vec())]) == Flow::Stop;
                 };

@@ -301,6 +301,7 @@ impl Spool {
             next_attempt: t.as_secs(),
             last_error: None,
             is_bounce: false,
+            dsn: None,
         }
     }
 

@@ -134,8 +134,6 @@ fn envelope_options_the_queue_would_lose_are_refused_not_dropped() {
     let plain = Enqueue::new(spool.clone(), Route::relay("127.0.0.1:25"));
     for (what, env) in [
         ("REQUIRETLS", envelope().require_tls(true)),
-        ("DSN", envelope().dsn_notify(postline::Notify::Never)),
-        ("DSN", envelope().dsn_envid("id-1")),
         ("body type", envelope().body(postline::BodyType::EightBit)),
     ] {
         let d = Transport::send(&plain, &env, MESSAGE).unwrap();
@@ -156,4 +154,77 @@ fn envelope_options_the_queue_would_lose_are_refused_not_dropped() {
         "{d:?}"
     );
     assert!(spool.list().0[0].route.require_tls);
+}
+
+/// Delivers everything due in `spool` to `server` with one runner pass.
+fn run_to(spool: &Spool, server: &Aiosmtpd) -> postline_queue::RunReport {
+    let port = server.port();
+    let smtp = Smtp::new(move |_: &Route| {
+        Ok(Destination::Relay(
+            Config::relay("127.0.0.1").port(port).tls(Tls::None),
+        ))
+    });
+    let policy = Policy {
+        min_free_bytes: 0,
+        ..Policy::default()
+    };
+    let mut runner = Runner::new(spool.clone(), policy, smtp);
+    runner.pass(SystemTime::now(), false, &|| false, &mut |_, _| {})
+}
+
+#[test]
+fn dsn_parameters_are_kept_in_the_spool_and_sent_by_the_runner_only_where_offered() {
+    let dsn_env = || {
+        envelope()
+            .dsn_ret(postline::Ret::Headers)
+            .dsn_envid("Q+1=2")
+            .dsn_notify(postline::Notify::On {
+                success: true,
+                failure: true,
+                delay: false,
+            })
+            .dsn_orcpt(true)
+    };
+    for offers_dsn in [true, false] {
+        let server = if offers_dsn {
+            Aiosmtpd::builder().dsn().start()
+        } else {
+            Aiosmtpd::start()
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path().join("spool")).unwrap();
+        let queue = Enqueue::new(spool.clone(), Route::relay(server.addr()));
+        let d = Transport::send(&queue, &dsn_env(), MESSAGE).unwrap();
+        assert!(
+            d.iter().all(|d| d.status == DeliveryStatus::Delivered),
+            "{d:?}"
+        );
+        let (entries, _) = spool.list();
+        let dsn = entries[0].dsn.as_ref().expect("DSN kept in the entry");
+        assert_eq!(dsn.envid.as_deref(), Some("Q+1=2"));
+        let report = run_to(&spool, &server);
+        assert_eq!(report.completed, 1, "{report:?}");
+        let got = server.wait_for_messages(1, Duration::from_secs(20));
+        let dsn_mail: Vec<&String> = got[0]
+            .mail_options
+            .iter()
+            .filter(|o| o.starts_with("RET=") || o.starts_with("ENVID="))
+            .collect();
+        if offers_dsn {
+            assert_eq!(dsn_mail, ["RET=HDRS", "ENVID=Q+2B1+3D2"]);
+            assert_eq!(
+                got[0].rcpt_options,
+                [
+                    "NOTIFY=SUCCESS,FAILURE",
+                    "ORCPT=RFC822;B@EXAMPLE.ORG",
+                    "NOTIFY=SUCCESS,FAILURE",
+                    "ORCPT=RFC822;C@EXAMPLE.ORG"
+                ]
+            );
+        } else {
+            // RFC 3461: not offered, not sent (this server would refuse them with 555).
+            assert!(dsn_mail.is_empty(), "{:?}", got[0].mail_options);
+            assert!(got[0].rcpt_options.is_empty(), "{:?}", got[0].rcpt_options);
+        }
+    }
 }

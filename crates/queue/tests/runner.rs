@@ -15,8 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use postline::{Config, Tls};
 use postline_queue::{
-    Deliver, Delivery, DeliveryStatus, Destination, Entry, InDoubt, Job, Policy, RecipientStatus,
-    Record, Route, RunReport, Runner, Smtp, Spool,
+    Deliver, Delivery, DeliveryStatus, Destination, Entry, InDoubt, Job, NotifyOn, Policy,
+    RecipientStatus, Record, Route, RunReport, Runner, Smtp, Spool,
 };
 use postline_testkit::SmtpSink;
 use postline_testkit::{greeting_and_ehlo, ScriptedServer, Step, Tmpfs};
@@ -216,6 +216,39 @@ fn a_permanent_failure_bounces_once_as_a_delivery_status_report() {
     let r = pass(&mut runner, true);
     assert_eq!((r.failed, r.bounces), (1, 0));
     assert!(spool.list().0.is_empty());
+}
+
+#[test]
+fn a_sender_who_asked_for_no_failure_notice_gets_no_bounce() {
+    for (notify, bounces) in [
+        (vec![NotifyOn::Never], 0),
+        (vec![NotifyOn::Success, NotifyOn::Delay], 0),
+        (vec![NotifyOn::Failure], 1),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let mut e = spool.new_entry(
+            "sender@x.test",
+            &["bad@y".to_string()],
+            &route(),
+            b"m\r\n",
+            SystemTime::now(),
+        );
+        e.dsn = Some(postline_queue::Dsn {
+            notify: notify.clone(),
+            ..Default::default()
+        });
+        let id = spool.enqueue_entry(e, b"m\r\n").unwrap();
+        let mut runner = Runner::new(
+            spool.clone(),
+            quiet_policy(),
+            Scripted::new(|_| DeliveryStatus::Failed),
+        );
+        let r = pass(&mut runner, false);
+        assert_eq!((r.failed, r.bounces), (1, bounces), "{notify:?}: {r:?}");
+        // The failure is recorded either way.
+        assert!(dir.path().join(format!("failed/{id}.json")).exists());
+    }
 }
 
 #[test]

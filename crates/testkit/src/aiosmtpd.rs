@@ -35,6 +35,7 @@ pub struct AiosmtpdBuilder {
     tempfail_first: Option<u32>,
     max_size: Option<u64>,
     smtputf8: bool,
+    dsn: bool,
     timeout: Option<f64>,
     verbose: bool,
 }
@@ -121,6 +122,13 @@ impl AiosmtpdBuilder {
         self.smtputf8 = true;
         self
     }
+    /// `--dsn`: advertise DSN (RFC 3461) and accept RET/ENVID/NOTIFY/ORCPT, which then appear
+    /// in [`StoredMessage::mail_options`] and [`StoredMessage::rcpt_options`]. Without it the
+    /// server does not offer DSN and refuses those parameters (555).
+    pub fn dsn(mut self) -> Self {
+        self.dsn = true;
+        self
+    }
     /// `--timeout SECS` (idle connection timeout).
     pub fn timeout_secs(mut self, secs: f64) -> Self {
         self.timeout = Some(secs);
@@ -177,6 +185,9 @@ impl AiosmtpdBuilder {
         }
         if self.smtputf8 {
             a.push("--smtputf8".into());
+        }
+        if self.dsn {
+            a.push("--dsn".into());
         }
         if let Some(t) = self.timeout {
             a.extend(["--timeout".into(), t.to_string()]);

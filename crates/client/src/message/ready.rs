@@ -318,6 +318,100 @@ pub fn crlf_line_endings(raw: Vec<u8>) -> Vec<u8> {
     }
 }
 
+/// The longest line RFC 5322 2.1.1 allows, in octets, without its CRLF (SMTP's 1000 with it,
+/// RFC 5321 4.5.3.1.6).
+pub const MAX_LINE_OCTETS: usize = 998;
+
+/// A line of a ready message longer than [`MAX_LINE_OCTETS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LongLine {
+    /// Its number, from 1.
+    pub line: usize,
+    /// Its length in octets, without the line ending.
+    pub octets: usize,
+    /// How many lines of the message are too long, this one included.
+    pub count: usize,
+}
+
+/// The lines of `raw` as they will be on the wire: CRLF, a bare LF and a bare CR each end
+/// one (the DATA encoder makes the bare ones CRLF). Each item is (content, ending).
+fn wire_lines(raw: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut rest = raw;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (line, ending, next) = match rest.iter().position(|&b| b == b'\r' || b == b'\n') {
+            None => (rest, &rest[rest.len()..], &rest[rest.len()..]),
+            Some(i) if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') => {
+                (&rest[..i], &rest[i..i + 2], &rest[i + 2..])
+            }
+            Some(i) => (&rest[..i], &rest[i..i + 1], &rest[i + 1..]),
+        };
+        rest = next;
+        Some((line, ending))
+    })
+}
+
+/// The first line of `raw` longer than [`MAX_LINE_OCTETS`] (with the number of such
+/// lines), or `None` when every line fits. Lines are counted as on the wire: CRLF, bare LF
+/// and bare CR each end one.
+pub fn long_line(raw: &[u8]) -> Option<LongLine> {
+    let mut first: Option<LongLine> = None;
+    for (n, (line, _)) in wire_lines(raw).enumerate() {
+        if line.len() > MAX_LINE_OCTETS {
+            match &mut first {
+                Some(f) => f.count += 1,
+                None => {
+                    first = Some(LongLine {
+                        line: n + 1,
+                        octets: line.len(),
+                        count: 1,
+                    })
+                }
+            }
+        }
+    }
+    first
+}
+
+/// `raw` with every line longer than [`MAX_LINE_OCTETS`] broken as Postfix's SMTP client
+/// does it (`smtp_line_length_limit = 998`): after 998 octets a CRLF and a space are
+/// inserted, and each continuation (space included) again holds at most 998 octets. A
+/// header line so becomes a folded header (its value gains a space where it was broken);
+/// a body line gains a line break and a leading space. One difference from Postfix: a break
+/// never falls inside a UTF-8 character (it moves back to the character's start). Lines
+/// that fit, and every line ending, are kept as they are; a message without long lines is
+/// returned without copying.
+pub fn fold_long_lines(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if long_line(raw).is_none() {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 300 + 3);
+    for (line, ending) in wire_lines(raw) {
+        let mut rest = line;
+        let mut room = MAX_LINE_OCTETS;
+        while rest.len() > room {
+            let mut cut = room;
+            // Back to the start of a UTF-8 character (at most 3 continuation octets).
+            let mut back = cut;
+            while back > room - 3 && (0x80..0xc0).contains(&rest[back]) {
+                back -= 1;
+            }
+            if back < cut && rest[back] >= 0xc0 {
+                cut = back;
+            }
+            out.extend_from_slice(&rest[..cut]);
+            out.extend_from_slice(b"\r\n ");
+            rest = &rest[cut..];
+            room = MAX_LINE_OCTETS - 1;
+        }
+        out.extend_from_slice(rest);
+        out.extend_from_slice(ending);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The Message-ID of `raw`, without angle brackets.
 pub(crate) fn message_id(raw: &[u8]) -> Option<String> {
     MessageParser::new()
@@ -420,6 +514,54 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lines_are_found_and_folded_as_postfix_does() {
+        let fits = [b"a".repeat(998), b"\r\n".to_vec(), b"b".repeat(998)].concat();
+        assert_eq!(long_line(&fits), None);
+        assert!(matches!(
+            fold_long_lines(&fits),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        // Line 3 (after a bare LF and a CRLF), 999 octets; line 5 too: two of them.
+        let raw = [
+            &b"Subject: x\nX: y\r\n"[..],
+            &b"c".repeat(999),
+            b"\r\n\r\n",
+            &b"d".repeat(2500),
+            b"\rend",
+        ]
+        .concat();
+        assert_eq!(
+            long_line(&raw),
+            Some(LongLine {
+                line: 3,
+                octets: 999,
+                count: 2
+            })
+        );
+        let folded = fold_long_lines(&raw).into_owned();
+        let expected = [
+            &b"Subject: x\nX: y\r\n"[..],
+            &b"c".repeat(998),
+            b"\r\n c\r\n\r\n",
+            &b"d".repeat(998),
+            b"\r\n ",
+            &b"d".repeat(997),
+            b"\r\n ",
+            &b"d".repeat(505),
+            b"\rend",
+        ]
+        .concat();
+        assert_eq!(folded, expected);
+        assert_eq!(long_line(&folded), None);
+        // A break never splits a UTF-8 character: 997 ASCII octets, then "é" (2 octets).
+        let utf8 = [b"e".repeat(997), "\u{e9}\u{e9}".as_bytes().to_vec()].concat();
+        let folded = fold_long_lines(&utf8).into_owned();
+        let expected = [b"e".repeat(997), "\r\n \u{e9}\u{e9}".as_bytes().to_vec()].concat();
+        assert_eq!(folded, expected);
+        assert!(std::str::from_utf8(&folded).is_ok());
+    }
 
     #[test]
     fn completes_missing_headers_only() {
