@@ -98,6 +98,10 @@ class Handler:
                 "size": len(envelope.original_content),
                 "tls": session.ssl is not None or server.transport.get_extra_info("sslcontext") is not None,
                 "auth_user": _auth_user(session),
+                # The client's address as this server saw it: 127.0.0.9 when microsocks
+                # (-b 127.0.0.9) carried the session, the source address a client bound.
+                "peer": session.peer[0] if session.peer else None,
+                "host_name": session.host_name,
             }
             _write_atomic(os.path.join(self.store, f"{n}.eml"), envelope.original_content)
             _write_atomic(

@@ -99,6 +99,12 @@ pub struct Account {
     pub log_file: Option<PathBuf>,
     /// `log = "syslog"`: a line per message to the system log, facility mail.
     pub syslog: bool,
+    /// `proxy`: `socks5://[user@]host[:port]` (checked; never with a password).
+    pub proxy: Option<String>,
+    /// `proxy_password_cmd` / `proxy_password_env` / `proxy_password_file` (at most one).
+    pub proxy_password: Option<SecretSource>,
+    /// `source_address`: the local IP address to connect from.
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 /// A bad config file, or a secret that cannot be read. Displays as one line naming the file
@@ -190,6 +196,11 @@ struct RawAccount {
     dkim_domain: Option<String>,
     log_file: Option<String>,
     log: Option<Spanned<String>>,
+    proxy: Option<Spanned<String>>,
+    proxy_password_cmd: Option<Spanned<String>>,
+    proxy_password_env: Option<Spanned<String>>,
+    proxy_password_file: Option<Spanned<String>>,
+    source_address: Option<Spanned<String>>,
     default: Option<Spanned<bool>>,
 }
 
@@ -556,6 +567,83 @@ fn account(
             ))
         }
     };
+    let proxy = match raw.proxy {
+        None => None,
+        Some(p) => {
+            let at = p.span().start;
+            let text = p.into_inner();
+            let parsed = postline::Proxy::from_url(&text).map_err(|e| {
+                cx.at(
+                    at,
+                    format!(
+                        "account \"{name}\": proxy: {}",
+                        e.to_string().trim_start_matches("configuration: proxy: ")
+                    ),
+                )
+            })?;
+            if parsed.has_password() || inline_password(&text) {
+                return Err(cx.at(
+                    at,
+                    format!(
+                        "account \"{name}\": secrets are not stored in the config file; write \
+                         proxy = \"{parsed}\" and use proxy_password_cmd, proxy_password_env or \
+                         proxy_password_file"
+                    ),
+                ));
+            }
+            Some(text)
+        }
+    };
+    let proxy_password = secret_source(
+        cx,
+        &name,
+        [
+            (
+                "proxy_password_cmd",
+                raw.proxy_password_cmd,
+                SourceKind::Cmd,
+            ),
+            (
+                "proxy_password_env",
+                raw.proxy_password_env,
+                SourceKind::Env,
+            ),
+            (
+                "proxy_password_file",
+                raw.proxy_password_file,
+                SourceKind::File,
+            ),
+        ],
+    )?;
+    if let Some((_, at)) = &proxy_password {
+        if proxy
+            .as_deref()
+            .and_then(|p| postline::Proxy::from_url(p).ok())
+            .is_none_or(|p| p.user().is_none())
+        {
+            return Err(cx.at(
+                *at,
+                format!(
+                    "account \"{name}\": a proxy password needs proxy = \"socks5://USER@HOST:PORT\" (the user name in the URL)"
+                ),
+            ));
+        }
+    }
+    let source_address = match raw.source_address {
+        None => None,
+        Some(a) => match a.get_ref().trim().parse::<std::net::IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                return Err(cx.at(
+                    a.span().start,
+                    format!(
+                        "account \"{name}\": source_address = \"{}\" is not an IP address",
+                        a.get_ref().escape_debug()
+                    ),
+                ))
+            }
+        },
+    };
 
     Ok(Account {
         name,
@@ -578,7 +666,19 @@ fn account(
         dkim_domain: raw.dkim_domain,
         log_file: raw.log_file.map(|p| cx.file_path(&p)),
         syslog,
+        proxy,
+        proxy_password: proxy_password.map(|(s, _)| s),
+        source_address,
     })
+}
+
+/// Whether a proxy URL carries a password (`user:...@`), even an empty one.
+pub fn inline_password(url: &str) -> bool {
+    let after = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = after.split(['/', '?', '#']).next().unwrap_or("");
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
 }
 
 #[derive(Clone, Copy)]

@@ -246,6 +246,24 @@ pub struct ServerArgs {
     /// Accept a --password-file that group or others can read.
     #[arg(long)]
     pub allow_world_readable_password: bool,
+    /// Connect through this SOCKS5 proxy: socks5://[USER[:PASS]@]HOST[:PORT] (port 1080 by
+    /// default; socks5h:// is the same). The server's name is sent to the proxy, which
+    /// resolves it. Prefer --proxy-password-env or --proxy-password-file to a password in the
+    /// URL (others can read a command line); the password is never printed.
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing)]
+    pub proxy: Option<String>,
+    /// Read the proxy password from this environment variable (the user is the URL's).
+    #[arg(long, value_name = "VAR", group = "proxy_password")]
+    pub proxy_password_env: Option<String>,
+    /// Read the proxy password from the first line of this file (must not be readable by
+    /// others).
+    #[arg(long, value_name = "PATH", group = "proxy_password")]
+    pub proxy_password_file: Option<PathBuf>,
+    /// Connect from this local IP address (it must be one of this host's); only the server's
+    /// (or the proxy's) addresses of the same family are tried.
+    #[arg(long, value_name = "IP")]
+    pub source_address: Option<std::net::IpAddr>,
     /// Print the SMTP transcript (C:/S: lines, credentials replaced by ***) on stderr.
     #[arg(short, long)]
     #[serde(skip)]

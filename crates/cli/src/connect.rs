@@ -201,6 +201,13 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
     config = credentials(config, args, account)?;
     let user = args.user.clone().or(account.and_then(|a| a.user.clone()));
     let auth = user.is_some() || args.auth == Some(crate::args::AuthArg::External);
+    config = proxy(config, args, account)?;
+    if let Some(ip) = args
+        .source_address
+        .or(account.and_then(|a| a.source_address))
+    {
+        config = config.source_address(ip);
+    }
     if args.verbose {
         config = config.transcript(|dir, line| match dir {
             Direction::Client => errln!("C: {}", escape(line)),
@@ -269,6 +276,58 @@ fn credentials(
             "--user needs --password-env, --password-file or --password-cmd (or an OAuth token); passwords are never taken as arguments",
         )),
     }
+}
+
+/// The SOCKS5 proxy: `--proxy` (with its password from the URL, --proxy-password-env or
+/// --proxy-password-file), else the account's `proxy` (password from its
+/// `proxy_password_*`). No message shows the password.
+fn proxy(config: Config, args: &ServerArgs, account: Option<&Account>) -> Result<Config, Fail> {
+    let allow = args.allow_world_readable_password;
+    let flag_secret = match (&args.proxy_password_env, &args.proxy_password_file) {
+        (Some(v), _) => Some(SecretSource::Env(v.clone())),
+        (None, Some(p)) => Some(SecretSource::File(p.clone())),
+        (None, None) => None,
+    };
+    let (text, secret, what, code) = match (&args.proxy, account) {
+        (Some(t), _) => (t.clone(), flag_secret, "--proxy".to_string(), exit::USAGE),
+        (None, Some(a)) if a.proxy.is_some() => (
+            a.proxy.clone().unwrap_or_default(),
+            flag_secret.or(a.proxy_password.clone()),
+            format!("account \"{}\": proxy", a.name),
+            exit::CONFIG,
+        ),
+        _ if flag_secret.is_some() => return Err(Fail::new(
+            exit::USAGE,
+            "--proxy-password-env and --proxy-password-file need --proxy socks5://USER@HOST:PORT",
+        )),
+        _ => return Ok(config),
+    };
+    let mut p = postline::Proxy::from_url(&text).map_err(|e| {
+        let why = e.to_string();
+        let why = why.trim_start_matches("configuration: proxy: ");
+        Fail::new(code, format!("{what}: {why}"))
+    })?;
+    if let Some(source) = secret {
+        let Some(user) = p.user().map(str::to_string) else {
+            return Err(Fail::new(
+                exit::USAGE,
+                format!("{what}: a proxy password needs the user name in the URL (socks5://USER@HOST:PORT)"),
+            ));
+        };
+        if p.has_password() {
+            return Err(Fail::new(
+                exit::USAGE,
+                format!("{what}: the URL has a password already; drop it or --proxy-password-env/--proxy-password-file"),
+            ));
+        }
+        p = p.credentials(user, account::read_secret(&source, allow)?);
+    } else if p.user().is_some() && !p.has_password() {
+        return Err(Fail::new(
+            exit::USAGE,
+            format!("{what}: user {:?} without a password: give --proxy-password-env or --proxy-password-file", p.user().unwrap_or_default()),
+        ));
+    }
+    Ok(config.proxy(p))
 }
 
 /// Pins, the system store and the client certificate: flags first, then the account.

@@ -74,6 +74,16 @@ pub fn for_error(e: &Error) -> u8 {
             FailedAt::Data | FailedAt::Message => DATAERR,
         },
         Error::Protocol(_) | Error::AuthRounds { .. } => PROTOCOL,
+        Error::Proxy { failure, .. } => match failure {
+            // The proxy refused our credentials, or wants some: fix them.
+            postline::ProxyFailure::AuthRefused { .. } => NOPERM,
+            postline::ProxyFailure::AuthRequired | postline::ProxyFailure::NoAcceptableMethod => {
+                CONFIG
+            }
+            postline::ProxyFailure::Protocol(_) => PROTOCOL,
+            postline::ProxyFailure::Refused { reply, .. } if !reply.is_transient() => UNAVAILABLE,
+            _ => TEMPFAIL,
+        },
         Error::Address { .. } | Error::NoRecipients => USAGE,
         _ => SOFTWARE,
     }

@@ -104,6 +104,28 @@ pub fn route(args: &ServerArgs, account: Option<&Account>, direct: bool) -> Resu
             .as_ref()
             .map(|p| Secret::PasswordFile(absolute(p))))
         .or(args.oauth_token_env.clone().map(Secret::OauthTokenEnv));
+    // A proxy password typed into --proxy has nowhere to come from at the next attempt, and
+    // the spool never holds a secret.
+    if args
+        .proxy
+        .as_deref()
+        .is_some_and(crate::account::inline_password)
+    {
+        return Err(Fail::new(
+            exit::USAGE,
+            "a queued message cannot keep a proxy password given in --proxy (the spool never \
+             holds a secret): use --proxy-password-env or --proxy-password-file, or an account's \
+             proxy_password_*",
+        ));
+    }
+    let proxy_secret = args
+        .proxy_password_env
+        .clone()
+        .map(Secret::PasswordEnv)
+        .or(args
+            .proxy_password_file
+            .as_ref()
+            .map(|p| Secret::PasswordFile(absolute(p))));
     // The same rule as at the command line, for a ServerArgs built otherwise.
     let timeout_ms = match args.timeout.map(crate::args::timeout_duration) {
         None => None,
@@ -138,6 +160,9 @@ pub fn route(args: &ServerArgs, account: Option<&Account>, direct: bool) -> Resu
         auth: args.auth.map(|a| auth_name(a).to_string()),
         dns_server: args.dns_server,
         mx_port: args.mx_port,
+        proxy: args.proxy.clone(),
+        proxy_secret,
+        source_address: args.source_address,
     })
 }
 
@@ -162,9 +187,19 @@ fn server_args(route: &Route, verbose: bool) -> Result<ServerArgs, String> {
         allow_plaintext_auth: route.allow_plaintext_auth,
         user: route.user.clone(),
         allow_world_readable_password: route.allow_readable_secret_file,
+        proxy: route.proxy.clone(),
+        source_address: route.source_address,
         verbose,
         ..ServerArgs::default()
     };
+    match &route.proxy_secret {
+        Some(Secret::PasswordEnv(v)) => args.proxy_password_env = Some(v.clone()),
+        Some(Secret::PasswordFile(p)) => args.proxy_password_file = Some(p.clone()),
+        Some(Secret::OauthTokenEnv(_)) => {
+            return Err("a proxy takes a password, not a token".into())
+        }
+        None => {}
+    }
     match &route.secret {
         Some(Secret::PasswordEnv(v)) => args.password_env = Some(v.clone()),
         Some(Secret::PasswordFile(p)) => args.password_file = Some(p.clone()),

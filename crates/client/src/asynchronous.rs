@@ -177,12 +177,9 @@ impl AsyncClient {
     pub async fn connect(config: Config) -> Result<AsyncClient, Error> {
         let started = tokio::time::Instant::now().into_std();
         let config = config.prepare_tls()?;
-        let tcp = crate::connect::tokio_tcp(&config, started).await?;
-        let peer = tcp.peer_addr().ok();
-        let config = match tcp.local_addr() {
-            Ok(local) => config.hello_from_local_address(local),
-            Err(_) => config,
-        };
+        let (tcp, bound) = crate::connect::tokio_tcp(&config, started).await?;
+        let (peer, config) =
+            crate::blocking::after_connect(config, tcp.peer_addr(), tcp.local_addr(), bound);
         let io = TokioIo {
             stream: Stream::Plain(tcp),
         };
@@ -297,7 +294,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncClient<S> {
         self.engine().session().is_authenticated()
     }
 
-    /// The server's address, when the client opened the TCP connection itself.
+    /// The server's address, when the client opened the TCP connection to it itself (not
+    /// through a proxy, which resolved the server's name).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.conn.as_ref().and_then(|c| c.peer)
     }

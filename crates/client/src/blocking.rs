@@ -341,18 +341,38 @@ impl<S: BlockingStream> std::fmt::Debug for Client<S> {
     }
 }
 
+/// The server's address and the configuration once connected: without a proxy, the peer
+/// and (for the EHLO address literal) the local address; through a proxy the server's
+/// address is not known here (the proxy resolved its name) and the address the server sees
+/// is the proxy's own, when the proxy told it.
+pub(crate) fn after_connect(
+    config: Config,
+    peer: std::io::Result<std::net::SocketAddr>,
+    local: std::io::Result<std::net::SocketAddr>,
+    proxy_bound: Option<std::net::SocketAddr>,
+) -> (Option<std::net::SocketAddr>, Config) {
+    if config.proxy.is_some() {
+        let config = match proxy_bound {
+            Some(b) => config.hello_from_local_address(b),
+            None => config,
+        };
+        return (None, config);
+    }
+    let config = match local {
+        Ok(local) => config.hello_from_local_address(local),
+        Err(_) => config,
+    };
+    (peer.ok(), config)
+}
+
 impl Client {
     /// Connects over TCP, reads the greeting, says EHLO, starts TLS and authenticates as
     /// configured.
     pub fn connect(config: Config) -> Result<Client, Error> {
         let started = Instant::now();
         let config = config.prepare_tls()?;
-        let tcp = crate::connect::tcp(&config, started)?;
-        let peer = tcp.peer_addr().ok();
-        let config = match tcp.local_addr() {
-            Ok(local) => config.hello_from_local_address(local),
-            Err(_) => config,
-        };
+        let (tcp, bound) = crate::connect::tcp(&config, started)?;
+        let (peer, config) = after_connect(config, tcp.peer_addr(), tcp.local_addr(), bound);
         block_on(Conn::establish(config, BlockingIo::new(tcp), peer, started))
             .map(|conn| Client { conn })
     }
@@ -465,7 +485,8 @@ impl<S: BlockingStream> Client<S> {
         self.conn.engine.session().is_authenticated()
     }
 
-    /// The server's address, when the client opened the TCP connection itself.
+    /// The server's address, when the client opened the TCP connection to it itself (not
+    /// through a proxy, which resolved the server's name).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.conn.peer
     }

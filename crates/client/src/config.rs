@@ -180,6 +180,8 @@ pub struct Config {
     pub(crate) require_tls: bool,
     pub(crate) chunking: bool,
     pub(crate) transcript: Option<TranscriptSink>,
+    pub(crate) proxy: Option<crate::proxy::Proxy>,
+    pub(crate) source_address: Option<std::net::IpAddr>,
 }
 
 impl fmt::Debug for Config {
@@ -196,6 +198,8 @@ impl fmt::Debug for Config {
             .field("accept_invalid_certs", &self.accept_invalid_certs)
             .field("pins", &self.pins)
             .field("client_identity", &self.client_identity)
+            .field("proxy", &self.proxy)
+            .field("source_address", &self.source_address)
             .finish_non_exhaustive()
     }
 }
@@ -233,6 +237,8 @@ impl Config {
             require_tls: false,
             chunking: false,
             transcript: None,
+            proxy: None,
+            source_address: None,
         }
     }
 
@@ -480,6 +486,38 @@ impl Config {
         self
     }
 
+    /// Connects through this SOCKS5 proxy ([`crate::Proxy`]): [`crate::Client::connect`],
+    /// `AsyncClient::connect` and so pools and `Mailer` open their connection to the proxy
+    /// and ask it to connect to the server. The server's name goes to the proxy (it
+    /// resolves it; nothing is looked up here), an IP address as an address. Reaching the
+    /// proxy and its whole handshake are bounded by [`Timeouts::connect`] (and the cap on
+    /// the operation). For direct delivery (`Mailer::direct`) MX and address lookups stay
+    /// local and each exchanger's address is connected to through the proxy.
+    pub fn proxy(mut self, proxy: crate::proxy::Proxy) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
+    /// Binds the local end of the connection to this address before connecting (the port
+    /// is left to the system). Only the server's addresses of the same family are tried
+    /// (with a proxy: the proxy's). An address that is not this host's is a configuration
+    /// error ([`crate::ConfigError::SourceAddress`]), as is a server with no address of its
+    /// family.
+    pub fn source_address(mut self, address: std::net::IpAddr) -> Self {
+        self.source_address = Some(address);
+        self
+    }
+
+    /// The SOCKS5 proxy connections go through, if any.
+    pub fn proxy_settings(&self) -> Option<&crate::proxy::Proxy> {
+        self.proxy.as_ref()
+    }
+
+    /// The local address connections are bound to, if one was set.
+    pub fn bound_source_address(&self) -> Option<std::net::IpAddr> {
+        self.source_address
+    }
+
     /// The host.
     pub fn host(&self) -> &str {
         &self.host
@@ -594,6 +632,9 @@ mod tests {
         assert!(!format!("{c:?}").contains("hunter2"));
         let c = Config::relay("h").oauth_token("u", "ya29.token");
         assert!(!format!("{c:?}").contains("ya29"));
+        let c = Config::relay("h").proxy(crate::Proxy::socks5("p").credentials("pu", "s3cr3t"));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cr3t") && shown.contains("pu"), "{shown}");
     }
 
     #[test]

@@ -18,7 +18,9 @@ impl Config {
     /// | `smtp://` | STARTTLS when offered | 25 |
     ///
     /// `user[:password]@` (percent-encoded) gives credentials; the query may set `helo=NAME`,
-    /// `auth=MECHANISM` (`plain`, `scram-sha-256`, ...), `tls_name=NAME` and
+    /// `auth=MECHANISM` (`plain`, `scram-sha-256`, ...), `tls_name=NAME`,
+    /// `proxy=socks5://...` (percent-encoded; [`crate::Proxy::from_url`]),
+    /// `source_address=IP` and
     /// `allow_plaintext_auth=true` (credentials over a connection without TLS, for a local
     /// test server; refused otherwise). Anything else is refused rather than ignored.
     ///
@@ -78,6 +80,12 @@ impl Config {
         for (key, value) in url.query_pairs() {
             config = match key.as_ref() {
                 "helo" => config.hello_name(value.into_owned()),
+                "proxy" => config.proxy(crate::proxy::Proxy::from_url(&value)?),
+                "source_address" => config.source_address(
+                    value
+                        .parse()
+                        .map_err(|_| bad("source_address takes an IP address"))?,
+                ),
                 "tls_name" => config.tls_server_name(value.into_owned()),
                 "auth" => {
                     let name = value.to_ascii_uppercase();
@@ -112,7 +120,7 @@ impl FromStr for Config {
 }
 
 /// The URL with any password replaced, for error messages.
-fn redacted(text: &str) -> String {
+pub(crate) fn redacted(text: &str) -> String {
     match url::Url::parse(text) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));

@@ -1,13 +1,18 @@
 //! Opening the TCP connection: name resolution and address order (RFC 8305), blocking and
-//! tokio. A caller with its own stream (a proxy, a Unix socket, a test pipe) skips this.
+//! tokio, from a chosen source address when one is set, and through a SOCKS5 proxy when one
+//! is configured ([`crate::proxy`]). A caller with its own stream (a Unix socket, a test
+//! pipe) skips this.
 
 use std::io;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::error::Error;
+use crate::error::{ConfigError, Error};
+#[cfg(feature = "tokio")]
+use crate::proxy::handshake_tokio;
+use crate::proxy::{handshake_blocking, Handshake, ProxyFailure};
 
 /// The addresses of `host`, IPv6 and IPv4 interleaved as RFC 8305 orders them.
 pub(crate) fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
@@ -42,10 +47,10 @@ pub(crate) fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
     Ok(ordered)
 }
 
-fn connect_error(config: &Config, source: io::Error) -> Error {
+fn connect_error(host: &str, port: u16, source: io::Error) -> Error {
     Error::Connect {
-        host: config.host.clone(),
-        port: config.effective_port(),
+        host: host.to_string(),
+        port,
         source: Arc::new(source),
     }
 }
@@ -64,21 +69,34 @@ fn connect_budget(config: &Config, started: Instant) -> io::Result<Duration> {
     Ok(t.min(left))
 }
 
+/// Where the TCP connection goes: the proxy when there is one, else the server.
+fn first_hop(config: &Config) -> (String, u16) {
+    match &config.proxy {
+        Some(p) => (p.host().to_string(), p.port()),
+        None => (config.host.clone(), config.effective_port()),
+    }
+}
+
 /// `resolve`, within the operation's cap when there is one: the lookup runs on a thread of
 /// its own, which is left to finish alone if the cap passes first.
-fn resolve_capped(config: &Config, started: Instant) -> Result<Vec<SocketAddr>, Error> {
-    let (host, port) = (config.host.clone(), config.effective_port());
+fn resolve_capped(
+    config: &Config,
+    host: &str,
+    port: u16,
+    started: Instant,
+) -> Result<Vec<SocketAddr>, Error> {
     if config.timeouts.attempt.is_none() {
-        return resolve(&host, port);
+        return resolve(host, port);
     }
-    let left = connect_budget(config, started).map_err(|e| connect_error(config, e))?;
+    let left = connect_budget(config, started).map_err(|e| connect_error(host, port, e))?;
     let (tx, rx) = std::sync::mpsc::channel();
+    let owned = host.to_string();
     std::thread::spawn(move || {
-        let _ = tx.send(resolve(&host, port));
+        let _ = tx.send(resolve(&owned, port));
     });
     rx.recv_timeout(left).unwrap_or_else(|_| {
         Err(Error::Resolve {
-            host: config.host.clone(),
+            host: host.to_string(),
             source: Arc::new(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "name resolution timed out",
@@ -87,39 +105,175 @@ fn resolve_capped(config: &Config, started: Instant) -> Result<Vec<SocketAddr>, 
     })
 }
 
-/// Each address in turn until one answers, all within the operation's cap.
-pub(crate) fn tcp(config: &Config, started: Instant) -> Result<TcpStream, Error> {
+/// Only the addresses of the source address's family, when one is set: none left is a
+/// configuration error, named as such.
+fn same_family(
+    config: &Config,
+    host: &str,
+    addrs: Vec<SocketAddr>,
+) -> Result<Vec<SocketAddr>, Error> {
+    let Some(src) = config.source_address else {
+        return Ok(addrs);
+    };
+    let kept: Vec<_> = addrs
+        .into_iter()
+        .filter(|a| a.is_ipv4() == src.is_ipv4())
+        .collect();
+    if kept.is_empty() {
+        let family = if src.is_ipv4() { "IPv4" } else { "IPv6" };
+        return Err(Error::Config(ConfigError::SourceAddress {
+            address: src,
+            reason: format!("{host} has no {family} address to reach from it"),
+        }));
+    }
+    Ok(kept)
+}
+
+/// A bind failure: the address is not this host's (or cannot be bound) — a configuration
+/// error, not a network one.
+fn bind_error(address: IpAddr, e: io::Error) -> Error {
+    let reason = if e.raw_os_error() == Some(rustix::io::Errno::ADDRNOTAVAIL.raw_os_error()) {
+        "not an address of this host".to_string()
+    } else {
+        format!("cannot bind to it: {e}")
+    };
+    Error::Config(ConfigError::SourceAddress { address, reason })
+}
+
+/// One blocking attempt at `addr`, from the source address when one is set.
+fn connect_one(config: &Config, addr: SocketAddr, budget: Duration) -> Result<TcpStream, Error> {
+    let Some(src) = config.source_address else {
+        return TcpStream::connect_timeout(&addr, budget).map_err(|e| Error::Io(Arc::new(e)));
+    };
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .map_err(|e| Error::Io(Arc::new(e)))?;
+    sock.bind(&SocketAddr::new(src, 0).into())
+        .map_err(|e| bind_error(src, e))?;
+    sock.connect_timeout(&addr.into(), budget)
+        .map_err(|e| Error::Io(Arc::new(e)))?;
+    Ok(sock.into())
+}
+
+/// Each address of `host` in turn until one answers, all within the operation's cap.
+fn tcp_to(config: &Config, host: &str, port: u16, started: Instant) -> Result<TcpStream, Error> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address found");
-    for addr in resolve_capped(config, started)? {
-        let budget = connect_budget(config, started).map_err(|e| connect_error(config, e))?;
-        match TcpStream::connect_timeout(&addr, budget) {
+    let addrs = same_family(config, host, resolve_capped(config, host, port, started)?)?;
+    for addr in addrs {
+        let budget = connect_budget(config, started).map_err(|e| connect_error(host, port, e))?;
+        match connect_one(config, addr, budget) {
             Ok(s) => {
                 // Small pipelined writes must not wait for delayed ACKs.
-                s.set_nodelay(true).map_err(|e| connect_error(config, e))?;
+                s.set_nodelay(true)
+                    .map_err(|e| connect_error(host, port, e))?;
                 return Ok(s);
             }
-            Err(e) => last = e,
+            Err(Error::Io(e)) => last = unshare(e),
+            Err(e) => return Err(e),
         }
     }
-    Err(connect_error(config, last))
+    Err(connect_error(host, port, last))
+}
+
+/// The error out of its `Arc` (it has no other owner here).
+fn unshare(e: Arc<io::Error>) -> io::Error {
+    Arc::try_unwrap(e).unwrap_or_else(|e| io::Error::new(e.kind(), e.to_string()))
+}
+
+/// A failure reaching the proxy, as the proxy's: its name, its port, its fault.
+fn proxy_error(config: &Config, e: Error) -> Error {
+    let Some(p) = &config.proxy else { return e };
+    let failure = match e {
+        Error::Resolve { source, .. } => ProxyFailure::Resolve(source),
+        Error::Connect { source, .. } => ProxyFailure::Unreachable(source),
+        Error::Io(source) => ProxyFailure::Io(source),
+        other => return other,
+    };
+    Error::Proxy {
+        proxy: p.addr(),
+        failure,
+    }
+}
+
+/// The deadline of the proxy's handshake: one connect timeout from now, within the cap.
+fn handshake_deadline(config: &Config, started: Instant) -> Result<(Instant, Duration), Error> {
+    let budget = connect_budget(config, started).map_err(|_| Error::Proxy {
+        proxy: config.proxy.as_ref().map(|p| p.addr()).unwrap_or_default(),
+        failure: ProxyFailure::Timeout(config.timeouts.connect),
+    })?;
+    Ok((Instant::now() + budget, budget))
+}
+
+/// The stream to the server: over TCP, or through the proxy. With a proxy, also the
+/// proxy's own address towards the server when it told it.
+pub(crate) fn tcp(
+    config: &Config,
+    started: Instant,
+) -> Result<(TcpStream, Option<SocketAddr>), Error> {
+    let (host, port) = first_hop(config);
+    let Some(proxy) = &config.proxy else {
+        return tcp_to(config, &host, port, started).map(|s| (s, None));
+    };
+    let hs = Handshake::new(proxy, &config.host, config.effective_port())?;
+    let mut s = tcp_to(config, &host, port, started).map_err(|e| proxy_error(config, e))?;
+    let (deadline, limit) = handshake_deadline(config, started)?;
+    let bound =
+        handshake_blocking(&mut s, hs, deadline, limit).map_err(|failure| Error::Proxy {
+            proxy: proxy.addr(),
+            failure,
+        })?;
+    Ok((s, bound))
+}
+
+/// The stream to the server for tokio: Happy Eyeballs to the server, or to the proxy and
+/// then its handshake.
+#[cfg(feature = "tokio")]
+pub(crate) async fn tokio_tcp(
+    config: &Config,
+    started: Instant,
+) -> Result<(tokio::net::TcpStream, Option<SocketAddr>), Error> {
+    let (host, port) = first_hop(config);
+    let Some(proxy) = &config.proxy else {
+        return tokio_tcp_to(config, &host, port, started)
+            .await
+            .map(|s| (s, None));
+    };
+    let hs = Handshake::new(proxy, &config.host, config.effective_port())?;
+    let mut s = tokio_tcp_to(config, &host, port, started)
+        .await
+        .map_err(|e| proxy_error(config, e))?;
+    let (deadline, limit) = handshake_deadline(config, started)?;
+    let bound = handshake_tokio(&mut s, hs, deadline, limit)
+        .await
+        .map_err(|failure| Error::Proxy {
+            proxy: proxy.addr(),
+            failure,
+        })?;
+    Ok((s, bound))
 }
 
 /// Happy eyeballs (RFC 8305): attempts start 250 ms apart, alternating address families; the
 /// first to connect wins and the others are dropped. Name resolution and every attempt end
 /// within the operation's cap, counted from `started`.
 #[cfg(feature = "tokio")]
-pub(crate) async fn tokio_tcp(
+async fn tokio_tcp_to(
     config: &Config,
+    host: &str,
+    port: u16,
     started: Instant,
 ) -> Result<tokio::net::TcpStream, Error> {
     match config.timeouts.attempt {
-        None => tokio_tcp_uncapped(config).await,
+        None => tokio_tcp_uncapped(config, host, port).await,
         Some(cap) => {
             let deadline = tokio::time::Instant::from_std(started) + cap;
-            match tokio::time::timeout_at(deadline, tokio_tcp_uncapped(config)).await {
+            match tokio::time::timeout_at(deadline, tokio_tcp_uncapped(config, host, port)).await {
                 Ok(r) => r,
                 Err(_) => Err(connect_error(
-                    config,
+                    host,
+                    port,
                     io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
                 )),
             }
@@ -127,27 +281,56 @@ pub(crate) async fn tokio_tcp(
     }
 }
 
+/// One tokio attempt at `addr`, from the source address when one is set.
 #[cfg(feature = "tokio")]
-async fn tokio_tcp_uncapped(config: &Config) -> Result<tokio::net::TcpStream, Error> {
-    use tokio::net::TcpStream;
+async fn tokio_connect_one(
+    addr: SocketAddr,
+    src: Option<IpAddr>,
+) -> Result<tokio::net::TcpStream, Error> {
+    let Some(src) = src else {
+        return tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| Error::Io(Arc::new(e)));
+    };
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(|e| Error::Io(Arc::new(e)))?;
+    sock.bind(SocketAddr::new(src, 0))
+        .map_err(|e| bind_error(src, e))?;
+    sock.connect(addr).await.map_err(|e| Error::Io(Arc::new(e)))
+}
+
+#[cfg(feature = "tokio")]
+async fn tokio_tcp_uncapped(
+    config: &Config,
+    host: &str,
+    port: u16,
+) -> Result<tokio::net::TcpStream, Error> {
     /// RFC 8305's recommended delay before the next attempt.
     const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 
-    let port = config.effective_port();
-    let host = config.host.clone();
-    let addrs = tokio::task::spawn_blocking(move || resolve(&host, port))
+    let owned = host.to_string();
+    let addrs = tokio::task::spawn_blocking(move || resolve(&owned, port))
         .await
-        .map_err(|e| connect_error(config, io::Error::other(e)))??;
+        .map_err(|e| connect_error(host, port, io::Error::other(e)))??;
+    let addrs = same_family(config, host, addrs)?;
     let timeout = config.timeouts.connect;
+    let src = config.source_address;
     let mut attempts = tokio::task::JoinSet::new();
     let mut pending = addrs.into_iter();
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address found");
     loop {
         if let Some(addr) = pending.next() {
             attempts.spawn(async move {
-                match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                match tokio::time::timeout(timeout, tokio_connect_one(addr, src)).await {
                     Ok(r) => r,
-                    Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+                    Err(_) => Err(Error::Io(Arc::new(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "connect timed out",
+                    )))),
                 }
             });
         } else if attempts.is_empty() {
@@ -163,13 +346,16 @@ async fn tokio_tcp_uncapped(config: &Config) -> Result<tokio::net::TcpStream, Er
         };
         match next {
             Some(Ok(Ok(s))) => {
-                s.set_nodelay(true).map_err(|e| connect_error(config, e))?;
+                s.set_nodelay(true)
+                    .map_err(|e| connect_error(host, port, e))?;
                 return Ok(s);
             }
-            Some(Ok(Err(e))) => last = e,
+            Some(Ok(Err(Error::Io(e)))) => last = unshare(e),
+            // A source address this host does not have fails every attempt alike.
+            Some(Ok(Err(e))) => return Err(e),
             Some(Err(e)) => last = io::Error::other(e),
             None => {}
         }
     }
-    Err(connect_error(config, last))
+    Err(connect_error(host, port, last))
 }

@@ -72,6 +72,15 @@ pub enum Error {
     /// Another I/O error on the connection.
     #[error("I/O error on the connection: {0}")]
     Io(Arc<io::Error>),
+    /// The SOCKS5 proxy could not be reached, refused the credentials, or could not connect
+    /// to the server ([`crate::Config::proxy`]). The password is never shown.
+    #[error("SOCKS5 proxy {proxy}: {failure}")]
+    Proxy {
+        /// The proxy, `host:port`.
+        proxy: String,
+        /// What went wrong.
+        failure: crate::proxy::ProxyFailure,
+    },
 
     // ---- the server said no -----------------------------------------------------------
     /// The server refused the session at its greeting or at HELO.
@@ -268,6 +277,19 @@ pub enum ConfigError {
     /// The server is not a host name or address, with an optional port (`HOST[:PORT]`).
     #[error("server {0:?} is not HOST or HOST:PORT (an IPv6 address with a port goes in brackets: [2001:db8::1]:587)")]
     Server(String),
+    /// The proxy setting cannot work (a URL that is not `socks5://`, a name or credentials
+    /// SOCKS5 cannot carry); the password, if any, is not shown.
+    #[error("proxy: {0}")]
+    Proxy(String),
+    /// The source address to bind ([`crate::Config::source_address`]) cannot be used: not
+    /// an address of this host, or of another family than every address of the server.
+    #[error("source address {address}: {reason}")]
+    SourceAddress {
+        /// The address asked for.
+        address: std::net::IpAddr,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// rustls refused the TLS setup.
     #[error("TLS setup: {0}")]
     TlsSetup(String),
@@ -322,6 +344,7 @@ impl Error {
             | Error::Io(_)
             | Error::ServerNotVerified { .. }
             | Error::ServiceClosing(_) => Fault::Transient,
+            Error::Proxy { failure, .. } => failure.fault(),
             // Not delivered, for the reason `cause` gives: the same fault as that reason had
             // the message met it on its own (never in doubt: nothing of it was complete).
             Error::NotSent { cause } => match cause.fault() {

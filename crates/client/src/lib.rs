@@ -69,6 +69,7 @@ mod line_endings;
 pub mod message;
 mod outcome;
 pub mod pool;
+pub mod proxy;
 mod reply;
 mod server;
 mod tls;
@@ -93,6 +94,7 @@ pub use outcome::{Outcome, Recipient};
 #[cfg(feature = "tokio")]
 pub use pool::AsyncPool;
 pub use pool::{Pool, PoolOptions, PoolStats};
+pub use proxy::{Proxy, ProxyFailure, Socks5Reply};
 pub use reply::ServerReply;
 pub use server::{parse_server, ServerError};
 pub use tls::TlsInfo;

@@ -116,6 +116,17 @@ pub struct Route {
     /// The exchangers' port (tests and unusual networks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mx_port: Option<u16>,
+    /// A SOCKS5 proxy as `socks5://[user@]host:port`: never with a password (that comes from
+    /// [`Route::proxy_secret`], or the account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// Where the proxy password comes from (an environment variable or a file; never a
+    /// command, never the password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_secret: Option<Secret>,
+    /// The local address to connect from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 /// Why a stored route cannot be used.
@@ -200,6 +211,22 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<Route>(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn proxy_fields_are_optional_and_round_trip() {
+        // A route written before proxies existed still reads.
+        let old: Route = serde_json::from_str(r#"{"version":1,"server":"h:25"}"#).unwrap();
+        assert_eq!(
+            (old.proxy, old.proxy_secret, old.source_address),
+            (None, None, None)
+        );
+        let mut r = Route::relay("h:25");
+        r.proxy = Some("socks5://u@127.0.0.1:1080".into());
+        r.proxy_secret = Some(Secret::PasswordEnv("PROXY_PW".into()));
+        r.source_address = Some("127.0.0.2".parse().unwrap());
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Route>(&text).unwrap(), r);
     }
 
     #[test]

@@ -309,6 +309,10 @@ pub struct StoredMessage {
     /// The server's own idea of whether the session was under TLS.
     pub tls: bool,
     pub auth_user: Option<String>,
+    /// The client's IP address as the server saw it (the session's peer).
+    pub peer: Option<String>,
+    /// The name the client announced in EHLO/HELO.
+    pub hello_name: Option<String>,
     /// The whole `<n>.json`.
     pub raw_json: String,
 }
@@ -398,6 +402,11 @@ impl Aiosmtpd {
             tls: v.get("tls") == Some(&Value::Bool(true)),
             auth_user: v
                 .get("auth_user")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            peer: v.get("peer").and_then(Value::as_str).map(str::to_owned),
+            hello_name: v
+                .get("host_name")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             raw_json,

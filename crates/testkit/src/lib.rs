@@ -1,7 +1,7 @@
 //! Support code for postline's integration tests: a throwaway CA ([`TestCa`]) with client
 //! certificates ([`ClientCert`]), a self-signed certificate made by openssl ([`SelfSigned`]), the
 //! real aiosmtpd server from `tests/interop/aiosmtpd_server.py` ([`Aiosmtpd`]), Postfix's
-//! `smtp-sink` ([`SmtpSink`]), a private real Postfix ([`Postfix`]) and Dovecot ([`Dovecot`]: SASL
+//! `smtp-sink` ([`SmtpSink`]), the microsocks SOCKS5 proxy ([`Microsocks`]), a private real Postfix ([`Postfix`]) and Dovecot ([`Dovecot`]: SASL
 //! for Postfix, and its submission service with SASL EXTERNAL), a scripted SMTP peer over real TCP ([`ScriptedServer`]), dnsmasq and
 //! aiosmtpd exchangers for MX routing ([`Dnsmasq`], [`Exchanger`]), and a [`Sandbox`] in which
 //! to run the `postline` binary, with a [`SendCmd`] builder for `postline send`.
@@ -18,6 +18,7 @@ mod ca;
 mod dkim;
 mod dns;
 mod dovecot;
+mod microsocks;
 mod mx;
 mod output;
 mod postfix;
@@ -34,6 +35,7 @@ pub use ca::{ClientCert, SelfSigned, TestCa};
 pub use dkim::{openssl, DkimKey};
 pub use dns::{free_udp_port, Dnsmasq, FailingDns};
 pub use dovecot::{Dovecot, DovecotBuilder, DOVECOT_READY_TIMEOUT};
+pub use microsocks::{Microsocks, SilentListener, MICROSOCKS_OUTGOING, MICROSOCKS_READY_TIMEOUT};
 pub use mx::{busy_server, shared_port, shared_port_among, Exchanger};
 pub use output::{expect_code, run_code, stderr, stdout};
 pub use postfix::{Postfix, PostfixBuilder, TlsLevel, POSTFIX_READY_TIMEOUT};
