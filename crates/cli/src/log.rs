@@ -174,32 +174,52 @@ impl Record {
         self
     }
 
-    /// The line without its time stamp: `key=value` fields, values with spaces in quotes.
+    /// The line without its time stamp: `key=value` fields. Values that come from outside
+    /// (the server's text, addresses, names) are escaped (control characters) and, where
+    /// they may hold a space, quote or `=`, put in single quotes with `'` and `\` escaped,
+    /// so no value can forge another field.
     pub fn line(&self) -> String {
         let mut f: Vec<String> = vec![
-            format!("host={}", escape(&self.host)),
+            format!("host={}", word(&self.host)),
             format!("tls={}", on(self.tls)),
             format!("auth={}", on(self.auth)),
         ];
         if let (true, Some(u)) = (self.auth, &self.user) {
-            f.push(format!("user={}", escape(u)));
+            f.push(format!("user={}", word(u)));
         }
-        f.push(format!("from={}", escape(&self.from)));
-        f.push(format!("recipients={}", escape(&self.recipients.join(","))));
+        f.push(format!("from={}", word(&self.from)));
+        f.push(format!("recipients={}", word(&self.recipients.join(","))));
         f.push(format!("mailsize={}", self.mailsize));
         if let Some(r) = &self.reply {
             f.push(format!("smtpstatus={}", r.code));
             // Display escapes what the server wrote.
-            f.push(format!("smtpmsg='{r}'"));
+            f.push(format!("smtpmsg={}", quoted(&r.to_string())));
         }
         if let Some(e) = &self.error {
-            f.push(format!("errormsg='{}'", escape(e)));
+            f.push(format!("errormsg={}", quoted(e)));
         }
         if let Some(id) = &self.queued {
-            f.push(format!("queued={}", escape(id)));
+            f.push(format!("queued={}", word(id)));
         }
         f.push(format!("exitcode={}", exit_name(self.exitcode)));
         f.join(" ")
+    }
+}
+
+/// A value in single quotes, control characters escaped and `\` and `'` backslashed.
+fn quoted(v: &str) -> String {
+    let escaped = escape(v).to_string();
+    format!("'{}'", escaped.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// A value as it is when it cannot be taken for more than one field (no space, quote,
+/// backslash or `=`), else [`quoted`].
+fn word(v: &str) -> String {
+    let escaped = escape(v).to_string();
+    if escaped.contains([' ', '\'', '"', '\\', '=']) {
+        quoted(v)
+    } else {
+        escaped
     }
 }
 
@@ -321,7 +341,7 @@ mod tests {
         assert_eq!(
             r.line(),
             "host=smtp.example.com tls=on auth=on user=me from=a@b recipients=c@d,e@f \
-             mailsize=1234 smtpstatus=250 smtpmsg='250 ok \\u{1b}]0;x\\u{7}\\rdone' exitcode=EX_OK"
+             mailsize=1234 smtpstatus=250 smtpmsg='250 ok \\\\u{1b}]0;x\\\\u{7}\\\\rdone' exitcode=EX_OK"
         );
         let r = Record {
             user: Some("me".into()),
@@ -333,8 +353,57 @@ mod tests {
         assert_eq!(
             r.line(),
             "host= tls=off auth=off from= recipients= mailsize=0 \
-             errormsg='cannot connect\\r\\nto x' queued=q1 exitcode=EX_TEMPFAIL"
+             errormsg='cannot connect\\\\r\\\\nto x' queued=q1 exitcode=EX_TEMPFAIL"
         );
+    }
+
+    #[test]
+    fn no_value_can_forge_a_field() {
+        let r = Record {
+            from: "\"a b=c\"@x".into(),
+            recipients: vec!["d@e".into()],
+            reply: Some(reply(
+                550,
+                "no' smtpstatus=250 smtpmsg='250 ok' exitcode=EX_OK",
+            )),
+            exitcode: exit::NOUSER,
+            ..Record::default()
+        };
+        let line = r.line();
+        // Read back as a key=value parser would: quotes group, a backslash escapes.
+        let mut fields = Vec::new();
+        let (mut cur, mut quoted, mut chars) = (String::new(), false, line.chars());
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if quoted => cur.extend(chars.next()),
+                '\'' => quoted = !quoted,
+                ' ' if !quoted => fields.push(std::mem::take(&mut cur)),
+                c => cur.push(c),
+            }
+        }
+        fields.push(cur);
+        let keys: Vec<&str> = fields
+            .iter()
+            .filter_map(|f| f.split_once('='))
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "host",
+                "tls",
+                "auth",
+                "from",
+                "recipients",
+                "mailsize",
+                "smtpstatus",
+                "smtpmsg",
+                "exitcode"
+            ],
+            "{line}"
+        );
+        assert!(fields.contains(&"exitcode=EX_NOUSER".to_string()), "{line}");
+        assert!(fields.contains(&"from=\"a b=c\"@x".to_string()), "{line}");
     }
 
     #[test]

@@ -267,7 +267,8 @@ fn server_text_in_the_log_is_escaped() {
     let l = &lines[0];
     assert_eq!(
         field(l, "smtpmsg"),
-        Some("550 5.1.1 \\u{1b}]0;pwned\\u{7} \\u{202e}no\\u{1b}[2J"),
+        // Escaped, then backslashes doubled inside the quotes (so no value can close them).
+        Some("550 5.1.1 \\\\u{1b}]0;pwned\\\\u{7} \\\\u{202e}no\\\\u{1b}[2J"),
         "{l}"
     );
     assert!(!l.contains('\u{202e}'), "{l}");

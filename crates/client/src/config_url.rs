@@ -121,17 +121,27 @@ impl FromStr for Config {
 
 /// The URL with any password replaced, for error messages.
 pub(crate) fn redacted(text: &str) -> String {
-    match url::Url::parse(text) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
+    // Text, not a parse: a URL without its scheme (`user:pass@host`) parses with `user` as
+    // the scheme, and the password must not show then either. Everything between the
+    // scheme and the last `@` goes; a query that may carry another URL's credentials (a
+    // `proxy=`) is not shown.
+    let (main, query) = match text.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (text, None),
+    };
+    let start = main.find("://").map_or(0, |s| s + 3);
+    let main = match main.rfind('@') {
+        Some(at) if at >= start => format!("{}***{}", &main[..start], &main[at..]),
+        _ => main.to_string(),
+    };
+    match query {
+        Some(q)
+            if q.contains('@') || q.contains("%40") || q.to_ascii_lowercase().contains("proxy") =>
+        {
+            format!("{main}?...")
         }
-        Ok(u) => u.to_string(),
-        // Unparsable: show only what precedes an `@`-delimited userinfo.
-        Err(_) => match (text.find("://"), text.rfind('@')) {
-            (Some(s), Some(at)) if at > s => format!("{}***{}", &text[..s + 3], &text[at..]),
-            _ => text.to_string(),
-        },
+        Some(q) => format!("{main}?{q}"),
+        None => main,
     }
 }
 
@@ -207,5 +217,25 @@ mod tests {
             format!("{c:?}").contains("allow_plaintext_auth: true"),
             "{c:?}"
         );
+    }
+
+    #[test]
+    fn no_password_shows_in_errors_whatever_the_shape() {
+        for text in [
+            "smtps://u:hunter2@h",
+            "alice:hunter2@proxy.example:1080",
+            "smtp://h?proxy=socks5%3A%2F%2Fu%3Ahunter2%40p&auth=bogus",
+            "smtp://h?proxy=socks5://u:hunter2@p&auth=bogus",
+            "not a url: u:hunter2@x",
+        ] {
+            let shown = redacted(text);
+            assert!(!shown.contains("hunter2"), "{text} -> {shown}");
+        }
+        assert_eq!(redacted("smtp://h:25?helo=x"), "smtp://h:25?helo=x");
+        let e = crate::Proxy::from_url("alice:hunter2@proxy.example:1080").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = Config::from_url("smtp://h?proxy=socks5%3A%2F%2Fu%3Ahunter2%40p&auth=bogus")
+            .unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 }

@@ -121,9 +121,10 @@ fn same_family(
         .collect();
     if kept.is_empty() {
         let family = if src.is_ipv4() { "IPv4" } else { "IPv6" };
-        return Err(Error::Config(ConfigError::SourceAddress {
+        return Err(Error::Config(ConfigError::SourceFamily {
             address: src,
-            reason: format!("{host} has no {family} address to reach from it"),
+            host: host.to_string(),
+            family,
         }));
     }
     Ok(kept)

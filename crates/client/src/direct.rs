@@ -664,6 +664,9 @@ fn verdict(e: Error) -> Attempt {
         }
         // A name one exchanger's certificate cannot be checked against is that exchanger's.
         Error::Config(ConfigError::TlsServerName(_)) => Attempt::Next(e),
+        // An exchanger address of the other family than the source address: another
+        // address of this exchanger, or another exchanger, may be of the right one.
+        Error::Config(ConfigError::SourceFamily { .. }) => Attempt::Next(e),
         // The connection this attempt opened was ended by the server.
         Error::Closed => Attempt::Next(e),
         _ if e.fault() == Fault::Local => Attempt::Stop(e),
@@ -915,6 +918,12 @@ mod tests {
             },
             Error::AuthRounds { rounds: 9 },
             Error::Closed,
+            // An IPv6 exchanger address with an IPv4 source address: the next address.
+            Error::Config(ConfigError::SourceFamily {
+                address: "127.0.0.1".parse().unwrap(),
+                host: "::1".into(),
+                family: "IPv4",
+            }),
         ];
         for e in next {
             assert!(matches!(verdict(e.clone()), Attempt::Next(_)), "{e}");

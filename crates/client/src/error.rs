@@ -290,6 +290,18 @@ pub enum ConfigError {
         /// Why it cannot be used.
         reason: String,
     },
+    /// The server (or proxy) has no address of the source address's family (an IPv4
+    /// source and an IPv6-only server). Direct delivery moves on to the next exchanger
+    /// address.
+    #[error("source address {address}: {host} has no {family} address to reach from it")]
+    SourceFamily {
+        /// The address asked for.
+        address: std::net::IpAddr,
+        /// The server that has none of its family.
+        host: String,
+        /// `IPv4` or `IPv6`.
+        family: &'static str,
+    },
     /// rustls refused the TLS setup.
     #[error("TLS setup: {0}")]
     TlsSetup(String),
