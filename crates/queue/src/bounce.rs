@@ -69,8 +69,17 @@ pub fn report(entry: &Entry, message: &[u8], reporting_host: &str, now: SystemTi
         id = entry.id,
         arrival = rfc5322_date(entry.created),
     );
+    let dsn = entry.dsn.as_ref();
+    // RFC 3464 2.2.1: the sender's ENVID, so the report can be matched to what was sent.
+    if let Some(envid) = dsn.and_then(|d| d.envid.as_deref()) {
+        let _ = write!(m, "Original-Envelope-Id: {}\r\n", one_line(envid));
+    }
+    let orcpt = dsn.is_some_and(|d| d.orcpt);
     for (address, reason) in failed.iter().take(MAX_REPORTED_RECIPIENTS) {
         let reason = one_line(reason);
+        if orcpt {
+            let _ = write!(m, "\r\nOriginal-Recipient: rfc822; {address}");
+        }
         let _ = write!(
             m,
             "\r\nFinal-Recipient: rfc822; {address}\r\nAction: failed\r\nStatus: {}\r\n",
@@ -207,6 +216,26 @@ mod tests {
         assert!(
             !r.contains("unknown\r\nX"),
             "a reason cannot inject header lines"
+        );
+    }
+
+    #[test]
+    fn the_senders_envid_and_original_recipients_come_back() {
+        let mut e = entry(1);
+        let r =
+            String::from_utf8(report(&e, b"Subject: x\r\n\r\n", "h", SystemTime::now())).unwrap();
+        assert!(!r.contains("Original-"), "none asked for");
+        e.dsn = Some(crate::entry::Dsn {
+            envid: Some("job-42".into()),
+            orcpt: true,
+            ..Default::default()
+        });
+        let r =
+            String::from_utf8(report(&e, b"Subject: x\r\n\r\n", "h", SystemTime::now())).unwrap();
+        assert!(r.contains("\r\nOriginal-Envelope-Id: job-42\r\n"), "{r}");
+        assert!(
+            r.contains("\r\nOriginal-Recipient: rfc822; r0@y\r\nFinal-Recipient: rfc822; r0@y\r\n"),
+            "{r}"
         );
     }
 
