@@ -81,7 +81,9 @@ pub fn for_error(e: &Error) -> u8 {
                 CONFIG
             }
             postline::ProxyFailure::Protocol(_) => PROTOCOL,
-            postline::ProxyFailure::Refused { reply, .. } if !reply.is_transient() => UNAVAILABLE,
+            // The proxy's rules or abilities: its operator's setup, not the mail server's
+            // answer (a sendmail caller must not take it for a refusal of the message).
+            postline::ProxyFailure::Refused { reply, .. } if !reply.is_transient() => CONFIG,
             _ => TEMPFAIL,
         },
         Error::Address { .. } | Error::NoRecipients => USAGE,

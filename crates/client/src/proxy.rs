@@ -310,8 +310,9 @@ pub enum ProxyFailure {
 
 impl ProxyFailure {
     /// What this failure means for a message: the network and a passing proxy trouble are
-    /// transient; wrong or missing proxy credentials are this side's to fix; a proxy that
-    /// refuses by rule or cannot do what is asked, or does not speak SOCKS5, is permanent.
+    /// transient; wrong or missing proxy credentials, a proxy that refuses by rule or cannot
+    /// do what is asked, or a peer that does not speak SOCKS5 are this side's setup to fix
+    /// (local: the message waits for the fix, it is never bounced for it).
     pub fn fault(&self) -> Fault {
         match self {
             ProxyFailure::Resolve(_)
@@ -323,7 +324,7 @@ impl ProxyFailure {
             | ProxyFailure::NoAcceptableMethod
             | ProxyFailure::AuthRefused { .. } => Fault::Local,
             ProxyFailure::Refused { reply, .. } if reply.is_transient() => Fault::Transient,
-            ProxyFailure::Refused { .. } | ProxyFailure::Protocol(_) => Fault::Permanent,
+            ProxyFailure::Refused { .. } | ProxyFailure::Protocol(_) => Fault::Local,
         }
     }
 }
@@ -699,7 +700,7 @@ mod tests {
         let mut hs = Handshake::new(&Proxy::socks5("h"), "mx", 25).unwrap();
         let e = run(&mut hs, &[&[4, 0]]).1.unwrap_err();
         assert!(matches!(e, ProxyFailure::Protocol(_)));
-        assert_eq!(e.fault(), Fault::Permanent);
+        assert_eq!(e.fault(), Fault::Local);
 
         for (code, transient, words) in [
             (1, true, "general SOCKS server failure"),
@@ -721,7 +722,7 @@ mod tests {
             let want = if transient {
                 Fault::Transient
             } else {
-                Fault::Permanent
+                Fault::Local
             };
             assert_eq!(e.fault(), want, "{code}");
         }
