@@ -342,7 +342,7 @@ pub fn load(path: &Path) -> Result<Accounts, ConfigError> {
 }
 
 /// Parses and validates a config file's text; `path` is for messages.
-fn parse(path: &Path, text: &str) -> Result<Accounts, ConfigError> {
+pub(crate) fn parse(path: &Path, text: &str) -> Result<Accounts, ConfigError> {
     let cx = Ctx { path, text };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let msg = tidy_message(e.message().trim());

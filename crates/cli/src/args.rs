@@ -43,6 +43,27 @@ pub enum Command {
     Queue(QueueArgs),
     /// Print the man page (roff).
     Man,
+    /// Configuration: import another program's.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `postline config`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print msmtp's configuration as postline accounts (TOML). Settings postline cannot
+    /// map are listed on stderr by line, and the exit code is then 1 (0: everything mapped).
+    /// A `password` is never copied.
+    ImportMsmtprc {
+        /// msmtp's file [default: ~/.msmtprc, else $XDG_CONFIG_HOME/msmtp/config].
+        file: Option<PathBuf>,
+        /// Write to this file (created with mode 0600) instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Overwrite the --output file when it exists.
+        #[arg(long, requires = "output")]
+        force: bool,
+    },
 }
 
 /// `postline queue`.

@@ -7,6 +7,7 @@ mod dkim;
 mod dsn;
 mod exit;
 mod log;
+mod msmtprc;
 mod output;
 mod probe;
 mod queue;
@@ -88,6 +89,11 @@ fn run(cli: Cli) -> Result<u8, connect::Fail> {
             output::write_stdout(&script);
             Ok(exit::OK)
         }
+        Command::Config(args::ConfigCommand::ImportMsmtprc {
+            file,
+            output,
+            force,
+        }) => msmtprc::run(file.as_deref(), output.as_deref(), force),
         Command::Man => {
             let man = clap_mangen::Man::new(Cli::command());
             let mut page = Vec::new();
