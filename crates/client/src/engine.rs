@@ -160,6 +160,8 @@ struct TxTrack {
     id: TxId,
     recipients: Vec<Recipient>,
     body_octets: u64,
+    /// A check's MAIL reply.
+    mail_reply: Option<ServerReply>,
 }
 
 /// One SMTP client connection's protocol state and policy; see the module documentation.
@@ -493,6 +495,20 @@ impl Engine {
     /// (nothing is sent when this fails). Its message is asked for with [`Io::NeedBody`];
     /// its result comes from [`Engine::take_finished`].
     pub fn send(&mut self, env: &Envelope, now: Instant) -> Result<TxId, Error> {
+        self.begin(env, now, false)
+    }
+
+    /// Checks an envelope without sending a message (swaks' `--quit-after rcpt`, or `mail`
+    /// with no recipient): MAIL and each RCPT, never DATA; the session then resets the
+    /// transaction with RSET. The result comes from [`Engine::take_finished`] as for a
+    /// message: `Ok` when the sender and at least one recipient (or, with none, the sender)
+    /// were accepted, with every recipient's reply and the MAIL reply as
+    /// [`Outcome::reply`]; otherwise [`Error::MessageRejected`], as a send would say.
+    pub fn check(&mut self, env: &Envelope, now: Instant) -> Result<TxId, Error> {
+        self.begin(env, now, true)
+    }
+
+    fn begin(&mut self, env: &Envelope, now: Instant, check: bool) -> Result<TxId, Error> {
         self.usable()?;
         if !self.can_send() {
             return Err(Error::NotReady);
@@ -530,7 +546,13 @@ impl Engine {
             self.check_idle = true;
             self.replies_since_idle = 0;
         }
-        let id = self.command(false, |s, out| s.start_transaction(&proto, out))?;
+        let id = self.command(false, |s, out| {
+            if check {
+                s.check_envelope(&proto, out)
+            } else {
+                s.start_transaction(&proto, out)
+            }
+        })?;
         self.txs.push(TxTrack {
             id,
             recipients: env
@@ -543,6 +565,7 @@ impl Engine {
                 })
                 .collect(),
             body_octets: 0,
+            mail_reply: None,
         });
         Ok(id)
     }
@@ -981,6 +1004,14 @@ impl Engine {
                         recipients: t.recipients,
                         reply: ServerReply::from_reply(&r),
                     }),
+                    // A check's MAIL reply always comes before its end.
+                    TxOutcome::Checked => match t.mail_reply {
+                        Some(reply) => Ok(Outcome {
+                            recipients: t.recipients,
+                            reply,
+                        }),
+                        None => Err(Error::NotReady),
+                    },
                     TxOutcome::Failed { at, reply } => Err(Error::MessageRejected {
                         at,
                         reply: reply.map(|r| ServerReply::from_reply(&r)),
@@ -988,6 +1019,12 @@ impl Engine {
                     }),
                 };
                 self.finished.push_back((tx, result));
+                Ok(())
+            }
+            Event::SenderResult { tx, reply } => {
+                if let Some(t) = self.txs.iter_mut().find(|t| t.id == tx) {
+                    t.mail_reply = Some(ServerReply::from_reply(&reply));
+                }
                 Ok(())
             }
             Event::Reply(r) => {
