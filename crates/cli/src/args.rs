@@ -302,6 +302,16 @@ fn parse_timeout(s: &str) -> Result<f64, String> {
 /// Where `--quit-after` stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum QuitAfter {
+    /// After the greeting, as `banner` (swaks' synonym).
+    Connect,
+    /// After the greeting: no EHLO.
+    Banner,
+    /// After the first EHLO (HELO) reply: no STARTTLS, no AUTH.
+    Helo,
+    /// After STARTTLS and the EHLO over TLS: no AUTH.
+    Tls,
+    /// After AUTH.
+    Auth,
     /// After MAIL FROM.
     Mail,
     /// After every RCPT TO.
@@ -381,9 +391,10 @@ pub struct SendArgs {
     /// Exit 0 when some recipients were refused but the message went to the others.
     #[arg(long)]
     pub partial_ok: bool,
-    /// Stop after this step and say QUIT, sending no message: `mail` (MAIL FROM only) or
-    /// `rcpt` (MAIL and every RCPT, each recipient's reply reported: does the server
-    /// accept these addresses?). Never DATA. The exit code is what `send` would give for
+    /// Stop after this step and say QUIT, sending no message: `connect`/`banner` (the
+    /// greeting), `helo`, `tls`, `auth`, `mail` (MAIL FROM only) or `rcpt` (MAIL and every
+    /// RCPT, each recipient's reply reported: does the server accept these addresses?).
+    /// Never DATA. The exit code is what `send` would give for
     /// the same replies (0 when every step was accepted).
     #[arg(long, value_enum, value_name = "STAGE", conflicts_with_all = ["queue", "queue_only"])]
     pub quit_after: Option<QuitAfter>,

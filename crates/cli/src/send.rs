@@ -5,7 +5,7 @@ use std::path::Path;
 
 use postline::delivery::{Delivery, DeliveryStatus};
 use postline::message::{self, MessageError};
-use postline::{Client, Envelope, Error, Message, Outcome};
+use postline::{Client, Envelope, Error, Message, Outcome, StopAfter};
 use postline_queue::Dsn;
 use serde_json::{json, Value};
 
@@ -380,6 +380,9 @@ pub fn print_report(report: &Report, json_out: bool, partial_ok: bool) -> u8 {
 pub fn run(args: &SendArgs) -> Result<u8, Fail> {
     let account = connect::load_account(args.server.account.as_deref())?;
     let target = connect::target(&args.server, account.as_ref())?;
+    if let Some(stage) = args.quit_after.and_then(setup_stage) {
+        return quit_after_setup(args, target, stage);
+    }
     let raw = args.message.as_deref().map(read_input).transpose()?;
     let from = args
         .from
@@ -612,7 +615,7 @@ fn check(args: &SendArgs, target: Target, from: &str, stage: QuitAfter) -> Resul
     }
     let recipients: Vec<String> = match stage {
         QuitAfter::Mail => Vec::new(),
-        QuitAfter::Rcpt => {
+        _ => {
             let mut list = Vec::new();
             push_unique(
                 &mut list,
@@ -651,9 +654,10 @@ fn check(args: &SendArgs, target: Target, from: &str, stage: QuitAfter) -> Resul
         Ok(o) => accepted_code(o, args.partial_ok),
         Err(e) => exit::for_error(e),
     };
-    let stage_name = match stage {
-        QuitAfter::Mail => "mail",
-        QuitAfter::Rcpt => "rcpt",
+    let stage_name = if stage == QuitAfter::Mail {
+        "mail"
+    } else {
+        "rcpt"
     };
     if args.server.json {
         let mut v = report_json(&report);
@@ -715,6 +719,85 @@ fn check(args: &SendArgs, target: Target, from: &str, stage: QuitAfter) -> Resul
             }
             errln!("postline: {}", escape(&connect::describe(e)));
         }
+    }
+    Ok(code)
+}
+
+/// The library's stop point for a `--quit-after` stage before MAIL.
+fn setup_stage(stage: QuitAfter) -> Option<StopAfter> {
+    match stage {
+        QuitAfter::Connect | QuitAfter::Banner => Some(StopAfter::Banner),
+        QuitAfter::Helo => Some(StopAfter::Helo),
+        QuitAfter::Tls => Some(StopAfter::Tls),
+        QuitAfter::Auth => Some(StopAfter::Auth),
+        QuitAfter::Mail | QuitAfter::Rcpt => None,
+    }
+}
+
+/// `--quit-after connect|banner|helo|tls|auth`: connects as far as the stage (the library's
+/// [`postline::Config::stop_after`]), says QUIT, and prints what the server said.
+fn quit_after_setup(args: &SendArgs, target: Target, stage: StopAfter) -> Result<u8, Fail> {
+    if target.direct {
+        return Err(Fail::new(
+            exit::USAGE,
+            "--quit-after needs --server or an account (not direct MX delivery)",
+        ));
+    }
+    let name = match stage {
+        StopAfter::Banner => "banner",
+        StopAfter::Helo => "helo",
+        StopAfter::Tls => "tls",
+        _ => "auth",
+    };
+    let (host, port) = (target.host.clone(), target.port);
+    let (result, greeting, ehlo, tls) = match Client::connect(target.config.stop_after(stage)) {
+        Ok(client) => {
+            let seen = (
+                client.greeting().cloned(),
+                client.ehlo_reply().cloned(),
+                client.tls_info().cloned(),
+            );
+            let quit = client.quit();
+            (quit, seen.0, seen.1, seen.2)
+        }
+        Err(e) => (Err(e), None, None, None),
+    };
+    let code = match &result {
+        Ok(()) => exit::OK,
+        Err(e) => exit::for_error(e),
+    };
+    if args.server.json {
+        let mut v = json!({
+            "server": host,
+            "port": port,
+            "quit_after": name,
+            "greeting": greeting.as_ref().map(reply_json),
+            "ehlo": ehlo.as_ref().map(reply_json),
+            "tls": tls.as_ref().map(|t| json!({"version": t.version, "cipher_suite": t.cipher_suite})),
+            "status": if result.is_ok() { "ok" } else { "failed" },
+            "exit_code": code,
+        });
+        if let Err(e) = &result {
+            v["error"] = json!(e.to_string());
+            v["reply"] = e.reply().map(reply_json).unwrap_or(Value::Null);
+        }
+        outln!("{}", json_safe(&v.to_string()));
+        return Ok(code);
+    }
+    match &result {
+        Ok(()) => {
+            if let Some(g) = &greeting {
+                outln!("greeting: {}", escape(&g.to_string()));
+            }
+            if let Some(r) = &ehlo {
+                outln!("ehlo: {}", escape(&r.to_string()));
+            }
+            if let Some(t) = &tls {
+                outln!("tls: {} {}", t.version, t.cipher_suite);
+            }
+            outln!("stopped after {name}");
+        }
+        Err(e) => errln!("postline: {}", escape(&connect::describe(e))),
     }
     Ok(code)
 }

@@ -182,3 +182,134 @@ fn run_code_any(cmd: postline_testkit::SendCmd) -> i32 {
     let o = cmd.into_command().output().expect("run postline");
     o.status.code().expect("exit code")
 }
+
+const USER: &str = "mailuser";
+const PASSWORD: &str = "s3cret-Pa55word";
+
+/// Each setup stage, over STARTTLS and AUTH: what postline wrote ends with the stage, then
+/// QUIT (and RSET after MAIL); exit 0; nothing stored.
+#[test]
+fn each_setup_stage_stops_there() {
+    let ca = postline_testkit::TestCa::new();
+    let srv = Aiosmtpd::builder()
+        .starttls_with(&ca)
+        .auth(USER, PASSWORD)
+        .start();
+    let sb = Sandbox::new();
+    let run = |stage: &str, code: i32| {
+        let o = run_code(
+            sb.send_bare()
+                .server(srv.addr())
+                .tls("starttls")
+                .ca_file(&ca.ca_path)
+                .timeout(5)
+                .user(USER)
+                .password_env("POSTLINE_TEST_PW")
+                .env("POSTLINE_TEST_PW", PASSWORD)
+                .from("a@example.com")
+                .arg(format!("--quit-after={stage}"))
+                .verbose(),
+            code,
+        );
+        let sent = client_lines(&stderr(&o));
+        // Only the verb of each line (EHLO's name and AUTH's redacted data left out).
+        let verbs: Vec<String> = sent
+            .iter()
+            .map(|l| l.split([' ', ':']).next().unwrap_or("").to_string())
+            .collect();
+        (o, verbs)
+    };
+    for stage in ["connect", "banner"] {
+        let (o, verbs) = run(stage, 0);
+        assert_eq!(verbs, ["QUIT"], "{stage}");
+        assert!(stdout(&o).contains("220"), "{}", stdout(&o));
+    }
+    let (_, verbs) = run("helo", 0);
+    assert_eq!(verbs, ["EHLO", "QUIT"]);
+    let (o, verbs) = run("tls", 0);
+    assert_eq!(verbs, ["EHLO", "STARTTLS", "EHLO", "QUIT"]);
+    assert!(stdout(&o).contains("tls: "), "{}", stdout(&o));
+    let (_, verbs) = run("auth", 0);
+    assert_eq!(verbs[..3], ["EHLO", "STARTTLS", "EHLO"]);
+    assert_eq!(verbs[3], "AUTH", "{verbs:?}");
+    assert_eq!(verbs.last().map(String::as_str), Some("QUIT"));
+    assert!(!verbs.iter().any(|v| v == "MAIL"), "{verbs:?}");
+    let (_, verbs) = run("mail", 0);
+    assert_eq!(
+        verbs[verbs.len() - 3..],
+        ["MAIL", "RSET", "QUIT"],
+        "{verbs:?}"
+    );
+    // JSON of a setup stage.
+    let o = run_code(
+        sb.send_bare()
+            .server(srv.addr())
+            .tls("starttls")
+            .ca_file(&ca.ca_path)
+            .timeout(5)
+            .arg("--quit-after=tls")
+            .json(),
+        0,
+    );
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("JSON");
+    assert_eq!(v["quit_after"], "tls");
+    assert_eq!(v["greeting"]["code"], 220);
+    assert_eq!(v["ehlo"]["code"], 250);
+    assert!(v["tls"]["version"].is_string(), "{v}");
+    assert_eq!(v["exit_code"], 0);
+    // A wrong password at the auth stage: 77, as for send.
+    let o = run_code(
+        sb.send_bare()
+            .server(srv.addr())
+            .tls("starttls")
+            .ca_file(&ca.ca_path)
+            .timeout(5)
+            .user(USER)
+            .password_env("POSTLINE_TEST_PW")
+            .env("POSTLINE_TEST_PW", "wrong")
+            .arg("--quit-after=auth"),
+        77,
+    );
+    let _ = o;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(srv.messages().is_empty(), "a stage stop stored a message");
+}
+
+/// Refusals at a setup stage give the exit code `send` gives for them.
+#[test]
+fn setup_refusals_give_send_exit_codes() {
+    let sb = Sandbox::new();
+    // No STARTTLS offered, TLS required: at the tls stage as for send.
+    let sink = SmtpSink::start(&[]);
+    let send_code = run_code_any(
+        sb.send_bare()
+            .server(sink.addr())
+            .tls("starttls")
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x"),
+    );
+    assert_ne!(send_code, 0);
+    run_code(
+        sb.send_bare()
+            .server(sink.addr())
+            .tls("starttls")
+            .arg("--quit-after=tls"),
+        send_code,
+    );
+    // EHLO and HELO refused: at the helo stage as for send.
+    let refusing = SmtpSink::start(&["-f", "EHLO,HELO"]);
+    let send_code = run_code_any(
+        sb.send(&refusing.addr())
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x"),
+    );
+    assert_ne!(send_code, 0);
+    run_code(
+        sb.send(&refusing.addr()).arg("--quit-after=helo"),
+        send_code,
+    );
+    // The banner stage does not say EHLO, so the same server passes it.
+    run_code(sb.send(&refusing.addr()).arg("--quit-after=banner"), 0);
+}

@@ -88,7 +88,7 @@ use postline_proto::session::{
 use postline_proto::Domain;
 
 use crate::auth::{choose_mechanism, redact, Exchange};
-use crate::config::{Config, Direction, Tls};
+use crate::config::{Config, Direction, StopAfter, Tls};
 use crate::envelope::Envelope;
 use crate::error::{ConfigError, Error};
 use crate::outcome::{Outcome, Recipient};
@@ -153,6 +153,8 @@ struct Setup {
     tls_tried: bool,
     auth_tried: bool,
     established: bool,
+    /// Set up only as far as [`Config::stop_after`] says: no message may be sent.
+    stopped: bool,
 }
 
 #[derive(Debug)]
@@ -247,6 +249,7 @@ impl Engine {
         sc.pipelining = config.pipelining;
         sc.chunking = config.chunking;
         sc.implicit_tls = config.tls == Tls::Implicit;
+        sc.greeting_only = config.stop_after == Some(StopAfter::Banner);
         let transcript = config.transcript.is_some()
             || tracing::enabled!(target: "postline::transcript", tracing::Level::DEBUG);
         let config_tls_implicit = config.tls == Tls::Implicit;
@@ -761,7 +764,10 @@ impl Engine {
     /// True when a transaction may start now: the session is set up and every earlier
     /// message has released its end of data (deep pipelining, RFC 2920 3.1).
     pub fn can_send(&self) -> bool {
-        self.setup.established && !self.is_closed() && self.session.can_start_transaction()
+        self.setup.established
+            && !self.setup.stopped
+            && !self.is_closed()
+            && self.session.can_start_transaction()
     }
 
     // ---- internals -------------------------------------------------------------------
@@ -1040,6 +1046,16 @@ impl Engine {
         if self.setup.established {
             return Ok(());
         }
+        let first = !self.setup.tls_tried && !self.setup.auth_tried;
+        let stop = match self.config.stop_after {
+            Some(StopAfter::Banner) => true,
+            Some(StopAfter::Helo) => first,
+            _ => false,
+        };
+        if stop {
+            self.stop_setup();
+            return Ok(());
+        }
         let wants_tls = matches!(self.config.tls, Tls::StartTls | Tls::Opportunistic);
         if wants_tls && !self.session.is_tls() && !self.setup.tls_tried {
             self.setup.tls_tried = true;
@@ -1049,6 +1065,10 @@ impl Engine {
             if self.config.tls_required() {
                 return Err(Error::StartTlsUnavailable(None));
             }
+        }
+        if self.config.stop_after == Some(StopAfter::Tls) {
+            self.stop_setup();
+            return Ok(());
         }
         if let (Some(auth), false) = (self.config.auth.clone(), self.setup.auth_tried) {
             self.setup.auth_tried = true;
@@ -1083,6 +1103,12 @@ impl Engine {
         }
         self.setup.established = true;
         Ok(())
+    }
+
+    /// Ends the setup at [`Config::stop_after`]'s stage: connected, never ready for mail.
+    fn stop_setup(&mut self) {
+        self.setup.established = true;
+        self.setup.stopped = true;
     }
 
     // ---- transcript ------------------------------------------------------------------

@@ -622,3 +622,31 @@ async fn async_check_reports_recipients_without_sending() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(server.messages().is_empty(), "a check stored a message");
 }
+
+/// `Config::stop_after`: the connection is set up only that far and sends no message.
+#[test]
+fn stop_after_helo_sends_nothing_more() {
+    let server = Aiosmtpd::start();
+    let mut client = Client::connect(plain(&server).stop_after(postline::StopAfter::Helo)).unwrap();
+    assert_eq!(client.greeting().unwrap().code, 220);
+    assert_eq!(client.ehlo_reply().unwrap().code, 250);
+    let env = Envelope::new("a@example.com", ["b@example.com"]).unwrap();
+    assert!(matches!(
+        client.send_bytes(&env, b"x\r\n"),
+        Err(Error::NotReady)
+    ));
+    assert!(matches!(client.check(&env), Err(Error::NotReady)));
+    client.quit().unwrap();
+    assert!(server.messages().is_empty());
+}
+
+#[tokio::test]
+async fn async_stop_after_banner_says_no_ehlo() {
+    let server = Aiosmtpd::start();
+    let client = AsyncClient::connect(plain(&server).stop_after(postline::StopAfter::Banner))
+        .await
+        .unwrap();
+    assert_eq!(client.greeting().unwrap().code, 220);
+    assert!(client.ehlo_reply().is_none());
+    client.quit().await.unwrap();
+}

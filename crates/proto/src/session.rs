@@ -55,6 +55,9 @@ pub struct SessionConfig {
     pub chunking: bool,
     /// The transport is already encrypted (implicit TLS, port 465): STARTTLS is not offered.
     pub implicit_tls: bool,
+    /// Stop at the greeting: no EHLO; a 220 gives [`Event::Ready`] with no capabilities,
+    /// and the driver is expected to say QUIT (swaks' `--quit-after banner`).
+    pub greeting_only: bool,
 }
 
 impl SessionConfig {
@@ -71,6 +74,7 @@ impl SessionConfig {
             pipelining: true,
             chunking: false,
             implicit_tls: false,
+            greeting_only: false,
         }
     }
 
@@ -87,6 +91,7 @@ impl fmt::Debug for SessionConfig {
             .field("pipelining", &self.pipelining)
             .field("chunking", &self.chunking)
             .field("implicit_tls", &self.implicit_tls)
+            .field("greeting_only", &self.greeting_only)
             .finish()
     }
 }
@@ -829,7 +834,10 @@ impl Session {
         let phase = exp.phase();
         match exp {
             Expect::Greeting => {
-                if Self::check(code, phase, false)? {
+                if Self::check(code, phase, false)? && self.config.greeting_only {
+                    self.state = State::Ready;
+                    Ok(Some(Event::Ready))
+                } else if Self::check(code, phase, false)? {
                     self.state = State::Ehlo;
                     self.send_hello(out, true)
                         .map_err(SessionError::BufferFull)?;
