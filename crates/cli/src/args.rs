@@ -320,6 +320,25 @@ fn parse_timeout(s: &str) -> Result<f64, String> {
     timeout_duration(secs).map(|_| secs)
 }
 
+/// Where `--quit-after` stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QuitAfter {
+    /// After the greeting, as `banner` (swaks' synonym).
+    Connect,
+    /// After the greeting: no EHLO.
+    Banner,
+    /// After the first EHLO (HELO) reply: no STARTTLS, no AUTH.
+    Helo,
+    /// After STARTTLS and the EHLO over TLS: no AUTH.
+    Tls,
+    /// After AUTH.
+    Auth,
+    /// After MAIL FROM.
+    Mail,
+    /// After every RCPT TO.
+    Rcpt,
+}
+
 /// `postline send`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct SendArgs {
@@ -393,6 +412,13 @@ pub struct SendArgs {
     /// Exit 0 when some recipients were refused but the message went to the others.
     #[arg(long)]
     pub partial_ok: bool,
+    /// Stop after this step and say QUIT, sending no message: `connect`/`banner` (the
+    /// greeting), `helo`, `tls`, `auth`, `mail` (MAIL FROM only) or `rcpt` (MAIL and every
+    /// RCPT, each recipient's reply reported: does the server accept these addresses?).
+    /// Never DATA. The exit code is what `send` would give for
+    /// the same replies (0 when every step was accepted).
+    #[arg(long, value_enum, value_name = "STAGE", conflicts_with_all = ["queue", "queue_only"])]
+    pub quit_after: Option<QuitAfter>,
     /// Queue what a transient failure (4xx, connection lost, timeout) kept from being
     /// delivered, for `postline queue run` to retry; exit 0 with a note on stderr.
     #[arg(long)]

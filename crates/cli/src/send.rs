@@ -5,11 +5,11 @@ use std::path::Path;
 
 use postline::delivery::{Delivery, DeliveryStatus};
 use postline::message::{self, MessageError};
-use postline::{Client, Envelope, Error, Message, Outcome};
+use postline::{Client, Envelope, Error, Message, Outcome, StopAfter};
 use postline_queue::Dsn;
 use serde_json::{json, Value};
 
-use crate::args::SendArgs;
+use crate::args::{QuitAfter, SendArgs};
 use crate::connect::{self, Fail, Target};
 use crate::dkim;
 use crate::exit;
@@ -380,6 +380,9 @@ pub fn print_report(report: &Report, json_out: bool, partial_ok: bool) -> u8 {
 pub fn run(args: &SendArgs) -> Result<u8, Fail> {
     let account = connect::load_account(args.server.account.as_deref())?;
     let target = connect::target(&args.server, account.as_ref())?;
+    if let Some(stage) = args.quit_after.and_then(setup_stage) {
+        return quit_after_setup(args, target, stage);
+    }
     let raw = args.message.as_deref().map(read_input).transpose()?;
     let from = args
         .from
@@ -397,6 +400,9 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
         dkim::flags(&args.dkim_key, &args.dkim_selector, &args.dkim_domain),
         account.as_ref(),
     )?;
+    if let Some(stage) = args.quit_after {
+        return check(args, target, &from, stage);
+    }
     let ready = raw.is_some();
     let (message, recipients) = prepare(args, &from, raw)?;
     if recipients.is_empty() {
@@ -595,4 +601,203 @@ fn warn_refused<'a>(refused: impl Iterator<Item = &'a postline::Recipient>) {
         let reply = r.reply.as_ref().map(|x| x.to_string()).unwrap_or_default();
         errln!("postline: {} refused: {}", r.address, escape(&reply));
     }
+}
+
+/// `--quit-after mail|rcpt`: connects, says MAIL (and each RCPT), resets, quits; never DATA
+/// (the library's [`Client::check`]). Prints each reply; the exit code is what `send`
+/// gives for the same replies.
+fn check(args: &SendArgs, target: Target, from: &str, stage: QuitAfter) -> Result<u8, Fail> {
+    if target.direct {
+        return Err(Fail::new(
+            exit::USAGE,
+            "--quit-after needs --server or an account (not direct MX delivery)",
+        ));
+    }
+    let recipients: Vec<String> = match stage {
+        QuitAfter::Mail => Vec::new(),
+        _ => {
+            let mut list = Vec::new();
+            push_unique(
+                &mut list,
+                args.to.iter().chain(&args.cc).chain(&args.bcc).cloned(),
+            );
+            if list.is_empty() {
+                return Err(Fail::new(exit::USAGE, NO_RECIPIENTS));
+            }
+            list
+        }
+    };
+    let envelope = if recipients.is_empty() {
+        Envelope::sender_only(from)
+    } else {
+        Envelope::new(from, &recipients)
+    }
+    .map_err(|e| Fail::new(exit::for_error(&e), connect::describe(&e)))?;
+    let mut report = Report {
+        target_host: target.host.clone(),
+        target_port: target.port,
+        tls: None,
+        dsn_offered: None,
+        result: Err(Error::Closed),
+    };
+    let mut greeting = None;
+    match Client::connect(target.config) {
+        Ok(mut client) => {
+            report.tls = client.tls_info().cloned();
+            greeting = client.greeting().cloned();
+            report.result = client.check(&envelope);
+            let _ = client.quit();
+        }
+        Err(e) => report.result = Err(e),
+    }
+    let code = match &report.result {
+        Ok(o) => accepted_code(o, args.partial_ok),
+        Err(e) => exit::for_error(e),
+    };
+    let stage_name = if stage == QuitAfter::Mail {
+        "mail"
+    } else {
+        "rcpt"
+    };
+    if args.server.json {
+        let mut v = report_json(&report);
+        v["quit_after"] = json!(stage_name);
+        v["greeting"] = greeting.as_ref().map(reply_json).unwrap_or(Value::Null);
+        v["status"] = json!(match &report.result {
+            Ok(o) if o.all_accepted() => "accepted",
+            Ok(_) => "partial",
+            Err(e) if e.reply().is_some() => "refused",
+            Err(_) => "failed",
+        });
+        // What the server said to MAIL: the check's own reply, or the refusal.
+        v["mail"] = match &report.result {
+            Ok(o) => reply_json(&o.reply),
+            Err(Error::MessageRejected {
+                at: postline::FailedAt::Mail,
+                reply: Some(r),
+                ..
+            }) => reply_json(r),
+            Err(_) => Value::Null,
+        };
+        if let Some(list) = v["recipients"].as_array_mut() {
+            for r in list {
+                let accepted = r["accepted"].as_bool() == Some(true);
+                if r["reply"].is_null() {
+                    // MAIL was refused: this recipient was never asked about.
+                    r["status"] = json!("not checked");
+                } else if accepted {
+                    r["status"] = json!("accepted");
+                } else if r["status"] == json!("failed") {
+                    r["status"] = json!("refused");
+                }
+            }
+        }
+        v.as_object_mut().map(|o| o.remove("reply"));
+        v["exit_code"] = json!(code);
+        outln!("{}", json_safe(&v.to_string()));
+        return Ok(code);
+    }
+    let line = |r: &postline::ServerReply| escape(&r.to_string()).to_string();
+    match &report.result {
+        Ok(o) => {
+            outln!("MAIL FROM:<{}>: {}", escape(from), line(&o.reply));
+            for r in &o.recipients {
+                let verdict = if r.accepted { "accepted" } else { "refused" };
+                let reply = r.reply.as_ref().map(line).unwrap_or_default();
+                outln!("RCPT TO:<{}>: {verdict} {}", escape(&r.address), reply);
+            }
+        }
+        Err(e) => {
+            if let Error::MessageRejected {
+                recipients: list, ..
+            } = e
+            {
+                for r in list.iter().filter(|r| r.reply.is_some()) {
+                    let reply = r.reply.as_ref().map(line).unwrap_or_default();
+                    outln!("RCPT TO:<{}>: refused {}", escape(&r.address), reply);
+                }
+            }
+            errln!("postline: {}", escape(&connect::describe(e)));
+        }
+    }
+    Ok(code)
+}
+
+/// The library's stop point for a `--quit-after` stage before MAIL.
+fn setup_stage(stage: QuitAfter) -> Option<StopAfter> {
+    match stage {
+        QuitAfter::Connect | QuitAfter::Banner => Some(StopAfter::Banner),
+        QuitAfter::Helo => Some(StopAfter::Helo),
+        QuitAfter::Tls => Some(StopAfter::Tls),
+        QuitAfter::Auth => Some(StopAfter::Auth),
+        QuitAfter::Mail | QuitAfter::Rcpt => None,
+    }
+}
+
+/// `--quit-after connect|banner|helo|tls|auth`: connects as far as the stage (the library's
+/// [`postline::Config::stop_after`]), says QUIT, and prints what the server said.
+fn quit_after_setup(args: &SendArgs, target: Target, stage: StopAfter) -> Result<u8, Fail> {
+    if target.direct {
+        return Err(Fail::new(
+            exit::USAGE,
+            "--quit-after needs --server or an account (not direct MX delivery)",
+        ));
+    }
+    let name = match stage {
+        StopAfter::Banner => "banner",
+        StopAfter::Helo => "helo",
+        StopAfter::Tls => "tls",
+        _ => "auth",
+    };
+    let (host, port) = (target.host.clone(), target.port);
+    let (result, greeting, ehlo, tls) = match Client::connect(target.config.stop_after(stage)) {
+        Ok(client) => {
+            let seen = (
+                client.greeting().cloned(),
+                client.ehlo_reply().cloned(),
+                client.tls_info().cloned(),
+            );
+            let quit = client.quit();
+            (quit, seen.0, seen.1, seen.2)
+        }
+        Err(e) => (Err(e), None, None, None),
+    };
+    let code = match &result {
+        Ok(()) => exit::OK,
+        Err(e) => exit::for_error(e),
+    };
+    if args.server.json {
+        let mut v = json!({
+            "server": host,
+            "port": port,
+            "quit_after": name,
+            "greeting": greeting.as_ref().map(reply_json),
+            "ehlo": ehlo.as_ref().map(reply_json),
+            "tls": tls.as_ref().map(|t| json!({"version": t.version, "cipher_suite": t.cipher_suite})),
+            "status": if result.is_ok() { "ok" } else { "failed" },
+            "exit_code": code,
+        });
+        if let Err(e) = &result {
+            v["error"] = json!(e.to_string());
+            v["reply"] = e.reply().map(reply_json).unwrap_or(Value::Null);
+        }
+        outln!("{}", json_safe(&v.to_string()));
+        return Ok(code);
+    }
+    match &result {
+        Ok(()) => {
+            if let Some(g) = &greeting {
+                outln!("greeting: {}", escape(&g.to_string()));
+            }
+            if let Some(r) = &ehlo {
+                outln!("ehlo: {}", escape(&r.to_string()));
+            }
+            if let Some(t) = &tls {
+                outln!("tls: {} {}", t.version, t.cipher_suite);
+            }
+            outln!("stopped after {name}");
+        }
+        Err(e) => errln!("postline: {}", escape(&connect::describe(e))),
+    }
+    Ok(code)
 }

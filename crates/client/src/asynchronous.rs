@@ -213,6 +213,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncClient<S> {
         self.conn()?.send(envelope, &mut Body(message)).await
     }
 
+    /// Checks whether the server would take `envelope` without sending a message: MAIL,
+    /// each RCPT, then RSET, never DATA; see [`crate::Client::check`].
+    pub async fn check(&mut self, envelope: &Envelope) -> Result<Outcome, Error> {
+        self.conn()?.check(envelope).await
+    }
+
     /// Sends a message held in memory, declaring its size.
     pub async fn send_bytes(
         &mut self,

@@ -407,6 +407,16 @@ impl<S: BlockingStream> Client<S> {
         block_on(self.conn.send(envelope, &mut Body(message)))
     }
 
+    /// Checks whether the server would take `envelope`, without sending a message (what
+    /// swaks' `--quit-after rcpt` does): MAIL, each RCPT, then RSET; never DATA, so nothing
+    /// can be delivered. `Ok` when the sender and at least one recipient were accepted (with
+    /// no recipient: the sender), with each recipient's reply and, as [`Outcome::reply`],
+    /// the MAIL reply; otherwise [`Error::MessageRejected`] as [`Client::send`] would say.
+    /// The connection stays usable.
+    pub fn check(&mut self, envelope: &Envelope) -> Result<Outcome, Error> {
+        block_on(self.conn.check(envelope))
+    }
+
     /// Sends a message held in memory; its size is declared with `SIZE=` when the envelope
     /// does not say.
     pub fn send_bytes(&mut self, envelope: &Envelope, message: &[u8]) -> Result<Outcome, Error> {

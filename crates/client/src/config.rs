@@ -182,6 +182,22 @@ pub struct Config {
     pub(crate) transcript: Option<TranscriptSink>,
     pub(crate) proxy: Option<crate::proxy::Proxy>,
     pub(crate) source_address: Option<std::net::IpAddr>,
+    pub(crate) stop_after: Option<StopAfter>,
+}
+
+/// Where connecting stops short of a usable session (swaks' `--quit-after`), for a caller
+/// that only tests a server's setup steps and then says QUIT; see [`Config::stop_after`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopAfter {
+    /// After the greeting: no EHLO.
+    Banner,
+    /// After the first EHLO (or HELO) reply: no STARTTLS, no AUTH.
+    Helo,
+    /// After STARTTLS and the EHLO over TLS (or, with no STARTTLS to do, after EHLO): no AUTH.
+    Tls,
+    /// After AUTH: every setup step, as a plain connect.
+    Auth,
 }
 
 impl fmt::Debug for Config {
@@ -234,6 +250,7 @@ impl Config {
             client_identity: None,
             rustls: None,
             pipelining: true,
+            stop_after: None,
             require_tls: false,
             chunking: false,
             transcript: None,
@@ -465,6 +482,14 @@ impl Config {
     /// Whether messages are sent with `REQUIRETLS` ([`Config::require_tls`]).
     pub fn requires_tls(&self) -> bool {
         self.require_tls
+    }
+
+    /// Connect only up to `stage`: the connection ends set up that far, sends no message
+    /// (a send is [`crate::Error::NotReady`]) and is meant for QUIT. A refusal at or before
+    /// the stage fails the connect as usual.
+    pub fn stop_after(mut self, stage: StopAfter) -> Self {
+        self.stop_after = Some(stage);
+        self
     }
 
     /// Use PIPELINING when offered (default on).

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use postline_proto::session::TxId;
+
 use crate::config::Config;
 use crate::engine::{Engine, Io};
 use crate::envelope::Envelope;
@@ -160,7 +162,24 @@ impl<T: Transport> Conn<T> {
     ) -> Result<Outcome, Error> {
         self.ready()?;
         let id = self.engine.send(envelope, self.io.now())?;
-        let ended = self.op(Some(body), None).await.err();
+        self.finish(id, Some(body)).await
+    }
+
+    /// Checks `envelope` without a message ([`Engine::check`]): MAIL and each RCPT, then
+    /// RSET; never DATA.
+    pub(crate) async fn check(&mut self, envelope: &Envelope) -> Result<Outcome, Error> {
+        self.ready()?;
+        let id = self.engine.check(envelope, self.io.now())?;
+        self.finish(id, None::<&mut NoBody>).await
+    }
+
+    /// Drives the transaction `id` to its end and returns its result.
+    async fn finish<B: BodySource>(
+        &mut self,
+        id: TxId,
+        body: Option<&mut B>,
+    ) -> Result<Outcome, Error> {
+        let ended = self.op(body, None).await.err();
         // The message's own result first: a final 250 followed in the same read by a 421 or
         // a stray reply ended the connection, not the delivery.
         while let Some((done, result)) = self.engine.take_finished() {

@@ -88,7 +88,7 @@ use postline_proto::session::{
 use postline_proto::Domain;
 
 use crate::auth::{choose_mechanism, redact, Exchange};
-use crate::config::{Config, Direction, Tls};
+use crate::config::{Config, Direction, StopAfter, Tls};
 use crate::envelope::Envelope;
 use crate::error::{ConfigError, Error};
 use crate::outcome::{Outcome, Recipient};
@@ -153,6 +153,8 @@ struct Setup {
     tls_tried: bool,
     auth_tried: bool,
     established: bool,
+    /// Set up only as far as [`Config::stop_after`] says: no message may be sent.
+    stopped: bool,
 }
 
 #[derive(Debug)]
@@ -160,6 +162,8 @@ struct TxTrack {
     id: TxId,
     recipients: Vec<Recipient>,
     body_octets: u64,
+    /// A check's MAIL reply.
+    mail_reply: Option<ServerReply>,
 }
 
 /// One SMTP client connection's protocol state and policy; see the module documentation.
@@ -245,6 +249,7 @@ impl Engine {
         sc.pipelining = config.pipelining;
         sc.chunking = config.chunking;
         sc.implicit_tls = config.tls == Tls::Implicit;
+        sc.greeting_only = config.stop_after == Some(StopAfter::Banner);
         let transcript = config.transcript.is_some()
             || tracing::enabled!(target: "postline::transcript", tracing::Level::DEBUG);
         let config_tls_implicit = config.tls == Tls::Implicit;
@@ -493,6 +498,20 @@ impl Engine {
     /// (nothing is sent when this fails). Its message is asked for with [`Io::NeedBody`];
     /// its result comes from [`Engine::take_finished`].
     pub fn send(&mut self, env: &Envelope, now: Instant) -> Result<TxId, Error> {
+        self.begin(env, now, false)
+    }
+
+    /// Checks an envelope without sending a message (swaks' `--quit-after rcpt`, or `mail`
+    /// with no recipient): MAIL and each RCPT, never DATA; the session then resets the
+    /// transaction with RSET. The result comes from [`Engine::take_finished`] as for a
+    /// message: `Ok` when the sender and at least one recipient (or, with none, the sender)
+    /// were accepted, with every recipient's reply and the MAIL reply as
+    /// [`Outcome::reply`]; otherwise [`Error::MessageRejected`], as a send would say.
+    pub fn check(&mut self, env: &Envelope, now: Instant) -> Result<TxId, Error> {
+        self.begin(env, now, true)
+    }
+
+    fn begin(&mut self, env: &Envelope, now: Instant, check: bool) -> Result<TxId, Error> {
         self.usable()?;
         if !self.can_send() {
             return Err(Error::NotReady);
@@ -530,7 +549,13 @@ impl Engine {
             self.check_idle = true;
             self.replies_since_idle = 0;
         }
-        let id = self.command(false, |s, out| s.start_transaction(&proto, out))?;
+        let id = self.command(false, |s, out| {
+            if check {
+                s.check_envelope(&proto, out)
+            } else {
+                s.start_transaction(&proto, out)
+            }
+        })?;
         self.txs.push(TxTrack {
             id,
             recipients: env
@@ -543,6 +568,7 @@ impl Engine {
                 })
                 .collect(),
             body_octets: 0,
+            mail_reply: None,
         });
         Ok(id)
     }
@@ -738,7 +764,10 @@ impl Engine {
     /// True when a transaction may start now: the session is set up and every earlier
     /// message has released its end of data (deep pipelining, RFC 2920 3.1).
     pub fn can_send(&self) -> bool {
-        self.setup.established && !self.is_closed() && self.session.can_start_transaction()
+        self.setup.established
+            && !self.setup.stopped
+            && !self.is_closed()
+            && self.session.can_start_transaction()
     }
 
     // ---- internals -------------------------------------------------------------------
@@ -981,6 +1010,14 @@ impl Engine {
                         recipients: t.recipients,
                         reply: ServerReply::from_reply(&r),
                     }),
+                    // A check's MAIL reply always comes before its end.
+                    TxOutcome::Checked => match t.mail_reply {
+                        Some(reply) => Ok(Outcome {
+                            recipients: t.recipients,
+                            reply,
+                        }),
+                        None => Err(Error::NotReady),
+                    },
                     TxOutcome::Failed { at, reply } => Err(Error::MessageRejected {
                         at,
                         reply: reply.map(|r| ServerReply::from_reply(&r)),
@@ -988,6 +1025,12 @@ impl Engine {
                     }),
                 };
                 self.finished.push_back((tx, result));
+                Ok(())
+            }
+            Event::SenderResult { tx, reply } => {
+                if let Some(t) = self.txs.iter_mut().find(|t| t.id == tx) {
+                    t.mail_reply = Some(ServerReply::from_reply(&reply));
+                }
                 Ok(())
             }
             Event::Reply(r) => {
@@ -1003,6 +1046,16 @@ impl Engine {
         if self.setup.established {
             return Ok(());
         }
+        let first = !self.setup.tls_tried && !self.setup.auth_tried;
+        let stop = match self.config.stop_after {
+            Some(StopAfter::Banner) => true,
+            Some(StopAfter::Helo) => first,
+            _ => false,
+        };
+        if stop {
+            self.stop_setup();
+            return Ok(());
+        }
         let wants_tls = matches!(self.config.tls, Tls::StartTls | Tls::Opportunistic);
         if wants_tls && !self.session.is_tls() && !self.setup.tls_tried {
             self.setup.tls_tried = true;
@@ -1012,6 +1065,10 @@ impl Engine {
             if self.config.tls_required() {
                 return Err(Error::StartTlsUnavailable(None));
             }
+        }
+        if self.config.stop_after == Some(StopAfter::Tls) {
+            self.stop_setup();
+            return Ok(());
         }
         if let (Some(auth), false) = (self.config.auth.clone(), self.setup.auth_tried) {
             self.setup.auth_tried = true;
@@ -1046,6 +1103,12 @@ impl Engine {
         }
         self.setup.established = true;
         Ok(())
+    }
+
+    /// Ends the setup at [`Config::stop_after`]'s stage: connected, never ready for mail.
+    fn stop_setup(&mut self) {
+        self.setup.established = true;
+        self.setup.stopped = true;
     }
 
     // ---- transcript ------------------------------------------------------------------

@@ -90,6 +90,14 @@ impl Envelope {
         })
     }
 
+    /// A sender alone, for [`crate::Client::check`] (`MAIL` and no `RCPT`): such an
+    /// envelope cannot be sent, only checked.
+    pub fn sender_only(from: &str) -> Result<Self, Error> {
+        let mut env = Envelope::new(from, ["postmaster"])?;
+        env.to.clear();
+        Ok(env)
+    }
+
     /// The message size in octets, when known: sent as `SIZE=`, and checked against the
     /// server's limit before anything is sent.
     pub fn size(mut self, octets: u64) -> Self {

@@ -564,3 +564,89 @@ async fn send_blocking_works_inside_a_runtime_too() {
     assert_eq!(deliveries[0].status, postline::DeliveryStatus::Delivered);
     assert_eq!(server.wait_for_messages(1, WAIT).len(), 1);
 }
+
+/// `Client::check`: MAIL and each RCPT, never DATA; every recipient's reply; the connection
+/// stays usable (the session's RSET), and nothing is stored until a real send.
+#[test]
+fn check_reports_recipients_without_sending() {
+    let server = Aiosmtpd::builder().reject_rcpt("refuse").start();
+    let mut client = Client::connect(plain(&server)).unwrap();
+    let env = Envelope::new("a@example.com", ["ok@example.com", "refuse-me@example.com"]).unwrap();
+    let outcome = client.check(&env).unwrap();
+    assert_eq!(outcome.reply.code, 250, "the MAIL reply");
+    assert_eq!(outcome.recipients.len(), 2);
+    assert!(outcome.recipients[0].accepted);
+    assert_eq!(outcome.recipients[0].reply.as_ref().unwrap().code, 250);
+    assert!(!outcome.recipients[1].accepted);
+    assert_eq!(outcome.recipients[1].reply.as_ref().unwrap().code, 550);
+    // Every recipient refused: the error send gives.
+    let none = Envelope::new("a@example.com", ["refuse-1@example.com"]).unwrap();
+    match client.check(&none) {
+        Err(Error::MessageRejected {
+            at: FailedAt::NoValidRecipients,
+            recipients,
+            ..
+        }) => assert_eq!(recipients[0].reply.as_ref().unwrap().code, 550),
+        other => panic!("{other:?}"),
+    }
+    // The sender alone.
+    let sender = Envelope::sender_only("a@example.com").unwrap();
+    let outcome = client.check(&sender).unwrap();
+    assert_eq!(outcome.reply.code, 250);
+    assert!(outcome.recipients.is_empty());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(server.messages().is_empty(), "a check stored a message");
+    // The session is still in step: a real message goes through after the checks.
+    let env = Envelope::new("a@example.com", ["ok@example.com"]).unwrap();
+    client
+        .send_bytes(&env, b"Subject: x\r\n\r\nhi\r\n")
+        .unwrap();
+    client.quit().unwrap();
+    assert_eq!(server.wait_for_messages(1, WAIT).len(), 1);
+}
+
+#[tokio::test]
+async fn async_check_reports_recipients_without_sending() {
+    let server = Aiosmtpd::builder().reject_rcpt("refuse").start();
+    let mut client = AsyncClient::connect(plain(&server)).await.unwrap();
+    let env = Envelope::new("a@example.com", ["ok@example.com", "refuse-me@example.com"]).unwrap();
+    let outcome = client.check(&env).await.unwrap();
+    assert_eq!(outcome.reply.code, 250);
+    let codes: Vec<u16> = outcome
+        .recipients
+        .iter()
+        .map(|r| r.reply.as_ref().unwrap().code)
+        .collect();
+    assert_eq!(codes, [250, 550]);
+    client.quit().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(server.messages().is_empty(), "a check stored a message");
+}
+
+/// `Config::stop_after`: the connection is set up only that far and sends no message.
+#[test]
+fn stop_after_helo_sends_nothing_more() {
+    let server = Aiosmtpd::start();
+    let mut client = Client::connect(plain(&server).stop_after(postline::StopAfter::Helo)).unwrap();
+    assert_eq!(client.greeting().unwrap().code, 220);
+    assert_eq!(client.ehlo_reply().unwrap().code, 250);
+    let env = Envelope::new("a@example.com", ["b@example.com"]).unwrap();
+    assert!(matches!(
+        client.send_bytes(&env, b"x\r\n"),
+        Err(Error::NotReady)
+    ));
+    assert!(matches!(client.check(&env), Err(Error::NotReady)));
+    client.quit().unwrap();
+    assert!(server.messages().is_empty());
+}
+
+#[tokio::test]
+async fn async_stop_after_banner_says_no_ehlo() {
+    let server = Aiosmtpd::start();
+    let client = AsyncClient::connect(plain(&server).stop_after(postline::StopAfter::Banner))
+        .await
+        .unwrap();
+    assert_eq!(client.greeting().unwrap().code, 220);
+    assert!(client.ehlo_reply().is_none());
+    client.quit().await.unwrap();
+}

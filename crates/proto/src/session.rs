@@ -55,6 +55,9 @@ pub struct SessionConfig {
     pub chunking: bool,
     /// The transport is already encrypted (implicit TLS, port 465): STARTTLS is not offered.
     pub implicit_tls: bool,
+    /// Stop at the greeting: no EHLO; a 220 gives [`Event::Ready`] with no capabilities,
+    /// and the driver is expected to say QUIT (swaks' `--quit-after banner`).
+    pub greeting_only: bool,
 }
 
 impl SessionConfig {
@@ -71,6 +74,7 @@ impl SessionConfig {
             pipelining: true,
             chunking: false,
             implicit_tls: false,
+            greeting_only: false,
         }
     }
 
@@ -87,6 +91,7 @@ impl fmt::Debug for SessionConfig {
             .field("pipelining", &self.pipelining)
             .field("chunking", &self.chunking)
             .field("implicit_tls", &self.implicit_tls)
+            .field("greeting_only", &self.greeting_only)
             .finish()
     }
 }
@@ -164,6 +169,10 @@ pub enum TxOutcome<'a> {
         /// The reply that said so, when one reply did.
         reply: Option<Reply<'a>>,
     },
+    /// A check ([`Session::check_envelope`]): MAIL and every RCPT were answered, at least
+    /// one recipient (or, with none given, the sender) was accepted, and no DATA was sent;
+    /// the session reset the transaction with RSET.
+    Checked,
 }
 
 /// What a reply meant, for the driver to act on.
@@ -200,6 +209,14 @@ pub enum Event<'a> {
         tx: TxId,
         /// Index into the envelope's recipients.
         index: u32,
+        /// The server's reply.
+        reply: Reply<'a>,
+    },
+    /// A check's MAIL was accepted ([`Session::check_envelope`]; a refused MAIL ends the
+    /// transaction with [`Event::TransactionDone`] as for a message).
+    SenderResult {
+        /// The transaction.
+        tx: TxId,
         /// The server's reply.
         reply: Reply<'a>,
     },
@@ -416,6 +433,8 @@ struct Tx {
     /// The end of data (or `BDAT n LAST`) is in the outbox: the server's answer to it closes
     /// the transaction whatever happened before, so the next one may follow right behind.
     last_written: bool,
+    /// A check: MAIL and RCPT only, never DATA.
+    check: bool,
 }
 
 impl Tx {
@@ -433,6 +452,7 @@ impl Tx {
         due: 0,
         ended: false,
         last_written: false,
+        check: false,
     };
 }
 
@@ -526,7 +546,8 @@ pub struct Session {
     quit_requested: bool,
     quit_sent: bool,
     /// A transaction end decided by a reply that already produced an event.
-    pending_done: Option<(TxId, FailedAt)>,
+    /// (`None`: a check that ended with an accepted recipient or sender.)
+    pending_done: Option<(TxId, Option<FailedAt>)>,
     error: Option<SessionError>,
 }
 
@@ -691,7 +712,10 @@ impl Session {
             return Err(e);
         }
         if let Some((tx, at)) = self.pending_done.take() {
-            let outcome = TxOutcome::Failed { at, reply: None };
+            let outcome = match at {
+                Some(at) => TxOutcome::Failed { at, reply: None },
+                None => TxOutcome::Checked,
+            };
             return Ok((0, Some(Event::TransactionDone { tx, outcome })));
         }
         if input.is_empty() {
@@ -810,7 +834,10 @@ impl Session {
         let phase = exp.phase();
         match exp {
             Expect::Greeting => {
-                if Self::check(code, phase, false)? {
+                if Self::check(code, phase, false)? && self.config.greeting_only {
+                    self.state = State::Ready;
+                    Ok(Some(Event::Ready))
+                } else if Self::check(code, phase, false)? {
                     self.state = State::Ehlo;
                     self.send_hello(out, true)
                         .map_err(SessionError::BufferFull)?;
@@ -939,6 +966,17 @@ impl Session {
         let tx = self.tx_mut(slot, code)?;
         tx.due -= 1;
         tx.mail_ok = ok;
+        if ok && tx.check {
+            let id = tx.id;
+            if tx.rcpts == 0 {
+                // A sender check: the MAIL reply is the last one.
+                tx.done = true;
+                tx.stage = Stage::AwaitFinal;
+                self.maybe_retire(slot, out)?;
+                self.pending_done = Some((id, None));
+            }
+            return Ok(Some(Event::SenderResult { tx: id, reply }));
+        }
         if ok {
             return Ok(None);
         }
@@ -982,6 +1020,15 @@ impl Session {
             self.maybe_retire(slot, out)?;
             return Ok(None);
         }
+        if last && tx.check {
+            // A check ends with its last RCPT reply: nothing was sent after it, and the
+            // retiring RSET closes the open MAIL.
+            tx.done = true;
+            tx.stage = Stage::AwaitFinal;
+            self.maybe_retire(slot, out)?;
+            let at = (accepted == 0).then_some(FailedAt::NoValidRecipients);
+            self.pending_done = Some((id, at));
+        }
         if last && accepted == 0 && (bdat || !pipelined) {
             // No recipient, and nothing else is due: without PIPELINING, DATA never leaves
             // (take it back; the retiring RSET closes the open MAIL); with BDAT the driver
@@ -997,7 +1044,7 @@ impl Session {
                 }
             }
             self.maybe_retire(slot, out)?;
-            self.pending_done = Some((id, FailedAt::NoValidRecipients));
+            self.pending_done = Some((id, Some(FailedAt::NoValidRecipients)));
         }
         Ok(Some(Event::RecipientResult {
             tx: id,
@@ -1307,6 +1354,28 @@ impl Session {
         env: &Envelope<'_, S>,
         out: &mut Outbox<B>,
     ) -> Result<TxId, UseError> {
+        self.begin(env, out, false)
+    }
+
+    /// Checks an envelope without sending a message: MAIL and every RCPT (none: the sender
+    /// alone), never DATA or BDAT. Each reply comes as [`Event::SenderResult`] (MAIL accepted)
+    /// or [`Event::RecipientResult`]; the transaction ends with [`Event::TransactionDone`]
+    /// ([`TxOutcome::Checked`], or failed at MAIL or for want of a valid recipient) and the
+    /// session resets it with RSET, so it stays usable and the server holds nothing open.
+    pub fn check_envelope<S: AsRef<str>, B: Buffer>(
+        &mut self,
+        env: &Envelope<'_, S>,
+        out: &mut Outbox<B>,
+    ) -> Result<TxId, UseError> {
+        self.begin(env, out, true)
+    }
+
+    fn begin<S: AsRef<str>, B: Buffer>(
+        &mut self,
+        env: &Envelope<'_, S>,
+        out: &mut Outbox<B>,
+        check: bool,
+    ) -> Result<TxId, UseError> {
         self.usable()?;
         if self.state != State::Ready {
             return Err(UseError::NotReady);
@@ -1314,7 +1383,7 @@ impl Session {
         if !self.can_start_transaction() {
             return Err(UseError::Busy);
         }
-        if env.to.is_empty() {
+        if env.to.is_empty() && !check {
             return Err(UseError::NoRecipients);
         }
         env.mail.validate().map_err(UseError::Invalid)?;
@@ -1323,7 +1392,7 @@ impl Session {
             .iter()
             .position(|t| !t.live)
             .ok_or(UseError::Busy)? as u8;
-        let bdat = self.chunking();
+        let bdat = self.chunking() && !check;
         let from = match env.from {
             crate::command::ReversePath::Null => crate::command::ReversePath::Null,
             crate::command::ReversePath::Address(a) => {
@@ -1331,14 +1400,14 @@ impl Session {
             }
         };
         let start = out.len();
-        let lines = env.to.len() as u32 + if bdat { 1 } else { 2 };
+        let lines = env.to.len() as u32 + if bdat || check { 1 } else { 2 };
         let written = Command::Mail(&from, &env.mail)
             .encode(out.buf_mut())
             .and_then(|_| {
                 for to in env.to {
                     Command::Rcpt(to.as_ref(), &env.rcpt).encode(out.buf_mut())?;
                 }
-                if !bdat {
+                if !bdat && !check {
                     Command::Data.encode(out.buf_mut())?;
                 }
                 Ok(())
@@ -1356,8 +1425,10 @@ impl Session {
             self.held += lines - 1;
         }
         self.expect.push(Expect::Mail(slot));
-        self.expect.push(Expect::Rcpt(slot));
-        if !bdat {
+        if !env.to.is_empty() {
+            self.expect.push(Expect::Rcpt(slot));
+        }
+        if !bdat && !check {
             self.expect.push(Expect::Data(slot));
         }
         let id = TxId(self.next_tx);
@@ -1373,6 +1444,7 @@ impl Session {
             bdat,
             rcpts: env.to.len() as u32,
             due: lines,
+            check,
             ..Tx::EMPTY
         };
         if bdat {

@@ -132,6 +132,7 @@ pub fn describe(ev: &Event<'_>) -> String {
         Event::RecipientResult { tx, index, reply } => {
             format!("Rcpt tx{} #{} {}", tx.0, index, code(reply))
         }
+        Event::SenderResult { tx, reply } => format!("Mail tx{} {}", tx.0, code(reply)),
         Event::SendData(tx) => format!("SendData tx{}", tx.0),
         Event::TransactionDone { tx, outcome } => match outcome {
             TxOutcome::Delivered(r) => format!("Done tx{} delivered {}", tx.0, code(r)),
@@ -139,6 +140,7 @@ pub fn describe(ev: &Event<'_>) -> String {
                 format!("Done tx{} failed {:?} {}", tx.0, at, code(r))
             }
             TxOutcome::Failed { at, reply: None } => format!("Done tx{} failed {:?}", tx.0, at),
+            TxOutcome::Checked => format!("Done tx{} checked", tx.0),
         },
         Event::Reply(r) => format!("Reply {}", code(r)),
         Event::Closed => "Closed".to_string(),

@@ -979,3 +979,72 @@ p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
         assert!(s.is_idle());
     }
 }
+
+#[test]
+fn check_envelope_pipelined_never_sends_data() {
+    both_splits(|t| {
+        greet(t, POSTFIX_EHLO);
+        let from = ReversePath::Address(Address::new("a@c.example").unwrap());
+        let to = addrs(&["b@x.example", "c@x.example"]);
+        let env = Envelope {
+            from: &from,
+            to: &to,
+            mail: MailParams::default(),
+            rcpt: RcptParams::default(),
+        };
+        t.session.check_envelope(&env, &mut t.out).unwrap();
+        t.expect_client(
+            b"MAIL FROM:<a@c.example>\r\nRCPT TO:<b@x.example>\r\nRCPT TO:<c@x.example>\r\n",
+        );
+        t.server(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 unknown\r\n")
+            .unwrap();
+        t.expect_events(&[
+            "Mail tx0 250",
+            "Rcpt tx0 #0 250",
+            "Rcpt tx0 #1 550",
+            "Done tx0 checked",
+        ]);
+        t.expect_client(b"RSET\r\n");
+        t.server(b"250 2.0.0 Ok\r\n").unwrap();
+        assert!(t.session.is_idle());
+    });
+}
+
+#[test]
+fn check_envelope_lockstep_and_sender_only() {
+    both_splits(|t| {
+        greet(t, PLAIN_EHLO);
+        let from = ReversePath::Address(Address::new("a@c.example").unwrap());
+        let to = addrs(&["b@x.example"]);
+        let env = Envelope {
+            from: &from,
+            to: &to,
+            mail: MailParams::default(),
+            rcpt: RcptParams::default(),
+        };
+        t.session.check_envelope(&env, &mut t.out).unwrap();
+        t.expect_client(b"MAIL FROM:<a@c.example>\r\n");
+        t.server(b"250 Ok\r\n").unwrap();
+        t.expect_client(b"RCPT TO:<b@x.example>\r\n");
+        t.server(b"550 no\r\n").unwrap();
+        t.expect_events(&[
+            "Mail tx0 250",
+            "Rcpt tx0 #0 550",
+            "Done tx0 failed NoValidRecipients",
+        ]);
+        t.expect_client(b"RSET\r\n");
+        t.server(b"250 Ok\r\n").unwrap();
+        let none: Vec<Address<&str>> = Vec::new();
+        let env = Envelope {
+            from: &from,
+            to: &none,
+            mail: MailParams::default(),
+            rcpt: RcptParams::default(),
+        };
+        t.session.check_envelope(&env, &mut t.out).unwrap();
+        t.expect_client(b"MAIL FROM:<a@c.example>\r\n");
+        t.server(b"553 bad sender\r\n").unwrap();
+        t.expect_events(&["Done tx1 failed Mail 553"]);
+        assert!(t.session.is_idle());
+    });
+}
