@@ -60,10 +60,14 @@ impl Sink {
         let line = record.line();
         if let Some(path) = &self.file {
             let stamped = format!("{} {line}\n", timestamp(false));
+            // Not through a symbolic link (a log in a shared directory cannot be redirected
+            // onto another file), and never waiting on a FIFO with no reader.
+            let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
             let written = OpenOptions::new()
                 .append(true)
                 .create(true)
                 .mode(0o600)
+                .custom_flags(flags.bits() as i32)
                 .open(path)
                 .and_then(|mut f| f.write_all(stamped.as_bytes()));
             if let Err(e) = written {

@@ -237,6 +237,41 @@ fn an_unwritable_log_never_fails_the_message() {
     assert_eq!(srv.wait_for_messages(1, STORE_WAIT).len(), 1);
 }
 
+/// A log path that is a symbolic link is not followed (a log in a shared directory cannot
+/// be pointed at another file), and a FIFO with no reader does not hold the command: both
+/// are warnings, and the message goes.
+#[test]
+fn a_symlinked_or_fifo_log_is_not_written_through() {
+    let srv = Aiosmtpd::start();
+    let sb = Sandbox::with_prefix("postline-log-");
+    let victim = sb.write("victim", "untouched\n");
+    let link = sb.path("link.log");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let fifo = sb.path("fifo.log");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for (n, path) in [&link, &fifo].into_iter().enumerate() {
+        let o = run_code(
+            sb.send(&srv.addr())
+                .from("a@example.com")
+                .to("b@example.com")
+                .body("x")
+                .args(["--log-file", path.to_str().unwrap()]),
+            0,
+        );
+        assert!(
+            stderr(&o).contains("warning: cannot write the log file"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(srv.wait_for_messages(n + 1, STORE_WAIT).len(), n + 1);
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n");
+}
+
 /// A hostile server's reply arrives in the log escaped: no ESC, BEL or bidi override in it.
 #[test]
 fn server_text_in_the_log_is_escaped() {

@@ -20,12 +20,17 @@ use std::fmt;
 
 /// Whether `c` must not reach a terminal or a log as it is: C0 and C1 control characters
 /// (ESC, CR, LF, TAB, BEL, NUL, CSI...), DEL, and the invisible bidirectional formatting
-/// marks (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069).
+/// marks (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069), and the line and
+/// paragraph separators U+2028 and U+2029 (which some terminals and log viewers break on).
 pub fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
         )
 }
 
@@ -86,7 +91,7 @@ mod tests {
 
     #[test]
     fn escaping_twice_is_escaping_once() {
-        let s = "220 \u{1b}]0;t\u{7}\r\u{85}\u{2066}x";
+        let s = "220 \u{1b}]0;t\u{7}\r\u{85}\u{2066}x\u{2028}y\u{2029}";
         let once = escape(s).into_owned();
         assert!(!once.chars().any(needs_escape));
         assert_eq!(escape(&once), once);

@@ -182,19 +182,39 @@ impl Route {
     /// A short description for people: `relay HOST (account NAME)`, `account NAME`,
     /// `relay HOST`, or `direct (MX)`.
     pub fn describe(&self) -> String {
-        match (&self.account, &self.server, self.direct) {
-            (_, _, true) => "direct (MX)".into(),
+        let mut d = match (&self.account, &self.server, self.direct) {
+            (_, _, true) => "direct (MX)".to_string(),
             (Some(a), Some(s), _) => format!("relay {s} (account {a})"),
             (Some(a), None, _) => format!("account {a}"),
             (None, Some(s), _) => format!("relay {s}"),
             (None, None, false) => "default account".into(),
+        };
+        // The proxy as stored: never with a password (a queued route holds none).
+        if let Some(p) = &self.proxy {
+            d.push_str(&format!(" via proxy {p}"));
         }
+        if let Some(ip) = self.source_address {
+            d.push_str(&format!(" from {ip}"));
+        }
+        d
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn described_with_its_proxy_and_source_address() {
+        let mut r = Route::relay("mail.example.com:587");
+        assert_eq!(r.describe(), "relay mail.example.com:587");
+        r.proxy = Some("socks5://me@proxy.example:1080".into());
+        r.source_address = Some("192.0.2.1".parse().unwrap());
+        assert_eq!(
+            r.describe(),
+            "relay mail.example.com:587 via proxy socks5://me@proxy.example:1080 from 192.0.2.1"
+        );
+    }
 
     #[test]
     fn round_trips_and_refuses_commands_and_unknown_fields() {
