@@ -86,14 +86,6 @@ pub fn dsn(
     (d != Dsn::default()).then_some(d)
 }
 
-/// `envelope` with `dsn` applied.
-pub fn apply(envelope: postline::Envelope, dsn: Option<&Dsn>) -> postline::Envelope {
-    match dsn {
-        Some(d) => d.apply(envelope),
-        None => envelope,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -248,7 +248,7 @@ pub fn direct(
     dsn: Option<&Dsn>,
 ) -> Vec<Delivery> {
     let envelope = match Envelope::new(from, recipients) {
-        Ok(e) => crate::dsn::apply(e, dsn),
+        Ok(e) => postline_queue::Dsn::apply_to(dsn, e),
         Err(e) => return relay_results(&Err(e), recipients),
     };
     match mailer(target).send_blocking(&envelope, message) {

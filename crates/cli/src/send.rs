@@ -220,7 +220,7 @@ pub fn deliver(
 ) -> Result<Report, Fail> {
     let envelope = Envelope::new(from, recipients)
         .map_err(|e| Fail::new(exit::for_error(&e), connect::describe(&e)))?;
-    let envelope = crate::dsn::apply(envelope, dsn);
+    let envelope = postline_queue::Dsn::apply_to(dsn, envelope);
     let (host, port) = (target.host.clone(), target.port);
     let mut report = Report {
         target_host: host,

@@ -51,12 +51,7 @@ impl Config {
                 )))
             }
         };
-        let host = match url.host() {
-            Some(url::Host::Domain(d)) => d.to_string(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(bad("no host")),
-        };
+        let (host, credentials) = host_and_credentials(&url, &bad)?;
         if !matches!(url.path(), "" | "/") {
             return Err(bad("a path means nothing here"));
         }
@@ -64,18 +59,8 @@ impl Config {
         if let Some(port) = url.port() {
             config = config.port(port);
         }
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8()
-                .map(|c| c.into_owned())
-                .map_err(|_| bad("user or password is not UTF-8 once decoded"))
-        };
-        if !url.username().is_empty() {
-            let user = decode(url.username())?;
-            let password = decode(url.password().unwrap_or(""))?;
+        if let Some((user, password)) = credentials {
             config = config.credentials(user, password);
-        } else if url.password().is_some() {
-            return Err(bad("a password without a user"));
         }
         for (key, value) in url.query_pairs() {
             config = match key.as_ref() {
@@ -117,6 +102,38 @@ impl FromStr for Config {
     fn from_str(s: &str) -> Result<Config, Error> {
         Config::from_url(s)
     }
+}
+
+/// The host of a parsed `smtp://` or `socks5://` URL (an IPv6 address without brackets) and
+/// its percent-decoded user and password (empty when only a user is given); `bad` words
+/// an error.
+pub(crate) fn host_and_credentials(
+    url: &url::Url,
+    bad: &dyn Fn(&str) -> Error,
+) -> Result<(String, Option<(String, String)>), Error> {
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) => d.to_string(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        None => return Err(bad("no host")),
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| bad("user or password is not UTF-8 once decoded"))
+    };
+    let credentials = if !url.username().is_empty() {
+        Some((
+            decode(url.username())?,
+            decode(url.password().unwrap_or(""))?,
+        ))
+    } else if url.password().is_some() {
+        return Err(bad("a password without a user"));
+    } else {
+        None
+    };
+    Ok((host, credentials))
 }
 
 /// The URL with any password replaced, for error messages.

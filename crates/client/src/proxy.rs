@@ -85,34 +85,17 @@ impl Proxy {
                 url.scheme()
             )));
         }
-        let host = match url.host() {
-            Some(url::Host::Domain(d)) => d.to_string(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(bad("no host")),
-        };
+        let (host, credentials) = crate::config_url::host_and_credentials(&url, &bad)?;
         if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
             return Err(bad("a path, query or fragment means nothing here"));
         }
-        let mut proxy = Proxy {
+        let (user, password) = credentials.unzip();
+        Ok(Proxy {
             host,
             port: url.port().unwrap_or(DEFAULT_SOCKS_PORT),
-            user: None,
-            password: None,
-        };
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8()
-                .map(|c| c.into_owned())
-                .map_err(|_| bad("user or password is not UTF-8 once decoded"))
-        };
-        if !url.username().is_empty() {
-            proxy.user = Some(decode(url.username())?);
-            proxy.password = Some(decode(url.password().unwrap_or(""))?);
-        } else if url.password().is_some() {
-            return Err(bad("a password without a user"));
-        }
-        Ok(proxy)
+            user,
+            password,
+        })
     }
 
     /// The proxy's host.

@@ -222,6 +222,15 @@ impl Dsn {
         }
         envelope.dsn_orcpt(self.orcpt)
     }
+
+    /// `envelope` with `dsn` applied when there is one: what every path that sends a
+    /// message with its stored (or asked-for) parameters does.
+    pub fn apply_to(dsn: Option<&Dsn>, envelope: postline::Envelope) -> postline::Envelope {
+        match dsn {
+            Some(d) => d.apply(envelope),
+            None => envelope,
+        }
+    }
 }
 
 impl Entry {

@@ -534,10 +534,7 @@ fn transactions(i: usize, job: &Job<'_>, max: usize) -> (Vec<Tx>, Vec<Delivery>)
 
 fn envelope(entry: &crate::entry::Entry, to: &[&str], message: &[u8]) -> Result<Envelope, Error> {
     let envelope = Envelope::new(&entry.from, to.iter().copied())?.size(message.len() as u64);
-    Ok(match &entry.dsn {
-        Some(dsn) => dsn.apply(envelope),
-        None => envelope,
-    })
+    Ok(crate::entry::Dsn::apply_to(entry.dsn.as_ref(), envelope))
 }
 
 /// Direct delivery, one message after another (each one's domains in parallel); each
@@ -545,12 +542,8 @@ fn envelope(entry: &crate::entry::Entry, to: &[&str], message: &[u8]) -> Result<
 fn direct(mailer: &postline::Mailer, jobs: &[Job<'_>], record: &Record<'_>) {
     for (i, job) in jobs.iter().enumerate() {
         let mut stop = false;
-        let list = match Envelope::new(&job.entry.from, job.recipients.iter().copied()) {
+        let list = match envelope(job.entry, &job.recipients, job.message) {
             Ok(env) => {
-                let env = match &job.entry.dsn {
-                    Some(dsn) => dsn.apply(env),
-                    None => env,
-                };
                 let mut each = |part: &[Delivery]| {
                     stop |= record(vec![(i, part.to_vec())]) == Flow::Stop;
                 };
