@@ -374,6 +374,8 @@ pub enum Command<'a> {
     Helo(Domain<&'a str>),
     /// `EHLO name`.
     Ehlo(Domain<&'a str>),
+    /// `LHLO name`: LMTP's EHLO (RFC 2033 4.1).
+    Lhlo(Domain<&'a str>),
     /// `STARTTLS`.
     StartTls,
     /// `MAIL FROM:<path> params`.
@@ -409,6 +411,7 @@ impl Command<'_> {
         match self {
             Command::Helo(d) => line.push(b"HELO ").push(d.as_str().as_bytes()),
             Command::Ehlo(d) => line.push(b"EHLO ").push(d.as_str().as_bytes()),
+            Command::Lhlo(d) => line.push(b"LHLO ").push(d.as_str().as_bytes()),
             Command::StartTls => line.push(b"STARTTLS"),
             Command::Mail(from, p) => {
                 line.push(b"MAIL FROM:<")
@@ -683,6 +686,7 @@ mod tests {
         let d = Domain::new("client.example").unwrap();
         assert_encodes!(Command::Ehlo(d), "EHLO client.example\r\n");
         assert_encodes!(Command::Helo(d), "HELO client.example\r\n");
+        assert_encodes!(Command::Lhlo(d), "LHLO client.example\r\n");
         assert_encodes!(Command::StartTls, "STARTTLS\r\n");
         assert_encodes!(Command::Data, "DATA\r\n");
         assert_encodes!(Command::Rset, "RSET\r\n");

@@ -1,6 +1,7 @@
 //! The SMTP client session as a state machine: greeting, EHLO (HELO fallback), STARTTLS, AUTH,
 //! then any number of transactions, pipelined when the server allows it (RFC 5321, RFC 2920,
-//! RFC 3207, RFC 4954, RFC 3030).
+//! RFC 3207, RFC 4954, RFC 3030). The same machine speaks LMTP (RFC 2033) when
+//! [`SessionConfig::lmtp`] is set: LHLO, and one reply per accepted recipient after the data.
 //!
 //! # Driving a session
 //!
@@ -58,6 +59,12 @@ pub struct SessionConfig {
     /// Stop at the greeting: no EHLO; a 220 gives [`Event::Ready`] with no capabilities,
     /// and the driver is expected to say QUIT (swaks' `--quit-after banner`).
     pub greeting_only: bool,
+    /// Speak LMTP (RFC 2033), as a final delivery agent such as Dovecot or Cyrus expects:
+    /// LHLO instead of EHLO, with no HELO to fall back on, and after the end of data one
+    /// reply per accepted recipient, each reported as [`Event::LmtpResult`]. Message data
+    /// always goes with DATA: after a refused BDAT chunk, how many replies the last chunk
+    /// gets is not pinned down, and a miscount would credit one recipient's reply to another.
+    pub lmtp: bool,
 }
 
 impl SessionConfig {
@@ -75,6 +82,7 @@ impl SessionConfig {
             chunking: false,
             implicit_tls: false,
             greeting_only: false,
+            lmtp: false,
         }
     }
 
@@ -92,6 +100,7 @@ impl fmt::Debug for SessionConfig {
             .field("chunking", &self.chunking)
             .field("implicit_tls", &self.implicit_tls)
             .field("greeting_only", &self.greeting_only)
+            .field("lmtp", &self.lmtp)
             .finish()
     }
 }
@@ -173,6 +182,13 @@ pub enum TxOutcome<'a> {
     /// one recipient (or, with none given, the sender) was accepted, and no DATA was sent;
     /// the session reset the transaction with RSET.
     Checked,
+    /// LMTP: the end of data was answered once per accepted recipient, each reply reported
+    /// as [`Event::LmtpResult`] before this; `delivered` of them were positive. A recipient's
+    /// own reply decides for it, so no single reply stands for the message.
+    PerRecipient {
+        /// How many accepted recipients the message was delivered to.
+        delivered: u32,
+    },
 }
 
 /// What a reply meant, for the driver to act on.
@@ -218,6 +234,17 @@ pub enum Event<'a> {
         /// The transaction.
         tx: TxId,
         /// The server's reply.
+        reply: Reply<'a>,
+    },
+    /// LMTP: one accepted recipient's reply to the end of data (RFC 2033 4.2), in the order
+    /// the recipients were accepted. The transaction's end follows the last one.
+    LmtpResult {
+        /// The transaction.
+        tx: TxId,
+        /// Which accepted recipient: 0 for the first recipient whose RCPT was accepted, 1 for
+        /// the second, and so on (the envelope index of refused recipients is skipped).
+        accepted_index: u32,
+        /// The server's reply for that recipient.
         reply: Reply<'a>,
     },
     /// Message data for `tx` may be written now ([`Session::send_data`], [`Session::end_data`]).
@@ -435,6 +462,11 @@ struct Tx {
     last_written: bool,
     /// A check: MAIL and RCPT only, never DATA.
     check: bool,
+    /// Replies still due to the end of data: one, or with LMTP one per accepted recipient.
+    final_due: u32,
+    /// Replies to the end of data received so far (LMTP), and how many were positive.
+    final_replies: u32,
+    delivered: u32,
 }
 
 impl Tx {
@@ -453,6 +485,9 @@ impl Tx {
         ended: false,
         last_written: false,
         check: false,
+        final_due: 0,
+        final_replies: 0,
+        delivered: 0,
     };
 }
 
@@ -523,6 +558,18 @@ fn slot_of(e: Expect) -> Option<u8> {
     }
 }
 
+/// How a transaction ends when the reply that decided it already produced its own event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Failed(FailedAt),
+    /// A check with an accepted recipient or sender.
+    Checked,
+    /// LMTP: the last recipient's reply to the end of data came.
+    PerRecipient {
+        delivered: u32,
+    },
+}
+
 /// The SMTP client session. See the [module docs](self) for the driving loop.
 ///
 /// Inputs are `handle_*`; commands are methods that write into the caller's [`Outbox`];
@@ -546,8 +593,7 @@ pub struct Session {
     quit_requested: bool,
     quit_sent: bool,
     /// A transaction end decided by a reply that already produced an event.
-    /// (`None`: a check that ended with an accepted recipient or sender.)
-    pending_done: Option<(TxId, Option<FailedAt>)>,
+    pending_done: Option<(TxId, Ending)>,
     error: Option<SessionError>,
 }
 
@@ -600,7 +646,10 @@ impl Session {
 
     /// True when message data goes out as BDAT chunks.
     pub fn chunking(&self) -> bool {
-        self.config.chunking && self.caps.has(Extension::Chunking) && self.pipelining()
+        self.config.chunking
+            && !self.config.lmtp
+            && self.caps.has(Extension::Chunking)
+            && self.pipelining()
     }
 
     /// The terminal error, if the session failed.
@@ -711,10 +760,11 @@ impl Session {
         if let Some(e) = self.error {
             return Err(e);
         }
-        if let Some((tx, at)) = self.pending_done.take() {
-            let outcome = match at {
-                Some(at) => TxOutcome::Failed { at, reply: None },
-                None => TxOutcome::Checked,
+        if let Some((tx, ending)) = self.pending_done.take() {
+            let outcome = match ending {
+                Ending::Failed(at) => TxOutcome::Failed { at, reply: None },
+                Ending::Checked => TxOutcome::Checked,
+                Ending::PerRecipient { delivered } => TxOutcome::PerRecipient { delivered },
             };
             return Ok((0, Some(Event::TransactionDone { tx, outcome })));
         }
@@ -781,7 +831,9 @@ impl Session {
             }
             return Err(SessionError::UnexpectedReply { code });
         };
-        if code.value() == 421 && exp != Expect::Quit {
+        // With LMTP a 421 after the data is one recipient's answer (RFC 2033 4.2); the ones
+        // still due stay due, so a close that follows leaves them in doubt, not refused.
+        if code.value() == 421 && exp != Expect::Quit && !self.lmtp_final(exp) {
             return Ok(Some(self.closing(reply)));
         }
         let shared_entry_done = match exp {
@@ -793,6 +845,7 @@ impl Session {
                 .txs
                 .get(slot as usize)
                 .is_none_or(|t| t.bdat_pending <= 1),
+            Expect::DataEnd(slot) => self.txs.get(slot as usize).is_none_or(|t| t.final_due <= 1),
             _ => true,
         };
         if shared_entry_done {
@@ -802,6 +855,11 @@ impl Session {
         let event = self.dispatch(exp, reply, out)?;
         self.pump(out).map_err(SessionError::BufferFull)?;
         Ok(event)
+    }
+
+    /// Whether `exp` awaits one of several LMTP replies to an end of data.
+    fn lmtp_final(&self, exp: Expect) -> bool {
+        self.config.lmtp && matches!(exp, Expect::DataEnd(_))
     }
 
     fn closing<'a>(&mut self, reply: Reply<'a>) -> Event<'a> {
@@ -851,8 +909,9 @@ impl Session {
                     self.caps = Capabilities::from_ehlo(&reply);
                     self.state = State::Ready;
                     Ok(Some(Event::Ready))
-                } else if code.is_permanent() {
-                    // RFC 5321 3.2: a server that does not know EHLO gets HELO.
+                } else if code.is_permanent() && !self.config.lmtp {
+                    // RFC 5321 3.2: a server that does not know EHLO gets HELO. LMTP has no
+                    // HELO (RFC 2033 4.1): a refused LHLO refuses the session.
                     self.state = State::Helo;
                     self.send_hello(out, false)
                         .map_err(SessionError::BufferFull)?;
@@ -973,7 +1032,7 @@ impl Session {
                 tx.done = true;
                 tx.stage = Stage::AwaitFinal;
                 self.maybe_retire(slot, out)?;
-                self.pending_done = Some((id, None));
+                self.pending_done = Some((id, Ending::Checked));
             }
             return Ok(Some(Event::SenderResult { tx: id, reply }));
         }
@@ -1026,8 +1085,12 @@ impl Session {
             tx.done = true;
             tx.stage = Stage::AwaitFinal;
             self.maybe_retire(slot, out)?;
-            let at = (accepted == 0).then_some(FailedAt::NoValidRecipients);
-            self.pending_done = Some((id, at));
+            let ending = if accepted == 0 {
+                Ending::Failed(FailedAt::NoValidRecipients)
+            } else {
+                Ending::Checked
+            };
+            self.pending_done = Some((id, ending));
         }
         if last && accepted == 0 && (bdat || !pipelined) {
             // No recipient, and nothing else is due: without PIPELINING, DATA never leaves
@@ -1044,7 +1107,7 @@ impl Session {
                 }
             }
             self.maybe_retire(slot, out)?;
-            self.pending_done = Some((id, Some(FailedAt::NoValidRecipients)));
+            self.pending_done = Some((id, Ending::Failed(FailedAt::NoValidRecipients)));
         }
         Ok(Some(Event::RecipientResult {
             tx: id,
@@ -1071,6 +1134,7 @@ impl Session {
             tx.stage = Stage::AwaitFinal;
             tx.last_written = true;
             tx.due += 1;
+            tx.final_due = 1;
             out.write(b".\r\n").map_err(SessionError::BufferFull)?;
             out.release_all();
             self.in_flight += 1;
@@ -1146,8 +1210,12 @@ impl Session {
     ) -> Result<Option<Event<'a>>, SessionError> {
         let code = reply.code();
         let ok = Self::check(code, Phase::DataEnd, false)?;
+        if self.config.lmtp {
+            return self.on_lmtp_final(slot, ok, reply, out);
+        }
         let tx = self.tx_mut(slot, code)?;
         tx.due -= 1;
+        tx.final_due = tx.final_due.saturating_sub(1);
         let (id, done) = (tx.id, tx.done);
         // After the reply to the end of data (RFC 5321 4.1.1.4) or to BDAT LAST (RFC 3030 2)
         // the server has closed the transaction, whatever happened before.
@@ -1166,6 +1234,44 @@ impl Session {
             }
         };
         Ok(Some(Event::TransactionDone { tx: id, outcome }))
+    }
+
+    /// One of the LMTP replies to an end of data: each is one accepted recipient's result, in
+    /// RCPT order; after the last the server has closed the transaction (RFC 2033 4.2).
+    fn on_lmtp_final<'a, B: Buffer>(
+        &mut self,
+        slot: u8,
+        ok: bool,
+        reply: Reply<'a>,
+        out: &mut Outbox<B>,
+    ) -> Result<Option<Event<'a>>, SessionError> {
+        let tx = self.tx_mut(slot, reply.code())?;
+        tx.due -= 1;
+        tx.final_due = tx.final_due.saturating_sub(1);
+        let accepted_index = tx.final_replies;
+        tx.final_replies += 1;
+        if ok {
+            tx.delivered += 1;
+        }
+        let last = tx.final_due == 0;
+        let (id, done, delivered) = (tx.id, tx.done, tx.delivered);
+        if last {
+            tx.ended = true;
+            tx.done = true;
+            self.maybe_retire(slot, out)?;
+        }
+        if done {
+            // The terminator of a message no recipient was accepted for: already reported.
+            return Ok(None);
+        }
+        if last {
+            self.pending_done = Some((id, Ending::PerRecipient { delivered }));
+        }
+        Ok(Some(Event::LmtpResult {
+            tx: id,
+            accepted_index,
+            reply,
+        }))
     }
 
     /// Without PIPELINING, the rest of a transaction waits in the outbox; when the
@@ -1220,7 +1326,9 @@ impl Session {
         // A copy of the name, so the command can borrow it while the session changes.
         let config = self.config.clone();
         let name = config.hello();
-        if ehlo {
+        if ehlo && config.lmtp {
+            self.push(out, Command::Lhlo(name), Expect::Ehlo, false)
+        } else if ehlo {
             self.push(out, Command::Ehlo(name), Expect::Ehlo, false)
         } else {
             self.push(out, Command::Helo(name), Expect::Helo, false)
@@ -1537,16 +1645,24 @@ impl Session {
         }
         out.release_all();
         out.mark_end_of_data();
-        self.in_flight += 1;
+        let t = &mut self.txs[slot as usize];
+        // LMTP answers once per accepted recipient (RFC 2033 4.2); the 354 came after every
+        // RCPT reply, so the count is known.
+        let replies = if self.config.lmtp {
+            t.accepted.max(1)
+        } else {
+            1
+        };
+        t.stage = Stage::AwaitFinal;
+        t.last_written = true;
+        t.due += replies;
+        t.final_due = replies;
+        self.in_flight += replies;
         self.expect.push(if bdat {
             Expect::BdatLast(slot)
         } else {
             Expect::DataEnd(slot)
         });
-        let t = &mut self.txs[slot as usize];
-        t.stage = Stage::AwaitFinal;
-        t.last_written = true;
-        t.due += 1;
         Ok(())
     }
 

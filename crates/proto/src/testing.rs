@@ -133,6 +133,11 @@ pub fn describe(ev: &Event<'_>) -> String {
             format!("Rcpt tx{} #{} {}", tx.0, index, code(reply))
         }
         Event::SenderResult { tx, reply } => format!("Mail tx{} {}", tx.0, code(reply)),
+        Event::LmtpResult {
+            tx,
+            accepted_index,
+            reply,
+        } => format!("Lmtp tx{} #{} {}", tx.0, accepted_index, code(reply)),
         Event::SendData(tx) => format!("SendData tx{}", tx.0),
         Event::TransactionDone { tx, outcome } => match outcome {
             TxOutcome::Delivered(r) => format!("Done tx{} delivered {}", tx.0, code(r)),
@@ -141,6 +146,9 @@ pub fn describe(ev: &Event<'_>) -> String {
             }
             TxOutcome::Failed { at, reply: None } => format!("Done tx{} failed {:?}", tx.0, at),
             TxOutcome::Checked => format!("Done tx{} checked", tx.0),
+            TxOutcome::PerRecipient { delivered } => {
+                format!("Done tx{} per-recipient {delivered} delivered", tx.0)
+            }
         },
         Event::Reply(r) => format!("Reply {}", code(r)),
         Event::Closed => "Closed".to_string(),

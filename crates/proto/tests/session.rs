@@ -1048,3 +1048,229 @@ fn check_envelope_lockstep_and_sender_only() {
         assert!(t.session.is_idle());
     });
 }
+
+mod lmtp {
+    use super::*;
+
+    /// Dovecot 2.3's LHLO reply.
+    const DOVECOT_LHLO: &[u8] = b"250-mail.example\r\n250-8BITMIME\r\n250-CHUNKING\r\n250-ENHANCEDSTATUSCODES\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 XCLIENT ADDR HELO LOGIN NAME PORT PROTO TIMEOUT TTL\r\n";
+
+    fn lmtp_config() -> SessionConfig {
+        let mut c = config();
+        c.lmtp = true;
+        c.chunking = true; // asked for, and still not used: LMTP data goes with DATA
+        c
+    }
+
+    fn both_splits(f: impl Fn(&mut Talk)) {
+        for byte_at_a_time in [false, true] {
+            let mut t = Talk::new(lmtp_config());
+            t.byte_at_a_time = byte_at_a_time;
+            f(&mut t);
+        }
+    }
+
+    fn greet(t: &mut Talk) {
+        t.server(b"220 mail.example Dovecot ready.\r\n").unwrap();
+        t.expect_client(b"LHLO client.example\r\n");
+        t.server(DOVECOT_LHLO).unwrap();
+        t.expect_events(&["Ready"]);
+        assert!(t.session.pipelining());
+        assert!(!t.session.chunking());
+    }
+
+    fn envelope_of<'a>(
+        from: &'a ReversePath<&'static str>,
+        to: &'a [Address<&'static str>],
+    ) -> Envelope<'a, &'static str> {
+        Envelope {
+            from,
+            to,
+            mail: MailParams::default(),
+            rcpt: RcptParams::default(),
+        }
+    }
+
+    #[test]
+    fn one_reply_per_accepted_recipient_after_the_data() {
+        both_splits(|t| {
+            greet(t);
+            let from = ReversePath::Address(Address::new("a@c.example").unwrap());
+            let to = addrs(&[
+                "b@x.example",
+                "nobody@x.example",
+                "c@x.example",
+                "d@x.example",
+            ]);
+            let env = envelope_of(&from, &to);
+            let tx = t.session.start_transaction(&env, &mut t.out).unwrap();
+            t.expect_client(b"MAIL FROM:<a@c.example>\r\nRCPT TO:<b@x.example>\r\nRCPT TO:<nobody@x.example>\r\nRCPT TO:<c@x.example>\r\nRCPT TO:<d@x.example>\r\nDATA\r\n");
+            t.server(b"250 2.1.0 OK\r\n250 2.1.5 OK\r\n550 5.1.1 <nobody@x.example> User doesn't exist\r\n250 2.1.5 OK\r\n250 2.1.5 OK\r\n354 OK\r\n")
+                .unwrap();
+            t.expect_events(&[
+                "Rcpt tx0 #0 250",
+                "Rcpt tx0 #1 550",
+                "Rcpt tx0 #2 250",
+                "Rcpt tx0 #3 250",
+                "SendData tx0",
+            ]);
+            t.session
+                .send_data(b"Subject: hi\r\n\r\nx\r\n", &mut t.out)
+                .unwrap();
+            t.session.end_data(&mut t.out).unwrap();
+            t.expect_client(b"Subject: hi\r\n\r\nx\r\n.\r\n");
+            // Three accepted recipients: three replies are due, and all three may come.
+            assert_eq!(t.session.replies_due(), 3);
+            t.server(b"250 2.0.0 <b@x.example> Saved\r\n").unwrap();
+            t.expect_events(&["Lmtp tx0 #0 250"]);
+            assert_eq!(t.session.awaiting_final().collect::<Vec<_>>(), vec![tx]);
+            assert_eq!(t.session.phase(), Some(Phase::DataEnd));
+            t.server(b"452 4.2.2 <c@x.example> Quota exceeded\r\n552 5.2.2 <d@x.example> Mailbox full\r\n")
+                .unwrap();
+            t.expect_events(&[
+                "Lmtp tx0 #1 452",
+                "Lmtp tx0 #2 552",
+                "Done tx0 per-recipient 1 delivered",
+            ]);
+            // The server closed the transaction: no RSET, and the next one may start.
+            t.expect_client(b"");
+            assert!(t.session.is_idle());
+            assert!(t.session.can_start_transaction());
+            t.session.quit(&mut t.out).unwrap();
+            t.expect_client(b"QUIT\r\n");
+            t.server(b"221 2.0.0 Bye\r\n").unwrap();
+            t.expect_events(&["Closed"]);
+        });
+    }
+
+    #[test]
+    fn next_message_follows_and_replies_are_not_credited_across() {
+        both_splits(|t| {
+            greet(t);
+            let from = ReversePath::Address(Address::new("a@c.example").unwrap());
+            let to = addrs(&["b@x.example", "c@x.example"]);
+            let env = envelope_of(&from, &to);
+            t.session.start_transaction(&env, &mut t.out).unwrap();
+            t.client();
+            t.server(b"250 OK\r\n250 OK\r\n250 OK\r\n354 OK\r\n")
+                .unwrap();
+            t.events();
+            t.session.send_data(b"x", &mut t.out).unwrap();
+            t.session.end_data(&mut t.out).unwrap();
+            let one = addrs(&["e@x.example"]);
+            let env2 = envelope_of(&from, &one);
+            t.session.start_transaction(&env2, &mut t.out).unwrap();
+            t.expect_client(
+                b"x\r\n.\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<e@x.example>\r\nDATA\r\n",
+            );
+            // Two replies for the first message, then the second's MAIL, RCPT, DATA.
+            t.server(b"250 b ok\r\n550 c failed\r\n250 OK\r\n250 OK\r\n354 OK\r\n")
+                .unwrap();
+            t.expect_events(&[
+                "Lmtp tx0 #0 250",
+                "Lmtp tx0 #1 550",
+                "Done tx0 per-recipient 1 delivered",
+                "Rcpt tx1 #0 250",
+                "SendData tx1",
+            ]);
+        });
+    }
+
+    #[test]
+    fn refused_lhlo_is_not_followed_by_helo() {
+        both_splits(|t| {
+            t.server(b"220 lmtp\r\n").unwrap();
+            t.expect_client(b"LHLO client.example\r\n");
+            t.server(b"500 5.5.1 Unknown command\r\n").unwrap();
+            t.expect_events(&["Rejected 500"]);
+            t.expect_client(b"QUIT\r\n");
+        });
+    }
+
+    #[test]
+    fn a_close_between_replies_leaves_the_rest_in_doubt() {
+        both_splits(|t| {
+            greet(t);
+            let from = ReversePath::Null;
+            let to = addrs(&["b@x.example", "c@x.example"]);
+            let env = envelope_of(&from, &to);
+            let tx = t.session.start_transaction(&env, &mut t.out).unwrap();
+            t.client();
+            t.server(b"250 OK\r\n250 OK\r\n250 OK\r\n354 OK\r\n")
+                .unwrap();
+            t.events();
+            t.session.send_data(b"x", &mut t.out).unwrap();
+            t.session.end_data(&mut t.out).unwrap();
+            t.client();
+            // A 421 after the data is one recipient's answer, not the end of the session.
+            t.server(b"421 4.3.0 <b@x.example> shutting down\r\n")
+                .unwrap();
+            t.expect_events(&["Lmtp tx0 #0 421"]);
+            assert!(!t.session.is_closed());
+            assert_eq!(t.session.in_doubt(&t.out).collect::<Vec<_>>(), vec![tx]);
+            assert_eq!(
+                t.session.handle_close(&[]),
+                Err(SessionError::ConnectionClosed {
+                    phase: Phase::DataEnd
+                })
+            );
+        });
+    }
+
+    #[test]
+    fn no_recipient_accepted_data_refused_once() {
+        both_splits(|t| {
+            greet(t);
+            let from = ReversePath::Null;
+            let to = addrs(&["nobody@x.example"]);
+            let env = envelope_of(&from, &to);
+            t.session.start_transaction(&env, &mut t.out).unwrap();
+            t.client();
+            t.server(
+                b"250 OK\r\n550 5.1.1 User doesn't exist\r\n503 5.5.1 No valid recipients\r\n",
+            )
+            .unwrap();
+            t.expect_events(&["Rcpt tx0 #0 550", "Done tx0 failed NoValidRecipients 503"]);
+            t.expect_client(b"RSET\r\n");
+        });
+    }
+
+    #[test]
+    fn a_354_with_no_recipient_gets_an_empty_message_and_one_reply() {
+        let mut t = Talk::new(lmtp_config());
+        greet(&mut t);
+        let from = ReversePath::Null;
+        let to = addrs(&["nobody@x.example"]);
+        let env = envelope_of(&from, &to);
+        t.session.start_transaction(&env, &mut t.out).unwrap();
+        t.client();
+        t.server(b"250 OK\r\n550 no\r\n354 go anyway\r\n").unwrap();
+        t.expect_events(&["Rcpt tx0 #0 550", "Done tx0 failed NoValidRecipients"]);
+        t.expect_client(b".\r\n");
+        t.server(b"554 nothing\r\n").unwrap();
+        t.expect_events(&[]);
+        assert!(t.session.can_start_transaction());
+    }
+
+    #[test]
+    fn a_reply_beyond_the_recipients_is_out_of_turn() {
+        let mut t = Talk::new(lmtp_config());
+        greet(&mut t);
+        let from = ReversePath::Null;
+        let to = addrs(&["b@x.example"]);
+        let env = envelope_of(&from, &to);
+        t.session.start_transaction(&env, &mut t.out).unwrap();
+        t.client();
+        t.server(b"250 OK\r\n250 OK\r\n354 OK\r\n").unwrap();
+        t.events();
+        t.session.send_data(b"x", &mut t.out).unwrap();
+        t.session.end_data(&mut t.out).unwrap();
+        t.client();
+        t.server(b"250 b ok\r\n").unwrap();
+        t.expect_events(&["Lmtp tx0 #0 250", "Done tx0 per-recipient 1 delivered"]);
+        assert!(matches!(
+            t.server(b"250 extra\r\n"),
+            Err(SessionError::UnexpectedReply { .. })
+        ));
+    }
+}
