@@ -464,8 +464,7 @@ struct Tx {
     check: bool,
     /// Replies still due to the end of data: one, or with LMTP one per accepted recipient.
     final_due: u32,
-    /// Replies to the end of data received so far (LMTP), and how many were positive.
-    final_replies: u32,
+    /// LMTP: positive replies to the end of data so far.
     delivered: u32,
 }
 
@@ -486,7 +485,6 @@ impl Tx {
         last_written: false,
         check: false,
         final_due: 0,
-        final_replies: 0,
         delivered: 0,
     };
 }
@@ -1247,9 +1245,9 @@ impl Session {
     ) -> Result<Option<Event<'a>>, SessionError> {
         let tx = self.tx_mut(slot, reply.code())?;
         tx.due -= 1;
+        // The replies come in the order the recipients were accepted, one each.
+        let accepted_index = tx.accepted.max(1).saturating_sub(tx.final_due);
         tx.final_due = tx.final_due.saturating_sub(1);
-        let accepted_index = tx.final_replies;
-        tx.final_replies += 1;
         if ok {
             tx.delivered += 1;
         }
