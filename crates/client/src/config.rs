@@ -24,6 +24,18 @@ pub enum Tls {
     Implicit,
 }
 
+/// Which protocol the session speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// SMTP (RFC 5321): EHLO, one reply to the end of data for the whole message.
+    #[default]
+    Smtp,
+    /// LMTP (RFC 2033), to a final delivery agent (Dovecot, Cyrus): LHLO, and one reply per
+    /// accepted recipient after the data, so each recipient's [`crate::Delivery`] says
+    /// whether its own mailbox took the message. Its default port is 24.
+    Lmtp,
+}
+
 /// Per-phase timeouts, RFC 5321 4.5.3.2 by default. Start from `Timeouts::default()` and set
 /// fields (more may come, hence `non_exhaustive`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +195,7 @@ pub struct Config {
     pub(crate) proxy: Option<crate::proxy::Proxy>,
     pub(crate) source_address: Option<std::net::IpAddr>,
     pub(crate) stop_after: Option<StopAfter>,
+    pub(crate) protocol: Protocol,
 }
 
 /// Where connecting stops short of a usable session (swaks' `--quit-after`), for a caller
@@ -216,6 +229,7 @@ impl fmt::Debug for Config {
             .field("client_identity", &self.client_identity)
             .field("proxy", &self.proxy)
             .field("source_address", &self.source_address)
+            .field("protocol", &self.protocol)
             .finish_non_exhaustive()
     }
 }
@@ -251,6 +265,7 @@ impl Config {
             rustls: None,
             pipelining: true,
             stop_after: None,
+            protocol: Protocol::Smtp,
             require_tls: false,
             chunking: false,
             transcript: None,
@@ -492,6 +507,17 @@ impl Config {
         self
     }
 
+    /// The protocol: SMTP (default) or LMTP ([`Protocol::Lmtp`]).
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// The protocol in effect.
+    pub fn protocol_in_use(&self) -> Protocol {
+        self.protocol
+    }
+
     /// Use PIPELINING when offered (default on).
     pub fn pipelining(mut self, on: bool) -> Self {
         self.pipelining = on;
@@ -548,9 +574,11 @@ impl Config {
         &self.host
     }
 
-    /// The port in effect: as set, or 465 for implicit TLS, 587 for STARTTLS, 25 otherwise.
+    /// The port in effect: as set, or 24 for LMTP, 465 for implicit TLS, 587 for STARTTLS,
+    /// 25 otherwise.
     pub fn effective_port(&self) -> u16 {
         self.port.unwrap_or(match self.tls {
+            _ if self.protocol == Protocol::Lmtp => 24,
             Tls::Implicit => 465,
             Tls::StartTls => 587,
             Tls::None | Tls::Opportunistic => 25,

@@ -146,6 +146,10 @@ impl Delivery {
             Ok(o) => addresses
                 .enumerate()
                 .map(|(i, a)| match find(&o.recipients, i, a) {
+                    // LMTP: the recipient's own reply after the data decides.
+                    Some(r) if r.accepted && r.data_reply.is_some() => {
+                        after_data(a, r.data_reply.as_ref())
+                    }
                     Some(r) if r.accepted => {
                         Delivery::new(a, DeliveryStatus::Delivered, Some(&o.reply), "")
                     }
@@ -164,6 +168,8 @@ impl Delivery {
                     (Some(r), _) if !r.accepted && r.reply.is_some() => {
                         refused_recipient(a, r.reply.as_ref())
                     }
+                    // LMTP: its own reply after the data decides.
+                    (Some(r), _) if r.data_reply.is_some() => after_data(a, r.data_reply.as_ref()),
                     // MAIL, DATA or the message itself refused: that reply decides for all.
                     (_, Some(reply)) => Delivery::new(
                         a,
@@ -174,6 +180,21 @@ impl Delivery {
                     (_, None) => Delivery::new(a, DeliveryStatus::Deferred, None, refused_at(*at)),
                 })
                 .collect(),
+            Err(e @ Error::DeliveryUnknown { recipients, .. }) if !recipients.is_empty() => {
+                let reason = e.to_string();
+                addresses
+                    .enumerate()
+                    .map(|(i, a)| match find(recipients, i, a) {
+                        // Certainly not delivered: refused at RCPT.
+                        Some(r) if !r.accepted && r.reply.is_some() => {
+                            refused_recipient(a, r.reply.as_ref())
+                        }
+                        // LMTP: this recipient's reply came before the connection failed.
+                        Some(r) if r.data_reply.is_some() => after_data(a, r.data_reply.as_ref()),
+                        _ => Delivery::new(a, DeliveryStatus::InDoubt, e.reply(), reason.as_str()),
+                    })
+                    .collect()
+            }
             Err(e) => {
                 let status = status_of(e);
                 let reason = e.to_string();
@@ -231,6 +252,22 @@ fn refused_recipient(address: &str, reply: Option<&ServerReply>) -> Delivery {
     match reply {
         Some(r) => Delivery::new(address, status, Some(r), ""),
         None => Delivery::new(address, status, None, "no reply for it"),
+    }
+}
+
+/// An LMTP recipient's own reply to the end of data: delivered on a 2xx, else refused
+/// as any reply about the message is.
+fn after_data(address: &str, reply: Option<&ServerReply>) -> Delivery {
+    match reply {
+        Some(r) if r.code / 100 == 2 => {
+            Delivery::new(address, DeliveryStatus::Delivered, Some(r), "")
+        }
+        _ => Delivery::new(
+            address,
+            status_of_refusal(reply),
+            reply,
+            refused_at(FailedAt::Message),
+        ),
     }
 }
 
@@ -323,7 +360,65 @@ mod tests {
             address: a.into(),
             accepted,
             reply: Some(reply(code, "x")),
+            data_reply: None,
         }
+    }
+
+    /// An LMTP recipient accepted at RCPT whose reply after the data was `code`.
+    fn lmtp(a: &str, code: Option<u16>) -> Recipient {
+        Recipient {
+            data_reply: code.map(|c| reply(c, "after data")),
+            ..rcpt(a, true, 250)
+        }
+    }
+
+    #[test]
+    fn lmtp_recipients_are_decided_by_their_own_replies_after_the_data() {
+        let recipients = vec![
+            lmtp("ok@y", Some(250)),
+            lmtp("bad@y", Some(552)),
+            lmtp("later@y", Some(452)),
+        ];
+        let o = crate::engine::per_recipient(recipients.clone());
+        let d = Delivery::from_result(&o, &env());
+        assert_eq!(statuses(&d), [Delivered, Failed, Deferred]);
+        assert_eq!(d[1].reply.as_ref().unwrap().code, 552);
+        assert!(d[1].reason.contains("after the data"), "{:?}", d[1]);
+        // Not one mailbox took it: a refusal, still per recipient; the error's own reply is
+        // the transient one, so a caller reading only the error tries again.
+        let refused = vec![
+            lmtp("ok@y", Some(550)),
+            lmtp("bad@y", Some(552)),
+            lmtp("later@y", Some(452)),
+        ];
+        let e = crate::engine::per_recipient(refused);
+        match &e {
+            Err(Error::MessageRejected { reply: Some(r), .. }) => assert_eq!(r.code, 452),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            statuses(&Delivery::from_result(&e, &env())),
+            [Failed, Failed, Deferred]
+        );
+    }
+
+    #[test]
+    fn a_connection_lost_among_lmtp_replies_keeps_the_answered_ones() {
+        let lost = Error::ConnectionLost {
+            phase: Phase::DataEnd,
+        };
+        let e = Err(Error::DeliveryUnknown {
+            cause: Box::new(lost),
+            recipients: vec![
+                lmtp("ok@y", Some(250)),
+                rcpt("bad@y", false, 550),
+                lmtp("later@y", None),
+            ],
+        });
+        let d = Delivery::from_result(&e, &env());
+        // Delivered stays delivered (a retry would duplicate it), refused stays refused,
+        // and only the unanswered one is in doubt.
+        assert_eq!(statuses(&d), [Delivered, Failed, InDoubt]);
     }
 
     fn env() -> Envelope {
@@ -396,6 +491,7 @@ mod tests {
             (
                 Error::DeliveryUnknown {
                     cause: Box::new(lost.clone()),
+                    recipients: Vec::new(),
                 },
                 InDoubt,
             ),

@@ -637,6 +637,7 @@ impl Mailer {
                             phase: Phase::DataEnd,
                             after: self.attempt_deadline,
                         }),
+                        recipients: Vec::new(),
                     }))
                 } else {
                     Attempt::OutOfTime
@@ -931,6 +932,7 @@ mod tests {
         let decided = [
             Error::DeliveryUnknown {
                 cause: Box::new(lost),
+                recipients: Vec::new(),
             },
             Error::MessageRejected {
                 at: crate::FailedAt::Mail,

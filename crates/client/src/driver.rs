@@ -489,7 +489,7 @@ impl<'m, 'e> Batch<'m, 'e> {
             None => Error::Closed,
         };
         let cause = match &cause {
-            Error::DeliveryUnknown { cause } => (**cause).clone(),
+            Error::DeliveryUnknown { cause, .. } => (**cause).clone(),
             other => other.clone(),
         };
         // Started but never finished: the engine reports every open transaction when a

@@ -218,6 +218,30 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// An LMTP transaction's result from its recipients' own replies to the end of data: an
+/// outcome when the message reached at least one mailbox (its reply is the first such
+/// recipient's), otherwise a refusal whose reply is a transient one when there is one, so
+/// that a caller reading only the error still tries again.
+pub(crate) fn per_recipient(recipients: Vec<Recipient>) -> Result<Outcome, Error> {
+    let delivered = recipients
+        .iter()
+        .find(|r| r.delivered())
+        .and_then(|r| r.data_reply.clone());
+    if let Some(reply) = delivered {
+        return Ok(Outcome { recipients, reply });
+    }
+    let replies = || recipients.iter().filter_map(|r| r.data_reply.as_ref());
+    let reply = replies()
+        .find(|r| !r.is_permanent())
+        .or_else(|| replies().next())
+        .cloned();
+    Err(Error::MessageRejected {
+        at: postline_proto::session::FailedAt::Message,
+        reply,
+        recipients,
+    })
+}
+
 fn use_error(e: UseError) -> Error {
     match e {
         UseError::Failed(e) => Error::Protocol(e),
@@ -250,6 +274,7 @@ impl Engine {
         sc.chunking = config.chunking;
         sc.implicit_tls = config.tls == Tls::Implicit;
         sc.greeting_only = config.stop_after == Some(StopAfter::Banner);
+        sc.lmtp = config.protocol == crate::config::Protocol::Lmtp;
         let transcript = config.transcript.is_some()
             || tracing::enabled!(target: "postline::transcript", tracing::Level::DEBUG);
         let config_tls_implicit = config.tls == Tls::Implicit;
@@ -565,6 +590,7 @@ impl Engine {
                     address: a.as_str().to_string(),
                     accepted: false,
                     reply: None,
+                    data_reply: None,
                 })
                 .collect(),
             body_octets: 0,
@@ -836,6 +862,7 @@ impl Engine {
             let result = if doubt.contains(&t.id) {
                 Error::DeliveryUnknown {
                     cause: Box::new(cause.clone()),
+                    recipients: t.recipients,
                 }
             } else {
                 Error::NotSent {
@@ -849,6 +876,7 @@ impl Engine {
         } else {
             Error::DeliveryUnknown {
                 cause: Box::new(cause),
+                recipients: Vec::new(),
             }
         });
         self.wait = Wait::None;
@@ -1000,6 +1028,22 @@ impl Engine {
                 }
                 Ok(())
             }
+            Event::LmtpResult {
+                tx,
+                accepted_index,
+                reply,
+            } => {
+                let rcpt = self.txs.iter_mut().find(|t| t.id == tx).and_then(|t| {
+                    t.recipients
+                        .iter_mut()
+                        .filter(|r| r.accepted)
+                        .nth(accepted_index as usize)
+                });
+                if let Some(rcpt) = rcpt {
+                    rcpt.data_reply = Some(ServerReply::from_reply(&reply));
+                }
+                Ok(())
+            }
             Event::TransactionDone { tx, outcome } => {
                 let Some(pos) = self.txs.iter().position(|t| t.id == tx) else {
                     return Ok(());
@@ -1023,6 +1067,7 @@ impl Engine {
                         reply: reply.map(|r| ServerReply::from_reply(&r)),
                         recipients: t.recipients,
                     }),
+                    TxOutcome::PerRecipient { .. } => per_recipient(t.recipients),
                 };
                 self.finished.push_back((tx, result));
                 Ok(())

@@ -172,6 +172,11 @@ pub enum Error {
     DeliveryUnknown {
         /// What ended the connection.
         cause: Box<Error>,
+        /// What the server had said about each recipient by then, in envelope order, when
+        /// the client knows (empty otherwise): a recipient refused at RCPT was certainly not
+        /// delivered, and over LMTP a recipient whose own reply to the data came is decided
+        /// by it. The others are the ones in doubt.
+        recipients: Vec<crate::outcome::Recipient>,
     },
     /// The message was never completed at the server, because the connection failed for
     /// `cause`: certainly not delivered.
@@ -443,7 +448,7 @@ impl Error {
             | Error::ServerNotVerified { reply }
             | Error::AuthChallengeRefused { reply, .. } => Some(reply),
             Error::MessageRejected { reply, .. } => reply.as_ref(),
-            Error::DeliveryUnknown { cause } | Error::NotSent { cause } => cause.reply(),
+            Error::DeliveryUnknown { cause, .. } | Error::NotSent { cause } => cause.reply(),
             _ => None,
         }
     }
@@ -480,6 +485,7 @@ mod tests {
         assert_eq!(lost.fault(), Fault::Transient);
         let doubt = Error::DeliveryUnknown {
             cause: Box::new(lost),
+            recipients: Vec::new(),
         };
         assert_eq!(doubt.fault(), Fault::InDoubt);
         let impostor = Error::ServerNotVerified { reply: r(235) };

@@ -81,7 +81,7 @@ mod trust;
 pub use asynchronous::AsyncClient;
 pub use blocking::{BlockingStream, Client};
 pub use certificate::{CertificateSummary, Fingerprint, Pin, PublicKeyPin};
-pub use config::{Auth, Config, Direction, StopAfter, Timeouts, Tls, TranscriptSink};
+pub use config::{Auth, Config, Direction, Protocol, StopAfter, Timeouts, Tls, TranscriptSink};
 pub use delivery::{Delivery, DeliveryStatus};
 #[cfg(feature = "tokio")]
 pub use direct::{Mailer, Route};

@@ -12,6 +12,19 @@ pub struct Recipient {
     /// The RCPT reply; `None` when the transaction failed before this recipient's reply
     /// (MAIL refused, connection closed).
     pub reply: Option<ServerReply>,
+    /// LMTP only ([`crate::Protocol::Lmtp`]): this recipient's own reply to the end of data
+    /// (RFC 2033 4.2), which decides whether its mailbox took the message. `None` over SMTP,
+    /// where [`Outcome::reply`] answers for every accepted recipient, and for a recipient
+    /// whose reply did not come.
+    pub data_reply: Option<ServerReply>,
+}
+
+impl Recipient {
+    /// Whether the message reached this recipient: accepted at RCPT and, over LMTP, its
+    /// own reply after the data was positive too.
+    pub fn delivered(&self) -> bool {
+        self.accepted && self.data_reply.as_ref().is_none_or(|r| r.code / 100 == 2)
+    }
 }
 
 /// A message the server took responsibility for, for at least one recipient.
@@ -24,18 +37,18 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Recipients the server accepted.
+    /// Recipients the server took the message for ([`Recipient::delivered`]).
     pub fn accepted(&self) -> impl Iterator<Item = &Recipient> {
-        self.recipients.iter().filter(|r| r.accepted)
+        self.recipients.iter().filter(|r| r.delivered())
     }
 
-    /// Recipients the server refused (the message did not go to them).
+    /// Recipients the message did not go to: refused at RCPT or, over LMTP, after the data.
     pub fn rejected(&self) -> impl Iterator<Item = &Recipient> {
-        self.recipients.iter().filter(|r| !r.accepted)
+        self.recipients.iter().filter(|r| !r.delivered())
     }
 
-    /// True when every recipient was accepted.
+    /// True when the message went to every recipient.
     pub fn all_accepted(&self) -> bool {
-        self.recipients.iter().all(|r| r.accepted)
+        self.recipients.iter().all(|r| r.delivered())
     }
 }

@@ -176,7 +176,7 @@ fn assert_protocol(err: &Error, want: SessionError) {
 #[track_caller]
 fn assert_lost(err: &Error, phase: Phase, delivery_unknown: bool) {
     let lost = match err {
-        Error::DeliveryUnknown { cause } if delivery_unknown => &**cause,
+        Error::DeliveryUnknown { cause, .. } if delivery_unknown => &**cause,
         other => other,
     };
     match lost {

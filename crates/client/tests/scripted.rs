@@ -91,7 +91,7 @@ fn connection_dropped_after_final_dot() {
         .send_bytes(&envelope(), b"Subject: x\r\n\r\nbody\r\n")
         .unwrap_err();
     match &err {
-        Error::DeliveryUnknown { cause }
+        Error::DeliveryUnknown { cause, .. }
             if matches!(
                 **cause,
                 Error::ConnectionLost {

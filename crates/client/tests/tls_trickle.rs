@@ -165,7 +165,7 @@ fn assert_timeout(err: &Error, phase: Phase, in_doubt: bool, took: Duration) {
         "took {took:?} with a {TIMEOUT:?} timeout: {err}"
     );
     let timeout = match err {
-        Error::DeliveryUnknown { cause } if in_doubt => &**cause,
+        Error::DeliveryUnknown { cause, .. } if in_doubt => &**cause,
         other => other,
     };
     assert!(

@@ -227,6 +227,7 @@ mod tests {
         // The end of data was on the wire: never again.
         let doubt = Error::DeliveryUnknown {
             cause: Box::new(lost(Phase::DataEnd)),
+            recipients: Vec::new(),
         };
         assert!(!stale(&Err(doubt), 0));
         // A timeout, a refusal, a delivery: the server's answer, not a stale connection.
