@@ -32,6 +32,19 @@ pub enum TlsMode {
     None,
 }
 
+/// `protocol = ...` in an account, and `--protocol`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// SMTP (RFC 5321).
+    Smtp,
+    /// LMTP (RFC 2033): delivery into a mail store such as Dovecot or Cyrus, one result per
+    /// recipient.
+    Lmtp,
+}
+
 impl TlsMode {
     /// The config file's spelling.
     fn from_config(s: &str) -> Option<TlsMode> {
@@ -67,6 +80,8 @@ pub struct Account {
     pub port: Option<u16>,
     /// `tls`.
     pub tls: Option<TlsMode>,
+    /// `protocol`: `smtp` (default) or `lmtp`.
+    pub protocol: Option<Protocol>,
     /// `user`.
     pub user: Option<String>,
     /// `password_cmd` / `password_env` / `password_file` (at most one).
@@ -173,6 +188,7 @@ struct RawAccount {
     server: Option<Spanned<String>>,
     port: Option<Spanned<i64>>,
     tls: Option<Spanned<String>>,
+    protocol: Option<Spanned<String>>,
     user: Option<String>,
     /// Refused: accepted by the parser only to give a clear message.
     password: Option<Spanned<toml::Value>>,
@@ -529,6 +545,21 @@ fn account(
         },
     };
 
+    let protocol = match raw.protocol {
+        None => None,
+        Some(p) => match p.get_ref().as_str() {
+            "smtp" => Some(Protocol::Smtp),
+            "lmtp" => Some(Protocol::Lmtp),
+            other => return Err(cx.at(
+                p.span().start,
+                format!(
+                    "account \"{name}\": invalid value for protocol: \"{}\", expected smtp|lmtp",
+                    other.escape_debug()
+                ),
+            )),
+        },
+    };
+
     let password = secret_source(
         cx,
         &name,
@@ -650,6 +681,7 @@ fn account(
         server,
         port,
         tls,
+        protocol,
         user: raw.user,
         password: password.map(|(s, _)| s),
         oauth_token: oauth_token.map(|(s, _)| s),

@@ -175,9 +175,15 @@ impl AuthArg {
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ServerArgs {
-    /// The server, HOST[:PORT] (IPv6 as [ADDR]:PORT).
-    #[arg(long, value_name = "HOST[:PORT]")]
+    /// The server, HOST[:PORT] (IPv6 as [ADDR]:PORT), or the absolute path of a Unix
+    /// socket (/run/dovecot/lmtp).
+    #[arg(long, value_name = "HOST[:PORT]|PATH")]
     pub server: Option<String>,
+    /// The protocol: smtp, or lmtp (RFC 2033) to deliver into a mail store such as
+    /// Dovecot or Cyrus, with a result per recipient. LMTP's port is 24 by default, with
+    /// STARTTLS when offered over TCP.
+    #[arg(long, value_enum, value_name = "PROTOCOL")]
+    pub protocol: Option<crate::account::Protocol>,
     /// An account from the config file ($POSTLINE_CONFIG, else
     /// $XDG_CONFIG_HOME/postline/config.toml); flags override its settings.
     #[arg(long, value_name = "NAME")]

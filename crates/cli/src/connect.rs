@@ -2,7 +2,7 @@
 
 use postline::{Config, Direction, Timeouts, Tls};
 
-use crate::account::{self, Account, SecretSource, TlsMode};
+use crate::account::{self, Account, Protocol, SecretSource, TlsMode};
 use crate::args::{self, ServerArgs};
 use crate::exit;
 use crate::output::{errln, escape};
@@ -98,11 +98,33 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
         (None, None) => (String::new(), args.mx_port),
     };
     let port = port_flag.or(account.and_then(|a| a.port));
+    let lmtp = args.protocol.or(account.and_then(|a| a.protocol)) == Some(Protocol::Lmtp);
+    // A Unix socket is on this machine: nothing to encrypt, no certificate to name.
+    let unix = host.starts_with('/');
+    if direct && lmtp {
+        return Err(Fail::new(
+            exit::USAGE,
+            "--protocol lmtp needs --server (a host or a Unix socket path): LMTP delivers to one mail store, not to each domain's exchangers",
+        ));
+    }
+    if unix && port.is_some() {
+        return Err(Fail::new(
+            exit::USAGE,
+            format!(
+                "--server {}: a Unix socket path takes no port",
+                escape(&host)
+            ),
+        ));
+    }
     let tls = args
         .tls
         .or(account.and_then(|a| a.tls))
         .unwrap_or(match port {
             _ if direct => TlsMode::Opportunistic,
+            _ if unix => TlsMode::None,
+            // LMTP goes to a mail store next door (RFC 2033 5: never across the Internet);
+            // STARTTLS when it offers it.
+            _ if lmtp => TlsMode::Opportunistic,
             Some(465) => TlsMode::Implicit,
             _ => TlsMode::Starttls,
         });
@@ -114,11 +136,18 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
     }
     let port = port.unwrap_or(match tls {
         _ if direct => 25,
+        _ if lmtp => 24,
         TlsMode::Implicit => 465,
         TlsMode::Starttls => 587,
         TlsMode::Opportunistic | TlsMode::None => 25,
     });
-    let mut config = Config::relay(host.clone()).port(port).tls(tls_of(tls));
+    let mut config = Config::relay(host.clone()).tls(tls_of(tls));
+    if !unix {
+        config = config.port(port);
+    }
+    if lmtp {
+        config = config.protocol(postline::Protocol::Lmtp);
+    }
     if let Some(helo) = args.helo.as_ref().or(account.and_then(|a| a.helo.as_ref())) {
         // An address is announced as an address literal (RFC 5321 4.1.3).
         let helo = &match helo.parse::<std::net::IpAddr>() {

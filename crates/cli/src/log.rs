@@ -130,14 +130,14 @@ impl Record {
         }
         let refused = |list: &[postline::Recipient]| -> Vec<String> {
             list.iter()
-                .filter(|r| !r.accepted && r.reply.is_some())
+                .filter(|r| !r.delivered() && r.deciding_reply().is_some())
                 .map(|r| r.address.clone())
                 .collect()
         };
         let first_refusal = |list: &[postline::Recipient]| {
             list.iter()
-                .find(|r| !r.accepted && r.reply.is_some())
-                .and_then(|r| r.reply.clone())
+                .find(|r| !r.delivered() && r.deciding_reply().is_some())
+                .and_then(|r| r.deciding_reply().cloned())
         };
         match &report.result {
             Ok(o) if o.all_accepted() => self.reply = Some(o.reply.clone()),

@@ -475,14 +475,10 @@ fn map(file: &MsmtpFile, source: &Path) -> Result<Mapped, SyntaxError> {
             }
         }
         if let Some(p) = get("protocol") {
-            if p.value != "smtp" && !p.value.is_empty() {
-                m.warn(
-                    p.line,
-                    format!(
-                        "protocol {}: not supported in postline accounts (use postline send --protocol)",
-                        if p.value == "lmtp" { "lmtp" } else { "?" }
-                    ),
-                );
+            match p.value.as_str() {
+                "" | "smtp" => {}
+                "lmtp" => line(&mut t, "protocol", quote("lmtp")),
+                _ => m.warn(p.line, "protocol: expected smtp or lmtp"),
             }
         }
         for (k, v) in s {

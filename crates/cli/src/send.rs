@@ -258,15 +258,24 @@ pub fn report_json(report: &Report) -> Value {
     let tls = report.tls.as_ref().map(|t| {
         json!({"version": t.version, "cipher_suite": t.cipher_suite, "peer_certificates": t.peer_certificates.len()})
     });
+    // Each recipient's status by the library's one rule (LMTP's reply after the data, a
+    // refusal at RCPT or of the whole message, in doubt after a lost connection).
     let recipients = |list: &[postline::Recipient]| -> Vec<Value> {
+        let deliveries =
+            Delivery::for_recipients(&report.result, list.iter().map(|r| r.address.as_str()));
         list.iter()
-            .map(|r| {
-                json!({
+            .zip(deliveries)
+            .map(|(r, d)| {
+                let mut v = json!({
                     "address": r.address,
                     "accepted": r.accepted,
-                    "status": if r.accepted { "delivered" } else if deferred(r) { "deferred" } else { "failed" },
+                    "status": d.status.name(),
                     "reply": r.reply.as_ref().map(reply_json),
-                })
+                });
+                if let Some(data) = &r.data_reply {
+                    v["data_reply"] = reply_json(data);
+                }
+                v
             })
             .collect()
     };
@@ -294,8 +303,12 @@ pub fn report_json(report: &Report) -> Value {
             v["status"] = json!(if unknown { "unknown" } else { "failed" });
             v["error"] = json!(e.to_string());
             v["retryable"] = json!(e.is_retryable());
-            if let Error::MessageRejected { recipients: r, .. } = e {
-                v["recipients"] = json!(recipients(r));
+            if let Error::MessageRejected { recipients: r, .. }
+            | Error::DeliveryUnknown { recipients: r, .. } = e
+            {
+                if !r.is_empty() {
+                    v["recipients"] = json!(recipients(r));
+                }
             }
             v["reply"] = e.reply().map(reply_json).unwrap_or(Value::Null);
         }
@@ -303,10 +316,11 @@ pub fn report_json(report: &Report) -> Value {
     v
 }
 
-/// A recipient the server refused for now (4xx): not delivered, and not a failure either.
+/// A recipient the server refused for now (4xx, at RCPT or, over LMTP, after the data): not
+/// delivered, and not a failure either.
 fn deferred(r: &postline::Recipient) -> bool {
-    !r.accepted
-        && postline::delivery::status_of_refusal(r.reply.as_ref()) == DeliveryStatus::Deferred
+    !r.delivered()
+        && postline::delivery::status_of_refusal(r.deciding_reply()) == DeliveryStatus::Deferred
 }
 
 /// The exit code of a message the server took for some recipients: 0 when it took every
@@ -333,23 +347,33 @@ pub fn print_report(report: &Report, json_out: bool, partial_ok: bool) -> u8 {
         outln!("{}", json_safe(&v.to_string()));
         return code;
     }
-    let line = |r: &postline::Recipient| {
-        let reply = r
-            .reply
-            .as_ref()
-            .map(|x| x.to_string())
-            .unwrap_or_else(|| "no reply".into());
-        if r.accepted {
-            outln!("accepted  {}  {}", r.address, escape(&reply));
-        } else if deferred(r) {
-            outln!("deferred  {}  {}", r.address, escape(&reply));
-        } else {
-            outln!("refused   {}  {}", r.address, escape(&reply));
+    // One line per recipient, its status by the library's rule (what a later reply or a
+    // lost connection made of an accepted RCPT included).
+    let lines = |list: &[postline::Recipient]| {
+        let deliveries =
+            Delivery::for_recipients(&report.result, list.iter().map(|r| r.address.as_str()));
+        for (r, d) in list.iter().zip(deliveries) {
+            if r.deciding_reply().is_none() && d.status != DeliveryStatus::InDoubt {
+                // Never answered: a refused MAIL left it untried, and the error says why.
+                continue;
+            }
+            let shown = match (d.status, r.deciding_reply()) {
+                (DeliveryStatus::Delivered, Some(reply)) => reply.to_string(),
+                _ => d.detail(),
+            };
+            let word = match d.status {
+                DeliveryStatus::Delivered => "accepted",
+                DeliveryStatus::Deferred => "deferred",
+                DeliveryStatus::Failed => "refused",
+                DeliveryStatus::InDoubt => "in-doubt",
+                DeliveryStatus::NotAttempted => "not-sent",
+            };
+            outln!("{word:<9} {}  {}", r.address, escape(&shown));
         }
     };
     match &report.result {
         Ok(o) => {
-            o.recipients.iter().for_each(line);
+            lines(&o.recipients);
             outln!(
                 "message accepted by {}: {}",
                 report.target_host,
@@ -362,13 +386,10 @@ pub fn print_report(report: &Report, json_out: bool, partial_ok: bool) -> u8 {
             }
         }
         Err(e) => {
-            if let Error::MessageRejected { recipients, .. } = e {
-                // Only what RCPT answered: a refused MAIL leaves the rest untried, and the
-                // line below says why.
-                recipients
-                    .iter()
-                    .filter(|r| r.reply.is_some())
-                    .for_each(line);
+            if let Error::MessageRejected { recipients, .. }
+            | Error::DeliveryUnknown { recipients, .. } = e
+            {
+                lines(recipients);
             }
             errln!("postline: {}", escape(&connect::describe(e)));
         }
@@ -588,7 +609,7 @@ pub fn print_report_quiet(report: &Report) -> u8 {
         }
         Err(e) => {
             if let Error::MessageRejected { recipients, .. } = e {
-                warn_refused(recipients.iter().filter(|r| !r.accepted));
+                warn_refused(recipients.iter().filter(|r| !r.delivered()));
             }
             errln!("postline: {}", escape(&connect::describe(e)));
             exit::for_error(e)
@@ -598,7 +619,10 @@ pub fn print_report_quiet(report: &Report) -> u8 {
 
 fn warn_refused<'a>(refused: impl Iterator<Item = &'a postline::Recipient>) {
     for r in refused {
-        let reply = r.reply.as_ref().map(|x| x.to_string()).unwrap_or_default();
+        let reply = r
+            .deciding_reply()
+            .map(|x| x.to_string())
+            .unwrap_or_default();
         errln!("postline: {} refused: {}", r.address, escape(&reply));
     }
 }

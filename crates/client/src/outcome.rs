@@ -25,6 +25,12 @@ impl Recipient {
     pub fn delivered(&self) -> bool {
         self.accepted && self.data_reply.as_ref().is_none_or(|r| r.code / 100 == 2)
     }
+
+    /// The reply that decided this recipient's fate: its reply after the data over LMTP,
+    /// else its RCPT reply.
+    pub fn deciding_reply(&self) -> Option<&ServerReply> {
+        self.data_reply.as_ref().or(self.reply.as_ref())
+    }
 }
 
 /// A message the server took responsibility for, for at least one recipient.

@@ -127,6 +127,10 @@ pub struct Route {
     /// The local address to connect from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_address: Option<std::net::IpAddr>,
+    /// Speak LMTP (RFC 2033) rather than SMTP. A runner that does not know the field refuses
+    /// the route (unknown fields are refused) rather than sending SMTP to an LMTP server.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lmtp: bool,
 }
 
 /// Why a stored route cannot be used.
@@ -195,6 +199,9 @@ impl Route {
         }
         if let Some(ip) = self.source_address {
             d.push_str(&format!(" from {ip}"));
+        }
+        if self.lmtp {
+            d.push_str(" over LMTP");
         }
         d
     }
