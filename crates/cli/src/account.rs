@@ -550,13 +550,15 @@ fn account(
         Some(p) => match p.get_ref().as_str() {
             "smtp" => Some(Protocol::Smtp),
             "lmtp" => Some(Protocol::Lmtp),
-            other => return Err(cx.at(
-                p.span().start,
-                format!(
+            other => {
+                return Err(cx.at(
+                    p.span().start,
+                    format!(
                     "account \"{name}\": invalid value for protocol: \"{}\", expected smtp|lmtp",
                     other.escape_debug()
                 ),
-            )),
+                ))
+            }
         },
     };
 
