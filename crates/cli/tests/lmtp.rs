@@ -1,0 +1,127 @@
+//! `postline send --protocol lmtp` against real LMTP servers: smtp-sink in LMTP mode here,
+//! Dovecot's LMTP (a real mailbox per recipient, over TCP and a Unix socket) in
+//! `lmtp_dovecot.rs`.
+
+use serde_json::Value;
+
+use postline_testkit::{run_code, stderr, stdout, Sandbox, SmtpSink};
+
+#[test]
+fn lmtp_to_smtp_sink_reports_each_recipient() {
+    let sink = SmtpSink::start(&["-L"]);
+    let sb = Sandbox::new();
+    let o = run_code(
+        sb.send(&sink.addr())
+            .arg("--protocol")
+            .arg("lmtp")
+            .from("a@example.com")
+            .to("b@example.com,c@example.com")
+            .subject("lmtp")
+            .body("hello")
+            .verbose(),
+        0,
+    );
+    let err = stderr(&o);
+    assert!(err.contains("C: LHLO "), "{err}");
+    assert!(!err.contains("C: EHLO"), "{err}");
+    assert_eq!(err.matches("S: 250 2.2.0 Ok").count(), 2, "{err}");
+    let out = stdout(&o);
+    for a in ["b@example.com", "c@example.com"] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("accepted") && l.contains(a) && l.contains("2.2.0")),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn refusals_after_the_data_give_the_exit_code_and_json_per_recipient() {
+    let sb = Sandbox::new();
+    // 5xx for every recipient after the data: failed, exit 65 (the message was refused).
+    for (flag, code, status) in [("-f", 65, "failed"), ("-r", 75, "deferred")] {
+        let sink = SmtpSink::start(&["-L", flag, "."]);
+        let o = run_code(
+            sb.send(&sink.addr())
+                .arg("--protocol")
+                .arg("lmtp")
+                .from("a@example.com")
+                .to("b@example.com,c@example.com")
+                .body("hello")
+                .json(),
+            code,
+        );
+        let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        let recipients = v["recipients"].as_array().unwrap();
+        assert_eq!(recipients.len(), 2, "{v}");
+        for r in recipients {
+            assert_eq!(r["accepted"], true, "{v}");
+            assert_eq!(r["status"], status, "{v}");
+            assert!(r["data_reply"]["code"].as_u64().is_some(), "{v}");
+        }
+    }
+}
+
+#[test]
+fn a_close_after_the_data_is_in_doubt() {
+    let sink = SmtpSink::start(&["-L", "-q", "."]);
+    let sb = Sandbox::new();
+    let o = run_code(
+        sb.send(&sink.addr())
+            .arg("--protocol")
+            .arg("lmtp")
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("hello"),
+        75,
+    );
+    let out = stdout(&o);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("in-doubt") && l.contains("b@example.com")),
+        "{out}"
+    );
+}
+
+#[test]
+fn lmtp_needs_a_server_and_an_smtp_server_says_no() {
+    let sb = Sandbox::new();
+    let o = run_code(
+        sb.send_bare()
+            .arg("--protocol")
+            .arg("lmtp")
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x"),
+        64,
+    );
+    assert!(
+        stderr(&o).contains("--protocol lmtp needs --server"),
+        "{}",
+        stderr(&o)
+    );
+    // A Unix socket path takes no port.
+    let o = run_code(
+        sb.send("/run/nothing/lmtp:24")
+            .arg("--protocol")
+            .arg("lmtp")
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x"),
+        64,
+    );
+    assert!(stderr(&o).contains("takes no port"), "{}", stderr(&o));
+    // An SMTP server refuses LHLO; no HELO follows.
+    let sink = SmtpSink::start(&[]);
+    let o = run_code(
+        sb.send(&sink.addr())
+            .arg("--protocol")
+            .arg("lmtp")
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x")
+            .verbose(),
+        69,
+    );
+    assert!(!stderr(&o).contains("C: HELO"), "{}", stderr(&o));
+}
