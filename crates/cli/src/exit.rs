@@ -30,6 +30,17 @@ pub const CONFIG: u8 = 78;
 
 /// The exit code for a failed send or connection.
 pub fn for_error(e: &Error) -> u8 {
+    // LMTP: some mailboxes took the message before the connection ended. Sending it again
+    // would give them a second copy, so this is "some recipients did not get it", not "try
+    // again".
+    if let Error::DeliveryUnknown { recipients, .. } = e {
+        if recipients
+            .iter()
+            .any(|r| r.data_reply.is_some() && r.delivered())
+        {
+            return NOUSER;
+        }
+    }
     if let Some(r) = e.reply() {
         if r.is_transient() {
             return TEMPFAIL;

@@ -125,3 +125,42 @@ fn lmtp_needs_a_server_and_an_smtp_server_says_no() {
     );
     assert!(!stderr(&o).contains("C: HELO"), "{}", stderr(&o));
 }
+
+/// A mail store that delivers to the first recipient and then drops the connection: the
+/// first is delivered, the second in doubt, and the exit code is 67, not 75 (a caller that
+/// sends it again would give the first a second copy).
+#[test]
+fn a_close_between_the_replies_keeps_the_delivered_one() {
+    use postline_testkit::{ScriptedServer, Step};
+    let srv = ScriptedServer::start(vec![
+        Step::reply("220 store.test LMTP"),
+        Step::expect("LHLO "),
+        Step::send("250-store.test\r\n250 PIPELINING\r\n"),
+        Step::expect("MAIL FROM:"),
+        Step::expect("RCPT TO:"),
+        Step::expect("RCPT TO:"),
+        Step::expect("DATA"),
+        Step::send("250 2.1.0 OK\r\n250 2.1.5 OK\r\n250 2.1.5 OK\r\n354 OK\r\n"),
+        Step::ExpectData,
+        Step::reply("250 2.0.0 <b@example.com> Saved"),
+        Step::Close,
+    ]);
+    let sb = Sandbox::new();
+    let o = run_code(
+        sb.send(&srv.addr())
+            .arg("--protocol")
+            .arg("lmtp")
+            .from("a@example.com")
+            .to("b@example.com,c@example.com")
+            .body("hello")
+            .json(),
+        67,
+    );
+    let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["status"], "unknown", "{v}");
+    let r = v["recipients"].as_array().unwrap();
+    assert_eq!(r[0]["status"], "delivered", "{v}");
+    assert_eq!(r[0]["data_reply"]["code"], 250, "{v}");
+    assert_eq!(r[1]["status"], "in-doubt", "{v}");
+    srv.finish().assert_ok();
+}
