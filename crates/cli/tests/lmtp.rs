@@ -164,3 +164,38 @@ fn a_close_between_the_replies_keeps_the_delivered_one() {
     assert_eq!(r[1]["status"], "in-doubt", "{v}");
     srv.finish().assert_ok();
 }
+
+/// `--queue` keeps LMTP with the message: the queued route says so, and the retry speaks LHLO
+/// again (an EHLO would be refused by the LMTP sink; the 450 after the data proves the
+/// transaction got that far).
+#[test]
+fn a_queued_lmtp_message_is_retried_over_lmtp() {
+    let sink = SmtpSink::start(&["-L", "-r", "."]);
+    let sb = Sandbox::new();
+    let spool = sb.spool_str();
+    let o = run_code(
+        sb.send(&sink.addr())
+            .arg("--protocol")
+            .arg("lmtp")
+            .args(["--queue", "--queue-dir", &spool])
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("hello"),
+        0,
+    );
+    assert!(
+        stderr(&o).contains("postline: queued as "),
+        "{}",
+        stderr(&o)
+    );
+    let list = sb.queue_list();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    let o = run_code(&mut sb.queue("show", &[&id]), 0);
+    assert!(stdout(&o).contains("over LMTP"), "{}", stdout(&o));
+    run_code(&mut sb.queue("flush", &[]), 0);
+    let list = sb.queue_list();
+    assert_eq!(list[0]["attempts"], 2, "{list:?}");
+    let last = list[0]["last_error"].as_str().unwrap();
+    assert!(last.contains("450 4.3.0"), "{last}");
+}
