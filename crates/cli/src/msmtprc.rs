@@ -687,7 +687,7 @@ mod tests {
     #[test]
     fn msmtprc_mapped_extras() {
         let (toml, w) = import(
-            "account a\nhost h\ntls on\ntls_trust_file system\ntls_cert_file ~/c.pem\ntls_key_file ~/k.pem\nlogfile ~/log\nsyslog LOG_MAIL\ndomain me.test\nproxy_host ::1\nproxy_port 9050\nsource_ip 127.0.0.1\nauth oauthbearer\nuser u\npasswordeval tok\n",
+            "account a\nhost h\ntls on\ntls_trust_file system\ntls_cert_file ~/c.pem\ntls_key_file ~/k.pem\nlogfile ~/log\nsyslog LOG_MAIL\ndomain me.test\nproxy_host ::1\nproxy_port 9050\nsource_ip 127.0.0.1\nauth oauthbearer\nuser u\npasswordeval tok\nprotocol lmtp\n",
         );
         assert!(w.is_empty(), "{w:?}");
         for want in [
@@ -700,6 +700,7 @@ mod tests {
             "proxy = \"socks5://[::1]:9050\"",
             "source_address = \"127.0.0.1\"",
             "oauth_token_cmd = \"tok\"",
+            "protocol = \"lmtp\"",
         ] {
             assert!(toml.contains(want), "{want}: {toml}");
         }
