@@ -229,7 +229,8 @@ fn each_setup_stage_stops_there() {
     let (o, verbs) = run("tls", 0);
     assert_eq!(verbs, ["EHLO", "STARTTLS", "EHLO", "QUIT"]);
     assert!(stdout(&o).contains("tls: "), "{}", stdout(&o));
-    let (_, verbs) = run("auth", 0);
+    let (o, verbs) = run("auth", 0);
+    assert!(stdout(&o).contains("auth: 235"), "{}", stdout(&o));
     assert_eq!(verbs[..3], ["EHLO", "STARTTLS", "EHLO"]);
     assert_eq!(verbs[3], "AUTH", "{verbs:?}");
     assert_eq!(verbs.last().map(String::as_str), Some("QUIT"));
