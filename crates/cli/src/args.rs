@@ -32,7 +32,7 @@ pub enum Command {
         args: Vec<std::ffi::OsString>,
     },
     /// Connect to a server and report what it offers: banner, extensions, TLS, AUTH.
-    Probe(Box<ServerArgs>),
+    Probe(Box<ProbeArgs>),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -343,6 +343,23 @@ pub enum QuitAfter {
     Mail,
     /// After every RCPT TO.
     Rcpt,
+}
+
+/// `postline probe`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Stop after this step and say QUIT: `connect`/`banner` (the greeting only, no EHLO),
+    /// `helo` (the EHLO reply in clear text, no STARTTLS), `tls` (the default: STARTTLS or
+    /// implicit TLS, the certificate and the EHLO over TLS) or `auth`: after the probe, a
+    /// session opened as `send` would open it authenticates with the credentials given
+    /// (without --quit-after auth a probe never sends credentials) and the server's answer is
+    /// reported. `mail` and `rcpt` need an envelope, which a probe has not: use `postline send
+    /// --quit-after mail|rcpt`. Exit 0 when every step was accepted, else the code `send`
+    /// gives for the same failure (77 for a wrong password).
+    #[arg(long, value_enum, value_name = "STAGE")]
+    pub quit_after: Option<QuitAfter>,
 }
 
 /// `postline send`.

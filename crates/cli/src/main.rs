@@ -13,6 +13,7 @@ mod probe;
 mod queue;
 mod send;
 mod sendmail;
+mod stage;
 
 use std::process::ExitCode;
 

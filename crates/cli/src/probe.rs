@@ -2,13 +2,14 @@
 
 use serde_json::{json, Value};
 
-use postline::{CertificateSummary, Client, Config, Error, TlsInfo};
+use postline::{CertificateSummary, Config, Error, ServerReply, StopAfter, TlsInfo};
 
-use crate::account::TlsMode;
-use crate::args::ServerArgs;
+use crate::account::{Account, TlsMode};
+use crate::args::{ProbeArgs, ServerArgs};
 use crate::connect::{self, Fail};
 use crate::exit;
 use crate::output::{errln, escape, json_safe, outln};
+use crate::stage;
 
 /// What an EHLO keyword means, for people reading the probe.
 fn explain(keyword: &str) -> &'static str {
@@ -52,49 +53,70 @@ fn cert(info: &TlsInfo) -> Option<Cert> {
 }
 
 struct TlsProbe {
+    seen: stage::Setup,
     info: TlsInfo,
     verified: Result<(), String>,
-    ehlo: Vec<String>,
 }
 
-/// Connects with TLS: verified first; if the certificate is refused, again without checks so
-/// its details can still be shown.
-fn try_tls(base: &Config, mode: postline::Tls) -> Result<TlsProbe, Error> {
-    match Client::connect(base.clone().tls(mode)) {
-        Ok(c) => Ok(TlsProbe {
-            info: c.tls_info().cloned().unwrap_or_else(|| TlsInfo {
-                version: String::new(),
-                cipher_suite: String::new(),
-                peer_certificates: vec![],
-                channel_binding: None,
-            }),
-            verified: Ok(()),
-            ehlo: c.ehlo_reply().map(|r| r.lines.clone()).unwrap_or_default(),
-        }),
+impl TlsProbe {
+    fn new(seen: stage::Setup, verified: Result<(), String>) -> TlsProbe {
+        let info = seen.tls.clone().unwrap_or_else(|| TlsInfo {
+            version: String::new(),
+            cipher_suite: String::new(),
+            peer_certificates: vec![],
+            channel_binding: None,
+        });
+        TlsProbe {
+            seen,
+            info,
+            verified,
+        }
+    }
+
+    fn ehlo(&self) -> Vec<String> {
+        lines(self.seen.ehlo.as_ref())
+    }
+}
+
+/// A reply's lines, as sent.
+fn lines(reply: Option<&ServerReply>) -> Vec<String> {
+    reply.map(|r| r.lines.clone()).unwrap_or_default()
+}
+
+/// Connects with TLS as far as `stop`: verified first; if the certificate is refused, again
+/// without checks so its details can still be shown.
+fn try_tls(base: &Config, mode: postline::Tls, stop: StopAfter) -> Result<TlsProbe, Error> {
+    let seen = stage::run(base.clone().tls(mode), stop);
+    match seen.result {
+        Ok(()) => Ok(TlsProbe::new(seen, Ok(()))),
         Err(e @ Error::Tls { .. }) => {
             let reason = connect::describe(&e);
             // Again without checks (and without pins), only to show what the server has.
-            let c = Client::connect(
+            let seen = stage::run(
                 base.clone()
                     .tls(mode)
                     .clear_pins()
                     .dangerous_accept_invalid_certificates(true),
-            )?;
-            Ok(TlsProbe {
-                info: c.tls_info().cloned().ok_or(e)?,
-                verified: Err(reason),
-                ehlo: c.ehlo_reply().map(|r| r.lines.clone()).unwrap_or_default(),
-            })
+                stop,
+            );
+            match seen.result {
+                Ok(()) if seen.tls.is_some() => Ok(TlsProbe::new(seen, Err(reason))),
+                Ok(()) => Err(e),
+                Err(again) => Err(again),
+            }
         }
         Err(e) => Err(e),
     }
 }
 
-/// `postline probe`.
-pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
-    let account = connect::load_account(args.account.as_deref())?;
-    // A probe never authenticates: drop any credentials.
-    let args = ServerArgs {
+/// Drops the credentials of the flags and the account: the probe itself never authenticates.
+fn without_credentials(args: &ServerArgs, account: &mut Option<Account>) -> ServerArgs {
+    if let Some(a) = account.as_mut() {
+        a.user = None;
+        a.password = None;
+        a.oauth_token = None;
+    }
+    ServerArgs {
         user: None,
         password_env: None,
         password_file: None,
@@ -102,13 +124,36 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
         oauth_token_env: None,
         oauth_token_cmd: None,
         ..args.clone()
-    };
-    let mut account = account;
-    if let Some(a) = account.as_mut() {
-        a.user = None;
-        a.password = None;
-        a.oauth_token = None;
     }
+}
+
+/// `postline probe`.
+pub fn run(probe: &ProbeArgs) -> Result<u8, Fail> {
+    let stop = match probe.quit_after {
+        None => StopAfter::Tls,
+        Some(q) => stage::setup_stage(q).ok_or_else(|| {
+            Fail::new(
+                exit::USAGE,
+                "--quit-after mail|rcpt needs an envelope, which a probe has not: `postline send --from ADDR --to ADDR --quit-after rcpt` checks MAIL and RCPT",
+            )
+        })?,
+    };
+    let mut account = connect::load_account(probe.server.account.as_deref())?;
+    // With --quit-after auth, the session that authenticates is opened as `send` would open
+    // it; every other connection goes without credentials.
+    let login = if stop == StopAfter::Auth {
+        let t = connect::target(&probe.server, account.as_ref())?;
+        if !t.auth && !t.direct {
+            return Err(Fail::new(
+                exit::USAGE,
+                "--quit-after auth needs credentials: --user with --password-env/-file/-cmd or an OAuth token (or an account's), or --auth external",
+            ));
+        }
+        Some(t.config)
+    } else {
+        None
+    };
+    let args = without_credentials(&probe.server, &mut account);
     let target = connect::target(&args, account.as_ref())?;
     if target.direct {
         return Err(Fail::new(
@@ -120,31 +165,42 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
     // A probe sends no message, so REQUIRETLS does not apply (whether the server offers it
     // shows among the extensions).
     let base = target.config.clone().require_tls(false);
+    // In clear text: the greeting, and the EHLO reply unless only the banner is wanted.
     let first = if implicit {
         None
     } else {
-        match Client::connect(base.clone().tls(postline::Tls::None).clear_pins()) {
-            Ok(c) => Some(c),
-            Err(e) => return Ok(fail(&args, &target.host, target.port, &e)),
+        let clear = if stop == StopAfter::Banner {
+            StopAfter::Banner
+        } else {
+            StopAfter::Helo
+        };
+        let seen = stage::run(base.clone().tls(postline::Tls::None).clear_pins(), clear);
+        if let Err(e) = &seen.result {
+            return Ok(fail(&args, &target.host, target.port, stop, e));
         }
+        Some(seen)
     };
-    let (banner, ehlo, starttls_offered) = match &first {
-        Some(c) => (
-            // As sent: the JSON escapes it as JSON does, the text output with `escape`.
-            c.greeting().map(|g| g.to_raw_string()).unwrap_or_default(),
-            c.ehlo_reply().map(|r| r.lines.clone()).unwrap_or_default(),
-            c.capabilities().has(postline::Extension::StartTls),
-        ),
-        None => (String::new(), Vec::new(), false),
+    let starttls_offered = first.as_ref().is_some_and(|f| f.starttls_offered);
+    let ehlo = lines(first.as_ref().and_then(|f| f.ehlo.as_ref()));
+    let tls = match stop {
+        StopAfter::Banner | StopAfter::Helo if implicit => {
+            Some(try_tls(&base, postline::Tls::Implicit, stop))
+        }
+        StopAfter::Banner | StopAfter::Helo => None,
+        _ if implicit => Some(try_tls(&base, postline::Tls::Implicit, StopAfter::Tls)),
+        _ if starttls_offered => Some(try_tls(&base, postline::Tls::StartTls, StopAfter::Tls)),
+        _ => None,
     };
-    drop(first);
-    let tls = if implicit {
-        Some(try_tls(&base, postline::Tls::Implicit))
-    } else if starttls_offered {
-        Some(try_tls(&base, postline::Tls::StartTls))
-    } else {
-        None
-    };
+    // As sent: the JSON escapes it as JSON does, the text output with `escape`.
+    let banner = first
+        .as_ref()
+        .and_then(|f| f.greeting.as_ref())
+        .or(match &tls {
+            Some(Ok(t)) => t.seen.greeting.as_ref(),
+            _ => None,
+        })
+        .map(|g| g.to_raw_string())
+        .unwrap_or_default();
     let keywords = |lines: &[String]| -> Vec<(String, &'static str)> {
         lines
             .iter()
@@ -166,16 +222,33 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
     };
     // Everything is shown either way; the exit code says whether TLS works as configured
     // (unless TLS was turned off), so a script can check a certificate with it.
-    let code = match &tls {
+    let mut code = match &tls {
         _ if target.tls == TlsMode::None => exit::OK,
         Some(Ok(t)) if t.verified.is_err() => exit::UNAVAILABLE,
         Some(Err(e)) => exit::for_error(e),
+        // STARTTLS required and not offered: what `send` gives (no STARTTLS to be had).
+        None if target.tls == TlsMode::Starttls
+            && !matches!(stop, StopAfter::Banner | StopAfter::Helo) =>
+        {
+            exit::for_error(&Error::StartTlsUnavailable(None))
+        }
         _ => exit::OK,
     };
+    // Authentication only after every earlier step succeeded (never to a server whose
+    // certificate did not verify); its failure gives the code `send` gives.
+    let login = match login {
+        Some(config) if code == exit::OK => Some(stage::run(config, StopAfter::Auth)),
+        _ => None,
+    };
+    if let Some(Err(e)) = login.as_ref().map(|l| &l.result) {
+        code = exit::for_error(e);
+    }
+    let explicit = probe.quit_after.is_some();
     if args.json {
         let mut v = json!({
             "server": target.host,
             "port": target.port,
+            "quit_after": stage::name(stop),
             "banner": banner,
             "ehlo": ehlo,
             "starttls_offered": starttls_offered,
@@ -184,6 +257,7 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
         match &tls {
             Some(Ok(t)) => {
                 let c = cert(&t.info);
+                let tls_ehlo = t.ehlo();
                 v["tls"] = json!({
                     "version": t.info.version,
                     "cipher_suite": t.info.cipher_suite,
@@ -199,20 +273,37 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
                         "fingerprint_sha256": c.summary.fingerprint.to_string(),
                         "pinned_pubkey": c.summary.public_key_pin.to_string(),
                     })),
-                    "ehlo": t.ehlo,
+                    "ehlo": tls_ehlo,
                 });
-                v["auth"] = json!(auth_of(&t.ehlo).or(auth_of(&ehlo)));
+                v["auth"] = json!(auth_of(&tls_ehlo).or(auth_of(&ehlo)));
             }
             Some(Err(e)) => v["tls"] = json!({"error": connect::describe(e)}),
             None => v["tls"] = Value::Null,
         }
+        if stop == StopAfter::Auth {
+            v["authentication"] = match login.as_ref().map(|l| (&l.result, l.auth.as_ref())) {
+                None => json!({"status": "not attempted"}),
+                Some((Ok(()), reply)) => json!({
+                    "status": "accepted",
+                    "reply": reply.map(|r| r.to_raw_string()),
+                }),
+                Some((Err(e), _)) => json!({
+                    "status": if e.reply().is_some() { "refused" } else { "failed" },
+                    "reply": e.reply().map(|r| r.to_raw_string()),
+                    "error": e.to_string(),
+                }),
+            };
+        }
+        v["exit_code"] = json!(code);
         // serde_json escapes C0 controls; json_safe the rest (DEL, C1, bidi marks).
         outln!("{}", json_safe(&v.to_string()));
         return Ok(code);
     }
     outln!("server       {}:{}", target.host, target.port);
-    if !implicit {
+    if !implicit || !banner.is_empty() {
         outln!("banner       {}", escape(&banner));
+    }
+    if !implicit && stop != StopAfter::Banner {
         print_ehlo(&keywords(&ehlo));
         outln!(
             "STARTTLS     {}",
@@ -260,16 +351,20 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
                 Ok(()) => outln!("             verifies: yes"),
                 Err(reason) => outln!("             verifies: NO ({})", escape(reason)),
             }
+            let tls_ehlo = t.ehlo();
             if implicit {
-                print_ehlo(&keywords(&t.ehlo));
+                print_ehlo(&keywords(&tls_ehlo));
             }
-            let auth = auth_of(&t.ehlo);
-            outln!(
-                "AUTH         {} (under TLS)",
-                escape(auth.as_deref().unwrap_or("none offered"))
-            );
+            if stop != StopAfter::Banner {
+                let auth = auth_of(&tls_ehlo);
+                outln!(
+                    "AUTH         {} (under TLS)",
+                    escape(auth.as_deref().unwrap_or("none offered"))
+                );
+            }
         }
         Some(Err(e)) => outln!("TLS          failed: {}", escape(&connect::describe(e))),
+        None if stop == StopAfter::Banner => {}
         None => {
             let auth = auth_of(&ehlo);
             outln!(
@@ -277,6 +372,25 @@ pub fn run(args: &ServerArgs) -> Result<u8, Fail> {
                 escape(auth.as_deref().unwrap_or("none offered"))
             );
         }
+    }
+    match login.as_ref().map(|l| (&l.result, l.auth.as_ref())) {
+        None if stop == StopAfter::Auth => {
+            outln!("auth result  not attempted: an earlier step failed")
+        }
+        None => {}
+        Some((Ok(()), reply)) => outln!(
+            "auth result  accepted: {}",
+            escape(&reply.map(|r| r.to_string()).unwrap_or_default())
+        ),
+        Some((Err(e), _)) => {
+            if let Some(r) = e.reply() {
+                outln!("auth result  refused: {}", escape(&r.to_string()));
+            }
+            errln!("postline: {}", escape(&connect::describe(e)));
+        }
+    }
+    if explicit && code == exit::OK {
+        outln!("stopped after {}", stage::name(stop));
     }
     Ok(code)
 }
@@ -292,12 +406,22 @@ fn print_ehlo(lines: &[(String, &'static str)]) {
     }
 }
 
-fn fail(args: &ServerArgs, host: &str, port: u16, e: &Error) -> u8 {
+/// A failure of the clear-text connection: nothing else to show.
+fn fail(args: &ServerArgs, host: &str, port: u16, stop: StopAfter, e: &Error) -> u8 {
+    let code = exit::for_error(e);
     if args.json {
-        let v = json!({"server": host, "port": port, "error": e.to_string()});
+        let v = json!({
+            "server": host,
+            "port": port,
+            "quit_after": stage::name(stop),
+            "error": e.to_string(),
+            // As sent, as the banner is.
+            "reply": e.reply().map(|r| r.to_raw_string()),
+            "exit_code": code,
+        });
         outln!("{}", json_safe(&v.to_string()));
     } else {
         errln!("postline: {}", escape(&connect::describe(e)));
     }
-    exit::for_error(e)
+    code
 }

@@ -16,6 +16,7 @@ use crate::exit;
 use crate::log;
 use crate::output::{errln, escape, json_safe, outln};
 use crate::queue;
+use crate::stage;
 
 /// What `postline send` says when nobody would receive the message.
 const NO_RECIPIENTS: &str = "no recipients: give --to, --cc or --bcc (or -t with --message)";
@@ -401,7 +402,7 @@ pub fn print_report(report: &Report, json_out: bool, partial_ok: bool) -> u8 {
 pub fn run(args: &SendArgs) -> Result<u8, Fail> {
     let account = connect::load_account(args.server.account.as_deref())?;
     let target = connect::target(&args.server, account.as_ref())?;
-    if let Some(stage) = args.quit_after.and_then(setup_stage) {
+    if let Some(stage) = args.quit_after.and_then(stage::setup_stage) {
         return quit_after_setup(args, target, stage);
     }
     let raw = args.message.as_deref().map(read_input).transpose()?;
@@ -747,17 +748,6 @@ fn check(args: &SendArgs, target: Target, from: &str, stage: QuitAfter) -> Resul
     Ok(code)
 }
 
-/// The library's stop point for a `--quit-after` stage before MAIL.
-fn setup_stage(stage: QuitAfter) -> Option<StopAfter> {
-    match stage {
-        QuitAfter::Connect | QuitAfter::Banner => Some(StopAfter::Banner),
-        QuitAfter::Helo => Some(StopAfter::Helo),
-        QuitAfter::Tls => Some(StopAfter::Tls),
-        QuitAfter::Auth => Some(StopAfter::Auth),
-        QuitAfter::Mail | QuitAfter::Rcpt => None,
-    }
-}
-
 /// `--quit-after connect|banner|helo|tls|auth`: connects as far as the stage (the library's
 /// [`postline::Config::stop_after`]), says QUIT, and prints what the server said.
 fn quit_after_setup(args: &SendArgs, target: Target, stage: StopAfter) -> Result<u8, Fail> {
@@ -767,25 +757,16 @@ fn quit_after_setup(args: &SendArgs, target: Target, stage: StopAfter) -> Result
             "--quit-after needs --server or an account (not direct MX delivery)",
         ));
     }
-    let name = match stage {
-        StopAfter::Banner => "banner",
-        StopAfter::Helo => "helo",
-        StopAfter::Tls => "tls",
-        _ => "auth",
-    };
+    let name = stage::name(stage);
     let (host, port) = (target.host.clone(), target.port);
-    let (result, greeting, ehlo, tls) = match Client::connect(target.config.stop_after(stage)) {
-        Ok(client) => {
-            let seen = (
-                client.greeting().cloned(),
-                client.ehlo_reply().cloned(),
-                client.tls_info().cloned(),
-            );
-            let quit = client.quit();
-            (quit, seen.0, seen.1, seen.2)
-        }
-        Err(e) => (Err(e), None, None, None),
-    };
+    let stage::Setup {
+        greeting,
+        ehlo,
+        tls,
+        auth,
+        result,
+        ..
+    } = stage::run(target.config, stage);
     let code = match &result {
         Ok(()) => exit::OK,
         Err(e) => exit::for_error(e),
@@ -798,6 +779,7 @@ fn quit_after_setup(args: &SendArgs, target: Target, stage: StopAfter) -> Result
             "greeting": greeting.as_ref().map(reply_json),
             "ehlo": ehlo.as_ref().map(reply_json),
             "tls": tls.as_ref().map(|t| json!({"version": t.version, "cipher_suite": t.cipher_suite})),
+            "auth": auth.as_ref().map(reply_json),
             "status": if result.is_ok() { "ok" } else { "failed" },
             "exit_code": code,
         });
@@ -818,6 +800,9 @@ fn quit_after_setup(args: &SendArgs, target: Target, stage: StopAfter) -> Result
             }
             if let Some(t) = &tls {
                 outln!("tls: {} {}", t.version, t.cipher_suite);
+            }
+            if let Some(r) = &auth {
+                outln!("auth: {}", escape(&r.to_string()));
             }
             outln!("stopped after {name}");
         }

@@ -1,5 +1,5 @@
-//! `postline send --quit-after mail|rcpt` against real servers: the replies are reported,
-//! DATA is never sent, and nothing is stored.
+//! `postline send --quit-after` and `postline probe --quit-after` against real servers: the
+//! replies are reported, nothing is sent beyond the stage (never DATA), nothing is stored.
 
 use serde_json::Value;
 
@@ -229,7 +229,8 @@ fn each_setup_stage_stops_there() {
     let (o, verbs) = run("tls", 0);
     assert_eq!(verbs, ["EHLO", "STARTTLS", "EHLO", "QUIT"]);
     assert!(stdout(&o).contains("tls: "), "{}", stdout(&o));
-    let (_, verbs) = run("auth", 0);
+    let (o, verbs) = run("auth", 0);
+    assert!(stdout(&o).contains("auth: 235"), "{}", stdout(&o));
     assert_eq!(verbs[..3], ["EHLO", "STARTTLS", "EHLO"]);
     assert_eq!(verbs[3], "AUTH", "{verbs:?}");
     assert_eq!(verbs.last().map(String::as_str), Some("QUIT"));
@@ -312,4 +313,287 @@ fn setup_refusals_give_send_exit_codes() {
     );
     // The banner stage does not say EHLO, so the same server passes it.
     run_code(sb.send(&refusing.addr()).arg("--quit-after=banner"), 0);
+}
+
+// ------------------------------------------------------------------------- probe --quit-after
+
+/// The verb of each line postline wrote (EHLO's name and AUTH's redacted data left out).
+fn verbs(transcript: &str) -> Vec<String> {
+    client_lines(transcript)
+        .iter()
+        .map(|l| l.split([' ', ':']).next().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Each stage of `probe --quit-after` over STARTTLS and AUTH: QUIT right after the stage,
+/// nothing beyond it, the replies in the text and in the JSON; a wrong password is 77.
+#[test]
+fn probe_stops_after_each_stage() {
+    let ca = postline_testkit::TestCa::new();
+    let srv = Aiosmtpd::builder()
+        .starttls_with(&ca)
+        .auth(USER, PASSWORD)
+        .start();
+    let sb = Sandbox::new();
+    let addr = srv.addr();
+    let ca_path = ca.ca_path.to_str().expect("CA path").to_string();
+    let probe = |extra: &[&str], password: &str, code: i32| {
+        let mut args = vec![
+            "probe",
+            "--server",
+            &addr,
+            "--tls",
+            "starttls",
+            "--ca-file",
+            &ca_path,
+            "--timeout",
+            "5",
+            "--user",
+            USER,
+            "--password-env",
+            "POSTLINE_TEST_PW",
+        ];
+        args.extend(extra);
+        let mut cmd = sb.cmd(&args);
+        cmd.env("POSTLINE_TEST_PW", password);
+        run_code(cmd, code)
+    };
+    let json = |stage: &str| -> Value {
+        let o = probe(&["--quit-after", stage, "--json"], PASSWORD, 0);
+        serde_json::from_str(stdout(&o).trim()).expect("JSON")
+    };
+
+    // connect and banner: the greeting, then QUIT; no EHLO.
+    for stage in ["connect", "banner"] {
+        let o = probe(&["--quit-after", stage, "-v"], PASSWORD, 0);
+        assert_eq!(verbs(&stderr(&o)), ["QUIT"], "{stage}");
+        let out = stdout(&o);
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("banner") && l.contains("220")),
+            "{out}"
+        );
+        assert!(!out.contains("extensions"), "{out}");
+        assert!(out.contains("stopped after banner"), "{out}");
+    }
+    let v = json("banner");
+    assert_eq!(v["quit_after"], "banner");
+    assert!(v["banner"].as_str().unwrap().starts_with("220 "), "{v}");
+    assert_eq!(v["ehlo"], serde_json::json!([]), "{v}");
+    assert!(v["tls"].is_null(), "{v}");
+    assert_eq!(v["exit_code"], 0);
+
+    // helo: the EHLO reply in clear text, then QUIT; no STARTTLS.
+    let o = probe(&["--quit-after", "helo", "-v"], PASSWORD, 0);
+    assert_eq!(verbs(&stderr(&o)), ["EHLO", "QUIT"]);
+    let out = stdout(&o);
+    assert!(out.lines().any(|l| l.starts_with("extensions")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("STARTTLS") && l.contains("offered")),
+        "{out}"
+    );
+    assert!(!out.lines().any(|l| l.starts_with("TLS ")), "{out}");
+    let v = json("helo");
+    assert!(v["ehlo"].as_array().unwrap().len() > 1, "{v}");
+    assert_eq!(v["starttls_offered"], true);
+    assert!(v["tls"].is_null(), "{v}");
+
+    // tls, and no --quit-after: the full probe (clear text, then STARTTLS); no AUTH.
+    for extra in [&["--quit-after", "tls", "-v"][..], &["-v"][..]] {
+        let o = probe(extra, PASSWORD, 0);
+        assert_eq!(
+            verbs(&stderr(&o)),
+            ["EHLO", "QUIT", "EHLO", "STARTTLS", "EHLO", "QUIT"],
+            "{extra:?}"
+        );
+        let out = stdout(&o);
+        assert!(out.contains("verifies: yes"), "{out}");
+        assert!(!out.contains("auth result"), "{out}");
+    }
+    let v = json("tls");
+    assert_eq!(v["quit_after"], "tls");
+    assert!(v["tls"]["version"].is_string(), "{v}");
+    assert!(v["tls"]["ehlo"].as_array().unwrap().len() > 1, "{v}");
+    assert!(v.get("authentication").is_none(), "{v}");
+
+    // auth: the probe, then a session as `send` opens it authenticates, then QUIT.
+    let o = probe(&["--quit-after", "auth", "-v"], PASSWORD, 0);
+    let sent = verbs(&stderr(&o));
+    let auth_at = sent.iter().position(|v| v == "AUTH").expect("AUTH");
+    assert_eq!(
+        sent[..auth_at],
+        ["EHLO", "QUIT", "EHLO", "STARTTLS", "EHLO", "QUIT", "EHLO", "STARTTLS", "EHLO"],
+        "{sent:?}"
+    );
+    assert_eq!(sent.iter().filter(|v| *v == "AUTH").count(), 1, "{sent:?}");
+    assert_eq!(sent.last().map(String::as_str), Some("QUIT"), "{sent:?}");
+    assert!(!sent.iter().any(|v| v == "MAIL"), "{sent:?}");
+    let out = stdout(&o);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("auth result") && l.contains("accepted") && l.contains("235")),
+        "{out}"
+    );
+    let v = json("auth");
+    assert_eq!(v["quit_after"], "auth");
+    assert_eq!(v["authentication"]["status"], "accepted", "{v}");
+    assert!(
+        v["authentication"]["reply"]
+            .as_str()
+            .unwrap()
+            .starts_with("235"),
+        "{v}"
+    );
+    assert!(v["tls"]["version"].is_string(), "{v}");
+
+    // A wrong password: 77, as for send, with the server's refusal.
+    let o = probe(&["--quit-after", "auth", "--json"], "wrong", 77);
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("JSON");
+    assert_eq!(v["authentication"]["status"], "refused", "{v}");
+    assert!(
+        v["authentication"]["reply"]
+            .as_str()
+            .unwrap()
+            .starts_with("535"),
+        "{v}"
+    );
+    assert_eq!(v["exit_code"], 77);
+    let o = probe(&["--quit-after", "auth"], "wrong", 77);
+    assert!(
+        stdout(&o)
+            .lines()
+            .any(|l| l.starts_with("auth result") && l.contains("refused") && l.contains("535")),
+        "{}",
+        stdout(&o)
+    );
+
+    // A certificate that does not verify: no credentials go; 69 as for send.
+    let o = run_code(
+        {
+            let mut c = sb.cmd(&[
+                "probe",
+                "--server",
+                &addr,
+                "--tls",
+                "starttls",
+                "--timeout",
+                "5",
+                "--user",
+                USER,
+                "--password-env",
+                "POSTLINE_TEST_PW",
+                "--quit-after",
+                "auth",
+                "-v",
+            ]);
+            c.env("POSTLINE_TEST_PW", PASSWORD);
+            c
+        },
+        69,
+    );
+    assert!(
+        !verbs(&stderr(&o)).iter().any(|v| v == "AUTH"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("not attempted"), "{}", stdout(&o));
+
+    // mail and rcpt need an envelope; auth needs credentials: usage errors, nothing sent.
+    for stage in ["mail", "rcpt"] {
+        let o = probe(&["--quit-after", stage], PASSWORD, 64);
+        assert!(stderr(&o).contains("postline send"), "{}", stderr(&o));
+    }
+    let o = run_code(
+        sb.cmd(&[
+            "probe",
+            "--server",
+            &addr,
+            "--timeout",
+            "5",
+            "--quit-after",
+            "auth",
+        ]),
+        64,
+    );
+    assert!(stderr(&o).contains("credentials"), "{}", stderr(&o));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(srv.messages().is_empty(), "a probe stored a message");
+}
+
+/// Refusals: a refused greeting, a refused EHLO/HELO, no STARTTLS, with the codes `send`
+/// gives for them.
+#[test]
+fn probe_refusals_give_send_exit_codes() {
+    let sb = Sandbox::new();
+    let probe = |addr: &str, extra: &[&str], code: i32| {
+        let mut args = vec!["probe", "--server", addr, "--timeout", "5"];
+        args.extend(extra);
+        run_code(sb.cmd(&args), code)
+    };
+    // The greeting refused for good (554): as send.
+    let refusing = SmtpSink::start(&["-f", "CONNECT"]);
+    let send_code = run_code_any(
+        sb.send(&refusing.addr())
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x"),
+    );
+    assert_ne!(send_code, 0);
+    let o = probe(
+        &refusing.addr(),
+        &["--tls", "none", "--quit-after", "banner", "--json"],
+        send_code,
+    );
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("JSON");
+    assert!(v["reply"].as_str().unwrap().starts_with('5'), "{v}");
+    assert_eq!(v["exit_code"], send_code);
+    let o = probe(
+        &refusing.addr(),
+        &["--tls", "none", "--quit-after", "connect"],
+        send_code,
+    );
+    assert!(stderr(&o).contains("postline:"), "{}", stderr(&o));
+    // EHLO and HELO refused: the banner stage passes, helo fails as for send.
+    let no_ehlo = SmtpSink::start(&["-f", "EHLO,HELO"]);
+    let send_code = run_code_any(
+        sb.send(&no_ehlo.addr())
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x"),
+    );
+    assert_ne!(send_code, 0);
+    let o = probe(
+        &no_ehlo.addr(),
+        &["--tls", "none", "--quit-after", "banner", "-v"],
+        0,
+    );
+    assert_eq!(verbs(&stderr(&o)), ["QUIT"]);
+    probe(
+        &no_ehlo.addr(),
+        &["--tls", "none", "--quit-after", "helo"],
+        send_code,
+    );
+    // No STARTTLS offered, TLS required: helo passes; tls gives send's code.
+    let sink = SmtpSink::start(&[]);
+    let send_code = run_code_any(
+        sb.send_bare()
+            .server(sink.addr())
+            .tls("starttls")
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x"),
+    );
+    assert_ne!(send_code, 0);
+    let o = probe(
+        &sink.addr(),
+        &["--tls", "starttls", "--quit-after", "helo"],
+        0,
+    );
+    assert!(stdout(&o).contains("not offered"), "{}", stdout(&o));
+    probe(
+        &sink.addr(),
+        &["--tls", "starttls", "--quit-after", "tls"],
+        send_code,
+    );
 }

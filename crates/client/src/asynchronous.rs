@@ -295,6 +295,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncClient<S> {
         self.engine().tls_info()
     }
 
+    /// The server's reply accepting AUTH (235), after a successful AUTH.
+    pub fn auth_reply(&self) -> Option<&ServerReply> {
+        self.engine().auth_reply()
+    }
+
     /// True after a successful AUTH.
     pub fn is_authenticated(&self) -> bool {
         self.engine().session().is_authenticated()

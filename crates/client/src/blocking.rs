@@ -490,6 +490,11 @@ impl<S: BlockingStream> Client<S> {
         self.conn.engine.tls_info()
     }
 
+    /// The server's reply accepting AUTH (235), after a successful AUTH.
+    pub fn auth_reply(&self) -> Option<&ServerReply> {
+        self.conn.engine.auth_reply()
+    }
+
     /// True after a successful AUTH.
     pub fn is_authenticated(&self) -> bool {
         self.conn.engine.session().is_authenticated()

@@ -180,6 +180,8 @@ pub struct Engine {
     last_reply: Option<ServerReply>,
     greeting: Option<ServerReply>,
     ehlo: Option<ServerReply>,
+    /// The reply that accepted AUTH (235).
+    auth_reply: Option<ServerReply>,
     transcript: bool,
     /// Replies the server may have sent by now: those due for commands already written,
     /// set whenever a write empties the output and counted down per reply.
@@ -291,6 +293,7 @@ impl Engine {
             last_reply: None,
             greeting: None,
             ehlo: None,
+            auth_reply: None,
             transcript,
             // The greeting is due before anything is written.
             budget: 1,
@@ -758,6 +761,11 @@ impl Engine {
         self.tls_info.as_ref()
     }
 
+    /// The server's reply accepting AUTH (235), after a successful AUTH.
+    pub fn auth_reply(&self) -> Option<&ServerReply> {
+        self.auth_reply.as_ref()
+    }
+
     /// The terminal error, if the connection failed.
     pub fn error(&self) -> Option<&Error> {
         self.failed.as_ref()
@@ -923,7 +931,7 @@ impl Engine {
                         if self.transcript {
                             self.log_server(bytes);
                         }
-                        self.keep_reply(bytes, matches!(ev, Some(Event::Ready)));
+                        self.keep_reply(bytes, ev.as_ref());
                     }
                     pos += n;
                     self.log_commands(before, false);
@@ -946,15 +954,22 @@ impl Engine {
         result
     }
 
-    /// Keeps the greeting and the EHLO reply for the caller.
-    fn keep_reply(&mut self, bytes: &[u8], ready: bool) {
-        if self.greeting.is_some() && !ready {
+    /// Keeps the greeting, the EHLO reply and the reply accepting AUTH for the caller.
+    fn keep_reply(&mut self, bytes: &[u8], ev: Option<&Event<'_>>) {
+        let (ready, authenticated) = match ev {
+            Some(Event::Ready) => (true, false),
+            Some(Event::Authenticated) => (false, true),
+            _ => (false, false),
+        };
+        if self.greeting.is_some() && !ready && !authenticated {
             return;
         }
         if let Ok(r) = postline_proto::Reply::parse_complete(bytes) {
             let r = ServerReply::from_reply(&r);
             if self.greeting.is_none() {
                 self.greeting = Some(r);
+            } else if authenticated {
+                self.auth_reply = Some(r);
             } else {
                 self.ehlo = Some(r);
             }

@@ -382,6 +382,9 @@ fn auth_plain_and_login_over_starttls() {
         let client =
             Client::connect(base().credentials("alice", "s3cret").auth_mechanism(mech)).unwrap();
         assert!(client.is_authenticated(), "{mech:?}");
+        // The 235 is kept apart: the EHLO reply stays the EHLO reply.
+        assert_eq!(client.auth_reply().map(|r| r.code), Some(235), "{mech:?}");
+        assert_eq!(client.ehlo_reply().map(|r| r.code), Some(250), "{mech:?}");
         client.quit().unwrap();
         let err =
             Client::connect(base().credentials("alice", "wrong").auth_mechanism(mech)).unwrap_err();
@@ -630,6 +633,7 @@ fn stop_after_helo_sends_nothing_more() {
     let mut client = Client::connect(plain(&server).stop_after(postline::StopAfter::Helo)).unwrap();
     assert_eq!(client.greeting().unwrap().code, 220);
     assert_eq!(client.ehlo_reply().unwrap().code, 250);
+    assert!(client.auth_reply().is_none());
     let env = Envelope::new("a@example.com", ["b@example.com"]).unwrap();
     assert!(matches!(
         client.send_bytes(&env, b"x\r\n"),

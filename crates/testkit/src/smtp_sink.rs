@@ -36,7 +36,8 @@ impl SmtpSink {
 
     /// Starts `smtp-sink -u nobody <flags> 127.0.0.1:PORT 256` on a free port (retrying with
     /// another port a few times if that one turns out to be in use), and waits (at most
-    /// [`SINK_READY_TIMEOUT`]) until a connection is accepted and greeted with `220`.
+    /// [`SINK_READY_TIMEOUT`]) until a connection is accepted and greeted (`220`, or the
+    /// refusal `-f CONNECT` / `-r CONNECT` asks for).
     pub fn start(flags: &[&str]) -> SmtpSink {
         assert!(
             Path::new(SMTP_SINK).exists(),
@@ -105,7 +106,7 @@ impl SmtpSink {
                 let mut line = String::new();
                 let mut r = BufReader::new(&s);
                 match r.read_line(&mut line) {
-                    Ok(_) if line.starts_with("220") => {
+                    Ok(_) if line.starts_with(expected_greeting(flags)) => {
                         let _ = (&s).write_all(b"QUIT\r\n");
                         let mut rest = String::new();
                         let _ = r.read_line(&mut rest);
@@ -114,7 +115,8 @@ impl SmtpSink {
                     }
                     Ok(_) => {
                         return Err(format!(
-                            "port {port}: greeting {line:?} is not 220; {}",
+                            "port {port}: greeting {line:?} is not {}; {}",
+                            expected_greeting(flags),
                             sink.output()
                         ))
                     }
@@ -167,5 +169,21 @@ impl Drop for SmtpSink {
         if !wait_bounded(&mut self.child, Duration::from_secs(10)) {
             kill_and_wait(&mut self.child);
         }
+    }
+}
+
+/// How the sink greets: 220, or the refusal `-f CONNECT` (5xx) or `-r CONNECT` (4xx) asks for.
+fn expected_greeting(flags: &[&str]) -> &'static str {
+    let refuses = |flag: &str| {
+        flags
+            .windows(2)
+            .any(|w| w[0] == flag && w[1].split(',').any(|c| c.eq_ignore_ascii_case("CONNECT")))
+    };
+    if refuses("-f") {
+        "5"
+    } else if refuses("-r") {
+        "4"
+    } else {
+        "220"
     }
 }
