@@ -253,6 +253,8 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default 0)")
+    p.add_argument("--unix-socket", metavar="PATH", default=None,
+                   help="listen on this Unix stream socket instead of TCP (mode 0666; READY 0)")
     p.add_argument("--hostname", default="aiosmtpd.postline.test",
                    help="name in the greeting and EHLO reply (default aiosmtpd.postline.test)")
     p.add_argument("--store", metavar="DIR",
@@ -382,9 +384,14 @@ async def serve(args):
     if excluded:
         smtp_kwargs.update(auth_exclude_mechanism=excluded)
 
-    server = await loop.create_server(lambda: (DsnSMTP if args.dsn else SMTP)(handler, **smtp_kwargs),
-                                      host=args.host, port=args.port, ssl=server_ssl)
-    port = server.sockets[0].getsockname()[1]
+    factory = lambda: (DsnSMTP if args.dsn else SMTP)(handler, **smtp_kwargs)  # noqa: E731
+    if args.unix_socket is not None:
+        server = await loop.create_unix_server(factory, path=args.unix_socket, ssl=server_ssl)
+        os.chmod(args.unix_socket, 0o666)
+        port = 0
+    else:
+        server = await loop.create_server(factory, host=args.host, port=args.port, ssl=server_ssl)
+        port = server.sockets[0].getsockname()[1]
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -396,7 +403,7 @@ async def serve(args):
 
     sys.stdout.write(f"READY {port}\n")
     sys.stdout.flush()
-    LOG.info("listening on %s:%d", args.host, port)
+    LOG.info("listening on %s", args.unix_socket or f"{args.host}:{port}")
     await stop.wait()
     server.close()
     LOG.info("stopped after %d message(s)", handler.count)

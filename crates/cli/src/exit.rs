@@ -1,6 +1,6 @@
 //! Exit codes as sendmail's (sysexits.h), so scripts and MTAs that call us understand them.
 
-use postline::{Error, FailedAt, Refusal};
+use postline::{Error, FailedAt, Fault, Refusal};
 
 pub const OK: u8 = 0;
 /// Bad arguments.
@@ -50,6 +50,10 @@ pub fn for_error(e: &Error) -> u8 {
         // A name that does not resolve is EX_NOHOST; refused or unreachable is transient.
         Error::Resolve { .. } => NOHOST,
         Error::Connect { .. } => TEMPFAIL,
+        // A socket with no server behind it (yet) is transient; no permission, or no socket
+        // at the path, is the configuration's to fix.
+        Error::ConnectUnix { .. } if e.fault() == Fault::Transient => TEMPFAIL,
+        Error::ConnectUnix { .. } => CONFIG,
         Error::Timeout { .. }
         | Error::ServiceClosing(_)
         | Error::ConnectionLost { .. }

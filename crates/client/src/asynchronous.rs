@@ -10,7 +10,8 @@ use std::task::Poll;
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
+
+use crate::connection::AsyncConnection;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
@@ -147,6 +148,10 @@ impl<R: AsyncRead + Unpin + Send> BodySource for Body<R> {
 /// task, and one dropped in the middle of a message just closes, so that message is never
 /// finished behind the caller's back.
 ///
+/// [`AsyncClient::connect`] gives an `AsyncClient<AsyncConnection>` (TCP, or a Unix socket
+/// when the server is a path: [`Config::unix_socket`]); [`AsyncClient::from_stream`] takes any
+/// tokio stream.
+///
 /// ```no_run
 /// use postline::{AsyncClient, Config, Envelope, Tls};
 /// # async fn run() -> Result<(), postline::Error> {
@@ -158,7 +163,7 @@ impl<R: AsyncRead + Unpin + Send> BodySource for Body<R> {
 /// client.quit().await
 /// # }
 /// ```
-pub struct AsyncClient<S: AsyncRead + AsyncWrite + Unpin + Send + 'static = TcpStream> {
+pub struct AsyncClient<S: AsyncRead + AsyncWrite + Unpin + Send + 'static = AsyncConnection> {
     conn: Option<Conn<TokioIo<S>>>,
 }
 
@@ -172,16 +177,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> std::fmt::Debug for Asy
 }
 
 impl AsyncClient {
-    /// Connects over TCP, reads the greeting, says EHLO, starts TLS and authenticates as
-    /// configured.
+    /// Connects over TCP (or to the Unix socket, when the server is a path:
+    /// [`Config::unix_socket`]), reads the greeting, says EHLO, starts TLS and authenticates
+    /// as configured.
     pub async fn connect(config: Config) -> Result<AsyncClient, Error> {
         let started = tokio::time::Instant::now().into_std();
         let config = config.prepare_tls()?;
-        let (tcp, bound) = crate::connect::tokio_tcp(&config, started).await?;
-        let (peer, config) =
-            crate::blocking::after_connect(config, tcp.peer_addr(), tcp.local_addr(), bound);
+        let (stream, peer, config) = crate::connect::tokio_open(config, started).await?;
         let io = TokioIo {
-            stream: Stream::Plain(tcp),
+            stream: Stream::Plain(stream),
         };
         let conn = Conn::establish(config, io, peer, started).await?;
         Ok(AsyncClient { conn: Some(conn) })
@@ -306,7 +310,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncClient<S> {
     }
 
     /// The server's address, when the client opened the TCP connection to it itself (not
-    /// through a proxy, which resolved the server's name).
+    /// through a proxy, which resolved the server's name; not over a Unix socket).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.conn.as_ref().and_then(|c| c.peer)
     }

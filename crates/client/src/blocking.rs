@@ -4,6 +4,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+
+use crate::connection::Connection;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -318,6 +320,9 @@ impl<R: Read> BodySource for Body<R> {
 /// A blocking SMTP client on one connection. Send any number of messages with
 /// [`Client::send`]; dropping an idle client says QUIT (waiting at most 5 s).
 ///
+/// [`Client::connect`] gives a `Client<Connection>` (TCP, or a Unix socket when the server is
+/// a path: [`Config::unix_socket`]); [`Client::from_stream`] takes any [`BlockingStream`].
+///
 /// ```no_run
 /// use postline::{Client, Config, Envelope, Tls};
 /// let mut c = Client::connect(
@@ -328,7 +333,7 @@ impl<R: Read> BodySource for Body<R> {
 /// println!("queued: {}", outcome.reply);
 /// # Ok::<(), postline::Error>(())
 /// ```
-pub struct Client<S: BlockingStream = TcpStream> {
+pub struct Client<S: BlockingStream = Connection> {
     conn: Conn<BlockingIo<S>>,
 }
 
@@ -366,15 +371,20 @@ pub(crate) fn after_connect(
 }
 
 impl Client {
-    /// Connects over TCP, reads the greeting, says EHLO, starts TLS and authenticates as
-    /// configured.
+    /// Connects over TCP (or to the Unix socket, when the server is a path:
+    /// [`Config::unix_socket`]), reads the greeting, says EHLO, starts TLS and authenticates
+    /// as configured.
     pub fn connect(config: Config) -> Result<Client, Error> {
         let started = Instant::now();
         let config = config.prepare_tls()?;
-        let (tcp, bound) = crate::connect::tcp(&config, started)?;
-        let (peer, config) = after_connect(config, tcp.peer_addr(), tcp.local_addr(), bound);
-        block_on(Conn::establish(config, BlockingIo::new(tcp), peer, started))
-            .map(|conn| Client { conn })
+        let (stream, peer, config) = crate::connect::open(config, started)?;
+        block_on(Conn::establish(
+            config,
+            BlockingIo::new(stream),
+            peer,
+            started,
+        ))
+        .map(|conn| Client { conn })
     }
 }
 
@@ -501,7 +511,8 @@ impl<S: BlockingStream> Client<S> {
     }
 
     /// The server's address, when the client opened the TCP connection to it itself (not
-    /// through a proxy, which resolved the server's name).
+    /// through a proxy, which resolved the server's name; not over a Unix socket, which has
+    /// no address to show).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.conn.peer
     }

@@ -243,12 +243,19 @@ impl Config {
     /// that port speaks TLS from the first byte (RFC 8314). A server without TLS (a local
     /// test server) needs `.tls(Tls::None)`, or an `smtp://` URL. See also
     /// [`Config::from_url`].
+    ///
+    /// An absolute path (`/run/dovecot/lmtp`, `/var/spool/postfix/public/smtp.sock`) is a
+    /// Unix stream socket ([`Config::unix_socket`]), kept whole: a colon in it is part of the
+    /// name, not a port. There the TLS mode defaults to [`Tls::None`] (a local socket has no
+    /// certificate to check; choose another mode with [`Config::tls`], naming the certificate
+    /// with [`Config::tls_server_name`]); plaintext AUTH stays refused unless
+    /// [`Config::allow_plaintext_auth`] says otherwise.
     pub fn relay(server: impl Into<String>) -> Self {
         let (host, port) = split_server(server.into());
         Config {
+            tls: tls_for(&host, port),
             host,
             port,
-            tls: tls_for_port(port),
             tls_chosen: false,
             tls_name: None,
             auth: None,
@@ -278,7 +285,7 @@ impl Config {
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
         if !self.tls_chosen {
-            self.tls = tls_for_port(self.port);
+            self.tls = tls_for(&self.host, self.port);
         }
         self
     }
@@ -569,9 +576,21 @@ impl Config {
         self.source_address
     }
 
-    /// The host.
+    /// The host (for a Unix socket, its path).
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// The Unix stream socket the server is reached through, when the server was given as an
+    /// absolute path: [`crate::Client::connect`] (and `AsyncClient::connect`, pools,
+    /// `Mailer`) connect there instead of to a TCP host. The port is then unused, and there
+    /// is no proxy or source address ([`ConfigError::UnixSocketProxy`],
+    /// [`ConfigError::UnixSocketSourceAddress`]).
+    ///
+    /// [`ConfigError::UnixSocketProxy`]: crate::ConfigError::UnixSocketProxy
+    /// [`ConfigError::UnixSocketSourceAddress`]: crate::ConfigError::UnixSocketSourceAddress
+    pub fn unix_socket(&self) -> Option<&std::path::Path> {
+        is_unix_path(&self.host).then(|| std::path::Path::new(&self.host))
     }
 
     /// The port in effect: as set, or 24 for LMTP, 465 for implicit TLS, 587 for STARTTLS,
@@ -620,19 +639,30 @@ impl Config {
     }
 }
 
-/// `host:port` and `[v6]:port` split; what is not `HOST[:PORT]` is kept whole, for the
-/// connection to refuse as a configuration error.
-/// The TLS mode a port implies when the caller has not chosen one: implicit TLS on 465
-/// (submissions, RFC 8314), required STARTTLS anywhere else.
-fn tls_for_port(port: Option<u16>) -> Tls {
-    if port == Some(465) {
+/// The TLS mode the server implies when the caller has not chosen one: none on a Unix socket
+/// (local; no certificate names it), implicit TLS on 465 (submissions, RFC 8314), required
+/// STARTTLS anywhere else.
+fn tls_for(host: &str, port: Option<u16>) -> Tls {
+    if is_unix_path(host) {
+        Tls::None
+    } else if port == Some(465) {
         Tls::Implicit
     } else {
         Tls::StartTls
     }
 }
 
+/// A server that is an absolute path names a Unix socket.
+pub(crate) fn is_unix_path(host: &str) -> bool {
+    host.starts_with('/')
+}
+
+/// `host:port` and `[v6]:port` split; what is not `HOST[:PORT]` is kept whole, for the
+/// connection to refuse as a configuration error. A path is kept whole, colons and all.
 fn split_server(server: String) -> (String, Option<u16>) {
+    if is_unix_path(&server) {
+        return (server, None);
+    }
     crate::server::parse_server(&server).unwrap_or((server, None))
 }
 
@@ -663,6 +693,36 @@ mod tests {
         // Not a port: kept whole, and refused when connecting (not a DNS failure).
         assert_eq!(Config::relay("h:smtp").host(), "h:smtp");
         assert_eq!(Config::relay("h:0").host(), "h:0");
+    }
+
+    #[test]
+    fn an_absolute_path_is_a_unix_socket() {
+        let c = Config::relay("/run/dovecot/lmtp");
+        assert_eq!(
+            c.unix_socket(),
+            Some(std::path::Path::new("/run/dovecot/lmtp"))
+        );
+        assert_eq!(c.host(), "/run/dovecot/lmtp");
+        // Local: no TLS unless asked for, whatever the port says.
+        assert_eq!(c.tls, Tls::None);
+        assert_eq!(Config::relay("/x.sock").port(465).tls, Tls::None);
+        assert_eq!(
+            Config::relay("/x.sock").tls(Tls::StartTls).tls,
+            Tls::StartTls
+        );
+        assert_eq!(
+            Config::relay("/x.sock").tls(Tls::Implicit).port(25).tls,
+            Tls::Implicit
+        );
+        // A colon is part of the name, not a port.
+        let c = Config::relay("/run/a:25");
+        assert_eq!(c.unix_socket(), Some(std::path::Path::new("/run/a:25")));
+        assert_eq!(c.port, None);
+        // Not absolute: a host (refused when connecting if it is no host name).
+        assert_eq!(Config::relay("run/x.sock").unix_socket(), None);
+        assert_eq!(Config::relay("mail.example.com").unix_socket(), None);
+        // Security defaults stay: no plaintext AUTH unless allowed.
+        assert!(!Config::relay("/x.sock").allow_plaintext_auth);
     }
 
     #[test]

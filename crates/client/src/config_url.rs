@@ -24,12 +24,19 @@ impl Config {
     /// `allow_plaintext_auth=true` (credentials over a connection without TLS, for a local
     /// test server; refused otherwise). Anything else is refused rather than ignored.
     ///
+    /// A Unix socket is an empty host followed by its absolute path (percent-decoded):
+    /// `smtp:///var/spool/postfix/public/smtp.sock` ([`Config::unix_socket`]). `smtp://` then
+    /// means no TLS (a local socket has no certificate to check); `smtps://` and
+    /// `smtp+starttls://` still ask for TLS, with `tls_name=` naming the certificate.
+    ///
     /// ```
     /// use postline::{Config, Tls};
     /// let c = Config::from_url("smtps://me%40example.com:secret@mail.example.com")?;
     /// assert_eq!((c.host(), c.effective_port(), c.tls_mode()), ("mail.example.com", 465, Tls::Implicit));
     /// let c: Config = "smtp+starttls://[2001:db8::1]:2587?helo=client.example.org".parse()?;
     /// assert_eq!((c.host(), c.effective_port()), ("2001:db8::1", 2587));
+    /// let c = Config::from_url("smtp:///run/mta/smtp.sock")?;
+    /// assert_eq!((c.unix_socket(), c.tls_mode()), (Some(std::path::Path::new("/run/mta/smtp.sock")), Tls::None));
     /// # Ok::<(), postline::Error>(())
     /// ```
     pub fn from_url(text: &str) -> Result<Config, Error> {
@@ -51,10 +58,20 @@ impl Config {
                 )))
             }
         };
-        let (host, credentials) = host_and_credentials(&url, &bad)?;
-        if !matches!(url.path(), "" | "/") {
-            return Err(bad("a path means nothing here"));
-        }
+        let (host, credentials) = match unix_socket_path(&url, &bad)? {
+            Some(path) => (path, credentials(&url, &bad)?),
+            None => {
+                let found = host_and_credentials(&url, &bad)?;
+                if !matches!(url.path(), "" | "/") {
+                    return Err(bad("a path means nothing here (a Unix socket goes after an empty host: smtp:///path/to/socket)"));
+                }
+                found
+            }
+        };
+        let tls = match tls {
+            Tls::Opportunistic if crate::config::is_unix_path(&host) => Tls::None,
+            t => t,
+        };
         let mut config = Config::relay(host).tls(tls);
         if let Some(port) = url.port() {
             config = config.port(port);
@@ -117,6 +134,28 @@ pub(crate) fn host_and_credentials(
         Some(url::Host::Ipv6(ip)) => ip.to_string(),
         None => return Err(bad("no host")),
     };
+    Ok((host, credentials(url, bad)?))
+}
+
+/// The socket path of `smtp:///path` (an empty host, then an absolute path), percent-decoded.
+fn unix_socket_path(url: &url::Url, bad: &dyn Fn(&str) -> Error) -> Result<Option<String>, Error> {
+    if !url.host_str().is_none_or(str::is_empty) || matches!(url.path(), "" | "/") {
+        return Ok(None);
+    }
+    let path = percent_encoding::percent_decode_str(url.path())
+        .decode_utf8()
+        .map_err(|_| bad("the socket path is not UTF-8 once decoded"))?;
+    if !crate::config::is_unix_path(&path) {
+        return Err(bad("a Unix socket path must be absolute"));
+    }
+    Ok(Some(path.into_owned()))
+}
+
+/// The URL's percent-decoded user and password (empty when only a user is given).
+fn credentials(
+    url: &url::Url,
+    bad: &dyn Fn(&str) -> Error,
+) -> Result<Option<(String, String)>, Error> {
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(s)
             .decode_utf8()
@@ -133,7 +172,7 @@ pub(crate) fn host_and_credentials(
     } else {
         None
     };
-    Ok((host, credentials))
+    Ok(credentials)
 }
 
 /// The URL with any password replaced, for error messages.
@@ -194,6 +233,32 @@ mod tests {
         assert_eq!(c.hello.as_deref(), Some("client.example.org"));
         assert_eq!(c.mechanism, Some(Mechanism::ScramSha256));
         assert_eq!(c.server_name(), "mx.example");
+    }
+
+    #[test]
+    fn a_path_after_an_empty_host_is_a_unix_socket() {
+        let sock = |c: &Config| c.unix_socket().map(|p| p.to_string_lossy().into_owned());
+        let c = Config::from_url("smtp:///run/mta/smtp.sock").unwrap();
+        assert_eq!(sock(&c).as_deref(), Some("/run/mta/smtp.sock"));
+        assert_eq!(c.tls_mode(), Tls::None);
+        let c = Config::from_url("smtp:///run/a%20b/x%3A1.sock?helo=client.example.org").unwrap();
+        assert_eq!(sock(&c).as_deref(), Some("/run/a b/x:1.sock"));
+        assert_eq!(c.hello.as_deref(), Some("client.example.org"));
+        // TLS when the scheme asks for it.
+        let c = Config::from_url("smtp+starttls:///run/x.sock?tls_name=mx.example").unwrap();
+        assert_eq!(
+            (c.tls_mode(), c.server_name()),
+            (Tls::StartTls, "mx.example")
+        );
+        assert_eq!(
+            Config::from_url("smtps:///run/x.sock").unwrap().tls_mode(),
+            Tls::Implicit
+        );
+        // A host with a path is still refused, and says where a socket goes.
+        let e = Config::from_url("smtp://h/run/x.sock")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("smtp:///path/to/socket"), "{e}");
     }
 
     #[test]

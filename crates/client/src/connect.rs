@@ -1,14 +1,20 @@
-//! Opening the TCP connection: name resolution and address order (RFC 8305), blocking and
+//! Opening the connection: name resolution and address order (RFC 8305), blocking and
 //! tokio, from a chosen source address when one is set, and through a SOCKS5 proxy when one
-//! is configured ([`crate::proxy`]). A caller with its own stream (a Unix socket, a test
-//! pipe) skips this.
+//! is configured ([`crate::proxy`]); or a Unix stream socket when the server is a path. A
+//! caller with its own stream (a test pipe) skips this.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+#[cfg(feature = "tokio")]
+use crate::connection::AsyncConnection;
+use crate::connection::Connection;
 use crate::error::{ConfigError, Error};
 #[cfg(feature = "tokio")]
 use crate::proxy::handshake_tokio;
@@ -210,10 +216,7 @@ fn handshake_deadline(config: &Config, started: Instant) -> Result<(Instant, Dur
 
 /// The stream to the server: over TCP, or through the proxy. With a proxy, also the
 /// proxy's own address towards the server when it told it.
-pub(crate) fn tcp(
-    config: &Config,
-    started: Instant,
-) -> Result<(TcpStream, Option<SocketAddr>), Error> {
+fn tcp(config: &Config, started: Instant) -> Result<(TcpStream, Option<SocketAddr>), Error> {
     let (host, port) = first_hop(config);
     let Some(proxy) = &config.proxy else {
         return tcp_to(config, &host, port, started).map(|s| (s, None));
@@ -232,7 +235,7 @@ pub(crate) fn tcp(
 /// The stream to the server for tokio: Happy Eyeballs to the server, or to the proxy and
 /// then its handshake.
 #[cfg(feature = "tokio")]
-pub(crate) async fn tokio_tcp(
+async fn tokio_tcp(
     config: &Config,
     started: Instant,
 ) -> Result<(tokio::net::TcpStream, Option<SocketAddr>), Error> {
@@ -359,4 +362,159 @@ async fn tokio_tcp_uncapped(
         }
     }
     Err(connect_error(host, port, last))
+}
+
+// ---- Unix stream sockets ----------------------------------------------------------------
+
+/// A failure connecting to the Unix socket at `path`. A refusal at a path that is there but
+/// is no socket (Linux says "connection refused" for a regular file too) is told as such.
+fn unix_error(path: &Path, e: io::Error) -> Error {
+    let e = if e.kind() == io::ErrorKind::ConnectionRefused {
+        match std::fs::metadata(path) {
+            Ok(m) if !m.file_type().is_socket() => {
+                let what = if m.is_dir() {
+                    "a directory"
+                } else if m.is_file() {
+                    "a regular file"
+                } else {
+                    "another kind of file"
+                };
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("not a socket ({what})"),
+                )
+            }
+            _ => e,
+        }
+    } else {
+        e
+    };
+    Error::ConnectUnix {
+        path: path.to_path_buf(),
+        source: Arc::new(e),
+    }
+}
+
+/// The path, when the configuration can be served over a Unix socket; a proxy or a source
+/// address with it is a configuration error, not silently ignored.
+fn unix_target(config: &Config) -> Result<Option<&Path>, Error> {
+    let Some(path) = config.unix_socket() else {
+        return Ok(None);
+    };
+    if config.proxy.is_some() {
+        return Err(Error::Config(ConfigError::UnixSocketProxy(path.into())));
+    }
+    if let Some(address) = config.source_address {
+        return Err(Error::Config(ConfigError::UnixSocketSourceAddress {
+            path: path.into(),
+            address,
+        }));
+    }
+    Ok(Some(path))
+}
+
+/// How long to wait before trying a busy socket again: short at first, at most 50 ms.
+fn retry_pause(attempt: u32) -> Duration {
+    Duration::from_millis(5u64 << attempt.min(4)).min(Duration::from_millis(50))
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "connect timed out")
+}
+
+/// One non-blocking connect attempt: `Ok(None)` when the listener's backlog is full (Linux
+/// says EAGAIN, and the attempt is over: it must be made again, not waited for).
+fn unix_attempt(path: &Path) -> io::Result<Option<UnixStream>> {
+    use rustix::io::Errno;
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let addr = SocketAddrUnix::new(path).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "path too long for a Unix socket address",
+        )
+    })?;
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    match rustix::net::connect(&fd, &addr) {
+        Ok(()) => {}
+        Err(e) if e == Errno::AGAIN || e == Errno::INTR => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let s = UnixStream::from(fd);
+    s.set_nonblocking(false)?;
+    Ok(Some(s))
+}
+
+/// The blocking connect to a Unix socket, ending within the connect timeout (and the cap on
+/// the operation): a listener whose backlog is full is tried again until then.
+fn unix_blocking(config: &Config, path: &Path, started: Instant) -> Result<UnixStream, Error> {
+    let budget = connect_budget(config, started).map_err(|e| unix_error(path, e))?;
+    let deadline = Instant::now() + budget;
+    let mut attempt = 0;
+    loop {
+        match unix_attempt(path) {
+            Ok(Some(s)) => return Ok(s),
+            Ok(None) => {}
+            Err(e) => return Err(unix_error(path, e)),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(unix_error(path, timed_out()));
+        }
+        std::thread::sleep(retry_pause(attempt).min(left));
+        attempt += 1;
+    }
+}
+
+/// The blocking client's connection: the Unix socket when the server is a path, else TCP
+/// (or through the proxy); with the server's address when known, and the configuration
+/// with the EHLO name settled (an address literal only from a TCP local address).
+pub(crate) fn open(config: Config, started: Instant) -> Result<Opened<Connection>, Error> {
+    if let Some(path) = unix_target(&config)? {
+        let s = unix_blocking(&config, path, started)?;
+        return Ok((Connection::Unix(s), None, config));
+    }
+    let (tcp, bound) = self::tcp(&config, started)?;
+    let (peer, config) =
+        crate::blocking::after_connect(config, tcp.peer_addr(), tcp.local_addr(), bound);
+    Ok((Connection::Tcp(tcp), peer, config))
+}
+
+/// A connection, the server's address when known, and the configuration to run it with.
+pub(crate) type Opened<S> = (S, Option<SocketAddr>, Config);
+
+/// [`open`] for tokio. A full backlog is tried again (tokio, like the kernel, gives up on it
+/// at once) until the connect timeout.
+#[cfg(feature = "tokio")]
+pub(crate) async fn tokio_open(
+    config: Config,
+    started: Instant,
+) -> Result<Opened<AsyncConnection>, Error> {
+    if let Some(path) = unix_target(&config)? {
+        let budget = connect_budget(&config, started).map_err(|e| unix_error(path, e))?;
+        let attempts = async {
+            let mut attempt = 0;
+            loop {
+                match tokio::net::UnixStream::connect(path).await {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    r => return r,
+                }
+                tokio::time::sleep(retry_pause(attempt)).await;
+                attempt += 1;
+            }
+        };
+        let s = tokio::time::timeout(budget, attempts)
+            .await
+            .unwrap_or_else(|_| Err(timed_out()))
+            .map_err(|e| unix_error(path, e))?;
+        return Ok((AsyncConnection::Unix(s), None, config));
+    }
+    let (tcp, bound) = tokio_tcp(&config, started).await?;
+    let (peer, config) =
+        crate::blocking::after_connect(config, tcp.peer_addr(), tcp.local_addr(), bound);
+    Ok((AsyncConnection::Tcp(tcp), peer, config))
 }

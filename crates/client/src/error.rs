@@ -55,6 +55,17 @@ pub enum Error {
         /// The last attempt's error.
         source: Arc<io::Error>,
     },
+    /// The server's Unix socket ([`crate::Config::unix_socket`]) could not be connected to:
+    /// nothing at the path or nobody listening (the server is not running: transient), a
+    /// backlog still full when the connect timeout passed (transient), no permission, a path
+    /// that is not a socket or too long for one (fix this side: [`Fault::Local`]).
+    #[error("cannot connect to Unix socket {}: {source}", .path.display())]
+    ConnectUnix {
+        /// The socket's path, as configured.
+        path: PathBuf,
+        /// Why.
+        source: Arc<io::Error>,
+    },
     /// The server did not answer (or take data) in time.
     #[error("timed out after {}s waiting for the {} reply", .after.as_secs_f32(), .phase.name())]
     Timeout {
@@ -307,6 +318,19 @@ pub enum ConfigError {
         /// `IPv4` or `IPv6`.
         family: &'static str,
     },
+    /// A SOCKS5 proxy ([`crate::Config::proxy`]) with a server that is a Unix socket: a
+    /// proxy connects to TCP hosts, and a local socket needs none.
+    #[error("server {} is a Unix socket, which a SOCKS5 proxy cannot reach: drop the proxy, or name a TCP host", .0.display())]
+    UnixSocketProxy(PathBuf),
+    /// A source address ([`crate::Config::source_address`]) with a server that is a Unix
+    /// socket: a local socket has no IP address to bind.
+    #[error("source address {address}: server {} is a Unix socket, which has no IP address to connect from", .path.display())]
+    UnixSocketSourceAddress {
+        /// The socket's path.
+        path: PathBuf,
+        /// The address asked for.
+        address: std::net::IpAddr,
+    },
     /// rustls refused the TLS setup.
     #[error("TLS setup: {0}")]
     TlsSetup(String),
@@ -362,6 +386,12 @@ impl Error {
             | Error::ServerNotVerified { .. }
             | Error::ServiceClosing(_) => Fault::Transient,
             Error::Proxy { failure, .. } => failure.fault(),
+            Error::ConnectUnix { source, .. } => match source.kind() {
+                io::ErrorKind::PermissionDenied
+                | io::ErrorKind::InvalidInput
+                | io::ErrorKind::NotADirectory => Fault::Local,
+                _ => Fault::Transient,
+            },
             // Not delivered, for the reason `cause` gives: the same fault as that reason had
             // the message met it on its own (never in doubt: nothing of it was complete).
             Error::NotSent { cause } => match cause.fault() {

@@ -52,6 +52,7 @@ pub mod certificate;
 mod config;
 mod config_url;
 mod connect;
+mod connection;
 pub mod date;
 pub mod delivery;
 #[cfg(feature = "tokio")]
@@ -82,6 +83,9 @@ pub use asynchronous::AsyncClient;
 pub use blocking::{BlockingStream, Client};
 pub use certificate::{CertificateSummary, Fingerprint, Pin, PublicKeyPin};
 pub use config::{Auth, Config, Direction, Protocol, StopAfter, Timeouts, Tls, TranscriptSink};
+#[cfg(feature = "tokio")]
+pub use connection::AsyncConnection;
+pub use connection::Connection;
 pub use delivery::{Delivery, DeliveryStatus};
 #[cfg(feature = "tokio")]
 pub use direct::{Mailer, Route};

@@ -38,6 +38,7 @@ pub struct AiosmtpdBuilder {
     dsn: bool,
     timeout: Option<f64>,
     verbose: bool,
+    unix_socket: bool,
 }
 
 impl AiosmtpdBuilder {
@@ -140,7 +141,16 @@ impl AiosmtpdBuilder {
         self
     }
 
-    /// The command-line arguments after the script's path (`--store` excluded).
+    /// `--unix-socket PATH`: listen on a Unix stream socket in the tempdir
+    /// ([`Aiosmtpd::unix_socket`], mode 0666) instead of a TCP port ([`Aiosmtpd::port`] is
+    /// then 0).
+    pub fn unix_socket(mut self) -> Self {
+        self.unix_socket = true;
+        self
+    }
+
+    /// The command-line arguments after the script's path (`--store` and `--unix-socket`
+    /// excluded).
     pub fn args(&self) -> Vec<String> {
         let mut a: Vec<String> = vec!["--host".into(), "127.0.0.1".into()];
         let p = |p: &PathBuf| p.to_string_lossy().into_owned();
@@ -215,6 +225,7 @@ impl AiosmtpdBuilder {
             .expect("tempdir");
         let store = work.path().join("store");
         fs::create_dir(&store).expect("create store dir");
+        let socket = self.unix_socket.then(|| work.path().join("smtp.sock"));
         let stderr_path = work.path().join("stderr.log");
         let stderr = File::create(&stderr_path).expect("create stderr log");
         let args = self.args();
@@ -223,6 +234,11 @@ impl AiosmtpdBuilder {
             .args(&args)
             .arg("--store")
             .arg(&store)
+            .args(
+                socket
+                    .iter()
+                    .flat_map(|p| [std::ffi::OsStr::new("--unix-socket"), p.as_os_str()]),
+            )
             .current_dir(&root)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -270,6 +286,7 @@ impl AiosmtpdBuilder {
             child,
             stdin,
             port,
+            socket,
             store,
             stderr_path,
             args,
@@ -285,6 +302,7 @@ pub struct Aiosmtpd {
     /// Kept open: the server exits when it reaches EOF.
     stdin: Option<ChildStdin>,
     port: u16,
+    socket: Option<PathBuf>,
     store: PathBuf,
     stderr_path: PathBuf,
     args: Vec<String>,
@@ -330,6 +348,11 @@ impl Aiosmtpd {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The Unix socket it listens on, with [`AiosmtpdBuilder::unix_socket`].
+    pub fn unix_socket(&self) -> Option<&Path> {
+        self.socket.as_deref()
     }
 
     /// `127.0.0.1:<port>`.

@@ -1,7 +1,8 @@
 //! [`Dovecot`]: a private Dovecot 2.3 (Debian `dovecot-core`, `dovecot-submissiond`) run from a
 //! config file in a tempdir, for SASL (an auth socket Postfix's `smtpd_sasl_type = dovecot` can
 //! use) and optionally Dovecot's own submission service (STARTTLS, SASL EXTERNAL from a client
-//! certificate, relaying to a sink the test gives).
+//! certificate, relaying to a sink the test gives), and optionally its LMTP service (Debian
+//! `dovecot-lmtpd`) delivering into Maildirs in the tempdir.
 //!
 //! How it runs (facts found on Debian 12, Dovecot 2.3.19.1, as root):
 //! - `dovecot -F -c DIR/dovecot.conf` in the foreground, under a `/bin/sh` watchdog that sends it
@@ -25,6 +26,22 @@
 //!   set but password is non-empty`).
 //! - `auth_ssl_require_client_cert = yes` applies to every mechanism: then PLAIN and LOGIN also
 //!   fail without a certificate (`535 5.7.8 Client didn't present valid SSL certificate`).
+//! - LMTP (`protocols = lmtp`, `/usr/lib/dovecot/lmtp`): `service lmtp` gets a
+//!   `unix_listener lmtp` (mode 0666, so any local user can connect; it is `base_dir/lmtp`) and
+//!   an `inet_listener lmtp` on 127.0.0.1. It greets `220 HOSTNAME Dovecot (Debian) ready.` and
+//!   answers LHLO with 8BITMIME, CHUNKING, ENHANCEDSTATUSCODES, PIPELINING (no SIZE, no
+//!   STARTTLS, no AUTH).
+//! - LMTP looks each RCPT up in the userdb. A `static` userdb would take any name; a
+//!   `passwd-file` userdb (`user:::::::` lines, `default_fields = uid=nobody gid=nogroup
+//!   home=...`) refuses others with `550 5.1.1 <bob@x> User doesn't exist: bob@x`. The lookup
+//!   name is the whole address (`auth_username_format = %Lu`): `alice@example.org` is unknown
+//!   when the file says `alice`, so `protocol lmtp { auth_username_format = %Ln }` drops the
+//!   domain.
+//! - The lmtp process starts as root and delivers as the userdb's uid (`nobody`; the default
+//!   `first_valid_uid = 500` refuses root): `home/USER/Maildir/{new,cur,tmp}` made on the first
+//!   delivery, mode 0700 (root reads it). One `250 2.0.0 <rcpt> ID Saved` per accepted RCPT
+//!   after the final dot. The stored file has LF line ends and starts with `Return-Path:`,
+//!   `Delivered-To:` and `Received: from LHLO-NAME by HOSTNAME with LMTP`.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
@@ -42,7 +59,8 @@ use crate::process::{
 };
 use crate::{free_port, TestCa};
 
-/// How long [`DovecotBuilder::start`] waits for the auth socket (and the submission port).
+/// How long [`DovecotBuilder::start`] waits for the auth socket (and the submission and LMTP
+/// ports).
 pub const DOVECOT_READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 const DOVECOT: &str = "/usr/sbin/dovecot";
@@ -53,6 +71,8 @@ pub struct DovecotBuilder {
     users: Vec<(String, String)>,
     mechanisms: String,
     submission: Option<SubmissionOpts>,
+    lmtp: bool,
+    hostname: String,
     auth_debug: bool,
 }
 
@@ -61,7 +81,6 @@ struct SubmissionOpts {
     relay_port: u16,
     cert: PathBuf,
     key: PathBuf,
-    hostname: String,
     client_ca: Option<PathBuf>,
     require_client_cert: bool,
 }
@@ -72,6 +91,8 @@ impl Default for DovecotBuilder {
             users: Vec::new(),
             mechanisms: "plain login".into(),
             submission: None,
+            lmtp: false,
+            hostname: "dovecot.postline.test".into(),
             auth_debug: false,
         }
     }
@@ -108,16 +129,27 @@ impl DovecotBuilder {
             relay_port,
             cert: server.chain_path.clone(),
             key: server.key_path.clone(),
-            hostname: "dovecot.postline.test".into(),
             client_ca: None,
             require_client_cert: false,
         });
         self
     }
 
-    /// The submission service's `hostname` (greeting and EHLO), default `dovecot.postline.test`.
+    /// Dovecot's `hostname` (the submission and LMTP greetings, EHLO/LHLO replies and LMTP's
+    /// `Received:` header), default `dovecot.postline.test`.
     pub fn hostname(mut self, name: &str) -> Self {
-        self.submission_mut("hostname").hostname = name.into();
+        self.hostname = name.into();
+        self
+    }
+
+    /// Dovecot's LMTP service, delivering into Maildirs in the tempdir: on a Unix socket
+    /// ([`Dovecot::lmtp_socket`], `base_dir/lmtp`, mode 0666) and on a free 127.0.0.1 port
+    /// ([`Dovecot::lmtp_port`]). Only the [`user`](Self::user)s have a mailbox (a `passwd-file`
+    /// userdb): RCPT for anyone else is refused with `550 5.1.1 <x> User doesn't exist: x`. A
+    /// recipient's domain is ignored (`alice@any.example` is `alice`). Delivered messages are
+    /// read back with [`Dovecot::maildir_messages`] / [`Dovecot::wait_maildir`].
+    pub fn lmtp(mut self) -> Self {
+        self.lmtp = true;
         self
     }
 
@@ -168,7 +200,7 @@ impl DovecotBuilder {
         m.join(" ")
     }
 
-    fn config(&self, dir: &Path, submission_port: Option<u16>) -> String {
+    fn config(&self, dir: &Path, submission_port: Option<u16>, lmtp_port: Option<u16>) -> String {
         let d = dir.display();
         let mut c = format!(
             "# postline testkit: a private Dovecot (crates/testkit/src/dovecot.rs)\n\
@@ -182,10 +214,20 @@ impl DovecotBuilder {
              auth_mechanisms = {mechs}\n\
              disable_plaintext_auth = no\n\
              mail_location = maildir:~/Maildir\n\
-             userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}/home/%u\n}}\n\
+             hostname = {host}\n\
+             {userdb}\
              service auth {{\n  unix_listener auth-postfix {{\n    mode = 0666\n  }}\n}}\n",
             pid = std::process::id(),
             mechs = self.mechanisms_line(),
+            host = self.hostname,
+            userdb = if self.lmtp {
+                format!(
+                    "userdb {{\n  driver = passwd-file\n  args = {d}/users\n  \
+                     default_fields = uid=nobody gid=nogroup home={d}/home/%u\n}}\n"
+                )
+            } else {
+                format!("userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}/home/%u\n}}\n")
+            },
         );
         if self.auth_debug {
             c.push_str("auth_verbose = yes\nauth_debug = yes\nmail_debug = yes\n");
@@ -206,19 +248,26 @@ impl DovecotBuilder {
                 "passdb {{\n  driver = passwd-file\n  args = {d}/passwd-external\n  mechanisms = external\n}}\n"
             ));
         }
+        let mut protocols = Vec::new();
+        if let Some(port) = lmtp_port {
+            protocols.push("lmtp");
+            c.push_str(&format!(
+                "service lmtp {{\n  unix_listener lmtp {{\n    mode = 0666\n  }}\n  \
+                 inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n}}\n\
+                 protocol lmtp {{\n  auth_username_format = %Ln\n}}\n"
+            ));
+        }
         match (&self.submission, submission_port) {
             (Some(s), Some(port)) => {
+                protocols.push("submission");
                 c.push_str(&format!(
-                    "protocols = submission\n\
-                     hostname = {host}\n\
-                     ssl = required\n\
+                    "ssl = required\n\
                      ssl_cert = <{cert}\n\
                      ssl_key = <{key}\n\
                      submission_relay_host = 127.0.0.1\n\
                      submission_relay_port = {relay}\n\
                      submission_relay_trusted = yes\n\
                      service submission-login {{\n  inet_listener submission {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n}}\n",
-                    host = s.hostname,
                     cert = s.cert.display(),
                     key = s.key.display(),
                     relay = s.relay_port,
@@ -236,14 +285,15 @@ impl DovecotBuilder {
                     ));
                 }
             }
-            _ => c.push_str("protocols =\nssl = no\n"),
+            _ => c.push_str("ssl = no\n"),
         }
+        c.push_str(&format!("protocols = {}\n", protocols.join(" ")));
         c
     }
 
     /// Writes the config and the passwd-file into a fresh tempdir, starts Dovecot and waits (at
-    /// most [`DOVECOT_READY_TIMEOUT`]) until the auth socket answers (and the submission port
-    /// greets with 220). Panics with the log tail otherwise. A submission port taken by another
+    /// most [`DOVECOT_READY_TIMEOUT`]) until the auth socket answers (and the submission and
+    /// LMTP ports greet with 220). Panics with the log tail otherwise. A port taken by another
     /// process between choosing and binding is retried with another.
     pub fn start(self) -> Dovecot {
         assert!(
@@ -274,18 +324,25 @@ impl DovecotBuilder {
             .expect("chmod home");
         let mut passwd = String::new();
         let mut passwd_ext = String::new();
+        let mut users = String::new();
         for (u, p) in &self.users {
             passwd.push_str(&format!("{u}:{{PLAIN}}{p}::::::\n"));
             passwd_ext.push_str(&format!("{u}:::::::nopassword=y\n"));
+            users.push_str(&format!("{u}:::::::\n"));
         }
-        for (name, text) in [("passwd", &passwd), ("passwd-external", &passwd_ext)] {
+        for (name, text) in [
+            ("passwd", &passwd),
+            ("passwd-external", &passwd_ext),
+            ("users", &users),
+        ] {
             let path = dir.join(name);
             fs::write(&path, text).expect("write passwd-file");
             fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod passwd");
         }
         let submission_port = self.submission.as_ref().map(|_| free_port());
+        let lmtp_port = self.lmtp.then(free_port);
         let config_path = dir.join("dovecot.conf");
-        let config = self.config(&dir, submission_port);
+        let config = self.config(&dir, submission_port, lmtp_port);
         File::create(&config_path)
             .and_then(|mut f| f.write_all(config.as_bytes()))
             .expect("write dovecot.conf");
@@ -309,6 +366,8 @@ impl DovecotBuilder {
             child,
             auth_socket: dir.join("run/auth-postfix"),
             submission_port,
+            lmtp_socket: self.lmtp.then(|| dir.join("run/lmtp")),
+            lmtp_port,
             config_path,
             dir,
             started: Instant::now(),
@@ -329,6 +388,8 @@ pub struct Dovecot {
     stdin: Option<ChildStdin>,
     auth_socket: PathBuf,
     submission_port: Option<u16>,
+    lmtp_socket: Option<PathBuf>,
+    lmtp_port: Option<u16>,
     config_path: PathBuf,
     dir: PathBuf,
     started: Instant,
@@ -360,6 +421,69 @@ impl Dovecot {
             self.submission_port
                 .expect("Dovecot was started without .submission(...)")
         )
+    }
+
+    /// The LMTP service's Unix socket (`base_dir/lmtp`, mode 0666), if
+    /// [`DovecotBuilder::lmtp`] was given.
+    pub fn lmtp_socket(&self) -> Option<&Path> {
+        self.lmtp_socket.as_deref()
+    }
+
+    /// The LMTP service's 127.0.0.1 port, if [`DovecotBuilder::lmtp`] was given.
+    pub fn lmtp_port(&self) -> Option<u16> {
+        self.lmtp_port
+    }
+
+    /// The messages in `user`'s Maildir now (`new/` and `cur/`), oldest first (by modification
+    /// time, then file name). Dovecot stores them with LF line ends and prepends `Return-Path:`,
+    /// `Delivered-To:` and `Received:` to what the client sent. Empty when nothing was delivered
+    /// (the Maildir is made on the first delivery). Files are owned by `nobody`; root reads them.
+    pub fn maildir_messages(&self, user: &str) -> Vec<Vec<u8>> {
+        let maildir = self.maildir(user);
+        let mut found = Vec::new();
+        for sub in ["new", "cur"] {
+            let Ok(entries) = fs::read_dir(maildir.join(sub)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let path = e.path();
+                let mtime = e.metadata().and_then(|m| m.modified()).ok();
+                // A file moved from new/ to cur/ in between is read from where it went, or missed
+                // until the next call.
+                if let Ok(bytes) = fs::read(&path) {
+                    found.push((mtime, e.file_name(), bytes));
+                }
+            }
+        }
+        found.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        found.into_iter().map(|(_, _, b)| b).collect()
+    }
+
+    /// Waits (at most `timeout`) until `user`'s Maildir holds at least `count` messages and
+    /// returns them all ([`maildir_messages`](Self::maildir_messages)); panics with the log tail
+    /// otherwise.
+    pub fn wait_maildir(&self, user: &str, count: usize, timeout: Duration) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.maildir_messages(user);
+            if m.len() >= count {
+                return m;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{} message(s) in {} after {timeout:?}, wanted {count}; log tail:\n{}",
+                    m.len(),
+                    self.maildir(user).display(),
+                    tail(&self.log(), 30)
+                );
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// `user`'s Maildir: `home/USER/Maildir` in the tempdir (`mail_location = maildir:~/Maildir`).
+    pub fn maildir(&self, user: &str) -> PathBuf {
+        self.dir.join("home").join(user).join("Maildir")
     }
 
     /// The config file (`dovecot.conf` in the tempdir).
@@ -427,7 +551,7 @@ impl Dovecot {
             }
             thread::sleep(POLL);
         }
-        if let Some(port) = self.submission_port {
+        for port in [self.submission_port, self.lmtp_port].into_iter().flatten() {
             loop {
                 if child_exited(&self.child) {
                     return fail("exited during start-up".into());
@@ -445,11 +569,11 @@ impl Dovecot {
                         let _ = r.read_line(&mut line);
                         break;
                     }
-                    return fail(format!("submission port {port} greeted {line:?}"));
+                    return fail(format!("port {port} greeted {line:?}"));
                 }
                 if Instant::now() >= deadline {
                     return fail(format!(
-                        "submission port {port} not accepting after {DOVECOT_READY_TIMEOUT:?}"
+                        "port {port} not accepting after {DOVECOT_READY_TIMEOUT:?}"
                     ));
                 }
                 thread::sleep(POLL);

@@ -2,7 +2,7 @@
 //! certificates ([`ClientCert`]), a self-signed certificate made by openssl ([`SelfSigned`]), the
 //! real aiosmtpd server from `tests/interop/aiosmtpd_server.py` ([`Aiosmtpd`]), Postfix's
 //! `smtp-sink` ([`SmtpSink`]), the microsocks SOCKS5 proxy ([`Microsocks`]), a private real Postfix ([`Postfix`]) and Dovecot ([`Dovecot`]: SASL
-//! for Postfix, and its submission service with SASL EXTERNAL), a scripted SMTP peer over real TCP ([`ScriptedServer`]), dnsmasq and
+//! for Postfix, its submission service with SASL EXTERNAL, and LMTP into Maildirs), a scripted SMTP peer over real TCP ([`ScriptedServer`]), dnsmasq and
 //! aiosmtpd exchangers for MX routing ([`Dnsmasq`], [`Exchanger`]), and a [`Sandbox`] in which
 //! to run the `postline` binary, with a [`SendCmd`] builder for `postline send`.
 //!
