@@ -4,7 +4,7 @@
 
 use std::str::FromStr;
 
-use crate::config::{Config, Tls};
+use crate::config::{Config, Protocol, Tls};
 use crate::error::{ConfigError, Error};
 use postline_proto::Mechanism;
 
@@ -16,6 +16,8 @@ impl Config {
     /// | `smtps://` | implicit TLS (RFC 8314) | 465 |
     /// | `smtp+starttls://` | STARTTLS, required | 587 |
     /// | `smtp://` | STARTTLS when offered | 25 |
+    /// | `lmtp://` | LMTP ([`crate::Protocol::Lmtp`]), STARTTLS when offered | 24 |
+    /// | `lmtp+starttls://` | LMTP, STARTTLS required | 24 |
     ///
     /// `user[:password]@` (percent-encoded) gives credentials; the query may set `helo=NAME`,
     /// `auth=MECHANISM` (`plain`, `scram-sha-256`, ...), `tls_name=NAME`,
@@ -37,6 +39,10 @@ impl Config {
     /// assert_eq!((c.host(), c.effective_port()), ("2001:db8::1", 2587));
     /// let c = Config::from_url("smtp:///run/mta/smtp.sock")?;
     /// assert_eq!((c.unix_socket(), c.tls_mode()), (Some(std::path::Path::new("/run/mta/smtp.sock")), Tls::None));
+    /// // Dovecot's LMTP socket, and an LMTP server on its default port.
+    /// let c = Config::from_url("lmtp:///run/dovecot/lmtp")?;
+    /// assert_eq!((c.protocol_in_use(), c.tls_mode()), (postline::Protocol::Lmtp, Tls::None));
+    /// assert_eq!(Config::from_url("lmtp://mailstore.internal")?.effective_port(), 24);
     /// # Ok::<(), postline::Error>(())
     /// ```
     pub fn from_url(text: &str) -> Result<Config, Error> {
@@ -44,17 +50,19 @@ impl Config {
             |why: &str| Error::Config(ConfigError::Url(format!("{why} (in {})", redacted(text))));
         if !text.contains("://") {
             return Err(bad(
-                "not a URL: expected smtp://, smtps:// or smtp+starttls:// before the host (for HOST:PORT alone, use Config::relay)",
+                "not a URL: expected smtp://, smtps://, smtp+starttls://, lmtp:// or lmtp+starttls:// before the host (for HOST:PORT alone, use Config::relay)",
             ));
         }
         let url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
-        let tls = match url.scheme() {
-            "smtps" => Tls::Implicit,
-            "smtp+starttls" => Tls::StartTls,
-            "smtp" => Tls::Opportunistic,
+        let (tls, protocol) = match url.scheme() {
+            "smtps" => (Tls::Implicit, Protocol::Smtp),
+            "smtp+starttls" => (Tls::StartTls, Protocol::Smtp),
+            "smtp" => (Tls::Opportunistic, Protocol::Smtp),
+            "lmtp+starttls" => (Tls::StartTls, Protocol::Lmtp),
+            "lmtp" => (Tls::Opportunistic, Protocol::Lmtp),
             other => {
                 return Err(bad(&format!(
-                    "scheme {other:?} is not one of smtp, smtps, smtp+starttls"
+                    "scheme {other:?} is not one of smtp, smtps, smtp+starttls, lmtp, lmtp+starttls"
                 )))
             }
         };
@@ -72,7 +80,7 @@ impl Config {
             Tls::Opportunistic if crate::config::is_unix_path(&host) => Tls::None,
             t => t,
         };
-        let mut config = Config::relay(host).tls(tls);
+        let mut config = Config::relay(host).tls(tls).protocol(protocol);
         if let Some(port) = url.port() {
             config = config.port(port);
         }
@@ -233,6 +241,36 @@ mod tests {
         assert_eq!(c.hello.as_deref(), Some("client.example.org"));
         assert_eq!(c.mechanism, Some(Mechanism::ScramSha256));
         assert_eq!(c.server_name(), "mx.example");
+    }
+
+    #[test]
+    fn lmtp_schemes() {
+        let c = Config::from_url("lmtp://store.example").unwrap();
+        assert_eq!(
+            (c.protocol_in_use(), c.effective_port(), c.tls_mode()),
+            (Protocol::Lmtp, 24, Tls::Opportunistic)
+        );
+        let c = Config::from_url("lmtp+starttls://store.example:2424").unwrap();
+        assert_eq!(
+            (c.protocol_in_use(), c.effective_port(), c.tls_mode()),
+            (Protocol::Lmtp, 2424, Tls::StartTls)
+        );
+        let c = Config::from_url("lmtp:///run/dovecot/lmtp").unwrap();
+        assert_eq!(
+            (c.protocol_in_use(), c.tls_mode()),
+            (Protocol::Lmtp, Tls::None)
+        );
+        assert_eq!(
+            c.unix_socket(),
+            Some(std::path::Path::new("/run/dovecot/lmtp"))
+        );
+        assert_eq!(
+            Config::from_url("smtp://h").unwrap().protocol_in_use(),
+            Protocol::Smtp
+        );
+        // LMTP has no implicit-TLS port: no lmtps://.
+        let e = Config::from_url("lmtps://h").unwrap_err().to_string();
+        assert!(e.contains("lmtp+starttls"), "{e}");
     }
 
     #[test]
