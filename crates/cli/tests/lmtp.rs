@@ -199,3 +199,74 @@ fn a_queued_lmtp_message_is_retried_over_lmtp() {
     let last = list[0]["last_error"].as_str().unwrap();
     assert!(last.contains("450 4.3.0"), "{last}");
 }
+
+/// Into Dovecot: over its Unix socket from the flags, and over TCP from an account with
+/// `protocol = "lmtp"`; a user with a mailbox, one that does not exist and one over quota.
+#[test]
+fn into_dovecot_over_its_socket_and_from_an_account() {
+    use postline_testkit::Dovecot;
+    let dovecot = Dovecot::builder()
+        .user("alice", "unused")
+        .user("carol", "unused")
+        .quota("carol", 10)
+        .lmtp()
+        .start();
+    let sb = Sandbox::new();
+    let socket = dovecot.lmtp_socket().unwrap().to_str().unwrap().to_string();
+    let to = "alice@example.org,bob@example.org,carol@example.org";
+    let statuses = |o: &std::process::Output| -> Vec<String> {
+        let v: Value = serde_json::from_str(stdout(o).trim()).unwrap();
+        v["recipients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["status"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // No --tls: a Unix socket needs none. Some mailboxes took it and others did not: 67.
+    let o = run_code(
+        sb.send_bare()
+            .server(&socket)
+            .arg("--protocol")
+            .arg("lmtp")
+            .from("sender@example.com")
+            .to(to)
+            .subject("over the socket")
+            .body("hello")
+            .json(),
+        67,
+    );
+    assert_eq!(
+        statuses(&o),
+        ["delivered", "failed", "failed"],
+        "{}",
+        stdout(&o)
+    );
+    let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["recipients"][2]["data_reply"]["code"], 552, "{v}");
+    assert_eq!(
+        dovecot
+            .wait_maildir("alice", 1, std::time::Duration::from_secs(10))
+            .len(),
+        1
+    );
+
+    sb.config(&format!(
+        "[accounts.store]\nserver = \"127.0.0.1\"\nport = {}\nprotocol = \"lmtp\"\n",
+        dovecot.lmtp_port().unwrap()
+    ));
+    let o = run_code(
+        sb.send_bare()
+            .account("store")
+            .from("sender@example.com")
+            .to("alice@example.org")
+            .subject("from the account")
+            .body("hello")
+            .verbose(),
+        0,
+    );
+    assert!(stderr(&o).contains("C: LHLO "), "{}", stderr(&o));
+    let got = dovecot.wait_maildir("alice", 2, std::time::Duration::from_secs(10));
+    assert!(String::from_utf8_lossy(&got[1]).contains("Subject: from the account"));
+    assert!(dovecot.maildir_messages("carol").is_empty());
+}
