@@ -320,23 +320,27 @@ fn bounded_text(s: &str) -> String {
     bounded_text_to(s, MAX_REPLY_TEXT)
 }
 
-/// At most `max` bytes of `s` (cut at a character boundary, marked with `...`), with control
+/// At most `max` bytes of `s` (cut between characters, marked with `...`), with control
 /// characters (CR, LF, ESC...) and bidi marks [escaped](crate::escape) so the text is one
-/// safe line.
+/// safe line. Each character is escaped whole before it is counted, so a cut never leaves
+/// half an escape (`\u{1` would read as text that was never sent).
 fn bounded_text_to(s: &str, max: usize) -> String {
-    let escaped = crate::escape::escape(s);
-    let mut out = String::with_capacity(escaped.len().min(max));
-    for c in escaped.chars() {
-        if out.len() + c.len_utf8() > max {
-            let mut cut = max.saturating_sub(3).min(out.len());
-            while !out.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            out.truncate(cut);
-            out.push_str("...");
+    let whole = crate::escape::escape(s);
+    if whole.len() <= max {
+        return whole.into_owned();
+    }
+    let budget = max.saturating_sub(3);
+    let mut out = String::with_capacity(max);
+    let mut one = [0u8; 4];
+    for c in s.chars() {
+        let piece = crate::escape::escape(c.encode_utf8(&mut one));
+        if out.len() + piece.len() > budget {
             break;
         }
-        out.push(c);
+        out.push_str(&piece);
+    }
+    if max >= 3 {
+        out.push_str("...");
     }
     out
 }
@@ -518,6 +522,20 @@ mod tests {
             let d = Delivery::from_result(&Err(e.clone()), &env());
             assert!(d.iter().all(|d| d.status == want), "{e}: {d:?}");
         }
+    }
+
+    #[test]
+    fn a_cut_never_splits_an_escape() {
+        // Each ESC is 6 bytes escaped; wherever the limit falls, no `\u{1` is left dangling.
+        let text = "\u{1b}".repeat(200);
+        for max in 3..60 {
+            let t = bounded_text_to(&text, max);
+            assert!(t.len() <= max, "{max}: {t}");
+            let body = t.trim_end_matches("...");
+            assert_eq!(body.len() % 6, 0, "{max}: {t}");
+            assert!(body.split("\\u{1b}").all(str::is_empty), "{max}: {t}");
+        }
+        assert_eq!(bounded_text_to("short", 512), "short");
     }
 
     #[test]

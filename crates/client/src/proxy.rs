@@ -457,6 +457,13 @@ impl Handshake {
                 }
             }
             State::Auth => {
+                // RFC 1929 2: the reply's version is 1; some proxies answer with 5, the
+                // SOCKS version, which is taken too. Anything else is not a SOCKS5 proxy.
+                if msg[0] != 1 && msg[0] != 5 {
+                    return Err(ProxyFailure::Protocol(
+                        "the reply to the proxy credentials is not version 1",
+                    ));
+                }
                 if msg[1] != 0 {
                     let user = self.auth.take().map(|(u, _)| u).unwrap_or_default();
                     return Err(ProxyFailure::AuthRefused { user });
@@ -674,6 +681,13 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"), "{e}");
         assert_eq!(e.fault(), Fault::Local);
 
+        // The credentials' reply carries version 1 (RFC 1929); 5 is tolerated, other bytes
+        // are not a SOCKS5 proxy even with a status of 0.
+        let mut hs = Handshake::new(&p, "mx", 25).unwrap();
+        run(&mut hs, &[&[5, 2], &[5, 0]]).1.unwrap();
+        let mut hs = Handshake::new(&p, "mx", 25).unwrap();
+        let e = run(&mut hs, &[&[5, 2], &[0x48, 0]]).1.unwrap_err();
+        assert!(matches!(e, ProxyFailure::Protocol(_)), "{e:?}");
         let mut hs = Handshake::new(&Proxy::socks5("h"), "mx", 25).unwrap();
         let e = run(&mut hs, &[&[5, 0xFF]]).1.unwrap_err();
         assert!(matches!(e, ProxyFailure::AuthRequired));

@@ -4,11 +4,15 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use crate::entry::{Entry, RecipientStatus};
+use crate::entry::{DsnRet, Entry, RecipientStatus};
 use crate::policy::{random, secs};
 
 /// Most of the original header section quoted back (RFC 3462 `text/rfc822-headers`).
 pub const MAX_QUOTED_HEADERS: usize = 32 * 1024;
+/// The largest message returned whole when its sender asked for it (`RET=FULL`, RFC 3461
+/// 4.3), as Postfix's `bounce_size_limit` does by default; a larger one, or one with 8-bit
+/// bytes (the report goes out as 7-bit text), comes back as its header section.
+pub const MAX_RETURNED_MESSAGE: usize = 50_000;
 /// Most recipients described one by one; the rest are counted.
 pub const MAX_REPORTED_RECIPIENTS: usize = 500;
 
@@ -90,13 +94,33 @@ pub fn report(entry: &Entry, message: &[u8], reporting_host: &str, now: SystemTi
         }
         let _ = write!(m, "Last-Attempt-Date: {date}\r\n");
     }
-    let _ = write!(
-        m,
-        "\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-    );
+    let whole = dsn.and_then(|d| d.ret) == Some(DsnRet::Full)
+        && message.len() <= MAX_RETURNED_MESSAGE
+        && message.is_ascii();
+    let part = if whole {
+        "message/rfc822"
+    } else {
+        "text/rfc822-headers"
+    };
+    let _ = write!(m, "\r\n--{boundary}\r\nContent-Type: {part}\r\n\r\n");
     let mut out = m.into_bytes();
-    out.extend_from_slice(&quoted_headers(message));
+    if whole {
+        out.extend_from_slice(&crlf_lines(message));
+    } else {
+        out.extend_from_slice(&quoted_headers(message));
+    }
     out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    out
+}
+
+/// `message` with every line ended by CRLF (blank lines kept: the body follows the first).
+fn crlf_lines(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 32 + 2);
+    let body = message.strip_suffix(b"\n").unwrap_or(message);
+    for line in body.split(|b| *b == b'\n') {
+        out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        out.extend_from_slice(b"\r\n");
+    }
     out
 }
 
@@ -237,6 +261,47 @@ mod tests {
             r.contains("\r\nOriginal-Recipient: rfc822; r0@y\r\nFinal-Recipient: rfc822; r0@y\r\n"),
             "{r}"
         );
+    }
+
+    #[test]
+    fn ret_full_returns_the_whole_message_when_small_and_7_bit() {
+        let msg = b"Subject: hi\r\nFrom: a@x\r\n\r\nfirst\n\nsecond\r\n";
+        let mut e = entry(1);
+        let hdrs = String::from_utf8(report(&e, msg, "h", SystemTime::now())).unwrap();
+        assert!(!hdrs.contains("second"), "no RET: headers only");
+        e.dsn = Some(crate::entry::Dsn {
+            ret: Some(DsnRet::Full),
+            ..Default::default()
+        });
+        let r = String::from_utf8(report(&e, msg, "h", SystemTime::now())).unwrap();
+        assert!(
+            r.contains("Content-Type: message/rfc822\r\n\r\nSubject: hi\r\nFrom: a@x\r\n\r\nfirst\r\n\r\nsecond\r\n\r\n--"),
+            "{r}"
+        );
+        assert!(!r.contains("text/rfc822-headers"), "{r}");
+        // Too large, or 8-bit: the header section only.
+        let big = [
+            &b"Subject: big\r\n\r\n"[..],
+            &vec![b'x'; MAX_RETURNED_MESSAGE],
+        ]
+        .concat();
+        let r = String::from_utf8(report(&e, &big, "h", SystemTime::now())).unwrap();
+        assert!(
+            r.contains("text/rfc822-headers") && !r.contains("xxxx"),
+            "too large"
+        );
+        let eight = "Subject: caf\u{e9}\r\n\r\nbody\r\n".as_bytes();
+        let r = String::from_utf8_lossy(&report(&e, eight, "h", SystemTime::now())).into_owned();
+        assert!(
+            r.contains("text/rfc822-headers") && !r.contains("body"),
+            "8-bit"
+        );
+        e.dsn = Some(crate::entry::Dsn {
+            ret: Some(DsnRet::Hdrs),
+            ..Default::default()
+        });
+        let r = String::from_utf8(report(&e, msg, "h", SystemTime::now())).unwrap();
+        assert!(r.contains("text/rfc822-headers") && !r.contains("second"));
     }
 
     #[test]
