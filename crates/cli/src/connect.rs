@@ -51,6 +51,28 @@ pub fn load_account(name: Option<&str>) -> Result<Option<Account>, Fail> {
 /// Splits `HOST[:PORT]`, with IPv6 literals as `[ADDR]:PORT` (a bare `::1` is a host). The
 /// port is digits, 1 to 65535.
 pub fn split_server(s: &str) -> Result<(String, Option<u16>), Fail> {
+    // An absolute path is a Unix socket, kept whole (a colon in it is part of the name).
+    if s.starts_with('/') {
+        return Ok((s.to_string(), None));
+    }
+    if s.contains("://") {
+        return Err(Fail::new(
+            exit::USAGE,
+            format!(
+                "--server {}: takes HOST[:PORT] or a Unix socket's absolute path, not a URL (the scheme's choices are flags here: --protocol lmtp, --tls)",
+                s.escape_debug()
+            ),
+        ));
+    }
+    if s.contains('/') {
+        return Err(Fail::new(
+            exit::USAGE,
+            format!(
+                "--server {}: a Unix socket is given by its absolute path (starting with /)",
+                s.escape_debug()
+            ),
+        ));
+    }
     postline::parse_server(s).map_err(|e| match e {
         postline::ServerError::Port => Fail::new(
             exit::USAGE,
@@ -108,10 +130,29 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
         ));
     }
     if unix && port.is_some() {
+        let what = match (&args.server, account) {
+            (None, Some(a)) => format!(
+                "account \"{}\": server = \"{}\" with port",
+                a.name,
+                escape(&host)
+            ),
+            _ => format!("--server {} (with the account's port)", escape(&host)),
+        };
+        return Err(Fail::new(
+            exit::USAGE,
+            format!("{what}: a Unix socket path takes no port"),
+        ));
+    }
+    if unix
+        && matches!(
+            args.tls.or(account.and_then(|a| a.tls)),
+            Some(TlsMode::Starttls | TlsMode::Implicit)
+        )
+    {
         return Err(Fail::new(
             exit::USAGE,
             format!(
-                "--server {}: a Unix socket path takes no port",
+                "{}: TLS over a Unix socket is not supported here (no host name to check a certificate against; the socket stays on this machine): leave out --tls (or tls in the account)",
                 escape(&host)
             ),
         ));
@@ -191,7 +232,11 @@ pub fn target(args: &ServerArgs, account: Option<&Account>) -> Result<Target, Fa
         if tls == TlsMode::None {
             return Err(Fail::new(
                 exit::USAGE,
-                "--require-tls needs TLS: it cannot go with --tls none",
+                if unix {
+                    "--require-tls needs TLS, which a Unix socket does not have"
+                } else {
+                    "--require-tls needs TLS: it cannot go with --tls none"
+                },
             ));
         }
         config = config.require_tls(true);

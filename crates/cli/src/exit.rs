@@ -50,8 +50,9 @@ pub fn for_error(e: &Error) -> u8 {
         // A name that does not resolve is EX_NOHOST; refused or unreachable is transient.
         Error::Resolve { .. } => NOHOST,
         Error::Connect { .. } => TEMPFAIL,
-        // A socket with no server behind it (yet) is transient; no permission, or no socket
-        // at the path, is the configuration's to fix.
+        // Nothing at the path, or no server behind the socket (yet), is transient (a server
+        // not started); no permission, or a path that is not a socket, is the
+        // configuration's to fix.
         Error::ConnectUnix { .. } if e.fault() == Fault::Transient => TEMPFAIL,
         Error::ConnectUnix { .. } => CONFIG,
         Error::Timeout { .. }

@@ -163,7 +163,7 @@ pub fn route(args: &ServerArgs, account: Option<&Account>, direct: bool) -> Resu
         proxy: args.proxy.clone(),
         proxy_secret,
         source_address: args.source_address,
-        lmtp: args.protocol == Some(crate::account::Protocol::Lmtp),
+        lmtp: args.protocol.map(|p| p == crate::account::Protocol::Lmtp),
     })
 }
 
@@ -190,7 +190,13 @@ fn server_args(route: &Route, verbose: bool) -> Result<ServerArgs, String> {
         allow_world_readable_password: route.allow_readable_secret_file,
         proxy: route.proxy.clone(),
         source_address: route.source_address,
-        protocol: route.lmtp.then_some(crate::account::Protocol::Lmtp),
+        protocol: route.lmtp.map(|lmtp| {
+            if lmtp {
+                crate::account::Protocol::Lmtp
+            } else {
+                crate::account::Protocol::Smtp
+            }
+        }),
         verbose,
         ..ServerArgs::default()
     };

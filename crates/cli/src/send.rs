@@ -303,7 +303,10 @@ pub fn report_json(report: &Report) -> Value {
             let unknown = e.is_in_doubt();
             v["status"] = json!(if unknown { "unknown" } else { "failed" });
             v["error"] = json!(e.to_string());
-            v["retryable"] = json!(e.is_retryable());
+            // Some mailboxes took it (LMTP): sending it again would duplicate it for them.
+            let some_delivered = matches!(e, Error::DeliveryUnknown { recipients, .. }
+                if recipients.iter().any(|r| r.data_reply.is_some() && r.delivered()));
+            v["retryable"] = json!(e.is_retryable() && !some_delivered);
             if let Error::MessageRejected { recipients: r, .. }
             | Error::DeliveryUnknown { recipients: r, .. } = e
             {
@@ -422,12 +425,28 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
         dkim::flags(&args.dkim_key, &args.dkim_selector, &args.dkim_domain),
         account.as_ref(),
     )?;
-    if let Some(stage) = args.quit_after {
-        return check(args, target, &from, stage);
+    let dsn = crate::dsn::dsn(
+        args.dsn_notify.clone().map(|n| n.0),
+        args.dsn_ret,
+        args.dsn_envid.clone(),
+        args.dsn_orcpt,
+    );
+    if args.quit_after == Some(QuitAfter::Mail) && raw.is_none() {
+        // A sender check with no message: nothing to compose, no size to declare.
+        return check(
+            args,
+            target,
+            &from,
+            &[],
+            None,
+            dsn.as_ref(),
+            QuitAfter::Mail,
+        );
     }
     let ready = raw.is_some();
     let (message, recipients) = prepare(args, &from, raw)?;
-    if recipients.is_empty() {
+    // A sender check (--quit-after mail) names no recipient.
+    if recipients.is_empty() && args.quit_after != Some(QuitAfter::Mail) {
         return Err(Fail::new(exit::USAGE, NO_RECIPIENTS));
     }
     // Before signing (a signature covers the folded lines) and before any queueing. A
@@ -437,15 +456,27 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
     } else {
         message
     };
-    let dsn = crate::dsn::dsn(
-        args.dsn_notify.clone().map(|n| n.0),
-        args.dsn_ret,
-        args.dsn_envid.clone(),
-        args.dsn_orcpt,
-    );
     // Signed last, over the bytes that will be sent (Bcc gone, headers complete), and before
     // any queueing so the spool holds the signed message.
     let message = dkim::sign(signer.as_ref(), message)?;
+    if let Some(stage) = args.quit_after {
+        // The same envelope a send would give: recipients (with -t from the message), SIZE
+        // of the very bytes, DSN parameters.
+        let recipients = if stage == QuitAfter::Mail {
+            Vec::new()
+        } else {
+            recipients
+        };
+        return check(
+            args,
+            target,
+            &from,
+            &recipients,
+            Some(message.len()),
+            dsn.as_ref(),
+            stage,
+        );
+    }
     let queueing = args.queue || args.queue_only;
     // Checked before any attempt: a route that cannot be queued is a usage error now, not
     // a lost message later.
@@ -631,33 +662,33 @@ fn warn_refused<'a>(refused: impl Iterator<Item = &'a postline::Recipient>) {
 /// `--quit-after mail|rcpt`: connects, says MAIL (and each RCPT), resets, quits; never DATA
 /// (the library's [`Client::check`]). Prints each reply; the exit code is what `send`
 /// gives for the same replies.
-fn check(args: &SendArgs, target: Target, from: &str, stage: QuitAfter) -> Result<u8, Fail> {
+#[allow(clippy::too_many_arguments)]
+fn check(
+    args: &SendArgs,
+    target: Target,
+    from: &str,
+    recipients: &[String],
+    size: Option<usize>,
+    dsn: Option<&Dsn>,
+    stage: QuitAfter,
+) -> Result<u8, Fail> {
     if target.direct {
         return Err(Fail::new(
             exit::USAGE,
             "--quit-after needs --server or an account (not direct MX delivery)",
         ));
     }
-    let recipients: Vec<String> = match stage {
-        QuitAfter::Mail => Vec::new(),
-        _ => {
-            let mut list = Vec::new();
-            push_unique(
-                &mut list,
-                args.to.iter().chain(&args.cc).chain(&args.bcc).cloned(),
-            );
-            if list.is_empty() {
-                return Err(Fail::new(exit::USAGE, NO_RECIPIENTS));
-            }
-            list
-        }
-    };
     let envelope = if recipients.is_empty() {
         Envelope::sender_only(from)
     } else {
-        Envelope::new(from, &recipients)
+        Envelope::new(from, recipients)
     }
     .map_err(|e| Fail::new(exit::for_error(&e), connect::describe(&e)))?;
+    let envelope = match size {
+        Some(n) => envelope.size(n as u64),
+        None => envelope,
+    };
+    let envelope = postline_queue::Dsn::apply_to(dsn, envelope);
     let mut report = Report {
         target_host: target.host.clone(),
         target_port: target.port,
@@ -676,6 +707,14 @@ fn check(args: &SendArgs, target: Target, from: &str, stage: QuitAfter) -> Resul
         Err(e) => report.result = Err(e),
     }
     let code = match &report.result {
+        // Every recipient refused: as send says for the same replies.
+        Ok(o) if !o.recipients.is_empty() && o.accepted().next().is_none() => {
+            if o.recipients.iter().any(deferred) {
+                exit::TEMPFAIL
+            } else {
+                exit::NOUSER
+            }
+        }
         Ok(o) => accepted_code(o, args.partial_ok),
         Err(e) => exit::for_error(e),
     };
@@ -690,6 +729,7 @@ fn check(args: &SendArgs, target: Target, from: &str, stage: QuitAfter) -> Resul
         v["greeting"] = greeting.as_ref().map(reply_json).unwrap_or(Value::Null);
         v["status"] = json!(match &report.result {
             Ok(o) if o.all_accepted() => "accepted",
+            Ok(o) if o.accepted().next().is_none() => "refused",
             Ok(_) => "partial",
             Err(e) if e.reply().is_some() => "refused",
             Err(_) => "failed",

@@ -100,17 +100,44 @@ fn lmtp_needs_a_server_and_an_smtp_server_says_no() {
         "{}",
         stderr(&o)
     );
-    // A Unix socket path takes no port.
+    // A socket path is kept whole (a colon is part of it); nothing there is transient.
     let o = run_code(
-        sb.send("/run/nothing/lmtp:24")
+        sb.send_bare()
+            .server("/run/nothing/lmtp:24")
             .arg("--protocol")
             .arg("lmtp")
             .from("a@example.com")
             .to("b@example.com")
             .body("x"),
-        64,
+        75,
     );
-    assert!(stderr(&o).contains("takes no port"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/run/nothing/lmtp:24"),
+        "{}",
+        stderr(&o)
+    );
+    // A relative path, a URL, TLS on a socket: told what to give instead.
+    for (server, extra, words) in [
+        ("./run/lmtp", None, "absolute path"),
+        ("lmtp://127.0.0.1:24", None, "not a URL"),
+        (
+            "/run/nothing/lmtp",
+            Some("starttls"),
+            "TLS over a Unix socket",
+        ),
+    ] {
+        let mut cmd = sb
+            .send_bare()
+            .server(server)
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x");
+        if let Some(tls) = extra {
+            cmd = cmd.tls(tls);
+        }
+        let o = run_code(cmd, 64);
+        assert!(stderr(&o).contains(words), "{server}: {}", stderr(&o));
+    }
     // An SMTP server refuses LHLO; no HELO follows.
     let sink = SmtpSink::start(&[]);
     let o = run_code(
@@ -158,6 +185,8 @@ fn a_close_between_the_replies_keeps_the_delivered_one() {
     );
     let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["status"], "unknown", "{v}");
+    // Not to be sent again whole: b has it.
+    assert_eq!(v["retryable"], false, "{v}");
     let r = v["recipients"].as_array().unwrap();
     assert_eq!(r[0]["status"], "delivered", "{v}");
     assert_eq!(r[0]["data_reply"]["code"], 250, "{v}");

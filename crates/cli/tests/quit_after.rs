@@ -597,3 +597,66 @@ fn probe_refusals_give_send_exit_codes() {
         send_code,
     );
 }
+
+/// The check asks what the send would: recipients from the message with -t, the message's
+/// SIZE and the DSN parameters; every recipient refused keeps the MAIL reply and exits as
+/// send would (67), without talking of a message.
+#[test]
+fn rcpt_check_sends_the_envelope_a_send_would() {
+    let srv = Aiosmtpd::builder().dsn().reject_rcpt("refuse").start();
+    let sb = Sandbox::new();
+    let file = sb.write(
+        "m.eml",
+        "From: a@example.com\r\nTo: ok@example.com\r\nSubject: t\r\n\r\nbody\r\n",
+    );
+    let o = run_code(
+        sb.send(&srv.addr())
+            .message(&file)
+            .arg("-t")
+            .args([
+                "--dsn-notify",
+                "success,failure",
+                "--dsn-ret",
+                "hdrs",
+                "--dsn-orcpt",
+            ])
+            .arg("--quit-after")
+            .arg("rcpt")
+            .verbose(),
+        0,
+    );
+    let sent = client_lines(&stderr(&o));
+    let mail = sent.iter().find(|l| l.starts_with("MAIL FROM:")).unwrap();
+    assert!(
+        mail.contains("SIZE=") && mail.contains("RET=HDRS"),
+        "{sent:?}"
+    );
+    let rcpt = sent.iter().find(|l| l.starts_with("RCPT TO:")).unwrap();
+    assert!(
+        rcpt.starts_with("RCPT TO:<ok@example.com>") && rcpt.contains("NOTIFY=SUCCESS,FAILURE"),
+        "{sent:?}"
+    );
+    assert!(!sent.iter().any(|l| l == "DATA"), "{sent:?}");
+    assert!(srv.messages().is_empty());
+
+    // Every recipient refused: the MAIL reply is still shown; 67.
+    let o = run_code(
+        sb.send(&srv.addr())
+            .from("a@example.com")
+            .to("refuse-1@example.com")
+            .arg("--quit-after")
+            .arg("rcpt"),
+        67,
+    );
+    let out = stdout(&o);
+    assert!(out.contains("MAIL FROM:<a@example.com>: 250"), "{out}");
+    assert!(
+        out.contains("RCPT TO:<refuse-1@example.com>: refused 550"),
+        "{out}"
+    );
+    assert!(
+        !stderr(&o).contains("message not accepted"),
+        "{}",
+        stderr(&o)
+    );
+}

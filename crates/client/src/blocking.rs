@@ -419,9 +419,10 @@ impl<S: BlockingStream> Client<S> {
 
     /// Checks whether the server would take `envelope`, without sending a message (what
     /// swaks' `--quit-after rcpt` does): MAIL, each RCPT, then RSET; never DATA, so nothing
-    /// can be delivered. `Ok` when the sender and at least one recipient were accepted (with
-    /// no recipient: the sender), with each recipient's reply and, as [`Outcome::reply`],
-    /// the MAIL reply; otherwise [`Error::MessageRejected`] as [`Client::send`] would say.
+    /// can be delivered. `Ok` when the sender was accepted, with each recipient's reply
+    /// (every one refused is an answer too: [`Outcome::accepted`] is then empty) and, as
+    /// [`Outcome::reply`], the MAIL reply; a refused MAIL is [`Error::MessageRejected`] as
+    /// [`Client::send`] would say.
     /// The connection stays usable.
     pub fn check(&mut self, envelope: &Envelope) -> Result<Outcome, Error> {
         block_on(self.conn.check(envelope))

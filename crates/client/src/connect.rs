@@ -25,7 +25,11 @@ pub(crate) fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     // A colon outside an IPv6 address is a mistyped `host:port`: the caller's to fix, not a
     // name to ask DNS about (and retry for days).
-    if bare.contains(':') && bare.parse::<std::net::Ipv6Addr>().is_err() || bare.is_empty() {
+    // A slash is a relative socket path (an absolute one never gets here), not a name.
+    if bare.contains(':') && bare.parse::<std::net::Ipv6Addr>().is_err()
+        || bare.is_empty()
+        || bare.contains('/')
+    {
         return Err(Error::Config(crate::ConfigError::Server(host.to_string())));
     }
     let addrs: Vec<SocketAddr> = (bare, port)

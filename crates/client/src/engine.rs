@@ -232,10 +232,13 @@ pub(crate) fn per_recipient(recipients: Vec<Recipient>) -> Result<Outcome, Error
     if let Some(reply) = delivered {
         return Ok(Outcome { recipients, reply });
     }
-    let replies = || recipients.iter().filter_map(|r| r.data_reply.as_ref());
-    let reply = replies()
-        .find(|r| !r.is_permanent())
-        .or_else(|| replies().next())
+    // A recipient deferred at RCPT or after the data makes the message worth another try.
+    let transient = recipients
+        .iter()
+        .filter_map(|r| r.deciding_reply())
+        .find(|r| !r.is_permanent());
+    let reply = transient
+        .or_else(|| recipients.iter().find_map(|r| r.data_reply.as_ref()))
         .cloned();
     Err(Error::MessageRejected {
         at: postline_proto::session::FailedAt::Message,
@@ -867,17 +870,28 @@ impl Engine {
             self.session.in_doubt(&self.out).collect()
         };
         for t in self.txs.drain(..) {
-            let result = if doubt.contains(&t.id) {
-                Error::DeliveryUnknown {
+            // LMTP: a recipient's reply after the data already decided for it, whatever
+            // ended the connection; with every accepted recipient answered the message's
+            // result is complete.
+            let answered = t.recipients.iter().any(|r| r.data_reply.is_some());
+            let complete = answered
+                && t.recipients
+                    .iter()
+                    .filter(|r| r.accepted)
+                    .all(|r| r.data_reply.is_some());
+            let result = if complete {
+                per_recipient(t.recipients)
+            } else if answered || doubt.contains(&t.id) {
+                Err(Error::DeliveryUnknown {
                     cause: Box::new(cause.clone()),
                     recipients: t.recipients,
-                }
+                })
             } else {
-                Error::NotSent {
+                Err(Error::NotSent {
                     cause: Box::new(cause.clone()),
-                }
+                })
             };
-            self.finished.push_back((t.id, Err(result)));
+            self.finished.push_back((t.id, result));
         }
         self.failed = Some(if doubt.is_empty() {
             cause
@@ -911,6 +925,15 @@ impl Engine {
         let mut pos = 0;
         let result = loop {
             if self.budget == 0 && pos < input.len() {
+                // What the last reply decided comes out first (the end of an LMTP
+                // transaction after its last recipient's reply), so a stray reply behind it
+                // cannot leave a finished message unreported.
+                if let Ok((_, Some(ev))) = self.session.handle_input(&[], &mut self.out) {
+                    if let Err(e) = self.on_event(ev, now) {
+                        break Err(e);
+                    }
+                    continue;
+                }
                 if let Some(code) = premature_reply(&input[pos..]) {
                     // Sent before the command it would answer (or with none due): taking it
                     // for the next command's reply would shift every later reply by one.
@@ -1077,6 +1100,19 @@ impl Engine {
                         }),
                         None => Err(Error::NotReady),
                     },
+                    // A check whose sender was accepted answered its question even when no
+                    // recipient was: each recipient's reply, and the MAIL reply.
+                    TxOutcome::Failed {
+                        at: postline_proto::session::FailedAt::NoValidRecipients,
+                        ..
+                    } if t.mail_reply.is_some() => Ok(Outcome {
+                        recipients: t.recipients,
+                        reply: t.mail_reply.unwrap_or_else(|| ServerReply {
+                            code: 250,
+                            enhanced: None,
+                            lines: Vec::new(),
+                        }),
+                    }),
                     TxOutcome::Failed { at, reply } => Err(Error::MessageRejected {
                         at,
                         reply: reply.map(|r| ServerReply::from_reply(&r)),

@@ -291,7 +291,7 @@ pub enum ConfigError {
     #[error("server URL: {0}")]
     Url(String),
     /// The server is not a host name or address, with an optional port (`HOST[:PORT]`).
-    #[error("server {0:?} is not HOST or HOST:PORT (an IPv6 address with a port goes in brackets: [2001:db8::1]:587)")]
+    #[error("server {0:?} is not HOST or HOST:PORT (an IPv6 address with a port goes in brackets: [2001:db8::1]:587; a Unix socket is an absolute path)")]
     Server(String),
     /// The proxy setting cannot work (a URL that is not `socks5://`, a name or credentials
     /// SOCKS5 cannot carry); the password, if any, is not shown.

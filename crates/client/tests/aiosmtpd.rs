@@ -582,16 +582,12 @@ fn check_reports_recipients_without_sending() {
     assert_eq!(outcome.recipients[0].reply.as_ref().unwrap().code, 250);
     assert!(!outcome.recipients[1].accepted);
     assert_eq!(outcome.recipients[1].reply.as_ref().unwrap().code, 550);
-    // Every recipient refused: the error send gives.
+    // Every recipient refused is an answer too, with the MAIL reply kept.
     let none = Envelope::new("a@example.com", ["refuse-1@example.com"]).unwrap();
-    match client.check(&none) {
-        Err(Error::MessageRejected {
-            at: FailedAt::NoValidRecipients,
-            recipients,
-            ..
-        }) => assert_eq!(recipients[0].reply.as_ref().unwrap().code, 550),
-        other => panic!("{other:?}"),
-    }
+    let outcome = client.check(&none).unwrap();
+    assert_eq!(outcome.reply.code, 250);
+    assert_eq!(outcome.accepted().count(), 0);
+    assert_eq!(outcome.recipients[0].reply.as_ref().unwrap().code, 550);
     // The sender alone.
     let sender = Envelope::sender_only("a@example.com").unwrap();
     let outcome = client.check(&sender).unwrap();

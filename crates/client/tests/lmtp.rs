@@ -56,7 +56,7 @@ fn lhlo_and_a_reply_per_recipient() {
 }
 
 #[test]
-fn hundred_messages_pipelined_on_one_connection() {
+fn hundred_messages_on_one_connection() {
     let sink = SmtpSink::start(&["-L"]);
     let lines = Arc::new(Mutex::new(Vec::new()));
     let mut client = Client::connect(config(&sink, &lines)).unwrap();
@@ -167,4 +167,47 @@ fn the_async_client_speaks_lmtp_too() {
         .unwrap()
         .iter()
         .any(|l| l == "C: LHLO client.test"));
+}
+
+/// A store that answers the last recipient and then sends one reply too many, in the same
+/// write: the message's result (delivered) still comes out, before the stray reply ends the
+/// connection; it is never reported as not sent (which would send it again).
+#[test]
+fn an_extra_reply_after_the_last_does_not_hide_the_delivery() {
+    use postline_testkit::{ScriptedServer, Step};
+    let srv = ScriptedServer::start(vec![
+        Step::reply("220 store.test LMTP"),
+        Step::expect("LHLO "),
+        Step::send("250-store.test\r\n250 PIPELINING\r\n"),
+        Step::expect("MAIL FROM:"),
+        Step::expect("RCPT TO:"),
+        Step::expect("RCPT TO:"),
+        Step::expect("DATA"),
+        Step::send("250 2.1.0 OK\r\n250 2.1.5 OK\r\n250 2.1.5 OK\r\n354 OK\r\n"),
+        Step::ExpectData,
+        Step::send("250 2.0.0 <b> Saved\r\n250 2.0.0 <c> Saved\r\n250 2.0.0 extra\r\n"),
+        Step::Hang,
+    ]);
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let config = Config::relay(srv.addr())
+        .tls(Tls::None)
+        .hello_name("client.test")
+        .protocol(Protocol::Lmtp)
+        .transcript({
+            let lines = lines.clone();
+            move |_, l| lines.lock().unwrap().push(l.to_string())
+        });
+    let mut client = Client::connect(config).unwrap();
+    let env = Envelope::new("a@client.test", ["b@x.test", "c@x.test"]).unwrap();
+    let result = client.send_bytes(&env, BODY);
+    let d = Delivery::from_result(&result, &env);
+    assert_eq!(
+        d.iter().map(|d| d.status).collect::<Vec<_>>(),
+        [DeliveryStatus::Delivered; 2],
+        "{result:?}"
+    );
+    // The stray reply ended the session.
+    assert!(client.noop().is_err());
+    drop(client);
+    srv.finish();
 }

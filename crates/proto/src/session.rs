@@ -64,6 +64,8 @@ pub struct SessionConfig {
     /// reply per accepted recipient, each reported as [`Event::LmtpResult`]. Message data
     /// always goes with DATA: after a refused BDAT chunk, how many replies the last chunk
     /// gets is not pinned down, and a miscount would credit one recipient's reply to another.
+    /// For the same reason one message is in flight at a time, and a 354 to DATA with no
+    /// recipient accepted (RFC 2033 wants 503) ends the session.
     pub lmtp: bool,
 }
 
@@ -740,6 +742,13 @@ impl Session {
         if live >= MAX_TRANSACTIONS || self.expect.room() < 5 {
             return false;
         }
+        // LMTP: one message at a time. The replies after the data are counted by accepted
+        // recipients; a server that miscounts would, with the next message behind, have
+        // its replies credited across messages. Alone, an extra reply is out of turn and a
+        // missing one times out, both errors and neither a misattribution.
+        if self.config.lmtp && live > 0 {
+            return false;
+        }
         self.pipelining() || (self.in_flight == 0 && self.held == 0 && live == 0)
     }
 
@@ -1122,9 +1131,30 @@ impl Session {
     ) -> Result<Option<Event<'a>>, SessionError> {
         let code = reply.code();
         let go = Self::check(code, Phase::DataStart, true)?;
+        let lmtp = self.config.lmtp;
         let tx = self.tx_mut(slot, code)?;
         tx.due -= 1;
         let (id, done, accepted) = (tx.id, tx.done, tx.accepted);
+        if go && (done || accepted == 0) && lmtp {
+            // RFC 2033 4.2 requires 503 here. How many replies an end of data would get
+            // (none, by the one-per-recipient rule; one, by habit) cannot be known, and a
+            // wrong guess shifts every later reply: end the session instead. No later
+            // transaction has started (this one's end of data was not written).
+            tx.done = true;
+            let e = SessionError::WrongReply {
+                phase: Phase::DataStart,
+                code,
+            };
+            self.error = Some(e);
+            self.state = State::Closed;
+            return Ok((!done).then_some(Event::TransactionDone {
+                tx: id,
+                outcome: TxOutcome::Failed {
+                    at: FailedAt::NoValidRecipients,
+                    reply: None,
+                },
+            }));
+        }
         if go && (done || accepted == 0) {
             // RFC 2920 3.1: DATA accepted with no valid recipient (or after a refused MAIL):
             // send an empty message's terminator and ignore the outcome.

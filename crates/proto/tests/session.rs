@@ -1144,7 +1144,7 @@ mod lmtp {
     }
 
     #[test]
-    fn next_message_follows_and_replies_are_not_credited_across() {
+    fn one_message_at_a_time_so_a_miscounting_server_cannot_shift_replies() {
         both_splits(|t| {
             greet(t);
             let from = ReversePath::Address(Address::new("a@c.example").unwrap());
@@ -1157,22 +1157,26 @@ mod lmtp {
             t.events();
             t.session.send_data(b"x", &mut t.out).unwrap();
             t.session.end_data(&mut t.out).unwrap();
+            t.expect_client(b"x\r\n.\r\n");
+            // Unlike SMTP, the next message waits for every reply of this one.
+            assert!(!t.session.can_start_transaction());
             let one = addrs(&["e@x.example"]);
             let env2 = envelope_of(&from, &one);
-            t.session.start_transaction(&env2, &mut t.out).unwrap();
-            t.expect_client(
-                b"x\r\n.\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<e@x.example>\r\nDATA\r\n",
+            assert_eq!(
+                t.session.start_transaction(&env2, &mut t.out),
+                Err(UseError::Busy)
             );
-            // Two replies for the first message, then the second's MAIL, RCPT, DATA.
-            t.server(b"250 b ok\r\n550 c failed\r\n250 OK\r\n250 OK\r\n354 OK\r\n")
-                .unwrap();
+            t.server(b"250 b ok\r\n").unwrap();
+            assert!(!t.session.can_start_transaction());
+            t.server(b"550 c failed\r\n").unwrap();
             t.expect_events(&[
                 "Lmtp tx0 #0 250",
                 "Lmtp tx0 #1 550",
                 "Done tx0 per-recipient 1 delivered",
-                "Rcpt tx1 #0 250",
-                "SendData tx1",
             ]);
+            assert!(t.session.can_start_transaction());
+            t.session.start_transaction(&env2, &mut t.out).unwrap();
+            t.expect_client(b"MAIL FROM:<a@c.example>\r\nRCPT TO:<e@x.example>\r\nDATA\r\n");
         });
     }
 
@@ -1236,7 +1240,7 @@ mod lmtp {
     }
 
     #[test]
-    fn a_354_with_no_recipient_gets_an_empty_message_and_one_reply() {
+    fn a_354_with_no_recipient_ends_the_session() {
         let mut t = Talk::new(lmtp_config());
         greet(&mut t);
         let from = ReversePath::Null;
@@ -1244,12 +1248,19 @@ mod lmtp {
         let env = envelope_of(&from, &to);
         t.session.start_transaction(&env, &mut t.out).unwrap();
         t.client();
-        t.server(b"250 OK\r\n550 no\r\n354 go anyway\r\n").unwrap();
-        t.expect_events(&["Rcpt tx0 #0 550", "Done tx0 failed NoValidRecipients"]);
-        t.expect_client(b".\r\n");
-        t.server(b"554 nothing\r\n").unwrap();
-        t.expect_events(&[]);
-        assert!(t.session.can_start_transaction());
+        // RFC 2033 wants 503; after a 354 no count of the replies to come can be trusted.
+        t.server(b"250 OK\r\n550 no\r\n").unwrap();
+        t.expect_events(&["Rcpt tx0 #0 550"]);
+        let e = t.server(b"354 go anyway\r\n");
+        assert_eq!(
+            t.events(),
+            ["Done tx0 failed NoValidRecipients"],
+            "the transaction's end is reported before the session ends"
+        );
+        let _ = e;
+        assert!(t.session.error().is_some());
+        t.expect_client(b"");
+        assert!(!t.session.can_start_transaction());
     }
 
     #[test]

@@ -127,10 +127,11 @@ pub struct Route {
     /// The local address to connect from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_address: Option<std::net::IpAddr>,
-    /// Speak LMTP (RFC 2033) rather than SMTP. A runner that does not know the field refuses
-    /// the route (unknown fields are refused) rather than sending SMTP to an LMTP server.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub lmtp: bool,
+    /// The protocol the sender chose: LMTP (RFC 2033) when true, SMTP when false, the
+    /// account's when not given. A runner that does not know the field refuses the route
+    /// (unknown fields are refused) rather than sending SMTP to an LMTP server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lmtp: Option<bool>,
 }
 
 /// Why a stored route cannot be used.
@@ -200,7 +201,7 @@ impl Route {
         if let Some(ip) = self.source_address {
             d.push_str(&format!(" from {ip}"));
         }
-        if self.lmtp {
+        if self.lmtp == Some(true) {
             d.push_str(" over LMTP");
         }
         d

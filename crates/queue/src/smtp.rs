@@ -476,9 +476,12 @@ fn go_on(stop: &AtomicBool) -> std::ops::ControlFlow<()> {
     }
 }
 
-/// A 452 (or 4.5.3): too many recipients for this transaction, not a refusal.
+/// A 452 (or 4.5.3) to RCPT: too many recipients for this transaction, not a refusal. A
+/// RCPT refusal is its reply alone (no reason); a 452 after the data (an LMTP mailbox over
+/// quota) or to DATA is about the message, and waits its turn like any other deferral.
 fn too_many_recipients(d: &Delivery) -> bool {
     d.status == DeliveryStatus::Deferred
+        && d.reason.is_empty()
         && d.reply
             .as_ref()
             .is_some_and(|r| r.code == 452 || r.enhanced.is_some_and(|e| e.to_string() == "4.5.3"))
