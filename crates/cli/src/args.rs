@@ -182,7 +182,7 @@ pub struct ServerArgs {
     /// The protocol: smtp, or lmtp (RFC 2033) to deliver into a mail store such as
     /// Dovecot or Cyrus, with a result per recipient. LMTP's port is 24 by default, with
     /// STARTTLS when offered over TCP.
-    #[arg(long, value_enum, value_name = "PROTOCOL")]
+    #[arg(long, value_enum, value_name = "PROTOCOL", ignore_case = true)]
     pub protocol: Option<crate::account::Protocol>,
     /// An account from the config file ($POSTLINE_CONFIG, else
     /// $XDG_CONFIG_HOME/postline/config.toml); flags override its settings.
@@ -197,7 +197,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "PORT", hide = true, value_parser = clap::value_parser!(u16).range(1..))]
     pub mx_port: Option<u16>,
     /// TLS mode [default: implicit for port 465, starttls otherwise; opportunistic for direct
-    /// delivery, where starttls means required and verified].
+    /// delivery, where starttls means required and verified, and for --protocol lmtp; none
+    /// for a Unix socket].
     #[arg(long, value_enum)]
     pub tls: Option<TlsMode>,
     /// Trust the CA certificates in this PEM file too; a server's own self-signed certificate
@@ -326,22 +327,27 @@ fn parse_timeout(s: &str) -> Result<f64, String> {
     timeout_duration(secs).map(|_| secs)
 }
 
-/// Where `--quit-after` stops.
+/// Where `--quit-after` stops. Names as swaks spells them, in either case; swaks' `helo`
+/// (after the last EHLO, over TLS when STARTTLS is used) is `tls` here, and its
+/// `first-helo` is `helo`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum QuitAfter {
     /// After the greeting, as `banner` (swaks' synonym).
     Connect,
     /// After the greeting: no EHLO.
     Banner,
-    /// After the first EHLO (HELO) reply: no STARTTLS, no AUTH.
+    /// After the first EHLO (LHLO, HELO) reply: no STARTTLS, no AUTH (swaks' first-helo).
+    #[value(alias = "first-helo", alias = "first-ehlo", alias = "first-lhlo")]
     Helo,
-    /// After STARTTLS and the EHLO over TLS: no AUTH.
+    /// After STARTTLS and the EHLO over TLS (with no STARTTLS, after EHLO): no AUTH.
     Tls,
     /// After AUTH.
     Auth,
     /// After MAIL FROM.
+    #[value(alias = "from")]
     Mail,
     /// After every RCPT TO.
+    #[value(alias = "to")]
     Rcpt,
 }
 
@@ -358,7 +364,7 @@ pub struct ProbeArgs {
     /// reported. `mail` and `rcpt` need an envelope, which a probe has not: use `postline send
     /// --quit-after mail|rcpt`. Exit 0 when every step was accepted, else the code `send`
     /// gives for the same failure (77 for a wrong password).
-    #[arg(long, value_enum, value_name = "STAGE")]
+    #[arg(long, value_enum, value_name = "STAGE", ignore_case = true)]
     pub quit_after: Option<QuitAfter>,
 }
 
@@ -440,7 +446,7 @@ pub struct SendArgs {
     /// RCPT, each recipient's reply reported: does the server accept these addresses?).
     /// Never DATA. The exit code is what `send` would give for
     /// the same replies (0 when every step was accepted).
-    #[arg(long, value_enum, value_name = "STAGE", conflicts_with_all = ["queue", "queue_only"])]
+    #[arg(long, value_enum, value_name = "STAGE", ignore_case = true, conflicts_with_all = ["queue", "queue_only"])]
     pub quit_after: Option<QuitAfter>,
     /// Queue what a transient failure (4xx, connection lost, timeout) kept from being
     /// delivered, for `postline queue run` to retry; exit 0 with a note on stderr.

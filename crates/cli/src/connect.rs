@@ -94,6 +94,20 @@ fn tls_of(mode: TlsMode) -> Tls {
     }
 }
 
+/// The port to report for `host`: none for a Unix socket (an absolute path).
+pub fn shown_port(host: &str, port: u16) -> Option<u16> {
+    (!host.starts_with('/')).then_some(port)
+}
+
+/// `host:port`, or the socket's path alone, for people.
+pub fn shown_server(host: &str, port: u16) -> String {
+    match shown_port(host, port) {
+        Some(p) if host.contains(':') => format!("[{host}]:{p}"),
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
 /// Everything needed to connect, with where each piece came from resolved.
 pub struct Target {
     pub config: Config,
@@ -520,6 +534,11 @@ pub fn describe(e: &postline::Error) -> String {
         postline::Error::Tls { failure, .. } => failure,
         postline::Error::PlaintextAuthRefused => {
             return format!("{e}; hint: use TLS (--tls starttls or implicit), or --allow-plaintext-auth if clear text is really meant")
+        }
+        // 500/502 is "command not recognized": a greeting is refused with 554, so this was
+        // the EHLO/HELO or LHLO. An LMTP server does not know EHLO, an SMTP server LHLO.
+        postline::Error::Rejected(r) if r.code == 500 || r.code == 502 => {
+            return format!("{e}; hint: the server did not know the greeting command: an LMTP server (Dovecot's, Cyrus') needs --protocol lmtp, an SMTP server needs it left out")
         }
         postline::Error::StartTlsUnavailable(None) => {
             return format!("{e}; hint: --tls none sends without TLS, --tls opportunistic uses it only when offered (neither with --require-tls or a pin)")

@@ -261,7 +261,6 @@ fn unsupported(cmd: &str) -> Option<&'static str> {
             "not supported in postline accounts (use postline send --dsn-notify/--dsn-ret, or sendmail -N/-R)"
         }
         "timeout" => "not supported in postline accounts (use --timeout)",
-        "socket" => "not supported by postline",
         "eval" => "not supported (postline does not run commands to read its config)",
         "tls_host_override" => "not supported by postline",
         "tls_crl_file" | "tls_priorities" | "tls_min_dh_prime_bits" => "not supported by postline",
@@ -289,7 +288,20 @@ fn map(file: &MsmtpFile, source: &Path) -> Result<Mapped, SyntaxError> {
         }
         let s = &a.settings;
         let get = |k: &str| s.get(k);
-        let Some(host) = get("host").filter(|h| !h.value.is_empty()) else {
+        // msmtp's socket overrides host and port: a Unix socket is postline's server path.
+        let socket = get("socket").filter(|v| !v.value.is_empty());
+        if let Some(sock) = socket.filter(|v| !v.value.starts_with('/')) {
+            m.warn(
+                sock.line,
+                format!(
+                    "account {}: socket {}: postline takes a socket's absolute path; not written",
+                    a.name,
+                    sock.value.escape_debug()
+                ),
+            );
+            continue;
+        }
+        let Some(host) = socket.or(get("host").filter(|h| !h.value.is_empty())) else {
             m.warn(a.line, format!("account {}: no host; not written", a.name));
             continue;
         };
@@ -298,6 +310,7 @@ fn map(file: &MsmtpFile, source: &Path) -> Result<Mapped, SyntaxError> {
             t.push_str(&format!("{k} = {v}\n"));
         };
         line(&mut t, "server", quote(&host.value));
+        let lmtp = get("protocol").is_some_and(|p| p.value == "lmtp");
 
         // TLS: msmtp's default is off; tls_starttls defaults to on.
         let tls = match get("tls") {
@@ -321,13 +334,31 @@ fn map(file: &MsmtpFile, source: &Path) -> Result<Mapped, SyntaxError> {
             None if tls && !starttls => 465,
             None => 25,
         };
-        line(&mut t, "port", port.to_string());
-        let mode = match (tls, starttls) {
-            (false, _) => "none",
-            (true, true) => "starttls",
-            (true, false) => "implicit",
-        };
-        line(&mut t, "tls", quote(mode));
+        let port_given = get("port").is_some_and(|p| !p.value.is_empty());
+        if socket.is_some() {
+            if tls {
+                m.warn(
+                    host.line,
+                    "socket: TLS over a Unix socket is not supported by postline; written without",
+                );
+            }
+        } else {
+            if lmtp && !port_given {
+                // msmtp refuses to send ("port not set"); postline's LMTP port is 24.
+                m.warn(
+                    a.line,
+                    format!("account {}: protocol lmtp without a port (msmtp has no default and refuses to send): postline's default, 24, applies", a.name),
+                );
+            } else {
+                line(&mut t, "port", port.to_string());
+            }
+            let mode = match (tls, starttls) {
+                (false, _) => "none",
+                (true, true) => "starttls",
+                (true, false) => "implicit",
+            };
+            line(&mut t, "tls", quote(mode));
+        }
 
         // Authentication.
         let auth = get("auth");
@@ -687,7 +718,7 @@ mod tests {
     #[test]
     fn msmtprc_mapped_extras() {
         let (toml, w) = import(
-            "account a\nhost h\ntls on\ntls_trust_file system\ntls_cert_file ~/c.pem\ntls_key_file ~/k.pem\nlogfile ~/log\nsyslog LOG_MAIL\ndomain me.test\nproxy_host ::1\nproxy_port 9050\nsource_ip 127.0.0.1\nauth oauthbearer\nuser u\npasswordeval tok\nprotocol lmtp\n",
+            "account a\nhost h\ntls on\ntls_trust_file system\ntls_cert_file ~/c.pem\ntls_key_file ~/k.pem\nlogfile ~/log\nsyslog LOG_MAIL\ndomain me.test\nproxy_host ::1\nproxy_port 9050\nsource_ip 127.0.0.1\nauth oauthbearer\nuser u\npasswordeval tok\n",
         );
         assert!(w.is_empty(), "{w:?}");
         for want in [
@@ -700,10 +731,27 @@ mod tests {
             "proxy = \"socks5://[::1]:9050\"",
             "source_address = \"127.0.0.1\"",
             "oauth_token_cmd = \"tok\"",
-            "protocol = \"lmtp\"",
         ] {
             assert!(toml.contains(want), "{want}: {toml}");
         }
+    }
+
+    #[test]
+    fn msmtprc_sockets_and_lmtp() {
+        let (toml, w) = import(
+            "account store\nsocket /run/dovecot/lmtp\nprotocol lmtp\n\naccount net\nhost mailstore\nprotocol lmtp\n\naccount rel\nhost h\nsocket run/x\n",
+        );
+        assert!(
+            toml.contains("[accounts.store]\nserver = \"/run/dovecot/lmtp\"\nprotocol = \"lmtp\""),
+            "{toml}"
+        );
+        assert!(!toml.contains("port = 25"), "{toml}");
+        assert!(!toml.contains("[accounts.rel]"), "{toml}");
+        assert!(
+            w.iter().any(|l| l.contains("protocol lmtp without a port")),
+            "{w:?}"
+        );
+        assert!(w.iter().any(|l| l.contains("absolute path")), "{w:?}");
     }
 
     #[test]

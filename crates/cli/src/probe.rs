@@ -247,7 +247,7 @@ pub fn run(probe: &ProbeArgs) -> Result<u8, Fail> {
     if args.json {
         let mut v = json!({
             "server": target.host,
-            "port": target.port,
+            "port": connect::shown_port(&target.host, target.port),
             "quit_after": stage::name(stop),
             "banner": banner,
             "ehlo": ehlo,
@@ -299,7 +299,10 @@ pub fn run(probe: &ProbeArgs) -> Result<u8, Fail> {
         outln!("{}", json_safe(&v.to_string()));
         return Ok(code);
     }
-    outln!("server       {}:{}", target.host, target.port);
+    outln!(
+        "server       {}",
+        escape(&connect::shown_server(&target.host, target.port))
+    );
     if !implicit || !banner.is_empty() {
         outln!("banner       {}", escape(&banner));
     }
@@ -412,7 +415,7 @@ fn fail(args: &ServerArgs, host: &str, port: u16, stop: StopAfter, e: &Error) ->
     if args.json {
         let v = json!({
             "server": host,
-            "port": port,
+            "port": connect::shown_port(host, port),
             "quit_after": stage::name(stop),
             "error": e.to_string(),
             // As sent, as the banner is.

@@ -282,7 +282,7 @@ pub fn report_json(report: &Report) -> Value {
     };
     let mut v = json!({
         "server": report.target_host,
-        "port": report.target_port,
+        "port": connect::shown_port(&report.target_host, report.target_port),
         "tls": tls,
     });
     if let Some(offered) = report.dsn_offered {
@@ -797,6 +797,14 @@ fn quit_after_setup(args: &SendArgs, target: Target, stage: StopAfter) -> Result
             "--quit-after needs --server or an account (not direct MX delivery)",
         ));
     }
+    if stage == StopAfter::Auth && !target.auth {
+        // Stopping "after AUTH" with nothing to authenticate with would pass without
+        // testing anything.
+        return Err(Fail::new(
+            exit::USAGE,
+            "--quit-after auth needs credentials: --user with --password-env/-file/-cmd or an OAuth token (or an account's), or --auth external",
+        ));
+    }
     let name = stage::name(stage);
     let (host, port) = (target.host.clone(), target.port);
     let stage::Setup {
@@ -814,7 +822,7 @@ fn quit_after_setup(args: &SendArgs, target: Target, stage: StopAfter) -> Result
     if args.server.json {
         let mut v = json!({
             "server": host,
-            "port": port,
+            "port": connect::shown_port(&host, port),
             "quit_after": name,
             "greeting": greeting.as_ref().map(reply_json),
             "ehlo": ehlo.as_ref().map(reply_json),

@@ -151,6 +151,22 @@ fn lmtp_needs_a_server_and_an_smtp_server_says_no() {
         69,
     );
     assert!(!stderr(&o).contains("C: HELO"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("hint: the server did not know the greeting command"),
+        "{}",
+        stderr(&o)
+    );
+    // swaks spells it LMTP.
+    let sink = SmtpSink::start(&["-L"]);
+    run_code(
+        sb.send(&sink.addr())
+            .arg("--protocol")
+            .arg("LMTP")
+            .from("a@example.com")
+            .to("b@example.com")
+            .body("x"),
+        0,
+    );
 }
 
 /// A mail store that delivers to the first recipient and then drops the connection: the

@@ -660,3 +660,46 @@ fn rcpt_check_sends_the_envelope_a_send_would() {
         stderr(&o)
     );
 }
+
+/// swaks' spellings are taken; `auth` with no credentials is a usage error, not a pass.
+#[test]
+fn swaks_names_and_auth_without_credentials() {
+    let srv = Aiosmtpd::builder().start();
+    let sb = Sandbox::new();
+    let o = run_code(
+        sb.send(&srv.addr())
+            .from("a@example.com")
+            .to("ok@example.com")
+            .arg("--quit-after")
+            .arg("RCPT"),
+        0,
+    );
+    assert!(
+        stdout(&o).contains("RCPT TO:<ok@example.com>: accepted"),
+        "{}",
+        stdout(&o)
+    );
+    run_code(
+        sb.send(&srv.addr())
+            .from("a@example.com")
+            .arg("--quit-after")
+            .arg("from"),
+        0,
+    );
+    let o = run_code(
+        sb.send(&srv.addr())
+            .arg("--quit-after")
+            .arg("first-helo")
+            .verbose(),
+        0,
+    );
+    let sent = client_lines(&stderr(&o));
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent[0].starts_with("EHLO ") && sent[1] == "QUIT",
+        "{sent:?}"
+    );
+    let o = run_code(sb.send(&srv.addr()).arg("--quit-after").arg("auth"), 64);
+    assert!(stderr(&o).contains("needs credentials"), "{}", stderr(&o));
+    assert!(srv.messages().is_empty());
+}
