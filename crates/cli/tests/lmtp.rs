@@ -174,20 +174,11 @@ fn lmtp_needs_a_server_and_an_smtp_server_says_no() {
 /// sends it again would give the first a second copy).
 #[test]
 fn a_close_between_the_replies_keeps_the_delivered_one() {
-    use postline_testkit::{ScriptedServer, Step};
-    let srv = ScriptedServer::start(vec![
-        Step::reply("220 store.test LMTP"),
-        Step::expect("LHLO "),
-        Step::send("250-store.test\r\n250 PIPELINING\r\n"),
-        Step::expect("MAIL FROM:"),
-        Step::expect("RCPT TO:"),
-        Step::expect("RCPT TO:"),
-        Step::expect("DATA"),
-        Step::send("250 2.1.0 OK\r\n250 2.1.5 OK\r\n250 2.1.5 OK\r\n354 OK\r\n"),
-        Step::ExpectData,
+    use postline_testkit::{lmtp_two_recipients, ScriptedServer, Step};
+    let srv = ScriptedServer::start(lmtp_two_recipients(vec![
         Step::reply("250 2.0.0 <b@example.com> Saved"),
         Step::Close,
-    ]);
+    ]));
     let sb = Sandbox::new();
     let o = run_code(
         sb.send(&srv.addr())

@@ -174,20 +174,11 @@ fn the_async_client_speaks_lmtp_too() {
 /// connection; it is never reported as not sent (which would send it again).
 #[test]
 fn an_extra_reply_after_the_last_does_not_hide_the_delivery() {
-    use postline_testkit::{ScriptedServer, Step};
-    let srv = ScriptedServer::start(vec![
-        Step::reply("220 store.test LMTP"),
-        Step::expect("LHLO "),
-        Step::send("250-store.test\r\n250 PIPELINING\r\n"),
-        Step::expect("MAIL FROM:"),
-        Step::expect("RCPT TO:"),
-        Step::expect("RCPT TO:"),
-        Step::expect("DATA"),
-        Step::send("250 2.1.0 OK\r\n250 2.1.5 OK\r\n250 2.1.5 OK\r\n354 OK\r\n"),
-        Step::ExpectData,
+    use postline_testkit::{lmtp_two_recipients, ScriptedServer, Step};
+    let srv = ScriptedServer::start(lmtp_two_recipients(vec![
         Step::send("250 2.0.0 <b> Saved\r\n250 2.0.0 <c> Saved\r\n250 2.0.0 extra\r\n"),
         Step::Hang,
-    ]);
+    ]));
     let lines = Arc::new(Mutex::new(Vec::new()));
     let config = Config::relay(srv.addr())
         .tls(Tls::None)

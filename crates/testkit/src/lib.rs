@@ -41,8 +41,8 @@ pub use output::{expect_code, run_code, stderr, stdout};
 pub use postfix::{Postfix, PostfixBuilder, TlsLevel, POSTFIX_READY_TIMEOUT};
 pub use sandbox::{Sandbox, DEFAULT_RUN_TIMEOUT};
 pub use scripted::{
-    greeting_and_ehlo, ScriptReport, ScriptedServer, Step, HANG_TIMEOUT, SCRIPT_FINISH_GRACE,
-    SCRIPT_FINISH_TIMEOUT, SCRIPT_IO_TIMEOUT,
+    greeting_and_ehlo, lmtp_two_recipients, ScriptReport, ScriptedServer, Step, HANG_TIMEOUT,
+    SCRIPT_FINISH_GRACE, SCRIPT_FINISH_TIMEOUT, SCRIPT_IO_TIMEOUT,
 };
 pub use send_cmd::SendCmd;
 pub use setups::{ExternalSubmission, SaslRelay};

@@ -81,6 +81,25 @@ pub fn greeting_and_ehlo(ehlo_lines: &[&str]) -> Vec<Step> {
     ]
 }
 
+/// An LMTP store taking one message for two recipients, up to its data: greeting, LHLO
+/// with PIPELINING, MAIL, two RCPTs and DATA answered together (250, 250, 250, 354), the
+/// message read. The replies after the data are the caller's `after`.
+pub fn lmtp_two_recipients(after: Vec<Step>) -> Vec<Step> {
+    let mut steps = vec![
+        Step::reply("220 store.test LMTP"),
+        Step::expect("LHLO "),
+        Step::send("250-store.test\r\n250 PIPELINING\r\n"),
+        Step::expect("MAIL FROM:"),
+        Step::expect("RCPT TO:"),
+        Step::expect("RCPT TO:"),
+        Step::expect("DATA"),
+        Step::send("250 2.1.0 OK\r\n250 2.1.5 OK\r\n250 2.1.5 OK\r\n354 OK\r\n"),
+        Step::ExpectData,
+    ];
+    steps.extend(after);
+    steps
+}
+
 /// What a [`ScriptedServer`] saw.
 #[derive(Clone, Debug, Default)]
 pub struct ScriptReport {
