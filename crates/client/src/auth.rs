@@ -211,23 +211,7 @@ pub(crate) fn choose_mechanism(
             _ => Mechanism::XOAuth2,
         });
     }
-    let order: &[Mechanism] = match auth {
-        Auth::Password { .. } if tls => &[
-            Mechanism::ScramSha256Plus,
-            Mechanism::ScramSha256,
-            Mechanism::Plain,
-            Mechanism::Login,
-            Mechanism::CramMd5,
-        ],
-        // Clear text, allowed: what a passive listener can read least.
-        Auth::Password { .. } => &[
-            Mechanism::ScramSha256,
-            Mechanism::CramMd5,
-            Mechanism::Plain,
-            Mechanism::Login,
-        ],
-        _ => &[Mechanism::OAuthBearer, Mechanism::XOAuth2],
-    };
+    let order = Mechanism::preference(!matches!(auth, Auth::Password { .. }), tls);
     // Unasked, -PLUS binds only with tls-exporter (TLS 1.3, RFC 9266): servers bind TLS 1.2
     // in different ways (tls-unique, tls-server-end-point) and SMTP does not say which, so a
     // guess could fail a login that plain SCRAM passes.

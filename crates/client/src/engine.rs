@@ -934,7 +934,7 @@ impl Engine {
                     }
                     continue;
                 }
-                if let Some(code) = premature_reply(&input[pos..]) {
+                if let Some(code) = postline_proto::reply::Code::premature(&input[pos..]) {
                     // Sent before the command it would answer (or with none due): taking it
                     // for the next command's reply would shift every later reply by one.
                     break Err(Error::Protocol(SessionError::UnexpectedReply { code }));
@@ -1253,18 +1253,4 @@ impl Engine {
             sink(dir, line);
         }
     }
-}
-
-/// The code of a reply at the start of `input` that no written command asked for; `None` for
-/// a 421 (a server may close the session at any time, RFC 5321 3.8) and for bytes that do not
-/// start with a code (the session reports those as malformed).
-fn premature_reply(input: &[u8]) -> Option<postline_proto::reply::Code> {
-    let digits = input.get(..3)?;
-    if !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let value = digits
-        .iter()
-        .fold(0u16, |v, d| v * 10 + u16::from(d - b'0'));
-    postline_proto::reply::Code::new(value).filter(|c| c.value() != 421)
 }

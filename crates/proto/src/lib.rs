@@ -39,6 +39,7 @@ extern crate std;
 pub mod buf;
 pub mod command;
 pub mod data;
+pub mod date;
 pub mod ehlo;
 pub mod negotiate;
 pub mod outbox;

@@ -31,6 +31,22 @@ pub enum Severity {
 }
 
 impl Code {
+    /// The code of what looks like a reply at the start of `input` (three digits), for a
+    /// driver that has input while no reply is due: such a reply came before the command it
+    /// would answer, and taking it for the next command's reply would shift every later reply
+    /// by one, so the driver ends the session. A 421 is not counted: a server may say it
+    /// unprompted (RFC 5321 3.8), and the session handles it as the end of service.
+    pub fn premature(input: &[u8]) -> Option<Code> {
+        let digits = input.get(..3)?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let value = digits
+            .iter()
+            .fold(0u16, |v, d| v * 10 + u16::from(d - b'0'));
+        Code::new(value).filter(|c| c.value() != 421)
+    }
+
     /// Builds a code from its numeric value, if it is a valid reply code.
     pub const fn new(value: u16) -> Option<Code> {
         let (a, b) = (value / 100, value / 10 % 10);

@@ -51,6 +51,31 @@ pub enum Mechanism {
 }
 
 impl Mechanism {
+    /// The mechanisms worth trying for a secret, strongest first: a password (`token:
+    /// false`) or an OAuth token. Over TLS the password mechanisms that prove most come first
+    /// (SCRAM, then PLAIN, whose one round trip beats LOGIN, then CRAM-MD5, which needs the
+    /// password stored in clear on the server); in clear text, allowed only when the caller
+    /// says so, what a passive listener can read least (SCRAM, CRAM-MD5, then PLAIN, LOGIN).
+    /// The std clients and the embedded driver pick from this one list.
+    pub const fn preference(token: bool, tls: bool) -> &'static [Mechanism] {
+        match (token, tls) {
+            (true, _) => &[Mechanism::OAuthBearer, Mechanism::XOAuth2],
+            (false, true) => &[
+                Mechanism::ScramSha256Plus,
+                Mechanism::ScramSha256,
+                Mechanism::Plain,
+                Mechanism::Login,
+                Mechanism::CramMd5,
+            ],
+            (false, false) => &[
+                Mechanism::ScramSha256,
+                Mechanism::CramMd5,
+                Mechanism::Plain,
+                Mechanism::Login,
+            ],
+        }
+    }
+
     /// Every mechanism, strongest first for passwords, then tokens, then EXTERNAL (which
     /// needs a client certificate rather than a secret).
     pub const ALL: [Mechanism; 8] = [
