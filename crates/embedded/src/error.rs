@@ -1,0 +1,113 @@
+//! What can go wrong, with the stream's own error type inside.
+
+use core::fmt;
+
+use postline_proto::command::AddressError;
+use postline_proto::negotiate::Refusal;
+use postline_proto::session::{Phase, SessionError, UseError};
+
+use crate::reply::Reply;
+
+/// Why a call failed. A refused message is not an error: [`crate::Client::send`] answers it
+/// with a [`crate::Status`]; these are the failures of the connection or of the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error<E> {
+    /// The stream failed.
+    Io(E),
+    /// The server closed the connection while a reply was due.
+    Closed(Phase),
+    /// No reply (or no room to write) by the deadline.
+    Timeout(Phase),
+    /// The server's input made no sense; the session is over.
+    Protocol(SessionError),
+    /// A reply longer than the input buffer: give a larger one (512 bytes fit RFC 5321's
+    /// limit for a reply line).
+    ReplyTooLong,
+    /// The server refused the session (greeting, EHLO and HELO).
+    Rejected(Reply),
+    /// The server is closing (421).
+    ServiceClosing(Reply),
+    /// Credentials were given and cannot be used: no mechanism this build has was offered,
+    /// or the connection is not encrypted and clear-text AUTH was not allowed.
+    AuthUnavailable,
+    /// AUTH was refused (535: wrong password).
+    AuthFailed(Reply),
+    /// The server declared it cannot take this message (too large for its SIZE, 8-bit or
+    /// UTF-8 it does not offer).
+    Incompatible(Refusal),
+    /// An address or the name to announce is not valid.
+    Address(AddressError),
+    /// A line of a composed mail's body is longer than RFC 5322 allows (998 octets).
+    LineTooLong,
+    /// The call does not fit the session now (a buffer too small for a command, a call out
+    /// of order).
+    Use(UseError),
+    /// The end of data was written and the connection failed before the server answered:
+    /// the message may or may not have been delivered. Sending it again may deliver it twice;
+    /// not sending it may lose it (RFC 5321 6.1 prefers the duplicate).
+    InDoubt(Phase),
+}
+
+impl<E> Error<E> {
+    /// Whether the same message may go through on a later attempt: everything but a refusal
+    /// of the credentials or of the message itself, and a mistake in the call.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Rejected(r) => r.is_transient(),
+            Error::AuthFailed(_)
+            | Error::AuthUnavailable
+            | Error::Incompatible(_)
+            | Error::Address(_)
+            | Error::Use(_)
+            | Error::LineTooLong
+            | Error::ReplyTooLong => false,
+            _ => true,
+        }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "stream error: {e:?}"),
+            Error::Closed(p) => write!(f, "connection closed while waiting for the {} reply", p.name()),
+            Error::Timeout(p) => write!(f, "timed out waiting for the {} reply", p.name()),
+            Error::Protocol(e) => write!(f, "{e}"),
+            Error::ReplyTooLong => f.write_str("a reply did not fit the input buffer"),
+            Error::Rejected(r) => write!(f, "server refused the session: {r}"),
+            Error::ServiceClosing(r) => write!(f, "server is closing: {r}"),
+            Error::AuthUnavailable => f.write_str(
+                "no usable AUTH mechanism (or clear-text AUTH not allowed on this connection)",
+            ),
+            Error::AuthFailed(r) => write!(f, "authentication failed: {r}"),
+            Error::Incompatible(r) => write!(f, "{r:?}"),
+            Error::Address(e) => write!(f, "invalid address: {e:?}"),
+            Error::LineTooLong => f.write_str("a body line is longer than 998 octets"),
+            Error::Use(e) => write!(f, "{e}"),
+            Error::InDoubt(p) => write!(
+                f,
+                "connection failed waiting for the {} reply: the message may or may not have been delivered",
+                p.name()
+            ),
+        }
+    }
+}
+
+impl<E: fmt::Debug> core::error::Error for Error<E> {}
+
+impl<E> From<UseError> for Error<E> {
+    fn from(e: UseError) -> Self {
+        match e {
+            UseError::Failed(e) => Error::Protocol(e),
+            UseError::Invalid(a) => Error::Address(a),
+            e => Error::Use(e),
+        }
+    }
+}
+
+impl<E> From<AddressError> for Error<E> {
+    fn from(e: AddressError) -> Self {
+        Error::Address(e)
+    }
+}

@@ -1,0 +1,84 @@
+//! A server reply kept without allocating: its code and the start of its text.
+
+use core::fmt;
+
+use postline_proto::reply::Reply as ProtoReply;
+
+/// Bytes of reply text kept: enough for the usual `250 2.0.0 Ok: queued as 4F3k2` and most
+/// refusals; longer text is cut (marked by [`Reply::cut`]).
+pub const REPLY_TEXT: usize = 64;
+
+/// A reply's code and the start of its first line's text, as the server sent them (control
+/// characters included: escape before showing it on a terminal).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    code: u16,
+    len: u8,
+    cut: bool,
+    text: [u8; REPLY_TEXT],
+}
+
+impl Reply {
+    pub(crate) fn from_proto(r: &ProtoReply<'_>) -> Reply {
+        let line = r.lines().next().unwrap_or(&[]);
+        let n = line.len().min(REPLY_TEXT);
+        let mut text = [0u8; REPLY_TEXT];
+        text[..n].copy_from_slice(&line[..n]);
+        Reply {
+            code: r.code().value(),
+            len: n as u8,
+            cut: line.len() > n || r.lines().nth(1).is_some(),
+            text,
+        }
+    }
+
+    /// The three-digit code.
+    pub fn code(&self) -> u16 {
+        self.code
+    }
+
+    /// The start of the first line's text (after the code and its separator).
+    pub fn text(&self) -> &[u8] {
+        &self.text[..self.len as usize]
+    }
+
+    /// Whether the server said more than [`Reply::text`] holds.
+    pub fn cut(&self) -> bool {
+        self.cut
+    }
+
+    /// 2xx.
+    pub fn is_positive(&self) -> bool {
+        self.code / 100 == 2
+    }
+
+    /// 4xx: the same message may go through later.
+    pub fn is_transient(&self) -> bool {
+        self.code / 100 == 4
+    }
+}
+
+impl fmt::Debug for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Reply({self})")
+    }
+}
+
+/// `code text`, with bytes that are not printable ASCII shown as `\x..`, so a hostile server
+/// cannot drive a terminal through it.
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ", self.code)?;
+        for &b in self.text() {
+            if (0x20..0x7f).contains(&b) {
+                write!(f, "{}", b as char)?;
+            } else {
+                write!(f, "\\x{b:02x}")?;
+            }
+        }
+        if self.cut {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
+}
