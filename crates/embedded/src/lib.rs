@@ -31,6 +31,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod blocking;
 mod client;
 mod clock;
 mod error;
