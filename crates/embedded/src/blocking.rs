@@ -6,8 +6,6 @@
 //! (most stacks have one): a read that ends with `TimedOut` (or `Interrupted`) counts as
 //! "nothing yet", the driver looks at the clock, and gives up at the deadline.
 
-use core::future::Future;
-
 use embassy_futures::{block_on, yield_now};
 use embedded_io::ErrorKind;
 use postline_proto::command::Address;
@@ -71,11 +69,9 @@ impl<C: BlockingClock> Clock for Polled<C> {
     fn now_ms(&self) -> u64 {
         self.0.now_ms()
     }
-    fn wait_until(&self, deadline_ms: u64) -> impl Future<Output = ()> {
-        async move {
-            while self.0.now_ms() < deadline_ms {
-                yield_now().await;
-            }
+    async fn wait_until(&self, deadline_ms: u64) {
+        while self.0.now_ms() < deadline_ms {
+            yield_now().await;
         }
     }
     fn unix_time(&self) -> Option<i64> {
