@@ -1,0 +1,17 @@
+//! Writes the C header from the crate's `extern "C"` items (cbindgen), into OUT_DIR; the
+//! tests compare it with the committed `include/postline.h`, so the two never drift.
+
+fn main() {
+    let crate_dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let out = std::env::var("OUT_DIR").expect("OUT_DIR");
+    println!("cargo:rerun-if-changed=src/lib.rs");
+    println!("cargo:rerun-if-changed=cbindgen.toml");
+    let config =
+        cbindgen::Config::from_file(format!("{crate_dir}/cbindgen.toml")).expect("cbindgen.toml");
+    cbindgen::Builder::new()
+        .with_crate(&crate_dir)
+        .with_config(config)
+        .generate()
+        .expect("the C header")
+        .write_to_file(format!("{out}/postline.h"));
+}

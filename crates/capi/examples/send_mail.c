@@ -1,0 +1,106 @@
+/* Sends one mail through postline's C API over POSIX sockets: the shape of a NetX Duo or
+ * embOS/IP program, with the callbacks a device's stack would provide.
+ *
+ *   send_mail HOST PORT FROM TO [TO...]
+ *
+ * POSTLINE_USER / POSTLINE_PASSWORD in the environment turn on AUTH (over this clear-text
+ * connection, so allow_plaintext_auth is set). Prints the result, the reply and each
+ * recipient's code; exits 0 when the mail was delivered (to some or all). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "postline.h"
+
+struct conn {
+    const char *host;
+    int port;
+    int fd;
+};
+
+static int32_t do_connect(void *ctx) {
+    struct conn *c = ctx;
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)c->port);
+    if (inet_pton(AF_INET, c->host, &sa.sin_addr) != 1) return -2;
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (c->fd < 0) return -2;
+    /* A short receive timeout: the driver checks its own deadlines between reads. */
+    struct timeval tv = {0, 200 * 1000};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0) return -2;
+    return 0;
+}
+
+static int32_t do_send(void *ctx, const uint8_t *data, size_t len) {
+    struct conn *c = ctx;
+    ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
+    return n > 0 ? (int32_t)n : -2;
+}
+
+static int32_t do_recv(void *ctx, uint8_t *buf, size_t len) {
+    struct conn *c = ctx;
+    ssize_t n = recv(c->fd, buf, len, 0);
+    if (n >= 0) return (int32_t)n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return POSTLINE_IO_AGAIN;
+    return -2;
+}
+
+static void do_close(void *ctx) {
+    struct conn *c = ctx;
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+}
+
+static uint64_t now_ms(void *ctx) {
+    (void)ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int64_t unix_time(void *ctx) {
+    (void)ctx;
+    return (int64_t)time(NULL);
+}
+
+/* The client lives in static memory: nothing is allocated. */
+static postline_client client_memory;
+
+int main(int argc, char **argv) {
+    if (argc < 5) {
+        fprintf(stderr, "usage: %s HOST PORT FROM TO [TO...]\n", argv[0]);
+        return 64;
+    }
+    struct conn conn = {argv[1], atoi(argv[2]), -1};
+    postline_io io = {&conn, do_connect, do_send, do_recv, do_close, now_ms, unix_time};
+    postline_config config = {"device.example", getenv("POSTLINE_USER"),
+                              getenv("POSTLINE_PASSWORD"), 1, 10000};
+    postline_client *client =
+        postline_client_create(&client_memory, postline_client_size(), &config, &io);
+    if (!client) {
+        fprintf(stderr, "postline_client_create failed\n");
+        return 70;
+    }
+    const char *const *to = (const char *const *)&argv[4];
+    size_t to_count = (size_t)(argc - 4);
+    uint16_t codes[POSTLINE_MAX_RECIPIENTS] = {0};
+    const char *body = "Temperature 71.5 C at sensor 4.\n.Dot line kept.\n";
+    postline_status status;
+    postline_result r =
+        postline_send_mail(client, argv[3], to, to_count, POSTLINE_PRIORITY_HIGH,
+                           "Sensor 4: temperature high", (const uint8_t *)body, strlen(body),
+                           codes, &status);
+    printf("result %d reply %u %s\n", (int)r, status.code, status.text);
+    for (size_t i = 0; i < to_count; i++) printf("rcpt %s %u\n", to[i], codes[i]);
+    postline_client_delete(client);
+    return (r == POSTLINE_RESULT_OK || r == POSTLINE_RESULT_PARTIAL) ? 0 : 1;
+}
