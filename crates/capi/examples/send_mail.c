@@ -72,6 +72,24 @@ static int64_t unix_time(void *ctx) {
     return (int64_t)time(NULL);
 }
 
+/* Stack painting: fill a region below main's frame with a pattern, run the mail, and find how
+ * deep the pattern was overwritten (POSTLINE_STACK_REPORT=1 prints it; bench/embedded-budget
+ * reads it). The two helpers' arrays sit where postline_send_mail's frames went. */
+#define PAINT_BYTES (64 * 1024)
+#define PAINT 0xA5
+
+__attribute__((noinline)) static void paint_stack(void) {
+    volatile uint8_t area[PAINT_BYTES];
+    for (size_t i = 0; i < PAINT_BYTES; i++) area[i] = PAINT;
+}
+
+__attribute__((noinline)) static size_t painted_depth(void) {
+    volatile uint8_t area[PAINT_BYTES];
+    size_t untouched = 0;
+    while (untouched < PAINT_BYTES && area[untouched] == PAINT) untouched++;
+    return PAINT_BYTES - untouched;
+}
+
 /* The client lives in static memory: nothing is allocated. */
 static postline_client client_memory;
 
@@ -95,10 +113,13 @@ int main(int argc, char **argv) {
     uint16_t codes[POSTLINE_MAX_RECIPIENTS] = {0};
     const char *body = "Temperature 71.5 C at sensor 4.\n.Dot line kept.\n";
     postline_status status;
+    int report_stack = getenv("POSTLINE_STACK_REPORT") != NULL;
+    if (report_stack) paint_stack();
     postline_result r =
         postline_send_mail(client, argv[3], to, to_count, POSTLINE_PRIORITY_HIGH,
                            "Sensor 4: temperature high", (const uint8_t *)body, strlen(body),
                            codes, &status);
+    if (report_stack) printf("stack %zu\n", painted_depth());
     printf("result %d reply %u %s\n", (int)r, status.code, status.text);
     for (size_t i = 0; i < to_count; i++) printf("rcpt %s %u\n", to[i], codes[i]);
     postline_client_delete(client);
