@@ -406,8 +406,9 @@ pub enum Command<'a> {
 impl Command<'_> {
     /// Writes the command line with its CRLF, atomically.
     pub fn encode(&self, out: &mut impl Buffer) -> Result<(), BufferFull> {
-        // Encode into a scratch line first so a full buffer never receives half a command.
-        let mut line = Line::new();
+        // Written straight into `out` and taken back if it does not fit: no scratch copy of
+        // the line on the stack (a device's stack is small).
+        let mut line = Line::new(out);
         match self {
             Command::Helo(d) => line.push(b"HELO ").push(d.as_str().as_bytes()),
             Command::Ehlo(d) => line.push(b"EHLO ").push(d.as_str().as_bytes()),
@@ -443,17 +444,11 @@ impl Command<'_> {
             Command::Quit => line.push(b"QUIT"),
         };
         line.push(b"\r\n");
-        if line.overflow {
-            // Only reachable with absurd parameter combinations; report the shortfall.
-            return Err(BufferFull {
-                needed: line.len.saturating_sub(out.remaining()) + 1,
-            });
-        }
-        out.extend_from_slice(line.as_bytes())
+        line.finish()
     }
 }
 
-fn encode_mail_params(line: &mut Line, p: &MailParams<'_>) {
+fn encode_mail_params<B: Buffer>(line: &mut Line<'_, B>, p: &MailParams<'_>) {
     if let Some(size) = p.size {
         line.push(b" SIZE=").decimal(size);
     }
@@ -479,7 +474,7 @@ fn encode_mail_params(line: &mut Line, p: &MailParams<'_>) {
     }
 }
 
-fn encode_rcpt_params(line: &mut Line, to: &str, p: &RcptParams) {
+fn encode_rcpt_params<B: Buffer>(line: &mut Line<'_, B>, to: &str, p: &RcptParams) {
     match p.notify {
         Some(Notify::Never) => {
             line.push(b" NOTIFY=NEVER");
@@ -521,32 +516,49 @@ fn encode_rcpt_params(line: &mut Line, to: &str, p: &RcptParams) {
     }
 }
 
-/// A command line assembled on the stack: 512 octets is the RFC 5321 command limit, and the
-/// largest line postline writes (a 256-octet path plus every MAIL parameter, ENVID fully
-/// xtext-escaped) stays under 1024.
-struct Line {
-    buf: [u8; 1024],
+/// A command line written into the output as it is assembled, taken back whole when it does
+/// not fit. 512 octets is the RFC 5321 command limit; the largest line postline writes (a
+/// 256-octet path plus every MAIL parameter, ENVID fully xtext-escaped) stays under
+/// [`MAX_COMMAND_LINE`], and a longer one is refused the same way.
+struct Line<'o, B: Buffer> {
+    out: &'o mut B,
+    start: usize,
+    room: usize,
     len: usize,
     overflow: bool,
 }
 
-impl Line {
-    fn new() -> Self {
+/// The longest command line the encoder writes.
+const MAX_COMMAND_LINE: usize = 1024;
+
+impl<'o, B: Buffer> Line<'o, B> {
+    fn new(out: &'o mut B) -> Self {
         Line {
-            buf: [0; 1024],
+            start: out.len(),
+            room: out.remaining(),
+            out,
             len: 0,
             overflow: false,
         }
     }
 
     fn push(&mut self, b: &[u8]) -> &mut Self {
-        if self.len + b.len() > self.buf.len() {
+        self.len += b.len();
+        if self.overflow || self.len > MAX_COMMAND_LINE || self.out.extend_from_slice(b).is_err() {
             self.overflow = true;
-        } else {
-            self.buf[self.len..self.len + b.len()].copy_from_slice(b);
-            self.len += b.len();
         }
         self
+    }
+
+    /// The line is in the output, or nothing of it is and the shortfall is reported.
+    fn finish(self) -> Result<(), BufferFull> {
+        if !self.overflow {
+            return Ok(());
+        }
+        self.out.truncate(self.start);
+        Err(BufferFull {
+            needed: self.len.saturating_sub(self.room).max(1),
+        })
     }
 
     fn decimal(&mut self, n: u64) -> &mut Self {
@@ -582,10 +594,6 @@ impl Line {
             }
         }
         self
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
     }
 }
 
