@@ -395,6 +395,8 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
 
     /// One reply from the input, if a whole one is there (or an event the last reply
     /// decided), consumed and turned into a [`Step`].
+    // Out of line, so the reply handling's frame is not merged into every polled future's.
+    #[inline(never)]
     fn take_reply(&mut self) -> Result<Option<Step>, Error<S::Error>> {
         // What the last reply decided comes out first.
         let (_, pending) = self
@@ -440,6 +442,27 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
         Self::meaning_of(&mut self.session, &mut self.out, &self.config, ev)
     }
 
+    /// Answers an AUTH challenge. Kept out of line: its SASL buffers would otherwise sit in
+    /// the frame of every reply's handling (the peak stack a device must provide).
+    #[inline(never)]
+    fn respond(
+        session: &mut Session,
+        out: &mut Outbox<FixedBuf<'b>>,
+        config: &Config<'b>,
+        challenge: &[u8],
+    ) -> Result<(), Error<S::Error>> {
+        let Some((user, password)) = config.user else {
+            return Err(Error::AuthUnavailable);
+        };
+        let creds = Credentials::Password {
+            authzid: None,
+            username: user,
+            password,
+        };
+        session.auth_respond(&creds, challenge, out)?;
+        Ok(())
+    }
+
     fn meaning_of(
         session: &mut Session,
         out: &mut Outbox<FixedBuf<'b>>,
@@ -451,15 +474,7 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
             Event::Rejected(r) => return Err(Error::Rejected(Reply::from_proto(&r))),
             Event::ServiceClosing(r) => return Err(Error::ServiceClosing(Reply::from_proto(&r))),
             Event::AuthChallenge(challenge) => {
-                let Some((user, password)) = config.user else {
-                    return Err(Error::AuthUnavailable);
-                };
-                let creds = Credentials::Password {
-                    authzid: None,
-                    username: user,
-                    password,
-                };
-                session.auth_respond(&creds, challenge, out)?;
+                Self::respond(session, out, config, challenge)?;
                 Step::Other
             }
             Event::Authenticated => Step::Authenticated,
