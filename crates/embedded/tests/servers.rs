@@ -310,3 +310,49 @@ fn a_silent_server_times_out() {
         assert!(started.elapsed() < Duration::from_secs(5));
     });
 }
+
+/// Small buffers work, only slower: a 128-byte output buffer carries a 64 KiB message in pieces;
+/// an input buffer too small for the server's EHLO reply is a clear error, not a hang.
+#[test]
+fn small_buffers_carry_a_message_or_say_why_not() {
+    let srv = Aiosmtpd::builder().start();
+    let body: Vec<u8> = (0..2048)
+        .flat_map(|i| format!(".{i:05} twenty-five bytes\r\n").into_bytes())
+        .collect();
+    run(async {
+        let (mut out, mut input) = ([0u8; 128], [0u8; 512]);
+        let mut c = Client::new(
+            socket(srv.port()).await,
+            TokioClock(tokio::time::Instant::now()),
+            Config::new("device.example").timeout_ms(10_000),
+            &mut out,
+            &mut input,
+        )
+        .unwrap();
+        c.connect().await.unwrap();
+        let to = [addr("ops@example.com")];
+        let mut codes = [0u16];
+        let status = c
+            .send(addr("device@example.com"), &to, &body, &mut codes)
+            .await
+            .unwrap();
+        assert!(status.delivered);
+        c.quit().await.unwrap();
+    });
+    assert_eq!(
+        srv.wait_for_messages(1, Duration::from_secs(10))[0].content,
+        body
+    );
+    run(async {
+        let (mut out, mut input) = ([0u8; 128], [0u8; 32]);
+        let mut c = Client::new(
+            socket(srv.port()).await,
+            TokioClock(tokio::time::Instant::now()),
+            Config::new("device.example").timeout_ms(2_000),
+            &mut out,
+            &mut input,
+        )
+        .unwrap();
+        assert!(matches!(c.connect().await, Err(Error::ReplyTooLong)));
+    });
+}
