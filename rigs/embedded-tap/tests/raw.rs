@@ -7,6 +7,9 @@ use embassy_time::{with_timeout, Duration};
 use embedded_io_async::{Read, Write};
 use postline_embedded_tap::{Clock, Rig};
 
+mod common;
+use common::{dot_stuff, dotted_body};
+
 /// Reads one whole reply (all its lines) and returns its code.
 async fn reply<S: Read>(socket: &mut S) -> u16 {
     let mut got = Vec::new();
@@ -38,35 +41,6 @@ async fn reply<S: Read>(socket: &mut S) -> u16 {
 async fn command<S: Read + Write>(socket: &mut S, line: &str, want: u16) {
     socket.write_all(line.as_bytes()).await.unwrap();
     assert_eq!(reply(socket).await, want, "reply to {line:?}");
-}
-
-/// 1 MiB of lines, every other one starting with a dot (some with two).
-fn dotted_body() -> Vec<u8> {
-    let mut body = Vec::new();
-    let mut i = 0;
-    while body.len() < 1 << 20 {
-        let line = match i % 4 {
-            0 => format!(".line {i} starts with a dot\r\n"),
-            1 => format!("line {i} does not.\r\n"),
-            2 => format!("..line {i} starts with two\r\n"),
-            _ => format!("line {i} {}\r\n", "x".repeat(i % 97)),
-        };
-        body.extend_from_slice(line.as_bytes());
-        i += 1;
-    }
-    body
-}
-
-/// RFC 5321 4.5.2: a line starting with a dot gets one more.
-fn dot_stuff(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + body.len() / 16);
-    for line in body.split_inclusive(|&b| b == b'\n') {
-        if line.starts_with(b".") {
-            out.push(b'.');
-        }
-        out.extend_from_slice(line);
-    }
-    out
 }
 
 #[test]
