@@ -281,19 +281,12 @@ unsafe fn send_mail(
     let Ok(from) = Address::new(from) else {
         return R::ErrArgument;
     };
-    let mut recipients = [Address::new("x@x").ok(); POSTLINE_MAX_RECIPIENTS];
-    for (i, slot) in recipients.iter_mut().take(to_count).enumerate() {
-        let a = unsafe { text(*to.add(i)) }.and_then(|s| Address::new(s).ok());
-        if a.is_none() {
-            return R::ErrArgument;
-        }
-        *slot = a;
-    }
     let mut list = [from; POSTLINE_MAX_RECIPIENTS];
-    for (dst, src) in list.iter_mut().zip(recipients.iter().take(to_count)) {
-        if let Some(a) = src {
-            *dst = *a;
-        }
+    for (i, slot) in list.iter_mut().take(to_count).enumerate() {
+        let Some(a) = unsafe { text(*to.add(i)) }.and_then(|s| Address::new(s).ok()) else {
+            return R::ErrArgument;
+        };
+        *slot = a;
     }
     let body = if body_len == 0 {
         &[][..]

@@ -80,6 +80,9 @@ impl<C: BlockingClock> Clock for Polled<C> {
 }
 
 /// [`Client`] over a blocking stream; every method returns when its work is done.
+///
+/// Each method is kept out of line: its future and the frames polled inside it then live
+/// on the stack only during that call, not all at once in the caller's frame.
 pub struct BlockingClient<'b, S, C>(Client<'b, Blocking<S>, Polled<C>>);
 
 impl<'b, S, C> BlockingClient<'b, S, C>
@@ -87,7 +90,9 @@ where
     S: embedded_io::Read + embedded_io::Write,
     C: BlockingClock,
 {
-    /// See [`Client::new`].
+    /// See [`Client::new`]. Out of line: the session is built in this frame and moved
+    /// once, rather than in copies that would stay in the caller's.
+    #[inline(never)]
     pub fn new(
         stream: S,
         clock: C,
@@ -99,11 +104,13 @@ where
     }
 
     /// See [`Client::connect`].
+    #[inline(never)]
     pub fn connect(&mut self) -> Result<(), Error<S::Error>> {
         block_on(self.0.connect())
     }
 
     /// See [`Client::send`].
+    #[inline(never)]
     pub fn send(
         &mut self,
         from: Address<&str>,
@@ -115,6 +122,7 @@ where
     }
 
     /// See [`Client::send_mail`].
+    #[inline(never)]
     pub fn send_mail(
         &mut self,
         mail: &Mail<'_>,
@@ -124,6 +132,7 @@ where
     }
 
     /// See [`Client::quit`].
+    #[inline(never)]
     pub fn quit(self) -> Result<(), Error<S::Error>> {
         block_on(self.0.quit())
     }

@@ -19,7 +19,7 @@ use crate::reply::Reply;
 #[derive(Clone, Copy)]
 pub struct Config<'a> {
     hello: &'a str,
-    user: Option<(&'a str, &'a str)>,
+    user: Option<(&'a str, Secret<'a>)>,
     allow_plaintext_auth: bool,
     timeout_ms: Option<u64>,
     pipelining: bool,
@@ -38,10 +38,18 @@ impl<'a> Config<'a> {
         }
     }
 
-    /// Authenticate with this user name and password (PLAIN or LOGIN, as the server offers;
-    /// the core's preference decides).
+    /// Authenticate with this user name and password (PLAIN or LOGIN, as the server offers,
+    /// and CRAM-MD5 with the `cram-md5` feature; the core's preference decides).
     pub fn credentials(mut self, user: &'a str, password: &'a str) -> Self {
-        self.user = Some((user, password));
+        self.user = Some((user, Secret::Password(password)));
+        self
+    }
+
+    /// Authenticate with an OAuth 2.0 access token (OAUTHBEARER or XOAUTH2, as the server
+    /// offers). Getting and refreshing the token is the device's business.
+    #[cfg(feature = "oauth")]
+    pub fn oauth_token(mut self, user: &'a str, token: &'a str) -> Self {
+        self.user = Some((user, Secret::Token(token)));
         self
     }
 
@@ -74,6 +82,47 @@ impl core::fmt::Debug for Config<'_> {
             .field("allow_plaintext_auth", &self.allow_plaintext_auth)
             .field("timeout_ms", &self.timeout_ms)
             .finish_non_exhaustive()
+    }
+}
+
+/// What the client proves itself with.
+#[derive(Clone, Copy)]
+enum Secret<'a> {
+    Password(&'a str),
+    #[cfg(feature = "oauth")]
+    Token(&'a str),
+}
+
+impl<'a> Secret<'a> {
+    fn credentials(self, username: &'a str) -> Credentials<'a> {
+        match self {
+            Secret::Password(password) => Credentials::Password {
+                authzid: None,
+                username,
+                password,
+            },
+            #[cfg(feature = "oauth")]
+            Secret::Token(token) => Credentials::Token {
+                username,
+                token,
+                host: None,
+                port: None,
+            },
+        }
+    }
+
+    /// The mechanisms this driver carries out for the secret, as this crate's features
+    /// allow (not the core's: another crate turning a core feature on must not change what
+    /// a device sends). SCRAM is left out: it needs a fresh random nonce for each exchange.
+    fn allows(self, m: Mechanism) -> bool {
+        match self {
+            Secret::Password(_) => {
+                matches!(m, Mechanism::Plain | Mechanism::Login)
+                    || (cfg!(feature = "cram-md5") && matches!(m, Mechanism::CramMd5))
+            }
+            #[cfg(feature = "oauth")]
+            Secret::Token(_) => matches!(m, Mechanism::OAuthBearer | Mechanism::XOAuth2),
+        }
     }
 }
 
@@ -166,7 +215,7 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
                 break;
             }
         }
-        let Some((user, password)) = self.config.user else {
+        let Some((user, secret)) = self.config.user else {
             return Ok(());
         };
         if !self.session.is_tls() && !self.config.allow_plaintext_auth {
@@ -174,17 +223,14 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
         }
         let offered = self.session.capabilities().auth();
         let advertised = self.session.capabilities().has(Extension::Auth);
-        let mechanism = Mechanism::preference(false, self.session.is_tls())
+        let token = !matches!(secret, Secret::Password(_));
+        let mechanism = Mechanism::preference(token, self.session.is_tls())
             .iter()
             .copied()
-            .filter(|m| matches!(m, Mechanism::Plain | Mechanism::Login))
+            .filter(|m| secret.allows(*m))
             .find(|m| !advertised || offered.contains(*m))
             .ok_or(Error::AuthUnavailable)?;
-        let creds = Credentials::Password {
-            authzid: None,
-            username: user,
-            password,
-        };
+        let creds = secret.credentials(user);
         self.session
             .authenticate(mechanism, &creds, &mut self.out)?;
         loop {
@@ -451,14 +497,10 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
         config: &Config<'b>,
         challenge: &[u8],
     ) -> Result<(), Error<S::Error>> {
-        let Some((user, password)) = config.user else {
+        let Some((user, secret)) = config.user else {
             return Err(Error::AuthUnavailable);
         };
-        let creds = Credentials::Password {
-            authzid: None,
-            username: user,
-            password,
-        };
+        let creds = secret.credentials(user);
         session.auth_respond(&creds, challenge, out)?;
         Ok(())
     }

@@ -3,10 +3,9 @@
 //! device's clock, `Message-ID`, `X-Priority`/`Importance`, MIME headers, then the body; all
 //! written straight into the session, with no message buffer and no allocation.
 
-use core::fmt::Write as _;
-
 use base64::Engine as _;
 use embedded_io_async::{Read, Write};
+use postline_proto::buf::decimal;
 use postline_proto::command::Address;
 use postline_proto::date::Rfc5322;
 
@@ -41,36 +40,6 @@ pub struct Mail<'a> {
     pub priority: Priority,
     /// UTF-8 text; any line endings. No line may exceed [`MAX_LINE`] octets.
     pub body: &'a [u8],
-}
-
-/// A line built on the stack.
-struct Line<const N: usize> {
-    buf: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> Line<N> {
-    fn new() -> Self {
-        Line {
-            buf: [0; N],
-            len: 0,
-        }
-    }
-    fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
-impl<const N: usize> core::fmt::Write for Line<N> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let end = self.len + s.len();
-        if end > N {
-            return Err(core::fmt::Error);
-        }
-        self.buf[self.len..end].copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
 }
 
 /// Whether `text` may stand in a header as it is: printable ASCII, short enough for a line.
@@ -124,29 +93,39 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
             self.encoded_words(mail.subject).await?;
         }
         self.data(b"\r\n").await?;
-        let mut line = Line::<128>::new();
-        if let Some(unix) = self.clock().unix_time() {
-            let _ = write!(line, "Date: {}\r\n", Rfc5322(unix));
+        // Numbers and the date are spelled by hand, not with `core::fmt`: on a device its
+        // number formatting would cost kilobytes of code.
+        let unix = self.clock().unix_time();
+        if let Some(unix) = unix {
+            let mut date = [0u8; Rfc5322::MAX_LEN];
+            self.data(b"Date: ").await?;
+            self.data(Rfc5322(unix).write_to(&mut date)).await?;
+            self.data(b"\r\n").await?;
         }
         let domain = from.rsplit_once('@').map_or("localhost", |(_, d)| d);
         let n = self.next_message_number();
         let now = self.clock().now_ms();
-        let unix = self.clock().unix_time().unwrap_or(0);
-        let _ = write!(line, "Message-ID: <{unix}.{now}.{n}@");
-        self.data(line.as_bytes()).await?;
+        let mut digits = [0u8; 20];
+        self.data(b"Message-ID: <").await?;
+        let unix = u64::try_from(unix.unwrap_or(0)).unwrap_or(0);
+        self.data(decimal(unix, &mut digits)).await?;
+        self.data(b".").await?;
+        self.data(decimal(now, &mut digits)).await?;
+        self.data(b".").await?;
+        self.data(decimal(u64::from(n), &mut digits)).await?;
+        self.data(b"@").await?;
         self.data(domain.as_bytes()).await?;
-        let (x, importance) = match mail.priority {
-            Priority::High => ("1 (Highest)", "high"),
-            Priority::Normal => ("3 (Normal)", "normal"),
-            Priority::Low => ("5 (Lowest)", "low"),
-        };
-        let mut line = Line::<160>::new();
-        let _ = write!(
-            line,
-            ">\r\nX-Priority: {x}\r\nImportance: {importance}\r\nMIME-Version: 1.0\r\n\
-             Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
-        );
-        self.data(line.as_bytes()).await
+        self.data(match mail.priority {
+            Priority::High => b">\r\nX-Priority: 1 (Highest)\r\nImportance: high\r\n",
+            Priority::Normal => b">\r\nX-Priority: 3 (Normal)\r\nImportance: normal\r\n",
+            Priority::Low => b">\r\nX-Priority: 5 (Lowest)\r\nImportance: low\r\n" as &[u8],
+        })
+        .await?;
+        self.data(
+            b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+              Content-Transfer-Encoding: 8bit\r\n\r\n",
+        )
+        .await
     }
 
     /// `text` as RFC 2047 encoded words (`=?UTF-8?B?...?=`), at most 45 octets of it per word

@@ -146,20 +146,25 @@ impl Buffer for FixedBuf<'_> {
     }
 }
 
-/// Writes `n` in decimal, the way SMTP numbers (SIZE=, BDAT) are spelled.
-pub(crate) fn write_decimal(out: &mut impl Buffer, n: u64) -> Result<(), BufferFull> {
-    let mut digits = [0u8; 20];
+/// Spells `n` in decimal into `digits`, returning the used tail: the one number writer of
+/// the crate (SIZE=, BDAT, dates), without `core::fmt`, whose number formatting costs a
+/// device kilobytes of code.
+pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut i = digits.len();
-    let mut v = n;
     loop {
         i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 || i == 0 {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..])
+    &digits[i..]
+}
+
+/// Writes `n` in decimal, the way SMTP numbers (SIZE=, BDAT) are spelled.
+pub(crate) fn write_decimal(out: &mut impl Buffer, n: u64) -> Result<(), BufferFull> {
+    out.extend_from_slice(decimal(n, &mut [0u8; 20]))
 }
 
 #[cfg(test)]

@@ -36,19 +36,75 @@ pub fn civil(unix: i64) -> (i64, i64, i64, i64, i64, i64, i64) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rfc5322(pub i64);
 
-impl fmt::Display for Rfc5322 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-        const MONTHS: [&str; 12] = [
-            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+impl Rfc5322 {
+    /// Room for the longest date: a signed 12-digit year is the most an `i64` of seconds
+    /// reaches, and 32 more bytes are the rest.
+    pub const MAX_LEN: usize = 48;
+
+    /// The date as ASCII in `buf`: what [`Display`](fmt::Display) shows, written without
+    /// `core::fmt`, whose number formatting costs a device kilobytes of code.
+    pub fn write_to(self, buf: &mut [u8; Self::MAX_LEN]) -> &[u8] {
+        const WEEKDAYS: [&[u8; 3]; 7] = [b"Sun", b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat"];
+        const MONTHS: [&[u8; 3]; 12] = [
+            b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+            b"Dec",
         ];
         let (y, mo, d, h, mi, s, wd) = civil(self.0);
-        let weekday = WEEKDAYS.get(wd as usize).copied().unwrap_or("Thu");
-        let month = MONTHS.get((mo - 1) as usize).copied().unwrap_or("Jan");
-        write!(
-            f,
-            "{weekday}, {d:02} {month} {y} {h:02}:{mi:02}:{s:02} +0000"
-        )
+        let mut w = Writer { buf, len: 0 };
+        w.put(WEEKDAYS.get(wd as usize).copied().unwrap_or(b"Thu"));
+        w.put(b", ");
+        w.two(d);
+        w.put(b" ");
+        w.put(MONTHS.get((mo - 1) as usize).copied().unwrap_or(b"Jan"));
+        w.put(b" ");
+        if y < 0 {
+            w.put(b"-");
+        }
+        w.decimal(y.unsigned_abs());
+        w.put(b" ");
+        w.two(h);
+        w.put(b":");
+        w.two(mi);
+        w.put(b":");
+        w.two(s);
+        w.put(b" +0000");
+        let len = w.len;
+        buf.get(..len).unwrap_or(&[])
+    }
+}
+
+/// Writes ASCII into a buffer sized for the longest text, so nothing is ever cut.
+struct Writer<'b> {
+    buf: &'b mut [u8; Rfc5322::MAX_LEN],
+    len: usize,
+}
+
+impl Writer<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if let Some(slot) = self.buf.get_mut(self.len) {
+                *slot = b;
+                self.len += 1;
+            }
+        }
+    }
+
+    /// A number 0..=99 in two digits.
+    fn two(&mut self, n: i64) {
+        let n = n.rem_euclid(100) as u8;
+        self.put(&[b'0' + n / 10, b'0' + n % 10]);
+    }
+
+    fn decimal(&mut self, n: u64) {
+        self.put(crate::buf::decimal(n, &mut [0u8; 20]));
+    }
+}
+
+impl fmt::Display for Rfc5322 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; Rfc5322::MAX_LEN];
+        // Only ASCII is written.
+        f.write_str(core::str::from_utf8(self.write_to(&mut buf)).unwrap_or(""))
     }
 }
 
@@ -60,5 +116,50 @@ impl fmt::Display for Utc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (y, mo, d, h, mi, s, _) = civil(self.0);
         write!(f, "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::{String, ToString};
+    use std::{format, vec};
+
+    /// The date as `core::fmt` writes it: the oracle for the hand-written one.
+    fn by_fmt(unix: i64) -> String {
+        const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let (y, mo, d, h, mi, s, wd) = civil(unix);
+        let weekday = WEEKDAYS[wd as usize];
+        let month = MONTHS[(mo - 1) as usize];
+        format!("{weekday}, {d:02} {month} {y} {h:02}:{mi:02}:{s:02} +0000")
+    }
+
+    #[test]
+    fn known_dates() {
+        assert_eq!(Rfc5322(0).to_string(), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(
+            Rfc5322(1_796_197_841).to_string(),
+            "Wed, 02 Dec 2026 07:50:41 +0000"
+        );
+        assert_eq!(Rfc5322(-1).to_string(), "Wed, 31 Dec 1969 23:59:59 +0000");
+    }
+
+    #[test]
+    fn hand_written_matches_fmt() {
+        let mut seeds = vec![0i64, -1, 951_782_400, 4_107_542_400, -62_135_596_800];
+        seeds.extend([-1i64 << 40, 1 << 40, (1 << 55) / 7, -(1 << 55) / 7]);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            seeds.push((x as i64) >> 20);
+        }
+        for unix in seeds {
+            assert_eq!(Rfc5322(unix).to_string(), by_fmt(unix), "{unix}");
+        }
     }
 }

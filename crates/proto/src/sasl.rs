@@ -20,7 +20,9 @@ use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
+#[cfg(feature = "cram-md5")]
 use hmac::{Hmac, Mac};
+#[cfg(feature = "cram-md5")]
 use md5::Md5;
 
 use crate::buf::{Buffer, BufferFull};
@@ -88,6 +90,19 @@ impl Mechanism {
         Mechanism::XOAuth2,
         Mechanism::External,
     ];
+    /// Whether this build can carry out the mechanism: CRAM-MD5, SCRAM and the OAuth
+    /// mechanisms are cargo features (`cram-md5`, `scram`, `oauth`, all on by default) so a
+    /// device pays only for the ones it uses. A mechanism left out is never chosen by a
+    /// driver and [`Sasl::new`] refuses it.
+    pub const fn supported(self) -> bool {
+        match self {
+            Mechanism::Plain | Mechanism::Login | Mechanism::External => true,
+            Mechanism::CramMd5 => cfg!(feature = "cram-md5"),
+            Mechanism::XOAuth2 | Mechanism::OAuthBearer => cfg!(feature = "oauth"),
+            Mechanism::ScramSha256 | Mechanism::ScramSha256Plus => cfg!(feature = "scram"),
+        }
+    }
+
     /// The name as sent after `AUTH`.
     pub const fn name(self) -> &'static str {
         match self {
@@ -247,6 +262,8 @@ pub enum SaslError {
     InvalidCredential,
     /// The output buffer is too small.
     BufferFull(BufferFull),
+    /// The mechanism was left out of this build (its cargo feature is off).
+    Unsupported(Mechanism),
 }
 
 impl core::fmt::Display for SaslError {
@@ -259,6 +276,11 @@ impl core::fmt::Display for SaslError {
                 f.write_str("a credential contains a byte the SASL mechanism cannot carry")
             }
             SaslError::BufferFull(e) => write!(f, "{e}"),
+            SaslError::Unsupported(m) => write!(
+                f,
+                "SASL mechanism {} is not in this build (its cargo feature is off)",
+                m.name()
+            ),
         }
     }
 }
@@ -337,6 +359,9 @@ impl Sasl {
     /// fail cleanly instead of sending a line that would smuggle a CRLF (a second command)
     /// or a separator that shifts fields (a NUL making the password part of the user name).
     pub fn new(mechanism: Mechanism, creds: &Credentials<'_>) -> Result<Sasl, SaslError> {
+        if !mechanism.supported() {
+            return Err(SaslError::Unsupported(mechanism));
+        }
         check(mechanism, creds)?;
         Ok(Sasl {
             mechanism,
@@ -396,6 +421,7 @@ impl Sasl {
             (Mechanism::Login | Mechanism::CramMd5, _) => {
                 out.extend_all(&[b"AUTH ", name, b"\r\n"])?;
             }
+            #[cfg(feature = "oauth")]
             (
                 Mechanism::XOAuth2,
                 Credentials::Token {
@@ -411,6 +437,7 @@ impl Sasl {
                 ];
                 write_encoded(out, &[b"AUTH ", name, b" "], &payload, b"=")?;
             }
+            #[cfg(feature = "oauth")]
             (
                 Mechanism::OAuthBearer,
                 Credentials::Token {
@@ -420,8 +447,8 @@ impl Sasl {
                     port,
                 },
             ) => {
-                let mut digits = [0u8; 5];
-                let port_text = port.map(|p| decimal(p, &mut digits));
+                let mut digits = [0u8; 20];
+                let port_text = port.map(|p| crate::buf::decimal(u64::from(p), &mut digits));
                 // RFC 7628 3.1: the authzid is optional, so an empty user name becomes the
                 // bare gs2 header `n,,` rather than an empty `a=`.
                 let (a, user) = if username.is_empty() {
@@ -452,6 +479,7 @@ impl Sasl {
                 ];
                 write_encoded(out, &[b"AUTH ", name, b" "], &payload, b"=")?;
             }
+            #[cfg(feature = "scram")]
             (Mechanism::ScramSha256 | Mechanism::ScramSha256Plus, Credentials::Scram { .. }) => {
                 scram::client_first(self.mechanism, creds, out)?;
             }
@@ -459,7 +487,8 @@ impl Sasl {
                 let payload = [Piece::Raw(authzid.unwrap_or("").as_bytes())];
                 write_encoded(out, &[b"AUTH ", name, b" "], &payload, b"=")?;
             }
-            // `check` has already refused every other pairing.
+            // `check` has already refused every other pairing, and `new` every mechanism
+            // left out of the build.
             _ => return Err(SaslError::WrongCredentials),
         }
         self.step = 0;
@@ -488,6 +517,7 @@ impl Sasl {
                 write_encoded(out, &[], &[Piece::Raw(password.as_bytes())], b"")?;
                 Response::Answered
             }
+            #[cfg(feature = "cram-md5")]
             (
                 Mechanism::CramMd5,
                 Credentials::Password {
@@ -507,15 +537,18 @@ impl Sasl {
             },
             // RFC 6749-style error document; the server wants any reply before it sends
             // its final failure. XOAUTH2 takes an empty line.
+            #[cfg(feature = "oauth")]
             (Mechanism::XOAuth2, _) if step == 0 => {
                 out.extend_from_slice(b"\r\n")?;
                 Response::ErrorAcknowledged
             }
             // RFC 7628 3.2.3: the client answers the error with a single %x01.
+            #[cfg(feature = "oauth")]
             (Mechanism::OAuthBearer, _) if step == 0 => {
                 out.extend_from_slice(b"AQ==\r\n")?;
                 Response::ErrorAcknowledged
             }
+            #[cfg(feature = "scram")]
             (Mechanism::ScramSha256 | Mechanism::ScramSha256Plus, Credentials::Scram { .. })
                 if step == 0 =>
             {
@@ -527,6 +560,7 @@ impl Sasl {
                     Err(response) => response,
                 }
             }
+            #[cfg(feature = "scram")]
             (Mechanism::ScramSha256 | Mechanism::ScramSha256Plus, _) if step == 1 => {
                 let (response, proof) = scram::server_final(&self.proof, challenge, out)?;
                 self.proof = proof;
@@ -601,6 +635,7 @@ fn check(mechanism: Mechanism, creds: &Credentials<'_>) -> Result<(), SaslError>
             clean(token, forbidden)?;
             clean(host.unwrap_or(""), forbidden)
         }
+        #[cfg(feature = "scram")]
         (Mechanism::ScramSha256 | Mechanism::ScramSha256Plus, Credentials::Scram { .. }) => {
             scram::check(mechanism, creds)
         }
@@ -620,6 +655,7 @@ pub(crate) fn cancel(out: &mut impl Buffer) -> Result<Response, SaslError> {
 /// RFC 2195: lowercase hex of HMAC-MD5(password, challenge). `None` when the challenge is
 /// not base64, is too long, or is empty (a response to an empty challenge has no nonce in
 /// it and could be replayed, so it is not worth sending).
+#[cfg(feature = "cram-md5")]
 fn cram_md5_digest(password: &[u8], challenge: &[u8]) -> Option<[u8; 32]> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut buf = [0u8; MAX_CHALLENGE];
@@ -638,20 +674,6 @@ fn cram_md5_digest(password: &[u8], challenge: &[u8]) -> Option<[u8; 32]> {
     Some(hex)
 }
 
-/// Spells a port in decimal into `digits`, returning the used tail.
-fn decimal(mut n: u16, digits: &mut [u8; 5]) -> &[u8] {
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 || i == 0 {
-            break;
-        }
-    }
-    &digits[i..]
-}
-
 /// A part of a SASL message before base64.
 #[derive(Clone, Copy)]
 pub(crate) enum Piece<'a> {
@@ -659,6 +681,7 @@ pub(crate) enum Piece<'a> {
     Raw(&'a [u8]),
     /// An RFC 5801 saslname: `,` and `=` would end the gs2 header early, so they travel as
     /// `=2C` and `=3D`.
+    #[cfg_attr(not(any(feature = "scram", feature = "oauth")), allow(dead_code))]
     SaslName(&'a [u8]),
 }
 
@@ -900,6 +923,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "cram-md5")]
     fn cram_md5_rfc2195_example() {
         let (mut sasl, line) = start(Mechanism::CramMd5, &TIM);
         assert_eq!(line, b"AUTH CRAM-MD5\r\n");
@@ -915,6 +939,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "cram-md5")]
     fn cram_md5_tolerates_missing_padding_and_whitespace() {
         let (mut sasl, _) = start(Mechanism::CramMd5, &TIM);
         // Same challenge base64 minus nothing (it has no padding), with a trailing space.
@@ -929,6 +954,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "cram-md5")]
     fn cram_md5_bad_challenges_cancel() {
         for ch in [&b"not base64!"[..], b"", b"===="] {
             let (mut sasl, _) = start(Mechanism::CramMd5, &TIM);
@@ -954,6 +980,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "oauth")]
     fn xoauth2_google_example() {
         let (mut sasl, line) = start(Mechanism::XOAuth2, &GOOGLE);
         assert_eq!(
@@ -973,6 +1000,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "oauth")]
     fn oauthbearer_rfc7628_example() {
         let (mut sasl, line) = start(Mechanism::OAuthBearer, &RFC7628);
         assert_eq!(
@@ -991,6 +1019,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "oauth")]
     fn oauthbearer_escapes_and_optional_parts() {
         let creds = Credentials::Token {
             username: "a,b=c",
@@ -1020,6 +1049,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "oauth")]
     fn long_token_streams_correctly() {
         let token: std::string::String =
             (0..3001).map(|i| (b'a' + (i % 26) as u8) as char).collect();
@@ -1039,6 +1069,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(all(feature = "cram-md5", feature = "oauth"))]
     fn wrong_credentials() {
         for m in [Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5] {
             assert_eq!(Sasl::new(m, &GOOGLE), Err(SaslError::WrongCredentials));
@@ -1076,6 +1107,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(all(feature = "cram-md5", feature = "oauth"))]
     fn invalid_credential_bytes() {
         let pw = |authzid, username, password| Credentials::Password {
             authzid,
@@ -1119,6 +1151,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(all(feature = "cram-md5", feature = "oauth"))]
     fn small_buffer_is_left_untouched() {
         let cases: [(Mechanism, Credentials<'_>); 5] = [
             (Mechanism::Plain, TIM),
@@ -1145,6 +1178,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(all(feature = "cram-md5", feature = "oauth"))]
     fn small_buffer_on_respond_keeps_the_step() {
         let (mut sasl, _) = start(Mechanism::Login, &TIM);
         let mut storage = [0u8; 5];
@@ -1222,5 +1256,25 @@ mod tests {
         let mut out = std::vec::Vec::new();
         sasl.start(&TIM, &mut out).unwrap();
         assert_eq!(out, b"AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n");
+    }
+
+    #[test]
+    fn mechanisms_left_out_of_the_build_are_refused() {
+        let cases = [
+            (Mechanism::CramMd5, cfg!(feature = "cram-md5"), TIM),
+            (Mechanism::XOAuth2, cfg!(feature = "oauth"), GOOGLE),
+            (Mechanism::OAuthBearer, cfg!(feature = "oauth"), GOOGLE),
+        ];
+        for (m, built, creds) in cases {
+            assert_eq!(m.supported(), built, "{m:?}");
+            let started = Sasl::new(m, &creds);
+            if built {
+                assert!(started.is_ok(), "{m:?}");
+            } else {
+                assert_eq!(started, Err(SaslError::Unsupported(m)));
+            }
+        }
+        assert!(Mechanism::Plain.supported() && Mechanism::Login.supported());
+        assert_eq!(Mechanism::ScramSha256.supported(), cfg!(feature = "scram"));
     }
 }

@@ -52,7 +52,8 @@ pub struct SessionConfig {
     hello_len: u8,
     /// Pipeline commands when the server offers PIPELINING (default on).
     pub pipelining: bool,
-    /// Send message data with BDAT when the server offers CHUNKING and PIPELINING (default off).
+    /// Send message data with BDAT when the server offers CHUNKING and PIPELINING (default
+    /// off). Needs the `chunking` cargo feature (on by default); without it DATA is used.
     pub chunking: bool,
     /// The transport is already encrypted (implicit TLS, port 465): STARTTLS is not offered.
     pub implicit_tls: bool,
@@ -644,9 +645,11 @@ impl Session {
         self.config.pipelining && self.caps.has(Extension::Pipelining)
     }
 
-    /// True when message data goes out as BDAT chunks.
+    /// True when message data goes out as BDAT chunks. Never without the `chunking` cargo
+    /// feature, so a build without it carries no BDAT code.
     pub fn chunking(&self) -> bool {
-        self.config.chunking
+        cfg!(feature = "chunking")
+            && self.config.chunking
             && !self.config.lmtp
             && self.caps.has(Extension::Chunking)
             && self.pipelining()
@@ -1608,7 +1611,7 @@ impl Session {
         self.usable()?;
         let slot = self.sending_slot()?;
         let tx = self.txs[slot as usize];
-        if !tx.bdat {
+        if !cfg!(feature = "chunking") || !tx.bdat {
             self.encoder.encode(chunk, out.buf_mut())?;
             out.release_all();
             return Ok(());
@@ -1654,7 +1657,7 @@ impl Session {
         if self.expect.room() == 0 {
             return Err(UseError::Busy);
         }
-        let bdat = self.txs[slot as usize].bdat;
+        let bdat = cfg!(feature = "chunking") && self.txs[slot as usize].bdat;
         let start = out.len();
         let written = if bdat {
             let tail = self.encoder.finish_len();

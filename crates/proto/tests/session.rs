@@ -529,6 +529,7 @@ fn close_mid_data_names_the_phase() {
 }
 
 #[test]
+#[cfg(feature = "chunking")]
 fn bdat_chunks_with_chunking() {
     both_splits(|t| {
         t.session = postline_proto::Session::new({
@@ -567,6 +568,7 @@ fn bdat_chunks_with_chunking() {
 }
 
 #[test]
+#[cfg(feature = "chunking")]
 fn bdat_chunk_refused_stops_and_resets() {
     let mut t = Talk::new({
         let mut c = config();
@@ -736,6 +738,7 @@ fn session_is_small() {
 }
 
 #[test]
+#[cfg(feature = "chunking")]
 fn bdat_window_keeps_several_messages_in_flight() {
     both_splits(|t| {
         t.session = postline_proto::Session::new({
@@ -791,6 +794,7 @@ fn bdat_window_keeps_several_messages_in_flight() {
     });
 }
 
+#[cfg(feature = "scram")]
 mod scram {
     use super::*;
     use base64::engine::general_purpose::STANDARD;
@@ -1283,5 +1287,38 @@ mod lmtp {
             t.server(b"250 extra\r\n"),
             Err(SessionError::UnexpectedReply { .. })
         ));
+    }
+}
+
+/// Without the `chunking` feature a session asked for BDAT, talking to a server that offers
+/// it, sends DATA: the feature decides, so a device build carries no BDAT code.
+#[test]
+fn chunking_follows_the_cargo_feature() {
+    let mut t = Talk::new({
+        let mut c = config();
+        c.chunking = true;
+        c
+    });
+    greet(&mut t, POSTFIX_EHLO);
+    assert_eq!(t.session.chunking(), cfg!(feature = "chunking"));
+    let from = ReversePath::Address(Address::new("a@c.example").unwrap());
+    let to = addrs(&["b@x.example"]);
+    let env = Envelope {
+        from: &from,
+        to: &to,
+        mail: MailParams::default(),
+        rcpt: RcptParams::default(),
+    };
+    t.session.start_transaction(&env, &mut t.out).unwrap();
+    let envelope = String::from_utf8_lossy(t.out.transmit()).into_owned();
+    if cfg!(feature = "chunking") {
+        assert!(!envelope.contains("DATA"), "{envelope}");
+        t.session.send_data(b"hi\r\n", &mut t.out).unwrap();
+        let sent = String::from_utf8_lossy(t.out.transmit()).into_owned();
+        assert!(sent.ends_with("BDAT 4\r\nhi\r\n"), "{sent}");
+    } else {
+        // DATA goes out with the envelope; the data waits for the 354.
+        assert!(envelope.ends_with("DATA\r\n"), "{envelope}");
+        assert!(!envelope.contains("BDAT"), "{envelope}");
     }
 }

@@ -18,19 +18,28 @@
 //! The server chooses the PBKDF2 iteration count; more than [`MAX_ITERATIONS`] is refused so
 //! that a hostile server cannot make the client spin.
 
+#[cfg(feature = "scram")]
 use base64::engine::general_purpose::STANDARD;
+#[cfg(feature = "scram")]
 use base64::Engine;
+#[cfg(feature = "scram")]
 use hmac::{Hmac, Mac};
+#[cfg(feature = "scram")]
 use sha2::{Digest, Sha256};
+#[cfg(feature = "scram")]
 use subtle::ConstantTimeEq;
+#[cfg(feature = "scram")]
 use zeroize::Zeroize;
 
+#[cfg(feature = "scram")]
 use super::{
     cancel, decode_challenge, write_encoded, Binding, Credentials, Mechanism, Piece, Response,
     SaslError, MAX_CHALLENGE,
 };
+#[cfg(feature = "scram")]
 use crate::buf::Buffer;
 
+#[cfg(feature = "scram")]
 type HmacSha256 = Hmac<Sha256>;
 
 /// Most PBKDF2 iterations a server may ask for. RFC 7677 asks for at least 4096; real servers
@@ -44,6 +53,7 @@ pub const MAX_BINDING: usize = 64;
 pub const MAX_SALT: usize = 256;
 
 /// Room for the gs2 header (with an escaped authzid) and the binding data together.
+#[cfg(feature = "scram")]
 const MAX_CBIND: usize = 512;
 
 /// Where the server's proof stands.
@@ -52,6 +62,7 @@ pub(crate) enum ProofState {
     /// No client-final message sent yet.
     Pending,
     /// Client-final sent; the server's `v=` is due.
+    #[cfg_attr(not(feature = "scram"), allow(dead_code))]
     Expected,
     /// The server sent the right `v=`.
     Verified,
@@ -86,6 +97,7 @@ impl ServerProof {
 
 /// Refuses a nonce, name or binding SCRAM cannot carry, and a binding that does not fit the
 /// mechanism (`p=` only with -PLUS, and -PLUS only with `p=`).
+#[cfg(feature = "scram")]
 pub(crate) fn check(mechanism: Mechanism, creds: &Credentials<'_>) -> Result<(), SaslError> {
     let Credentials::Scram {
         authzid,
@@ -128,6 +140,7 @@ pub(crate) fn check(mechanism: Mechanism, creds: &Credentials<'_>) -> Result<(),
 }
 
 /// A printable nonce (RFC 5802: `%x21-2B / %x2D-7E`, i.e. printable ASCII without `,`).
+#[cfg(feature = "scram")]
 fn valid_nonce(nonce: &[u8]) -> bool {
     !nonce.is_empty()
         && nonce
@@ -137,6 +150,7 @@ fn valid_nonce(nonce: &[u8]) -> bool {
 
 /// Writes the gs2 header (`n,,` / `y,,` / `p=tls-exporter,,`, with `a=authzid` between the
 /// commas when given) into `buf`; returns its length.
+#[cfg(feature = "scram")]
 fn gs2_header(creds: &Credentials<'_>, buf: &mut [u8; MAX_CBIND]) -> Result<usize, SaslError> {
     let Credentials::Scram {
         authzid, binding, ..
@@ -168,11 +182,13 @@ fn gs2_header(creds: &Credentials<'_>, buf: &mut [u8; MAX_CBIND]) -> Result<usiz
     Ok(w.len)
 }
 
+#[cfg(feature = "scram")]
 struct SliceWriter<'b> {
     buf: &'b mut [u8; MAX_CBIND],
     len: usize,
 }
 
+#[cfg(feature = "scram")]
 impl SliceWriter<'_> {
     fn put(&mut self, bytes: &[u8]) -> Result<(), SaslError> {
         let end = self.len.saturating_add(bytes.len());
@@ -187,6 +203,7 @@ impl SliceWriter<'_> {
 }
 
 /// The client-first-message-bare: `n=USER,r=NONCE`.
+#[cfg(feature = "scram")]
 fn client_first_bare<'a>(username: &'a str, nonce: &'a str) -> [Piece<'a>; 4] {
     [
         Piece::Raw(b"n="),
@@ -197,6 +214,7 @@ fn client_first_bare<'a>(username: &'a str, nonce: &'a str) -> [Piece<'a>; 4] {
 }
 
 /// Writes `AUTH SCRAM-SHA-256[-PLUS] base64(client-first-message)`.
+#[cfg(feature = "scram")]
 pub(crate) fn client_first(
     mechanism: Mechanism,
     creds: &Credentials<'_>,
@@ -221,6 +239,7 @@ pub(crate) fn client_first(
 }
 
 /// What the server-first message says.
+#[cfg(feature = "scram")]
 struct ServerFirst<'a> {
     nonce: &'a [u8],
     salt: &'a [u8],
@@ -229,6 +248,7 @@ struct ServerFirst<'a> {
 
 /// Why a server-first message is refused.
 #[derive(Debug, PartialEq, Eq)]
+#[cfg(feature = "scram")]
 enum Refusal {
     /// `e=`: the server reports an error.
     ServerError,
@@ -238,6 +258,7 @@ enum Refusal {
 
 /// Parses `[m=...,]r=NONCE,s=SALT,i=COUNT[,ext...]`, checking the nonce against ours and
 /// decoding the salt into `salt_buf`.
+#[cfg(feature = "scram")]
 fn parse_server_first<'a>(
     msg: &'a [u8],
     client_nonce: &[u8],
@@ -280,6 +301,7 @@ fn parse_server_first<'a>(
 }
 
 /// A decimal iteration count in `1..=MAX_ITERATIONS`.
+#[cfg(feature = "scram")]
 fn parse_count(digits: &[u8]) -> Option<u32> {
     if digits.is_empty() || digits.len() > 7 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
@@ -290,6 +312,7 @@ fn parse_count(digits: &[u8]) -> Option<u32> {
     (1..=MAX_ITERATIONS).contains(&n).then_some(n)
 }
 
+#[cfg(feature = "scram")]
 fn feed(mac: &mut HmacSha256, pieces: &[Piece<'_>]) {
     for piece in pieces {
         match *piece {
@@ -307,6 +330,7 @@ fn feed(mac: &mut HmacSha256, pieces: &[Piece<'_>]) {
     }
 }
 
+#[cfg(feature = "scram")]
 fn hmac(key: &[u8], pieces: &[Piece<'_>]) -> [u8; 32] {
     // HMAC takes keys of any length; the fallback is unreachable.
     let mut mac = match HmacSha256::new_from_slice(key) {
@@ -319,6 +343,7 @@ fn hmac(key: &[u8], pieces: &[Piece<'_>]) -> [u8; 32] {
 
 /// Answers the server-first message with the client-final message. `Ok(Err(response))`
 /// when the challenge was refused and `*` written instead.
+#[cfg(feature = "scram")]
 pub(crate) fn client_final(
     creds: &Credentials<'_>,
     challenge: &[u8],
@@ -422,6 +447,7 @@ pub(crate) fn client_final(
 }
 
 /// Checks the server-final message: an empty line after the right `v=`, `*` otherwise.
+#[cfg(feature = "scram")]
 pub(crate) fn server_final(
     expected: &ServerProof,
     challenge: &[u8],
@@ -459,7 +485,7 @@ pub(crate) fn server_final(
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "scram"))]
 mod tests {
     use super::super::{BindingKind, ChannelBinding, Sasl};
     use super::*;

@@ -1,0 +1,170 @@
+//! The AUTH mechanisms a device build carries: PLAIN and LOGIN always, CRAM-MD5 with the
+//! `cram-md5` feature, OAUTHBEARER and XOAUTH2 with `oauth`. Scripted peers over loopback TCP
+//! check the exact exchange (RFC 2195's and RFC 7628's examples); `scripts/test` runs this file
+//! without features and with `--features cram-md5,oauth`, so both sides are proven.
+
+use std::future::Future;
+use std::time::Duration;
+
+use embedded_io_adapters::tokio_1::FromTokio;
+use postline_embedded::{Client, Clock, Config, Error};
+use postline_testkit::{greeting_and_ehlo, ScriptedServer, Step};
+use tokio::net::TcpStream;
+
+struct TokioClock(tokio::time::Instant);
+
+impl Clock for TokioClock {
+    fn now_ms(&self) -> u64 {
+        self.0.elapsed().as_millis() as u64
+    }
+    fn wait_until(&self, deadline_ms: u64) -> impl Future<Output = ()> {
+        tokio::time::sleep_until(self.0 + Duration::from_millis(deadline_ms))
+    }
+}
+
+fn run<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// Connects with `config` to a scripted server and says QUIT; the result of `connect`.
+fn connect(server: &ScriptedServer, config: Config<'_>) -> Result<(), Error<std::io::Error>> {
+    let port = server.port();
+    run(async move {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+        let clock = TokioClock(tokio::time::Instant::now());
+        let mut client =
+            Client::new(FromTokio::new(stream), clock, config, &mut out, &mut input).unwrap();
+        let result = client.connect().await;
+        client.quit().await.unwrap();
+        result
+    })
+}
+
+fn quit() -> Vec<Step> {
+    vec![Step::expect("QUIT"), Step::reply("221 bye")]
+}
+
+/// RFC 2195's example exchange.
+const CRAM_CHALLENGE: &str = "PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+";
+const CRAM_RESPONSE: &str = "dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw";
+
+#[test]
+#[cfg(feature = "cram-md5")]
+fn cram_md5_answers_the_rfc_2195_challenge() {
+    let mut script = greeting_and_ehlo(&["AUTH CRAM-MD5"]);
+    script.extend([
+        Step::expect("AUTH CRAM-MD5"),
+        Step::reply(&format!("334 {CRAM_CHALLENGE}")),
+        Step::expect(CRAM_RESPONSE),
+        Step::reply("235 2.7.0 Authentication successful"),
+    ]);
+    script.extend(quit());
+    let server = ScriptedServer::start(script);
+    let config = Config::new("device.example")
+        .credentials("tim", "tanstaaftanstaaf")
+        .allow_plaintext_auth(true);
+    connect(&server, config).unwrap();
+    server.finish().assert_ok();
+}
+
+/// Without the feature the mechanism is never chosen: a server offering only CRAM-MD5
+/// gets no AUTH at all, and the caller learns that no mechanism fits.
+#[test]
+#[cfg(not(feature = "cram-md5"))]
+fn without_the_feature_cram_md5_is_not_used() {
+    let mut script = greeting_and_ehlo(&["AUTH CRAM-MD5"]);
+    script.extend(quit());
+    let server = ScriptedServer::start(script);
+    let config = Config::new("device.example")
+        .credentials("tim", "tanstaaftanstaaf")
+        .allow_plaintext_auth(true);
+    assert!(matches!(
+        connect(&server, config),
+        Err(Error::AuthUnavailable)
+    ));
+    let report = server.finish();
+    report.assert_ok();
+    assert!(
+        !report.received_str().contains("AUTH"),
+        "{}",
+        report.received_str()
+    );
+}
+
+/// PLAIN is preferred to CRAM-MD5 only over TLS; in clear text CRAM-MD5 goes first (a
+/// listener learns no password from it), and PLAIN is what a build without it uses.
+#[test]
+fn plain_when_offered_beside_cram_md5() {
+    let mut script = greeting_and_ehlo(&["AUTH PLAIN CRAM-MD5"]);
+    if cfg!(feature = "cram-md5") {
+        script.extend([
+            Step::expect("AUTH CRAM-MD5"),
+            Step::reply(&format!("334 {CRAM_CHALLENGE}")),
+            Step::expect(CRAM_RESPONSE),
+        ]);
+    } else {
+        // base64("\0tim\0tanstaaftanstaaf")
+        script.push(Step::expect("AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm"));
+    }
+    script.push(Step::reply("235 2.7.0 Authentication successful"));
+    script.extend(quit());
+    let server = ScriptedServer::start(script);
+    let config = Config::new("device.example")
+        .credentials("tim", "tanstaaftanstaaf")
+        .allow_plaintext_auth(true);
+    connect(&server, config).unwrap();
+    server.finish().assert_ok();
+}
+
+#[cfg(feature = "oauth")]
+mod oauth {
+    use super::*;
+
+    /// OAUTHBEARER's initial response (RFC 7628 3.1): `n,a=USER,` then `auth=Bearer TOKEN`,
+    /// fields split by 0x01.
+    #[test]
+    fn oauthbearer_is_preferred_and_sent_whole() {
+        let mut script = greeting_and_ehlo(&["AUTH PLAIN XOAUTH2 OAUTHBEARER"]);
+        // base64("n,a=user@example.com,\x01auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01")
+        script.extend([
+            Step::expect(
+                "AUTH OAUTHBEARER bixhPXVzZXJAZXhhbXBsZS5jb20sAWF1dGg9QmVhcmVyIHZGOWRmdDRxbVRjMk52YjNSbGNrQmhiSFJoZG1semRHRXVZMjl0Q2c9PQEB",
+            ),
+            Step::reply("235 2.7.0 Authentication successful"),
+        ]);
+        script.extend(quit());
+        let server = ScriptedServer::start(script);
+        let config = Config::new("device.example")
+            .oauth_token(
+                "user@example.com",
+                "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==",
+            )
+            .allow_plaintext_auth(true);
+        connect(&server, config).unwrap();
+        server.finish().assert_ok();
+    }
+
+    /// A token is never sent through PLAIN or LOGIN: a server offering only those gets no
+    /// AUTH.
+    #[test]
+    fn a_token_never_goes_as_a_password() {
+        let mut script = greeting_and_ehlo(&["AUTH PLAIN LOGIN"]);
+        script.extend(quit());
+        let server = ScriptedServer::start(script);
+        let config = Config::new("device.example")
+            .oauth_token("user@example.com", "tok")
+            .allow_plaintext_auth(true);
+        assert!(matches!(
+            connect(&server, config),
+            Err(Error::AuthUnavailable)
+        ));
+        let report = server.finish();
+        report.assert_ok();
+        assert!(!report.received_str().contains("AUTH"));
+    }
+}
