@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!   test process                         namespace pl-tap-<pid>-<n>
-//!   embassy-net 192.168.69.2  <-- tap0 -->  kernel 192.168.69.1 (aiosmtpd, a silent listener)
+//!   embassy-net 192.168.69.2  <-- tap0 -->  kernel 192.168.69.1 (aiosmtpd, smtp-sink, a silent listener)
 //! ```
 //!
 //! [`Rig::new`] creates the namespace, opens the TAP from a thread that entered it, and gives
@@ -21,7 +21,7 @@ mod servers;
 pub use clock::Clock;
 pub use netns::Netns;
 pub use rig::{Net, Rig, DEVICE_ADDR, KERNEL_ADDR, PREFIX_LEN, RUN_LIMIT};
-pub use servers::{Aiosmtpd, SilentListener};
+pub use servers::{Aiosmtpd, SilentListener, SmtpSink};
 
 pub use embassy_net;
 pub use embassy_time;

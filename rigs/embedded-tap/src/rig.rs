@@ -11,7 +11,7 @@ use embassy_net_tuntap::TunTapDevice;
 use embassy_time::{with_timeout, Duration};
 
 use crate::netns::Netns;
-use crate::servers::{Aiosmtpd, SilentListener};
+use crate::servers::{Aiosmtpd, SilentListener, SmtpSink};
 use crate::Clock;
 
 /// The kernel's address on the TAP, where the servers listen.
@@ -61,6 +61,11 @@ impl Rig {
     /// extra flags (`--auth USER:PASS`, `--reject-rcpt SUBSTRING`, ...).
     pub fn aiosmtpd(&self, args: &[&str]) -> io::Result<Aiosmtpd> {
         Aiosmtpd::start(&self.ns, args)
+    }
+
+    /// Starts Postfix's `smtp-sink` inside the namespace on [`KERNEL_ADDR`].
+    pub fn smtp_sink(&self) -> io::Result<SmtpSink> {
+        SmtpSink::start(&self.ns)
     }
 
     /// A kernel-side listener on [`KERNEL_ADDR`] that accepts and never writes.

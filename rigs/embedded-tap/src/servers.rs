@@ -1,5 +1,5 @@
-//! Servers on the kernel side of the TAP: the repo's aiosmtpd, and a listener that never
-//! speaks.
+//! Servers on the kernel side of the TAP: the repo's aiosmtpd, Postfix's smtp-sink, and a
+//! listener that never speaks.
 
 use std::fs;
 use std::io::{self, BufRead, BufReader};
@@ -191,5 +191,110 @@ impl Drop for SilentListener {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// `sh -c TERM_ON_STDIN_EOF PROGRAM ARGS...`: runs PROGRAM and sends it SIGTERM when the
+/// script's standard input closes, so a server stops with this process even when it is
+/// killed without running destructors.
+const TERM_ON_STDIN_EOF: &str = r#"exec 3<&0
+"$0" "$@" </dev/null 3<&- &
+p=$!
+{ cat <&3 >/dev/null 2>&1; kill -TERM "$p" 2>/dev/null; } &
+exec 3<&-
+wait "$p""#;
+
+const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
+
+/// Postfix's `smtp-sink` inside a namespace on [`KERNEL_ADDR`] (PIPELINING offered, every
+/// command accepted), dumping each message it takes to a file of its own, so a test can count
+/// and read what arrived. Killed on drop, and stopped when this process dies.
+pub struct SmtpSink {
+    child: Child,
+    _stdin: ChildStdin,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl SmtpSink {
+    pub(crate) fn start(ns: &Netns) -> io::Result<SmtpSink> {
+        if !Path::new(SMTP_SINK).exists() {
+            return Err(io::Error::other(format!(
+                "{SMTP_SINK} is missing: run .ci/install-deps"
+            )));
+        }
+        // The namespace is the test's own: any port is free.
+        let port = 2525;
+        let dir = std::env::temp_dir().join(format!(
+            "pl-tap-sink-{}-{}",
+            process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let dump = dir.join("dump");
+        fs::create_dir_all(&dump)?;
+        // smtp-sink drops to `nobody`, who writes the dumps.
+        std::os::unix::fs::chown(&dump, Some(65534), Some(65534))?;
+        let log = fs::File::create(dir.join("stderr"))?;
+        let mut child = ns
+            .command("/bin/sh")
+            .args(["-c", TERM_ON_STDIN_EOF, SMTP_SINK, "-u", "nobody", "-d"])
+            .arg(dump.join("%H%M%S."))
+            .arg(format!("{KERNEL_ADDR}:{port}"))
+            .arg("64")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        let stdin = child.stdin.take().expect("piped");
+        let sink = SmtpSink {
+            child,
+            _stdin: stdin,
+            port,
+            dir,
+        };
+        let deadline = Instant::now() + READY_LIMIT;
+        while ns
+            .enter(|| TcpStream::connect((KERNEL_ADDR, port)))
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "smtp-sink did not listen in {READY_LIMIT:?}; its stderr:\n{}",
+                    fs::read_to_string(sink.dir.join("stderr")).unwrap_or_default()
+                )));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Ok(sink)
+    }
+
+    /// The port it listens on at [`KERNEL_ADDR`].
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Every message it took so far (each dump: the envelope as smtp-sink writes it, then
+    /// the message), waiting up to `limit` for there to be `n` of them.
+    pub fn messages(&self, n: usize, limit: Duration) -> io::Result<Vec<Vec<u8>>> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let mut files: Vec<PathBuf> = fs::read_dir(self.dir.join("dump"))?
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            if files.len() >= n || Instant::now() > deadline {
+                files.sort();
+                return files.iter().map(fs::read).collect();
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
     }
 }

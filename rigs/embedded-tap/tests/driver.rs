@@ -143,3 +143,65 @@ fn a_silent_server_times_out() {
         assert!((300..3_000).contains(&waited), "waited {waited} ms");
     });
 }
+
+/// Postfix's smtp-sink, which offers PIPELINING: 100 messages on one connection, MAIL, RCPT
+/// and DATA of each sent together, every one counted and read back from its dump, each
+/// exactly once, with both recipients and its dot line intact.
+#[test]
+fn a_hundred_pipelined_messages_to_smtp_sink() {
+    let mut rig = Rig::new().expect("the namespace and its TAP");
+    let sink = rig.smtp_sink().expect("smtp-sink in the namespace");
+    let port = sink.port();
+    rig.run(async |net| {
+        let (mut rx, mut tx) = ([0u8; 2048], [0u8; 2048]);
+        let socket = net.connect(port, &mut rx, &mut tx).await.expect("connect");
+        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+        let config = Config::new("device.example").timeout_ms(10_000);
+        let mut client = Client::new(socket, TapClock, config, &mut out, &mut input).unwrap();
+        client.connect().await.unwrap();
+        assert!(client
+            .capabilities()
+            .has(postline_embedded::proto::Extension::Pipelining));
+        let to = [addr("a@sink.test"), addr("b@sink.test")];
+        let mut codes = [0u16; 2];
+        for i in 0..100 {
+            let body = format!("Subject: {i}\r\n\r\nreading {i}\r\n.dot {i}\r\n");
+            let status = client
+                .send(addr("device@example.com"), &to, body.as_bytes(), &mut codes)
+                .await
+                .unwrap();
+            assert!(status.delivered, "{i}: {status:?}");
+            assert_eq!(codes, [250, 250], "{i}");
+        }
+        client.quit().await.unwrap();
+    });
+    let dumps = sink.messages(100, Duration::from_secs(10)).unwrap();
+    assert_eq!(dumps.len(), 100, "smtp-sink took {} messages", dumps.len());
+    let text: Vec<String> = dumps
+        .iter()
+        .map(|d| String::from_utf8_lossy(d).into_owned())
+        .collect();
+    // smtp-sink dumps the message un-stuffed, each line ending with LF, after a header per
+    // envelope command.
+    for i in 0..100 {
+        let wanted = format!("\nSubject: {i}\n\nreading {i}\n.dot {i}\n");
+        let found: Vec<&String> = text.iter().filter(|t| t.contains(&wanted)).collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "message {i} arrived {} times; a dump:\n{}",
+            found.len(),
+            text[0]
+        );
+        assert!(
+            found[0].contains("X-Rcpt-Args: <a@sink.test>\n"),
+            "{}",
+            found[0]
+        );
+        assert!(
+            found[0].contains("X-Rcpt-Args: <b@sink.test>\n"),
+            "{}",
+            found[0]
+        );
+    }
+}
