@@ -133,7 +133,7 @@ where
 
     /// See [`Client::quit`].
     #[inline(never)]
-    pub fn quit(self) -> Result<(), Error<S::Error>> {
-        block_on(self.0.quit())
+    pub fn quit(mut self) -> Result<(), Error<S::Error>> {
+        block_on(self.0.say_quit())
     }
 }

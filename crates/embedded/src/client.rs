@@ -360,6 +360,12 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
 
     /// Says QUIT and waits (bounded) for the answer; the stream is then the caller's to close.
     pub async fn quit(mut self) -> Result<(), Error<S::Error>> {
+        self.say_quit().await
+    }
+
+    /// [`Client::quit`] in place: the future borrows the client rather than holding it, so
+    /// the blocking twin's QUIT does not need a second copy of the whole client on the stack.
+    pub(crate) async fn say_quit(&mut self) -> Result<(), Error<S::Error>> {
         self.session.quit(&mut self.out)?;
         loop {
             match self.step().await {

@@ -67,93 +67,209 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
         if let Some(status) = self.begin(mail.from, mail.to, None, codes).await? {
             return Ok(status);
         }
-        self.headers(mail).await?;
-        self.data(mail.body).await?;
+        let unix = self.clock().unix_time();
+        let now = self.clock().now_ms();
+        let n = self.next_message_number();
+        let mut parts = Composer::new(mail, unix, now, n);
+        // One await for the whole message: each header part written in its own await would
+        // be a state of this future with its own copy of the polled write, kilobytes of code
+        // and a deeper frame on a device.
+        while let Some(part) = parts.next() {
+            for bytes in [part.head, part.text.bytes(), part.tail] {
+                self.data(bytes).await?;
+            }
+        }
         self.end(codes).await
     }
+}
 
-    async fn headers(&mut self, mail: &Mail<'_>) -> Result<(), Error<S::Error>> {
-        let from = mail.from.as_str();
-        self.data(b"From: <").await?;
-        self.data(from.as_bytes()).await?;
-        self.data(b">\r\nTo: ").await?;
-        for (i, to) in mail.to.iter().enumerate() {
-            if i > 0 {
-                // One address a line: no line grows with the number of recipients.
-                self.data(b",\r\n ").await?;
-            }
-            self.data(b"<").await?;
-            self.data(to.as_str().as_bytes()).await?;
-            self.data(b">").await?;
+/// The middle of a [`Part`]: borrowed from the mail, or spelled here (a date, a number, an
+/// encoded word; at most 60 bytes).
+enum Text<'m> {
+    Borrowed(&'m [u8]),
+    Spelled([u8; 60], usize),
+}
+
+impl Text<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Text::Borrowed(b) => b,
+            Text::Spelled(buf, len) => buf.get(..*len).unwrap_or(&[]),
         }
-        self.data(b"\r\nSubject: ").await?;
-        if plain_header_text(mail.subject) {
-            self.data(mail.subject.as_bytes()).await?;
-        } else {
-            self.encoded_words(mail.subject).await?;
-        }
-        self.data(b"\r\n").await?;
-        // Numbers and the date are spelled by hand, not with `core::fmt`: on a device its
-        // number formatting would cost kilobytes of code.
-        let unix = self.clock().unix_time();
-        if let Some(unix) = unix {
-            let mut date = [0u8; Rfc5322::MAX_LEN];
-            self.data(b"Date: ").await?;
-            self.data(Rfc5322(unix).write_to(&mut date)).await?;
-            self.data(b"\r\n").await?;
-        }
-        let domain = from.rsplit_once('@').map_or("localhost", |(_, d)| d);
-        let n = self.next_message_number();
-        let now = self.clock().now_ms();
-        let mut digits = [0u8; 20];
-        self.data(b"Message-ID: <").await?;
-        let unix = u64::try_from(unix.unwrap_or(0)).unwrap_or(0);
-        self.data(decimal(unix, &mut digits)).await?;
-        self.data(b".").await?;
-        self.data(decimal(now, &mut digits)).await?;
-        self.data(b".").await?;
-        self.data(decimal(u64::from(n), &mut digits)).await?;
-        self.data(b"@").await?;
-        self.data(domain.as_bytes()).await?;
-        self.data(match mail.priority {
-            Priority::High => b">\r\nX-Priority: 1 (Highest)\r\nImportance: high\r\n",
-            Priority::Normal => b">\r\nX-Priority: 3 (Normal)\r\nImportance: normal\r\n",
-            Priority::Low => b">\r\nX-Priority: 5 (Lowest)\r\nImportance: low\r\n" as &[u8],
-        })
-        .await?;
-        self.data(
-            b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
-              Content-Transfer-Encoding: 8bit\r\n\r\n",
-        )
-        .await
     }
 
-    /// `text` as RFC 2047 encoded words (`=?UTF-8?B?...?=`), at most 45 octets of it per word
-    /// (60 base64 characters, 72 with the markers), a word a line, never splitting a
-    /// character.
-    async fn encoded_words(&mut self, text: &str) -> Result<(), Error<S::Error>> {
-        let mut rest = text;
-        let mut first = true;
-        while !rest.is_empty() {
-            let mut cut = rest.len().min(45);
-            while !rest.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            let (word, tail) = rest.split_at(cut);
-            let mut b64 = [0u8; 60];
-            let n = base64::engine::general_purpose::STANDARD
-                .encode_slice(word, &mut b64)
-                .unwrap_or(0);
-            if !first {
-                self.data(b"\r\n ").await?;
-            }
-            self.data(b"=?UTF-8?B?").await?;
-            self.data(&b64[..n]).await?;
-            self.data(b"?=").await?;
-            first = false;
-            rest = tail;
+    fn spelled(bytes: &[u8]) -> Self {
+        let mut buf = [0u8; 60];
+        let len = bytes.len().min(buf.len());
+        buf[..len].copy_from_slice(&bytes[..len]);
+        Text::Spelled(buf, len)
+    }
+}
+
+/// A piece of the composed message: fixed text, a variable middle, fixed text.
+struct Part<'m> {
+    head: &'static [u8],
+    text: Text<'m>,
+    tail: &'static [u8],
+}
+
+impl<'m> Part<'m> {
+    fn new(head: &'static [u8], text: Text<'m>, tail: &'static [u8]) -> Self {
+        Part { head, text, tail }
+    }
+}
+
+/// Where the [`Composer`] is.
+#[derive(Clone, Copy)]
+enum Stage {
+    From,
+    /// The recipient with this index.
+    To(usize),
+    Subject,
+    /// The subject's encoded words, from this byte of it on.
+    Word(usize),
+    Date,
+    IdTime,
+    IdClock,
+    IdNumber,
+    IdDomain,
+    Mime,
+    Body,
+    Done,
+}
+
+/// The whole message (headers, then the body) as a sequence of [`Part`]s: From, To (one
+/// address a line), Subject (RFC 2047 when it is not plain ASCII), Date, Message-ID
+/// (`<unix.ms.n@from-domain>`), X-Priority and Importance, the MIME headers. Numbers and the
+/// date are spelled by hand, not with `core::fmt`, whose number formatting would cost a
+/// device kilobytes of code.
+struct Composer<'m> {
+    mail: &'m Mail<'m>,
+    stage: Stage,
+    unix: Option<i64>,
+    now: u64,
+    n: u32,
+}
+
+impl<'m> Composer<'m> {
+    fn new(mail: &'m Mail<'m>, unix: Option<i64>, now: u64, n: u32) -> Self {
+        Composer {
+            mail,
+            stage: Stage::From,
+            unix,
+            now,
+            n,
         }
-        Ok(())
+    }
+
+    fn next(&mut self) -> Option<Part<'m>> {
+        let mail = self.mail;
+        let from = mail.from.as_str();
+        let mut digits = [0u8; 20];
+        let (stage, part) = match self.stage {
+            Stage::From => (
+                Stage::To(0),
+                Part::new(b"From: <", Text::Borrowed(from.as_bytes()), b">\r\nTo: "),
+            ),
+            Stage::To(i) => {
+                let to = mail.to.get(i).map_or("", |a| a.as_str());
+                // One address a line: no line grows with the number of recipients.
+                let head: &[u8] = if i == 0 { b"<" } else { b",\r\n <" };
+                let next = if i + 1 < mail.to.len() {
+                    Stage::To(i + 1)
+                } else {
+                    Stage::Subject
+                };
+                (next, Part::new(head, Text::Borrowed(to.as_bytes()), b">"))
+            }
+            Stage::Subject if plain_header_text(mail.subject) => (
+                Stage::Date,
+                Part::new(
+                    b"\r\nSubject: ",
+                    Text::Borrowed(mail.subject.as_bytes()),
+                    b"\r\n",
+                ),
+            ),
+            Stage::Subject => return self.word(0, true),
+            Stage::Word(at) => return self.word(at, false),
+            Stage::Date => match self.unix {
+                Some(unix) => {
+                    let mut date = [0u8; Rfc5322::MAX_LEN];
+                    let text = Text::spelled(Rfc5322(unix).write_to(&mut date));
+                    (Stage::IdTime, Part::new(b"Date: ", text, b"\r\n"))
+                }
+                None => {
+                    self.stage = Stage::IdTime;
+                    return self.next();
+                }
+            },
+            Stage::IdTime => {
+                let unix = u64::try_from(self.unix.unwrap_or(0)).unwrap_or(0);
+                let text = Text::spelled(decimal(unix, &mut digits));
+                (Stage::IdClock, Part::new(b"Message-ID: <", text, b"."))
+            }
+            Stage::IdClock => {
+                let text = Text::spelled(decimal(self.now, &mut digits));
+                (Stage::IdNumber, Part::new(b"", text, b"."))
+            }
+            Stage::IdNumber => {
+                let text = Text::spelled(decimal(u64::from(self.n), &mut digits));
+                (Stage::IdDomain, Part::new(b"", text, b"@"))
+            }
+            Stage::IdDomain => {
+                let domain = from.rsplit_once('@').map_or("localhost", |(_, d)| d);
+                let tail: &[u8] = match mail.priority {
+                    Priority::High => b">\r\nX-Priority: 1 (Highest)\r\nImportance: high\r\n",
+                    Priority::Normal => b">\r\nX-Priority: 3 (Normal)\r\nImportance: normal\r\n",
+                    Priority::Low => b">\r\nX-Priority: 5 (Lowest)\r\nImportance: low\r\n",
+                };
+                (
+                    Stage::Mime,
+                    Part::new(b"", Text::Borrowed(domain.as_bytes()), tail),
+                )
+            }
+            Stage::Mime => (
+                Stage::Body,
+                Part::new(
+                    b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                      Content-Transfer-Encoding: 8bit\r\n\r\n",
+                    Text::Borrowed(b""),
+                    b"",
+                ),
+            ),
+            Stage::Body => (Stage::Done, Part::new(b"", Text::Borrowed(mail.body), b"")),
+            Stage::Done => return None,
+        };
+        self.stage = stage;
+        Some(part)
+    }
+
+    /// The subject's RFC 2047 encoded word (`=?UTF-8?B?...?=`) starting at byte `at`: at
+    /// most 45 octets of it (60 base64 characters, 72 with the markers), a word a line,
+    /// never splitting a character.
+    fn word(&mut self, at: usize, first: bool) -> Option<Part<'m>> {
+        let rest = self.mail.subject.get(at..).unwrap_or("");
+        let mut cut = rest.len().min(45);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let mut b64 = [0u8; 60];
+        let n = base64::engine::general_purpose::STANDARD
+            .encode_slice(&rest.as_bytes()[..cut], &mut b64)
+            .unwrap_or(0);
+        let last = cut == rest.len();
+        self.stage = if last {
+            Stage::Date
+        } else {
+            Stage::Word(at + cut)
+        };
+        let head: &[u8] = if first {
+            b"\r\nSubject: =?UTF-8?B?"
+        } else {
+            b"\r\n =?UTF-8?B?"
+        };
+        let tail: &[u8] = if last { b"?=\r\n" } else { b"?=" };
+        Some(Part::new(head, Text::Spelled(b64, n), tail))
     }
 }
 
