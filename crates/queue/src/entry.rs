@@ -234,6 +234,48 @@ impl Dsn {
 }
 
 impl Entry {
+    /// A fresh entry (not yet queued) with a new id (the queueing time first, so ids sort
+    /// oldest first, then randomness) and every recipient pending now.
+    pub fn fresh(
+        from: &str,
+        recipients: &[String],
+        route: &Route,
+        message: &[u8],
+        now: std::time::SystemTime,
+    ) -> Entry {
+        let t = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let id = format!(
+            "{:x}-{:08x}-{:x}",
+            t.as_secs(),
+            t.subsec_nanos(),
+            crate::policy::random() & 0xffff_ffff
+        );
+        Entry {
+            id,
+            from: from.to_string(),
+            recipients: recipients
+                .iter()
+                .map(|a| Recipient {
+                    address: a.clone(),
+                    status: RecipientStatus::Pending {
+                        last_error: None,
+                        in_doubt: false,
+                    },
+                })
+                .collect(),
+            route: route.clone(),
+            size: message.len() as u64,
+            created: t.as_secs(),
+            attempts: 0,
+            next_attempt: t.as_secs(),
+            last_error: None,
+            is_bounce: false,
+            dsn: None,
+        }
+    }
+
     /// Recipients still to be tried.
     pub fn pending(&self) -> impl Iterator<Item = &Recipient> {
         self.recipients

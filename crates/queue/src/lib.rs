@@ -46,6 +46,7 @@ mod route;
 mod runner;
 mod smtp;
 mod spool;
+mod store;
 
 pub use enqueue::Enqueue;
 pub use entry::{Dsn, DsnRet, Entry, NotifyOn, Recipient, RecipientStatus};
@@ -54,5 +55,6 @@ pub use route::{Route, RouteError, RouteTls, Secret, MAX_TIMEOUT, ROUTE_VERSION}
 pub use runner::{Deliver, Flow, Job, Observer, Record, RunReport, Runner};
 pub use smtp::{Destination, Resolve, Smtp};
 pub use spool::{unix_now, LoadError, Lock, Spool, DEFAULT_MAX_MESSAGE_SIZE};
+pub use store::Store;
 
 pub use postline::delivery::{Delivery, DeliveryStatus};

@@ -24,7 +24,8 @@ use crate::bounce;
 use crate::entry::{Entry, RecipientStatus};
 use crate::policy::{secs, InDoubt, Policy};
 use crate::route::Route;
-use crate::spool::{LoadError, Lock, Spool};
+use crate::spool::{LoadError, Spool};
+use crate::store::Store;
 
 /// One message handed to a deliverer.
 #[derive(Debug)]
@@ -92,29 +93,29 @@ pub struct RunReport {
 }
 
 /// A message in hand: its lock and its entry as updated in memory.
-struct Held {
+struct Held<L> {
     entry: Entry,
     message: Vec<u8>,
-    _lock: Lock,
+    _lock: L,
     /// Results applied to `entry` but not yet written, so not yet told to the observer.
     untold: Vec<Delivery>,
 }
 
-/// Runs a spool's queue through a deliverer.
-pub struct Runner<D> {
-    spool: Spool,
+/// Runs a queue (a [`Spool`] unless told otherwise) through a deliverer.
+pub struct Runner<D, S: Store = Spool> {
+    spool: S,
     policy: Policy,
     deliver: D,
     /// Results that could not be written yet.
-    unrecorded: Vec<Held>,
+    unrecorded: Vec<Held<S::Lock>>,
 }
 
 /// Called once per recipient result after it is durable: the queue id and the result.
 pub type Observer<'o> = dyn FnMut(&str, &Delivery) + Send + 'o;
 
-impl<D: Deliver> Runner<D> {
-    /// A runner over `spool` with `policy`, sending through `deliver`.
-    pub fn new(spool: Spool, policy: Policy, deliver: D) -> Self {
+impl<D: Deliver, S: Store> Runner<D, S> {
+    /// A runner over `spool` (any [`Store`]) with `policy`, sending through `deliver`.
+    pub fn new(spool: S, policy: Policy, deliver: D) -> Self {
         Runner {
             spool,
             policy,
@@ -123,8 +124,8 @@ impl<D: Deliver> Runner<D> {
         }
     }
 
-    /// The spool.
-    pub fn spool(&self) -> &Spool {
+    /// The store.
+    pub fn spool(&self) -> &S {
         &self.spool
     }
 
@@ -185,7 +186,7 @@ impl<D: Deliver> Runner<D> {
             Err(e) => {
                 report
                     .problems
-                    .push(format!("cannot read {}: {e}", self.spool.dir().display()));
+                    .push(format!("cannot read {}: {e}", self.spool.describe()));
                 return report;
             }
         };
@@ -278,7 +279,7 @@ impl<D: Deliver> Runner<D> {
         report: &mut RunReport,
     ) {
         let t = secs(now);
-        let mut held: Vec<Held> = Vec::with_capacity(ids.len());
+        let mut held: Vec<Held<S::Lock>> = Vec::with_capacity(ids.len());
         for id in ids {
             let lock = match self.spool.try_lock(id) {
                 Ok(Some(l)) => l,
@@ -316,7 +317,7 @@ impl<D: Deliver> Runner<D> {
             });
         }
         // Entries left finished by an interrupted run: only their ending is left to do.
-        let (finished, held): (Vec<Held>, Vec<Held>) =
+        let (finished, held): (Vec<_>, Vec<_>) =
             held.into_iter().partition(|h| h.entry.is_finished());
         if !finished.is_empty() {
             self.commit_held(finished, now, report, observe);
@@ -370,7 +371,7 @@ impl<D: Deliver> Runner<D> {
         *report = state.report;
         // Never reported, or reported in part (each part written): still queued, unlocked
         // when `held` drops. Those whose last write failed stay in hand, locked.
-        let mut held: Vec<Option<Held>> = held.into_iter().map(Some).collect();
+        let mut held: Vec<Option<Held<S::Lock>>> = held.into_iter().map(Some).collect();
         for (i, slot) in state.slots.into_iter().enumerate() {
             let Some(slot) = slot else { continue };
             if slot.unwritten {
@@ -392,7 +393,7 @@ impl<D: Deliver> Runner<D> {
     /// (locked) for later.
     fn commit_held(
         &mut self,
-        group: Vec<Held>,
+        group: Vec<Held<S::Lock>>,
         now: SystemTime,
         report: &mut RunReport,
         observe: &mut Observer<'_>,
@@ -545,11 +546,11 @@ struct Commit<'o, 'p> {
 
 impl Commit<'_, '_> {
     /// Applies and writes a group of results; false when some could not be written.
-    fn record(
+    fn record<S: Store>(
         &mut self,
-        spool: &Spool,
+        spool: &S,
         policy: &Policy,
-        held: &[Held],
+        held: &[Held<S::Lock>],
         results: Vec<(usize, Vec<Delivery>)>,
         now: SystemTime,
     ) -> bool {
@@ -759,8 +760,8 @@ fn expire(entry: &mut Entry, policy: &Policy, t: u64) {
 /// Writes a group: finished entries end (bounce and `failed/` record first when some
 /// recipient failed), the others are rewritten; then one directory fsync makes the group
 /// durable. Returns, for each, how it ended or that it could not be written.
-fn commit(
-    spool: &Spool,
+fn commit<S: Store>(
+    spool: &S,
     policy: &Policy,
     group: &[(&Entry, &[u8])],
     now: SystemTime,
@@ -782,7 +783,7 @@ fn commit(
     if let Err(e) = spool.sync() {
         report
             .problems
-            .push(format!("cannot sync {}: {e}", spool.dir().display()));
+            .push(format!("cannot sync {}: {e}", spool.describe()));
         return group.iter().map(|_| Err(())).collect();
     }
     out
@@ -796,8 +797,8 @@ enum Ending {
 
 /// Ends a finished entry: with failures, the bounce (once: its id is derived from the
 /// entry's) and the `failed/` record are durable before the entry goes.
-fn finish(
-    spool: &Spool,
+fn finish<S: Store>(
+    spool: &S,
     policy: &Policy,
     entry: &Entry,
     message: &[u8],
@@ -813,7 +814,7 @@ fn finish(
             let bounce_id = bounce_id(&entry.id);
             if !spool.contains(&bounce_id) {
                 let text = bounce::report(entry, message, &policy.reporting_host, now);
-                let mut b = spool.new_entry(
+                let mut b = Entry::fresh(
                     "",
                     std::slice::from_ref(&entry.from),
                     &entry.route,

@@ -16,9 +16,9 @@ use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use crate::entry::{Entry, Recipient, RecipientStatus};
+use crate::entry::Entry;
 use crate::policy::{random, secs};
 use crate::route::Route;
 
@@ -274,35 +274,7 @@ impl Spool {
         message: &[u8],
         now: SystemTime,
     ) -> Entry {
-        let t = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let id = format!(
-            "{:x}-{:08x}-{:x}",
-            t.as_secs(),
-            t.subsec_nanos(),
-            random() & 0xffff_ffff
-        );
-        Entry {
-            id,
-            from: from.to_string(),
-            recipients: recipients
-                .iter()
-                .map(|a| Recipient {
-                    address: a.clone(),
-                    status: RecipientStatus::Pending {
-                        last_error: None,
-                        in_doubt: false,
-                    },
-                })
-                .collect(),
-            route: route.clone(),
-            size: message.len() as u64,
-            created: t.as_secs(),
-            attempts: 0,
-            next_attempt: t.as_secs(),
-            last_error: None,
-            is_bounce: false,
-            dsn: None,
-        }
+        Entry::fresh(from, recipients, route, message, now)
     }
 
     fn write_new(&self, entry: Entry, message: &[u8]) -> io::Result<String> {
@@ -554,6 +526,52 @@ impl Spool {
             }
         }
         swept
+    }
+}
+
+impl crate::store::Store for Spool {
+    type Lock = Lock;
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
+    fn ids(&self) -> io::Result<(Vec<String>, Vec<String>)> {
+        Spool::ids(self)
+    }
+    fn load(&self, id: &str) -> Result<Entry, LoadError> {
+        Spool::load(self, id)
+    }
+    fn message(&self, id: &str) -> io::Result<Vec<u8>> {
+        Spool::message(self, id)
+    }
+    fn contains(&self, id: &str) -> bool {
+        Spool::contains(self, id)
+    }
+    fn try_lock(&self, id: &str) -> io::Result<Option<Lock>> {
+        Spool::try_lock(self, id)
+    }
+    fn enqueue_entry(&self, entry: Entry, message: &[u8]) -> io::Result<String> {
+        Spool::enqueue_entry(self, entry, message)
+    }
+    fn save_unsynced(&self, entry: &Entry) -> io::Result<()> {
+        Spool::save_unsynced(self, entry)
+    }
+    fn remove_unsynced(&self, id: &str) -> io::Result<()> {
+        Spool::remove_unsynced(self, id)
+    }
+    fn record_failed(&self, entry: &Entry) -> io::Result<()> {
+        Spool::record_failed(self, entry)
+    }
+    fn sync(&self) -> io::Result<()> {
+        Spool::sync(self)
+    }
+    fn free_bytes(&self) -> io::Result<u64> {
+        Spool::free_bytes(self)
+    }
+    fn quarantine(&self, id: &str) {
+        Spool::quarantine(self, id)
+    }
+    fn sweep_orphans(&self, age: Duration, now: SystemTime) -> usize {
+        Spool::sweep_orphans(self, age, now)
     }
 }
 

@@ -1,0 +1,74 @@
+//! Where the queue lives. The [`Runner`](crate::Runner), the retry policy, bounces and the
+//! per-recipient state are one piece of code over every store; a store only keeps entries
+//! and messages, and keeps two runners off the same message.
+//!
+//! The contract a store keeps, whatever it is made of:
+//! - an entry is queued exactly when [`Store::load`] finds it; [`Store::enqueue_entry`] makes
+//!   the message and its entry durable before it returns, both or neither;
+//! - [`Store::try_lock`] gives one runner (thread, process or node) a message at a time;
+//!   another runner gets `None` until the lock drops (or, for a store shared by machines,
+//!   until a dead holder's lease runs out);
+//! - writes made by [`Store::save_unsynced`], [`Store::remove_unsynced`] and
+//!   [`Store::record_failed`] are durable once [`Store::sync`] returns `Ok` (a store may make
+//!   each durable at once), in the order they were made: the runner writes a bounce and the
+//!   `failed` record before it removes the entry, so a crash between them repeats the ending
+//!   rather than lose it.
+
+use std::io;
+use std::time::{Duration, SystemTime};
+
+use crate::entry::Entry;
+use crate::spool::LoadError;
+
+/// A queue's storage: the local [`Spool`](crate::Spool) (the default), or a database shared
+/// by several sender nodes.
+pub trait Store: Send + Sync {
+    /// What keeps other runners off a message while one works on it: a file lock, a
+    /// lease. Released when dropped.
+    type Lock: Send + Sync;
+
+    /// Where the store is, for messages: a directory, a database without its password.
+    fn describe(&self) -> String;
+
+    /// Ids of every queued message, oldest first, and a line for each oddity found.
+    fn ids(&self) -> io::Result<(Vec<String>, Vec<String>)>;
+
+    /// One entry.
+    fn load(&self, id: &str) -> Result<Entry, LoadError>;
+
+    /// A message's bytes.
+    fn message(&self, id: &str) -> io::Result<Vec<u8>>;
+
+    /// Whether an entry with this id is queued.
+    fn contains(&self, id: &str) -> bool;
+
+    /// Takes a message for this runner, or `None` when another holds it.
+    fn try_lock(&self, id: &str) -> io::Result<Option<Self::Lock>>;
+
+    /// Queues a message whose entry is ready (its id new); durable when it returns.
+    fn enqueue_entry(&self, entry: Entry, message: &[u8]) -> io::Result<String>;
+
+    /// Replaces an entry (its recipients' state, its schedule); durable after
+    /// [`Store::sync`].
+    fn save_unsynced(&self, entry: &Entry) -> io::Result<()>;
+
+    /// Removes a message and its entry; durable after [`Store::sync`].
+    fn remove_unsynced(&self, id: &str) -> io::Result<()>;
+
+    /// Keeps the record of a message that left the queue with failed recipients.
+    fn record_failed(&self, entry: &Entry) -> io::Result<()>;
+
+    /// Makes every write so far durable.
+    fn sync(&self) -> io::Result<()>;
+
+    /// Room left for results, in bytes; the runner delivers nothing while it is below
+    /// [`Policy::min_free_bytes`](crate::Policy::min_free_bytes). A store whose room is not
+    /// this machine's disk says `u64::MAX`.
+    fn free_bytes(&self) -> io::Result<u64>;
+
+    /// Sets aside an entry that can never be sent as it is (called under its lock).
+    fn quarantine(&self, id: &str);
+
+    /// Removes what an interrupted enqueue left behind, older than `age`; how many.
+    fn sweep_orphans(&self, age: Duration, now: SystemTime) -> usize;
+}
