@@ -38,9 +38,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod any;
 pub mod bounce;
 mod enqueue;
 mod entry;
+#[cfg(feature = "postgres")]
+mod pg;
 mod policy;
 mod route;
 mod runner;
@@ -48,8 +51,11 @@ mod smtp;
 mod spool;
 mod store;
 
+pub use any::{AnyLock, AnyStore};
 pub use enqueue::Enqueue;
 pub use entry::{Dsn, DsnRet, Entry, NotifyOn, Recipient, RecipientStatus};
+#[cfg(feature = "postgres")]
+pub use pg::{Lease, PgStore, DEFAULT_LEASE, SCHEMA_VERSION};
 pub use policy::{InDoubt, Policy};
 pub use route::{Route, RouteError, RouteTls, Secret, MAX_TIMEOUT, ROUTE_VERSION};
 pub use runner::{Deliver, Flow, Job, Observer, Record, RunReport, Runner};

@@ -254,7 +254,9 @@ impl<D: Deliver, S: Store> Runner<D, S> {
             Err(LoadError::Corrupt(why)) => {
                 if let Ok(Some(_lock)) = self.spool.try_lock(id) {
                     if let Err(LoadError::Corrupt(_)) = self.spool.load(id) {
-                        report.problems.push(format!("moved to corrupt/: {why}"));
+                        report
+                            .problems
+                            .push(format!("moved to {}: {why}", self.spool.quarantine_place()));
                         self.spool.quarantine(id);
                     }
                 }

@@ -64,6 +64,35 @@ impl std::fmt::Display for LoadError {
     }
 }
 
+/// An entry from its JSON, checked: the id it names, a route this postline can send (a
+/// newer format is [`LoadError::Newer`], not corrupt). `place` names where it was read, for
+/// messages. Every store reads entries through this.
+pub(crate) fn parse_entry(id: &str, place: &str, bytes: &[u8]) -> Result<Entry, LoadError> {
+    let entry: Entry = serde_json::from_slice(bytes).map_err(|e| {
+        // A route of a newer format is not corrupt: a newer postline can send it.
+        let v: Option<serde_json::Value> = serde_json::from_slice(bytes).ok();
+        match v.as_ref().and_then(|v| v["route"]["version"].as_u64()) {
+            Some(n) if n > crate::route::ROUTE_VERSION as u64 => LoadError::Newer(format!(
+                "{place}: route format {n} is newer than this postline"
+            )),
+            _ => LoadError::Corrupt(format!("{place}: {e}")),
+        }
+    })?;
+    if entry.id != id {
+        return Err(LoadError::Corrupt(format!(
+            "{place} names id {:?}",
+            entry.id
+        )));
+    }
+    if let Err(e) = entry.route.validate() {
+        return Err(match e {
+            crate::route::RouteError::Version(_) => LoadError::Newer(format!("{place}: {e}")),
+            _ => LoadError::Corrupt(format!("{place}: {e}")),
+        });
+    }
+    Ok(entry)
+}
+
 /// fsync a directory so renames and removals in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -333,28 +362,7 @@ impl Spool {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LoadError::Gone),
             Err(e) => return Err(LoadError::Unreadable(e)),
         };
-        let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| {
-            // A route of a newer format is not corrupt: a newer postline can send it.
-            let v: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
-            match v.as_ref().and_then(|v| v["route"]["version"].as_u64()) {
-                Some(n) if n > crate::route::ROUTE_VERSION as u64 => LoadError::Newer(format!(
-                    "{id}.json: route format {n} is newer than this postline"
-                )),
-                _ => LoadError::Corrupt(format!("{id}.json: {e}")),
-            }
-        })?;
-        if entry.id != id {
-            return Err(LoadError::Corrupt(format!(
-                "{id}.json names id {:?}",
-                entry.id
-            )));
-        }
-        if let Err(e) = entry.route.validate() {
-            return Err(match e {
-                crate::route::RouteError::Version(_) => LoadError::Newer(format!("{id}.json: {e}")),
-                _ => LoadError::Corrupt(format!("{id}.json: {e}")),
-            });
-        }
+        let entry = parse_entry(id, &format!("{id}.json"), &bytes)?;
         let size = match fs::metadata(self.message_path(id)) {
             Ok(m) => m.len(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -414,38 +422,7 @@ impl Spool {
     /// moved to `corrupt/` (when no runner holds them); unreadable ones are skipped and
     /// reported, to be tried again later.
     pub fn list(&self) -> (Vec<Entry>, Vec<String>) {
-        let (ids, mut problems) = match self.ids() {
-            Ok(x) => x,
-            Err(e) => {
-                return (
-                    Vec::new(),
-                    vec![format!("cannot read {}: {e}", self.dir.display())],
-                )
-            }
-        };
-        let mut entries = Vec::new();
-        for id in ids {
-            match self.load(&id) {
-                Ok(e) => entries.push(e),
-                Err(LoadError::Gone) => {}
-                Err(e @ LoadError::Corrupt(_)) => {
-                    // Only under its lock: a runner may be replacing it right now.
-                    if let Ok(Some(_lock)) = self.try_lock(&id) {
-                        match self.load(&id) {
-                            Ok(entry) => entries.push(entry),
-                            Err(LoadError::Corrupt(_)) => {
-                                problems.push(format!("moved to corrupt/: {e}"));
-                                self.quarantine(&id);
-                            }
-                            Err(_) => {}
-                        }
-                    }
-                }
-                Err(e) => problems.push(format!("{id}: skipped: {e}")),
-            }
-        }
-        entries.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
-        (entries, problems)
+        crate::store::Store::list(self)
     }
 
     /// Takes the lock of one message, or `None` when another runner holds it.
@@ -570,8 +547,14 @@ impl crate::store::Store for Spool {
     fn quarantine(&self, id: &str) {
         Spool::quarantine(self, id)
     }
+    fn quarantine_place(&self) -> &'static str {
+        "corrupt/"
+    }
     fn sweep_orphans(&self, age: Duration, now: SystemTime) -> usize {
         Spool::sweep_orphans(self, age, now)
+    }
+    fn message_location(&self, id: &str) -> String {
+        self.message_path(id).display().to_string()
     }
 }
 

@@ -66,9 +66,68 @@ pub trait Store: Send + Sync {
     /// this machine's disk says `u64::MAX`.
     fn free_bytes(&self) -> io::Result<u64>;
 
-    /// Sets aside an entry that can never be sent as it is (called under its lock).
+    /// Sets aside an entry that can never be sent as it is (called under its lock), in
+    /// [`Store::quarantine_place`].
     fn quarantine(&self, id: &str);
+
+    /// Where [`Store::quarantine`] puts entries, for messages.
+    fn quarantine_place(&self) -> &'static str;
 
     /// Removes what an interrupted enqueue left behind, older than `age`; how many.
     fn sweep_orphans(&self, age: Duration, now: SystemTime) -> usize;
+
+    /// Where a message's bytes are, for people: a file, a row.
+    fn message_location(&self, id: &str) -> String {
+        format!("{} (message {id})", self.describe())
+    }
+
+    /// Replaces an entry, durably.
+    fn save(&self, entry: &Entry) -> io::Result<()> {
+        self.save_unsynced(entry)?;
+        self.sync()
+    }
+
+    /// Removes a message, durably.
+    fn remove(&self, id: &str) -> io::Result<()> {
+        self.remove_unsynced(id)?;
+        self.sync()
+    }
+
+    /// Every queued entry, oldest first, and a line for each problem. An entry that can
+    /// never be sent as it is gets set aside (when no runner holds it); one that cannot be
+    /// read now is reported and left for later.
+    fn list(&self) -> (Vec<Entry>, Vec<String>) {
+        let (ids, mut problems) = match self.ids() {
+            Ok(x) => x,
+            Err(e) => {
+                return (
+                    Vec::new(),
+                    vec![format!("cannot read {}: {e}", self.describe())],
+                )
+            }
+        };
+        let mut entries = Vec::new();
+        for id in ids {
+            match self.load(&id) {
+                Ok(e) => entries.push(e),
+                Err(LoadError::Gone) => {}
+                Err(e @ LoadError::Corrupt(_)) => {
+                    // Only under its lock: a runner may be replacing it right now.
+                    if let Ok(Some(_lock)) = self.try_lock(&id) {
+                        match self.load(&id) {
+                            Ok(entry) => entries.push(entry),
+                            Err(LoadError::Corrupt(_)) => {
+                                problems.push(format!("moved to {}: {e}", self.quarantine_place()));
+                                self.quarantine(&id);
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                }
+                Err(e) => problems.push(format!("{id}: skipped: {e}")),
+            }
+        }
+        entries.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        (entries, problems)
+    }
 }

@@ -1,0 +1,629 @@
+//! The queue in PostgreSQL, shared by every sender node that points at the same database.
+//!
+//! A message is a row of `postline_messages` (its bytes, stored once whatever the number of
+//! recipients) and a row of `postline_entries` (its [`Entry`] as JSON, the same document the
+//! spool writes, with the schedule copied out for the index). A node takes a message with a
+//! **lease**: `UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED)` sets its name and a
+//! deadline, which the node renews while it holds the message. Every write of a runner's
+//! results is fenced by the lease (`WHERE lease_owner = me`): a node that lost its lease (it
+//! stalled past the deadline and another node took the message) cannot overwrite what the
+//! other recorded. A node that dies simply stops renewing; once its leases run out, another
+//! node finishes its work. Rows are written in autocommit, so each write is durable when it
+//! returns (PostgreSQL's `synchronous_commit`), and [`Store::sync`] has nothing left to do.
+//!
+//! The connection runs on a thread of its own (a runner's results may be recorded from
+//! inside an async runtime, where the blocking client must not run), which also renews the
+//! leases. It is opened again after a failure.
+//!
+//! The schema is created and upgraded by [`PgStore::migrate`] (`postline queue migrate`);
+//! [`PgStore::connect`] refuses a database whose schema is missing or newer.
+
+use std::collections::HashSet;
+use std::io;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use postgres::{Client, NoTls};
+
+use crate::entry::Entry;
+use crate::spool::{parse_entry, valid_id, LoadError, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::store::Store;
+
+/// The schema version this postline writes and reads.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Each version's migration, in order: `MIGRATIONS[n]` takes a database from version `n` to
+/// `n + 1`.
+const MIGRATIONS: &[&str] = &[include_str!("pg/0001_queue.sql")];
+
+/// How long a lease lasts unless told otherwise; renewed every third of it.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// A queue in PostgreSQL. Cheap to share: clones use the same connection.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    jobs: Mutex<Sender<Job>>,
+    /// The URL without its password, for messages.
+    shown: String,
+    /// This node's name in `lease_owner`.
+    owner: String,
+    lease: Duration,
+    max_message_size: u64,
+    /// Ids whose lease this node holds (renewed by the connection thread).
+    held: Arc<Mutex<HashSet<String>>>,
+    _thread: JoinHandle<()>,
+}
+
+type Job = Box<dyn FnOnce(&mut Option<Client>, &str) + Send>;
+
+/// A message leased by this node; the lease is given back when it drops.
+pub struct Lease {
+    store: PgStore,
+    id: String,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease").field("id", &self.id).finish()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.store.held().remove(&self.id);
+        let (id, owner) = (self.id.clone(), self.store.inner.owner.clone());
+        // Best effort: a lease not given back runs out by itself.
+        let _ = self.store.call(move |c| {
+            c.execute(
+                "UPDATE postline_entries SET lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $1 AND lease_owner = $2",
+                &[&id, &owner],
+            )
+            .map(|_| ())
+        });
+    }
+}
+
+fn db_err(e: postgres::Error) -> io::Error {
+    let kind = if e.is_closed() {
+        io::ErrorKind::BrokenPipe
+    } else {
+        io::ErrorKind::Other
+    };
+    io::Error::new(kind, format!("PostgreSQL: {e}"))
+}
+
+/// The URL with its password replaced, fit for messages.
+fn without_password(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}@{host}")
+            }
+            None => url.to_string(),
+        },
+        None => "postgres://(connection string)".to_string(),
+    }
+}
+
+/// Whether the connection stays on this machine (a loopback address or a Unix socket), so
+/// it may go without TLS; anything else needs `sslmode=disable` said out loud.
+fn local_or_allowed(config: &postgres::Config, url: &str) -> bool {
+    if url.contains("sslmode=disable") {
+        return true;
+    }
+    config.get_hosts().iter().all(|h| match h {
+        postgres::config::Host::Unix(_) => true,
+        postgres::config::Host::Tcp(name) => {
+            name == "localhost"
+                || name
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+    })
+}
+
+impl PgStore {
+    /// Connects to the queue at `url` (`postgres://user@host/db`; the password from
+    /// `PGPASSWORD`-style configuration or the URL). The schema must be there and not newer
+    /// than this postline (see [`PgStore::migrate`]). Without TLS, so only a loopback address
+    /// or a Unix socket is accepted, unless the URL says `sslmode=disable`.
+    pub fn connect(url: &str) -> io::Result<PgStore> {
+        let store = PgStore::open(url)?;
+        let version = store.schema_version()?;
+        match version {
+            v if v == SCHEMA_VERSION => Ok(store),
+            0 => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{} has no postline queue yet: run `postline queue migrate --queue URL`",
+                    store.inner.shown
+                ),
+            )),
+            v if v < SCHEMA_VERSION => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} holds queue schema {v}, this postline needs {SCHEMA_VERSION}: run \
+                     `postline queue migrate`",
+                    store.inner.shown
+                ),
+            )),
+            v => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} holds queue schema {v}, newer than this postline ({SCHEMA_VERSION})",
+                    store.inner.shown
+                ),
+            )),
+        }
+    }
+
+    /// Creates or upgrades the schema to [`SCHEMA_VERSION`], in one transaction under a lock
+    /// (two nodes migrating at once do it once). Returns the version found before.
+    pub fn migrate(url: &str) -> io::Result<i32> {
+        let store = PgStore::open(url)?;
+        store.call(|c| {
+            let mut tx = c.transaction()?;
+            tx.batch_execute(
+                "SELECT pg_advisory_xact_lock(7402211); \
+                 CREATE TABLE IF NOT EXISTS postline_schema (version integer NOT NULL); ",
+            )?;
+            let found: i32 = tx
+                .query_opt("SELECT max(version) FROM postline_schema", &[])?
+                .and_then(|r| r.get::<_, Option<i32>>(0))
+                .unwrap_or(0);
+            for (n, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+                tx.batch_execute(sql)?;
+                tx.execute(
+                    "INSERT INTO postline_schema (version) VALUES ($1)",
+                    &[&(n as i32 + 1)],
+                )?;
+            }
+            tx.commit()?;
+            Ok(found)
+        })
+    }
+
+    fn open(url: &str) -> io::Result<PgStore> {
+        let config: postgres::Config = url.parse().map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a PostgreSQL URL: {}: {e}", without_password(url)),
+            )
+        })?;
+        let shown = without_password(url);
+        if !local_or_allowed(&config, url) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{shown}: postline talks to PostgreSQL without TLS; for a server that is not \
+                     on this machine add sslmode=disable to the URL to accept that"
+                ),
+            ));
+        }
+        let held: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let owner = format!(
+            "{}:{}:{:08x}",
+            rustix::system::uname().nodename().to_string_lossy(),
+            std::process::id(),
+            crate::policy::random() as u32
+        );
+        let lease = DEFAULT_LEASE;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = {
+            let (held, owner) = (held.clone(), owner.clone());
+            let url = url.to_string();
+            std::thread::Builder::new()
+                .name("postline-pg".into())
+                .spawn(move || serve(rx, &url, &owner, &held, lease))?
+        };
+        let store = PgStore {
+            inner: Arc::new(Inner {
+                jobs: Mutex::new(tx),
+                shown,
+                owner,
+                lease,
+                max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+                held,
+                _thread: thread,
+            }),
+        };
+        // Connect now, so a wrong URL or a server that is down is known at once.
+        store.call(|_| Ok(()))?;
+        Ok(store)
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inner.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This node's name in the leases it takes (host, process, a random part).
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
+    /// How long a lease lasts before another node may take the message.
+    pub fn lease_duration(&self) -> Duration {
+        self.inner.lease
+    }
+
+    fn schema_version(&self) -> io::Result<i32> {
+        self.call(|c| {
+            let exists: bool = c
+                .query_one("SELECT to_regclass('postline_schema') IS NOT NULL", &[])?
+                .get(0);
+            if !exists {
+                return Ok(0);
+            }
+            Ok(
+                c.query_one("SELECT coalesce(max(version), 0) FROM postline_schema", &[])?
+                    .get(0),
+            )
+        })
+    }
+
+    /// Runs `f` on the connection thread and waits for its answer.
+    fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send + 'static,
+    ) -> io::Result<T> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |client, url| {
+            let result = match connected(client, url) {
+                Ok(c) => {
+                    let r = f(c).map_err(db_err);
+                    // A broken connection is opened again on the next call.
+                    if c.is_closed() {
+                        *client = None;
+                    }
+                    r
+                }
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(result);
+        });
+        self.inner
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| io::Error::other("the PostgreSQL connection thread is gone"))?;
+        rx.recv()
+            .map_err(|_| io::Error::other("the PostgreSQL connection thread is gone"))?
+    }
+
+    /// A message's id as the row key, refusing what is not a queue id.
+    fn checked(id: &str) -> io::Result<String> {
+        if valid_id(id) {
+            Ok(id.to_string())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a queue id: {id:?}"),
+            ))
+        }
+    }
+
+    /// Lease-fenced writes fail with this when the lease is no longer this node's.
+    fn lease_lost(id: &str) -> io::Error {
+        io::Error::other(format!(
+            "{id}: this node's lease on it ran out (another node may have taken it); \
+             its results were not recorded here"
+        ))
+    }
+}
+
+/// The open connection, opened when needed.
+fn connected<'c>(client: &'c mut Option<Client>, url: &str) -> io::Result<&'c mut Client> {
+    if client.is_none() {
+        *client = Some(Client::connect(url, NoTls).map_err(db_err)?);
+    }
+    client
+        .as_mut()
+        .ok_or_else(|| io::Error::other("no PostgreSQL connection"))
+}
+
+/// The connection thread: runs jobs, and renews this node's leases every third of their
+/// length, until every [`PgStore`] is gone.
+fn serve(
+    rx: Receiver<Job>,
+    url: &str,
+    owner: &str,
+    held: &Mutex<HashSet<String>>,
+    lease: Duration,
+) {
+    let mut client: Option<Client> = None;
+    let every = lease / 3;
+    let mut next_renewal = Instant::now() + every;
+    loop {
+        let wait = next_renewal.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(job) => job(&mut client, url),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if Instant::now() >= next_renewal {
+            let ids: Vec<String> = held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned()
+                .collect();
+            if !ids.is_empty() {
+                if let Ok(c) = connected(&mut client, url) {
+                    let secs = lease.as_secs_f64();
+                    let _ = c.execute(
+                        "UPDATE postline_entries \
+                         SET lease_until = now() + make_interval(secs => $3) \
+                         WHERE lease_owner = $1 AND id = ANY($2)",
+                        &[&owner, &ids, &secs],
+                    );
+                    if c.is_closed() {
+                        client = None;
+                    }
+                }
+            }
+            next_renewal = Instant::now() + every;
+        }
+    }
+}
+
+impl Store for PgStore {
+    type Lock = Lease;
+
+    fn describe(&self) -> String {
+        self.inner.shown.clone()
+    }
+
+    fn ids(&self) -> io::Result<(Vec<String>, Vec<String>)> {
+        let ids = self.call(|c| {
+            Ok(c.query("SELECT id FROM postline_entries ORDER BY id", &[])?
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<String>>())
+        })?;
+        Ok((ids, Vec::new()))
+    }
+
+    fn load(&self, id: &str) -> Result<Entry, LoadError> {
+        let key = PgStore::checked(id).map_err(|_| LoadError::BadId(id.into()))?;
+        let row = self
+            .call(move |c| {
+                c.query_opt(
+                    "SELECT e.entry::text, length(m.body) FROM postline_entries e \
+                     LEFT JOIN postline_messages m ON m.id = e.id WHERE e.id = $1",
+                    &[&key],
+                )
+                .map(|r| r.map(|r| (r.get::<_, String>(0), r.get::<_, Option<i32>>(1))))
+            })
+            .map_err(LoadError::Unreadable)?;
+        let Some((json, size)) = row else {
+            return Err(LoadError::Gone);
+        };
+        let entry = parse_entry(id, &format!("entry {id}"), json.as_bytes())?;
+        match size {
+            Some(n) if n as u64 == entry.size => Ok(entry),
+            Some(n) => Err(LoadError::Corrupt(format!(
+                "message {id} has {n} octets, {} expected",
+                entry.size
+            ))),
+            None => Err(LoadError::Corrupt(format!("message {id} is missing"))),
+        }
+    }
+
+    fn message(&self, id: &str) -> io::Result<Vec<u8>> {
+        let key = PgStore::checked(id)?;
+        self.call(move |c| {
+            c.query_opt("SELECT body FROM postline_messages WHERE id = $1", &[&key])
+                .map(|r| r.map(|r| r.get::<_, Vec<u8>>(0)))
+        })?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no message {id}")))
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        let Ok(key) = PgStore::checked(id) else {
+            return false;
+        };
+        self.call(move |c| {
+            c.query_opt("SELECT 1 FROM postline_entries WHERE id = $1", &[&key])
+                .map(|r| r.is_some())
+        })
+        .unwrap_or(false)
+    }
+
+    fn try_lock(&self, id: &str) -> io::Result<Option<Lease>> {
+        let key = PgStore::checked(id)?;
+        let (owner, secs) = (self.inner.owner.clone(), self.inner.lease.as_secs_f64());
+        let got = self.call(move |c| {
+            c.query_opt(
+                "UPDATE postline_entries \
+                 SET lease_owner = $2, lease_until = now() + make_interval(secs => $3) \
+                 WHERE id = (SELECT id FROM postline_entries WHERE id = $1 \
+                             AND (lease_until IS NULL OR lease_until < now()) \
+                             FOR UPDATE SKIP LOCKED) \
+                 RETURNING id",
+                &[&key, &owner, &secs],
+            )
+            .map(|r| r.is_some())
+        })?;
+        if !got {
+            return Ok(None);
+        }
+        self.held().insert(id.to_string());
+        Ok(Some(Lease {
+            store: self.clone(),
+            id: id.to_string(),
+        }))
+    }
+
+    fn enqueue_entry(&self, mut entry: Entry, message: &[u8]) -> io::Result<String> {
+        if message.len() as u64 > self.inner.max_message_size {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!(
+                    "the message ({} octets) is larger than the queue takes ({} octets)",
+                    message.len(),
+                    self.inner.max_message_size
+                ),
+            ));
+        }
+        let id = PgStore::checked(&entry.id)?;
+        entry.size = message.len() as u64;
+        let json = serde_json::to_string(&entry).map_err(io::Error::other)?;
+        let (body, next, pending) = (
+            message.to_vec(),
+            entry.next_attempt as i64,
+            entry.pending().next().is_some(),
+        );
+        let key = id.clone();
+        let inserted = self.call(move |c| {
+            let mut tx = c.transaction()?;
+            let n = tx.execute(
+                "INSERT INTO postline_messages (id, body) VALUES ($1, $2) \
+                 ON CONFLICT (id) DO NOTHING",
+                &[&key, &body],
+            )?;
+            if n == 1 {
+                tx.execute(
+                    "INSERT INTO postline_entries (id, entry, next_attempt, pending) \
+                     VALUES ($1, $2::text::jsonb, $3, $4)",
+                    &[&key, &json, &next, &pending],
+                )?;
+            }
+            tx.commit()?;
+            Ok(n == 1)
+        })?;
+        if !inserted {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{id} is already queued"),
+            ));
+        }
+        Ok(id)
+    }
+
+    fn save_unsynced(&self, entry: &Entry) -> io::Result<()> {
+        let key = PgStore::checked(&entry.id)?;
+        let json = serde_json::to_string(entry).map_err(io::Error::other)?;
+        let (next, pending) = (entry.next_attempt as i64, entry.pending().next().is_some());
+        let owner = self.inner.owner.clone();
+        let fenced = self.held().contains(&entry.id);
+        let n = self.call(move |c| {
+            if fenced {
+                c.execute(
+                    "UPDATE postline_entries SET entry = $2::text::jsonb, next_attempt = $3, \
+                     pending = $4 WHERE id = $1 AND lease_owner = $5",
+                    &[&key, &json, &next, &pending, &owner],
+                )
+            } else {
+                // Not leased by this node (a change by hand): only while no one holds it.
+                c.execute(
+                    "UPDATE postline_entries SET entry = $2::text::jsonb, next_attempt = $3, \
+                     pending = $4 WHERE id = $1 \
+                     AND (lease_until IS NULL OR lease_until < now())",
+                    &[&key, &json, &next, &pending],
+                )
+            }
+        })?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(PgStore::lease_lost(&entry.id))
+        }
+    }
+
+    fn remove_unsynced(&self, id: &str) -> io::Result<()> {
+        let key = PgStore::checked(id)?;
+        let owner = self.inner.owner.clone();
+        let fenced = self.held().contains(id);
+        let n = self.call(move |c| {
+            let mut tx = c.transaction()?;
+            let n = if fenced {
+                tx.execute(
+                    "DELETE FROM postline_entries WHERE id = $1 AND lease_owner = $2",
+                    &[&key, &owner],
+                )?
+            } else {
+                tx.execute(
+                    "DELETE FROM postline_entries WHERE id = $1 \
+                     AND (lease_until IS NULL OR lease_until < now())",
+                    &[&key],
+                )?
+            };
+            if n == 1 {
+                tx.execute("DELETE FROM postline_messages WHERE id = $1", &[&key])?;
+            }
+            tx.commit()?;
+            Ok(n)
+        })?;
+        match n {
+            1 => Ok(()),
+            _ if !self.contains(id) => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no message {id}"),
+            )),
+            _ => Err(PgStore::lease_lost(id)),
+        }
+    }
+
+    fn record_failed(&self, entry: &Entry) -> io::Result<()> {
+        let key = PgStore::checked(&entry.id)?;
+        let json = serde_json::to_string(entry).map_err(io::Error::other)?;
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO postline_failed (id, entry) VALUES ($1, $2::text::jsonb) \
+                 ON CONFLICT (id) DO UPDATE SET entry = excluded.entry, at = now()",
+                &[&key, &json],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        // Every write was committed when it returned.
+        Ok(())
+    }
+
+    fn free_bytes(&self) -> io::Result<u64> {
+        // The database's disk is not this machine's to measure; a full one fails the write,
+        // which the runner keeps in memory and retries.
+        Ok(u64::MAX)
+    }
+
+    fn quarantine(&self, id: &str) {
+        let Ok(key) = PgStore::checked(id) else {
+            return;
+        };
+        let _ = self.call(move |c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO postline_corrupt (id, entry, body) \
+                 SELECT e.id, e.entry::text, m.body FROM postline_entries e \
+                 LEFT JOIN postline_messages m ON m.id = e.id WHERE e.id = $1 \
+                 ON CONFLICT (id) DO NOTHING",
+                &[&key],
+            )?;
+            tx.execute("DELETE FROM postline_entries WHERE id = $1", &[&key])?;
+            tx.execute("DELETE FROM postline_messages WHERE id = $1", &[&key])?;
+            tx.commit()
+        });
+    }
+
+    fn quarantine_place(&self) -> &'static str {
+        "postline_corrupt"
+    }
+
+    fn sweep_orphans(&self, _age: Duration, _now: SystemTime) -> usize {
+        // A message and its entry are written in one transaction: nothing is left half.
+        0
+    }
+}

@@ -1,0 +1,30 @@
+-- postline's queue, schema version 1.
+-- A message's bytes, stored once whatever the number of its recipients.
+CREATE TABLE postline_messages (
+    id   text PRIMARY KEY,
+    body bytea NOT NULL
+);
+-- Its entry: the same JSON document the spool writes, the schedule copied out for the index,
+-- and the lease of the node working on it.
+CREATE TABLE postline_entries (
+    id           text PRIMARY KEY,
+    entry        jsonb NOT NULL,
+    next_attempt bigint NOT NULL,
+    pending      boolean NOT NULL,
+    lease_owner  text,
+    lease_until  timestamptz
+);
+CREATE INDEX postline_entries_due ON postline_entries (next_attempt) WHERE pending;
+-- Messages that left the queue with failed recipients (the spool's failed/).
+CREATE TABLE postline_failed (
+    id    text PRIMARY KEY,
+    entry jsonb NOT NULL,
+    at    timestamptz NOT NULL DEFAULT now()
+);
+-- Entries that could never be sent as they were (the spool's corrupt/).
+CREATE TABLE postline_corrupt (
+    id    text PRIMARY KEY,
+    entry text,
+    body  bytea,
+    at    timestamptz NOT NULL DEFAULT now()
+);
