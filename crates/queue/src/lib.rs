@@ -59,8 +59,8 @@ pub use pg::{Lease, PgStore, DEFAULT_LEASE, SCHEMA_VERSION};
 pub use policy::{InDoubt, Policy};
 pub use route::{Route, RouteError, RouteTls, Secret, MAX_TIMEOUT, ROUTE_VERSION};
 pub use runner::{Deliver, Flow, Job, Observer, Record, RunReport, Runner};
-pub use smtp::{Destination, Resolve, Smtp};
+pub use smtp::{Destination, Limiter, Resolve, SlotGuard, Smtp};
 pub use spool::{unix_now, LoadError, Lock, Spool, DEFAULT_MAX_MESSAGE_SIZE};
-pub use store::Store;
+pub use store::{is_lease_lost, LeaseLost, Store};
 
 pub use postline::delivery::{Delivery, DeliveryStatus};

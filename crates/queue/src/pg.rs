@@ -29,7 +29,7 @@ use postgres::{Client, NoTls};
 
 use crate::entry::Entry;
 use crate::spool::{parse_entry, valid_id, LoadError, DEFAULT_MAX_MESSAGE_SIZE};
-use crate::store::Store;
+use crate::store::{LeaseLost, Store};
 
 /// The schema version this postline writes and reads.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -138,7 +138,13 @@ impl PgStore {
     /// than this postline (see [`PgStore::migrate`]). Without TLS, so only a loopback address
     /// or a Unix socket is accepted, unless the URL says `sslmode=disable`.
     pub fn connect(url: &str) -> io::Result<PgStore> {
-        let store = PgStore::open(url)?;
+        PgStore::connect_with_lease(url, DEFAULT_LEASE)
+    }
+
+    /// [`PgStore::connect`] with leases of this length (at least a second): a shorter one
+    /// lets other nodes take over a dead node's messages sooner, and costs more renewals.
+    pub fn connect_with_lease(url: &str, lease: Duration) -> io::Result<PgStore> {
+        let store = PgStore::open(url, lease.max(Duration::from_secs(1)))?;
         let version = store.schema_version()?;
         match version {
             v if v == SCHEMA_VERSION => Ok(store),
@@ -170,7 +176,7 @@ impl PgStore {
     /// Creates or upgrades the schema to [`SCHEMA_VERSION`], in one transaction under a lock
     /// (two nodes migrating at once do it once). Returns the version found before.
     pub fn migrate(url: &str) -> io::Result<i32> {
-        let store = PgStore::open(url)?;
+        let store = PgStore::open(url, DEFAULT_LEASE)?;
         store.call(|c| {
             let mut tx = c.transaction()?;
             tx.batch_execute(
@@ -193,7 +199,7 @@ impl PgStore {
         })
     }
 
-    fn open(url: &str) -> io::Result<PgStore> {
+    fn open(url: &str, lease: Duration) -> io::Result<PgStore> {
         let config: postgres::Config = url.parse().map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -217,7 +223,6 @@ impl PgStore {
             std::process::id(),
             crate::policy::random() as u32
         );
-        let lease = DEFAULT_LEASE;
         let (tx, rx) = mpsc::channel::<Job>();
         let thread = {
             let (held, owner) = (held.clone(), owner.clone());
@@ -315,10 +320,7 @@ impl PgStore {
 
     /// Lease-fenced writes fail with this when the lease is no longer this node's.
     fn lease_lost(id: &str) -> io::Error {
-        io::Error::other(format!(
-            "{id}: this node's lease on it ran out (another node may have taken it); \
-             its results were not recorded here"
-        ))
+        io::Error::other(LeaseLost(id.to_string()))
     }
 }
 
@@ -358,14 +360,21 @@ fn serve(
                 .iter()
                 .cloned()
                 .collect();
-            if !ids.is_empty() {
+            if client.is_some() || !ids.is_empty() {
                 if let Ok(c) = connected(&mut client, url) {
                     let secs = lease.as_secs_f64();
+                    if !ids.is_empty() {
+                        let _ = c.execute(
+                            "UPDATE postline_entries \
+                             SET lease_until = now() + make_interval(secs => $3) \
+                             WHERE lease_owner = $1 AND id = ANY($2)",
+                            &[&owner, &ids, &secs],
+                        );
+                    }
                     let _ = c.execute(
-                        "UPDATE postline_entries \
-                         SET lease_until = now() + make_interval(secs => $3) \
-                         WHERE lease_owner = $1 AND id = ANY($2)",
-                        &[&owner, &ids, &secs],
+                        "UPDATE postline_slots SET until = now() + make_interval(secs => $2) \
+                         WHERE owner = $1",
+                        &[&owner, &secs],
                     );
                     if c.is_closed() {
                         client = None;
@@ -625,5 +634,72 @@ impl Store for PgStore {
     fn sweep_orphans(&self, _age: Duration, _now: SystemTime) -> usize {
         // A message and its entry are written in one transaction: nothing is left half.
         0
+    }
+}
+
+/// A connection slot this node holds; given back when dropped.
+struct Slot {
+    store: PgStore,
+    destination: String,
+    slot: i32,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let (destination, slot, owner) = (
+            self.destination.clone(),
+            self.slot,
+            self.store.inner.owner.clone(),
+        );
+        // Best effort: a slot not given back runs out with its lease.
+        let _ = self.store.call(move |c| {
+            c.execute(
+                "UPDATE postline_slots SET owner = NULL, until = NULL \
+                 WHERE destination = $1 AND slot = $2 AND owner = $3",
+                &[&destination, &slot, &owner],
+            )
+            .map(|_| ())
+        });
+    }
+}
+
+/// Connection slots in the database: every node sharing it counts against one limit per
+/// destination. A slot is leased (renewed with the node's message leases), so a dead node's
+/// slots come back when their leases run out.
+impl crate::smtp::Limiter for PgStore {
+    fn acquire(
+        &self,
+        destination: &str,
+        limit: usize,
+    ) -> io::Result<Option<crate::smtp::SlotGuard>> {
+        let dest = destination.to_ascii_lowercase();
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX).max(1);
+        let (owner, secs) = (self.inner.owner.clone(), self.inner.lease.as_secs_f64());
+        let key = dest.clone();
+        let got = self.call(move |c| {
+            c.execute(
+                "INSERT INTO postline_slots (destination, slot) \
+                 SELECT $1, g FROM generate_series(0, $2 - 1) AS g ON CONFLICT DO NOTHING",
+                &[&key, &limit],
+            )?;
+            c.query_opt(
+                "UPDATE postline_slots SET owner = $3, until = now() + make_interval(secs => $4) \
+                 WHERE (destination, slot) = ( \
+                     SELECT destination, slot FROM postline_slots \
+                     WHERE destination = $1 AND slot < $2 \
+                     AND (until IS NULL OR until < now()) \
+                     ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                 RETURNING slot",
+                &[&key, &limit, &owner, &secs],
+            )
+            .map(|r| r.map(|r| r.get::<_, i32>(0)))
+        })?;
+        Ok(got.map(|slot| {
+            crate::smtp::SlotGuard(Box::new(Slot {
+                store: self.clone(),
+                destination: dest,
+                slot,
+            }))
+        }))
     }
 }

@@ -25,7 +25,7 @@ use crate::entry::{Entry, RecipientStatus};
 use crate::policy::{secs, InDoubt, Policy};
 use crate::route::Route;
 use crate::spool::{LoadError, Spool};
-use crate::store::Store;
+use crate::store::{is_lease_lost, Store};
 
 /// One message handed to a deliverer.
 #[derive(Debug)]
@@ -84,6 +84,9 @@ pub struct RunReport {
     /// Messages whose results are known but could not be written yet (kept in memory,
     /// locked, and written before anything else is delivered).
     pub unrecorded: usize,
+    /// Messages whose results were not recorded because they were no longer this runner's
+    /// (a shared store's lease ran out while it worked; another node has them now).
+    pub lost: usize,
     /// True when the pass stopped delivering because it could not record or the disk is
     /// (nearly) full.
     pub blocked: bool,
@@ -415,7 +418,10 @@ impl<D: Deliver, S: Store> Runner<D, S> {
                     }
                     report.count(ending)
                 }
-                Err(()) => {
+                // Another node holds it now: what was learnt here is not this runner's to
+                // record (the problem line says so), and retrying would never succeed.
+                Err(Unwritten::Lost) => report.lost += 1,
+                Err(Unwritten::Retry) => {
                     report.blocked = true;
                     self.unrecorded.push(h);
                 }
@@ -624,11 +630,19 @@ impl Commit<'_, '_> {
             let Some(slot) = self.slots[i].as_mut() else {
                 continue;
             };
-            let Ok(ending) = result else {
-                slot.unwritten = true;
-                slot.untold.extend(deliveries);
-                ok = false;
-                continue;
+            let ending = match result {
+                Ok(ending) => ending,
+                Err(Unwritten::Lost) => {
+                    self.report.lost += 1;
+                    self.slots[i] = None;
+                    continue;
+                }
+                Err(Unwritten::Retry) => {
+                    slot.unwritten = true;
+                    slot.untold.extend(deliveries);
+                    ok = false;
+                    continue;
+                }
             };
             slot.unwritten = false;
             for d in slot.untold.drain(..).chain(deliveries) {
@@ -768,7 +782,7 @@ fn commit<S: Store>(
     group: &[(&Entry, &[u8])],
     now: SystemTime,
     report: &mut RunReport,
-) -> Vec<Result<Ending, ()>> {
+) -> Vec<Result<Ending, Unwritten>> {
     let mut out = Vec::with_capacity(group.len());
     for (entry, message) in group {
         let result = if entry.is_finished() {
@@ -777,18 +791,40 @@ fn commit<S: Store>(
             spool.save_unsynced(entry).map(|()| Ending::Kept)
         };
         out.push(result.map_err(|e| {
-            report
-                .problems
-                .push(format!("{}: cannot record its results: {e}", entry.id));
+            if is_lease_lost(&e) {
+                report
+                    .problems
+                    .push(format!("{e}; its results here were not recorded"));
+                Unwritten::Lost
+            } else {
+                report
+                    .problems
+                    .push(format!("{}: cannot record its results: {e}", entry.id));
+                Unwritten::Retry
+            }
         }));
     }
     if let Err(e) = spool.sync() {
         report
             .problems
             .push(format!("cannot sync {}: {e}", spool.describe()));
-        return group.iter().map(|_| Err(())).collect();
+        return out
+            .into_iter()
+            .map(|r| match r {
+                Err(Unwritten::Lost) => Err(Unwritten::Lost),
+                _ => Err(Unwritten::Retry),
+            })
+            .collect();
     }
     out
+}
+
+/// Why a result was not written.
+enum Unwritten {
+    /// The store failed (a full disk, a lost connection): kept in hand and tried again.
+    Retry,
+    /// The message is no longer this runner's (its lease ran out): let go.
+    Lost,
 }
 
 enum Ending {

@@ -22,14 +22,33 @@ pub enum Destination {
 /// reason (a local fault: the message is not to blame).
 pub type Resolve = dyn Fn(&Route) -> Result<Destination, String> + Send + Sync;
 
+/// A limit on connections to one destination shared by every sender node: before a
+/// connection opens, its slot is taken; the slot is given back when the guard drops (the
+/// connection closed), and a dead node's slots come back by themselves (a lease).
+pub trait Limiter: Send + Sync {
+    /// A slot for one more connection to `destination`, or `None` when `limit` are open
+    /// (on any node).
+    fn acquire(&self, destination: &str, limit: usize) -> std::io::Result<Option<SlotGuard>>;
+}
+
+/// A held connection slot of a [`Limiter`]; released when dropped.
+pub struct SlotGuard(pub Box<dyn Send + Sync>);
+
+/// A connection and the slot it holds, if the limit is shared.
+struct Conn {
+    client: Client,
+    _slot: Option<SlotGuard>,
+}
+
 /// SMTP delivery for the queue runner.
 pub struct Smtp {
     resolve: Box<Resolve>,
     /// Connections kept open between groups of one pass, by route.
-    idle: Mutex<Vec<(Route, Client)>>,
+    idle: Mutex<Vec<(Route, Conn)>>,
     connections: usize,
     round: usize,
     max_recipients: usize,
+    shared: Option<(Box<dyn Limiter>, usize)>,
 }
 
 impl Smtp {
@@ -43,7 +62,17 @@ impl Smtp {
             connections: 2,
             round: 100,
             max_recipients: 100,
+            shared: None,
         }
+    }
+
+    /// At most `limit` connections to one relay across every node that shares `limiter`
+    /// (a [`PgStore`](crate::PgStore) shares its database's): a connection that finds
+    /// every slot taken is not opened, and the messages no connection could take stay
+    /// queued, not attempted, for a later pass.
+    pub fn shared_limit(mut self, limiter: impl Limiter + 'static, limit: usize) -> Self {
+        self.shared = Some((Box::new(limiter), limit.max(1)));
+        self
     }
 
     /// Connections opened at once to one relay (default 2).
@@ -89,7 +118,7 @@ impl Deliver for Smtp {
     fn finish(&mut self) {
         let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
         for (_, c) in idle {
-            let _ = c.quit();
+            let _ = c.client.quit();
         }
     }
 }
@@ -255,7 +284,7 @@ impl Smtp {
         shared: &Shared<'_>,
         out: &Outbox<'_>,
     ) {
-        let mut client: Option<Client> = self.take_idle(route);
+        let mut conn: Option<Conn> = self.take_idle(route);
         let mut gave_up = false;
         while !shared.stop.load(Ordering::SeqCst) && !out.closed() {
             let down = shared
@@ -263,9 +292,40 @@ impl Smtp {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .is_some();
-            if client.is_none() && !down {
+            if conn.is_none() && !down {
+                let slot = match &self.shared {
+                    None => Ok(None),
+                    Some((limiter, limit)) => match limiter.acquire(config.host(), *limit) {
+                        Ok(Some(slot)) => Ok(Some(slot)),
+                        // Every slot is another connection's: this one is not opened, and
+                        // the rounds are the others' (or wait for a later pass).
+                        Ok(None) => Err(None),
+                        Err(e) => Err(Some(e)),
+                    },
+                };
+                let slot = match slot {
+                    Ok(slot) => slot,
+                    Err(why) => {
+                        gave_up = true;
+                        if shared.alive.fetch_sub(1, Ordering::SeqCst) > 1 {
+                            break;
+                        }
+                        // The last worker: what is left stays queued, not attempted.
+                        let why = why.map_or_else(
+                            || format!("{}: every shared connection slot is taken", config.host()),
+                            |e| format!("{}: connection limit unavailable: {e}", config.host()),
+                        );
+                        not_attempted(jobs, shared, self.round, &why, out);
+                        break;
+                    }
+                };
                 match Client::connect(config.clone()) {
-                    Ok(c) => client = Some(c),
+                    Ok(c) => {
+                        conn = Some(Conn {
+                            client: c,
+                            _slot: slot,
+                        })
+                    }
                     Err(e) => {
                         gave_up = true;
                         if shared.alive.fetch_sub(1, Ordering::SeqCst) > 1 {
@@ -283,7 +343,7 @@ impl Smtp {
                 break;
             }
             let range = start..(start + self.round).min(jobs.len());
-            let Some(c) = client.as_mut() else {
+            let Some(c) = conn.as_mut().map(|c| &mut c.client) else {
                 let e = shared
                     .down
                     .lock()
@@ -295,14 +355,14 @@ impl Smtp {
             if !self.round_on(c, config, config.host(), jobs, range, shared.stop, out) {
                 // Reconnect for the next round; this round's unsent messages stay queued
                 // (not attempted) for a later pass.
-                client = None;
+                conn = None;
             }
         }
         if !gave_up {
             shared.alive.fetch_sub(1, Ordering::SeqCst);
         }
         // Kept for the next group of this pass; the runner's `finish` says QUIT.
-        if let Some(c) = client {
+        if let Some(c) = conn {
             self.idle
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -310,7 +370,7 @@ impl Smtp {
         }
     }
 
-    fn take_idle(&self, route: &Route) -> Option<Client> {
+    fn take_idle(&self, route: &Route) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let i = idle.iter().position(|(r, _)| r == route)?;
         Some(idle.swap_remove(i).1)
@@ -488,6 +548,19 @@ fn too_many_recipients(d: &Delivery) -> bool {
 }
 
 /// A round of jobs the relay could not take at all.
+/// Every round no one has taken yet, reported not attempted: they stay queued as they were.
+fn not_attempted(jobs: &[Job<'_>], shared: &Shared<'_>, round: usize, why: &str, out: &Outbox<'_>) {
+    loop {
+        let start = shared.next.fetch_add(round, Ordering::SeqCst);
+        if start >= jobs.len() {
+            return;
+        }
+        for (i, job) in jobs.iter().enumerate().skip(start).take(round) {
+            out.send(i, all(job, DeliveryStatus::NotAttempted, why));
+        }
+    }
+}
+
 fn failed_round(jobs: &[Job<'_>], range: std::ops::Range<usize>, e: &Error, out: &Outbox<'_>) {
     for i in range {
         let list = jobs[i]

@@ -131,3 +131,27 @@ pub trait Store: Send + Sync {
         (entries, problems)
     }
 }
+
+/// Why a store refused to write a runner's results: the message is no longer this runner's
+/// (a shared store's lease ran out while the runner stalled, and another node may have taken
+/// the message). What the runner learnt is not recorded; the runner that holds the message
+/// now decides, and this one lets it go rather than retry forever.
+#[derive(Debug)]
+pub struct LeaseLost(pub String);
+
+impl std::fmt::Display for LeaseLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: this runner's lease on it ran out (another node may have taken it)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for LeaseLost {}
+
+/// Whether `e` is a [`LeaseLost`].
+pub fn is_lease_lost(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<LeaseLost>())
+}

@@ -28,3 +28,11 @@ CREATE TABLE postline_corrupt (
     body  bytea,
     at    timestamptz NOT NULL DEFAULT now()
 );
+-- Connection slots per destination, shared by every node: a slot is leased like a message.
+CREATE TABLE postline_slots (
+    destination text NOT NULL,
+    slot        integer NOT NULL,
+    owner       text,
+    until       timestamptz,
+    PRIMARY KEY (destination, slot)
+);
