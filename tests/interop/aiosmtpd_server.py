@@ -41,6 +41,23 @@ class Handler:
         self.count = 0  # messages accepted (and stored) so far
         self.dsn = args.dsn
         self.scram = ScramAuth(args) if args.scram else None
+        self.sessions_file = args.sessions_file
+        self.sessions = {"current": 0, "peak": 0, "total": 0}
+
+    def session_opened(self):
+        s = self.sessions
+        s["current"] += 1
+        s["total"] += 1
+        s["peak"] = max(s["peak"], s["current"])
+        self._write_sessions()
+
+    def session_closed(self):
+        self.sessions["current"] -= 1
+        self._write_sessions()
+
+    def _write_sessions(self):
+        if self.sessions_file is not None:
+            _write_atomic(self.sessions_file, (json.dumps(self.sessions) + "\n").encode())
 
     # aiosmtpd finds handler methods named auth_<MECH> ("__" becomes "-") and calls them as
     # method(server, args) with args = ["MECH"] or ["MECH", initial-response].
@@ -290,6 +307,8 @@ def parse_args(argv):
     p.add_argument("--dsn", action="store_true",
                    help="advertise DSN and accept RET/ENVID (MAIL) and NOTIFY/ORCPT (RCPT); they are "
                         "recorded in mail_options/rcpt_options (without it they are refused with 555)")
+    p.add_argument("--sessions-file", metavar="PATH", default=None,
+                   help="keep JSON {current, peak, total} of client sessions (connections) in PATH")
     p.add_argument("--timeout", type=float, default=300, help="idle connection timeout in seconds (default 300)")
     p.add_argument("--lifetime", type=float, default=None, metavar="SECS", help="exit after SECS seconds")
     p.add_argument("--no-stdin-watch", action="store_true",
@@ -384,7 +403,20 @@ async def serve(args):
     if excluded:
         smtp_kwargs.update(auth_exclude_mechanism=excluded)
 
-    factory = lambda: (DsnSMTP if args.dsn else SMTP)(handler, **smtp_kwargs)  # noqa: E731
+    base = DsnSMTP if args.dsn else SMTP
+
+    class Counted(base):
+        """Counts open sessions (for --sessions-file): connections to this server at once."""
+
+        def connection_made(self, transport):
+            handler.session_opened()
+            super().connection_made(transport)
+
+        def connection_lost(self, exc):
+            handler.session_closed()
+            super().connection_lost(exc)
+
+    factory = lambda: (Counted if args.sessions_file else base)(handler, **smtp_kwargs)  # noqa: E731
     if args.unix_socket is not None:
         server = await loop.create_unix_server(factory, path=args.unix_socket, ssl=server_ssl)
         os.chmod(args.unix_socket, 0o666)

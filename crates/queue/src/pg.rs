@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use postgres::{Client, NoTls};
 
-use crate::entry::Entry;
+use crate::entry::{Entry, RecipientStatus};
 use crate::spool::{parse_entry, valid_id, LoadError, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::store::{LeaseLost, Store};
 
@@ -306,6 +306,37 @@ impl PgStore {
             .map_err(|_| io::Error::other("the PostgreSQL connection thread is gone"))?
     }
 
+    /// This node took `id` over from `previous`, whose lease ran out without being given
+    /// back: that node died or stalled while it held the message, perhaps after sending it.
+    /// Its pending recipients are marked in doubt (the next delivery may be a duplicate, and
+    /// the in-doubt policy applies), and the takeover is recorded in `postline_takeovers`.
+    fn taken_over(&self, id: &str, previous: &str) -> io::Result<()> {
+        let mut entry = match self.load(id) {
+            Ok(e) => e,
+            // Unreadable or corrupt: the runner deals with it as with any other.
+            Err(_) => return Ok(()),
+        };
+        let why = format!(
+            "taken over from {previous}, whose lease ran out while it held the message (it may \
+             have sent it)"
+        );
+        for r in &mut entry.recipients {
+            if let RecipientStatus::Pending { in_doubt, .. } = &mut r.status {
+                *in_doubt = true;
+            }
+        }
+        entry.last_error = Some(why);
+        self.save_unsynced(&entry)?;
+        let (key, previous) = (id.to_string(), previous.to_string());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO postline_takeovers (id, previous_owner) VALUES ($1, $2)",
+                &[&key, &previous],
+            )
+            .map(|_| ())
+        })
+    }
+
     /// A message's id as the row key, refusing what is not a queue id.
     fn checked(id: &str) -> io::Result<String> {
         if valid_id(id) {
@@ -454,24 +485,29 @@ impl Store for PgStore {
         let (owner, secs) = (self.inner.owner.clone(), self.inner.lease.as_secs_f64());
         let got = self.call(move |c| {
             c.query_opt(
-                "UPDATE postline_entries \
+                "WITH old AS (SELECT id, lease_owner FROM postline_entries WHERE id = $1 \
+                              AND (lease_until IS NULL OR lease_until < now()) \
+                              FOR UPDATE SKIP LOCKED) \
+                 UPDATE postline_entries e \
                  SET lease_owner = $2, lease_until = now() + make_interval(secs => $3) \
-                 WHERE id = (SELECT id FROM postline_entries WHERE id = $1 \
-                             AND (lease_until IS NULL OR lease_until < now()) \
-                             FOR UPDATE SKIP LOCKED) \
-                 RETURNING id",
+                 FROM old WHERE e.id = old.id \
+                 RETURNING old.lease_owner",
                 &[&key, &owner, &secs],
             )
-            .map(|r| r.is_some())
+            .map(|r| r.map(|r| r.get::<_, Option<String>>(0)))
         })?;
-        if !got {
+        let Some(previous) = got else {
             return Ok(None);
-        }
+        };
         self.held().insert(id.to_string());
-        Ok(Some(Lease {
+        let lease = Lease {
             store: self.clone(),
             id: id.to_string(),
-        }))
+        };
+        if let Some(previous) = previous {
+            self.taken_over(id, &previous)?;
+        }
+        Ok(Some(lease))
     }
 
     fn enqueue_entry(&self, mut entry: Entry, message: &[u8]) -> io::Result<String> {

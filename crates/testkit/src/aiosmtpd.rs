@@ -39,6 +39,7 @@ pub struct AiosmtpdBuilder {
     timeout: Option<f64>,
     verbose: bool,
     unix_socket: bool,
+    count_sessions: bool,
 }
 
 impl AiosmtpdBuilder {
@@ -141,6 +142,13 @@ impl AiosmtpdBuilder {
         self
     }
 
+    /// `--sessions-file PATH` (in the tempdir): count client sessions, so a test can read
+    /// how many were open at once ([`Aiosmtpd::sessions`]).
+    pub fn count_sessions(mut self) -> Self {
+        self.count_sessions = true;
+        self
+    }
+
     /// `--unix-socket PATH`: listen on a Unix stream socket in the tempdir
     /// ([`Aiosmtpd::unix_socket`], mode 0666) instead of a TCP port ([`Aiosmtpd::port`] is
     /// then 0).
@@ -226,6 +234,9 @@ impl AiosmtpdBuilder {
         let store = work.path().join("store");
         fs::create_dir(&store).expect("create store dir");
         let socket = self.unix_socket.then(|| work.path().join("smtp.sock"));
+        let sessions = self
+            .count_sessions
+            .then(|| work.path().join("sessions.json"));
         let stderr_path = work.path().join("stderr.log");
         let stderr = File::create(&stderr_path).expect("create stderr log");
         let args = self.args();
@@ -238,6 +249,11 @@ impl AiosmtpdBuilder {
                 socket
                     .iter()
                     .flat_map(|p| [std::ffi::OsStr::new("--unix-socket"), p.as_os_str()]),
+            )
+            .args(
+                sessions
+                    .iter()
+                    .flat_map(|p| [std::ffi::OsStr::new("--sessions-file"), p.as_os_str()]),
             )
             .current_dir(&root)
             .stdin(Stdio::piped())
@@ -289,6 +305,7 @@ impl AiosmtpdBuilder {
             socket,
             store,
             stderr_path,
+            sessions,
             args,
             _work: work,
         }
@@ -305,8 +322,20 @@ pub struct Aiosmtpd {
     socket: Option<PathBuf>,
     store: PathBuf,
     stderr_path: PathBuf,
+    sessions: Option<PathBuf>,
     args: Vec<String>,
     _work: tempfile::TempDir,
+}
+
+/// Client sessions (connections) an [`Aiosmtpd`] saw, with [`AiosmtpdBuilder::count_sessions`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sessions {
+    /// Open now.
+    pub current: u64,
+    /// The most open at once.
+    pub peak: u64,
+    /// Opened in all.
+    pub total: u64,
 }
 
 /// One message aiosmtpd accepted (`<n>.eml` and `<n>.json` of its store).
@@ -358,6 +387,25 @@ impl Aiosmtpd {
     /// `127.0.0.1:<port>`.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Its session counts (all zero before the first session). Panics without
+    /// [`AiosmtpdBuilder::count_sessions`].
+    pub fn sessions(&self) -> Sessions {
+        let path = self
+            .sessions
+            .as_ref()
+            .expect("started without AiosmtpdBuilder::count_sessions");
+        let Ok(text) = fs::read_to_string(path) else {
+            return Sessions::default();
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let n = |k: &str| v[k].as_u64().unwrap_or(0);
+        Sessions {
+            current: n("current"),
+            peak: n("peak"),
+            total: n("total"),
+        }
     }
 
     /// The store directory.

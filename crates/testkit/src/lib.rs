@@ -30,7 +30,7 @@ mod setups;
 mod smtp_sink;
 mod tmpfs;
 
-pub use aiosmtpd::{Aiosmtpd, AiosmtpdBuilder, StoredMessage, AIOSMTPD_READY_TIMEOUT};
+pub use aiosmtpd::{Aiosmtpd, AiosmtpdBuilder, Sessions, StoredMessage, AIOSMTPD_READY_TIMEOUT};
 pub use ca::{ClientCert, SelfSigned, TestCa};
 pub use dkim::{openssl, DkimKey};
 pub use dns::{free_udp_port, Dnsmasq, FailingDns};

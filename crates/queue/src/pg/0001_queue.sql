@@ -36,3 +36,10 @@ CREATE TABLE postline_slots (
     until       timestamptz,
     PRIMARY KEY (destination, slot)
 );
+-- Messages a node took over from another whose lease ran out (it died or stalled holding
+-- them, perhaps after sending): their recipients were marked in doubt.
+CREATE TABLE postline_takeovers (
+    id             text NOT NULL,
+    previous_owner text NOT NULL,
+    at             timestamptz NOT NULL DEFAULT now()
+);
