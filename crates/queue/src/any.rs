@@ -101,6 +101,9 @@ impl Store for AnyStore {
     fn sweep_orphans(&self, age: Duration, now: SystemTime) -> usize {
         each!(self, s => Store::sweep_orphans(s, age, now))
     }
+    fn load_many(&self, ids: &[String]) -> Vec<Result<Entry, LoadError>> {
+        each!(self, s => Store::load_many(s, ids))
+    }
     fn message_location(&self, id: &str) -> String {
         each!(self, s => Store::message_location(s, id))
     }

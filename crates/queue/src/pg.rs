@@ -355,6 +355,19 @@ impl PgStore {
     }
 }
 
+/// An entry read from its row, checked against its message's length.
+fn checked_entry(id: &str, json: &str, size: Option<i32>) -> Result<Entry, LoadError> {
+    let entry = parse_entry(id, &format!("entry {id}"), json.as_bytes())?;
+    match size {
+        Some(n) if n as u64 == entry.size => Ok(entry),
+        Some(n) => Err(LoadError::Corrupt(format!(
+            "message {id} has {n} octets, {} expected",
+            entry.size
+        ))),
+        None => Err(LoadError::Corrupt(format!("message {id} is missing"))),
+    }
+}
+
 /// The open connection, opened when needed.
 fn connected<'c>(client: &'c mut Option<Client>, url: &str) -> io::Result<&'c mut Client> {
     if client.is_none() {
@@ -449,15 +462,46 @@ impl Store for PgStore {
         let Some((json, size)) = row else {
             return Err(LoadError::Gone);
         };
-        let entry = parse_entry(id, &format!("entry {id}"), json.as_bytes())?;
-        match size {
-            Some(n) if n as u64 == entry.size => Ok(entry),
-            Some(n) => Err(LoadError::Corrupt(format!(
-                "message {id} has {n} octets, {} expected",
-                entry.size
-            ))),
-            None => Err(LoadError::Corrupt(format!("message {id} is missing"))),
-        }
+        checked_entry(id, &json, size)
+    }
+
+    fn load_many(&self, ids: &[String]) -> Vec<Result<Entry, LoadError>> {
+        let keys: Vec<String> = ids.iter().filter(|id| valid_id(id)).cloned().collect();
+        let rows = self.call(move |c| {
+            let rows = c.query(
+                "SELECT e.id, e.entry::text, length(m.body) FROM postline_entries e \
+                 LEFT JOIN postline_messages m ON m.id = e.id WHERE e.id = ANY($1)",
+                &[&keys],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.get::<_, String>(0),
+                        (r.get::<_, String>(1), r.get::<_, Option<i32>>(2)),
+                    )
+                })
+                .collect::<std::collections::HashMap<String, (String, Option<i32>)>>())
+        });
+        let mut rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                let kind = e.kind();
+                return ids
+                    .iter()
+                    .map(|_| Err(LoadError::Unreadable(io::Error::new(kind, e.to_string()))))
+                    .collect();
+            }
+        };
+        ids.iter()
+            .map(|id| {
+                if !valid_id(id) {
+                    return Err(LoadError::BadId(id.clone()));
+                }
+                let (json, size) = rows.remove(id).ok_or(LoadError::Gone)?;
+                checked_entry(id, &json, size)
+            })
+            .collect()
     }
 
     fn message(&self, id: &str) -> io::Result<Vec<u8>> {

@@ -201,8 +201,9 @@ impl<D: Deliver, S: Store> Runner<D, S> {
         // Due entries (id and size), grouped by route in queue order.
         let mut groups: Vec<(Route, Vec<(String, u64)>)> = Vec::new();
         let mut index: HashMap<Route, usize> = HashMap::new();
-        for id in ids {
-            let entry = match self.load(&id, &mut report) {
+        let loaded = self.spool.load_many(&ids);
+        for (id, result) in ids.into_iter().zip(loaded) {
+            let entry = match self.loaded(&id, result, &mut report) {
                 Some(e) => e,
                 None => continue,
             };
@@ -251,7 +252,17 @@ impl<D: Deliver, S: Store> Runner<D, S> {
     /// Loads an entry for a pass; corrupt ones go to `corrupt/` (under their lock), others
     /// that cannot be read now are reported and skipped.
     fn load(&self, id: &str, report: &mut RunReport) -> Option<Entry> {
-        match self.spool.load(id) {
+        self.loaded(id, self.spool.load(id), report)
+    }
+
+    /// [`Runner::load`] of an entry already read.
+    fn loaded(
+        &self,
+        id: &str,
+        result: Result<Entry, LoadError>,
+        report: &mut RunReport,
+    ) -> Option<Entry> {
+        match result {
             Ok(e) => Some(e),
             Err(LoadError::Gone) => None,
             Err(LoadError::Corrupt(why)) => {

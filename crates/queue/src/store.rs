@@ -76,6 +76,12 @@ pub trait Store: Send + Sync {
     /// Removes what an interrupted enqueue left behind, older than `age`; how many.
     fn sweep_orphans(&self, age: Duration, now: SystemTime) -> usize;
 
+    /// Several entries, as [`Store::load`] would read them one by one (a database reads
+    /// them in one query).
+    fn load_many(&self, ids: &[String]) -> Vec<Result<Entry, LoadError>> {
+        ids.iter().map(|id| self.load(id)).collect()
+    }
+
     /// Where a message's bytes are, for people: a file, a row.
     fn message_location(&self, id: &str) -> String {
         format!("{} (message {id})", self.describe())
