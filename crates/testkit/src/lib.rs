@@ -22,6 +22,7 @@ mod microsocks;
 mod mx;
 mod output;
 mod postfix;
+mod postgres;
 mod process;
 mod sandbox;
 mod scripted;
@@ -39,6 +40,7 @@ pub use microsocks::{Microsocks, SilentListener, MICROSOCKS_OUTGOING, MICROSOCKS
 pub use mx::{busy_server, shared_port, shared_port_among, Exchanger};
 pub use output::{expect_code, run_code, stderr, stdout};
 pub use postfix::{Postfix, PostfixBuilder, TlsLevel, POSTFIX_READY_TIMEOUT};
+pub use postgres::{Postgres, POSTGRES_READY_TIMEOUT};
 pub use sandbox::{Sandbox, DEFAULT_RUN_TIMEOUT};
 pub use scripted::{
     greeting_and_ehlo, lmtp_two_recipients, ScriptReport, ScriptedServer, Step, HANG_TIMEOUT,
