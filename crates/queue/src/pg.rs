@@ -752,6 +752,38 @@ impl crate::smtp::Limiter for PgStore {
         destination: &str,
         limit: usize,
     ) -> io::Result<Option<crate::smtp::SlotGuard>> {
+        Self::acquire_slot(self, destination, limit)
+    }
+
+    fn reserve(&self, destination: &str, n: usize, per_second: f64) -> io::Result<Duration> {
+        let dest = destination.to_ascii_lowercase();
+        let span = n as f64 / per_second.max(f64::MIN_POSITIVE);
+        let wait: f64 = self.call(move |c| {
+            c.execute(
+                "INSERT INTO postline_rates (destination, next_free) VALUES ($1, now()) \
+                 ON CONFLICT DO NOTHING",
+                &[&dest],
+            )?;
+            Ok(c.query_one(
+                "WITH cur AS (SELECT greatest(next_free, clock_timestamp()) AS start \
+                              FROM postline_rates WHERE destination = $1 FOR UPDATE) \
+                 UPDATE postline_rates r SET next_free = cur.start + make_interval(secs => $2) \
+                 FROM cur WHERE r.destination = $1 \
+                 RETURNING extract(epoch FROM cur.start - clock_timestamp())::float8",
+                &[&dest, &span],
+            )?
+            .get(0))
+        })?;
+        Ok(Duration::from_secs_f64(wait.clamp(0.0, 3600.0)))
+    }
+}
+
+impl PgStore {
+    fn acquire_slot(
+        &self,
+        destination: &str,
+        limit: usize,
+    ) -> io::Result<Option<crate::smtp::SlotGuard>> {
         let dest = destination.to_ascii_lowercase();
         let limit = i32::try_from(limit).unwrap_or(i32::MAX).max(1);
         let (owner, secs) = (self.inner.owner.clone(), self.inner.lease.as_secs_f64());

@@ -29,6 +29,16 @@ pub trait Limiter: Send + Sync {
     /// A slot for one more connection to `destination`, or `None` when `limit` are open
     /// (on any node).
     fn acquire(&self, destination: &str, limit: usize) -> std::io::Result<Option<SlotGuard>>;
+
+    /// Reserves `n` messages to `destination` at `per_second` shared by every node (a
+    /// schedule every node writes to: each reservation starts where the last one ended);
+    /// how long to wait before sending them.
+    fn reserve(
+        &self,
+        destination: &str,
+        n: usize,
+        per_second: f64,
+    ) -> std::io::Result<std::time::Duration>;
 }
 
 /// A held connection slot of a [`Limiter`]; released when dropped.
@@ -49,6 +59,8 @@ pub struct Smtp {
     round: usize,
     max_recipients: usize,
     shared: Option<(Box<dyn Limiter>, usize)>,
+    /// Messages per second to one relay across every node (with `shared`).
+    rate: Option<f64>,
 }
 
 impl Smtp {
@@ -63,6 +75,7 @@ impl Smtp {
             round: 100,
             max_recipients: 100,
             shared: None,
+            rate: None,
         }
     }
 
@@ -72,6 +85,15 @@ impl Smtp {
     /// queued, not attempted, for a later pass.
     pub fn shared_limit(mut self, limiter: impl Limiter + 'static, limit: usize) -> Self {
         self.shared = Some((Box::new(limiter), limit.max(1)));
+        self
+    }
+
+    /// At most `per_second` messages to one relay across every node sharing the
+    /// [`Smtp::shared_limit`] limiter (without one, this has no effect). Rounds are cut to a
+    /// second's worth, each reserved on the shared schedule and sent when its time comes, so
+    /// no node bursts past the rate for more than a second's worth.
+    pub fn shared_rate(mut self, per_second: f64) -> Self {
+        self.rate = (per_second > 0.0).then_some(per_second);
         self
     }
 
@@ -315,7 +337,7 @@ impl Smtp {
                             || format!("{}: every shared connection slot is taken", config.host()),
                             |e| format!("{}: connection limit unavailable: {e}", config.host()),
                         );
-                        not_attempted(jobs, shared, self.round, &why, out);
+                        not_attempted(jobs, shared, self.round_size(), &why, out);
                         break;
                     }
                 };
@@ -338,11 +360,32 @@ impl Smtp {
                     break;
                 }
             }
-            let start = shared.next.fetch_add(self.round, Ordering::SeqCst);
+            let start = shared.next.fetch_add(self.round_size(), Ordering::SeqCst);
             if start >= jobs.len() {
                 break;
             }
-            let range = start..(start + self.round).min(jobs.len());
+            let range = start..(start + self.round_size()).min(jobs.len());
+            if let (Some((limiter, _)), Some(rate)) = (&self.shared, self.rate) {
+                match limiter.reserve(config.host(), range.len(), rate) {
+                    Ok(wait) => pause(wait, shared.stop),
+                    Err(e) => {
+                        // Without the shared schedule the rate cannot be kept: these stay
+                        // queued for a later pass.
+                        let why = format!("{}: shared rate unavailable: {e}", config.host());
+                        for (i, job) in jobs.iter().enumerate().take(range.end).skip(range.start) {
+                            out.send(i, all(job, DeliveryStatus::NotAttempted, &why));
+                        }
+                        continue;
+                    }
+                }
+                if shared.stop.load(Ordering::SeqCst) {
+                    // Taken from the rounds but not sent: they stay queued as they were.
+                    for (i, job) in jobs.iter().enumerate().take(range.end).skip(range.start) {
+                        out.send(i, all(job, DeliveryStatus::NotAttempted, "stopping"));
+                    }
+                    break;
+                }
+            }
             let Some(c) = conn.as_mut().map(|c| &mut c.client) else {
                 let e = shared
                     .down
@@ -367,6 +410,15 @@ impl Smtp {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push((route.clone(), c));
+        }
+    }
+
+    /// Messages a connection takes at a time: a round, or a second's worth under a shared
+    /// rate.
+    fn round_size(&self) -> usize {
+        match (self.shared.is_some(), self.rate) {
+            (true, Some(rate)) => self.round.min((rate.floor() as usize).max(1)),
+            _ => self.round,
         }
     }
 
@@ -548,6 +600,18 @@ fn too_many_recipients(d: &Delivery) -> bool {
 }
 
 /// A round of jobs the relay could not take at all.
+/// Sleeps `wait`, waking early when the runner stops.
+fn pause(wait: std::time::Duration, stop: &AtomicBool) {
+    let until = std::time::Instant::now() + wait;
+    while !stop.load(Ordering::SeqCst) {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(std::time::Duration::from_millis(50)));
+    }
+}
+
 /// Every round no one has taken yet, reported not attempted: they stay queued as they were.
 fn not_attempted(jobs: &[Job<'_>], shared: &Shared<'_>, round: usize, why: &str, out: &Outbox<'_>) {
     loop {

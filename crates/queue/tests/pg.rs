@@ -449,3 +449,69 @@ fn three_nodes_drain_ten_thousand_messages_through_a_killed_node() {
         sessions.peak
     );
 }
+
+/// Two nodes sharing a rate of 20 messages a second to one relay: 60 messages take at least
+/// two seconds between the first and the last arrival, and no second at the server sees more
+/// than two seconds' worth (a reservation is sent as one burst).
+#[test]
+fn two_nodes_keep_one_shared_rate() {
+    const RATE: f64 = 20.0;
+    let db = Postgres::start();
+    let first = migrated(&db);
+    let server = Aiosmtpd::start();
+    for i in 0..60 {
+        let body = format!("Subject: {i}\r\n\r\nbody {i}\r\n");
+        first
+            .enqueue_entry(entry(&["ok@x.example"], body.as_bytes()), body.as_bytes())
+            .unwrap();
+    }
+    let port = server.port();
+    let nodes: Vec<_> = (0..2)
+        .map(|_| {
+            let url = db.url();
+            std::thread::spawn(move || {
+                let store = PgStore::connect(&url).unwrap();
+                let smtp = Smtp::new(relay_to(port))
+                    .shared_limit(store.clone(), 4)
+                    .shared_rate(RATE);
+                let mut runner = Runner::new(store.clone(), quiet_policy(), smtp);
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !store.ids().unwrap().0.is_empty() {
+                    assert!(Instant::now() < deadline, "not drained");
+                    let r = runner.pass(SystemTime::now(), false, &|| false, &mut |_, _| {});
+                    assert!(r.problems.is_empty(), "{r:?}");
+                    if r.attempted == 0 {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            })
+        })
+        .collect();
+    for n in nodes {
+        n.join().unwrap();
+    }
+    // Arrival times, from the store's files.
+    let mut times: Vec<SystemTime> = std::fs::read_dir(server.store_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
+        .map(|e| e.metadata().unwrap().modified().unwrap())
+        .collect();
+    assert_eq!(times.len(), 60);
+    times.sort();
+    let span = times[59].duration_since(times[0]).unwrap();
+    assert!(
+        span >= Duration::from_millis(1900),
+        "60 messages in {span:?}"
+    );
+    for (i, t) in times.iter().enumerate() {
+        let within = times[i..]
+            .iter()
+            .take_while(|u| u.duration_since(*t).unwrap() < Duration::from_secs(1))
+            .count();
+        assert!(
+            within <= 2 * RATE as usize,
+            "{within} messages within a second"
+        );
+    }
+}

@@ -43,3 +43,9 @@ CREATE TABLE postline_takeovers (
     previous_owner text NOT NULL,
     at             timestamptz NOT NULL DEFAULT now()
 );
+-- The shared sending schedule per destination (a rate every node keeps): each reservation
+-- of n messages starts at next_free (or now) and moves it on by n / rate seconds.
+CREATE TABLE postline_rates (
+    destination text PRIMARY KEY,
+    next_free   timestamptz NOT NULL
+);
