@@ -120,6 +120,9 @@ pub struct Account {
     pub proxy_password: Option<SecretSource>,
     /// `source_address`: the local IP address to connect from.
     pub source_address: Option<std::net::IpAddr>,
+    /// `queue_url`: a queue in PostgreSQL (`postgres://user@host/db`, never with a password:
+    /// that comes from `PGPASSWORD`) instead of the local spool.
+    pub queue_url: Option<String>,
 }
 
 /// A bad config file, or a secret that cannot be read. Displays as one line naming the file
@@ -217,6 +220,7 @@ struct RawAccount {
     proxy_password_env: Option<Spanned<String>>,
     proxy_password_file: Option<Spanned<String>>,
     source_address: Option<Spanned<String>>,
+    queue_url: Option<Spanned<String>>,
     default: Option<Spanned<bool>>,
 }
 
@@ -677,6 +681,33 @@ fn account(
             }
         },
     };
+    let queue_url = match raw.queue_url {
+        None => None,
+        Some(u) => {
+            let at = u.span().start;
+            let text = u.into_inner();
+            if !postline_queue::AnyStore::is_database(&text) {
+                return Err(cx.at(
+                    at,
+                    format!(
+                        "account \"{name}\": queue_url = \"{}\" is not a postgres:// URL (a \
+                         spool directory is --queue-dir or POSTLINE_QUEUE_DIR)",
+                        text.escape_debug()
+                    ),
+                ));
+            }
+            if inline_password(&text) {
+                return Err(cx.at(
+                    at,
+                    format!(
+                        "account \"{name}\": secrets are not stored in the config file; write \
+                         queue_url without the password and set PGPASSWORD"
+                    ),
+                ));
+            }
+            Some(text)
+        }
+    };
 
     Ok(Account {
         name,
@@ -703,6 +734,7 @@ fn account(
         proxy,
         proxy_password: proxy_password.map(|(s, _)| s),
         source_address,
+        queue_url,
     })
 }
 

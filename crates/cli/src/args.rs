@@ -72,6 +72,16 @@ pub struct QueueArgs {
     /// The spool directory [default: $XDG_STATE_HOME/postline/queue].
     #[arg(long, value_name = "DIR", env = "POSTLINE_QUEUE_DIR", global = true)]
     pub queue_dir: Option<PathBuf>,
+    /// The queue in PostgreSQL instead of a spool: postgres://USER@HOST[:PORT]/DB (the
+    /// password from PGPASSWORD) [default: the default account's queue_url].
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "POSTLINE_QUEUE_URL",
+        global = true,
+        conflicts_with = "queue_dir"
+    )]
+    pub queue_url: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: QueueCommand,
@@ -127,6 +137,9 @@ pub enum QueueCommand {
         /// The queue id.
         id: String,
     },
+    /// Create or upgrade the queue's schema in PostgreSQL (--queue-url, POSTLINE_QUEUE_URL or
+    /// the default account's queue_url); safe to run again, and from several nodes at once.
+    Migrate,
 }
 
 /// `--auth`.
@@ -464,6 +477,15 @@ pub struct SendArgs {
     /// The spool directory for --queue [default: $XDG_STATE_HOME/postline/queue].
     #[arg(long, value_name = "DIR", env = "POSTLINE_QUEUE_DIR")]
     pub queue_dir: Option<PathBuf>,
+    /// The queue in PostgreSQL for --queue instead of a spool: postgres://USER@HOST[:PORT]/DB
+    /// (the password from PGPASSWORD) [default: the account's queue_url].
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "POSTLINE_QUEUE_URL",
+        conflicts_with = "queue_dir"
+    )]
+    pub queue_url: Option<String>,
     /// DKIM-sign the message with this PEM private key (RSA: rsa-sha256, Ed25519:
     /// ed25519-sha256); with --dkim-selector and --dkim-domain [default: the account's
     /// dkim_key, dkim_selector, dkim_domain].

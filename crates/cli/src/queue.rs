@@ -1,6 +1,6 @@
 //! The outbound queue from the command line: `send --queue`, sendmail mode's queue on
-//! failure, and `postline queue list|run|flush|show|remove|release`: thin layers over
-//! [`postline_queue`]'s spool and runner.
+//! failure, and `postline queue list|run|flush|show|remove|release|migrate`: thin layers
+//! over [`postline_queue`]'s stores (a spool directory, or PostgreSQL) and runner.
 //!
 //! A queued message's route is a [`postline_queue::Route`]: the account by name and the
 //! connection flags, never a secret's value and never a command. The runner resolves it at
@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime};
 use postline::delivery::{Delivery, DeliveryStatus};
 use postline::{Envelope, Error};
 use postline_queue::{
-    Destination, Dsn, DsnRet, Entry, LoadError, Policy, RecipientStatus, Route, RouteTls,
-    RunReport, Runner, Secret, Smtp, Spool,
+    AnyStore, Destination, Dsn, DsnRet, Entry, LoadError, PgStore, Policy, RecipientStatus, Route,
+    RouteTls, RunReport, Runner, Secret, Smtp, Spool, Store,
 };
 use serde_json::{json, Value};
 
@@ -293,6 +293,42 @@ pub fn open_spool(flag: Option<&Path>) -> Result<Spool, Fail> {
     Spool::open(&dir).map_err(|e| spool_fail(&dir, e))
 }
 
+/// The queue `url` names (PostgreSQL) when there is one, else the spool (created if
+/// needed).
+pub fn open_store(dir: Option<&Path>, url: Option<&str>) -> Result<AnyStore, Fail> {
+    match url {
+        Some(url) => open_database(url),
+        None => open_spool(dir).map(AnyStore::Spool),
+    }
+}
+
+/// The queue in PostgreSQL: 78 (EX_CONFIG) when the URL or the schema is wrong (with the
+/// fix), 75 (EX_TEMPFAIL) when the database cannot be reached now. The password is never
+/// shown.
+pub fn open_database(url: &str) -> Result<AnyStore, Fail> {
+    PgStore::connect(url)
+        .map(AnyStore::Postgres)
+        .map_err(|e| database_fail(url, e))
+}
+
+fn database_fail(url: &str, e: std::io::Error) -> Fail {
+    use std::io::ErrorKind;
+    match e.kind() {
+        // The store's own refusals name the database (without its password) and the fix.
+        ErrorKind::NotFound
+        | ErrorKind::InvalidData
+        | ErrorKind::InvalidInput
+        | ErrorKind::PermissionDenied => Fail::new(exit::CONFIG, format!("queue: {e}")),
+        _ => Fail::new(
+            exit::TEMPFAIL,
+            format!(
+                "queue: cannot reach {}: {e}",
+                postline_queue::PgStore::shown(url)
+            ),
+        ),
+    }
+}
+
 fn spool_fail(dir: &Path, e: std::io::Error) -> Fail {
     use std::io::ErrorKind;
     match e.kind() {
@@ -344,7 +380,7 @@ pub enum Voice {
 /// as without a queue.
 #[allow(clippy::too_many_arguments)]
 pub fn queue_deferred(
-    spool: Result<Spool, Fail>,
+    spool: Result<AnyStore, Fail>,
     route: &Route,
     from: &str,
     dsn: Option<&Dsn>,
@@ -361,7 +397,7 @@ pub fn queue_deferred(
     let policy = policy();
     let queued = spool.and_then(|s| {
         let addresses: Vec<String> = later.iter().map(|d| d.address.clone()).collect();
-        let mut entry = s.new_entry(from, &addresses, route, message, now);
+        let mut entry = Entry::fresh(from, &addresses, route, message, now);
         for (r, d) in entry.recipients.iter_mut().zip(&later) {
             r.status = RecipientStatus::Pending {
                 last_error: Some(d.detail()),
@@ -373,7 +409,7 @@ pub fn queue_deferred(
         entry.last_error = later.last().map(|d| d.detail());
         entry.next_attempt = postline_queue::unix_now(now) + policy.backoff(1).as_secs().max(1);
         s.enqueue_entry(entry, message)
-            .map_err(|e| Fail::new(enqueue_code(&e), format!("{}: {e}", s.dir().display())))
+            .map_err(|e| Fail::new(enqueue_code(&e), format!("{}: {e}", s.describe())))
     });
     let id = match queued {
         Ok(id) => id,
@@ -454,7 +490,7 @@ fn enqueue_code(e: &std::io::Error) -> u8 {
 
 /// Queues without trying: prints the id (sendmail mode stays quiet) and returns it.
 pub fn queue_only(
-    spool: Result<Spool, Fail>,
+    spool: Result<AnyStore, Fail>,
     route: &Route,
     from: &str,
     dsn: Option<&Dsn>,
@@ -463,12 +499,12 @@ pub fn queue_only(
     voice: Voice,
 ) -> Result<String, Fail> {
     let spool = spool?;
-    let mut entry = spool.new_entry(from, recipients, route, message, SystemTime::now());
+    let mut entry = Entry::fresh(from, recipients, route, message, SystemTime::now());
     entry.dsn = dsn.cloned();
     let id = spool.enqueue_entry(entry, message).map_err(|e| {
         Fail::new(
             enqueue_code(&e),
-            format!("cannot queue the message in {}: {e}", spool.dir().display()),
+            format!("cannot queue the message in {}: {e}", spool.describe()),
         )
     })?;
     match voice {
@@ -486,13 +522,29 @@ pub fn queue_only(
 
 /// `postline queue ...`.
 pub fn run(args: &QueueArgs) -> Result<u8, Fail> {
+    // A database named by the flag, POSTLINE_QUEUE_URL, or the default account.
+    let url = match &args.queue_url {
+        Some(u) => Some(u.clone()),
+        None if args.queue_dir.is_none() => connect::load_account(None)?.and_then(|a| a.queue_url),
+        None => None,
+    };
+    if let QueueCommand::Migrate = &args.command {
+        return migrate(url.as_deref());
+    }
+    if let Some(url) = url {
+        let store = open_database(&url)?;
+        return on_store(args, store);
+    }
     // The daemon waits for mail: its spool is made if missing.
     if let QueueCommand::Run {
         daemon: true,
         verbose,
     } = &args.command
     {
-        return daemon_loop(open_spool(args.queue_dir.as_deref())?, *verbose);
+        return daemon_loop(
+            AnyStore::Spool(open_spool(args.queue_dir.as_deref())?),
+            *verbose,
+        );
     }
     // Nothing else here creates a spool: a missing one is an empty queue.
     let dir = spool_dir(args.queue_dir.as_deref())?;
@@ -526,32 +578,62 @@ pub fn run(args: &QueueArgs) -> Result<u8, Fail> {
         }
         Err(e) => return Err(spool_fail(&dir, e)),
     };
+    on_store(args, AnyStore::Spool(spool))
+}
+
+/// The subcommands, on whichever store it is.
+fn on_store(args: &QueueArgs, store: AnyStore) -> Result<u8, Fail> {
     match &args.command {
-        QueueCommand::List { json } => list(&spool, *json),
+        QueueCommand::List { json } => list(&store, *json),
         QueueCommand::Run { daemon, verbose } => {
             if *daemon {
-                daemon_loop(spool, *verbose)
+                daemon_loop(store, *verbose)
             } else {
-                pass(spool, false, None, *verbose)
+                pass(store, false, None, *verbose)
             }
         }
         QueueCommand::Flush { ids, verbose } => {
             // Every named message must be queued (66 otherwise), before anything is sent.
             for id in ids {
-                if let Err(e) = spool.load(id) {
+                if let Err(e) = store.load(id) {
                     // One that cannot be read now is reported by the pass itself.
                     if !matches!(e, LoadError::Unreadable(_)) {
-                        load_for(&spool, id)?;
+                        load_for(&store, id)?;
                     }
                 }
             }
             let only = (!ids.is_empty()).then_some(ids.as_slice());
-            pass(spool, true, only, *verbose)
+            pass(store, true, only, *verbose)
         }
-        QueueCommand::Show { id, json } => show(&spool, id, *json),
-        QueueCommand::Remove { id } => remove(&spool, id),
-        QueueCommand::Release { id } => release(&spool, id),
+        QueueCommand::Show { id, json } => show(&store, id, *json),
+        QueueCommand::Remove { id } => remove(&store, id),
+        QueueCommand::Release { id } => release(&store, id),
+        QueueCommand::Migrate => migrate(None),
     }
+}
+
+/// `queue migrate`: creates or upgrades the schema in the database. A spool has none: asking
+/// to migrate one is a usage error (64), so a mistyped setup is not taken for success.
+fn migrate(url: Option<&str>) -> Result<u8, Fail> {
+    let Some(url) = url else {
+        return Err(Fail::new(
+            exit::USAGE,
+            "queue migrate: no database: give --queue-url postgres://USER@HOST/DB (or \
+             POSTLINE_QUEUE_URL, or queue_url in the default account); a spool needs no \
+             migration",
+        ));
+    };
+    let shown = PgStore::shown(url);
+    let before = PgStore::migrate(url).map_err(|e| database_fail(url, e))?;
+    let now = postline_queue::SCHEMA_VERSION;
+    if before == now {
+        outln!("the queue schema in {shown} is already at version {now}");
+    } else if before == 0 {
+        outln!("created the queue schema (version {now}) in {shown}");
+    } else {
+        outln!("upgraded the queue schema in {shown} from version {before} to {now}");
+    }
+    Ok(exit::OK)
 }
 
 fn now_secs() -> u64 {
@@ -582,7 +664,7 @@ fn print_problems(problems: &[String]) {
     }
 }
 
-fn list(spool: &Spool, json_out: bool) -> Result<u8, Fail> {
+fn list(spool: &AnyStore, json_out: bool) -> Result<u8, Fail> {
     let (entries, problems) = spool.list();
     print_problems(&problems);
     let now = now_secs();
@@ -626,17 +708,17 @@ fn list(spool: &Spool, json_out: bool) -> Result<u8, Fail> {
         );
     }
     if entries.is_empty() {
-        errln!("postline: the queue in {} is empty", spool.dir().display());
+        errln!("postline: the queue in {} is empty", spool.describe());
     }
     Ok(exit::OK)
 }
 
-fn load_for(spool: &Spool, id: &str) -> Result<Entry, Fail> {
+fn load_for(spool: &AnyStore, id: &str) -> Result<Entry, Fail> {
     spool.load(id).map_err(|e| match e {
         LoadError::BadId(_) => Fail::new(exit::USAGE, format!("queue: {e}")),
         LoadError::Gone => Fail::new(
             exit::NOINPUT,
-            format!("queue: no message {id} in {}", spool.dir().display()),
+            format!("queue: no message {id} in {}", spool.describe()),
         ),
         LoadError::Unreadable(_) => Fail::new(exit::TEMPFAIL, format!("queue: {id}: {e}")),
         LoadError::Corrupt(_) | LoadError::Newer(_) => {
@@ -671,7 +753,7 @@ fn dsn_text(d: &Dsn) -> String {
     parts.join(" ")
 }
 
-fn show(spool: &Spool, id: &str, json_out: bool) -> Result<u8, Fail> {
+fn show(spool: &AnyStore, id: &str, json_out: bool) -> Result<u8, Fail> {
     let e = load_for(spool, id)?;
     let now = now_secs();
     if json_out {
@@ -699,7 +781,7 @@ fn show(spool: &Spool, id: &str, json_out: bool) -> Result<u8, Fail> {
     if let Some(d) = &e.dsn {
         outln!("dsn         {}", one_line(&dsn_text(d)));
     }
-    outln!("message     {}", spool.message_path(&e.id).display());
+    outln!("message     {}", spool.message_location(&e.id));
     for r in &e.recipients {
         let doubt = matches!(r.status, RecipientStatus::Pending { in_doubt: true, .. });
         outln!(
@@ -714,13 +796,17 @@ fn show(spool: &Spool, id: &str, json_out: bool) -> Result<u8, Fail> {
 }
 
 /// Runs `f` on a message under its lock.
-fn with_lock<T>(spool: &Spool, id: &str, f: impl FnOnce() -> Result<T, Fail>) -> Result<T, Fail> {
+fn with_lock<T>(
+    spool: &AnyStore,
+    id: &str,
+    f: impl FnOnce() -> Result<T, Fail>,
+) -> Result<T, Fail> {
     load_for(spool, id)?;
     locked(spool, id, f)
 }
 
 /// Runs `f` under the message's lock, whatever state its files are in.
-fn locked<T>(spool: &Spool, id: &str, f: impl FnOnce() -> Result<T, Fail>) -> Result<T, Fail> {
+fn locked<T>(spool: &AnyStore, id: &str, f: impl FnOnce() -> Result<T, Fail>) -> Result<T, Fail> {
     let lock = spool
         .try_lock(id)
         .map_err(|e| Fail::new(exit::TEMPFAIL, format!("queue: cannot lock {id}: {e}")))?;
@@ -735,7 +821,7 @@ fn locked<T>(spool: &Spool, id: &str, f: impl FnOnce() -> Result<T, Fail>) -> Re
 
 /// `queue remove ID`: also for an entry that cannot be read (corrupt, or from a newer
 /// postline), so no hand work in the spool is ever needed.
-fn remove(spool: &Spool, id: &str) -> Result<u8, Fail> {
+fn remove(spool: &AnyStore, id: &str) -> Result<u8, Fail> {
     match load_for(spool, id) {
         Ok(_) => {}
         Err(f) if f.code == exit::DATAERR => {}
@@ -745,7 +831,7 @@ fn remove(spool: &Spool, id: &str) -> Result<u8, Fail> {
         spool.remove(id).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Fail::new(
                 exit::NOINPUT,
-                format!("queue: no message {id} in {}", spool.dir().display()),
+                format!("queue: no message {id} in {}", spool.describe()),
             ),
             _ => Fail::new(exit::TEMPFAIL, format!("queue: cannot remove {id}: {e}")),
         })
@@ -755,7 +841,7 @@ fn remove(spool: &Spool, id: &str) -> Result<u8, Fail> {
 }
 
 /// `queue release ID`: recipients held in doubt become pending, due now.
-fn release(spool: &Spool, id: &str) -> Result<u8, Fail> {
+fn release(spool: &AnyStore, id: &str) -> Result<u8, Fail> {
     let released = with_lock(spool, id, || {
         let mut e = load_for(spool, id)?;
         let mut n = 0;
@@ -793,7 +879,7 @@ fn result_line(id: &str, d: &Delivery) -> String {
     )
 }
 
-fn runner(spool: Spool, verbose: bool) -> Runner<Smtp> {
+fn runner(spool: AnyStore, verbose: bool) -> Runner<Smtp, AnyStore> {
     let smtp = Smtp::new(move |route: &Route| destination(route, verbose));
     Runner::new(spool, policy(), smtp)
 }
@@ -801,7 +887,7 @@ fn runner(spool: Spool, verbose: bool) -> Runner<Smtp> {
 /// One pass over the queue (`force`: everything, due or not), a line per recipient
 /// result, or a progress bar when there are many messages and stdout is a terminal. Exit
 /// 75 when results could not be recorded (the messages stay queued).
-fn pass(spool: Spool, force: bool, only: Option<&[String]>, verbose: bool) -> Result<u8, Fail> {
+fn pass(spool: AnyStore, force: bool, only: Option<&[String]>, verbose: bool) -> Result<u8, Fail> {
     let t = now_secs();
     let due = if std::io::stdout().is_terminal() {
         let (entries, _) = spool.list();
@@ -909,7 +995,7 @@ fn summarize(r: &RunReport) {
 
 /// `queue run --daemon`: passes until SIGTERM or SIGINT; the round in hand is finished and
 /// recorded first.
-fn daemon_loop(spool: Spool, verbose: bool) -> Result<u8, Fail> {
+fn daemon_loop(spool: AnyStore, verbose: bool) -> Result<u8, Fail> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         // A second signal leaves at once (exit 75): what is on the wire is then in doubt.
@@ -923,7 +1009,7 @@ fn daemon_loop(spool: Spool, verbose: bool) -> Result<u8, Fail> {
     }
     errln!(
         "postline: queue daemon on {} (SIGTERM to stop)",
-        spool.dir().display()
+        spool.describe()
     );
     let mut runner = runner(spool, verbose);
     let mut observe = |id: &str, d: &Delivery| outln!("{}", result_line(id, d));

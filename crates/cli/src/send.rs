@@ -494,9 +494,18 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
     // happened once the message was ready.
     let sink = log::Sink::new(args.log_file.as_deref(), account.as_ref());
     let record = log::Record::new(&target, &from, &recipients, message.len());
+    // The queue: --queue-url (or POSTLINE_QUEUE_URL), the account's queue_url, or the spool.
+    let queue_url = args.queue_url.clone().or_else(|| {
+        if args.queue_dir.is_some() {
+            None
+        } else {
+            account.as_ref().and_then(|a| a.queue_url.clone())
+        }
+    });
+    let open_queue = || queue::open_store(args.queue_dir.as_deref(), queue_url.as_deref());
     if let (true, Some(route)) = (args.queue_only, &route) {
         let queued = queue::queue_only(
-            queue::open_spool(args.queue_dir.as_deref()),
+            open_queue(),
             route,
             &from,
             dsn.as_ref(),
@@ -510,7 +519,7 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
     // What a transient failure kept back goes to the queue (only those recipients).
     let queue_deferred = |results: &[Delivery]| {
         let route = route.as_ref()?;
-        let spool = queue::open_spool(args.queue_dir.as_deref());
+        let spool = open_queue();
         queue::queue_deferred(
             spool,
             route,

@@ -327,12 +327,22 @@ pub fn run(args: &[OsString]) -> Result<u8, Fail> {
     let queueing = !std::env::var("POSTLINE_NO_QUEUE").is_ok_and(|v| !v.is_empty() && v != "0");
     let route = queue::route(&server_args, Some(&account), false)?;
     let queue_dir = std::env::var_os("POSTLINE_QUEUE_DIR").map(std::path::PathBuf::from);
+    // The queue: POSTLINE_QUEUE_URL, the account's queue_url, or the spool.
+    let queue_url = std::env::var("POSTLINE_QUEUE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            queue_dir
+                .is_none()
+                .then(|| account.queue_url.clone())
+                .flatten()
+        });
     // msmtp's logfile / syslog: a line per message, whatever happened to it from here on.
     let sink = log::Sink::new(o.log_file.as_deref(), Some(&account));
     let record = log::Record::new(&target, &from, &recipients, raw.len());
     if o.queue_only && queueing {
         let queued = queue::queue_only(
-            queue::open_spool(queue_dir.as_deref()),
+            queue::open_store(queue_dir.as_deref(), queue_url.as_deref()),
             &route,
             &from,
             dsn.as_ref(),
@@ -358,7 +368,7 @@ pub fn run(args: &[OsString]) -> Result<u8, Fail> {
         // A transient failure queues the message and exits 0 with a note, as sendmail does.
         let results = queue::relay_results(&report.result, &recipients);
         if let Some((code, id)) = queue::queue_deferred(
-            queue::open_spool(queue_dir.as_deref()),
+            queue::open_store(queue_dir.as_deref(), queue_url.as_deref()),
             &route,
             &from,
             dsn.as_ref(),

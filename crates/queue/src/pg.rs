@@ -60,7 +60,7 @@ struct Inner {
     _thread: JoinHandle<()>,
 }
 
-type Job = Box<dyn FnOnce(&mut Option<Client>, &str) + Send>;
+type Job = Box<dyn FnOnce(&mut Option<Client>, &postgres::Config) + Send>;
 
 /// A message leased by this node; the lease is given back when it drops.
 pub struct Lease {
@@ -133,8 +133,8 @@ fn local_or_allowed(config: &postgres::Config, url: &str) -> bool {
 }
 
 impl PgStore {
-    /// Connects to the queue at `url` (`postgres://user@host/db`; the password from
-    /// `PGPASSWORD`-style configuration or the URL). The schema must be there and not newer
+    /// Connects to the queue at `url` (`postgres://user@host/db`; the password from the URL,
+    /// or else from the `PGPASSWORD` environment variable). The schema must be there and not newer
     /// than this postline (see [`PgStore::migrate`]). Without TLS, so only a loopback address
     /// or a Unix socket is accepted, unless the URL says `sslmode=disable`.
     pub fn connect(url: &str) -> io::Result<PgStore> {
@@ -200,12 +200,17 @@ impl PgStore {
     }
 
     fn open(url: &str, lease: Duration) -> io::Result<PgStore> {
-        let config: postgres::Config = url.parse().map_err(|e| {
+        let mut config: postgres::Config = url.parse().map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("not a PostgreSQL URL: {}: {e}", without_password(url)),
             )
         })?;
+        if config.get_password().is_none() {
+            if let Some(password) = std::env::var_os("PGPASSWORD") {
+                config.password(password.as_encoded_bytes());
+            }
+        }
         let shown = without_password(url);
         if !local_or_allowed(&config, url) {
             return Err(io::Error::new(
@@ -226,10 +231,10 @@ impl PgStore {
         let (tx, rx) = mpsc::channel::<Job>();
         let thread = {
             let (held, owner) = (held.clone(), owner.clone());
-            let url = url.to_string();
+            let config = config.clone();
             std::thread::Builder::new()
                 .name("postline-pg".into())
-                .spawn(move || serve(rx, &url, &owner, &held, lease))?
+                .spawn(move || serve(rx, &config, &owner, &held, lease))?
         };
         let store = PgStore {
             inner: Arc::new(Inner {
@@ -249,6 +254,11 @@ impl PgStore {
 
     fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.inner.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `url` as messages show it: without its password.
+    pub fn shown(url: &str) -> String {
+        without_password(url)
     }
 
     /// This node's name in the leases it takes (host, process, a random part).
@@ -282,8 +292,8 @@ impl PgStore {
         f: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send + 'static,
     ) -> io::Result<T> {
         let (tx, rx) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move |client, url| {
-            let result = match connected(client, url) {
+        let job: Job = Box::new(move |client, config| {
+            let result = match connected(client, config) {
                 Ok(c) => {
                     let r = f(c).map_err(db_err);
                     // A broken connection is opened again on the next call.
@@ -369,9 +379,12 @@ fn checked_entry(id: &str, json: &str, size: Option<i32>) -> Result<Entry, LoadE
 }
 
 /// The open connection, opened when needed.
-fn connected<'c>(client: &'c mut Option<Client>, url: &str) -> io::Result<&'c mut Client> {
+fn connected<'c>(
+    client: &'c mut Option<Client>,
+    config: &postgres::Config,
+) -> io::Result<&'c mut Client> {
     if client.is_none() {
-        *client = Some(Client::connect(url, NoTls).map_err(db_err)?);
+        *client = Some(config.connect(NoTls).map_err(db_err)?);
     }
     client
         .as_mut()
@@ -382,7 +395,7 @@ fn connected<'c>(client: &'c mut Option<Client>, url: &str) -> io::Result<&'c mu
 /// length, until every [`PgStore`] is gone.
 fn serve(
     rx: Receiver<Job>,
-    url: &str,
+    config: &postgres::Config,
     owner: &str,
     held: &Mutex<HashSet<String>>,
     lease: Duration,
@@ -393,7 +406,7 @@ fn serve(
     loop {
         let wait = next_renewal.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
-            Ok(job) => job(&mut client, url),
+            Ok(job) => job(&mut client, config),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
@@ -405,7 +418,7 @@ fn serve(
                 .cloned()
                 .collect();
             if client.is_some() || !ids.is_empty() {
-                if let Ok(c) = connected(&mut client, url) {
+                if let Ok(c) = connected(&mut client, config) {
                     let secs = lease.as_secs_f64();
                     if !ids.is_empty() {
                         let _ = c.execute(

@@ -515,3 +515,79 @@ fn two_nodes_keep_one_shared_rate() {
         );
     }
 }
+
+/// Delivers everything, after cutting every connection the database has (as a database
+/// restart or a network cut would): the results cannot be written at once.
+struct CutsTheDatabase {
+    db_url: String,
+}
+
+impl Deliver for CutsTheDatabase {
+    fn deliver(&mut self, _route: &Route, jobs: &[Job<'_>], record: &Record<'_>) {
+        let out = Command::new("psql")
+            .args([
+                "-q",
+                &self.db_url,
+                "-c",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = 'postline' AND pid <> pg_backend_pid()",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let results = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| {
+                let list = j
+                    .recipients
+                    .iter()
+                    .map(|a| Delivery::new(*a, DeliveryStatus::Delivered, None, "250 ok"))
+                    .collect();
+                (i, list)
+            })
+            .collect();
+        record(results);
+    }
+}
+
+/// The database connection is cut while results come in: what could not be written is kept
+/// in memory (the messages still leased, so no other node takes them), nothing more is
+/// delivered, and the next pass writes it over a new connection without sending anything
+/// again.
+#[test]
+fn results_that_meet_a_cut_connection_are_kept_and_written_after() {
+    let db = Postgres::start();
+    let store = migrated(&db);
+    for i in 0..3 {
+        let body = format!("Subject: {i}\r\n\r\nbody\r\n");
+        store
+            .enqueue_entry(entry(&["a@x.example"], body.as_bytes()), body.as_bytes())
+            .unwrap();
+    }
+    let mut runner = Runner::new(
+        store.clone(),
+        quiet_policy(),
+        CutsTheDatabase { db_url: db.url() },
+    );
+    let mut told = 0;
+    let first = runner.pass(SystemTime::now(), false, &|| false, &mut |_, _| told += 1);
+    // The first write meets the cut connection; the ones after it go over a new one.
+    assert!(first.blocked, "{first:?}");
+    assert!(first.unrecorded >= 1, "{first:?}");
+    assert_eq!(first.completed + first.unrecorded, 3, "{first:?}");
+    assert_eq!(told, first.completed, "told before it was written");
+    // Another node cannot take them meanwhile: their leases are held.
+    let other = PgStore::connect(&db.url()).unwrap();
+    for id in runner.unrecorded() {
+        assert!(other.try_lock(id).unwrap().is_none());
+    }
+    // The next pass reconnects and writes them first; nothing is delivered again.
+    let mut runner = runner;
+    let second = runner.pass(SystemTime::now(), false, &|| false, &mut |_, _| told += 1);
+    assert_eq!(second.completed, first.unrecorded, "{second:?}");
+    assert_eq!(second.attempted, 0, "{second:?}");
+    assert!(!second.blocked, "{second:?}");
+    assert_eq!(told, 3);
+    assert!(store.ids().unwrap().0.is_empty());
+}

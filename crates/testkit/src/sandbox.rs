@@ -103,6 +103,8 @@ impl Sandbox {
             .env("XDG_STATE_HOME", self.path("xdg-state"))
             .env_remove("POSTLINE_ACCOUNT")
             .env_remove("POSTLINE_QUEUE_DIR")
+            .env_remove("POSTLINE_QUEUE_URL")
+            .env_remove("PGPASSWORD")
             .env_remove("POSTLINE_NO_QUEUE");
     }
 

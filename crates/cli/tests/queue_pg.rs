@@ -1,0 +1,239 @@
+//! The command line on a queue in PostgreSQL: `queue migrate`, `send --queue-only` and
+//! `send --queue` with `--queue-url`, every `queue` subcommand, the account's `queue_url`,
+//! sendmail mode's queue, and the failures (no schema, a database that is down, a password in
+//! the config file). A private PostgreSQL and aiosmtpd per test; every run bounded in time.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use postline_testkit::{run_code, stderr, stdout, Aiosmtpd, Postgres, Sandbox};
+
+const FROM: &str = "sender@example.com";
+
+fn sandbox() -> Sandbox {
+    Sandbox::with_prefix("postline-queue-pg-").run_timeout(Duration::from_secs(60))
+}
+
+fn message(subject: &str) -> String {
+    format!(
+        "From: <{FROM}>\r\nTo: <rcpt@example.com>\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n"
+    )
+}
+
+/// `postline queue SUB --queue-url URL ARGS`.
+fn queue(sb: &Sandbox, url: &str, sub: &str, args: &[&str]) -> assert_cmd::Command {
+    let mut all = vec!["queue", sub, "--queue-url", url];
+    all.extend(args);
+    sb.cmd(&all)
+}
+
+fn migrated() -> Postgres {
+    let db = Postgres::start();
+    let sb = sandbox();
+    run_code(&mut queue(&sb, &db.url(), "migrate", &[]), 0);
+    db
+}
+
+fn list(sb: &Sandbox, url: &str) -> Vec<Value> {
+    let o = run_code(&mut queue(sb, url, "list", &["--json"]), 0);
+    match serde_json::from_str(stdout(&o).trim()) {
+        Ok(Value::Array(a)) => a,
+        other => panic!("queue list --json: {other:?}"),
+    }
+}
+
+#[test]
+fn migrate_creates_the_schema_once_and_says_so() {
+    let db = Postgres::start();
+    let sb = sandbox();
+    let o = run_code(&mut queue(&sb, &db.url(), "migrate", &[]), 0);
+    assert!(
+        stdout(&o).contains("created the queue schema (version 1)"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run_code(&mut queue(&sb, &db.url(), "migrate", &[]), 0);
+    assert!(
+        stdout(&o).contains("already at version 1"),
+        "{}",
+        stdout(&o)
+    );
+    // Without a database there is nothing to migrate: a usage error, not a silent success.
+    let o = run_code(&mut sb.cmd(&["queue", "migrate"]), 64);
+    assert!(stderr(&o).contains("--queue-url"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_database_without_the_schema_says_to_migrate() {
+    let db = Postgres::start();
+    let sb = sandbox();
+    let o = run_code(&mut queue(&sb, &db.url(), "list", &[]), 78);
+    assert!(
+        stderr(&o).contains("postline queue migrate"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_database_that_is_down_is_a_temporary_failure_without_the_password() {
+    let sb = sandbox();
+    let o = run_code(
+        &mut queue(&sb, "postgres://u:hunter2@127.0.0.1:1/q", "list", &[]),
+        75,
+    );
+    assert!(!stderr(&o).contains("hunter2"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("127.0.0.1:1"), "{}", stderr(&o));
+}
+
+#[test]
+fn queue_only_list_show_run_and_the_queue_is_empty() {
+    let db = migrated();
+    let server = Aiosmtpd::start();
+    let sb = sandbox();
+    let url = db.url();
+    let file = sb.write("m.eml", message("first"));
+    let o = run_code(
+        sb.send(&server.addr())
+            .from(FROM)
+            .to("rcpt@example.com")
+            .message(&file)
+            .args(["--queue-only", "--queue-url", &url]),
+        0,
+    );
+    let id = stdout(&o).trim().to_string();
+    assert!(!id.is_empty());
+    assert_eq!(db.psql("SELECT count(*) FROM postline_entries").trim(), "1");
+    let l = list(&sb, &url);
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0]["id"], id.as_str());
+    let o = run_code(&mut queue(&sb, &url, "show", &[&id]), 0);
+    assert!(stdout(&o).contains("rcpt@example.com"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("postgres://postline@"),
+        "{}",
+        stdout(&o)
+    );
+    // Nothing was sent yet; `queue run` sends it.
+    assert!(server.messages().is_empty());
+    let o = run_code(&mut queue(&sb, &url, "run", &[]), 0);
+    assert!(stdout(&o).contains("delivered"), "{}", stdout(&o));
+    let got = server.wait_for_messages(1, Duration::from_secs(20));
+    assert!(String::from_utf8_lossy(&got[0].content).contains("body of first"));
+    assert!(list(&sb, &url).is_empty());
+    assert_eq!(
+        db.psql("SELECT count(*) FROM postline_messages").trim(),
+        "0"
+    );
+}
+
+#[test]
+fn a_transient_failure_is_queued_in_the_database_then_removed_by_hand() {
+    let db = migrated();
+    let server = Aiosmtpd::builder().tempfail_first(1).start();
+    let sb = sandbox();
+    let url = db.url();
+    let file = sb.write("m.eml", message("later"));
+    let o = run_code(
+        sb.send(&server.addr())
+            .from(FROM)
+            .to("rcpt@example.com")
+            .message(&file)
+            .args(["--queue", "--queue-url", &url]),
+        0,
+    );
+    assert!(stderr(&o).contains("queued as"), "{}", stderr(&o));
+    let l = list(&sb, &url);
+    assert_eq!(l.len(), 1, "{l:?}");
+    let id = l[0]["id"].as_str().unwrap().to_string();
+    let o = run_code(&mut queue(&sb, &url, "remove", &[&id]), 0);
+    assert!(stdout(&o).contains(&format!("removed {id}")));
+    assert!(list(&sb, &url).is_empty());
+    run_code(&mut queue(&sb, &url, "show", &[&id]), 66);
+}
+
+#[test]
+fn release_sends_a_message_held_in_doubt_again() {
+    let db = migrated();
+    let server = Aiosmtpd::start();
+    let sb = sandbox();
+    let url = db.url();
+    let file = sb.write("m.eml", message("held"));
+    let o = run_code(
+        sb.send(&server.addr())
+            .from(FROM)
+            .to("rcpt@example.com")
+            .message(&file)
+            .args(["--queue-only", "--queue-url", &url]),
+        0,
+    );
+    let id = stdout(&o).trim().to_string();
+    // Held in doubt, as a runner with the hold policy leaves it.
+    db.psql(&format!(
+        "UPDATE postline_entries SET entry = jsonb_set(entry, '{{recipients,0}}', \
+         '{{\"address\": \"rcpt@example.com\", \"state\": \"held\", \"at\": 1, \
+         \"reason\": \"no reply to the end of data\"}}') WHERE id = '{id}'"
+    ));
+    let o = run_code(&mut queue(&sb, &url, "show", &[&id]), 0);
+    assert!(stdout(&o).contains("held"), "{}", stdout(&o));
+    run_code(&mut queue(&sb, &url, "release", &[&id]), 0);
+    run_code(&mut queue(&sb, &url, "flush", &[]), 0);
+    server.wait_for_messages(1, Duration::from_secs(20));
+    assert!(list(&sb, &url).is_empty());
+}
+
+#[test]
+fn the_accounts_queue_url_is_used_and_a_password_in_it_refused() {
+    let db = migrated();
+    let server = Aiosmtpd::start();
+    let sb = sandbox();
+    let (host, port) = server
+        .addr()
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_string(), p.to_string()))
+        .unwrap();
+    sb.config(&format!(
+        "[accounts.relay]\ndefault = true\nserver = \"{host}\"\nport = {port}\ntls = \"none\"\nfrom = \"{FROM}\"\nqueue_url = \"{}\"\n",
+        db.url()
+    ));
+    let file = sb.write("m.eml", message("via account"));
+    let o = run_code(
+        sb.send_bare()
+            .to("rcpt@example.com")
+            .message(&file)
+            .args(["--queue-only"]),
+        0,
+    );
+    let id = stdout(&o).trim().to_string();
+    assert_eq!(
+        db.psql(&format!(
+            "SELECT count(*) FROM postline_entries WHERE id = '{id}'"
+        ))
+        .trim(),
+        "1"
+    );
+    // `postline queue` finds it through the default account too.
+    let o = run_code(&mut sb.cmd(&["queue", "list", "--json"]), 0);
+    assert!(stdout(&o).contains(&id), "{}", stdout(&o));
+    // sendmail mode queues there as well.
+    let o = run_code(
+        sb.sendmail_symlink()
+            .args(["-odq", "rcpt@example.com"])
+            .write_stdin(message("from sendmail")),
+        0,
+    );
+    assert!(
+        stderr(&o).is_empty() || !stderr(&o).contains("error"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(db.psql("SELECT count(*) FROM postline_entries").trim(), "2");
+    // A password in the config file is refused, naming the fix.
+    sb.config(&format!(
+        "[accounts.relay]\ndefault = true\nserver = \"{host}\"\nport = {port}\ntls = \"none\"\nfrom = \"{FROM}\"\nqueue_url = \"postgres://postline:secret@127.0.0.1:{}/postline\"\n",
+        db.port()
+    ));
+    let o = run_code(&mut sb.cmd(&["queue", "list"]), 78);
+    assert!(stderr(&o).contains("PGPASSWORD"), "{}", stderr(&o));
+}
