@@ -83,7 +83,9 @@ impl<C: BlockingClock> Clock for Polled<C> {
 ///
 /// Each method is kept out of line: its future and the frames polled inside it then live
 /// on the stack only during that call, not all at once in the caller's frame.
-pub struct BlockingClient<'b, S, C>(Client<'b, Blocking<S>, Polled<C>>);
+pub struct BlockingClient<'b, S: embedded_io::Read + embedded_io::Write, C>(
+    Client<'b, Blocking<S>, Polled<C>>,
+);
 
 impl<'b, S, C> BlockingClient<'b, S, C>
 where

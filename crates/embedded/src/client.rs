@@ -14,15 +14,16 @@ use postline_proto::{Extension, FixedBuf, Outbox, Session, SessionConfig};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::reply::Reply;
+use crate::transport::Transport;
 
 /// How to talk to the server; borrowed for the client's life.
 #[derive(Clone, Copy)]
 pub struct Config<'a> {
-    hello: &'a str,
+    pub(crate) hello: &'a str,
     user: Option<(&'a str, Secret<'a>)>,
     allow_plaintext_auth: bool,
     timeout_ms: Option<u64>,
-    pipelining: bool,
+    pub(crate) pipelining: bool,
 }
 
 impl<'a> Config<'a> {
@@ -139,10 +140,17 @@ pub struct Status {
 }
 
 /// What a reply meant, kept past the input it was read from.
-enum Step {
+pub(crate) enum Step {
     Ready,
+    /// The 220 to STARTTLS: the handshake is next.
+    StartTls,
+    /// STARTTLS refused.
+    StartTlsRefused,
     Authenticated,
-    Rcpt { index: u32, code: u16 },
+    Rcpt {
+        index: u32,
+        code: u16,
+    },
     SendData,
     Done(Status),
     Closed,
@@ -155,14 +163,17 @@ enum Step {
 /// lends: `out` holds commands and message data on their way out (512 bytes are plenty; data
 /// goes out in pieces that fit), `input` holds what the server sent until a reply is complete
 /// (512 bytes hold any RFC 5321 reply line; a longer multi-line reply needs more).
-pub struct Client<'b, S, C> {
-    stream: S,
-    clock: C,
-    config: Config<'b>,
-    session: Session,
-    out: Outbox<FixedBuf<'b>>,
+pub struct Client<'b, S: Read + Write, C> {
+    pub(crate) transport: Transport<'b, S>,
+    /// What TLS needs, until the handshake uses it.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::Tls<'b>>,
+    pub(crate) clock: C,
+    pub(crate) config: Config<'b>,
+    pub(crate) session: Session,
+    pub(crate) out: Outbox<FixedBuf<'b>>,
     input: &'b mut [u8],
-    filled: usize,
+    pub(crate) filled: usize,
     /// Messages composed on this client, for unique Message-IDs.
     composed: u32,
 }
@@ -181,7 +192,9 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
         let mut sc = SessionConfig::new(&hello);
         sc.pipelining = config.pipelining;
         Ok(Client {
-            stream,
+            transport: Transport::Plain(stream),
+            #[cfg(feature = "tls")]
+            tls: None,
             clock,
             config,
             session: Session::new(sc),
@@ -207,13 +220,24 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
         self.session.capabilities()
     }
 
-    /// Reads the greeting, says EHLO (HELO when EHLO is refused) and authenticates when
-    /// credentials were given.
+    /// Reads the greeting, says EHLO (HELO when EHLO is refused), sets up TLS when asked
+    /// (implicit TLS first of all; STARTTLS after EHLO, then EHLO again) and authenticates
+    /// when credentials were given.
     pub async fn connect(&mut self) -> Result<(), Error<S::Error>> {
+        #[cfg(feature = "tls")]
+        let mode = self.tls.as_ref().map(|t| t.mode);
+        #[cfg(feature = "tls")]
+        if mode == Some(crate::tls::Mode::Implicit) {
+            self.handshake().await?;
+        }
         loop {
             if let Step::Ready = self.step().await? {
                 break;
             }
+        }
+        #[cfg(feature = "tls")]
+        if mode == Some(crate::tls::Mode::StartTls) {
+            self.start_tls().await?;
         }
         let Some((user, secret)) = self.config.user else {
             return Ok(());
@@ -379,7 +403,7 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
     }
 
     /// The deadline of a wait in `phase`, from now.
-    fn deadline(&self, phase: Phase) -> u64 {
+    pub(crate) fn deadline(&self, phase: Phase) -> u64 {
         let rfc = phase.default_timeout_secs() * 1000;
         let ms = self.config.timeout_ms.map_or(rfc, |cap| cap.min(rfc));
         self.clock.now_ms().saturating_add(ms)
@@ -390,24 +414,25 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
         let deadline = self.deadline(phase);
         while !self.out.transmit().is_empty() {
             let bytes = self.out.transmit();
-            let n = match select(self.stream.write(bytes), self.clock.wait_until(deadline)).await {
+            let n = match select(self.transport.write(bytes), self.clock.wait_until(deadline)).await
+            {
                 Either::First(Ok(0)) => return Err(Error::Closed(phase)),
                 Either::First(Ok(n)) => n,
-                Either::First(Err(e)) => return Err(Error::Io(e)),
+                Either::First(Err(e)) => return Err(e),
                 Either::Second(()) => return Err(Error::Timeout(phase)),
             };
             self.out.advance(n);
         }
-        match select(self.stream.flush(), self.clock.wait_until(deadline)).await {
+        match select(self.transport.flush(), self.clock.wait_until(deadline)).await {
             Either::First(Ok(())) => Ok(()),
-            Either::First(Err(e)) => Err(Error::Io(e)),
+            Either::First(Err(e)) => Err(e),
             Either::Second(()) => Err(Error::Timeout(phase)),
         }
     }
 
     /// Writes what is due, then takes one reply (reading until one is complete, by the
     /// deadline of what it answers) and says what it meant.
-    async fn step(&mut self) -> Result<Step, Error<S::Error>> {
+    pub(crate) async fn step(&mut self) -> Result<Step, Error<S::Error>> {
         let phase = self.session.phase().unwrap_or(Phase::Command);
         if !self.out.transmit().is_empty() {
             self.flush(phase).await?;
@@ -426,7 +451,7 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
             }
             let phase = self.session.phase().unwrap_or(Phase::Command);
             let read = select(
-                self.stream.read(&mut self.input[self.filled..]),
+                self.transport.read(&mut self.input[self.filled..]),
                 self.clock.wait_until(deadline),
             )
             .await;
@@ -439,7 +464,7 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
                     }
                 }
                 Either::First(Ok(n)) => self.filled += n,
-                Either::First(Err(e)) => return Err(Error::Io(e)),
+                Either::First(Err(e)) => return Err(e),
                 Either::Second(()) => return Err(Error::Timeout(phase)),
             }
         }
@@ -519,6 +544,8 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
     ) -> Result<Step, Error<S::Error>> {
         Ok(match ev {
             Event::Ready => Step::Ready,
+            Event::StartTls => Step::StartTls,
+            Event::StartTlsRefused(_) => Step::StartTlsRefused,
             Event::Rejected(r) => return Err(Error::Rejected(Reply::from_proto(&r))),
             Event::ServiceClosing(r) => return Err(Error::ServiceClosing(Reply::from_proto(&r))),
             Event::AuthChallenge(challenge) => {

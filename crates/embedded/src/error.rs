@@ -17,6 +17,12 @@ pub enum Error<E> {
     Io(E),
     /// The server closed the connection while a reply was due.
     Closed(Phase),
+    /// TLS failed (the handshake, the server's certificate, a record); the connection is
+    /// over. With the `tls` feature only.
+    Tls(TlsFailure),
+    /// TLS was required and the server does not offer STARTTLS: nothing was sent in clear
+    /// text after EHLO, credentials included.
+    TlsUnavailable,
     /// No reply (or no room to write) by the deadline.
     Timeout(Phase),
     /// The server's input made no sense; the session is over.
@@ -61,9 +67,40 @@ impl<E> Error<E> {
             | Error::Address(_)
             | Error::Use(_)
             | Error::LineTooLong
-            | Error::ReplyTooLong => false,
+            | Error::ReplyTooLong
+            | Error::TlsUnavailable
+            | Error::Tls(TlsFailure::Certificate) => false,
             _ => true,
         }
+    }
+}
+
+/// What went wrong in TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// The server's certificate is not signed by the CA given, names another host, or its
+    /// signature does not verify.
+    Certificate,
+    /// The server broke the protocol (an alert, a malformed or unexpected record).
+    Protocol,
+    /// The server closed the connection.
+    Closed,
+    /// The stream under TLS failed.
+    Stream,
+    /// An earlier handshake failed: the connection cannot be used.
+    Unusable,
+}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsFailure::Certificate => "the server's certificate was not accepted",
+            TlsFailure::Protocol => "the server broke the TLS protocol",
+            TlsFailure::Closed => "the server closed the TLS connection",
+            TlsFailure::Stream => "the stream under TLS failed",
+            TlsFailure::Unusable => "the connection is unusable after a failed TLS handshake",
+        })
     }
 }
 
@@ -72,6 +109,10 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
         match self {
             Error::Io(e) => write!(f, "stream error: {e:?}"),
             Error::Closed(p) => write!(f, "connection closed while waiting for the {} reply", p.name()),
+            Error::Tls(t) => write!(f, "TLS: {t}"),
+            Error::TlsUnavailable => {
+                f.write_str("TLS is required and the server does not offer STARTTLS")
+            }
             Error::Timeout(p) => write!(f, "timed out waiting for the {} reply", p.name()),
             Error::Protocol(e) => write!(f, "{e}"),
             Error::ReplyTooLong => f.write_str("a reply did not fit the input buffer"),

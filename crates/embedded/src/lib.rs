@@ -37,10 +37,13 @@ mod clock;
 mod error;
 pub mod mail;
 mod reply;
+#[cfg(feature = "tls")]
+pub mod tls;
+mod transport;
 
 pub use client::{Client, Config, Status};
 pub use clock::Clock;
-pub use error::Error;
+pub use error::{Error, TlsFailure};
 pub use postline_proto as proto;
 pub use postline_proto::command::Address;
 pub use postline_proto::session::{FailedAt, Phase};

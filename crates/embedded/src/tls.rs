@@ -1,0 +1,172 @@
+//! STARTTLS and implicit TLS through `embedded-tls` (feature `tls`): TLS 1.3 without an
+//! allocator, AES-128-GCM, a P-256 key share. The server's certificate is verified against
+//! the CA the caller gives (its DER bytes) and the server name; going without verification
+//! is a choice the caller spells out ([`Verify::InsecureNoVerification`]). What TLS needs is
+//! the caller's: two record buffers (16,640 bytes each hold any record a server may send; a
+//! server that honours a smaller fragment length needs less), a random number generator,
+//! the server name. The session, the driver's buffers and the clock carry on across the
+//! upgrade.
+//!
+//! Certificate validity dates are not checked: `embedded-tls` asks a static clock for the
+//! time, and a device's clock is the caller's, injected.
+
+use embassy_futures::select::{select, Either};
+use embedded_io_async::{Read, Write};
+use embedded_tls::pki::CertVerifier;
+use embedded_tls::{
+    Aes128GcmSha256, Certificate, CryptoProvider, CryptoRngCore, NoClock, TlsConfig, TlsConnection,
+    TlsContext, TlsError, TlsVerifier, UnsecureProvider,
+};
+use postline_proto::session::Phase;
+use postline_proto::{Extension, Session, SessionConfig};
+
+use crate::client::{Client, Step};
+use crate::clock::Clock;
+use crate::error::{Error, TlsFailure};
+use crate::transport::{tls_failure, Transport};
+
+/// Room for the server's certificate while its signature is checked.
+const CERT_SIZE: usize = 4096;
+
+/// When TLS starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// STARTTLS after the first EHLO (RFC 3207, port 587 or 25); a server that does not offer
+    /// it is [`Error::TlsUnavailable`], never a fall back to clear text.
+    StartTls,
+    /// TLS from the first byte (RFC 8314, port 465).
+    Implicit,
+}
+
+/// How the server's certificate is checked.
+#[derive(Debug, Clone, Copy)]
+pub enum Verify<'b> {
+    /// Signed by this CA (DER), naming the server (a DNS name in its subject alternative
+    /// names or common name).
+    Ca(&'b [u8]),
+    /// Not at all: anyone on the path can read and change the session, credentials
+    /// included. For a test bench, never for a device in the field.
+    InsecureNoVerification,
+}
+
+/// What TLS needs, lent for the client's life.
+pub struct Tls<'b> {
+    /// When TLS starts.
+    pub mode: Mode,
+    /// The server's name, sent in SNI and checked against its certificate.
+    pub server_name: &'b str,
+    /// How its certificate is checked.
+    pub verify: Verify<'b>,
+    /// Decrypted records are read into this (16,640 bytes hold any record).
+    pub read_record: &'b mut [u8],
+    /// Records are encrypted in this.
+    pub write_record: &'b mut [u8],
+    /// Randomness for the key share and nonces: a hardware or seeded CSPRNG.
+    pub rng: &'b mut dyn CryptoRngCore,
+}
+
+/// The provider when a CA is given: the caller's randomness and a verifier of the chain and
+/// the name.
+struct Verifying<'a, 'b> {
+    rng: &'a mut dyn CryptoRngCore,
+    verifier: CertVerifier<'b, Aes128GcmSha256, NoClock, CERT_SIZE>,
+}
+
+impl CryptoProvider for Verifying<'_, '_> {
+    type CipherSuite = Aes128GcmSha256;
+    type Signature = [u8; 0];
+
+    fn rng(&mut self) -> impl CryptoRngCore {
+        &mut *self.rng
+    }
+
+    fn verifier(&mut self) -> Result<&mut impl TlsVerifier<Self::CipherSuite>, TlsError> {
+        Ok(&mut self.verifier)
+    }
+}
+
+impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
+    /// Sets up TLS for [`Client::connect`]: STARTTLS after EHLO, or TLS from the first
+    /// byte. With TLS in place, AUTH needs no `allow_plaintext_auth`.
+    pub fn tls(mut self, tls: Tls<'b>) -> Result<Self, Error<S::Error>> {
+        if tls.mode == Mode::Implicit {
+            // The session must know from the start that the connection is encrypted.
+            let hello = postline_proto::command::Domain::new(self.config.hello)?;
+            let mut sc = SessionConfig::new(&hello);
+            sc.pipelining = self.config.pipelining;
+            sc.implicit_tls = true;
+            self.session = Session::new(sc);
+        }
+        self.tls = Some(tls);
+        Ok(self)
+    }
+
+    /// STARTTLS, the handshake, and EHLO again (RFC 3207 4.2: what was learnt in clear text
+    /// is forgotten). Whatever the server sent after its 220 is discarded unread (RFC 3207
+    /// 5: text injected before the handshake).
+    pub(crate) async fn start_tls(&mut self) -> Result<(), Error<S::Error>> {
+        if !self.session.capabilities().has(Extension::StartTls) {
+            return Err(Error::TlsUnavailable);
+        }
+        self.session.start_tls(&mut self.out)?;
+        loop {
+            match self.step().await? {
+                Step::StartTls => break,
+                Step::StartTlsRefused => return Err(Error::TlsUnavailable),
+                _ => {}
+            }
+        }
+        self.filled = 0;
+        self.handshake().await?;
+        self.session.tls_established(&mut self.out)?;
+        loop {
+            if let Step::Ready = self.step().await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The TLS handshake over the plain stream, by the deadline of a command.
+    pub(crate) async fn handshake(&mut self) -> Result<(), Error<S::Error>> {
+        let tls = self.tls.take().ok_or(Error::Tls(TlsFailure::Unusable))?;
+        let Transport::Plain(stream) = core::mem::replace(
+            &mut self.transport,
+            Transport::Gone(core::marker::PhantomData),
+        ) else {
+            return Err(Error::Tls(TlsFailure::Unusable));
+        };
+        let mut conn: TlsConnection<'b, S, Aes128GcmSha256> =
+            TlsConnection::new(stream, tls.read_record, tls.write_record);
+        let config = TlsConfig::new().with_server_name(tls.server_name);
+        let deadline = self.deadline(Phase::Command);
+        let opened = match tls.verify {
+            Verify::Ca(ca) => {
+                let provider = Verifying {
+                    rng: tls.rng,
+                    verifier: CertVerifier::new(Certificate::X509(ca)),
+                };
+                select(
+                    conn.open(TlsContext::new(&config, provider)),
+                    self.clock.wait_until(deadline),
+                )
+                .await
+            }
+            Verify::InsecureNoVerification => {
+                let provider = UnsecureProvider::new::<Aes128GcmSha256>(tls.rng);
+                select(
+                    conn.open(TlsContext::new(&config, provider)),
+                    self.clock.wait_until(deadline),
+                )
+                .await
+            }
+        };
+        match opened {
+            Either::First(Ok(())) => {
+                self.transport = Transport::Tls(conn);
+                Ok(())
+            }
+            Either::First(Err(e)) => Err(tls_failure(e)),
+            Either::Second(()) => Err(Error::Timeout(Phase::Command)),
+        }
+    }
+}

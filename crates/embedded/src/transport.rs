@@ -1,0 +1,68 @@
+//! The connection under the session: the caller's stream, or (with the `tls` feature) TLS
+//! over it once STARTTLS or implicit TLS has set it up. One value, so the session, the
+//! buffers and the clock carry on across the upgrade.
+
+use embedded_io_async::{Read, Write};
+
+use crate::error::{Error, TlsFailure};
+
+/// The stream as the driver uses it. The TLS state (about 1.3 KB besides the caller's record
+/// buffers) sits inline: there is no allocator to box it, and before the upgrade the same
+/// memory holds the plain stream.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Transport<'b, S: Read + Write> {
+    /// The caller's stream, in clear text.
+    Plain(S),
+    /// TLS 1.3 over the caller's stream.
+    #[cfg(feature = "tls")]
+    Tls(embedded_tls::TlsConnection<'b, S, embedded_tls::Aes128GcmSha256>),
+    /// Given to a handshake that failed: nothing more can be sent. (Without TLS, never made:
+    /// it only carries the buffers' lifetime.)
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    Gone(core::marker::PhantomData<&'b ()>),
+}
+
+impl<'b, S: Read + Write> Transport<'b, S> {
+    pub(crate) async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error<S::Error>> {
+        match self {
+            Transport::Plain(s) => s.read(buf).await.map_err(Error::Io),
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => t.read(buf).await.map_err(tls_failure),
+            Transport::Gone(_) => Err(Error::Tls(TlsFailure::Unusable)),
+        }
+    }
+
+    pub(crate) async fn write(&mut self, buf: &[u8]) -> Result<usize, Error<S::Error>> {
+        match self {
+            Transport::Plain(s) => s.write(buf).await.map_err(Error::Io),
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => t.write(buf).await.map_err(tls_failure),
+            Transport::Gone(_) => Err(Error::Tls(TlsFailure::Unusable)),
+        }
+    }
+
+    pub(crate) async fn flush(&mut self) -> Result<(), Error<S::Error>> {
+        match self {
+            Transport::Plain(s) => s.flush().await.map_err(Error::Io),
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => t.flush().await.map_err(tls_failure),
+            Transport::Gone(_) => Err(Error::Tls(TlsFailure::Unusable)),
+        }
+    }
+}
+
+/// What a TLS error means for the caller.
+#[cfg(feature = "tls")]
+pub(crate) fn tls_failure<E>(e: embedded_tls::TlsError) -> Error<E> {
+    use embedded_tls::TlsError as T;
+    Error::Tls(match e {
+        T::InvalidCertificate
+        | T::InvalidSignature
+        | T::InvalidSignatureScheme
+        | T::DecodeError
+        | T::InvalidCertificateEntry => TlsFailure::Certificate,
+        T::ConnectionClosed => TlsFailure::Closed,
+        T::Io(_) => TlsFailure::Stream,
+        _ => TlsFailure::Protocol,
+    })
+}

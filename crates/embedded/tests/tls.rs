@@ -1,0 +1,187 @@
+//! STARTTLS and implicit TLS on the embedded driver (feature `tls`, embedded-tls: TLS 1.3,
+//! P-256), against aiosmtpd over loopback TCP with a P-256 certificate from a throwaway CA:
+//! AUTH over TLS without the clear-text allowance, a recipient refused, the server seeing
+//! TLS; a certificate from another CA refused before anything is sent; a server without
+//! STARTTLS refused when TLS is required; text injected after the 220 discarded (RFC 3207 5).
+//! `scripts/test` runs it with `--features tls`.
+#![cfg(feature = "tls")]
+
+use std::future::Future;
+use std::time::Duration;
+
+use embedded_io_adapters::tokio_1::FromTokio;
+use postline_embedded::tls::{Mode, Tls, Verify};
+use postline_embedded::{Address, Client, Clock, Config, Error, TlsFailure};
+use postline_testkit::{greeting_and_ehlo, Aiosmtpd, ScriptedServer, Step, TestCa};
+use rand_core::OsRng;
+use tokio::net::TcpStream;
+
+const USER: &str = "device";
+const PASSWORD: &str = "s3cret-pw";
+/// The name in the server's certificate (a DNS name: the verifier matches names, not
+/// addresses).
+const NAME: &str = "mail.test";
+
+struct TokioClock(tokio::time::Instant);
+
+impl Clock for TokioClock {
+    fn now_ms(&self) -> u64 {
+        self.0.elapsed().as_millis() as u64
+    }
+    fn wait_until(&self, deadline_ms: u64) -> impl Future<Output = ()> {
+        tokio::time::sleep_until(self.0 + Duration::from_millis(deadline_ms))
+    }
+}
+
+fn run<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn addr(a: &'static str) -> Address<&'static str> {
+    Address::new(a).unwrap()
+}
+
+/// Connects with TLS in `mode`, verified against `ca`, and sends one message to two
+/// recipients; the connect result, or the send's codes.
+fn session(port: u16, mode: Mode, ca: &[u8]) -> Result<[u16; 2], Error<std::io::Error>> {
+    run(async move {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+        let (mut rx, mut tx) = (vec![0u8; 16_640], vec![0u8; 16_640]);
+        let mut rng = OsRng;
+        let config = Config::new("device.example")
+            .credentials(USER, PASSWORD)
+            .timeout_ms(10_000);
+        let clock = TokioClock(tokio::time::Instant::now());
+        let mut client = Client::new(FromTokio::new(stream), clock, config, &mut out, &mut input)?
+            .tls(Tls {
+                mode,
+                server_name: NAME,
+                verify: Verify::Ca(ca),
+                read_record: &mut rx,
+                write_record: &mut tx,
+                rng: &mut rng,
+            })?;
+        client.connect().await?;
+        let to = [addr("ops@example.com"), addr("nobody@example.com")];
+        let mut codes = [0u16; 2];
+        let status = client
+            .send(
+                addr("device@example.com"),
+                &to,
+                b"Subject: over TLS\r\n\r\n.a dot line\r\n",
+                &mut codes,
+            )
+            .await?;
+        assert!(status.delivered, "{status:?}");
+        client.quit().await?;
+        Ok(codes)
+    })
+}
+
+#[test]
+fn starttls_then_auth_without_the_clear_text_allowance() {
+    let ca = TestCa::with_server_names(&[NAME]);
+    let server = Aiosmtpd::builder()
+        .starttls_with(&ca)
+        .auth(USER, PASSWORD)
+        .reject_rcpt("nobody")
+        .start();
+    let codes = session(server.port(), Mode::StartTls, &ca.ca_der).unwrap();
+    assert_eq!(codes, [250, 550]);
+    let got = server.wait_for_messages(1, Duration::from_secs(10));
+    assert!(got[0].tls, "the server did not see TLS");
+    assert_eq!(got[0].auth_user.as_deref(), Some(USER));
+    assert_eq!(got[0].rcpt_tos, ["ops@example.com"]);
+    assert_eq!(got[0].content, b"Subject: over TLS\r\n\r\n.a dot line\r\n");
+}
+
+#[test]
+fn implicit_tls_from_the_first_byte() {
+    let ca = TestCa::with_server_names(&[NAME]);
+    let server = Aiosmtpd::builder()
+        .implicit_tls_with(&ca)
+        .auth(USER, PASSWORD)
+        .reject_rcpt("nobody")
+        .start();
+    let codes = session(server.port(), Mode::Implicit, &ca.ca_der).unwrap();
+    assert_eq!(codes, [250, 550]);
+    let got = server.wait_for_messages(1, Duration::from_secs(10));
+    assert_eq!(got[0].auth_user.as_deref(), Some(USER));
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_refused_and_nothing_is_sent() {
+    let ca = TestCa::with_server_names(&[NAME]);
+    let other = TestCa::other();
+    let server = Aiosmtpd::builder()
+        .starttls_with(&ca)
+        .auth(USER, PASSWORD)
+        .start();
+    match session(server.port(), Mode::StartTls, &other.ca_der) {
+        Err(Error::Tls(TlsFailure::Certificate)) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(server.messages().is_empty());
+    // A certificate for another name is refused too.
+    let wrong_name = TestCa::with_server_names(&["other.test"]);
+    let server = Aiosmtpd::builder()
+        .starttls_with(&wrong_name)
+        .auth(USER, PASSWORD)
+        .start();
+    match session(server.port(), Mode::StartTls, &wrong_name.ca_der) {
+        Err(Error::Tls(TlsFailure::Certificate)) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_server_without_starttls_gets_no_credentials() {
+    let mut script = greeting_and_ehlo(&["AUTH PLAIN"]);
+    script.extend([Step::expect("QUIT"), Step::reply("221 bye")]);
+    let server = ScriptedServer::start(script);
+    let ca = TestCa::with_server_names(&[NAME]);
+    match session(server.port(), Mode::StartTls, &ca.ca_der) {
+        Err(Error::TlsUnavailable) => {}
+        other => panic!("{other:?}"),
+    }
+    let report = server.finish();
+    assert!(
+        !report.received_str().contains("AUTH"),
+        "{}",
+        report.received_str()
+    );
+}
+
+/// RFC 3207 5: a reply injected behind the 220 (here an EHLO answer offering AUTH) must not
+/// be read as the server's; the client goes straight to the handshake.
+#[test]
+fn text_injected_after_the_220_is_discarded() {
+    let mut script = greeting_and_ehlo(&["STARTTLS", "AUTH PLAIN"]);
+    script.extend([
+        Step::expect("STARTTLS"),
+        Step::send("220 go ahead\r\n250-injected\r\n250 AUTH PLAIN\r\n"),
+        // The TLS record header of a ClientHello.
+        Step::ExpectBytes(5),
+        Step::Close,
+    ]);
+    let server = ScriptedServer::start(script);
+    let ca = TestCa::with_server_names(&[NAME]);
+    match session(server.port(), Mode::StartTls, &ca.ca_der) {
+        Err(Error::Tls(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    let report = server.finish();
+    let received = &report.received;
+    let at = received
+        .windows(10)
+        .position(|w| w == b"STARTTLS\r\n")
+        .expect("STARTTLS sent");
+    let after = &received[at + 10..];
+    assert_eq!(&after[..2], &[0x16, 0x03], "not a TLS handshake: {after:?}");
+    assert!(!report.received_str().contains("AUTH PLAIN"));
+}
