@@ -3,32 +3,13 @@
 //! check the exact exchange (RFC 2195's and RFC 7628's examples); `scripts/test` runs this file
 //! without features and with `--features cram-md5,oauth`, so both sides are proven.
 
-use std::future::Future;
-use std::time::Duration;
+mod common;
+use common::{run, TokioClock};
 
 use embedded_io_adapters::tokio_1::FromTokio;
-use postline_embedded::{Client, Clock, Config, Error};
+use postline_embedded::{Client, Config, Error};
 use postline_testkit::{greeting_and_ehlo, ScriptedServer, Step};
 use tokio::net::TcpStream;
-
-struct TokioClock(tokio::time::Instant);
-
-impl Clock for TokioClock {
-    fn now_ms(&self) -> u64 {
-        self.0.elapsed().as_millis() as u64
-    }
-    fn wait_until(&self, deadline_ms: u64) -> impl Future<Output = ()> {
-        tokio::time::sleep_until(self.0 + Duration::from_millis(deadline_ms))
-    }
-}
-
-fn run<F: Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
 
 /// Connects with `config` to a scripted server and says QUIT; the result of `connect`.
 fn connect(server: &ScriptedServer, config: Config<'_>) -> Result<(), Error<std::io::Error>> {

@@ -6,12 +6,14 @@
 //! `scripts/test` runs it with `--features tls`.
 #![cfg(feature = "tls")]
 
-use std::future::Future;
 use std::time::Duration;
+
+mod common;
+use common::{run, TokioClock};
 
 use embedded_io_adapters::tokio_1::FromTokio;
 use postline_embedded::tls::{Mode, Tls, Verify};
-use postline_embedded::{Address, Client, Clock, Config, Error, TlsFailure};
+use postline_embedded::{Address, Client, Config, Error, TlsFailure};
 use postline_testkit::{greeting_and_ehlo, Aiosmtpd, ScriptedServer, Step, TestCa};
 use rand_core::OsRng;
 use tokio::net::TcpStream;
@@ -21,25 +23,6 @@ const PASSWORD: &str = "s3cret-pw";
 /// The name in the server's certificate (a DNS name: the verifier matches names, not
 /// addresses).
 const NAME: &str = "mail.test";
-
-struct TokioClock(tokio::time::Instant);
-
-impl Clock for TokioClock {
-    fn now_ms(&self) -> u64 {
-        self.0.elapsed().as_millis() as u64
-    }
-    fn wait_until(&self, deadline_ms: u64) -> impl Future<Output = ()> {
-        tokio::time::sleep_until(self.0 + Duration::from_millis(deadline_ms))
-    }
-}
-
-fn run<F: Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
 
 fn addr(a: &'static str) -> Address<&'static str> {
     Address::new(a).unwrap()
