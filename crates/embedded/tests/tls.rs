@@ -168,3 +168,51 @@ fn text_injected_after_the_220_is_discarded() {
     assert_eq!(&after[..2], &[0x16, 0x03], "not a TLS handshake: {after:?}");
     assert!(!report.received_str().contains("AUTH PLAIN"));
 }
+
+/// A server that says 220 to STARTTLS and then never answers the ClientHello: the handshake
+/// ends at the deadline, as every other wait does.
+#[test]
+fn a_handshake_that_never_finishes_times_out() {
+    let mut script = greeting_and_ehlo(&["STARTTLS", "AUTH PLAIN"]);
+    script.extend([
+        Step::expect("STARTTLS"),
+        Step::reply("220 go ahead"),
+        Step::Hang,
+    ]);
+    let server = ScriptedServer::start(script);
+    let ca = TestCa::with_server_names(&[NAME]);
+    let port = server.port();
+    let started = std::time::Instant::now();
+    let result: Result<(), Error<std::io::Error>> = run(async move {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+        let (mut rx, mut tx) = (vec![0u8; 16_640], vec![0u8; 16_640]);
+        let mut rng = OsRng;
+        let config = Config::new("device.example")
+            .credentials(USER, PASSWORD)
+            .timeout_ms(500);
+        let mut client = Client::new(
+            FromTokio::new(stream),
+            TokioClock::now(),
+            config,
+            &mut out,
+            &mut input,
+        )?
+        .tls(Tls {
+            mode: Mode::StartTls,
+            server_name: NAME,
+            verify: Verify::Ca(&ca.ca_der),
+            read_record: &mut rx,
+            write_record: &mut tx,
+            rng: &mut rng,
+        })?;
+        client.connect().await
+    });
+    assert!(matches!(result, Err(Error::Timeout(_))), "{result:?}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    drop(server);
+}
