@@ -149,3 +149,52 @@ mod oauth {
         assert!(!report.received_str().contains("AUTH"));
     }
 }
+
+/// A server without 8BITMIME takes an ASCII message: no `BODY=` is asked for.
+#[test]
+fn an_ascii_message_goes_to_a_server_without_8bitmime() {
+    let mut script = greeting_and_ehlo(&["PIPELINING"]);
+    script.extend([
+        Step::expect("MAIL FROM:<device@example.com>"),
+        Step::expect("RCPT TO:<ops@example.com>"),
+        Step::expect("DATA"),
+        Step::send("250 ok\r\n250 ok\r\n354 go\r\n"),
+        Step::ExpectData,
+        Step::reply("250 queued"),
+    ]);
+    script.extend(quit());
+    let server = ScriptedServer::start(script);
+    let port = server.port();
+    run(async move {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+        let mut client = Client::new(
+            FromTokio::new(stream),
+            TokioClock::now(),
+            Config::new("device.example"),
+            &mut out,
+            &mut input,
+        )
+        .unwrap();
+        client.connect().await.unwrap();
+        let mut codes = [0u16; 1];
+        let status = client
+            .send(
+                postline_embedded::Address::new("device@example.com").unwrap(),
+                &[postline_embedded::Address::new("ops@example.com").unwrap()],
+                b"Subject: plain\r\n\r\nascii only\r\n",
+                &mut codes,
+            )
+            .await
+            .unwrap();
+        assert!(status.delivered, "{status:?}");
+        client.quit().await.unwrap();
+    });
+    let report = server.finish();
+    report.assert_ok();
+    assert!(
+        !report.received_str().contains("BODY="),
+        "{}",
+        report.received_str()
+    );
+}
