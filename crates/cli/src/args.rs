@@ -73,14 +73,9 @@ pub struct QueueArgs {
     #[arg(long, value_name = "DIR", env = "POSTLINE_QUEUE_DIR", global = true)]
     pub queue_dir: Option<PathBuf>,
     /// The queue in PostgreSQL instead of a spool: postgres://USER@HOST[:PORT]/DB (the
-    /// password from PGPASSWORD) [default: the default account's queue_url].
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "POSTLINE_QUEUE_URL",
-        global = true,
-        conflicts_with = "queue_dir"
-    )]
+    /// password from PGPASSWORD); it wins over --queue-dir [default: the default account's
+    /// queue_url].
+    #[arg(long, value_name = "URL", env = "POSTLINE_QUEUE_URL", global = true)]
     pub queue_url: Option<String>,
     /// What to do.
     #[command(subcommand)]
@@ -478,13 +473,9 @@ pub struct SendArgs {
     #[arg(long, value_name = "DIR", env = "POSTLINE_QUEUE_DIR")]
     pub queue_dir: Option<PathBuf>,
     /// The queue in PostgreSQL for --queue instead of a spool: postgres://USER@HOST[:PORT]/DB
-    /// (the password from PGPASSWORD) [default: the account's queue_url].
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "POSTLINE_QUEUE_URL",
-        conflicts_with = "queue_dir"
-    )]
+    /// (the password from PGPASSWORD); it wins over --queue-dir [default: the account's
+    /// queue_url].
+    #[arg(long, value_name = "URL", env = "POSTLINE_QUEUE_URL")]
     pub queue_url: Option<String>,
     /// DKIM-sign the message with this PEM private key (RSA: rsa-sha256, Ed25519:
     /// ed25519-sha256); with --dkim-selector and --dkim-domain [default: the account's

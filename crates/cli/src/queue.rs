@@ -318,7 +318,16 @@ fn database_fail(url: &str, e: std::io::Error) -> Fail {
         ErrorKind::NotFound
         | ErrorKind::InvalidData
         | ErrorKind::InvalidInput
-        | ErrorKind::PermissionDenied => Fail::new(exit::CONFIG, format!("queue: {e}")),
+        | ErrorKind::PermissionDenied => {
+            let text = e.to_string();
+            if text.contains("postgres://") {
+                Fail::new(exit::CONFIG, format!("queue: {text}"))
+            } else {
+                // The server's refusal (authentication, a missing database, rights).
+                let shown = postline_queue::PgStore::shown(url);
+                Fail::new(exit::CONFIG, format!("queue: {shown}: {text}"))
+            }
+        }
         _ => Fail::new(
             exit::TEMPFAIL,
             format!(
@@ -984,6 +993,13 @@ fn summarize(r: &RunReport) {
         r.bounces,
         r.busy
     );
+    if r.lost > 0 {
+        errln!(
+            "postline: queue: {} message(s) went to another node before their results could be \
+             written (this node's lease ran out); that node sends them, in doubt",
+            r.lost
+        );
+    }
     if r.unrecorded > 0 {
         errln!(
             "postline: queue: {} message(s) have results that could not be written (is the disk \

@@ -104,6 +104,16 @@ impl Store for AnyStore {
     fn load_many(&self, ids: &[String]) -> Vec<Result<Entry, LoadError>> {
         each!(self, s => Store::load_many(s, ids))
     }
+    fn abandon(&self, lock: AnyLock) {
+        match (self, lock) {
+            #[cfg(feature = "postgres")]
+            (AnyStore::Postgres(s), AnyLock::Postgres(l)) => Store::abandon(s, l),
+            (_, l) => drop(l),
+        }
+    }
+    fn confirm(&self, id: &str) -> io::Result<()> {
+        each!(self, s => Store::confirm(s, id))
+    }
     fn message_location(&self, id: &str) -> String {
         each!(self, s => Store::message_location(s, id))
     }

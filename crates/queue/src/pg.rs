@@ -66,6 +66,8 @@ type Job = Box<dyn FnOnce(&mut Option<Client>, &postgres::Config) + Send>;
 pub struct Lease {
     store: PgStore,
     id: String,
+    /// Left to run out rather than given back: what was done under it is not recorded.
+    abandoned: bool,
 }
 
 impl std::fmt::Debug for Lease {
@@ -77,6 +79,11 @@ impl std::fmt::Debug for Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.store.held().remove(&self.id);
+        // Abandoned, or dropped by a panic (perhaps with the message on the wire): the lease
+        // is left to run out, so the node that takes the message next marks it in doubt.
+        if self.abandoned || std::thread::panicking() {
+            return;
+        }
         let (id, owner) = (self.id.clone(), self.store.inner.owner.clone());
         // Best effort: a lease not given back runs out by itself.
         let _ = self.store.call(move |c| {
@@ -91,45 +98,82 @@ impl Drop for Lease {
 }
 
 fn db_err(e: postgres::Error) -> io::Error {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        // Authentication, a database that does not exist, missing rights: the same next
+        // time, a configuration to fix (`PermissionDenied`); the rest may pass.
+        let kind = if code.starts_with("28") || code == "3D000" || code == "42501" {
+            io::ErrorKind::PermissionDenied
+        } else {
+            io::ErrorKind::Other
+        };
+        return io::Error::new(kind, format!("PostgreSQL: {} ({code})", db.message()));
+    }
+    let text = match std::error::Error::source(&e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    };
     let kind = if e.is_closed() {
         io::ErrorKind::BrokenPipe
+    } else if text.contains("TLS") {
+        // The server wants TLS, which postline does not speak to PostgreSQL.
+        io::ErrorKind::PermissionDenied
     } else {
         io::ErrorKind::Other
     };
-    io::Error::new(kind, format!("PostgreSQL: {e}"))
+    io::Error::new(kind, format!("PostgreSQL: {text}"))
 }
 
-/// The URL with its password replaced, fit for messages.
+/// The URL as messages show it: rebuilt from what was parsed (user, hosts, ports,
+/// database), so no password, wherever it was written, can appear.
 fn without_password(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split(':').next().unwrap_or("");
-                format!("{scheme}://{user}@{host}")
+    let Ok(config) = url.parse::<postgres::Config>() else {
+        return "postgres://(a URL that could not be read)".to_string();
+    };
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let host = match h {
+                postgres::config::Host::Tcp(name) => name.clone(),
+                postgres::config::Host::Unix(path) => path.display().to_string(),
+            };
+            match config.get_ports().get(i).or(config.get_ports().first()) {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
             }
-            None => url.to_string(),
-        },
-        None => "postgres://(connection string)".to_string(),
-    }
+        })
+        .collect();
+    format!(
+        "postgres://{}@{}/{}",
+        config.get_user().unwrap_or(""),
+        hosts.join(","),
+        config.get_dbname().unwrap_or("")
+    )
 }
 
-/// Whether the connection stays on this machine (a loopback address or a Unix socket), so
-/// it may go without TLS; anything else needs `sslmode=disable` said out loud.
-fn local_or_allowed(config: &postgres::Config, url: &str) -> bool {
-    if url.contains("sslmode=disable") {
+/// Whether the connection stays on this machine (every host a loopback address or a Unix
+/// socket, and so every `hostaddr`), so it may go without TLS; anything else needs
+/// `sslmode=disable` set in the URL's parameters.
+fn local_or_allowed(config: &postgres::Config) -> bool {
+    if config.get_ssl_mode() == postgres::config::SslMode::Disable {
         return true;
     }
-    config.get_hosts().iter().all(|h| match h {
-        postgres::config::Host::Unix(_) => true,
-        postgres::config::Host::Tcp(name) => {
-            name == "localhost"
-                || name
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        }
-    })
+    let hosts = config.get_hosts();
+    !hosts.is_empty()
+        && hosts.iter().all(|h| match h {
+            postgres::config::Host::Unix(_) => true,
+            postgres::config::Host::Tcp(name) => {
+                name == "localhost"
+                    || name
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+        })
+        && config.get_hostaddrs().iter().all(|a| a.is_loopback())
 }
 
 impl PgStore {
@@ -177,7 +221,7 @@ impl PgStore {
     /// (two nodes migrating at once do it once). Returns the version found before.
     pub fn migrate(url: &str) -> io::Result<i32> {
         let store = PgStore::open(url, DEFAULT_LEASE)?;
-        store.call(|c| {
+        let found = store.call(|c| {
             let mut tx = c.transaction()?;
             tx.batch_execute(
                 "SELECT pg_advisory_xact_lock(7402211); \
@@ -187,6 +231,10 @@ impl PgStore {
                 .query_opt("SELECT max(version) FROM postline_schema", &[])?
                 .and_then(|r| r.get::<_, Option<i32>>(0))
                 .unwrap_or(0);
+            if found > SCHEMA_VERSION {
+                // Nothing to do, and nothing this postline may touch.
+                return Ok(found);
+            }
             for (n, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
                 tx.batch_execute(sql)?;
                 tx.execute(
@@ -196,23 +244,38 @@ impl PgStore {
             }
             tx.commit()?;
             Ok(found)
-        })
+        })?;
+        if found > SCHEMA_VERSION {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} holds queue schema {found}, newer than this postline \
+                     ({SCHEMA_VERSION}): nothing was changed",
+                    store.inner.shown
+                ),
+            ));
+        }
+        Ok(found)
     }
 
     fn open(url: &str, lease: Duration) -> io::Result<PgStore> {
         let mut config: postgres::Config = url.parse().map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("not a PostgreSQL URL: {}: {e}", without_password(url)),
+                format!("not a PostgreSQL URL: {e}"),
             )
         })?;
+        // Bounded waits: a database that hangs must not outlast the leases.
+        config.connect_timeout(Duration::from_secs(10));
+        config.keepalives_idle(Duration::from_secs(30));
+        config.options("-c statement_timeout=30000");
         if config.get_password().is_none() {
             if let Some(password) = std::env::var_os("PGPASSWORD") {
                 config.password(password.as_encoded_bytes());
             }
         }
         let shown = without_password(url);
-        if !local_or_allowed(&config, url) {
+        if !local_or_allowed(&config) {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 format!(
@@ -259,6 +322,12 @@ impl PgStore {
     /// `url` as messages show it: without its password.
     pub fn shown(url: &str) -> String {
         without_password(url)
+    }
+
+    /// Whether `url` carries a password (in its user part or its parameters).
+    pub fn has_password(url: &str) -> bool {
+        url.parse::<postgres::Config>()
+            .is_ok_and(|c| c.get_password().is_some())
     }
 
     /// This node's name in the leases it takes (host, process, a random part).
@@ -316,37 +385,6 @@ impl PgStore {
             .map_err(|_| io::Error::other("the PostgreSQL connection thread is gone"))?
     }
 
-    /// This node took `id` over from `previous`, whose lease ran out without being given
-    /// back: that node died or stalled while it held the message, perhaps after sending it.
-    /// Its pending recipients are marked in doubt (the next delivery may be a duplicate, and
-    /// the in-doubt policy applies), and the takeover is recorded in `postline_takeovers`.
-    fn taken_over(&self, id: &str, previous: &str) -> io::Result<()> {
-        let mut entry = match self.load(id) {
-            Ok(e) => e,
-            // Unreadable or corrupt: the runner deals with it as with any other.
-            Err(_) => return Ok(()),
-        };
-        let why = format!(
-            "taken over from {previous}, whose lease ran out while it held the message (it may \
-             have sent it)"
-        );
-        for r in &mut entry.recipients {
-            if let RecipientStatus::Pending { in_doubt, .. } = &mut r.status {
-                *in_doubt = true;
-            }
-        }
-        entry.last_error = Some(why);
-        self.save_unsynced(&entry)?;
-        let (key, previous) = (id.to_string(), previous.to_string());
-        self.call(move |c| {
-            c.execute(
-                "INSERT INTO postline_takeovers (id, previous_owner) VALUES ($1, $2)",
-                &[&key, &previous],
-            )
-            .map(|_| ())
-        })
-    }
-
     /// A message's id as the row key, refusing what is not a queue id.
     fn checked(id: &str) -> io::Result<String> {
         if valid_id(id) {
@@ -363,6 +401,28 @@ impl PgStore {
     fn lease_lost(id: &str) -> io::Error {
         io::Error::other(LeaseLost(id.to_string()))
     }
+}
+
+/// A taken-over entry with its pending recipients marked in doubt (the node whose lease ran
+/// out may have sent them) and why: its JSON, schedule and whether anything is pending.
+/// `None` when it cannot be read: the runner deals with it as with any corrupt entry.
+fn in_doubt(json: &str, previous: &str) -> Option<(String, i64, bool)> {
+    let mut entry: Entry = serde_json::from_str(json).ok()?;
+    for r in &mut entry.recipients {
+        if let RecipientStatus::Pending { in_doubt, .. } = &mut r.status {
+            *in_doubt = true;
+        }
+    }
+    entry.last_error = Some(format!(
+        "taken over from {previous}, whose lease ran out while it held the message (it may \
+         have sent it)"
+    ));
+    let pending = entry.pending().next().is_some();
+    Some((
+        serde_json::to_string(&entry).ok()?,
+        entry.next_attempt as i64,
+        pending,
+    ))
 }
 
 /// An entry read from its row, checked against its message's length.
@@ -406,7 +466,14 @@ fn serve(
     loop {
         let wait = next_renewal.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
-            Ok(job) => job(&mut client, config),
+            Ok(job) => {
+                // A job that panics costs its caller an answer (it sees the channel close),
+                // never the thread: the node goes on with a fresh connection.
+                let run = std::panic::AssertUnwindSafe(|| job(&mut client, config));
+                if std::panic::catch_unwind(run).is_err() {
+                    client = None;
+                }
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
@@ -540,31 +607,72 @@ impl Store for PgStore {
     fn try_lock(&self, id: &str) -> io::Result<Option<Lease>> {
         let key = PgStore::checked(id)?;
         let (owner, secs) = (self.inner.owner.clone(), self.inner.lease.as_secs_f64());
+        // The lease, and for a takeover the in-doubt marking and its record, in one
+        // transaction: if any part fails nothing is changed, the dead node stays the owner,
+        // and the next taker does it all again.
         let got = self.call(move |c| {
-            c.query_opt(
-                "WITH old AS (SELECT id, lease_owner FROM postline_entries WHERE id = $1 \
-                              AND (lease_until IS NULL OR lease_until < now()) \
-                              FOR UPDATE SKIP LOCKED) \
-                 UPDATE postline_entries e \
+            let mut tx = c.transaction()?;
+            let Some(row) = tx.query_opt(
+                "SELECT lease_owner, entry::text FROM postline_entries WHERE id = $1 \
+                 AND (lease_until IS NULL OR lease_until < now()) FOR UPDATE SKIP LOCKED",
+                &[&key],
+            )?
+            else {
+                return Ok(false);
+            };
+            let previous: Option<String> = row.get(0);
+            tx.execute(
+                "UPDATE postline_entries \
                  SET lease_owner = $2, lease_until = now() + make_interval(secs => $3) \
-                 FROM old WHERE e.id = old.id \
-                 RETURNING old.lease_owner",
+                 WHERE id = $1",
                 &[&key, &owner, &secs],
-            )
-            .map(|r| r.map(|r| r.get::<_, Option<String>>(0)))
+            )?;
+            if let Some(previous) = previous {
+                if let Some((json, next, pending)) = in_doubt(&row.get::<_, String>(1), &previous) {
+                    tx.execute(
+                        "UPDATE postline_entries SET entry = $2::text::jsonb, \
+                         next_attempt = $3, pending = $4 WHERE id = $1",
+                        &[&key, &json, &next, &pending],
+                    )?;
+                }
+                tx.execute(
+                    "INSERT INTO postline_takeovers (id, previous_owner) VALUES ($1, $2)",
+                    &[&key, &previous],
+                )?;
+            }
+            tx.commit()?;
+            Ok(true)
         })?;
-        let Some(previous) = got else {
+        if !got {
             return Ok(None);
-        };
+        }
         self.held().insert(id.to_string());
-        let lease = Lease {
+        Ok(Some(Lease {
             store: self.clone(),
             id: id.to_string(),
-        };
-        if let Some(previous) = previous {
-            self.taken_over(id, &previous)?;
+            abandoned: false,
+        }))
+    }
+
+    fn abandon(&self, mut lock: Lease) {
+        lock.abandoned = true;
+    }
+
+    fn confirm(&self, id: &str) -> io::Result<()> {
+        let key = PgStore::checked(id)?;
+        let owner = self.inner.owner.clone();
+        let ours = self.call(move |c| {
+            c.query_opt(
+                "SELECT 1 FROM postline_entries WHERE id = $1 AND lease_owner = $2",
+                &[&key, &owner],
+            )
+            .map(|r| r.is_some())
+        })?;
+        if ours {
+            Ok(())
+        } else {
+            Err(PgStore::lease_lost(id))
         }
-        Ok(Some(lease))
     }
 
     fn enqueue_entry(&self, mut entry: Entry, message: &[u8]) -> io::Result<String> {
@@ -667,13 +775,23 @@ impl Store for PgStore {
             tx.commit()?;
             Ok(n)
         })?;
-        match n {
-            1 => Ok(()),
-            _ if !self.contains(id) => Err(io::Error::new(
+        if n == 1 {
+            return Ok(());
+        }
+        // Nothing deleted: gone already, or another node's now (an error to ask that is an
+        // error, never taken for "gone").
+        let key = PgStore::checked(id)?;
+        let exists = self.call(move |c| {
+            c.query_opt("SELECT 1 FROM postline_entries WHERE id = $1", &[&key])
+                .map(|r| r.is_some())
+        })?;
+        if exists {
+            Err(PgStore::lease_lost(id))
+        } else {
+            Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("no message {id}"),
-            )),
-            _ => Err(PgStore::lease_lost(id)),
+            ))
         }
     }
 

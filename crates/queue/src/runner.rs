@@ -309,9 +309,23 @@ impl<D: Deliver, S: Store> Runner<D, S> {
                 }
             };
             // Reload under the lock: another runner may have sent it meanwhile.
-            let Some(entry) = self.load(id, report) else {
+            let Some(mut entry) = self.load(id, report) else {
                 continue;
             };
+            // Recipients in doubt (a node that held the message died, or an earlier policy
+            // retried): under the hold policy they are held, never sent again unasked.
+            if self.policy.in_doubt == InDoubt::Hold && hold_in_doubt(&mut entry, t) {
+                if let Err(e) = self.spool.save(&entry) {
+                    report
+                        .problems
+                        .push(format!("{id}: cannot hold its recipients in doubt: {e}"));
+                    continue;
+                }
+            }
+            if entry.pending().next().is_none() && !entry.is_finished() {
+                report.deferred += 1; // all held: nothing to send until released
+                continue;
+            }
             if !force && entry.next_attempt > t {
                 report.deferred += 1;
                 continue;
@@ -513,6 +527,16 @@ impl<D: Deliver, S: Store> Runner<D, S> {
             .filter(|e| e.pending().next().is_some())
             .map(|e| e.next_attempt)
             .min()
+    }
+}
+
+impl<D, S: Store> Drop for Runner<D, S> {
+    /// Results known and never written: their messages are let go so that whoever takes
+    /// them next knows they may have been sent (a lease is left to run out).
+    fn drop(&mut self) {
+        for held in self.unrecorded.drain(..) {
+            self.spool.abandon(held._lock);
+        }
     }
 }
 
@@ -763,6 +787,25 @@ fn apply(entry: &mut Entry, deliveries: &[Delivery], policy: &Policy, t: u64, co
     true
 }
 
+/// Turns pending recipients marked in doubt into held ones; whether any was.
+fn hold_in_doubt(entry: &mut Entry, t: u64) -> bool {
+    let mut any = false;
+    for r in entry.recipients.iter_mut() {
+        if let RecipientStatus::Pending {
+            in_doubt: true,
+            last_error,
+        } = &r.status
+        {
+            let reason = last_error
+                .clone()
+                .unwrap_or_else(|| "an earlier delivery may have reached the server".into());
+            r.status = RecipientStatus::Held { at: t, reason };
+            any = true;
+        }
+    }
+    any
+}
+
 /// Past its lifetime, what is still pending fails.
 fn expire(entry: &mut Entry, policy: &Policy, t: u64) {
     if t.saturating_sub(entry.created) < policy.max_lifetime.as_secs() {
@@ -854,6 +897,8 @@ fn finish<S: Store>(
     now: SystemTime,
     report: &mut RunReport,
 ) -> std::io::Result<Ending> {
+    // Still this runner's to end: a bounce cannot be taken back.
+    spool.confirm(&entry.id)?;
     let any_failed = entry.failed().next().is_some();
     if any_failed {
         // A sender who gave NOTIFY without FAILURE (NEVER, or SUCCESS/DELAY only) asked

@@ -82,6 +82,19 @@ pub trait Store: Send + Sync {
         ids.iter().map(|id| self.load(id)).collect()
     }
 
+    /// Lets go of a message whose results could not be recorded: a lock that can be left to
+    /// run out (a lease) is, so whoever takes the message next knows it may have been sent.
+    fn abandon(&self, lock: Self::Lock) {
+        drop(lock);
+    }
+
+    /// Whether this runner still holds `id` (its lease has not run out and gone to another
+    /// node): checked before an ending that cannot be fenced (a bounce) is written.
+    fn confirm(&self, id: &str) -> io::Result<()> {
+        let _ = id;
+        Ok(())
+    }
+
     /// Where a message's bytes are, for people: a file, a row.
     fn message_location(&self, id: &str) -> String {
         format!("{} (message {id})", self.describe())
