@@ -53,9 +53,11 @@ fn the_schema_is_made_once_and_checked_on_connect() {
     assert_eq!(PgStore::migrate(&db.url()).unwrap(), 0);
     assert_eq!(PgStore::migrate(&db.url()).unwrap(), 1);
     PgStore::connect(&db.url()).unwrap();
-    // A newer schema than this postline knows is refused, not used.
+    // A newer schema than this postline knows is refused, not used, and not "migrated".
     db.psql("INSERT INTO postline_schema (version) VALUES (99)");
     let err = PgStore::connect(&db.url()).err().expect("newer schema");
+    assert!(err.to_string().contains("newer"), "{err}");
+    let err = PgStore::migrate(&db.url()).err().expect("no downgrade");
     assert!(err.to_string().contains("newer"), "{err}");
 }
 
@@ -72,6 +74,65 @@ fn a_remote_server_without_tls_is_refused_unless_allowed() {
         .err()
         .unwrap();
     assert!(!err.to_string().contains("secret"), "{err}");
+}
+
+/// No password reaches a message, wherever the URL carries it, and the clear-text policy
+/// reads the parsed URL: a `sslmode=disable` in a password or a database name, a `hostaddr`
+/// behind `localhost`, or no host at all does not pass.
+#[test]
+fn passwords_stay_hidden_and_the_tls_policy_cannot_be_talked_around() {
+    for url in [
+        "postgres://u@127.0.0.1:1/q?password=hunter2",
+        "postgres://u:hunter2@127.0.0.1:1/q",
+    ] {
+        let err = PgStore::connect(url).err().unwrap().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(PgStore::has_password(url));
+        assert!(!PgStore::shown(url).contains("hunter2"));
+    }
+    for url in [
+        "postgres://u:sslmode=disable@192.0.2.1/q",
+        "postgres://u@192.0.2.1/sslmode=disable",
+        "postgres://u@localhost/q?hostaddr=192.0.2.1",
+        "postgres://u@db.example.net/q",
+    ] {
+        let err = PgStore::connect(url).err().unwrap();
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::PermissionDenied,
+            "{url}: {err}"
+        );
+        assert!(err.to_string().contains("sslmode=disable"), "{err}");
+    }
+}
+
+/// Under the hold policy, a message taken over from a node whose lease ran out is not sent
+/// again: its recipients are held (in doubt) for someone to release.
+#[test]
+fn a_takeover_under_the_hold_policy_sends_nothing() {
+    let db = Postgres::start();
+    let a = migrated(&db);
+    let id = a
+        .enqueue_entry(entry(&["a@x.example"], b"m\r\n"), b"m\r\n")
+        .unwrap();
+    let lease = a.try_lock(&id).unwrap().expect("free");
+    std::mem::forget(lease);
+    db.psql("UPDATE postline_entries SET lease_until = now() - interval '1 second'");
+    let b = PgStore::connect(&db.url()).unwrap();
+    let server = Aiosmtpd::start();
+    let policy = Policy {
+        in_doubt: postline_queue::InDoubt::Hold,
+        ..quiet_policy()
+    };
+    let mut runner = Runner::new(b.clone(), policy, Smtp::new(relay_to(server.port())));
+    let report = runner.pass(SystemTime::now(), true, &|| false, &mut |_, _| {});
+    assert_eq!(report.attempted, 0, "{report:?}");
+    assert!(server.messages().is_empty());
+    let e = b.load(&id).unwrap();
+    assert!(
+        matches!(e.recipients[0].status, RecipientStatus::Held { .. }),
+        "{e:?}"
+    );
 }
 
 #[test]
