@@ -62,6 +62,15 @@ struct Inner {
 
 type Job = Box<dyn FnOnce(&mut Option<Client>, &postgres::Config) + Send>;
 
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("database", &self.inner.shown)
+            .field("owner", &self.inner.owner)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A message leased by this node; the lease is given back when it drops.
 pub struct Lease {
     store: PgStore,

@@ -55,9 +55,9 @@ fn the_schema_is_made_once_and_checked_on_connect() {
     PgStore::connect(&db.url()).unwrap();
     // A newer schema than this postline knows is refused, not used, and not "migrated".
     db.psql("INSERT INTO postline_schema (version) VALUES (99)");
-    let err = PgStore::connect(&db.url()).err().expect("newer schema");
+    let err = PgStore::connect(&db.url()).expect_err("newer schema");
     assert!(err.to_string().contains("newer"), "{err}");
-    let err = PgStore::migrate(&db.url()).err().expect("no downgrade");
+    let err = PgStore::migrate(&db.url()).expect_err("no downgrade");
     assert!(err.to_string().contains("newer"), "{err}");
 }
 
