@@ -48,7 +48,7 @@ fn quiet_policy() -> Policy {
 #[test]
 fn the_schema_is_made_once_and_checked_on_connect() {
     let db = Postgres::start();
-    let err = PgStore::connect(&db.url()).err().expect("no schema yet");
+    let err = PgStore::connect(&db.url()).expect_err("no schema yet");
     assert!(err.to_string().contains("postline queue migrate"), "{err}");
     assert_eq!(PgStore::migrate(&db.url()).unwrap(), 0);
     assert_eq!(PgStore::migrate(&db.url()).unwrap(), 1);
