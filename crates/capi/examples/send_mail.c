@@ -33,9 +33,10 @@ static int32_t do_connect(void *ctx) {
     if (inet_pton(AF_INET, c->host, &sa.sin_addr) != 1) return -2;
     c->fd = socket(AF_INET, SOCK_STREAM, 0);
     if (c->fd < 0) return -2;
-    /* A short receive timeout: the driver checks its own deadlines between reads. */
+    /* Short receive and send timeouts: the driver checks its own deadlines between calls. */
     struct timeval tv = {0, 200 * 1000};
     setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0) return -2;
     return 0;
 }
@@ -43,7 +44,9 @@ static int32_t do_connect(void *ctx) {
 static int32_t do_send(void *ctx, const uint8_t *data, size_t len) {
     struct conn *c = ctx;
     ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
-    return n > 0 ? (int32_t)n : -2;
+    if (n > 0) return (int32_t)n;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return POSTLINE_IO_AGAIN;
+    return -2;
 }
 
 static int32_t do_recv(void *ctx, uint8_t *buf, size_t len) {

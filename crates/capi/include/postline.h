@@ -23,14 +23,36 @@
 
 /**
  * Most recipients of one mail.
+ * (MAIL, every RCPT and DATA go out together and must fit [`POSTLINE_OUT_BUFFER`]: 16
+ * recipients of about 20 characters; longer addresses, fewer recipients, else
+ * `POSTLINE_RESULT_ERR_ARGUMENT` before anything is sent.)
  */
 #define POSTLINE_MAX_RECIPIENTS 16
 
 /**
  * [`postline_io::recv`]'s answer for "nothing yet": the socket's own timeout passed; the
  * driver checks its deadline and calls again.
+ *
+ * Not -1, which is what most C code returns for any error (and `recv` itself returns):
+ * that must end the mail at once, not be waited out.
  */
-#define POSTLINE_IO_AGAIN -1
+#define POSTLINE_IO_AGAIN -11
+
+/**
+ * Mail priority (`X-Priority` and `Importance`): highest. Numbers, not a C enum, so any
+ * value a caller passes is defined (what is not high or low is normal).
+ */
+#define POSTLINE_PRIORITY_HIGH 1
+
+/**
+ * Normal priority.
+ */
+#define POSTLINE_PRIORITY_NORMAL 3
+
+/**
+ * Lowest priority.
+ */
+#define POSTLINE_PRIORITY_LOW 5
 
 /**
  * How a mail went.
@@ -88,24 +110,6 @@ typedef enum postline_result {
 } postline_result;
 
 /**
- * Mail priority (`X-Priority` and `Importance`).
- */
-typedef enum postline_priority {
-  /**
-   * Highest.
-   */
-  POSTLINE_PRIORITY_HIGH = 1,
-  /**
-   * Normal.
-   */
-  POSTLINE_PRIORITY_NORMAL = 3,
-  /**
-   * Lowest.
-   */
-  POSTLINE_PRIORITY_LOW = 5,
-} postline_priority;
-
-/**
  * The client's settings. The strings must stay valid for the client's life.
  */
 typedef struct postline_config {
@@ -144,7 +148,10 @@ typedef struct postline_io {
    */
   int32_t (*connect)(void *ctx);
   /**
-   * Writes up to `len` bytes: how many were written (at least 1), or a negative error.
+   * Writes up to `len` bytes: how many were written (at least 1), [`POSTLINE_IO_AGAIN`]
+   * when the socket's send timeout passed with nothing written, or another negative
+   * error. Give the socket a send timeout too: a server that stops reading is then
+   * bounded by the driver's deadlines.
    */
   int32_t (*send)(void *ctx, const uint8_t *data, size_t len);
   /**
@@ -159,7 +166,9 @@ typedef struct postline_io {
    */
   void (*close)(void *ctx);
   /**
-   * Milliseconds from any fixed point, never going back.
+   * Milliseconds from any fixed point, never going back and never wrapping: a 32-bit tick
+   * counter must be extended to 64 bits (count its wraps), or a deadline set just before
+   * it wraps is never reached.
    */
   uint64_t (*now_ms)(void *ctx);
   /**
@@ -236,7 +245,11 @@ void postline_client_delete(struct postline_client *client);
  * Connects, says EHLO, authenticates when a user is set, sends a composed mail (From, To,
  * Subject, Date, Message-ID, the priority, the body), says QUIT and closes. `codes`, when not
  * NULL, gets each recipient's RCPT reply code (`to_count` of them). Returns the result, also
- * written to `status` when not NULL.
+ * written to `status` when not NULL. `priority` is one of `POSTLINE_PRIORITY_*`; any other
+ * number is normal.
+ *
+ * One call at a time per client: not from two threads at once, nor from inside one of its
+ * callbacks (the client's buffers are in use). Separate clients share nothing.
  *
  * # Safety
  * `client` came from [`postline_client_create`]; `from`, `subject` and each of the
@@ -248,7 +261,7 @@ enum postline_result postline_send_mail(struct postline_client *client,
                                         const char *from,
                                         const char *const *to,
                                         size_t to_count,
-                                        enum postline_priority priority,
+                                        uint32_t priority,
                                         const char *subject,
                                         const uint8_t *body,
                                         size_t body_len,

@@ -32,10 +32,16 @@ pub const POSTLINE_OUT_BUFFER: usize = 512;
 /// Bytes for the server's replies until one is complete (an RFC 5321 reply line fits).
 pub const POSTLINE_IN_BUFFER: usize = 512;
 /// Most recipients of one mail.
+/// (MAIL, every RCPT and DATA go out together and must fit [`POSTLINE_OUT_BUFFER`]: 16
+/// recipients of about 20 characters; longer addresses, fewer recipients, else
+/// `POSTLINE_RESULT_ERR_ARGUMENT` before anything is sent.)
 pub const POSTLINE_MAX_RECIPIENTS: usize = 16;
 /// [`postline_io::recv`]'s answer for "nothing yet": the socket's own timeout passed; the
 /// driver checks its deadline and calls again.
-pub const POSTLINE_IO_AGAIN: i32 = -1;
+///
+/// Not -1, which is what most C code returns for any error (and `recv` itself returns):
+/// that must end the mail at once, not be waited out.
+pub const POSTLINE_IO_AGAIN: i32 = -11;
 
 /// The callbacks to your TCP/IP stack. Each gets `ctx` first.
 #[repr(C)]
@@ -45,7 +51,10 @@ pub struct postline_io {
     pub ctx: *mut c_void,
     /// Opens the TCP connection to the server: 0 on success.
     pub connect: Option<unsafe extern "C" fn(ctx: *mut c_void) -> i32>,
-    /// Writes up to `len` bytes: how many were written (at least 1), or a negative error.
+    /// Writes up to `len` bytes: how many were written (at least 1), [`POSTLINE_IO_AGAIN`]
+    /// when the socket's send timeout passed with nothing written, or another negative
+    /// error. Give the socket a send timeout too: a server that stops reading is then
+    /// bounded by the driver's deadlines.
     pub send: Option<unsafe extern "C" fn(ctx: *mut c_void, data: *const u8, len: usize) -> i32>,
     /// Reads up to `len` bytes into `buf`: how many (at least 1), 0 when the server closed,
     /// [`POSTLINE_IO_AGAIN`] when the socket's receive timeout passed with nothing, or
@@ -54,7 +63,9 @@ pub struct postline_io {
     pub recv: Option<unsafe extern "C" fn(ctx: *mut c_void, buf: *mut u8, len: usize) -> i32>,
     /// Closes the connection.
     pub close: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
-    /// Milliseconds from any fixed point, never going back.
+    /// Milliseconds from any fixed point, never going back and never wrapping: a 32-bit tick
+    /// counter must be extended to 64 bits (count its wraps), or a deadline set just before
+    /// it wraps is never reached.
     pub now_ms: Option<unsafe extern "C" fn(ctx: *mut c_void) -> u64>,
     /// Seconds since 1970 for the `Date:` header, or a negative number when unknown.
     pub unix_time: Option<unsafe extern "C" fn(ctx: *mut c_void) -> i64>,
@@ -119,17 +130,13 @@ pub struct postline_status {
     pub text: [c_char; 65],
 }
 
-/// Mail priority (`X-Priority` and `Importance`).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum postline_priority {
-    /// Highest.
-    High = 1,
-    /// Normal.
-    Normal = 3,
-    /// Lowest.
-    Low = 5,
-}
+/// Mail priority (`X-Priority` and `Importance`): highest. Numbers, not a C enum, so any
+/// value a caller passes is defined (what is not high or low is normal).
+pub const POSTLINE_PRIORITY_HIGH: u32 = 1;
+/// Normal priority.
+pub const POSTLINE_PRIORITY_NORMAL: u32 = 3;
+/// Lowest priority.
+pub const POSTLINE_PRIORITY_LOW: u32 = 5;
 
 /// The client in your memory: settings, callbacks and the two buffers. The session itself
 /// lives on the stack during [`postline_send_mail`] (it is rebuilt for each mail).
@@ -205,7 +212,11 @@ pub unsafe extern "C" fn postline_client_delete(client: *mut postline_client) {
 /// Connects, says EHLO, authenticates when a user is set, sends a composed mail (From, To,
 /// Subject, Date, Message-ID, the priority, the body), says QUIT and closes. `codes`, when not
 /// NULL, gets each recipient's RCPT reply code (`to_count` of them). Returns the result, also
-/// written to `status` when not NULL.
+/// written to `status` when not NULL. `priority` is one of `POSTLINE_PRIORITY_*`; any other
+/// number is normal.
+///
+/// One call at a time per client: not from two threads at once, nor from inside one of its
+/// callbacks (the client's buffers are in use). Separate clients share nothing.
 ///
 /// # Safety
 /// `client` came from [`postline_client_create`]; `from`, `subject` and each of the
@@ -219,7 +230,7 @@ pub unsafe extern "C" fn postline_send_mail(
     from: *const c_char,
     to: *const *const c_char,
     to_count: usize,
-    priority: postline_priority,
+    priority: u32,
     subject: *const c_char,
     body: *const u8,
     body_len: usize,
@@ -260,7 +271,7 @@ unsafe fn send_mail(
     from: *const c_char,
     to: *const *const c_char,
     to_count: usize,
-    priority: postline_priority,
+    priority: u32,
     subject: *const c_char,
     body: *const u8,
     body_len: usize,
@@ -285,11 +296,18 @@ unsafe fn send_mail(
         return R::ErrArgument;
     };
     let mut list = [from; POSTLINE_MAX_RECIPIENTS];
+    // MAIL, every RCPT and DATA go out together: they must fit the output buffer (with room
+    // for the parameters), or the mail is refused here, before anything is sent.
+    let mut needed = 40 + from.as_str().len();
     for (i, slot) in list.iter_mut().take(to_count).enumerate() {
         let Some(a) = unsafe { text(*to.add(i)) }.and_then(|s| Address::new(s).ok()) else {
             return R::ErrArgument;
         };
+        needed += 12 + a.as_str().len();
         *slot = a;
+    }
+    if needed > POSTLINE_OUT_BUFFER {
+        return R::ErrArgument;
     }
     let body = if body_len == 0 {
         &[][..]
@@ -321,10 +339,11 @@ unsafe fn send_mail(
         from,
         to: &list[..to_count],
         subject,
+        // Any integer may arrive from C: what is not High or Low is Normal.
         priority: match priority {
-            postline_priority::High => Priority::High,
-            postline_priority::Low => Priority::Low,
-            postline_priority::Normal => Priority::Normal,
+            POSTLINE_PRIORITY_HIGH => Priority::High,
+            POSTLINE_PRIORITY_LOW => Priority::Low,
+            _ => Priority::Normal,
         },
         body,
     };

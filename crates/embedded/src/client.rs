@@ -63,10 +63,11 @@ impl<'a> Config<'a> {
         self
     }
 
-    /// Caps every wait (greeting, each reply, each write) at `ms`; without a cap the RFC 5321
-    /// timers apply (5 minutes for a command, 10 for the end of data).
+    /// Caps every wait (greeting, each reply, each write) at `ms`; without a cap (or with 0,
+    /// as in the C API) the RFC 5321 timers apply (5 minutes for a command, 10 for the end of
+    /// data).
     pub fn timeout_ms(mut self, ms: u64) -> Self {
-        self.timeout_ms = Some(ms);
+        self.timeout_ms = (ms > 0).then_some(ms);
         self
     }
 
@@ -336,6 +337,11 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
         codes: &mut [u16],
     ) -> Result<Option<Status>, Error<S::Error>> {
         codes.iter_mut().for_each(|c| *c = 0);
+        // A message refused at MAIL still has RCPT and DATA replies due (they were
+        // pipelined): take them before the next message starts, each by its deadline.
+        while !self.session.can_start_transaction() && self.session.replies_due() > 0 {
+            self.step().await?;
+        }
         // TLS was asked for and is not in place (connect failed, or was not called): no
         // message goes in clear text.
         #[cfg(feature = "tls")]

@@ -198,3 +198,63 @@ fn an_ascii_message_goes_to_a_server_without_8bitmime() {
         report.received_str()
     );
 }
+
+/// A sender refused under pipelining (550 to MAIL, then 503 and 554 to the RCPT and DATA
+/// sent with it, as Postfix answers): the refusal is a status, and the next message on the
+/// same connection goes through.
+#[test]
+fn a_refused_sender_then_the_next_message() {
+    let mut script = greeting_and_ehlo(&["PIPELINING"]);
+    script.extend([
+        Step::expect("MAIL FROM:<bad@example.com>"),
+        Step::expect("RCPT TO:"),
+        Step::expect("DATA"),
+        Step::send("550 5.7.1 no\r\n503 5.5.1 need MAIL\r\n554 5.5.1 no valid recipients\r\n"),
+        Step::expect("MAIL FROM:<device@example.com>"),
+        Step::expect("RCPT TO:"),
+        Step::expect("DATA"),
+        Step::send("250 ok\r\n250 ok\r\n354 go\r\n"),
+        Step::ExpectData,
+        Step::reply("250 queued"),
+    ]);
+    script.extend(quit());
+    let server = ScriptedServer::start(script);
+    let port = server.port();
+    run(async move {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+        let mut client = Client::new(
+            FromTokio::new(stream),
+            TokioClock::now(),
+            Config::new("device.example").timeout_ms(5_000),
+            &mut out,
+            &mut input,
+        )
+        .unwrap();
+        client.connect().await.unwrap();
+        let to = [postline_embedded::Address::new("ops@example.com").unwrap()];
+        let mut codes = [0u16; 1];
+        let refused = client
+            .send(
+                postline_embedded::Address::new("bad@example.com").unwrap(),
+                &to,
+                b"Subject: one\r\n\r\nx\r\n",
+                &mut codes,
+            )
+            .await
+            .unwrap();
+        assert!(!refused.delivered, "{refused:?}");
+        let status = client
+            .send(
+                postline_embedded::Address::new("device@example.com").unwrap(),
+                &to,
+                b"Subject: two\r\n\r\ny\r\n",
+                &mut codes,
+            )
+            .await
+            .unwrap();
+        assert!(status.delivered, "{status:?}");
+        client.quit().await.unwrap();
+    });
+    server.finish().assert_ok();
+}
