@@ -2,7 +2,9 @@
 //! P-256), against aiosmtpd over loopback TCP with a P-256 certificate from a throwaway CA:
 //! AUTH over TLS without the clear-text allowance, a recipient refused, the server seeing
 //! TLS; a certificate from another CA refused before anything is sent; a server without
-//! STARTTLS refused when TLS is required; text injected after the 220 discarded (RFC 3207 5).
+//! STARTTLS, or one refusing it, refused when TLS is required; text injected after the 220
+//! discarded (RFC 3207 5), also through a whole handshake with an in-process rustls peer; no
+//! verification only when named.
 //! `scripts/test` runs it with `--features tls`.
 #![cfg(feature = "tls")]
 
@@ -309,4 +311,179 @@ fn a_handshake_that_never_finishes_times_out() {
         "{took:?}"
     );
     drop(server);
+}
+
+/// A server whose 454 refuses STARTTLS: TLS was required, so the session ends there, with no
+/// credentials sent in clear text.
+#[test]
+fn a_refused_starttls_sends_no_credentials() {
+    let mut script = greeting_and_ehlo(&["STARTTLS", "AUTH PLAIN"]);
+    script.extend([
+        Step::expect("STARTTLS"),
+        Step::reply("454 4.7.0 TLS not available"),
+        Step::Sleep(Duration::from_millis(300)),
+    ]);
+    let server = ScriptedServer::start(script);
+    let ca = TestCa::with_server_names(&[NAME]);
+    match session(server.port(), Mode::StartTls, &ca.ca_der) {
+        Err(Error::TlsUnavailable) => {}
+        other => panic!("{other:?}"),
+    }
+    let got = server.finish().received_str();
+    assert!(!got.contains("AUTH"), "{got}");
+}
+
+/// Without verification, asked for by name, a certificate from a CA the client does not know
+/// is taken: the mail goes through over TLS.
+#[test]
+fn no_verification_only_when_named() {
+    let other = TestCa::with_server_names(&[NAME]);
+    let server = Aiosmtpd::builder()
+        .implicit_tls_with(&other)
+        .auth(USER, PASSWORD)
+        .start();
+    let delivered = run(async {
+        let stream = TcpStream::connect(("127.0.0.1", server.port()))
+            .await
+            .unwrap();
+        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+        let (mut rx, mut tx) = (vec![0u8; 16_640], vec![0u8; 2048]);
+        let mut rng = OsRng;
+        let config = Config::new("device.example")
+            .credentials(USER, PASSWORD)
+            .timeout_ms(10_000);
+        let mut client = Client::new(
+            FromTokio::new(stream),
+            TokioClock::now(),
+            config,
+            &mut out,
+            &mut input,
+        )
+        .unwrap()
+        .tls(Tls {
+            mode: Mode::Implicit,
+            server_name: NAME,
+            verify: Verify::InsecureNoVerification,
+            read_record: &mut rx,
+            write_record: &mut tx,
+            rng: &mut rng,
+        })
+        .unwrap();
+        client.connect().await.unwrap();
+        let mut codes = [0u16; 1];
+        let status = client
+            .send(
+                addr("device@example.com"),
+                &[addr("ops@example.com")],
+                b"Subject: unverified\r\n\r\nhi\r\n",
+                &mut codes,
+            )
+            .await
+            .unwrap();
+        client.quit().await.unwrap();
+        status.delivered
+    });
+    assert!(delivered);
+    let got = server.wait_for_messages(1, Duration::from_secs(10));
+    assert!(got[0].tls);
+}
+
+/// Reads one line (to LF) byte by byte, so nothing past it is taken off the socket.
+fn line(s: &mut impl std::io::Read) -> String {
+    let mut l = Vec::new();
+    let mut b = [0u8; 1];
+    while s.read(&mut b).unwrap() == 1 {
+        l.push(b[0]);
+        if b[0] == b'\n' {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&l).into_owned()
+}
+
+/// RFC 3207 5, through a whole handshake: an in-process TLS 1.3 peer (rustls) sends
+/// `220 go ahead` and `250 injected` in one write, then completes the handshake and answers
+/// the new EHLO with AUTH. The client must take that answer, not the injected line, for its
+/// EHLO under TLS: it then authenticates and says QUIT. (A driver that kept the injected line
+/// would read it as the EHLO reply, see no AUTH, and be one reply behind from there.)
+#[test]
+fn text_injected_after_the_220_is_never_read_as_a_reply_after_the_handshake() {
+    use std::io::Write as _;
+    use std::sync::Arc;
+
+    let ca = TestCa::with_server_names(&[NAME]);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server_config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![ca.server_cert_der.clone().into()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(ca.server_key_der.clone().into()),
+        )
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let peer = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut seen = Vec::new();
+        s.write_all(b"220 peer.test ESMTP\r\n").unwrap();
+        seen.push(line(&mut s));
+        s.write_all(b"250-peer.test\r\n250 STARTTLS\r\n").unwrap();
+        seen.push(line(&mut s));
+        s.write_all(b"220 go ahead\r\n250 injected\r\n").unwrap();
+        let conn = rustls::ServerConnection::new(Arc::new(server_config)).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, s);
+        seen.push(line(&mut tls));
+        tls.write_all(b"250-peer.test\r\n250 AUTH PLAIN\r\n")
+            .unwrap();
+        seen.push(line(&mut tls));
+        tls.write_all(b"235 2.7.0 ok\r\n").unwrap();
+        seen.push(line(&mut tls));
+        tls.write_all(b"221 bye\r\n").unwrap();
+        seen
+    });
+    let offered_auth = run(async {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+        let (mut rx, mut tx) = (vec![0u8; 16_640], vec![0u8; 2048]);
+        let mut rng = OsRng;
+        let config = Config::new("device.example")
+            .credentials(USER, PASSWORD)
+            .timeout_ms(10_000);
+        let mut client = Client::new(
+            FromTokio::new(stream),
+            TokioClock::now(),
+            config,
+            &mut out,
+            &mut input,
+        )
+        .unwrap()
+        .tls(Tls {
+            mode: Mode::StartTls,
+            server_name: NAME,
+            verify: Verify::Ca(&ca.ca_der),
+            read_record: &mut rx,
+            write_record: &mut tx,
+            rng: &mut rng,
+        })
+        .unwrap();
+        client.connect().await.unwrap();
+        let auth = client
+            .capabilities()
+            .has(postline_embedded::proto::Extension::Auth);
+        client.quit().await.unwrap();
+        auth
+    });
+    assert!(
+        offered_auth,
+        "the EHLO reply under TLS was not the one read"
+    );
+    let seen = peer.join().unwrap();
+    assert_eq!(seen[0], "EHLO device.example\r\n");
+    assert_eq!(seen[1], "STARTTLS\r\n");
+    assert_eq!(seen[2], "EHLO device.example\r\n");
+    assert!(seen[3].starts_with("AUTH PLAIN "), "{seen:?}");
+    assert_eq!(seen[4], "QUIT\r\n");
 }
