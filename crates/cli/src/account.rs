@@ -696,7 +696,7 @@ fn account(
                     ),
                 ));
             }
-            if inline_password(&text) {
+            if inline_password(&text) || crate::queue::query_password(&text) {
                 return Err(cx.at(
                     at,
                     format!(
