@@ -177,6 +177,10 @@ typedef struct postline_client {
   struct postline_io io;
   uint8_t out[POSTLINE_OUT_BUFFER];
   uint8_t input[POSTLINE_IN_BUFFER];
+  /**
+   * Mails composed by this client so far: part of each Message-ID.
+   */
+  uint32_t composed;
 } postline_client;
 
 /**

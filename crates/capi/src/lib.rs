@@ -139,6 +139,8 @@ pub struct postline_client {
     io: postline_io,
     out: [u8; POSTLINE_OUT_BUFFER],
     input: [u8; POSTLINE_IN_BUFFER],
+    /// Mails composed by this client so far: part of each Message-ID.
+    composed: u32,
 }
 
 /// Bytes (and alignment: 8) the memory block given to [`postline_client_create`] needs.
@@ -183,6 +185,7 @@ pub unsafe extern "C" fn postline_client_create(
             io,
             out: [0; POSTLINE_OUT_BUFFER],
             input: [0; POSTLINE_IN_BUFFER],
+            composed: 0,
         });
     }
     ptr
@@ -297,10 +300,17 @@ unsafe fn send_mail(
     if c.config.timeout_ms > 0 {
         config = config.timeout_ms(u64::from(c.config.timeout_ms));
     }
-    if let (Some(user), Some(password)) = unsafe { (text(c.config.user), text(c.config.password)) }
-    {
+    if !c.config.user.is_null() {
+        // A user without a usable password is a mistake, not a reason to skip AUTH.
+        let (Some(user), Some(password)) = (unsafe { text(c.config.user) }, unsafe {
+            text(c.config.password)
+        }) else {
+            return R::ErrArgument;
+        };
         config = config.credentials(user, password);
     }
+    c.composed = c.composed.wrapping_add(1);
+    config = config.messages_composed(c.composed.wrapping_sub(1));
     let io = c.io;
     let connect = io.connect.expect("checked at create");
     if unsafe { connect(io.ctx) } != 0 {

@@ -58,7 +58,12 @@ impl<S: embedded_io::Write> embedded_io_async::Write for Blocking<S> {
         }
     }
     async fn flush(&mut self) -> Result<(), S::Error> {
-        self.0.flush()
+        loop {
+            match self.0.flush() {
+                Err(e) if not_yet(&e) => yield_now().await,
+                r => return r,
+            }
+        }
     }
 }
 

@@ -24,6 +24,7 @@ pub struct Config<'a> {
     allow_plaintext_auth: bool,
     timeout_ms: Option<u64>,
     pub(crate) pipelining: bool,
+    composed: u32,
 }
 
 impl<'a> Config<'a> {
@@ -36,6 +37,7 @@ impl<'a> Config<'a> {
             allow_plaintext_auth: false,
             timeout_ms: None,
             pipelining: true,
+            composed: 0,
         }
     }
 
@@ -65,6 +67,13 @@ impl<'a> Config<'a> {
     /// timers apply (5 minutes for a command, 10 for the end of data).
     pub fn timeout_ms(mut self, ms: u64) -> Self {
         self.timeout_ms = Some(ms);
+        self
+    }
+
+    /// The number of messages composed before on this device, for unique Message-IDs when
+    /// a client is made for each mail (the C API keeps the count between them).
+    pub fn messages_composed(mut self, n: u32) -> Self {
+        self.composed = n;
         self
     }
 
@@ -127,6 +136,15 @@ impl<'a> Secret<'a> {
     }
 }
 
+/// What a body holds, for `BODY=`: 7-bit when every octet is ASCII.
+pub(crate) fn body_type(body: &[u8]) -> BodyType {
+    if body.is_ascii() {
+        BodyType::SevenBit
+    } else {
+        BodyType::EightBit
+    }
+}
+
 /// What became of one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Status {
@@ -168,6 +186,9 @@ pub struct Client<'b, S: Read + Write, C> {
     /// What TLS needs, until the handshake uses it.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::Tls<'b>>,
+    /// TLS was asked for: nothing is sent until it is in place.
+    #[cfg(feature = "tls")]
+    pub(crate) tls_required: bool,
     pub(crate) clock: C,
     pub(crate) config: Config<'b>,
     pub(crate) session: Session,
@@ -195,13 +216,15 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
             transport: Transport::Plain(stream),
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "tls")]
+            tls_required: false,
             clock,
             config,
             session: Session::new(sc),
             out: Outbox::new(FixedBuf::new(out)),
             input,
             filled: 0,
-            composed: 0,
+            composed: config.composed,
         })
     }
 
@@ -276,7 +299,11 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
         body: &[u8],
         codes: &mut [u16],
     ) -> Result<Status, Error<S::Error>> {
-        if let Some(status) = self.begin(from, to, Some(body.len()), codes).await? {
+        let kind = body_type(body);
+        if let Some(status) = self
+            .begin_with(from, to, Some(body.len()), kind, codes)
+            .await?
+        {
             return Ok(status);
         }
         self.data(body).await?;
@@ -287,6 +314,7 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
     /// [`Client::end`]: MAIL and each RCPT (with DATA when pipelining). `Some(status)` when
     /// the message was refused before any data (the refused MAIL, every recipient refused).
     /// `size`, when known, is declared with `SIZE=` and checked against the server's limit.
+    /// The body is not known yet: `BODY=8BITMIME` is declared when the server offers it.
     pub async fn begin(
         &mut self,
         from: Address<&str>,
@@ -294,11 +322,30 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
         size: Option<usize>,
         codes: &mut [u16],
     ) -> Result<Option<Status>, Error<S::Error>> {
+        self.begin_with(from, to, size, BodyType::Auto, codes).await
+    }
+
+    /// [`Client::begin`] for a body whose content is known: 7-bit ASCII goes to any server,
+    /// 8-bit only to one offering 8BITMIME ([`Error::Incompatible`] otherwise).
+    pub(crate) async fn begin_with(
+        &mut self,
+        from: Address<&str>,
+        to: &[Address<&str>],
+        size: Option<usize>,
+        body: BodyType,
+        codes: &mut [u16],
+    ) -> Result<Option<Status>, Error<S::Error>> {
         codes.iter_mut().for_each(|c| *c = 0);
+        // TLS was asked for and is not in place (connect failed, or was not called): no
+        // message goes in clear text.
+        #[cfg(feature = "tls")]
+        if self.tls_required && !self.session.is_tls() {
+            return Err(Error::TlsUnavailable);
+        }
         let from = ReversePath::Address(from);
         let opts = MessageOptions {
             size: size.map(|n| n as u64),
-            body: BodyType::EightBit,
+            body,
             smtputf8: false,
             ret: None,
             envid: None,

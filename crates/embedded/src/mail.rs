@@ -64,13 +64,18 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
         if has_long_line(mail.body) {
             return Err(Error::LineTooLong);
         }
-        if let Some(status) = self.begin(mail.from, mail.to, None, codes).await? {
+        // The headers are ASCII (a subject that is not is encoded): the body decides.
+        let kind = crate::client::body_type(mail.body);
+        if let Some(status) = self
+            .begin_with(mail.from, mail.to, None, kind, codes)
+            .await?
+        {
             return Ok(status);
         }
         let unix = self.clock().unix_time();
         let now = self.clock().now_ms();
         let n = self.next_message_number();
-        let mut parts = Composer::new(mail, unix, now, n);
+        let mut parts = Composer::new(mail, unix, now, n, self.config.hello);
         // One await for the whole message: each header part written in its own await would
         // be a state of this future with its own copy of the polled write, kilobytes of code
         // and a deeper frame on a device.
@@ -149,16 +154,20 @@ struct Composer<'m> {
     unix: Option<i64>,
     now: u64,
     n: u32,
+    /// The device's name (its EHLO name): the Message-ID's right side, so two devices
+    /// sending from one address never make the same one.
+    hello: &'m str,
 }
 
 impl<'m> Composer<'m> {
-    fn new(mail: &'m Mail<'m>, unix: Option<i64>, now: u64, n: u32) -> Self {
+    fn new(mail: &'m Mail<'m>, unix: Option<i64>, now: u64, n: u32, hello: &'m str) -> Self {
         Composer {
             mail,
             stage: Stage::From,
             unix,
             now,
             n,
+            hello,
         }
     }
 
@@ -192,7 +201,11 @@ impl<'m> Composer<'m> {
             ),
             Stage::Subject => return self.word(0, true),
             Stage::Word(at) => return self.word(at, false),
-            Stage::Date => match self.unix {
+            // RFC 5322 wants a four-digit year: a clock outside 1900..=9999 gives no Date.
+            Stage::Date => match self
+                .unix
+                .filter(|t| (-2_208_988_800..=253_402_300_799).contains(t))
+            {
                 Some(unix) => {
                     let mut date = [0u8; Rfc5322::MAX_LEN];
                     let text = Text::spelled(Rfc5322(unix).write_to(&mut date));
@@ -217,7 +230,6 @@ impl<'m> Composer<'m> {
                 (Stage::IdDomain, Part::new(b"", text, b"@"))
             }
             Stage::IdDomain => {
-                let domain = from.rsplit_once('@').map_or("localhost", |(_, d)| d);
                 let tail: &[u8] = match mail.priority {
                     Priority::High => b">\r\nX-Priority: 1 (Highest)\r\nImportance: high\r\n",
                     Priority::Normal => b">\r\nX-Priority: 3 (Normal)\r\nImportance: normal\r\n",
@@ -225,16 +237,20 @@ impl<'m> Composer<'m> {
                 };
                 (
                     Stage::Mime,
-                    Part::new(b"", Text::Borrowed(domain.as_bytes()), tail),
+                    Part::new(b"", Text::Borrowed(self.hello.as_bytes()), tail),
                 )
             }
             Stage::Mime => (
                 Stage::Body,
                 Part::new(
-                    b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
-                      Content-Transfer-Encoding: 8bit\r\n\r\n",
+                    b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n",
                     Text::Borrowed(b""),
-                    b"",
+                    // An ASCII body is 7bit, and goes to any server; others need 8BITMIME.
+                    if mail.body.is_ascii() {
+                        b"Content-Transfer-Encoding: 7bit\r\n\r\n"
+                    } else {
+                        b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+                    },
                 ),
             ),
             Stage::Body => (Stage::Done, Part::new(b"", Text::Borrowed(mail.body), b"")),
@@ -245,11 +261,13 @@ impl<'m> Composer<'m> {
     }
 
     /// The subject's RFC 2047 encoded word (`=?UTF-8?B?...?=`) starting at byte `at`: at
-    /// most 45 octets of it (60 base64 characters, 72 with the markers), a word a line,
-    /// never splitting a character.
+    /// most 39 octets of it on the first line and 45 on the others (lines of at most 73
+    /// characters), a word a line, never splitting a character.
     fn word(&mut self, at: usize, first: bool) -> Option<Part<'m>> {
         let rest = self.mail.subject.get(at..).unwrap_or("");
-        let mut cut = rest.len().min(45);
+        // "Subject: " and the markers leave 52 base64 characters (39 octets) on the first
+        // line and 60 (45 octets) on the others within RFC 2047's 76.
+        let mut cut = rest.len().min(if first { 39 } else { 45 });
         while !rest.is_char_boundary(cut) {
             cut -= 1;
         }

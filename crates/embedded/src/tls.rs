@@ -14,8 +14,9 @@ use embassy_futures::select::{select, Either};
 use embedded_io_async::{Read, Write};
 use embedded_tls::pki::CertVerifier;
 use embedded_tls::{
-    Aes128GcmSha256, Certificate, CryptoProvider, CryptoRngCore, NoClock, TlsConfig, TlsConnection,
-    TlsContext, TlsError, TlsVerifier, UnsecureProvider,
+    Aes128GcmSha256, Certificate, CertificateEntryRef, CertificateRef, CertificateVerifyRef,
+    CryptoProvider, CryptoRngCore, NoClock, TlsCipherSuite, TlsConfig, TlsConnection, TlsContext,
+    TlsError, TlsVerifier, UnsecureProvider,
 };
 use postline_proto::session::Phase;
 use postline_proto::{Extension, Session, SessionConfig};
@@ -41,8 +42,10 @@ pub enum Mode {
 /// How the server's certificate is checked.
 #[derive(Debug, Clone, Copy)]
 pub enum Verify<'b> {
-    /// Signed by this CA (DER), naming the server (a DNS name in its subject alternative
-    /// names or common name).
+    /// The server's own certificate is signed by this CA (DER) and names the server (a DNS
+    /// name in its subject alternative names or common name). Chains through intermediates
+    /// are not followed: give the CA, or the intermediate, that signed the server's
+    /// certificate.
     Ca(&'b [u8]),
     /// Not at all: anyone on the path can read and change the session, credentials
     /// included. For a test bench, never for a device in the field.
@@ -65,11 +68,54 @@ pub struct Tls<'b> {
     pub rng: &'b mut dyn CryptoRngCore,
 }
 
-/// The provider when a CA is given: the caller's randomness and a verifier of the chain and
-/// the name.
+/// The provider when a CA is given: the caller's randomness and a verifier of the server's
+/// certificate and name.
 struct Verifying<'a, 'b> {
     rng: &'a mut dyn CryptoRngCore,
-    verifier: CertVerifier<'b, Aes128GcmSha256, NoClock, CERT_SIZE>,
+    verifier: SignedByTheCa<'b>,
+}
+
+/// Checks that the server's own certificate (the first it sends) is signed by the given CA
+/// and names the server, and nothing else: the verifier underneath follows a chain without
+/// checking that each certificate in it may sign others, so a chain through an intermediate
+/// would let any certificate the CA issued vouch for any name. Give the CA (or intermediate)
+/// that signed the server's certificate.
+struct SignedByTheCa<'b> {
+    ca: &'b [u8],
+    server_name: &'b str,
+    /// Checks the whole chain as sent and keeps the server's certificate for the signature
+    /// over the handshake.
+    chain: CertVerifier<'b, Aes128GcmSha256, NoClock, CERT_SIZE>,
+}
+
+impl TlsVerifier<Aes128GcmSha256> for SignedByTheCa<'_> {
+    fn set_hostname_verification(&mut self, hostname: &str) -> Result<(), TlsError> {
+        self.chain.set_hostname_verification(hostname)
+    }
+
+    fn verify_certificate(
+        &mut self,
+        transcript: &<Aes128GcmSha256 as TlsCipherSuite>::Hash,
+        cert: CertificateRef,
+    ) -> Result<(), TlsError> {
+        // First the server's own certificate alone against the CA (and the name): a chain
+        // through another certificate fails here.
+        let leaf = match cert.entries.first() {
+            Some(CertificateEntryRef::X509(der)) => CertificateEntryRef::X509(der),
+            _ => return Err(TlsError::InvalidCertificate),
+        };
+        let mut only = CertificateRef::with_context(&[]);
+        only.add(leaf)?;
+        let mut direct: CertVerifier<'_, Aes128GcmSha256, NoClock, CERT_SIZE> =
+            CertVerifier::new(Certificate::X509(self.ca));
+        direct.set_hostname_verification(self.server_name)?;
+        direct.verify_certificate(transcript, only)?;
+        self.chain.verify_certificate(transcript, cert)
+    }
+
+    fn verify_signature(&mut self, verify: CertificateVerifyRef) -> Result<(), TlsError> {
+        self.chain.verify_signature(verify)
+    }
 }
 
 impl CryptoProvider for Verifying<'_, '_> {
@@ -98,6 +144,7 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
             self.session = Session::new(sc);
         }
         self.tls = Some(tls);
+        self.tls_required = true;
         Ok(self)
     }
 
@@ -106,14 +153,19 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
     /// 5: text injected before the handshake).
     pub(crate) async fn start_tls(&mut self) -> Result<(), Error<S::Error>> {
         if !self.session.capabilities().has(Extension::StartTls) {
-            return Err(Error::TlsUnavailable);
+            return Err(self.unusable(Error::TlsUnavailable));
+        }
+        // A reply already waiting would be taken for the answer to STARTTLS.
+        if self.filled != 0 {
+            return Err(self.unusable(Error::Tls(TlsFailure::Protocol)));
         }
         self.session.start_tls(&mut self.out)?;
         loop {
-            match self.step().await? {
-                Step::StartTls => break,
-                Step::StartTlsRefused => return Err(Error::TlsUnavailable),
-                _ => {}
+            match self.step().await {
+                Ok(Step::StartTls) => break,
+                Ok(Step::StartTlsRefused) => return Err(self.unusable(Error::TlsUnavailable)),
+                Ok(_) => {}
+                Err(e) => return Err(self.unusable(e)),
             }
         }
         self.filled = 0;
@@ -124,6 +176,13 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
                 return Ok(());
             }
         }
+    }
+
+    /// `e`, with the connection given up: after TLS was asked for and could not be had,
+    /// nothing more goes over it (the stream is closed when dropped).
+    fn unusable(&mut self, e: Error<S::Error>) -> Error<S::Error> {
+        self.transport = Transport::Gone(core::marker::PhantomData);
+        e
     }
 
     /// The TLS handshake over the plain stream, by the deadline of a command.
@@ -143,7 +202,11 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
             Verify::Ca(ca) => {
                 let provider = Verifying {
                     rng: tls.rng,
-                    verifier: CertVerifier::new(Certificate::X509(ca)),
+                    verifier: SignedByTheCa {
+                        ca,
+                        server_name: tls.server_name,
+                        chain: CertVerifier::new(Certificate::X509(ca)),
+                    },
                 };
                 select(
                     conn.open(TlsContext::new(&config, provider)),

@@ -27,7 +27,14 @@ impl<'b, S: Read + Write> Transport<'b, S> {
         match self {
             Transport::Plain(s) => s.read(buf).await.map_err(Error::Io),
             #[cfg(feature = "tls")]
-            Transport::Tls(t) => t.read(buf).await.map_err(tls_failure),
+            Transport::Tls(t) => match t.read(buf).await {
+                // The peer's close_notify, or the stream closing under TLS: a close, for
+                // the session to judge (after QUIT it is expected).
+                Err(embedded_tls::TlsError::ConnectionClosed | embedded_tls::TlsError::IoError) => {
+                    Ok(0)
+                }
+                r => r.map_err(tls_failure),
+            },
             Transport::Gone(_) => Err(Error::Tls(TlsFailure::Unusable)),
         }
     }
@@ -36,7 +43,12 @@ impl<'b, S: Read + Write> Transport<'b, S> {
         match self {
             Transport::Plain(s) => s.write(buf).await.map_err(Error::Io),
             #[cfg(feature = "tls")]
-            Transport::Tls(t) => t.write(buf).await.map_err(tls_failure),
+            Transport::Tls(t) => match t.write(buf).await {
+                Err(embedded_tls::TlsError::ConnectionClosed | embedded_tls::TlsError::IoError) => {
+                    Ok(0)
+                }
+                r => r.map_err(tls_failure),
+            },
             Transport::Gone(_) => Err(Error::Tls(TlsFailure::Unusable)),
         }
     }
@@ -56,12 +68,16 @@ impl<'b, S: Read + Write> Transport<'b, S> {
 pub(crate) fn tls_failure<E>(e: embedded_tls::TlsError) -> Error<E> {
     use embedded_tls::TlsError as T;
     Error::Tls(match e {
+        // The certificate, or what was configured to check it (a chain over the room for
+        // it, a server name over 64 octets): the same again next time.
         T::InvalidCertificate
         | T::InvalidSignature
         | T::InvalidSignatureScheme
-        | T::DecodeError
-        | T::InvalidCertificateEntry => TlsFailure::Certificate,
-        T::ConnectionClosed => TlsFailure::Closed,
+        | T::InvalidCertificateEntry
+        | T::ParseError(_)
+        | T::OutOfMemory
+        | T::InsufficientSpace => TlsFailure::Certificate,
+        T::ConnectionClosed | T::IoError => TlsFailure::Closed,
         T::Io(_) => TlsFailure::Stream,
         _ => TlsFailure::Protocol,
     })

@@ -3,32 +3,13 @@
 //! check the exact exchange (RFC 2195's and RFC 7628's examples); `scripts/test` runs this file
 //! without features and with `--features cram-md5,oauth`, so both sides are proven.
 
-use std::future::Future;
-use std::time::Duration;
+mod common;
+use common::{run, TokioClock};
 
 use embedded_io_adapters::tokio_1::FromTokio;
-use postline_embedded::{Client, Clock, Config, Error};
+use postline_embedded::{Client, Config, Error};
 use postline_testkit::{greeting_and_ehlo, ScriptedServer, Step};
 use tokio::net::TcpStream;
-
-struct TokioClock(tokio::time::Instant);
-
-impl Clock for TokioClock {
-    fn now_ms(&self) -> u64 {
-        self.0.elapsed().as_millis() as u64
-    }
-    fn wait_until(&self, deadline_ms: u64) -> impl Future<Output = ()> {
-        tokio::time::sleep_until(self.0 + Duration::from_millis(deadline_ms))
-    }
-}
-
-fn run<F: Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
 
 /// Connects with `config` to a scripted server and says QUIT; the result of `connect`.
 fn connect(server: &ScriptedServer, config: Config<'_>) -> Result<(), Error<std::io::Error>> {
@@ -167,4 +148,53 @@ mod oauth {
         report.assert_ok();
         assert!(!report.received_str().contains("AUTH"));
     }
+}
+
+/// A server without 8BITMIME takes an ASCII message: no `BODY=` is asked for.
+#[test]
+fn an_ascii_message_goes_to_a_server_without_8bitmime() {
+    let mut script = greeting_and_ehlo(&["PIPELINING"]);
+    script.extend([
+        Step::expect("MAIL FROM:<device@example.com>"),
+        Step::expect("RCPT TO:<ops@example.com>"),
+        Step::expect("DATA"),
+        Step::send("250 ok\r\n250 ok\r\n354 go\r\n"),
+        Step::ExpectData,
+        Step::reply("250 queued"),
+    ]);
+    script.extend(quit());
+    let server = ScriptedServer::start(script);
+    let port = server.port();
+    run(async move {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+        let mut client = Client::new(
+            FromTokio::new(stream),
+            TokioClock::now(),
+            Config::new("device.example"),
+            &mut out,
+            &mut input,
+        )
+        .unwrap();
+        client.connect().await.unwrap();
+        let mut codes = [0u16; 1];
+        let status = client
+            .send(
+                postline_embedded::Address::new("device@example.com").unwrap(),
+                &[postline_embedded::Address::new("ops@example.com").unwrap()],
+                b"Subject: plain\r\n\r\nascii only\r\n",
+                &mut codes,
+            )
+            .await
+            .unwrap();
+        assert!(status.delivered, "{status:?}");
+        client.quit().await.unwrap();
+    });
+    let report = server.finish();
+    report.assert_ok();
+    assert!(
+        !report.received_str().contains("BODY="),
+        "{}",
+        report.received_str()
+    );
 }

@@ -4,43 +4,19 @@
 //! password, composed mail) and Postfix's smtp-sink (100 pipelined messages on one
 //! connection), and a silent server that must time out.
 
-use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+mod common;
+use common::{run, TokioClock};
 
 use embedded_io_adapters::tokio_1::FromTokio;
 use postline_embedded::mail::{Mail, Priority};
-use postline_embedded::{Address, Client, Clock, Config, Error, FailedAt, Phase};
+use postline_embedded::{Address, Client, Config, Error, FailedAt, Phase};
 use postline_testkit::{Aiosmtpd, SilentListener, SmtpSink};
 use tokio::net::TcpStream;
 
 const USER: &str = "device";
 const PASSWORD: &str = "s3cret-pw";
-
-/// Tokio's clock, with the wall clock for `Date:`.
-struct TokioClock(tokio::time::Instant);
-
-impl Clock for TokioClock {
-    fn now_ms(&self) -> u64 {
-        self.0.elapsed().as_millis() as u64
-    }
-    fn wait_until(&self, deadline_ms: u64) -> impl Future<Output = ()> {
-        tokio::time::sleep_until(self.0 + Duration::from_millis(deadline_ms))
-    }
-    fn unix_time(&self) -> Option<i64> {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .ok()
-            .map(|d| d.as_secs() as i64)
-    }
-}
-
-fn run<F: Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
 
 async fn socket(port: u16) -> FromTokio<TcpStream> {
     FromTokio::new(TcpStream::connect(("127.0.0.1", port)).await.unwrap())

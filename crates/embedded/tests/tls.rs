@@ -6,12 +6,14 @@
 //! `scripts/test` runs it with `--features tls`.
 #![cfg(feature = "tls")]
 
-use std::future::Future;
 use std::time::Duration;
+
+mod common;
+use common::{run, TokioClock};
 
 use embedded_io_adapters::tokio_1::FromTokio;
 use postline_embedded::tls::{Mode, Tls, Verify};
-use postline_embedded::{Address, Client, Clock, Config, Error, TlsFailure};
+use postline_embedded::{Address, Client, Config, Error, TlsFailure};
 use postline_testkit::{greeting_and_ehlo, Aiosmtpd, ScriptedServer, Step, TestCa};
 use rand_core::OsRng;
 use tokio::net::TcpStream;
@@ -21,25 +23,6 @@ const PASSWORD: &str = "s3cret-pw";
 /// The name in the server's certificate (a DNS name: the verifier matches names, not
 /// addresses).
 const NAME: &str = "mail.test";
-
-struct TokioClock(tokio::time::Instant);
-
-impl Clock for TokioClock {
-    fn now_ms(&self) -> u64 {
-        self.0.elapsed().as_millis() as u64
-    }
-    fn wait_until(&self, deadline_ms: u64) -> impl Future<Output = ()> {
-        tokio::time::sleep_until(self.0 + Duration::from_millis(deadline_ms))
-    }
-}
-
-fn run<F: Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
 
 fn addr(a: &'static str) -> Address<&'static str> {
     Address::new(a).unwrap()
@@ -139,22 +122,116 @@ fn a_certificate_from_another_ca_is_refused_and_nothing_is_sent() {
     }
 }
 
+/// TLS required and not offered: connect fails, and a send tried anyway afterwards sends
+/// nothing either (the connection is given up, not left usable in clear text).
 #[test]
-fn a_server_without_starttls_gets_no_credentials() {
-    let mut script = greeting_and_ehlo(&["AUTH PLAIN"]);
-    script.extend([Step::expect("QUIT"), Step::reply("221 bye")]);
+fn a_server_without_starttls_gets_no_credentials_and_no_mail() {
+    let script = greeting_and_ehlo(&["AUTH PLAIN", "8BITMIME"]);
     let server = ScriptedServer::start(script);
     let ca = TestCa::with_server_names(&[NAME]);
-    match session(server.port(), Mode::StartTls, &ca.ca_der) {
-        Err(Error::TlsUnavailable) => {}
+    let port = server.port();
+    let (connected, sent) = run(async move {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+        let (mut rx, mut tx) = (vec![0u8; 16_640], vec![0u8; 16_640]);
+        let mut rng = OsRng;
+        let config = Config::new("device.example")
+            .credentials(USER, PASSWORD)
+            .timeout_ms(2_000);
+        let mut client = Client::new(
+            FromTokio::new(stream),
+            TokioClock::now(),
+            config,
+            &mut out,
+            &mut input,
+        )
+        .unwrap()
+        .tls(Tls {
+            mode: Mode::StartTls,
+            server_name: NAME,
+            verify: Verify::Ca(&ca.ca_der),
+            read_record: &mut rx,
+            write_record: &mut tx,
+            rng: &mut rng,
+        })
+        .unwrap();
+        let connected = client.connect().await;
+        let mut codes = [0u16; 1];
+        let sent = client
+            .send(
+                addr("device@example.com"),
+                &[addr("ops@example.com")],
+                b"Subject: secret\r\n\r\nsecret body\r\n",
+                &mut codes,
+            )
+            .await;
+        (connected, sent)
+    });
+    assert!(
+        matches!(connected, Err(Error::TlsUnavailable)),
+        "{connected:?}"
+    );
+    assert!(sent.is_err(), "{sent:?}");
+    let report = server.finish();
+    let seen = report.received_str();
+    assert!(!seen.contains("AUTH"), "{seen}");
+    assert!(!seen.contains("MAIL"), "{seen}");
+    assert!(!seen.contains("secret"), "{seen}");
+}
+
+/// A certificate the CA issued to an ordinary server (not a CA) signs one for the relay's
+/// name: the chain verifies link by link, and is refused, because only a certificate the
+/// CA signed itself is accepted.
+#[test]
+fn a_certificate_signed_by_another_servers_certificate_is_refused() {
+    let dir = tempfile_dir();
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{script}: {out:?}");
+    };
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    sh(&format!(
+        "openssl req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj /CN=ca \
+         -addext basicConstraints=critical,CA:TRUE && \
+         openssl req {ec} -keyout l1.key -out l1.csr -subj /CN=evil.test && \
+         printf 'subjectAltName=DNS:evil.test\nbasicConstraints=CA:FALSE\n' > ext1 && \
+         openssl x509 -req -in l1.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+           -extfile ext1 -out l1.pem && \
+         openssl req {ec} -keyout l2.key -out l2.csr -subj /CN={NAME} && \
+         printf 'subjectAltName=DNS:{NAME}\n' > ext2 && \
+         openssl x509 -req -in l2.csr -CA l1.pem -CAkey l1.key -CAcreateserial -days 2 \
+           -extfile ext2 -out l2.pem && cat l2.pem l1.pem > chain.pem && \
+         openssl x509 -in ca.pem -outform der -out ca.der"
+    ));
+    let ca_der = std::fs::read(dir.join("ca.der")).unwrap();
+    let server = Aiosmtpd::builder()
+        .starttls(dir.join("chain.pem"), dir.join("l2.key"))
+        .auth(USER, PASSWORD)
+        .start();
+    match session(server.port(), Mode::StartTls, &ca_der) {
+        Err(Error::Tls(TlsFailure::Certificate)) => {}
         other => panic!("{other:?}"),
     }
-    let report = server.finish();
-    assert!(
-        !report.received_str().contains("AUTH"),
-        "{}",
-        report.received_str()
-    );
+    assert!(server.messages().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "postline-embedded-tls-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// RFC 3207 5: a reply injected behind the 220 (here an EHLO answer offering AUTH) must not
@@ -184,4 +261,52 @@ fn text_injected_after_the_220_is_discarded() {
     let after = &received[at + 10..];
     assert_eq!(&after[..2], &[0x16, 0x03], "not a TLS handshake: {after:?}");
     assert!(!report.received_str().contains("AUTH PLAIN"));
+}
+
+/// A server that says 220 to STARTTLS and then never answers the ClientHello: the handshake
+/// ends at the deadline, as every other wait does.
+#[test]
+fn a_handshake_that_never_finishes_times_out() {
+    let mut script = greeting_and_ehlo(&["STARTTLS", "AUTH PLAIN"]);
+    script.extend([
+        Step::expect("STARTTLS"),
+        Step::reply("220 go ahead"),
+        Step::Hang,
+    ]);
+    let server = ScriptedServer::start(script);
+    let ca = TestCa::with_server_names(&[NAME]);
+    let port = server.port();
+    let started = std::time::Instant::now();
+    let result: Result<(), Error<std::io::Error>> = run(async move {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+        let (mut rx, mut tx) = (vec![0u8; 16_640], vec![0u8; 16_640]);
+        let mut rng = OsRng;
+        let config = Config::new("device.example")
+            .credentials(USER, PASSWORD)
+            .timeout_ms(500);
+        let mut client = Client::new(
+            FromTokio::new(stream),
+            TokioClock::now(),
+            config,
+            &mut out,
+            &mut input,
+        )?
+        .tls(Tls {
+            mode: Mode::StartTls,
+            server_name: NAME,
+            verify: Verify::Ca(&ca.ca_der),
+            read_record: &mut rx,
+            write_record: &mut tx,
+            rng: &mut rng,
+        })?;
+        client.connect().await
+    });
+    assert!(matches!(result, Err(Error::Timeout(_))), "{result:?}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    drop(server);
 }
