@@ -39,7 +39,8 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
     /// The outbound queue: messages that met a transient failure wait here and are retried
-    /// (1 min, doubling, at most 1 h apart, for up to 5 days).
+    /// (1 min, doubling, at most 1 h apart, for up to 5 days). In a spool directory, or in
+    /// PostgreSQL shared by several nodes (--queue-url, after `postline queue migrate`).
     Queue(QueueArgs),
     /// Print the man page (roff).
     Man,
@@ -92,7 +93,8 @@ pub enum QueueCommand {
         json: bool,
     },
     /// One pass over the messages that are due. Exit 0 when the pass ran (even if messages
-    /// stay queued), 75 when the spool cannot be opened.
+    /// stay queued), 75 when the spool cannot be opened or the database cannot be reached,
+    /// 78 when the database has no queue schema (run `postline queue migrate`).
     Run {
         /// Keep running, retrying on schedule; SIGTERM or SIGINT finishes the message in hand
         /// and exits 0.
@@ -134,6 +136,7 @@ pub enum QueueCommand {
     },
     /// Create or upgrade the queue's schema in PostgreSQL (--queue-url, POSTLINE_QUEUE_URL or
     /// the default account's queue_url); safe to run again, and from several nodes at once.
+    /// Exit 64 without a database (a spool has no schema), 75 when it cannot be reached.
     Migrate,
 }
 

@@ -25,6 +25,11 @@ use output::errln;
 fn main() -> ExitCode {
     // The time zone is read while there is one thread (log lines carry local time).
     log::init_clock();
+    // An empty POSTLINE_QUEUE_URL names no database (as sendmail mode reads it); clap would
+    // take it for a URL given. Removed while there is one thread.
+    if std::env::var_os("POSTLINE_QUEUE_URL").is_some_and(|v| v.is_empty()) {
+        std::env::remove_var("POSTLINE_QUEUE_URL");
+    }
     // Not `std::env::args`, which panics on an argument that is not UTF-8: sendmail mode reads
     // such bytes itself, and clap refuses them with a usage error where text is needed.
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();

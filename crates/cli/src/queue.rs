@@ -293,6 +293,51 @@ pub fn open_spool(flag: Option<&Path>) -> Result<Spool, Fail> {
     Spool::open(&dir).map_err(|e| spool_fail(&dir, e))
 }
 
+/// What is wrong with `url` as a queue's location, if anything: it must be a
+/// `postgres://` (or `postgresql://`) URL, and a password may not ride in its query
+/// (`?password=`), where messages would show it (the password comes from the URL's user part
+/// or from `PGPASSWORD`).
+pub fn queue_url_problem(url: &str) -> Option<String> {
+    if !AnyStore::is_database(url) {
+        return Some(
+            "the queue's URL is postgres://USER@HOST[:PORT]/DB (a spool directory is \
+             --queue-dir or POSTLINE_QUEUE_DIR)"
+                .to_string(),
+        );
+    }
+    if query_password(url) {
+        return Some(
+            "a password= parameter in the queue's URL is not accepted (messages would show \
+             it): set PGPASSWORD instead"
+                .to_string(),
+        );
+    }
+    None
+}
+
+/// Whether the URL's query has a `password` parameter.
+pub fn query_password(url: &str) -> bool {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let query = query.split('#').next().unwrap_or("");
+    query.split('&').any(|pair| {
+        pair.split('=')
+            .next()
+            .is_some_and(|key| key.trim().eq_ignore_ascii_case("password"))
+    })
+}
+
+/// `--queue-url` (or `POSTLINE_QUEUE_URL`): a usage error when it is not a queue's URL.
+/// Checked here rather than by clap, whose message would repeat the value, password and all.
+pub fn flag_queue_url(url: Option<&String>) -> Result<Option<String>, Fail> {
+    match url {
+        Some(url) => match queue_url_problem(url) {
+            Some(problem) => Err(Fail::new(exit::USAGE, format!("--queue-url: {problem}"))),
+            None => Ok(Some(url.clone())),
+        },
+        None => Ok(None),
+    }
+}
+
 /// The queue `url` names (PostgreSQL) when there is one, else the spool (created if
 /// needed).
 pub fn open_store(dir: Option<&Path>, url: Option<&str>) -> Result<AnyStore, Fail> {
@@ -306,6 +351,11 @@ pub fn open_store(dir: Option<&Path>, url: Option<&str>) -> Result<AnyStore, Fai
 /// fix), 75 (EX_TEMPFAIL) when the database cannot be reached now. The password is never
 /// shown.
 pub fn open_database(url: &str) -> Result<AnyStore, Fail> {
+    // The flag and the account are checked as they are read; sendmail mode's
+    // POSTLINE_QUEUE_URL only here.
+    if let Some(problem) = queue_url_problem(url) {
+        return Err(Fail::new(exit::CONFIG, format!("queue: {problem}")));
+    }
     PgStore::connect(url)
         .map(AnyStore::Postgres)
         .map_err(|e| database_fail(url, e))
@@ -532,8 +582,8 @@ pub fn queue_only(
 /// `postline queue ...`.
 pub fn run(args: &QueueArgs) -> Result<u8, Fail> {
     // A database named by the flag, POSTLINE_QUEUE_URL, or the default account.
-    let url = match &args.queue_url {
-        Some(u) => Some(u.clone()),
+    let url = match flag_queue_url(args.queue_url.as_ref())? {
+        Some(u) => Some(u),
         None if args.queue_dir.is_none() => connect::load_account(None)?.and_then(|a| a.queue_url),
         None => None,
     };

@@ -494,14 +494,19 @@ pub fn run(args: &SendArgs) -> Result<u8, Fail> {
     // happened once the message was ready.
     let sink = log::Sink::new(args.log_file.as_deref(), account.as_ref());
     let record = log::Record::new(&target, &from, &recipients, message.len());
-    // The queue: --queue-url (or POSTLINE_QUEUE_URL), the account's queue_url, or the spool.
-    let queue_url = args.queue_url.clone().or_else(|| {
-        if args.queue_dir.is_some() {
-            None
-        } else {
-            account.as_ref().and_then(|a| a.queue_url.clone())
-        }
-    });
+    // The queue: --queue-url (or POSTLINE_QUEUE_URL), the account's queue_url, or the spool;
+    // a bad URL is a usage error before any attempt, and matters only when queueing.
+    let queue_url = if queueing {
+        queue::flag_queue_url(args.queue_url.as_ref())?.or_else(|| {
+            if args.queue_dir.is_some() {
+                None
+            } else {
+                account.as_ref().and_then(|a| a.queue_url.clone())
+            }
+        })
+    } else {
+        None
+    };
     let open_queue = || queue::open_store(args.queue_dir.as_deref(), queue_url.as_deref());
     if let (true, Some(route)) = (args.queue_only, &route) {
         let queued = queue::queue_only(
