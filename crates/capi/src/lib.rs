@@ -279,6 +279,12 @@ unsafe fn send_mail(
     st: &mut postline_status,
 ) -> postline_result {
     use postline_result as R;
+    // Each code is 0 (no reply) until a reply sets it, whatever happens before.
+    if !codes.is_null() && to_count <= POSTLINE_MAX_RECIPIENTS {
+        for i in 0..to_count {
+            unsafe { codes.add(i).write(0) };
+        }
+    }
     if client.is_null()
         || (to.is_null() && to_count > 0)
         || to_count == 0

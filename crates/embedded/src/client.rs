@@ -269,14 +269,18 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
         if !self.session.is_tls() && !self.config.allow_plaintext_auth {
             return Err(Error::AuthUnavailable);
         }
+        // Credentials go only to a server that asked for them (AUTH in its EHLO reply): not
+        // blind after HELO, and not to one that never offers AUTH.
+        if !self.session.capabilities().has(Extension::Auth) {
+            return Err(Error::AuthUnavailable);
+        }
         let offered = self.session.capabilities().auth();
-        let advertised = self.session.capabilities().has(Extension::Auth);
         let token = !matches!(secret, Secret::Password(_));
         let mechanism = Mechanism::preference(token, self.session.is_tls())
             .iter()
             .copied()
             .filter(|m| secret.allows(*m))
-            .find(|m| !advertised || offered.contains(*m))
+            .find(|m| offered.contains(*m))
             .ok_or(Error::AuthUnavailable)?;
         let creds = secret.credentials(user);
         self.session
@@ -427,8 +431,10 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
                 Err(e) if self.session.in_doubt(&self.out).next().is_some() => {
                     return Err(match e {
                         Error::Closed(p) | Error::Timeout(p) => Error::InDoubt(p),
+                        // A 421 is an answer: the message was not taken (deferred).
+                        Error::ServiceClosing(r) => Error::ServiceClosing(r),
                         _ => Error::InDoubt(Phase::DataEnd),
-                    })
+                    });
                 }
                 Err(e) => return Err(e),
             }

@@ -34,8 +34,9 @@ pub enum Error<E> {
     Rejected(Reply),
     /// The server is closing (421).
     ServiceClosing(Reply),
-    /// Credentials were given and cannot be used: no mechanism this build has was offered,
-    /// or the connection is not encrypted and clear-text AUTH was not allowed.
+    /// Credentials were given and cannot be used: the server does not offer AUTH, no
+    /// mechanism this build has was offered, or the connection is not encrypted and
+    /// clear-text AUTH was not allowed.
     AuthUnavailable,
     /// AUTH was refused (535: wrong password).
     AuthFailed(Reply),

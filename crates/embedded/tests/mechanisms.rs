@@ -258,3 +258,21 @@ fn a_refused_sender_then_the_next_message() {
     });
     server.finish().assert_ok();
 }
+
+/// A server whose EHLO reply offers no AUTH gets no credentials (none sent blind).
+#[test]
+fn no_credentials_to_a_server_that_does_not_offer_auth() {
+    let mut script = greeting_and_ehlo(&["PIPELINING"]);
+    script.extend(quit());
+    let server = ScriptedServer::start(script);
+    let config = Config::new("device.example")
+        .credentials("tim", "tanstaaftanstaaf")
+        .allow_plaintext_auth(true);
+    assert!(matches!(
+        connect(&server, config),
+        Err(Error::AuthUnavailable)
+    ));
+    let report = server.finish();
+    report.assert_ok();
+    assert!(!report.received_str().contains("AUTH"));
+}
