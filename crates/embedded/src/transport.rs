@@ -27,14 +27,7 @@ impl<'b, S: Read + Write> Transport<'b, S> {
         match self {
             Transport::Plain(s) => s.read(buf).await.map_err(Error::Io),
             #[cfg(feature = "tls")]
-            Transport::Tls(t) => match t.read(buf).await {
-                // The peer's close_notify, or the stream closing under TLS: a close, for
-                // the session to judge (after QUIT it is expected).
-                Err(embedded_tls::TlsError::ConnectionClosed | embedded_tls::TlsError::IoError) => {
-                    Ok(0)
-                }
-                r => r.map_err(tls_failure),
-            },
+            Transport::Tls(t) => tls_io(t.read(buf).await),
             Transport::Gone(_) => Err(Error::Tls(TlsFailure::Unusable)),
         }
     }
@@ -43,12 +36,7 @@ impl<'b, S: Read + Write> Transport<'b, S> {
         match self {
             Transport::Plain(s) => s.write(buf).await.map_err(Error::Io),
             #[cfg(feature = "tls")]
-            Transport::Tls(t) => match t.write(buf).await {
-                Err(embedded_tls::TlsError::ConnectionClosed | embedded_tls::TlsError::IoError) => {
-                    Ok(0)
-                }
-                r => r.map_err(tls_failure),
-            },
+            Transport::Tls(t) => tls_io(t.write(buf).await),
             Transport::Gone(_) => Err(Error::Tls(TlsFailure::Unusable)),
         }
     }
@@ -60,6 +48,17 @@ impl<'b, S: Read + Write> Transport<'b, S> {
             Transport::Tls(t) => t.flush().await.map_err(tls_failure),
             Transport::Gone(_) => Err(Error::Tls(TlsFailure::Unusable)),
         }
+    }
+}
+
+/// A read or write under TLS as the driver sees it: the peer's close_notify, or the stream
+/// closing under TLS, is a close (0 bytes), for the session to judge (after QUIT it is
+/// expected); any other failure is [`tls_failure`].
+#[cfg(feature = "tls")]
+fn tls_io<E>(r: Result<usize, embedded_tls::TlsError>) -> Result<usize, Error<E>> {
+    match r {
+        Err(embedded_tls::TlsError::ConnectionClosed | embedded_tls::TlsError::IoError) => Ok(0),
+        r => r.map_err(tls_failure),
     }
 }
 

@@ -28,7 +28,9 @@ use std::time::{Duration, Instant, SystemTime};
 use postgres::{Client, NoTls};
 
 use crate::entry::{Entry, RecipientStatus};
-use crate::spool::{parse_entry, valid_id, LoadError, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::spool::{
+    checked_id, checked_size, parse_entry, valid_id, LoadError, DEFAULT_MAX_MESSAGE_SIZE,
+};
 use crate::store::{LeaseLost, Store};
 
 /// The schema version this postline writes and reads.
@@ -396,14 +398,16 @@ impl PgStore {
 
     /// A message's id as the row key, refusing what is not a queue id.
     fn checked(id: &str) -> io::Result<String> {
-        if valid_id(id) {
-            Ok(id.to_string())
-        } else {
-            Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("not a queue id: {id:?}"),
-            ))
-        }
+        checked_id(id).map(|()| id.to_string())
+    }
+
+    /// Whether an entry with this id is queued; a failure to ask is an error, never "no".
+    fn exists(&self, id: &str) -> io::Result<bool> {
+        let key = PgStore::checked(id)?;
+        self.call(move |c| {
+            c.query_opt("SELECT 1 FROM postline_entries WHERE id = $1", &[&key])
+                .map(|r| r.is_some())
+        })
     }
 
     /// Lease-fenced writes fail with this when the lease is no longer this node's.
@@ -603,14 +607,7 @@ impl Store for PgStore {
     }
 
     fn contains(&self, id: &str) -> bool {
-        let Ok(key) = PgStore::checked(id) else {
-            return false;
-        };
-        self.call(move |c| {
-            c.query_opt("SELECT 1 FROM postline_entries WHERE id = $1", &[&key])
-                .map(|r| r.is_some())
-        })
-        .unwrap_or(false)
+        self.exists(id).unwrap_or(false)
     }
 
     fn try_lock(&self, id: &str) -> io::Result<Option<Lease>> {
@@ -685,16 +682,7 @@ impl Store for PgStore {
     }
 
     fn enqueue_entry(&self, mut entry: Entry, message: &[u8]) -> io::Result<String> {
-        if message.len() as u64 > self.inner.max_message_size {
-            return Err(io::Error::new(
-                io::ErrorKind::FileTooLarge,
-                format!(
-                    "the message ({} octets) is larger than the queue takes ({} octets)",
-                    message.len(),
-                    self.inner.max_message_size
-                ),
-            ));
-        }
+        checked_size(message.len(), self.inner.max_message_size)?;
         let id = PgStore::checked(&entry.id)?;
         entry.size = message.len() as u64;
         let json = serde_json::to_string(&entry).map_err(io::Error::other)?;
@@ -789,12 +777,7 @@ impl Store for PgStore {
         }
         // Nothing deleted: gone already, or another node's now (an error to ask that is an
         // error, never taken for "gone").
-        let key = PgStore::checked(id)?;
-        let exists = self.call(move |c| {
-            c.query_opt("SELECT 1 FROM postline_entries WHERE id = $1", &[&key])
-                .map(|r| r.is_some())
-        })?;
-        if exists {
+        if self.exists(id)? {
             Err(PgStore::lease_lost(id))
         } else {
             Err(io::Error::new(

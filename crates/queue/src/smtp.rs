@@ -372,17 +372,13 @@ impl Smtp {
                         // Without the shared schedule the rate cannot be kept: these stay
                         // queued for a later pass.
                         let why = format!("{}: shared rate unavailable: {e}", config.host());
-                        for (i, job) in jobs.iter().enumerate().take(range.end).skip(range.start) {
-                            out.send(i, all(job, DeliveryStatus::NotAttempted, &why));
-                        }
+                        not_attempted_round(jobs, range, &why, out);
                         continue;
                     }
                 }
                 if shared.stop.load(Ordering::SeqCst) {
                     // Taken from the rounds but not sent: they stay queued as they were.
-                    for (i, job) in jobs.iter().enumerate().take(range.end).skip(range.start) {
-                        out.send(i, all(job, DeliveryStatus::NotAttempted, "stopping"));
-                    }
+                    not_attempted_round(jobs, range, "stopping", out);
                     break;
                 }
             }
@@ -619,9 +615,19 @@ fn not_attempted(jobs: &[Job<'_>], shared: &Shared<'_>, round: usize, why: &str,
         if start >= jobs.len() {
             return;
         }
-        for (i, job) in jobs.iter().enumerate().skip(start).take(round) {
-            out.send(i, all(job, DeliveryStatus::NotAttempted, why));
-        }
+        not_attempted_round(jobs, start..(start + round).min(jobs.len()), why, out);
+    }
+}
+
+/// One round reported not attempted: it stays queued as it was.
+fn not_attempted_round(
+    jobs: &[Job<'_>],
+    range: std::ops::Range<usize>,
+    why: &str,
+    out: &Outbox<'_>,
+) {
+    for (i, job) in jobs.iter().enumerate().take(range.end).skip(range.start) {
+        out.send(i, all(job, DeliveryStatus::NotAttempted, why));
     }
 }
 

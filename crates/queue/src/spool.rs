@@ -135,6 +135,30 @@ pub(crate) fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
+/// [`valid_id`] as the error every store gives for a name that is not a queue id.
+pub(crate) fn checked_id(id: &str) -> io::Result<()> {
+    if valid_id(id) {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a queue id: {id:?}"),
+        ))
+    }
+}
+
+/// The error every store gives for a message over its size limit, before anything is
+/// written.
+pub(crate) fn checked_size(len: usize, max: u64) -> io::Result<()> {
+    if len as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("the message ({len} octets) is larger than the queue takes ({max} octets)"),
+        ));
+    }
+    Ok(())
+}
+
 /// Creates `dir` (0700) if missing; refuses it when others could write it or it is not ours;
 /// tightens an own directory that others could read.
 fn private_dir(dir: &Path) -> io::Result<()> {
@@ -307,22 +331,8 @@ impl Spool {
     }
 
     fn write_new(&self, entry: Entry, message: &[u8]) -> io::Result<String> {
-        if message.len() as u64 > self.max_message_size {
-            return Err(io::Error::new(
-                io::ErrorKind::FileTooLarge,
-                format!(
-                    "the message ({} octets) is larger than the queue takes ({} octets)",
-                    message.len(),
-                    self.max_message_size
-                ),
-            ));
-        }
-        if !valid_id(&entry.id) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("not a queue id: {:?}", entry.id),
-            ));
-        }
+        checked_size(message.len(), self.max_message_size)?;
+        checked_id(&entry.id)?;
         if self.meta_path(&entry.id).exists() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -449,12 +459,7 @@ impl Spool {
 
     /// [`Spool::remove`], durable once the directory is synced.
     pub(crate) fn remove_unsynced(&self, id: &str) -> io::Result<()> {
-        if !valid_id(id) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("not a queue id: {id:?}"),
-            ));
-        }
+        checked_id(id)?;
         fs::remove_file(self.meta_path(id))?;
         let _ = fs::remove_file(self.message_path(id));
         let _ = fs::remove_file(self.lock_path(id));
