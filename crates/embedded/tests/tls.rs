@@ -30,27 +30,64 @@ fn addr(a: &'static str) -> Address<&'static str> {
     Address::new(a).unwrap()
 }
 
+/// What a TLS client borrows: the driver's buffers, the record buffers, the randomness.
+struct Lent {
+    out: [u8; 512],
+    input: [u8; 512],
+    read_record: Vec<u8>,
+    write_record: Vec<u8>,
+    rng: OsRng,
+}
+
+impl Lent {
+    /// A read record buffer for any record, and a write one of `write_record` bytes.
+    fn new(write_record: usize) -> Lent {
+        Lent {
+            out: [0; 512],
+            input: [0; 512],
+            read_record: vec![0; 16_640],
+            write_record: vec![0; write_record],
+            rng: OsRng,
+        }
+    }
+
+    /// A client with the test's credentials over `stream`, every wait capped at
+    /// `timeout_ms`, TLS in `mode` checked by `verify`.
+    fn client<'b>(
+        &'b mut self,
+        stream: TcpStream,
+        timeout_ms: u64,
+        mode: Mode,
+        verify: Verify<'b>,
+    ) -> Result<Client<'b, FromTokio<TcpStream>, TokioClock>, Error<std::io::Error>> {
+        let config = Config::new("device.example")
+            .credentials(USER, PASSWORD)
+            .timeout_ms(timeout_ms);
+        Client::new(
+            FromTokio::new(stream),
+            TokioClock::now(),
+            config,
+            &mut self.out,
+            &mut self.input,
+        )?
+        .tls(Tls {
+            mode,
+            server_name: NAME,
+            verify,
+            read_record: &mut self.read_record,
+            write_record: &mut self.write_record,
+            rng: &mut self.rng,
+        })
+    }
+}
+
 /// Connects with TLS in `mode`, verified against `ca`, and sends one message to two
 /// recipients; the connect result, or the send's codes.
 fn session(port: u16, mode: Mode, ca: &[u8]) -> Result<[u16; 2], Error<std::io::Error>> {
     run(async move {
         let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
-        let (mut rx, mut tx) = (vec![0u8; 16_640], vec![0u8; 16_640]);
-        let mut rng = OsRng;
-        let config = Config::new("device.example")
-            .credentials(USER, PASSWORD)
-            .timeout_ms(10_000);
-        let clock = TokioClock(tokio::time::Instant::now());
-        let mut client = Client::new(FromTokio::new(stream), clock, config, &mut out, &mut input)?
-            .tls(Tls {
-                mode,
-                server_name: NAME,
-                verify: Verify::Ca(ca),
-                read_record: &mut rx,
-                write_record: &mut tx,
-                rng: &mut rng,
-            })?;
+        let mut lent = Lent::new(16_640);
+        let mut client = lent.client(stream, 10_000, mode, Verify::Ca(ca))?;
         client.connect().await?;
         let to = [addr("ops@example.com"), addr("nobody@example.com")];
         let mut codes = [0u16; 2];
@@ -134,29 +171,10 @@ fn a_server_without_starttls_gets_no_credentials_and_no_mail() {
     let port = server.port();
     let (connected, sent) = run(async move {
         let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
-        let (mut rx, mut tx) = (vec![0u8; 16_640], vec![0u8; 16_640]);
-        let mut rng = OsRng;
-        let config = Config::new("device.example")
-            .credentials(USER, PASSWORD)
-            .timeout_ms(2_000);
-        let mut client = Client::new(
-            FromTokio::new(stream),
-            TokioClock::now(),
-            config,
-            &mut out,
-            &mut input,
-        )
-        .unwrap()
-        .tls(Tls {
-            mode: Mode::StartTls,
-            server_name: NAME,
-            verify: Verify::Ca(&ca.ca_der),
-            read_record: &mut rx,
-            write_record: &mut tx,
-            rng: &mut rng,
-        })
-        .unwrap();
+        let mut lent = Lent::new(16_640);
+        let mut client = lent
+            .client(stream, 2_000, Mode::StartTls, Verify::Ca(&ca.ca_der))
+            .unwrap();
         let connected = client.connect().await;
         let mut codes = [0u16; 1];
         let sent = client
@@ -281,27 +299,8 @@ fn a_handshake_that_never_finishes_times_out() {
     let started = std::time::Instant::now();
     let result: Result<(), Error<std::io::Error>> = run(async move {
         let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
-        let (mut rx, mut tx) = (vec![0u8; 16_640], vec![0u8; 16_640]);
-        let mut rng = OsRng;
-        let config = Config::new("device.example")
-            .credentials(USER, PASSWORD)
-            .timeout_ms(500);
-        let mut client = Client::new(
-            FromTokio::new(stream),
-            TokioClock::now(),
-            config,
-            &mut out,
-            &mut input,
-        )?
-        .tls(Tls {
-            mode: Mode::StartTls,
-            server_name: NAME,
-            verify: Verify::Ca(&ca.ca_der),
-            read_record: &mut rx,
-            write_record: &mut tx,
-            rng: &mut rng,
-        })?;
+        let mut lent = Lent::new(16_640);
+        let mut client = lent.client(stream, 500, Mode::StartTls, Verify::Ca(&ca.ca_der))?;
         client.connect().await
     });
     assert!(matches!(result, Err(Error::Timeout(_))), "{result:?}");
@@ -346,29 +345,15 @@ fn no_verification_only_when_named() {
         let stream = TcpStream::connect(("127.0.0.1", server.port()))
             .await
             .unwrap();
-        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
-        let (mut rx, mut tx) = (vec![0u8; 16_640], vec![0u8; 2048]);
-        let mut rng = OsRng;
-        let config = Config::new("device.example")
-            .credentials(USER, PASSWORD)
-            .timeout_ms(10_000);
-        let mut client = Client::new(
-            FromTokio::new(stream),
-            TokioClock::now(),
-            config,
-            &mut out,
-            &mut input,
-        )
-        .unwrap()
-        .tls(Tls {
-            mode: Mode::Implicit,
-            server_name: NAME,
-            verify: Verify::InsecureNoVerification,
-            read_record: &mut rx,
-            write_record: &mut tx,
-            rng: &mut rng,
-        })
-        .unwrap();
+        let mut lent = Lent::new(2048);
+        let mut client = lent
+            .client(
+                stream,
+                10_000,
+                Mode::Implicit,
+                Verify::InsecureNoVerification,
+            )
+            .unwrap();
         client.connect().await.unwrap();
         let mut codes = [0u16; 1];
         let status = client
@@ -446,29 +431,10 @@ fn text_injected_after_the_220_is_never_read_as_a_reply_after_the_handshake() {
     });
     let offered_auth = run(async {
         let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
-        let (mut rx, mut tx) = (vec![0u8; 16_640], vec![0u8; 2048]);
-        let mut rng = OsRng;
-        let config = Config::new("device.example")
-            .credentials(USER, PASSWORD)
-            .timeout_ms(10_000);
-        let mut client = Client::new(
-            FromTokio::new(stream),
-            TokioClock::now(),
-            config,
-            &mut out,
-            &mut input,
-        )
-        .unwrap()
-        .tls(Tls {
-            mode: Mode::StartTls,
-            server_name: NAME,
-            verify: Verify::Ca(&ca.ca_der),
-            read_record: &mut rx,
-            write_record: &mut tx,
-            rng: &mut rng,
-        })
-        .unwrap();
+        let mut lent = Lent::new(2048);
+        let mut client = lent
+            .client(stream, 10_000, Mode::StartTls, Verify::Ca(&ca.ca_der))
+            .unwrap();
         client.connect().await.unwrap();
         let auth = client
             .capabilities()
