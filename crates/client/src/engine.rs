@@ -98,9 +98,9 @@ use crate::tls::TlsInfo;
 /// How long a refused session waits for the answer to its QUIT (RFC 5321 3.1: a server that
 /// greets with 554 waits for QUIT).
 pub const QUIT_AFTER_REFUSAL: Duration = Duration::from_secs(2);
-/// At most this many AUTH challenges in one exchange: a server that keeps challenging is not
-/// authenticating anyone, only holding the connection.
-pub const MAX_AUTH_ROUNDS: u32 = 8;
+/// At most this many AUTH challenges in one exchange (the core's
+/// [`MAX_ROUNDS`](postline_proto::sasl::MAX_ROUNDS)).
+pub const MAX_AUTH_ROUNDS: u32 = postline_proto::sasl::MAX_ROUNDS;
 
 /// What the driver must do now; see [`Engine::poll_io`]. Deliberately exhaustive: a driver
 /// must do each of these, and a new one would break drivers anyway.

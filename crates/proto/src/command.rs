@@ -254,6 +254,11 @@ impl<S: AsRef<str>> Domain<S> {
     pub fn as_str(&self) -> &str {
         self.0.as_ref()
     }
+
+    /// The name as it was given.
+    pub fn into_inner(self) -> S {
+        self.0
+    }
 }
 
 impl<S: AsRef<str>> fmt::Debug for Domain<S> {

@@ -13,10 +13,10 @@
 //! `BDAT n` headers must be exact, so [`DataEncoder::encoded_len`] predicts them.
 //!
 //! Clean text (CRLF line ends, no line starting with `.`) is copied in one run per `encode`
-//! call; the encoder only stops at bytes found by `memchr2` for CR and LF.
+//! call; the encoder only stops at bytes found by `memchr2` for CR and LF. (Without the `fast`
+//! feature a plain scan finds them and no block is skipped: the same output, less code.)
 
-use crate::buf::{Buffer, BufferFull};
-use memchr::memchr2;
+use crate::buf::{find_cr_or_lf, Buffer, BufferFull};
 
 /// At the start of a line (or of the message): a `.` here must be doubled.
 const LINE_START: u8 = 0;
@@ -149,7 +149,8 @@ fn scan(stuff: bool, state: u8, input: &[u8], mut emit: impl FnMut(&[u8])) -> u8
     }
     loop {
         // Invariant: pos < len, and pos is not at an unhandled line start.
-        if pos >= next_check {
+        // (Without the `fast` feature no block is skipped: the line-end scan alone walks.)
+        if cfg!(feature = "fast") && pos >= next_check {
             loop {
                 let end = skip_clean(input, pos, stuff, pos + FLUSH);
                 if end - pos < FLUSH {
@@ -165,7 +166,7 @@ fn scan(stuff: bool, state: u8, input: &[u8], mut emit: impl FnMut(&[u8])) -> u8
             // past it before paying for block checks again.
             next_check = pos + DIRTY_SKIP;
         }
-        let Some(off) = memchr2(b'\r', b'\n', &input[pos..]) else {
+        let Some(off) = find_cr_or_lf(&input[pos..]) else {
             emit(&input[run..]);
             return MID_LINE;
         };

@@ -58,5 +58,6 @@ pub use outbox::Outbox;
 pub use reply::{Code, EnhancedCode, Reply, ReplyError, ReplyParser};
 pub use sasl::{Credentials, Mechanism};
 pub use session::{
-    Event, FailedAt, Phase, Session, SessionConfig, SessionError, TxId, TxOutcome, UseError,
+    Event, FailedAt, InlineName, Phase, Session, SessionConfig, SessionError, TxId, TxOutcome,
+    UseError,
 };

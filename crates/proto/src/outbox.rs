@@ -97,7 +97,7 @@ impl<B: Buffer> Outbox<B> {
     /// Releases the next held command line.
     pub(crate) fn release_line(&mut self) {
         let held = &self.buf.as_bytes()[self.released..];
-        self.released += match memchr::memchr(b'\n', held) {
+        self.released += match crate::buf::find(b'\n', held) {
             Some(i) => i + 1,
             None => held.len(),
         };

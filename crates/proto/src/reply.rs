@@ -230,7 +230,7 @@ impl<'a> Iterator for Lines<'a> {
         }
         // The parser accepted these bytes, so every line ends in LF (CR optional) and starts
         // with a code; `get` keeps a malformed slice from panicking all the same.
-        let (line, rest) = match memchr::memchr(b'\n', self.rest) {
+        let (line, rest) = match crate::buf::find(b'\n', self.rest) {
             Some(i) => (
                 self.rest.get(..i).unwrap_or_default(),
                 self.rest.get(i + 1..).unwrap_or_default(),
@@ -411,7 +411,7 @@ impl ReplyParser {
         let limit = start.saturating_add(MAX_LINE_LEN).min(input.len());
         let from = self.scanned.max(start);
         let window = input.get(from..limit).unwrap_or_default();
-        let Some(i) = memchr::memchr2(b'\r', b'\n', window) else {
+        let Some(i) = crate::buf::find_cr_or_lf(window) else {
             self.scanned = limit;
             return if limit - start >= MAX_LINE_LEN {
                 Err(ReplyError::LineTooLong)

@@ -314,6 +314,11 @@ pub enum Response {
 /// are well under this; the bound keeps decoding on the stack.
 pub const MAX_CHALLENGE: usize = 1024;
 
+/// At most this many challenges in one AUTH exchange: no mechanism here needs more than two,
+/// and a server that keeps challenging is not authenticating anyone, only holding the
+/// connection. Every driver gives up after it.
+pub const MAX_ROUNDS: u32 = 8;
+
 /// Servers disagree on base64 padding in challenges, and a strict decoder would turn a
 /// harmless difference into a cancelled login; what we send stays canonical ([`STANDARD`]).
 pub(crate) const LENIENT: GeneralPurpose = GeneralPurpose::new(

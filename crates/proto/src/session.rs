@@ -46,10 +46,13 @@ pub const MAX_TRANSACTIONS: usize = 4;
 const MAX_EXPECT: usize = 24;
 
 /// Settings fixed for a session's life.
+///
+/// `N` keeps the name announced in EHLO/HELO: inline by default ([`InlineName`], so a session
+/// needs no lifetime and no allocator), or borrowed (`&str`, [`SessionConfig::borrowing`])
+/// by a driver that holds the name anyway and counts its RAM in bytes.
 #[derive(Clone)]
-pub struct SessionConfig {
-    hello: [u8; MAX_DOMAIN_LEN],
-    hello_len: u8,
+pub struct SessionConfig<N = InlineName> {
+    hello: N,
     /// Pipeline commands when the server offers PIPELINING (default on).
     pub pipelining: bool,
     /// Send message data with BDAT when the server offers CHUNKING and PIPELINING (default
@@ -70,17 +73,52 @@ pub struct SessionConfig {
     pub lmtp: bool,
 }
 
+/// A domain name kept inline: at most [`MAX_DOMAIN_LEN`] octets, copied from a [`Domain`].
+#[derive(Clone, Copy)]
+pub struct InlineName {
+    bytes: [u8; MAX_DOMAIN_LEN],
+    len: u8,
+}
+
+impl AsRef<str> for InlineName {
+    fn as_ref(&self) -> &str {
+        // Copied whole from a `Domain` (a `str`): always UTF-8.
+        core::str::from_utf8(self.bytes.get(..self.len as usize).unwrap_or(&[])).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for InlineName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_ref(), f)
+    }
+}
+
 impl SessionConfig {
-    /// Settings with the name to announce in EHLO/HELO.
+    /// Settings with the name to announce in EHLO/HELO (copied into the session).
     pub fn new<S: AsRef<str>>(hello: &Domain<S>) -> Self {
         let name = hello.as_str().as_bytes();
-        let mut buf = [0u8; MAX_DOMAIN_LEN];
+        let mut bytes = [0u8; MAX_DOMAIN_LEN];
         // `Domain` guarantees at most MAX_DOMAIN_LEN octets.
         let n = name.len().min(MAX_DOMAIN_LEN);
-        buf[..n].copy_from_slice(&name[..n]);
+        bytes[..n].copy_from_slice(&name[..n]);
+        SessionConfig::with_name(InlineName {
+            bytes,
+            len: n as u8,
+        })
+    }
+}
+
+impl<'a> SessionConfig<&'a str> {
+    /// Settings with the name to announce in EHLO/HELO, borrowed for the session's life.
+    pub fn borrowing(hello: Domain<&'a str>) -> Self {
+        SessionConfig::with_name(hello.into_inner())
+    }
+}
+
+impl<N: AsRef<str>> SessionConfig<N> {
+    fn with_name(hello: N) -> Self {
         SessionConfig {
-            hello: buf,
-            hello_len: n as u8,
+            hello,
             pipelining: true,
             chunking: false,
             implicit_tls: false,
@@ -88,17 +126,12 @@ impl SessionConfig {
             lmtp: false,
         }
     }
-
-    fn hello(&self) -> Domain<&str> {
-        let s = core::str::from_utf8(&self.hello[..self.hello_len as usize]).unwrap_or("localhost");
-        Domain::new(s).unwrap_or_else(|_| Domain::new("localhost").expect("valid literal"))
-    }
 }
 
-impl fmt::Debug for SessionConfig {
+impl<N: fmt::Debug> fmt::Debug for SessionConfig<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionConfig")
-            .field("hello", &self.hello())
+            .field("hello", &self.hello)
             .field("pipelining", &self.pipelining)
             .field("chunking", &self.chunking)
             .field("implicit_tls", &self.implicit_tls)
@@ -576,8 +609,8 @@ enum Ending {
 /// Inputs are `handle_*`; commands are methods that write into the caller's [`Outbox`];
 /// getters take `&self`. The state is a few hundred bytes and holds no secret and no envelope.
 #[derive(Debug, Clone)]
-pub struct Session {
-    config: SessionConfig,
+pub struct Session<N = InlineName> {
+    config: SessionConfig<N>,
     state: State,
     caps: Capabilities,
     tls: bool,
@@ -598,9 +631,9 @@ pub struct Session {
     error: Option<SessionError>,
 }
 
-impl Session {
+impl<N: AsRef<str> + Clone> Session<N> {
     /// A session waiting for the server's greeting.
-    pub fn new(config: SessionConfig) -> Self {
+    pub fn new(config: SessionConfig<N>) -> Self {
         let mut expect = ExpectQueue::new();
         expect.push(Expect::Greeting);
         Session {
@@ -1355,9 +1388,11 @@ impl Session {
 
     fn send_hello<B: Buffer>(&mut self, out: &mut Outbox<B>, ehlo: bool) -> Result<(), BufferFull> {
         // A copy of the name, so the command can borrow it while the session changes.
-        let config = self.config.clone();
-        let name = config.hello();
-        if ehlo && config.lmtp {
+        let hello = self.config.hello.clone();
+        // Both ways into a config take a `Domain`: the fallback is never used.
+        let name = Domain::new(hello.as_ref())
+            .unwrap_or_else(|_| Domain::new("localhost").expect("valid literal"));
+        if ehlo && self.config.lmtp {
             self.push(out, Command::Lhlo(name), Expect::Ehlo, false)
         } else if ehlo {
             self.push(out, Command::Ehlo(name), Expect::Ehlo, false)
