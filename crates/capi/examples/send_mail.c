@@ -37,7 +37,12 @@ static int32_t do_connect(void *ctx) {
     struct timeval tv = {0, 200 * 1000};
     setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0) return -2;
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        /* A failed connect releases its socket: close is called only after a successful one. */
+        close(c->fd);
+        c->fd = -1;
+        return -2;
+    }
     return 0;
 }
 

@@ -144,7 +144,8 @@ typedef struct postline_io {
    */
   void *ctx;
   /**
-   * Opens the TCP connection to the server: 0 on success.
+   * Opens the TCP connection to the server: 0 on success. A failed connect releases what
+   * it opened itself: `close` follows only a successful one.
    */
   int32_t (*connect)(void *ctx);
   /**
@@ -162,7 +163,7 @@ typedef struct postline_io {
    */
   int32_t (*recv)(void *ctx, uint8_t *buf, size_t len);
   /**
-   * Closes the connection.
+   * Closes the connection (after each successful `connect`, whatever happened since).
    */
   void (*close)(void *ctx);
   /**
@@ -172,7 +173,8 @@ typedef struct postline_io {
    */
   uint64_t (*now_ms)(void *ctx);
   /**
-   * Seconds since 1970 for the `Date:` header, or a negative number when unknown.
+   * Seconds since 1970 for the `Date:` and `Message-ID:` headers, or a negative number
+   * when unknown (NULL also means unknown): then both are left to the submission server.
    */
   int64_t (*unix_time)(void *ctx);
 } postline_io;

@@ -49,7 +49,8 @@ pub const POSTLINE_IO_AGAIN: i32 = -11;
 pub struct postline_io {
     /// Yours, passed to every callback.
     pub ctx: *mut c_void,
-    /// Opens the TCP connection to the server: 0 on success.
+    /// Opens the TCP connection to the server: 0 on success. A failed connect releases what
+    /// it opened itself: `close` follows only a successful one.
     pub connect: Option<unsafe extern "C" fn(ctx: *mut c_void) -> i32>,
     /// Writes up to `len` bytes: how many were written (at least 1), [`POSTLINE_IO_AGAIN`]
     /// when the socket's send timeout passed with nothing written, or another negative
@@ -61,13 +62,14 @@ pub struct postline_io {
     /// another negative error. Keep the socket's timeout short (100 ms to 1 s): the driver's
     /// own deadlines are checked between calls.
     pub recv: Option<unsafe extern "C" fn(ctx: *mut c_void, buf: *mut u8, len: usize) -> i32>,
-    /// Closes the connection.
+    /// Closes the connection (after each successful `connect`, whatever happened since).
     pub close: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
     /// Milliseconds from any fixed point, never going back and never wrapping: a 32-bit tick
     /// counter must be extended to 64 bits (count its wraps), or a deadline set just before
     /// it wraps is never reached.
     pub now_ms: Option<unsafe extern "C" fn(ctx: *mut c_void) -> u64>,
-    /// Seconds since 1970 for the `Date:` header, or a negative number when unknown.
+    /// Seconds since 1970 for the `Date:` and `Message-ID:` headers, or a negative number
+    /// when unknown (NULL also means unknown): then both are left to the submission server.
     pub unix_time: Option<unsafe extern "C" fn(ctx: *mut c_void) -> i64>,
 }
 
@@ -353,15 +355,27 @@ unsafe fn send_mail(
         },
         body,
     };
-    let result = (|| {
-        let mut client =
-            BlockingClient::new(Socket(io), Clock(io), config, &mut c.out, &mut c.input)?;
-        client.connect()?;
-        let status = client.send_mail(&mail, &mut rcpt_codes[..to_count])?;
-        // The mail's fate is known; a failed QUIT changes nothing about it.
-        let _ = client.quit();
-        Ok(status)
-    })();
+    // Used where it was made (a reference into the result): the client is not moved, so
+    // its bytes are on the stack once.
+    let mut made = BlockingClient::new(Socket(&io), Clock(&io), config, &mut c.out, &mut c.input);
+    let result = match &mut made {
+        Ok(client) => {
+            let result = match client.connect() {
+                Ok(()) => client.send_mail(&mail, &mut rcpt_codes[..to_count]),
+                Err(e) => Err(e),
+            };
+            // The mail's fate is known; QUIT (bounded) ends a session still open, and its
+            // failure changes nothing about the mail.
+            if result
+                .as_ref()
+                .map_or_else(Error::leaves_session_open, |_| true)
+            {
+                let _ = client.quit();
+            }
+            result
+        }
+        Err(e) => Err(*e),
+    };
     if let Some(close) = io.close {
         unsafe { close(io.ctx) };
     }
@@ -400,7 +414,7 @@ unsafe fn send_mail(
                     fill(st, r.code(), r.text());
                     R::ErrAuth
                 }
-                Error::AuthUnavailable => R::ErrAuth,
+                Error::AuthUnavailable | Error::AuthRounds => R::ErrAuth,
                 Error::InDoubt(_) => R::InDoubt,
                 Error::Timeout(_) => R::ErrTimeout,
                 Error::Io(_) | Error::Closed(_) => R::ErrIo,
@@ -440,13 +454,13 @@ impl embedded_io::Error for IoError {
     }
 }
 
-struct Socket(postline_io);
+struct Socket<'a>(&'a postline_io);
 
-impl embedded_io::ErrorType for Socket {
+impl embedded_io::ErrorType for Socket<'_> {
     type Error = IoError;
 }
 
-impl embedded_io::Read for Socket {
+impl embedded_io::Read for Socket<'_> {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, IoError> {
         let recv = self.0.recv.expect("checked at create");
         match unsafe { recv(self.0.ctx, buf.as_mut_ptr(), buf.len()) } {
@@ -456,7 +470,7 @@ impl embedded_io::Read for Socket {
     }
 }
 
-impl embedded_io::Write for Socket {
+impl embedded_io::Write for Socket<'_> {
     fn write(&mut self, buf: &[u8]) -> Result<usize, IoError> {
         let send = self.0.send.expect("checked at create");
         match unsafe { send(self.0.ctx, buf.as_ptr(), buf.len()) } {
@@ -470,9 +484,9 @@ impl embedded_io::Write for Socket {
     }
 }
 
-struct Clock(postline_io);
+struct Clock<'a>(&'a postline_io);
 
-impl BlockingClock for Clock {
+impl BlockingClock for Clock<'_> {
     fn now_ms(&self) -> u64 {
         let now = self.0.now_ms.expect("checked at create");
         unsafe { now(self.0.ctx) }

@@ -13,8 +13,10 @@ pub trait Clock {
     fn wait_until(&self, deadline_ms: u64) -> impl Future<Output = ()>;
 
     /// Seconds since 1970-01-01 UTC, for the `Date:` header of composed mail, when the device
-    /// knows the time (from NTP, an RTC). `None` (the default) leaves `Date:` out; the
-    /// submission server adds it (RFC 6409 8.3).
+    /// knows the time (from NTP, an RTC), and for its `Message-ID:`. `None` (the default)
+    /// leaves both out; the submission server adds them (RFC 6409 8.3). A Message-ID from the
+    /// time since boot could repeat after a restart, and a receiver that drops repeats would
+    /// lose the mail.
     fn unix_time(&self) -> Option<i64> {
         None
     }

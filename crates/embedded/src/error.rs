@@ -40,6 +40,9 @@ pub enum Error<E> {
     AuthUnavailable,
     /// AUTH was refused (535: wrong password).
     AuthFailed(Reply),
+    /// The server kept challenging past [`MAX_ROUNDS`](postline_proto::sasl::MAX_ROUNDS)
+    /// in one AUTH exchange: it was holding the connection, not authenticating.
+    AuthRounds,
     /// The server declared it cannot take this message (too large for its SIZE, 8-bit or
     /// UTF-8 it does not offer).
     Incompatible(Refusal),
@@ -57,12 +60,29 @@ pub enum Error<E> {
 }
 
 impl<E> Error<E> {
+    /// Whether the session is still open and in step after this error, so QUIT can end it
+    /// as RFC 5321 asks (a server that refused the session or the credentials waits for it):
+    /// a refusal, or a call this side would not make. Not after a broken or silent
+    /// connection, a 421, a reply out of place, or an exchange left half done.
+    pub fn leaves_session_open(&self) -> bool {
+        matches!(
+            self,
+            Error::Rejected(_)
+                | Error::AuthFailed(_)
+                | Error::AuthUnavailable
+                | Error::Incompatible(_)
+                | Error::Address(_)
+                | Error::LineTooLong
+        )
+    }
+
     /// Whether the same message may go through on a later attempt: everything but a refusal
     /// of the credentials or of the message itself, and a mistake in the call.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Rejected(r) => r.is_transient(),
             Error::AuthFailed(_)
+            | Error::AuthRounds
             | Error::AuthUnavailable
             | Error::Incompatible(_)
             | Error::Address(_)
@@ -123,6 +143,7 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
                 "no usable AUTH mechanism (or clear-text AUTH not allowed on this connection)",
             ),
             Error::AuthFailed(r) => write!(f, "authentication failed: {r}"),
+            Error::AuthRounds => f.write_str("the server kept challenging AUTH without an end"),
             Error::Incompatible(r) => write!(f, "{r:?}"),
             Error::Address(e) => write!(f, "invalid address: {e:?}"),
             Error::LineTooLong => f.write_str("a body line is longer than 998 octets"),

@@ -5,7 +5,9 @@
 //! The protocol and its policy are the core's ([`postline_proto`]): the session state machine
 //! (greeting, EHLO with HELO fallback, AUTH, pipelined MAIL/RCPT/DATA, dot-stuffing), the AUTH
 //! mechanism preference, the parameters a server's capabilities allow and the rule that ends a
-//! session whose server answers before it was asked. This crate adds only the waiting: each
+//! session whose server answers before it was asked. This crate adds a small engine without
+//! I/O (what each call does next, what a failure means for the message) and two loops that do
+//! what it asks, the async [`Client`] and the blocking [`blocking::BlockingClient`]: each
 //! read and write is bounded by a deadline from the RFC 5321 timers (or the caller's cap), and
 //! a message whose end of data was written and never answered is reported *in doubt*, never as
 //! sent or not sent.
@@ -34,6 +36,7 @@
 pub mod blocking;
 mod client;
 mod clock;
+mod engine;
 mod error;
 pub mod mail;
 mod reply;

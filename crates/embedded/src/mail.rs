@@ -1,6 +1,7 @@
 //! Composing a mail on the device, as the NetX Duo and embOS/IP SMTP clients do, but
 //! complete: `From`, `To`, `Subject` (RFC 2047 when it is not plain ASCII), `Date` from the
-//! device's clock, `Message-ID`, `X-Priority`/`Importance`, MIME headers, then the body; all
+//! device's clock, `Message-ID` (both only when the device knows the time of day),
+//! `X-Priority`/`Importance`, MIME headers, then the body; all
 //! written straight into the session, with no message buffer and no allocation.
 
 use base64::Engine as _;
@@ -11,6 +12,7 @@ use postline_proto::date::Rfc5322;
 
 use crate::client::{Client, Status};
 use crate::clock::Clock;
+use crate::engine::{body_type, Body, Engine, Job, Outgoing};
 use crate::error::Error;
 
 /// The longest line RFC 5322 2.1.1 allows, without its CRLF.
@@ -47,10 +49,21 @@ fn plain_header_text(text: &str) -> bool {
     text.len() <= 900 && text.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
-/// Whether a line of `body` is longer than RFC 5322 allows.
+/// Whether a line of `body` is longer than RFC 5322 allows. A line ends at CR, LF or both
+/// (a bare CR goes out as a line end too).
 fn has_long_line(body: &[u8]) -> bool {
-    body.split(|b| *b == b'\n')
-        .any(|l| l.strip_suffix(b"\r").unwrap_or(l).len() > MAX_LINE)
+    body.split(|b| matches!(b, b'\n' | b'\r'))
+        .any(|l| l.len() > MAX_LINE)
+}
+
+impl Mail<'_> {
+    /// What keeps this mail from being composed: a body line over [`MAX_LINE`] octets.
+    pub(crate) fn check<E>(&self) -> Result<(), Error<E>> {
+        if has_long_line(self.body) {
+            return Err(Error::LineTooLong);
+        }
+        Ok(())
+    }
 }
 
 impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
@@ -61,30 +74,97 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
         mail: &Mail<'_>,
         codes: &mut [u16],
     ) -> Result<Status, Error<S::Error>> {
-        if has_long_line(mail.body) {
-            return Err(Error::LineTooLong);
-        }
-        // The headers are ASCII (a subject that is not is encoded): the body decides.
-        let kind = crate::client::body_type(mail.body);
-        if let Some(status) = self
-            .begin_with(mail.from, mail.to, None, kind, codes)
-            .await?
-        {
-            return Ok(status);
-        }
-        let unix = self.clock().unix_time();
-        let now = self.clock().now_ms();
+        mail.check()?;
+        let (unix, now) = (self.clock.unix_time(), self.clock.now_ms());
+        let mut job = self.engine.mail_job(mail, codes, unix, now);
+        self.message(&mut job).await
+    }
+}
+
+impl<'b> Engine<'b> {
+    /// The job of sending `mail`, composed as it goes out: `Date:` from `unix` (when known),
+    /// a Message-ID from the time, `now` and a number no earlier message on this client had.
+    /// Check the mail with [`Mail::check`] first. (Infallible, so the job is made where it
+    /// is used rather than moved out of a `Result`: it is a few hundred bytes of stack.)
+    pub(crate) fn mail_job<'j>(
+        &mut self,
+        mail: &'j Mail<'j>,
+        codes: &'j mut [u16],
+        unix: Option<i64>,
+        now: u64,
+    ) -> Job<'j>
+    where
+        'b: 'j,
+    {
         let n = self.next_message_number();
-        let mut parts = Composer::new(mail, unix, now, n, self.config.hello);
-        // One await for the whole message: each header part written in its own await would
-        // be a state of this future with its own copy of the polled write, kilobytes of code
-        // and a deeper frame on a device.
-        while let Some(part) = parts.next() {
-            for bytes in [part.head, part.text.bytes(), part.tail] {
-                self.data(bytes).await?;
+        let composer = Composer::new(mail, unix, now, n, self.config.hello);
+        Job {
+            codes,
+            // The headers are ASCII (a subject that is not is encoded): the body decides.
+            envelope: Some(Outgoing {
+                from: mail.from,
+                to: mail.to,
+                size: None,
+                body: body_type(mail.body),
+            }),
+            body: Some(Body::Mail(Parts::new(composer))),
+            status: None,
+        }
+    }
+}
+
+/// The composed message as a run of byte strings, taken a piece at a time as the output
+/// buffer has room: each part's head, text and tail in turn.
+pub(crate) struct Parts<'m> {
+    composer: Composer<'m>,
+    part: Option<Part<'m>>,
+    /// Which of the part's three pieces, and how far into it.
+    piece: u8,
+    at: usize,
+}
+
+impl<'m> Parts<'m> {
+    fn new(mut composer: Composer<'m>) -> Self {
+        let part = composer.next();
+        Parts {
+            composer,
+            part,
+            piece: 0,
+            at: 0,
+        }
+    }
+
+    /// The bytes not yet taken of the current piece; empty when the message is all taken.
+    pub(crate) fn current(&mut self) -> &[u8] {
+        loop {
+            let len = match &self.part {
+                None => return &[],
+                Some(p) => p.piece(self.piece).map(<[u8]>::len),
+            };
+            match len {
+                Some(len) if self.at < len => break,
+                Some(_) => {
+                    self.piece += 1;
+                    self.at = 0;
+                }
+                None => {
+                    self.part = self.composer.next();
+                    self.piece = 0;
+                    self.at = 0;
+                }
             }
         }
-        self.end(codes).await
+        match &self.part {
+            Some(p) => p
+                .piece(self.piece)
+                .and_then(|b| b.get(self.at..))
+                .unwrap_or(&[]),
+            None => &[],
+        }
+    }
+
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.at += n;
     }
 }
 
@@ -122,6 +202,16 @@ impl<'m> Part<'m> {
     fn new(head: &'static [u8], text: Text<'m>, tail: &'static [u8]) -> Self {
         Part { head, text, tail }
     }
+
+    /// Piece `i`: 0 the head, 1 the text, 2 the tail.
+    fn piece(&self, i: u8) -> Option<&[u8]> {
+        match i {
+            0 => Some(self.head),
+            1 => Some(self.text.bytes()),
+            2 => Some(self.tail),
+            _ => None,
+        }
+    }
 }
 
 /// Where the [`Composer`] is.
@@ -138,6 +228,7 @@ enum Stage {
     IdClock,
     IdNumber,
     IdDomain,
+    Priority,
     Mime,
     Body,
     Done,
@@ -145,7 +236,10 @@ enum Stage {
 
 /// The whole message (headers, then the body) as a sequence of [`Part`]s: From, To (one
 /// address a line), Subject (RFC 2047 when it is not plain ASCII), Date, Message-ID
-/// (`<unix.ms.n@from-domain>`), X-Priority and Importance, the MIME headers. Numbers and the
+/// (`<unix.ms.n@hello-name>`), X-Priority and Importance, the MIME headers. Date and
+/// Message-ID need the time of day: without it both are left to the submission server
+/// (RFC 6409 8.3), as a Message-ID from the time since boot and a count kept in RAM could
+/// repeat after a restart, and a receiver that drops repeated Message-IDs would lose the mail. Numbers and the
 /// date are spelled by hand, not with `core::fmt`, whose number formatting would cost a
 /// device kilobytes of code.
 struct Composer<'m> {
@@ -160,6 +254,12 @@ struct Composer<'m> {
 }
 
 impl<'m> Composer<'m> {
+    /// The time of day, when the device knows it and RFC 5322 can write its year.
+    fn time(&self) -> Option<i64> {
+        self.unix
+            .filter(|t| (-2_208_988_800..=253_402_300_799).contains(t))
+    }
+
     fn new(mail: &'m Mail<'m>, unix: Option<i64>, now: u64, n: u32, hello: &'m str) -> Self {
         Composer {
             mail,
@@ -201,23 +301,21 @@ impl<'m> Composer<'m> {
             ),
             Stage::Subject => return self.word(0, true),
             Stage::Word(at) => return self.word(at, false),
-            // RFC 5322 wants a four-digit year: a clock outside 1900..=9999 gives no Date.
-            Stage::Date => match self
-                .unix
-                .filter(|t| (-2_208_988_800..=253_402_300_799).contains(t))
-            {
+            // RFC 5322 wants a four-digit year: a clock outside 1900..=9999 gives no Date
+            // (and no Message-ID, which is made from the same time).
+            Stage::Date => match self.time() {
                 Some(unix) => {
                     let mut date = [0u8; Rfc5322::MAX_LEN];
                     let text = Text::spelled(Rfc5322(unix).write_to(&mut date));
                     (Stage::IdTime, Part::new(b"Date: ", text, b"\r\n"))
                 }
                 None => {
-                    self.stage = Stage::IdTime;
+                    self.stage = Stage::Priority;
                     return self.next();
                 }
             },
             Stage::IdTime => {
-                let unix = u64::try_from(self.unix.unwrap_or(0)).unwrap_or(0);
+                let unix = u64::try_from(self.time().unwrap_or(0)).unwrap_or(0);
                 let text = Text::spelled(decimal(unix, &mut digits));
                 (Stage::IdClock, Part::new(b"Message-ID: <", text, b"."))
             }
@@ -229,16 +327,17 @@ impl<'m> Composer<'m> {
                 let text = Text::spelled(decimal(u64::from(self.n), &mut digits));
                 (Stage::IdDomain, Part::new(b"", text, b"@"))
             }
-            Stage::IdDomain => {
-                let tail: &[u8] = match mail.priority {
-                    Priority::High => b">\r\nX-Priority: 1 (Highest)\r\nImportance: high\r\n",
-                    Priority::Normal => b">\r\nX-Priority: 3 (Normal)\r\nImportance: normal\r\n",
-                    Priority::Low => b">\r\nX-Priority: 5 (Lowest)\r\nImportance: low\r\n",
+            Stage::IdDomain => (
+                Stage::Priority,
+                Part::new(b"", Text::Borrowed(self.hello.as_bytes()), b">\r\n"),
+            ),
+            Stage::Priority => {
+                let head: &[u8] = match mail.priority {
+                    Priority::High => b"X-Priority: 1 (Highest)\r\nImportance: high\r\n",
+                    Priority::Normal => b"X-Priority: 3 (Normal)\r\nImportance: normal\r\n",
+                    Priority::Low => b"X-Priority: 5 (Lowest)\r\nImportance: low\r\n",
                 };
-                (
-                    Stage::Mime,
-                    Part::new(b"", Text::Borrowed(self.hello.as_bytes()), tail),
-                )
+                (Stage::Mime, Part::new(head, Text::Borrowed(b""), b""))
             }
             Stage::Mime => (
                 Stage::Body,
@@ -293,6 +392,8 @@ impl<'m> Composer<'m> {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
     use super::*;
 
     #[test]
@@ -305,6 +406,60 @@ mod tests {
         crlf[MAX_LINE] = b'\r';
         crlf[MAX_LINE + 1] = b'\n';
         assert!(!has_long_line(&crlf));
+        // Lines ended by a bare CR are lines too.
+        let mut cr = [b'a'; 3 * MAX_LINE];
+        cr[MAX_LINE] = b'\r';
+        cr[2 * MAX_LINE + 1] = b'\r';
+        assert!(!has_long_line(&cr));
+        cr[2 * MAX_LINE + 1] = b'a';
+        assert!(has_long_line(&cr));
+    }
+
+    /// The composed message, piece by piece as the engine takes it.
+    fn composed(unix: Option<i64>) -> std::string::String {
+        let to = [Address::new("ops@example.com").unwrap()];
+        let mail = Mail {
+            from: Address::new("dev@example.com").unwrap(),
+            to: &to,
+            subject: "Pump 3",
+            priority: Priority::Low,
+            body: b"up\r\n",
+        };
+        let mut parts = Parts::new(Composer::new(&mail, unix, 1234, 7, "dev.example"));
+        let mut text = std::vec::Vec::new();
+        loop {
+            let piece = parts.current();
+            if piece.is_empty() {
+                break;
+            }
+            let n = piece.len();
+            text.extend_from_slice(piece);
+            parts.consume(n);
+        }
+        std::string::String::from_utf8(text).unwrap()
+    }
+
+    #[test]
+    fn date_and_message_id_only_with_the_time_of_day() {
+        let with = composed(Some(1_700_000_000));
+        assert!(
+            with.contains("\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n"),
+            "{with}"
+        );
+        assert!(
+            with.contains("\r\nMessage-ID: <1700000000.1234.7@dev.example>\r\n"),
+            "{with}"
+        );
+        // Without it (or with a clock RFC 5322 cannot write) neither is made up.
+        for unix in [None, Some(253_402_300_800)] {
+            let without = composed(unix);
+            assert!(
+                !without.contains("Date:") && !without.contains("Message-ID"),
+                "{without}"
+            );
+            assert!(without.contains("\r\nX-Priority: 5 (Lowest)\r\nImportance: low\r\n"));
+            assert!(without.ends_with("\r\n\r\nup\r\n"), "{without}");
+        }
     }
 
     #[test]

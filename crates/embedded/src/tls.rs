@@ -19,9 +19,9 @@ use embedded_tls::{
     TlsError, TlsVerifier, UnsecureProvider,
 };
 use postline_proto::session::Phase;
-use postline_proto::{Extension, Session, SessionConfig};
+use postline_proto::{Session, SessionConfig};
 
-use crate::client::{Client, Step};
+use crate::client::Client;
 use crate::clock::Clock;
 use crate::error::{Error, TlsFailure};
 use crate::transport::{tls_failure, Transport};
@@ -137,56 +137,20 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
     pub fn tls(mut self, tls: Tls<'b>) -> Result<Self, Error<S::Error>> {
         if tls.mode == Mode::Implicit {
             // The session must know from the start that the connection is encrypted.
-            let hello = postline_proto::command::Domain::new(self.config.hello)?;
-            let mut sc = SessionConfig::new(&hello);
-            sc.pipelining = self.config.pipelining;
+            let hello = postline_proto::command::Domain::new(self.engine.config.hello)?;
+            let mut sc = SessionConfig::borrowing(hello);
+            sc.pipelining = self.engine.config.pipelining;
             sc.implicit_tls = true;
-            self.session = Session::new(sc);
+            self.engine.session = Session::new(sc);
         }
+        self.engine.tls = Some(tls.mode);
         self.tls = Some(tls);
-        self.tls_required = true;
         Ok(self)
     }
 
-    /// STARTTLS, the handshake, and EHLO again (RFC 3207 4.2: what was learnt in clear text
-    /// is forgotten). Whatever the server sent after its 220 is discarded unread (RFC 3207
-    /// 5: text injected before the handshake).
-    pub(crate) async fn start_tls(&mut self) -> Result<(), Error<S::Error>> {
-        if !self.session.capabilities().has(Extension::StartTls) {
-            return Err(self.unusable(Error::TlsUnavailable));
-        }
-        // A reply already waiting would be taken for the answer to STARTTLS.
-        if self.filled != 0 {
-            return Err(self.unusable(Error::Tls(TlsFailure::Protocol)));
-        }
-        self.session.start_tls(&mut self.out)?;
-        loop {
-            match self.step().await {
-                Ok(Step::StartTls) => break,
-                Ok(Step::StartTlsRefused) => return Err(self.unusable(Error::TlsUnavailable)),
-                Ok(_) => {}
-                Err(e) => return Err(self.unusable(e)),
-            }
-        }
-        self.filled = 0;
-        self.handshake().await?;
-        self.session.tls_established(&mut self.out)?;
-        loop {
-            if let Step::Ready = self.step().await? {
-                return Ok(());
-            }
-        }
-    }
-
-    /// `e`, with the connection given up: after TLS was asked for and could not be had,
-    /// nothing more goes over it (the stream is closed when dropped).
-    fn unusable(&mut self, e: Error<S::Error>) -> Error<S::Error> {
-        self.transport = Transport::Gone(core::marker::PhantomData);
-        e
-    }
-
-    /// The TLS handshake over the plain stream, by the deadline of a command.
-    pub(crate) async fn handshake(&mut self) -> Result<(), Error<S::Error>> {
+    /// The TLS handshake over the plain stream, by `deadline`. The plain stream is given up
+    /// first: after a failed handshake nothing more can be sent.
+    pub(crate) async fn handshake(&mut self, deadline: u64) -> Result<(), Error<S::Error>> {
         let tls = self.tls.take().ok_or(Error::Tls(TlsFailure::Unusable))?;
         let Transport::Plain(stream) = core::mem::replace(
             &mut self.transport,
@@ -197,7 +161,6 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
         let mut conn: TlsConnection<'b, S, Aes128GcmSha256> =
             TlsConnection::new(stream, tls.read_record, tls.write_record);
         let config = TlsConfig::new().with_server_name(tls.server_name);
-        let deadline = self.deadline(Phase::Command);
         let opened = match tls.verify {
             Verify::Ca(ca) => {
                 let provider = Verifying {

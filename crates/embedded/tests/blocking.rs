@@ -1,5 +1,7 @@
 //! The blocking twin over std's `TcpStream` (a receive timeout set, as on a device's stack):
-//! a message through aiosmtpd, and a silent server given up at the driver's deadline.
+//! a message through aiosmtpd, a silent server and a trickling one given up at the driver's
+//! deadline, a message whose end of data went unanswered reported in doubt, and calls after
+//! QUIT that fail rather than wait.
 
 use std::io;
 use std::net::TcpStream;
@@ -7,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use postline_embedded::blocking::{BlockingClient, BlockingClock};
 use postline_embedded::{Address, Config, Error, Phase};
-use postline_testkit::{Aiosmtpd, SilentListener};
+use postline_testkit::{greeting_and_ehlo, Aiosmtpd, ScriptedServer, SilentListener, Step};
 
 struct StdClock(Instant);
 
@@ -114,4 +116,110 @@ fn a_silent_server_is_given_up_at_the_deadline() {
         took >= Duration::from_millis(300) && took < Duration::from_secs(5),
         "{took:?}"
     );
+}
+
+/// A server that sends its greeting a byte at a time, each in time for the socket, never
+/// completes it within the deadline: the deadline is the reply's, not each byte's.
+#[test]
+fn a_trickling_server_does_not_move_the_deadline() {
+    let greeting = b"220 slow.example ESMTP a greeting sent one byte at a time\r\n".to_vec();
+    let server =
+        ScriptedServer::start(vec![Step::SendSlowly(greeting, Duration::from_millis(100))]);
+    let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+    let mut c = BlockingClient::new(
+        socket(&format!("127.0.0.1:{}", server.port())),
+        StdClock(Instant::now()),
+        Config::new("device.example").timeout_ms(500),
+        &mut out,
+        &mut input,
+    )
+    .unwrap();
+    let started = Instant::now();
+    assert!(matches!(c.connect(), Err(Error::Timeout(Phase::Greeting))));
+    let took = started.elapsed();
+    // The whole greeting would take about 6 s.
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
+
+/// The server reads the whole message and closes without a word: the message may have been
+/// taken, so it is in doubt, never reported as sent or as not sent.
+#[test]
+fn an_unanswered_end_of_data_is_in_doubt() {
+    let mut script = greeting_and_ehlo(&["PIPELINING"]);
+    script.extend([
+        Step::expect("MAIL FROM:<device@example.com>"),
+        Step::expect("RCPT TO:<ops@example.com>"),
+        Step::expect("DATA"),
+        Step::reply("250 2.1.0 ok"),
+        Step::reply("250 2.1.5 ok"),
+        Step::reply("354 go ahead"),
+        Step::ExpectData,
+        Step::Close,
+    ]);
+    let server = ScriptedServer::start(script);
+    let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+    let mut c = BlockingClient::new(
+        socket(&format!("127.0.0.1:{}", server.port())),
+        StdClock(Instant::now()),
+        Config::new("device.example").timeout_ms(5_000),
+        &mut out,
+        &mut input,
+    )
+    .unwrap();
+    c.connect().unwrap();
+    let to = [Address::new("ops@example.com").unwrap()];
+    let mut codes = [0u16; 1];
+    let sent = c.send(
+        Address::new("device@example.com").unwrap(),
+        &to,
+        b"Subject: x\r\n\r\nbody\r\n",
+        &mut codes,
+    );
+    assert!(
+        matches!(sent, Err(Error::InDoubt(Phase::DataEnd))),
+        "{sent:?}"
+    );
+    assert_eq!(codes, [250]);
+    server.finish().assert_ok();
+}
+
+/// After QUIT the session is over: another call fails at once, it does not read a closed
+/// connection again and again.
+#[test]
+fn calls_after_quit_fail_at_once() {
+    let mut script = greeting_and_ehlo(&["PIPELINING"]);
+    script.extend([Step::expect("QUIT"), Step::reply("221 bye"), Step::Close]);
+    let server = ScriptedServer::start(script);
+    let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+    let mut c = BlockingClient::new(
+        socket(&format!("127.0.0.1:{}", server.port())),
+        StdClock(Instant::now()),
+        Config::new("device.example").timeout_ms(5_000),
+        &mut out,
+        &mut input,
+    )
+    .unwrap();
+    c.connect().unwrap();
+    c.quit().unwrap();
+    let started = Instant::now();
+    assert!(c.connect().is_err());
+    let to = [Address::new("ops@example.com").unwrap()];
+    let sent = c.send(
+        Address::new("device@example.com").unwrap(),
+        &to,
+        b"x\r\n",
+        &mut [0],
+    );
+    assert!(sent.is_err(), "{sent:?}");
+    // A second QUIT may succeed or fail; it must not wait either.
+    let _ = c.quit();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    server.finish().assert_ok();
 }

@@ -14,9 +14,16 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The C program, built once for all the tests here (a second build while another test runs
+/// the program would replace it under that test).
+fn build() -> PathBuf {
+    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    EXE.get_or_init(build_once).clone()
+}
+
 /// Builds the static library in a target directory of its own (the outer build's is busy)
 /// and the C program; returns the program's path.
-fn build() -> PathBuf {
+fn build_once() -> PathBuf {
     let root = root();
     let target = root.join("target/capi");
     let status = Command::new(env!("CARGO"))
@@ -131,4 +138,36 @@ fn a_c_program_sends_through_aiosmtpd() {
     assert!(!out.status.success());
     assert!(stdout.starts_with("result 15 reply 535"), "{stdout}");
     assert_eq!(srv.messages().len(), 1);
+}
+
+/// A session refused at AUTH is still open: the C API ends it with QUIT (RFC 5321 4.1.1.10)
+/// before closing, and says why the mail was not sent.
+#[test]
+fn a_refused_login_still_says_quit() {
+    use postline_testkit::{greeting_and_ehlo, ScriptedServer, Step};
+    let exe = build();
+    let mut script = greeting_and_ehlo(&["AUTH PLAIN"]);
+    script.extend([
+        Step::expect("AUTH PLAIN"),
+        Step::reply("535 5.7.8 Authentication credentials invalid"),
+        Step::expect("QUIT"),
+        Step::reply("221 2.0.0 Bye"),
+    ]);
+    let server = ScriptedServer::start(script);
+    let out = Command::new(&exe)
+        .args(["127.0.0.1", &server.port().to_string()])
+        .args(["sensor@plant.example", "ops@plant.example"])
+        .env("POSTLINE_USER", "device")
+        .env("POSTLINE_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("result 15 reply 535"), "{stdout}");
+    let report = server.finish();
+    report.assert_ok();
+    assert!(
+        report.received_str().ends_with("QUIT\r\n"),
+        "{}",
+        report.received_str()
+    );
 }

@@ -276,3 +276,43 @@ fn no_credentials_to_a_server_that_does_not_offer_auth() {
     report.assert_ok();
     assert!(!report.received_str().contains("AUTH"));
 }
+
+/// A server that answers every AUTH line with another challenge is given up after
+/// `MAX_ROUNDS` answers, never kept talking (each reply would otherwise restart the wait).
+#[test]
+fn a_server_that_never_stops_challenging_is_given_up() {
+    use postline_embedded::proto::sasl::MAX_ROUNDS;
+    let mut script = greeting_and_ehlo(&["AUTH LOGIN"]);
+    script.extend([
+        Step::expect("AUTH LOGIN"),
+        Step::reply("334 VXNlcm5hbWU6"),
+        Step::expect("dGlt"), // base64("tim")
+        Step::reply("334 UGFzc3dvcmQ6"),
+        Step::expect("c2VjcmV0"), // base64("secret")
+        Step::reply("334 UGFzc3dvcmQ6"),
+    ]);
+    // Past its last step LOGIN cancels with "*"; this server challenges again each time.
+    for _ in 3..=MAX_ROUNDS {
+        script.extend([Step::expect("*"), Step::reply("334 UGFzc3dvcmQ6")]);
+    }
+    let server = ScriptedServer::start(script);
+    let port = server.port();
+    let result = run(async move {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+        let clock = TokioClock(tokio::time::Instant::now());
+        let config = Config::new("device.example")
+            .credentials("tim", "secret")
+            .allow_plaintext_auth(true)
+            .timeout_ms(10_000);
+        let mut client =
+            Client::new(FromTokio::new(stream), clock, config, &mut out, &mut input).unwrap();
+        client.connect().await
+    });
+    assert!(matches!(result, Err(Error::AuthRounds)), "{result:?}");
+    let report = server.finish();
+    report.assert_ok();
+    // Every challenge up to the cap was answered, the one past it was not.
+    let answers = report.received_str().matches("\r\n").count();
+    assert_eq!(answers as u32, 2 + MAX_ROUNDS, "{}", report.received_str());
+}

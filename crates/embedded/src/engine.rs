@@ -1,0 +1,698 @@
+//! The driver's policy without I/O or waiting: what follows each reply, when message data
+//! goes into the output buffer, which AUTH mechanism, what a failure means for the message.
+//! The loop in [`Client`](crate::Client) asks [`Engine::poll`] what to do (write, read,
+//! hand the stream to TLS, or nothing: the call is done), does it by the deadline given, and
+//! reports back; the blocking twin runs that same loop. The policy is written once, in plain
+//! functions: no state machine generated from `async` code carries it, which keeps the code
+//! and the stack of one send small on a device.
+
+use postline_proto::command::{Address, Domain, Envelope, ReversePath};
+use postline_proto::negotiate::{negotiate, BodyType, MessageOptions};
+use postline_proto::reply::Code;
+use postline_proto::sasl::{Mechanism, MAX_ROUNDS};
+use postline_proto::session::{Event, Phase, SessionError, TxOutcome, UseError};
+use postline_proto::{BufferFull, Extension, FixedBuf, Outbox, Session, SessionConfig};
+
+use crate::client::{Config, Secret, Status};
+use crate::error::Error;
+use crate::mail::Parts;
+use crate::reply::Reply;
+
+/// What the loop does next for the engine.
+pub(crate) enum Want {
+    /// Write `Engine::transmit` (all of it, then flush the stream) by `deadline`.
+    Write { deadline: u64, phase: Phase },
+    /// Read into `Engine::space` by `deadline`.
+    Read { deadline: u64, phase: Phase },
+    /// Set up TLS on the stream by `deadline`, then call [`Engine::handshaken`].
+    #[cfg(feature = "tls")]
+    Handshake { deadline: u64 },
+    /// The call is done; its results are in the [`Job`].
+    Done,
+}
+
+/// Where the engine is in the caller's current call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// No call under way.
+    Idle,
+    /// TLS before anything else (implicit), or after the 220 to STARTTLS.
+    #[cfg(feature = "tls")]
+    Handshake { implicit: bool },
+    /// Until the greeting and EHLO (or HELO) are done.
+    Hello,
+    /// STARTTLS said, until its answer.
+    #[cfg(feature = "tls")]
+    StartTls,
+    /// AUTH said, until it is done.
+    Auth,
+    /// Taking the replies an earlier, refused message still has due.
+    Drain,
+    /// MAIL and RCPT (and DATA when pipelining) said, until the go-ahead for data.
+    Envelope,
+    /// Message data going into the output buffer; `end`: then the end of data.
+    Data { end: bool },
+    /// The end of data said, until its answer.
+    End,
+    /// QUIT said, until the server closes or answers.
+    Quit,
+}
+
+/// What one call works on: where recipients' codes go, the message's envelope and body, and
+/// what became of the message.
+pub(crate) struct Job<'j> {
+    pub(crate) codes: &'j mut [u16],
+    pub(crate) envelope: Option<Outgoing<'j>>,
+    /// The body to send after the envelope (`None`: stop at the go-ahead for data).
+    pub(crate) body: Option<Body<'j>>,
+    pub(crate) status: Option<Status>,
+}
+
+impl<'j> Job<'j> {
+    /// A call that sends no message (connect, QUIT).
+    pub(crate) fn none() -> Self {
+        Job {
+            codes: &mut [],
+            envelope: None,
+            body: None,
+            status: None,
+        }
+    }
+
+    /// A whole message: `body` (any line endings) after its envelope.
+    pub(crate) fn send(
+        from: Address<&'j str>,
+        to: &'j [Address<&'j str>],
+        body: &'j [u8],
+        codes: &'j mut [u16],
+    ) -> Self {
+        Job {
+            codes,
+            envelope: Some(Outgoing {
+                from,
+                to,
+                size: Some(body.len()),
+                body: body_type(body),
+            }),
+            body: Some(Body::Bytes(body)),
+            status: None,
+        }
+    }
+
+    /// What became of the message the job sent: the reply that decided it. A message's job
+    /// ends only on such a reply; without one the message is in doubt.
+    pub(crate) fn status<E>(&self) -> Result<Status, Error<E>> {
+        self.status.ok_or(Error::InDoubt(Phase::DataEnd))
+    }
+}
+
+/// What a body holds, for `BODY=`: 7-bit when every octet is ASCII.
+pub(crate) fn body_type(body: &[u8]) -> BodyType {
+    if body.is_ascii() {
+        BodyType::SevenBit
+    } else {
+        BodyType::EightBit
+    }
+}
+
+/// The envelope of the message a job sends: who from, to whom, its size when known, and
+/// what its body holds (for `BODY=`).
+#[derive(Clone, Copy)]
+pub(crate) struct Outgoing<'j> {
+    pub(crate) from: Address<&'j str>,
+    pub(crate) to: &'j [Address<&'j str>],
+    pub(crate) size: Option<usize>,
+    pub(crate) body: BodyType,
+}
+
+/// Message data on its way into the output buffer.
+pub(crate) enum Body<'j> {
+    Bytes(&'j [u8]),
+    /// A message composed while it is sent.
+    Mail(Parts<'j>),
+}
+
+impl Body<'_> {
+    /// The bytes not yet taken; empty when the body is all in.
+    fn current(&mut self) -> &[u8] {
+        match self {
+            Body::Bytes(b) => b,
+            Body::Mail(parts) => parts.current(),
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        match self {
+            Body::Bytes(b) => *b = b.get(n..).unwrap_or(&[]),
+            Body::Mail(parts) => parts.consume(n),
+        }
+    }
+}
+
+/// What a reply meant, kept past the input it was read from.
+enum Step {
+    Ready,
+    /// The 220 to STARTTLS: the handshake is next.
+    #[cfg(feature = "tls")]
+    StartTls,
+    /// STARTTLS refused.
+    #[cfg(feature = "tls")]
+    StartTlsRefused,
+    Authenticated,
+    Rcpt {
+        index: u32,
+        code: u16,
+    },
+    SendData,
+    Done(Status),
+    Closed,
+    Other,
+}
+
+/// The core's session, the caller's buffers and the call under way.
+pub(crate) struct Engine<'b> {
+    /// The core's session, announcing the name the config borrows (not a copy of it).
+    pub(crate) session: Session<&'b str>,
+    pub(crate) out: Outbox<FixedBuf<'b>>,
+    input: &'b mut [u8],
+    filled: usize,
+    pub(crate) config: Config<'b>,
+    /// Messages composed on this client, for unique Message-IDs.
+    composed: u32,
+    stage: Stage,
+    /// When the current wait ends: set when it starts, cleared when a reply is complete or
+    /// the output is all written (a server trickling a reply does not move it).
+    deadline: Option<u64>,
+    /// The server closed the connection when it was expected to (after QUIT).
+    closed: bool,
+    /// TLS asked for, and how; nothing is sent in clear text while it is not in place.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::Mode>,
+    /// The TLS handshake is done.
+    #[cfg(feature = "tls")]
+    secured: bool,
+    /// A TLS step failed: the stream is given up.
+    pub(crate) unusable: bool,
+    /// Challenges answered in this AUTH exchange.
+    auth_rounds: u32,
+}
+
+impl<'b> Engine<'b> {
+    /// An engine for `config` over the caller's buffers, waiting for the greeting.
+    pub(crate) fn new<E>(
+        config: Config<'b>,
+        out: &'b mut [u8],
+        input: &'b mut [u8],
+    ) -> Result<Self, Error<E>> {
+        let mut sc = SessionConfig::borrowing(Domain::new(config.hello)?);
+        sc.pipelining = config.pipelining;
+        Ok(Engine {
+            session: Session::new(sc),
+            out: Outbox::new(FixedBuf::new(out)),
+            input,
+            filled: 0,
+            config,
+            composed: config.composed,
+            stage: Stage::Idle,
+            deadline: None,
+            closed: false,
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            secured: false,
+            unusable: false,
+            auth_rounds: 0,
+        })
+    }
+
+    /// A number no earlier message composed on this client had.
+    pub(crate) fn next_message_number(&mut self) -> u32 {
+        self.composed = self.composed.wrapping_add(1);
+        self.composed
+    }
+
+    /// What is released for the wire.
+    pub(crate) fn transmit(&self) -> &[u8] {
+        self.out.transmit()
+    }
+
+    /// Where the next read goes.
+    pub(crate) fn space(&mut self) -> &mut [u8] {
+        &mut self.input[self.filled..]
+    }
+
+    /// The deadline of a wait in `phase` starting at `now`: the RFC 5321 timer, or the
+    /// caller's cap when shorter.
+    pub(crate) fn deadline_from(&self, now: u64, phase: Phase) -> u64 {
+        let rfc = phase.default_timeout_secs() * 1000;
+        let ms = self.config.timeout_ms.map_or(rfc, |cap| cap.min(rfc));
+        now.saturating_add(ms)
+    }
+
+    /// The current wait's deadline, started now if none is running.
+    fn deadline(&mut self, now: u64, phase: Phase) -> u64 {
+        match self.deadline {
+            Some(d) => d,
+            None => {
+                let d = self.deadline_from(now, phase);
+                self.deadline = Some(d);
+                d
+            }
+        }
+    }
+
+    /// Starts [`Client::connect`](crate::Client::connect): TLS first when implicit, then the
+    /// greeting and EHLO.
+    pub(crate) fn start_connect(&mut self) {
+        self.stage = Stage::Hello;
+        #[cfg(feature = "tls")]
+        if self.tls == Some(crate::tls::Mode::Implicit) && !self.secured {
+            self.stage = Stage::Handshake { implicit: true };
+        }
+    }
+
+    /// Starts a message: the job's envelope goes out once no earlier message has replies due.
+    pub(crate) fn start_message<E>(&mut self, job: &mut Job<'_>) -> Result<(), Error<E>> {
+        job.codes.iter_mut().for_each(|c| *c = 0);
+        // TLS was asked for and is not in place (connect failed, or was not called): no
+        // message goes in clear text.
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() && !self.session.is_tls() {
+            return Err(Error::TlsUnavailable);
+        }
+        self.stage = Stage::Drain;
+        Ok(())
+    }
+
+    /// Starts a piece of streamed message data.
+    pub(crate) fn start_data(&mut self) {
+        self.stage = Stage::Data { end: false };
+    }
+
+    /// Ends the message's data.
+    pub(crate) fn start_end<E>(&mut self) -> Result<(), Error<E>> {
+        self.session.end_data(&mut self.out)?;
+        self.stage = Stage::End;
+        Ok(())
+    }
+
+    /// Says QUIT.
+    pub(crate) fn start_quit<E>(&mut self) -> Result<(), Error<E>> {
+        self.session.quit(&mut self.out)?;
+        self.stage = Stage::Quit;
+        Ok(())
+    }
+
+    /// What the loop does next. `now` starts the deadline of a wait that begins.
+    pub(crate) fn poll<E>(&mut self, now: u64, job: &mut Job<'_>) -> Result<Want, Error<E>> {
+        loop {
+            match self.stage {
+                Stage::Data { end } => {
+                    let Some(body) = job.body.as_mut() else {
+                        return Err(Error::Use(UseError::NoDataExpected));
+                    };
+                    if self.feed(body)? {
+                        if !end {
+                            self.stage = Stage::Idle;
+                            return Ok(Want::Done);
+                        }
+                        self.start_end()?;
+                    }
+                }
+                Stage::Drain
+                    if self.session.can_start_transaction() || self.session.replies_due() == 0 =>
+                {
+                    self.send_envelope(job)?;
+                }
+                _ => {}
+            }
+            if !self.out.transmit().is_empty() {
+                let phase = self.phase();
+                let deadline = self.deadline(now, phase);
+                return Ok(Want::Write { deadline, phase });
+            }
+            #[cfg(feature = "tls")]
+            if let Stage::Handshake { .. } = self.stage {
+                return Ok(Want::Handshake {
+                    deadline: self.deadline_from(now, Phase::Command),
+                });
+            }
+            if self.stage == Stage::Idle {
+                return Ok(Want::Done);
+            }
+            match self.take_reply()? {
+                Some(step) => {
+                    self.deadline = None;
+                    if self.on_step(step, job)? {
+                        self.stage = Stage::Idle;
+                        return Ok(Want::Done);
+                    }
+                }
+                None => {
+                    if self.filled == self.input.len() {
+                        return Err(Error::ReplyTooLong);
+                    }
+                    let phase = self.phase();
+                    let deadline = self.deadline(now, phase);
+                    return Ok(Want::Read { deadline, phase });
+                }
+            }
+        }
+    }
+
+    /// `n` bytes of the output were written; true when all of it is out (flush the stream).
+    pub(crate) fn written(&mut self, n: usize) -> bool {
+        self.out.advance(n);
+        let all = self.out.transmit().is_empty();
+        if all {
+            self.deadline = None;
+        }
+        all
+    }
+
+    /// `n` bytes were read into [`Engine::space`]; 0 is the server closing.
+    pub(crate) fn received<E>(&mut self, n: usize) -> Result<(), Error<E>> {
+        if n > 0 {
+            self.filled += n;
+            return Ok(());
+        }
+        match self.session.handle_close(&self.input[..self.filled]) {
+            Ok(()) => {
+                self.closed = true;
+                Ok(())
+            }
+            Err(SessionError::ConnectionClosed { phase }) => Err(Error::Closed(phase)),
+            Err(e) => Err(Error::Protocol(e)),
+        }
+    }
+
+    /// The TLS handshake is done: EHLO again after STARTTLS (RFC 3207), or the greeting
+    /// after implicit TLS.
+    #[cfg(feature = "tls")]
+    pub(crate) fn handshaken<E>(&mut self) -> Result<(), Error<E>> {
+        self.secured = true;
+        if self.stage == (Stage::Handshake { implicit: false }) {
+            self.session.tls_established(&mut self.out)?;
+        }
+        self.stage = Stage::Hello;
+        Ok(())
+    }
+
+    /// What a failure means for the call under way: after the end of data was written, the
+    /// message is in doubt; after QUIT, a close is the expected end; a failed TLS step
+    /// leaves the stream unusable.
+    pub(crate) fn settle<E>(&mut self, e: Error<E>) -> Result<(), Error<E>> {
+        let stage = core::mem::replace(&mut self.stage, Stage::Idle);
+        self.deadline = None;
+        match stage {
+            Stage::End if self.session.in_doubt(&self.out).next().is_some() => Err(match e {
+                Error::Closed(p) | Error::Timeout(p) => Error::InDoubt(p),
+                // A 421 is an answer: the message was not taken (deferred).
+                Error::ServiceClosing(r) => Error::ServiceClosing(r),
+                _ => Error::InDoubt(Phase::DataEnd),
+            }),
+            // After QUIT a server may just close.
+            Stage::Quit if matches!(e, Error::Closed(_)) => Ok(()),
+            #[cfg(feature = "tls")]
+            Stage::StartTls | Stage::Handshake { .. } => {
+                self.unusable = true;
+                Err(e)
+            }
+            _ => Err(e),
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        self.session.phase().unwrap_or(Phase::Command)
+    }
+
+    /// Acts on one reply's meaning; true when the call is done.
+    fn on_step<E>(&mut self, step: Step, job: &mut Job<'_>) -> Result<bool, Error<E>> {
+        match (self.stage, step) {
+            (Stage::Hello, Step::Ready) => return self.after_hello(),
+            #[cfg(feature = "tls")]
+            (Stage::StartTls, Step::StartTls) => {
+                // Whatever the server sent after its 220 is discarded unread (RFC 3207 5:
+                // text injected before the handshake); EHLO is said again after it (4.2).
+                self.filled = 0;
+                self.stage = Stage::Handshake { implicit: false };
+            }
+            #[cfg(feature = "tls")]
+            (Stage::StartTls, Step::StartTlsRefused) => return Err(Error::TlsUnavailable),
+            (Stage::Auth, Step::Authenticated) => return Ok(true),
+            (Stage::Envelope | Stage::End, Step::Rcpt { index, code }) => {
+                if let Some(c) = job.codes.get_mut(index as usize) {
+                    *c = code;
+                }
+            }
+            (Stage::Envelope, Step::SendData) => match job.body {
+                Some(_) => self.stage = Stage::Data { end: true },
+                None => return Ok(true),
+            },
+            (Stage::Envelope | Stage::End, Step::Done(status)) => {
+                job.status = Some(status);
+                return Ok(true);
+            }
+            (Stage::Quit, Step::Closed) => return Ok(true),
+            // Closed as the session expected (after QUIT), yet a new call is under way: it
+            // cannot go on (reading again would only find the close again).
+            (_, Step::Closed) => return Err(Error::Closed(self.phase())),
+            _ => {}
+        }
+        Ok(false)
+    }
+
+    /// EHLO (or HELO) is done: STARTTLS when asked for and not yet in place, then AUTH when
+    /// credentials were given. True when connecting is done.
+    #[inline(never)]
+    fn after_hello<E>(&mut self) -> Result<bool, Error<E>> {
+        #[cfg(feature = "tls")]
+        if self.tls == Some(crate::tls::Mode::StartTls) && !self.session.is_tls() {
+            self.stage = Stage::StartTls;
+            if !self.session.capabilities().has(Extension::StartTls) {
+                return Err(Error::TlsUnavailable);
+            }
+            // A reply already waiting would be taken for the answer to STARTTLS.
+            if self.filled != 0 {
+                return Err(Error::Tls(crate::error::TlsFailure::Protocol));
+            }
+            self.session.start_tls(&mut self.out)?;
+            return Ok(false);
+        }
+        let Some((user, secret)) = self.config.user else {
+            return Ok(true);
+        };
+        if !self.session.is_tls() && !self.config.allow_plaintext_auth {
+            return Err(Error::AuthUnavailable);
+        }
+        // Credentials go only to a server that asked for them (AUTH in its EHLO reply): not
+        // blind after HELO, and not to one that never offers AUTH.
+        if !self.session.capabilities().has(Extension::Auth) {
+            return Err(Error::AuthUnavailable);
+        }
+        let offered = self.session.capabilities().auth();
+        let token = !matches!(secret, Secret::Password(_));
+        let mechanism = Mechanism::preference(token, self.session.is_tls())
+            .iter()
+            .copied()
+            .filter(|m| secret.allows(*m))
+            .find(|m| offered.contains(*m))
+            .ok_or(Error::AuthUnavailable)?;
+        let creds = secret.credentials(user);
+        self.session
+            .authenticate(mechanism, &creds, &mut self.out)?;
+        self.stage = Stage::Auth;
+        Ok(false)
+    }
+
+    /// MAIL, each RCPT (and DATA): the parameters the server's capabilities allow.
+    #[inline(never)]
+    fn send_envelope<E>(&mut self, job: &Job<'_>) -> Result<(), Error<E>> {
+        let Some(Outgoing {
+            from,
+            to,
+            size,
+            body,
+        }) = job.envelope
+        else {
+            return Err(Error::Use(UseError::NotReady));
+        };
+        let from = ReversePath::Address(from);
+        let opts = MessageOptions {
+            size: size.map(|n| n as u64),
+            body,
+            smtputf8: to.iter().any(|a| a.needs_smtputf8()) || from.needs_smtputf8(),
+            ret: None,
+            envid: None,
+            notify: None,
+            orcpt: false,
+            require_tls: false,
+        };
+        let n = negotiate(&opts, self.session.capabilities(), self.session.is_tls())
+            .map_err(Error::Incompatible)?;
+        let env = Envelope {
+            from: &from,
+            to,
+            mail: n.mail,
+            rcpt: n.rcpt,
+        };
+        self.session.start_transaction(&env, &mut self.out)?;
+        self.stage = Stage::Envelope;
+        Ok(())
+    }
+
+    /// Puts as much of the body into the output buffer as fits, in pieces at most half the
+    /// free room (stuffing and CRLF at most double a piece); true when all of it is in.
+    #[inline(never)]
+    fn feed<E>(&mut self, body: &mut Body<'_>) -> Result<bool, Error<E>> {
+        loop {
+            let bytes = body.current();
+            if bytes.is_empty() {
+                return Ok(true);
+            }
+            let room = self.out.remaining() / 2;
+            if room < 2 {
+                if self.out.transmit().is_empty() {
+                    return Err(Error::Use(UseError::BufferFull(BufferFull { needed: 4 })));
+                }
+                return Ok(false);
+            }
+            let n = bytes.len().min(room);
+            self.session.send_data(&bytes[..n], &mut self.out)?;
+            body.consume(n);
+            if self.out.remaining() < self.out.transmit().len() {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// One reply from the input, if a whole one is there (or an event the last reply
+    /// decided), consumed and turned into a [`Step`].
+    #[inline(never)]
+    fn take_reply<E>(&mut self) -> Result<Option<Step>, Error<E>> {
+        if core::mem::take(&mut self.closed) {
+            return Ok(Some(Step::Closed));
+        }
+        // What the last reply decided comes out first.
+        let (_, pending) = self
+            .session
+            .handle_input(&[], &mut self.out)
+            .map_err(Error::Protocol)?;
+        if let Some(ev) = pending {
+            return meaning(
+                &mut self.session,
+                &mut self.out,
+                &self.config,
+                &mut self.auth_rounds,
+                ev,
+            )
+            .map(Some);
+        }
+        if self.filled == 0 {
+            return Ok(None);
+        }
+        // The core's rule: a reply no written command asked for ends the session, rather
+        // than shift every later reply by one.
+        if self.session.replies_due() == 0 && self.out.transmit().is_empty() {
+            if let Some(code) = Code::premature(&self.input[..self.filled]) {
+                return Err(Error::Protocol(SessionError::UnexpectedReply { code }));
+            }
+        }
+        let input = &self.input[..self.filled];
+        let (used, ev) = self
+            .session
+            .handle_input(input, &mut self.out)
+            .map_err(Error::Protocol)?;
+        let step = match ev {
+            Some(ev) => Some(meaning(
+                &mut self.session,
+                &mut self.out,
+                &self.config,
+                &mut self.auth_rounds,
+                ev,
+            )?),
+            None if used > 0 => Some(Step::Other),
+            None => None,
+        };
+        if used > 0 {
+            self.input.copy_within(used..self.filled, 0);
+            self.filled -= used;
+        }
+        Ok(step)
+    }
+}
+
+/// Answers an AUTH challenge. Kept out of line: its SASL buffers would otherwise sit in the
+/// frame of every reply's handling (the peak stack a device must provide).
+#[inline(never)]
+fn respond<E>(
+    session: &mut Session<&str>,
+    out: &mut Outbox<FixedBuf<'_>>,
+    config: &Config<'_>,
+    challenge: &[u8],
+) -> Result<(), Error<E>> {
+    let Some((user, secret)) = config.user else {
+        return Err(Error::AuthUnavailable);
+    };
+    let creds = secret.credentials(user);
+    session.auth_respond(&creds, challenge, out)?;
+    Ok(())
+}
+
+/// What an event of the core means to this driver. Out of line: its replies, copied into
+/// the step, would otherwise sit in the frame that reads them.
+#[inline(never)]
+fn meaning<E>(
+    session: &mut Session<&str>,
+    out: &mut Outbox<FixedBuf<'_>>,
+    config: &Config<'_>,
+    auth_rounds: &mut u32,
+    ev: Event<'_>,
+) -> Result<Step, Error<E>> {
+    Ok(match ev {
+        Event::Ready => Step::Ready,
+        #[cfg(feature = "tls")]
+        Event::StartTls => Step::StartTls,
+        #[cfg(feature = "tls")]
+        Event::StartTlsRefused(_) => Step::StartTlsRefused,
+        Event::Rejected(r) => return Err(Error::Rejected(Reply::from_proto(&r))),
+        Event::ServiceClosing(r) => return Err(Error::ServiceClosing(Reply::from_proto(&r))),
+        Event::AuthChallenge(challenge) => {
+            *auth_rounds += 1;
+            if *auth_rounds > MAX_ROUNDS {
+                return Err(Error::AuthRounds);
+            }
+            respond(session, out, config, challenge)?;
+            Step::Other
+        }
+        Event::Authenticated => Step::Authenticated,
+        Event::AuthFailed(r) | Event::AuthServerUnverified(r) => {
+            return Err(Error::AuthFailed(Reply::from_proto(&r)))
+        }
+        Event::RecipientResult { index, reply, .. } => Step::Rcpt {
+            index,
+            code: reply.code().value(),
+        },
+        Event::SendData(_) => Step::SendData,
+        Event::TransactionDone { outcome, .. } => Step::Done(match outcome {
+            TxOutcome::Delivered(r) => Status {
+                delivered: true,
+                failed_at: None,
+                reply: Some(Reply::from_proto(&r)),
+            },
+            TxOutcome::Failed { at, reply } => Status {
+                delivered: false,
+                failed_at: Some(at),
+                reply: reply.map(|r| Reply::from_proto(&r)),
+            },
+            // Checks and LMTP are not started by this driver.
+            _ => Status {
+                delivered: false,
+                failed_at: None,
+                reply: None,
+            },
+        }),
+        Event::Closed => Step::Closed,
+        _ => Step::Other,
+    })
+}
