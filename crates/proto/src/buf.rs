@@ -167,6 +167,25 @@ pub(crate) fn write_decimal(out: &mut impl Buffer, n: u64) -> Result<(), BufferF
     out.extend_from_slice(decimal(n, &mut [0u8; 20]))
 }
 
+/// Where `byte` first occurs in `hay`: memchr's vectorised search with the `fast` feature, a
+/// plain scan without it.
+#[inline]
+pub(crate) fn find(byte: u8, hay: &[u8]) -> Option<usize> {
+    #[cfg(feature = "fast")]
+    return memchr::memchr(byte, hay);
+    #[cfg(not(feature = "fast"))]
+    return hay.iter().position(|&b| b == byte);
+}
+
+/// Where the first CR or LF is in `hay` (see [`find`]).
+#[inline]
+pub(crate) fn find_cr_or_lf(hay: &[u8]) -> Option<usize> {
+    #[cfg(feature = "fast")]
+    return memchr::memchr2(b'\r', b'\n', hay);
+    #[cfg(not(feature = "fast"))]
+    return hay.iter().position(|&b| b == b'\r' || b == b'\n');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,23 +220,4 @@ mod tests {
         write_decimal(&mut b, u64::MAX).unwrap();
         assert_eq!(b.as_bytes(), b"0 18446744073709551615");
     }
-}
-
-/// Where `byte` first occurs in `hay`: memchr's vectorised search with the `fast` feature, a
-/// plain scan without it.
-#[inline]
-pub(crate) fn find(byte: u8, hay: &[u8]) -> Option<usize> {
-    #[cfg(feature = "fast")]
-    return memchr::memchr(byte, hay);
-    #[cfg(not(feature = "fast"))]
-    return hay.iter().position(|&b| b == byte);
-}
-
-/// Where the first CR or LF is in `hay` (see [`find`]).
-#[inline]
-pub(crate) fn find_cr_or_lf(hay: &[u8]) -> Option<usize> {
-    #[cfg(feature = "fast")]
-    return memchr::memchr2(b'\r', b'\n', hay);
-    #[cfg(not(feature = "fast"))]
-    return hay.iter().position(|&b| b == b'\r' || b == b'\n');
 }
