@@ -826,12 +826,14 @@ mod tests {
         host: None,
         port: None,
     };
+    #[cfg_attr(not(feature = "oauth"), allow(dead_code))]
     const RFC7628: Credentials<'static> = Credentials::Token {
         username: "user@example.com",
         token: "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==",
         host: Some("server.example.com"),
         port: Some(143),
     };
+    #[cfg_attr(not(feature = "cram-md5"), allow(dead_code))]
     const CRAM_CHALLENGE: &[u8] = b"PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+";
 
     /// Runs `start` into a fresh buffer and returns what it wrote.
