@@ -294,6 +294,8 @@ def parse_args(argv):
     p.add_argument("--tls-max", choices=["1.2", "1.3"], default=None,
                    help="highest TLS version offered (1.2: e.g. for tls-server-end-point only "
                         "clients; Python's ssl cannot export keying material for tls-exporter)")
+    p.add_argument("--auth-exclude", metavar="MECHANISM", action="append", default=[],
+                   help="do not offer this AUTH mechanism (repeatable), e.g. PLAIN to make clients use LOGIN")
     p.add_argument("--auth-plaintext", action="store_true",
                    help="allow AUTH without TLS (aiosmtpd refuses it with 538 by default)")
     p.add_argument("--reject-rcpt", metavar="SUBSTRING", action="append",
@@ -396,6 +398,7 @@ async def serve(args):
         smtp_kwargs.update(auth_required=True, authenticator=Authenticator(user, password))
     else:
         excluded += ["PLAIN", "LOGIN"]
+    excluded += [m.upper() for m in args.auth_exclude]
     if args.scram:
         smtp_kwargs.update(auth_required=True)
     else:

@@ -660,16 +660,36 @@ pub(crate) fn cancel(out: &mut impl Buffer) -> Result<Response, SaslError> {
 /// RFC 2195: lowercase hex of HMAC-MD5(password, challenge). `None` when the challenge is
 /// not base64, is too long, or is empty (a response to an empty challenge has no nonce in
 /// it and could be replayed, so it is not worth sending).
+///
+/// The challenge is decoded 64 characters (48 bytes) at a time straight into the HMAC: base64
+/// decodes in independent groups of four, so no buffer the size of the challenge is needed,
+/// and out of line, so the other mechanisms' answers do not carry this frame on the stack.
 #[cfg(feature = "cram-md5")]
+#[inline(never)]
 fn cram_md5_digest(password: &[u8], challenge: &[u8]) -> Option<[u8; 32]> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; MAX_CHALLENGE];
-    let decoded = decode_challenge(challenge, &mut buf)?;
-    if decoded.is_empty() {
+    const CHUNK: usize = 64;
+    let text = challenge.trim_ascii();
+    let mut mac = Hmac::<Md5>::new_from_slice(password).ok()?;
+    let mut decoded = 0usize;
+    for (i, chunk) in text.chunks(CHUNK).enumerate() {
+        // Padding ends the text: a group padded before the last chunk is invalid base64 as
+        // a whole, though it would decode on its own.
+        let last = (i + 1) * CHUNK >= text.len();
+        if !last && chunk.contains(&b'=') {
+            return None;
+        }
+        let mut buf = [0u8; CHUNK / 4 * 3];
+        let n = LENIENT.decode_slice(chunk, &mut buf).ok()?;
+        decoded += n;
+        if decoded > MAX_CHALLENGE {
+            return None;
+        }
+        mac.update(buf.get(..n)?);
+    }
+    if decoded == 0 {
         return None;
     }
-    let mut mac = Hmac::<Md5>::new_from_slice(password).ok()?;
-    mac.update(decoded);
     let digest = mac.finalize().into_bytes();
     let mut hex = [0u8; 32];
     for (pair, byte) in hex.chunks_exact_mut(2).zip(digest.iter()) {
@@ -958,6 +978,56 @@ mod tests {
         // "abcd" with padding stripped decodes too.
         let (mut sasl, _) = start(Mechanism::CramMd5, &TIM);
         assert_eq!(respond(&mut sasl, &TIM, b"YWJjZA").0, Response::Answered);
+    }
+
+    /// Decoding a chunk at a time gives the digest of the whole decoded challenge, and
+    /// refuses what whole decoding refuses (padding before the end, a stray byte).
+    #[test]
+    #[cfg(feature = "cram-md5")]
+    fn cram_md5_digest_matches_whole_decoding() {
+        fn whole(password: &[u8], challenge: &[u8]) -> Option<[u8; 16]> {
+            let mut buf = std::vec![0u8; 2 * MAX_CHALLENGE];
+            let decoded = decode_challenge(challenge, &mut buf)?;
+            if decoded.is_empty() || decoded.len() > MAX_CHALLENGE {
+                return None;
+            }
+            let mut mac = Hmac::<Md5>::new_from_slice(password).unwrap();
+            mac.update(decoded);
+            Some(mac.finalize().into_bytes().into())
+        }
+        fn hex(d: [u8; 16]) -> [u8; 32] {
+            let mut h = [0u8; 32];
+            for (pair, b) in h.chunks_exact_mut(2).zip(d) {
+                pair.copy_from_slice(std::format!("{b:02x}").as_bytes());
+            }
+            h
+        }
+        let mut challenges: std::vec::Vec<std::vec::Vec<u8>> = std::vec::Vec::new();
+        for len in (0..200).chain([767, 768, 769, 1023, 1024, 1025]) {
+            let raw: std::vec::Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            let text = b64(&raw);
+            challenges.push(text.trim_end_matches('=').as_bytes().to_vec());
+            challenges.push(text.clone().into_bytes());
+            if text.len() > 70 {
+                // Padding in the middle, at and off a chunk boundary.
+                for at in [60, 64, 68] {
+                    let mut bad = text.clone().into_bytes();
+                    bad[at - 2..at].copy_from_slice(b"==");
+                    challenges.push(bad);
+                }
+                let mut bad = text.into_bytes();
+                bad.insert(65, b'A');
+                challenges.push(bad);
+            }
+        }
+        for ch in &challenges {
+            assert_eq!(
+                cram_md5_digest(b"secret", ch),
+                whole(b"secret", ch).map(hex),
+                "{}",
+                std::string::String::from_utf8_lossy(ch)
+            );
+        }
     }
 
     #[test]
