@@ -366,6 +366,10 @@ unsafe fn send_mail(
             };
             // The mail's fate is known; QUIT (bounded) ends a session still open, and its
             // failure changes nothing about the mail.
+            // The deciding reply's text, before QUIT's call clears it.
+            if let Some(r) = client.last_reply() {
+                fill(st, r.code(), r.text());
+            }
             if result
                 .as_ref()
                 .map_or_else(Error::leaves_session_open, |_| true)
@@ -386,16 +390,13 @@ unsafe fn send_mail(
     }
     match result {
         Ok(status) => {
-            if let Some(r) = status.reply {
-                fill(st, r.code(), r.text());
-            }
             if status.delivered {
                 if rcpt_codes[..to_count].iter().all(|c| c / 100 == 2) {
                     R::Ok
                 } else {
                     R::Partial
                 }
-            } else if status.reply.is_some_and(|r| r.is_transient())
+            } else if status.code.is_some_and(|c| c.is_transient())
                 || rcpt_codes[..to_count].iter().any(|c| c / 100 == 4)
             {
                 R::Deferred
@@ -406,14 +407,8 @@ unsafe fn send_mail(
         Err(e) => {
             let e: Error<IoError> = e;
             match e {
-                Error::Rejected(r) | Error::ServiceClosing(r) => {
-                    fill(st, r.code(), r.text());
-                    R::ErrRejected
-                }
-                Error::AuthFailed(r) => {
-                    fill(st, r.code(), r.text());
-                    R::ErrAuth
-                }
+                Error::Rejected(_) | Error::ServiceClosing(_) => R::ErrRejected,
+                Error::AuthFailed(_) => R::ErrAuth,
                 Error::AuthUnavailable | Error::AuthRounds => R::ErrAuth,
                 Error::InDoubt(_) => R::InDoubt,
                 Error::Timeout(_) => R::ErrTimeout,

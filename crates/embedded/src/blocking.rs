@@ -15,6 +15,7 @@ use crate::client::{Config, Status};
 use crate::engine::{Engine, Job, Want};
 use crate::error::Error;
 use crate::mail::Mail;
+use crate::reply::Reply;
 
 /// The time for the blocking driver: no waiting, only reading the clock.
 pub trait BlockingClock {
@@ -52,6 +53,11 @@ where
             clock,
             engine: Engine::new(config, out, input)?,
         })
+    }
+
+    /// See [`Client::last_reply`](crate::Client::last_reply).
+    pub fn last_reply(&self) -> Option<&Reply> {
+        self.engine.last_reply.as_ref()
     }
 
     /// See [`Client::connect`](crate::Client::connect).

@@ -6,6 +6,7 @@ use embedded_io_async::{Read, Write};
 
 use postline_proto::command::Address;
 use postline_proto::negotiate::BodyType;
+use postline_proto::reply::Code;
 use postline_proto::sasl::{Credentials, Mechanism};
 use postline_proto::session::FailedAt;
 
@@ -143,9 +144,10 @@ pub struct Status {
     pub delivered: bool,
     /// Where it was refused, when it was.
     pub failed_at: Option<FailedAt>,
-    /// The reply that decided: the end-of-data reply, or the refusal (none when every
-    /// recipient was refused: their codes say why).
-    pub reply: Option<Reply>,
+    /// The code of the reply that decided: the end-of-data reply, or the refusal (none when
+    /// every recipient was refused: their codes say why). Its text is the client's
+    /// `last_reply`, kept once there rather than copied through every return.
+    pub code: Option<Code>,
 }
 
 /// An SMTP client on a device: one connection, any number of messages, one at a time.
@@ -180,6 +182,15 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
             clock,
             engine: Engine::new(config, out, input)?,
         })
+    }
+
+    /// The reply that decided the last call: a refusal ([`Error::Rejected`],
+    /// [`Error::ServiceClosing`], [`Error::AuthFailed`]) or a message's final reply
+    /// ([`Status::code`]), with the start of its text. `None` when the call ended without
+    /// one (every recipient refused, a timeout, a closed connection). Kept here once, rather
+    /// than in every error and status, which a device would carry through each stack frame.
+    pub fn last_reply(&self) -> Option<&Reply> {
+        self.engine.last_reply.as_ref()
     }
 
     /// The server's capabilities from its EHLO reply (empty after HELO).

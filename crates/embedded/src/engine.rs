@@ -8,7 +8,7 @@
 
 use postline_proto::command::{Address, Domain, Envelope, ReversePath};
 use postline_proto::negotiate::{negotiate, BodyType, MessageOptions};
-use postline_proto::reply::Code;
+use postline_proto::reply::{Code, Reply as ProtoReply};
 use postline_proto::sasl::{Mechanism, MAX_ROUNDS};
 use postline_proto::session::{Event, Phase, SessionError, TxOutcome, UseError};
 use postline_proto::{BufferFull, Extension, FixedBuf, Outbox, Session, SessionConfig};
@@ -195,6 +195,9 @@ pub(crate) struct Engine<'b> {
     pub(crate) unusable: bool,
     /// Challenges answered in this AUTH exchange.
     auth_rounds: u32,
+    /// The reply that decided the last call (a refusal, a message's final reply): the one
+    /// copy of its text, which errors and statuses refer to by code.
+    pub(crate) last_reply: Option<Reply>,
 }
 
 impl<'b> Engine<'b> {
@@ -222,6 +225,7 @@ impl<'b> Engine<'b> {
             secured: false,
             unusable: false,
             auth_rounds: 0,
+            last_reply: None,
         })
     }
 
@@ -264,6 +268,7 @@ impl<'b> Engine<'b> {
     /// Starts [`Client::connect`](crate::Client::connect): TLS first when implicit, then the
     /// greeting and EHLO.
     pub(crate) fn start_connect(&mut self) {
+        self.last_reply = None;
         self.stage = Stage::Hello;
         #[cfg(feature = "tls")]
         if self.tls == Some(crate::tls::Mode::Implicit) && !self.secured {
@@ -273,6 +278,7 @@ impl<'b> Engine<'b> {
 
     /// Starts a message: the job's envelope goes out once no earlier message has replies due.
     pub(crate) fn start_message<E>(&mut self, job: &mut Job<'_>) -> Result<(), Error<E>> {
+        self.last_reply = None;
         job.codes.iter_mut().for_each(|c| *c = 0);
         // TLS was asked for and is not in place (connect failed, or was not called): no
         // message goes in clear text.
@@ -298,6 +304,7 @@ impl<'b> Engine<'b> {
 
     /// Says QUIT.
     pub(crate) fn start_quit<E>(&mut self) -> Result<(), Error<E>> {
+        self.last_reply = None;
         self.session.quit(&mut self.out)?;
         self.stage = Stage::Quit;
         Ok(())
@@ -584,6 +591,7 @@ impl<'b> Engine<'b> {
                 &mut self.out,
                 &self.config,
                 &mut self.auth_rounds,
+                &mut self.last_reply,
                 ev,
             )
             .map(Some);
@@ -609,6 +617,7 @@ impl<'b> Engine<'b> {
                 &mut self.out,
                 &self.config,
                 &mut self.auth_rounds,
+                &mut self.last_reply,
                 ev,
             )?),
             None if used > 0 => Some(Step::Other),
@@ -639,24 +648,30 @@ fn respond<E>(
     Ok(())
 }
 
-/// What an event of the core means to this driver. Out of line: its replies, copied into
-/// the step, would otherwise sit in the frame that reads them.
+/// What an event of the core means to this driver. A deciding reply's text goes to `last`,
+/// once; steps and errors carry its code. Out of line, so the reply's handling is not in
+/// the frame that reads it.
 #[inline(never)]
 fn meaning<E>(
     session: &mut Session<&str>,
     out: &mut Outbox<FixedBuf<'_>>,
     config: &Config<'_>,
     auth_rounds: &mut u32,
+    last: &mut Option<Reply>,
     ev: Event<'_>,
 ) -> Result<Step, Error<E>> {
+    let mut keep = |r: &ProtoReply<'_>| {
+        *last = Some(Reply::from_proto(r));
+        r.code()
+    };
     Ok(match ev {
         Event::Ready => Step::Ready,
         #[cfg(feature = "tls")]
         Event::StartTls => Step::StartTls,
         #[cfg(feature = "tls")]
         Event::StartTlsRefused(_) => Step::StartTlsRefused,
-        Event::Rejected(r) => return Err(Error::Rejected(Reply::from_proto(&r))),
-        Event::ServiceClosing(r) => return Err(Error::ServiceClosing(Reply::from_proto(&r))),
+        Event::Rejected(r) => return Err(Error::Rejected(keep(&r))),
+        Event::ServiceClosing(r) => return Err(Error::ServiceClosing(keep(&r))),
         Event::AuthChallenge(challenge) => {
             *auth_rounds += 1;
             if *auth_rounds > MAX_ROUNDS {
@@ -667,7 +682,7 @@ fn meaning<E>(
         }
         Event::Authenticated => Step::Authenticated,
         Event::AuthFailed(r) | Event::AuthServerUnverified(r) => {
-            return Err(Error::AuthFailed(Reply::from_proto(&r)))
+            return Err(Error::AuthFailed(keep(&r)))
         }
         Event::RecipientResult { index, reply, .. } => Step::Rcpt {
             index,
@@ -678,18 +693,18 @@ fn meaning<E>(
             TxOutcome::Delivered(r) => Status {
                 delivered: true,
                 failed_at: None,
-                reply: Some(Reply::from_proto(&r)),
+                code: Some(keep(&r)),
             },
             TxOutcome::Failed { at, reply } => Status {
                 delivered: false,
                 failed_at: Some(at),
-                reply: reply.map(|r| Reply::from_proto(&r)),
+                code: reply.map(|r| keep(&r)),
             },
             // Checks and LMTP are not started by this driver.
             _ => Status {
                 delivered: false,
                 failed_at: None,
-                reply: None,
+                code: None,
             },
         }),
         Event::Closed => Step::Closed,

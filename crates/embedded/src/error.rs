@@ -6,7 +6,7 @@ use postline_proto::command::AddressError;
 use postline_proto::negotiate::Refusal;
 use postline_proto::session::{Phase, SessionError, UseError};
 
-use crate::reply::Reply;
+use postline_proto::reply::Code;
 
 /// Why a call failed. A refused message is not an error: [`crate::Client::send`] answers it
 /// with a [`crate::Status`]; these are the failures of the connection or of the call.
@@ -30,16 +30,17 @@ pub enum Error<E> {
     /// A reply longer than the input buffer: give a larger one (512 bytes fit RFC 5321's
     /// limit for a reply line).
     ReplyTooLong,
-    /// The server refused the session (greeting, EHLO and HELO).
-    Rejected(Reply),
-    /// The server is closing (421).
-    ServiceClosing(Reply),
+    /// The server refused the session (greeting, EHLO and HELO). The reply's text: the
+    /// client's `last_reply`.
+    Rejected(Code),
+    /// The server is closing (421). The reply's text: the client's `last_reply`.
+    ServiceClosing(Code),
     /// Credentials were given and cannot be used: the server does not offer AUTH, no
     /// mechanism this build has was offered, or the connection is not encrypted and
     /// clear-text AUTH was not allowed.
     AuthUnavailable,
-    /// AUTH was refused (535: wrong password).
-    AuthFailed(Reply),
+    /// AUTH was refused (535: wrong password). The reply's text: the client's `last_reply`.
+    AuthFailed(Code),
     /// The server kept challenging past [`MAX_ROUNDS`](postline_proto::sasl::MAX_ROUNDS)
     /// in one AUTH exchange: it was holding the connection, not authenticating.
     AuthRounds,
@@ -80,7 +81,7 @@ impl<E> Error<E> {
     /// of the credentials or of the message itself, and a mistake in the call.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Rejected(r) => r.is_transient(),
+            Error::Rejected(c) => c.is_transient(),
             Error::AuthFailed(_)
             | Error::AuthRounds
             | Error::AuthUnavailable
@@ -137,12 +138,12 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
             Error::Timeout(p) => write!(f, "timed out waiting for the {} reply", p.name()),
             Error::Protocol(e) => write!(f, "{e}"),
             Error::ReplyTooLong => f.write_str("a reply did not fit the input buffer"),
-            Error::Rejected(r) => write!(f, "server refused the session: {r}"),
-            Error::ServiceClosing(r) => write!(f, "server is closing: {r}"),
+            Error::Rejected(c) => write!(f, "server refused the session: {}", c.value()),
+            Error::ServiceClosing(c) => write!(f, "server is closing: {}", c.value()),
             Error::AuthUnavailable => f.write_str(
                 "no usable AUTH mechanism (or clear-text AUTH not allowed on this connection)",
             ),
-            Error::AuthFailed(r) => write!(f, "authentication failed: {r}"),
+            Error::AuthFailed(c) => write!(f, "authentication failed: {}", c.value()),
             Error::AuthRounds => f.write_str("the server kept challenging AUTH without an end"),
             Error::Incompatible(r) => write!(f, "{r:?}"),
             Error::Address(e) => write!(f, "invalid address: {e:?}"),

@@ -49,5 +49,6 @@ pub use clock::Clock;
 pub use error::{Error, TlsFailure};
 pub use postline_proto as proto;
 pub use postline_proto::command::Address;
+pub use postline_proto::reply::Code;
 pub use postline_proto::session::{FailedAt, Phase};
 pub use reply::Reply;

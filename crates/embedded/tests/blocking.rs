@@ -223,3 +223,68 @@ fn calls_after_quit_fail_at_once() {
     );
     server.finish().assert_ok();
 }
+
+/// The text of the reply that decided a call is the client's until the next call: a refused
+/// sender's, then the delivered message's, then none for a message left in doubt.
+#[test]
+fn the_last_reply_belongs_to_the_last_call() {
+    let mut script = greeting_and_ehlo(&["PIPELINING"]);
+    script.extend([
+        Step::expect("MAIL FROM:<device@example.com>"),
+        Step::expect("RCPT TO:<ops@example.com>"),
+        Step::expect("DATA"),
+        Step::reply("550 5.7.1 not you"),
+        Step::reply("503 5.5.1 no sender"),
+        Step::reply("503 5.5.1 no sender"),
+        Step::expect("MAIL FROM:<device@example.com>"),
+        Step::expect("RCPT TO:<ops@example.com>"),
+        Step::expect("DATA"),
+        Step::reply("250 2.1.0 ok"),
+        Step::reply("250 2.1.5 ok"),
+        Step::reply("354 go ahead"),
+        Step::ExpectData,
+        Step::reply("250 2.0.0 queued as 7F3A"),
+        Step::expect("MAIL FROM:<device@example.com>"),
+        Step::expect("RCPT TO:<ops@example.com>"),
+        Step::expect("DATA"),
+        Step::reply("250 2.1.0 ok"),
+        Step::reply("250 2.1.5 ok"),
+        Step::reply("354 go ahead"),
+        Step::ExpectData,
+        Step::Close,
+    ]);
+    let server = ScriptedServer::start(script);
+    let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+    let mut c = BlockingClient::new(
+        socket(&format!("127.0.0.1:{}", server.port())),
+        StdClock(Instant::now()),
+        Config::new("device.example").timeout_ms(5_000),
+        &mut out,
+        &mut input,
+    )
+    .unwrap();
+    c.connect().unwrap();
+    assert!(c.last_reply().is_none(), "connecting decides on no reply");
+    let from = Address::new("device@example.com").unwrap();
+    let to = [Address::new("ops@example.com").unwrap()];
+    let mut codes = [0u16; 1];
+
+    let refused = c.send(from, &to, b"x\r\n", &mut codes).unwrap();
+    assert!(!refused.delivered);
+    assert_eq!(refused.code.map(|c| c.value()), Some(550));
+    let last = c.last_reply().unwrap();
+    assert_eq!((last.code(), last.text()), (550, &b"5.7.1 not you"[..]));
+
+    let sent = c.send(from, &to, b"x\r\n", &mut codes).unwrap();
+    assert!(sent.delivered);
+    let last = c.last_reply().unwrap();
+    assert_eq!(
+        (last.code(), last.text()),
+        (250, &b"2.0.0 queued as 7F3A"[..])
+    );
+
+    let lost = c.send(from, &to, b"x\r\n", &mut codes);
+    assert!(matches!(lost, Err(Error::InDoubt(_))), "{lost:?}");
+    assert!(c.last_reply().is_none(), "{:?}", c.last_reply());
+    server.finish().assert_ok();
+}

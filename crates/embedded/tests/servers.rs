@@ -102,9 +102,16 @@ fn a_wrong_password_is_auth_failed() {
         )
         .unwrap();
         match c.connect().await {
-            Err(Error::AuthFailed(r)) => assert_eq!(r.code(), 535),
+            Err(Error::AuthFailed(code)) => assert_eq!(code.value(), 535),
             other => panic!("{other:?}"),
         }
+        // The refusal's text is the client's, once.
+        let last = c.last_reply().expect("the 535 is kept");
+        assert_eq!(last.code(), 535);
+        assert!(
+            last.text().windows(14).any(|w| w == b"Authentication"),
+            "{last}"
+        );
     });
     // Credentials never go in clear text unless allowed.
     run(async {
@@ -151,7 +158,8 @@ fn a_composed_mail_has_every_header() {
                 body: b"Pressure 3.1 bar\n.at the limit\n",
             };
             let status = c.send_mail(&mail, &mut codes).await.unwrap();
-            assert!(status.delivered && status.reply.unwrap().code() == 250);
+            assert!(status.delivered && status.code.map(|c| c.value()) == Some(250));
+            assert_eq!(c.last_reply().map(|r| r.code()), Some(250));
         }
         c.quit().await.unwrap();
     });
@@ -259,7 +267,10 @@ fn a_refused_sender_is_a_status_and_the_session_goes_on() {
                 .unwrap();
             assert!(!status.delivered);
             assert_eq!(status.failed_at, Some(FailedAt::Mail));
-            assert_eq!(status.reply.unwrap().code() / 100, 5);
+            assert_eq!(status.code.unwrap().value() / 100, 5);
+            let last = c.last_reply().expect("the refusal is kept");
+            assert_eq!(last.code(), status.code.unwrap().value());
+            assert!(!last.text().is_empty());
         }
         c.quit().await.unwrap();
     });

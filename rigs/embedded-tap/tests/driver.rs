@@ -116,9 +116,10 @@ fn a_wrong_password_is_535() {
             .timeout_ms(10_000);
         let mut client = Client::new(socket, TapClock, config, &mut out, &mut input).unwrap();
         match client.connect().await {
-            Err(Error::AuthFailed(reply)) => assert_eq!(reply.code(), 535),
+            Err(Error::AuthFailed(code)) => assert_eq!(code.value(), 535),
             other => panic!("{other:?}"),
         }
+        assert_eq!(client.last_reply().map(|r| r.code()), Some(535));
     });
     assert_eq!(server.count(), 0);
 }
