@@ -85,7 +85,9 @@ impl<'b> Engine<'b> {
     /// The job of sending `mail`, composed as it goes out: `Date:` from `unix` (when known),
     /// a Message-ID from the time, `now` and a number no earlier message on this client had.
     /// Check the mail with [`Mail::check`] first. (Infallible, so the job is made where it
-    /// is used rather than moved out of a `Result`: it is a few hundred bytes of stack.)
+    /// is used rather than moved out of a `Result`: it is a few hundred bytes of stack. Out
+    /// of line, so setting it up leaves no temporaries in the frame that then sends it.)
+    #[inline(never)]
     pub(crate) fn mail_job<'j>(
         &mut self,
         mail: &'j Mail<'j>,
