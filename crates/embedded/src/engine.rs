@@ -171,8 +171,9 @@ enum Step {
 
 /// The core's session, the caller's buffers and the call under way.
 pub(crate) struct Engine<'b> {
-    /// The core's session, announcing the name the config borrows (not a copy of it).
-    pub(crate) session: Session<&'b str>,
+    /// The core's session, announcing the name the config borrows (not a copy of it), with
+    /// room for one transaction: this driver sends a message at a time.
+    pub(crate) session: Session<&'b str, 1>,
     pub(crate) out: Outbox<FixedBuf<'b>>,
     input: &'b mut [u8],
     filled: usize,
@@ -210,7 +211,7 @@ impl<'b> Engine<'b> {
         let mut sc = SessionConfig::borrowing(Domain::new(config.hello)?);
         sc.pipelining = config.pipelining;
         Ok(Engine {
-            session: Session::new(sc),
+            session: Session::with_transactions(sc),
             out: Outbox::new(FixedBuf::new(out)),
             input,
             filled: 0,
@@ -635,7 +636,7 @@ impl<'b> Engine<'b> {
 /// frame of every reply's handling (the peak stack a device must provide).
 #[inline(never)]
 fn respond<E>(
-    session: &mut Session<&str>,
+    session: &mut Session<&str, 1>,
     out: &mut Outbox<FixedBuf<'_>>,
     config: &Config<'_>,
     challenge: &[u8],
@@ -653,7 +654,7 @@ fn respond<E>(
 /// the frame that reads it.
 #[inline(never)]
 fn meaning<E>(
-    session: &mut Session<&str>,
+    session: &mut Session<&str, 1>,
     out: &mut Outbox<FixedBuf<'_>>,
     config: &Config<'_>,
     auth_rounds: &mut u32,

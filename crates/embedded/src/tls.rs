@@ -141,7 +141,7 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
             let mut sc = SessionConfig::borrowing(hello);
             sc.pipelining = self.engine.config.pipelining;
             sc.implicit_tls = true;
-            self.engine.session = Session::new(sc);
+            self.engine.session = Session::with_transactions(sc);
         }
         self.engine.tls = Some(tls.mode);
         self.tls = Some(tls);

@@ -24,7 +24,8 @@
 //! early. Once a message's end of data (or `BDAT n LAST`) is written the next transaction may
 //! be started at once (RFC 2920 3.1), so its commands leave in the same write as the previous
 //! message's terminator: a stream of messages costs one round trip each with DATA, and with
-//! BDAT up to [`MAX_TRANSACTIONS`] messages are in flight before the first reply is needed.
+//! BDAT up to [`MAX_TRANSACTIONS`] messages (a session's `T`) are in flight before the first
+//! reply is needed.
 //! Replies are matched in order against a queue of expectations tagged with their
 //! transaction, so no reply is credited to a neighbour.
 //!
@@ -608,8 +609,12 @@ enum Ending {
 ///
 /// Inputs are `handle_*`; commands are methods that write into the caller's [`Outbox`];
 /// getters take `&self`. The state is a few hundred bytes and holds no secret and no envelope.
+///
+/// `T` is how many transactions may be in flight at once ([`MAX_TRANSACTIONS`] by default):
+/// a driver that sends one message at a time builds its session with
+/// [`Session::with_transactions`] and `T = 1`, and saves the other slots' bytes.
 #[derive(Debug, Clone)]
-pub struct Session<N = InlineName> {
+pub struct Session<N = InlineName, const T: usize = MAX_TRANSACTIONS> {
     config: SessionConfig<N>,
     state: State,
     caps: Capabilities,
@@ -617,7 +622,7 @@ pub struct Session<N = InlineName> {
     authenticated: bool,
     parser: ReplyParser,
     expect: ExpectQueue,
-    txs: [Tx; MAX_TRANSACTIONS],
+    txs: [Tx; T],
     next_tx: u32,
     /// Released commands whose replies are due.
     in_flight: u32,
@@ -632,8 +637,18 @@ pub struct Session<N = InlineName> {
 }
 
 impl<N: AsRef<str> + Clone> Session<N> {
-    /// A session waiting for the server's greeting.
+    /// A session waiting for the server's greeting, with room for [`MAX_TRANSACTIONS`]
+    /// messages in flight.
     pub fn new(config: SessionConfig<N>) -> Self {
+        Session::with_transactions(config)
+    }
+}
+
+impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
+    /// A session waiting for the server's greeting, with room for `T` messages in flight
+    /// (at least one: `T = 0` does not build).
+    pub fn with_transactions(config: SessionConfig<N>) -> Self {
+        const { assert!(T > 0, "a session needs room for one transaction") };
         let mut expect = ExpectQueue::new();
         expect.push(Expect::Greeting);
         Session {
@@ -644,7 +659,7 @@ impl<N: AsRef<str> + Clone> Session<N> {
             authenticated: false,
             parser: ReplyParser::new(),
             expect,
-            txs: [Tx::EMPTY; MAX_TRANSACTIONS],
+            txs: [Tx::EMPTY; T],
             next_tx: 0,
             in_flight: 1,
             held: 0,
@@ -775,7 +790,7 @@ impl<N: AsRef<str> + Clone> Session<N> {
                 return false;
             }
         }
-        if live >= MAX_TRANSACTIONS || self.expect.room() < 5 {
+        if live >= T || self.expect.room() < 5 {
             return false;
         }
         // LMTP: one message at a time. The replies after the data are counted by accepted

@@ -1322,3 +1322,78 @@ fn chunking_follows_the_cargo_feature() {
         assert!(!envelope.contains("BDAT"), "{envelope}");
     }
 }
+
+/// A session built with room for one transaction starts no second message behind the first's
+/// end of data (where a default session, with PIPELINING, would), and starts it once the
+/// first is answered.
+#[test]
+fn a_one_transaction_session_waits_for_the_first_answer() {
+    use postline_proto::{Outbox, Session};
+
+    fn feed<const T: usize>(
+        s: &mut Session<postline_proto::InlineName, T>,
+        out: &mut Outbox<Vec<u8>>,
+        bytes: &[u8],
+    ) -> Vec<String> {
+        let (mut pos, mut events) = (0, Vec::new());
+        for _ in 0..64 {
+            let (n, ev) = s.handle_input(&bytes[pos..], out).unwrap();
+            pos += n;
+            match ev {
+                Some(ev) => events.push(format!("{ev:?}")),
+                None if n == 0 => break,
+                None => {}
+            }
+        }
+        assert_eq!(pos, bytes.len());
+        events
+    }
+    /// MAIL, RCPT and DATA answered, the data and its end written.
+    fn one_message<const T: usize>(
+        s: &mut Session<postline_proto::InlineName, T>,
+        out: &mut Outbox<Vec<u8>>,
+    ) {
+        let from = ReversePath::Address(Address::new("a@c.example").unwrap());
+        let to = addrs(&["b@x.example"]);
+        let env = Envelope {
+            from: &from,
+            to: &to,
+            mail: MailParams::default(),
+            rcpt: RcptParams::default(),
+        };
+        s.start_transaction(&env, out).unwrap();
+        let events = feed(s, out, b"250 ok\r\n250 ok\r\n354 go\r\n");
+        assert!(
+            events.iter().any(|e| e.starts_with("SendData")),
+            "{events:?}"
+        );
+        s.send_data(b"m\r\n", out).unwrap();
+        s.end_data(out).unwrap();
+    }
+    let ehlo = b"250-mx.example.com\r\n250-PIPELINING\r\n250 8BITMIME\r\n";
+
+    let mut many = Session::new(config());
+    let mut out = Outbox::new(Vec::new());
+    feed(&mut many, &mut out, b"220 hi\r\n");
+    feed(&mut many, &mut out, ehlo);
+    one_message(&mut many, &mut out);
+    assert!(
+        many.can_start_transaction(),
+        "the default session pipelines the next message"
+    );
+
+    let mut one: Session<_, 1> = Session::with_transactions(config());
+    let mut out = Outbox::new(Vec::new());
+    feed(&mut one, &mut out, b"220 hi\r\n");
+    feed(&mut one, &mut out, ehlo);
+    assert!(one.can_start_transaction());
+    one_message(&mut one, &mut out);
+    assert!(!one.can_start_transaction(), "no room for a second message");
+    let events = feed(&mut one, &mut out, b"250 queued\r\n");
+    assert!(
+        events.iter().any(|e| e.starts_with("TransactionDone")),
+        "{events:?}"
+    );
+    assert!(one.can_start_transaction());
+    assert!(core::mem::size_of_val(&one) < core::mem::size_of_val(&many));
+}
