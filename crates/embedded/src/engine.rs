@@ -581,37 +581,27 @@ impl<'b> Engine<'b> {
         if core::mem::take(&mut self.closed) {
             return Ok(Some(Step::Closed));
         }
-        // What the last reply decided comes out first.
-        let (_, pending) = self
+        // What the last reply decided comes out first; then the input.
+        let (used, ev) = match self
             .session
             .handle_input(&[], &mut self.out)
-            .map_err(Error::Protocol)?;
-        if let Some(ev) = pending {
-            return meaning(
-                &mut self.session,
-                &mut self.out,
-                &self.config,
-                &mut self.auth_rounds,
-                &mut self.last_reply,
-                ev,
-            )
-            .map(Some);
-        }
-        if self.filled == 0 {
-            return Ok(None);
-        }
-        // The core's rule: a reply no written command asked for ends the session, rather
-        // than shift every later reply by one.
-        if self.session.replies_due() == 0 && self.out.transmit().is_empty() {
-            if let Some(code) = Code::premature(&self.input[..self.filled]) {
-                return Err(Error::Protocol(SessionError::UnexpectedReply { code }));
+            .map_err(Error::Protocol)?
+        {
+            (_, Some(ev)) => (0, Some(ev)),
+            (_, None) if self.filled == 0 => return Ok(None),
+            (_, None) => {
+                // The core's rule: a reply no written command asked for ends the session,
+                // rather than shift every later reply by one.
+                if self.session.replies_due() == 0 && self.out.transmit().is_empty() {
+                    if let Some(code) = Code::premature(&self.input[..self.filled]) {
+                        return Err(Error::Protocol(SessionError::UnexpectedReply { code }));
+                    }
+                }
+                self.session
+                    .handle_input(&self.input[..self.filled], &mut self.out)
+                    .map_err(Error::Protocol)?
             }
-        }
-        let input = &self.input[..self.filled];
-        let (used, ev) = self
-            .session
-            .handle_input(input, &mut self.out)
-            .map_err(Error::Protocol)?;
+        };
         let step = match ev {
             Some(ev) => Some(meaning(
                 &mut self.session,

@@ -68,18 +68,28 @@ fn socket(addr: &str) -> Socket {
     Socket(s)
 }
 
+/// A client of `addr` whose replies are due within `timeout_ms`, over the caller's buffers.
+fn client<'b>(
+    addr: &str,
+    timeout_ms: u64,
+    out: &'b mut [u8],
+    input: &'b mut [u8],
+) -> BlockingClient<'b, Socket, StdClock> {
+    BlockingClient::new(
+        socket(addr),
+        StdClock(Instant::now()),
+        Config::new("device.example").timeout_ms(timeout_ms),
+        out,
+        input,
+    )
+    .unwrap()
+}
+
 #[test]
 fn a_message_through_aiosmtpd() {
     let srv = Aiosmtpd::start();
     let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
-    let mut c = BlockingClient::new(
-        socket(&srv.addr()),
-        StdClock(Instant::now()),
-        Config::new("device.example").timeout_ms(10_000),
-        &mut out,
-        &mut input,
-    )
-    .unwrap();
+    let mut c = client(&srv.addr(), 10_000, &mut out, &mut input);
     c.connect().unwrap();
     let to = [Address::new("ops@example.com").unwrap()];
     let mut codes = [0u16];
@@ -101,14 +111,7 @@ fn a_message_through_aiosmtpd() {
 fn a_silent_server_is_given_up_at_the_deadline() {
     let silent = SilentListener::start();
     let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
-    let mut c = BlockingClient::new(
-        socket(&silent.addr()),
-        StdClock(Instant::now()),
-        Config::new("device.example").timeout_ms(300),
-        &mut out,
-        &mut input,
-    )
-    .unwrap();
+    let mut c = client(&silent.addr(), 300, &mut out, &mut input);
     let started = Instant::now();
     assert!(matches!(c.connect(), Err(Error::Timeout(Phase::Greeting))));
     let took = started.elapsed();
@@ -126,14 +129,12 @@ fn a_trickling_server_does_not_move_the_deadline() {
     let server =
         ScriptedServer::start(vec![Step::SendSlowly(greeting, Duration::from_millis(100))]);
     let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
-    let mut c = BlockingClient::new(
-        socket(&format!("127.0.0.1:{}", server.port())),
-        StdClock(Instant::now()),
-        Config::new("device.example").timeout_ms(500),
+    let mut c = client(
+        &format!("127.0.0.1:{}", server.port()),
+        500,
         &mut out,
         &mut input,
-    )
-    .unwrap();
+    );
     let started = Instant::now();
     assert!(matches!(c.connect(), Err(Error::Timeout(Phase::Greeting))));
     let took = started.elapsed();
@@ -161,14 +162,12 @@ fn an_unanswered_end_of_data_is_in_doubt() {
     ]);
     let server = ScriptedServer::start(script);
     let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
-    let mut c = BlockingClient::new(
-        socket(&format!("127.0.0.1:{}", server.port())),
-        StdClock(Instant::now()),
-        Config::new("device.example").timeout_ms(5_000),
+    let mut c = client(
+        &format!("127.0.0.1:{}", server.port()),
+        5_000,
         &mut out,
         &mut input,
-    )
-    .unwrap();
+    );
     c.connect().unwrap();
     let to = [Address::new("ops@example.com").unwrap()];
     let mut codes = [0u16; 1];
@@ -194,14 +193,12 @@ fn calls_after_quit_fail_at_once() {
     script.extend([Step::expect("QUIT"), Step::reply("221 bye"), Step::Close]);
     let server = ScriptedServer::start(script);
     let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
-    let mut c = BlockingClient::new(
-        socket(&format!("127.0.0.1:{}", server.port())),
-        StdClock(Instant::now()),
-        Config::new("device.example").timeout_ms(5_000),
+    let mut c = client(
+        &format!("127.0.0.1:{}", server.port()),
+        5_000,
         &mut out,
         &mut input,
-    )
-    .unwrap();
+    );
     c.connect().unwrap();
     c.quit().unwrap();
     let started = Instant::now();
@@ -255,14 +252,12 @@ fn the_last_reply_belongs_to_the_last_call() {
     ]);
     let server = ScriptedServer::start(script);
     let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
-    let mut c = BlockingClient::new(
-        socket(&format!("127.0.0.1:{}", server.port())),
-        StdClock(Instant::now()),
-        Config::new("device.example").timeout_ms(5_000),
+    let mut c = client(
+        &format!("127.0.0.1:{}", server.port()),
+        5_000,
         &mut out,
         &mut input,
-    )
-    .unwrap();
+    );
     c.connect().unwrap();
     assert!(c.last_reply().is_none(), "connecting decides on no reply");
     let from = Address::new("device@example.com").unwrap();
