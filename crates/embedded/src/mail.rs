@@ -4,7 +4,6 @@
 //! `X-Priority`/`Importance`, MIME headers, then the body; all
 //! written straight into the session, with no message buffer and no allocation.
 
-use base64::Engine as _;
 use embedded_io_async::{Read, Write};
 use postline_proto::buf::decimal;
 use postline_proto::command::Address;
@@ -373,9 +372,8 @@ impl<'m> Composer<'m> {
             cut -= 1;
         }
         let mut b64 = [0u8; 60];
-        let n = base64::engine::general_purpose::STANDARD
-            .encode_slice(&rest.as_bytes()[..cut], &mut b64)
-            .unwrap_or(0);
+        let n = postline_proto::sasl::encode_base64(&rest.as_bytes()[..cut], &mut b64)
+            .map_or(0, <[u8]>::len);
         let last = cut == rest.len();
         self.stage = if last {
             Stage::Date

@@ -386,10 +386,8 @@ pub(crate) fn client_final(
         len = end;
     }
     let mut cbind_b64 = [0u8; MAX_CBIND / 3 * 4 + 4];
-    let cbind_n = STANDARD
-        .encode_slice(cbind.get(..len).unwrap_or(&[]), &mut cbind_b64)
-        .map_err(|_| SaslError::InvalidCredential)?;
-    let cbind_b64 = cbind_b64.get(..cbind_n).unwrap_or(&[]);
+    let cbind_b64 = super::encode_base64(cbind.get(..len).unwrap_or(&[]), &mut cbind_b64)
+        .ok_or(SaslError::InvalidCredential)?;
 
     let [b0, b1, b2, b3] = client_first_bare(username, nonce);
     let auth_message = [
@@ -421,9 +419,9 @@ pub(crate) fn client_final(
     server_key.zeroize();
 
     let mut proof_b64 = [0u8; 44];
-    let proof_n = STANDARD
-        .encode_slice(proof, &mut proof_b64)
-        .map_err(|_| SaslError::InvalidCredential)?;
+    let proof_n = super::encode_base64(&proof, &mut proof_b64)
+        .ok_or(SaslError::InvalidCredential)?
+        .len();
     proof.zeroize();
     let written = write_encoded(
         out,
