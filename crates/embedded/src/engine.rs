@@ -434,7 +434,9 @@ impl<'b> Engine<'b> {
         self.session.phase().unwrap_or(Phase::Command)
     }
 
-    /// Acts on one reply's meaning; true when the call is done.
+    /// Acts on one reply's meaning; true when the call is done. Out of line: inlined, it
+    /// grows both the code and the polling frame.
+    #[inline(never)]
     fn on_step<E>(&mut self, step: Step, job: &mut Job<'_>) -> Result<bool, Error<E>> {
         match (self.stage, step) {
             (Stage::Hello, Step::Ready) => return self.after_hello(),

@@ -126,6 +126,7 @@ impl Capabilities {
     /// zero or unreadable number is [`SizeLimit::NoLimit`]: the server did announce SIZE, and
     /// guessing a limit would refuse mail it takes. AUTH mechanisms from every AUTH line (both
     /// forms) are united; mechanisms postline does not speak are left out.
+    #[inline(never)]
     pub fn from_ehlo(reply: &Reply<'_>) -> Capabilities {
         let mut caps = Capabilities::default();
         if !reply.code().is_positive_completion() {

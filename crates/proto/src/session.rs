@@ -1388,6 +1388,11 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
     }
 
     /// Lets held commands out one at a time when not pipelining, and sends a deferred QUIT.
+    ///
+    /// Out of line, as are [`Self::end_data`] and [`Capabilities::from_ehlo`]: inlined into
+    /// every reply's handling they cost a device build 600 B of code and no speed worth it
+    /// (`bench/embedded-budget` measures both).
+    #[inline(never)]
     fn pump<B: Buffer>(&mut self, out: &mut Outbox<B>) -> Result<(), BufferFull> {
         if self.held > 0 && self.in_flight == 0 {
             out.release_line();
@@ -1701,6 +1706,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
     }
 
     /// Ends the message: the terminator after DATA, or the `BDAT n LAST` chunk.
+    #[inline(never)]
     pub fn end_data<B: Buffer>(&mut self, out: &mut Outbox<B>) -> Result<(), UseError> {
         self.usable()?;
         let slot = self.sending_slot()?;
