@@ -119,6 +119,9 @@ impl<'b> Engine<'b> {
 pub(crate) struct Parts<'m> {
     composer: Composer<'m>,
     part: Option<Part<'m>>,
+    /// The bytes the current part spells (a date, a number, an encoded word): written here
+    /// in place, so no part carries or copies a buffer of its own.
+    spelled: Spelled,
     /// Which of the part's three pieces, and how far into it.
     piece: u8,
     at: usize,
@@ -126,10 +129,12 @@ pub(crate) struct Parts<'m> {
 
 impl<'m> Parts<'m> {
     fn new(mut composer: Composer<'m>) -> Self {
-        let part = composer.next();
+        let mut spelled = [0; SPELLED];
+        let part = composer.next(&mut spelled);
         Parts {
             composer,
             part,
+            spelled,
             piece: 0,
             at: 0,
         }
@@ -140,7 +145,7 @@ impl<'m> Parts<'m> {
         loop {
             let len = match &self.part {
                 None => return &[],
-                Some(p) => p.piece(self.piece).map(<[u8]>::len),
+                Some(p) => p.piece(self.piece, &self.spelled).map(<[u8]>::len),
             };
             match len {
                 Some(len) if self.at < len => break,
@@ -149,7 +154,7 @@ impl<'m> Parts<'m> {
                     self.at = 0;
                 }
                 None => {
-                    self.part = self.composer.next();
+                    self.part = self.composer.next(&mut self.spelled);
                     self.piece = 0;
                     self.at = 0;
                 }
@@ -157,7 +162,7 @@ impl<'m> Parts<'m> {
         }
         match &self.part {
             Some(p) => p
-                .piece(self.piece)
+                .piece(self.piece, &self.spelled)
                 .and_then(|b| b.get(self.at..))
                 .unwrap_or(&[]),
             None => &[],
@@ -169,26 +174,39 @@ impl<'m> Parts<'m> {
     }
 }
 
-/// The middle of a [`Part`]: borrowed from the mail, or spelled here (a date, a number, an
-/// encoded word; at most 60 bytes).
+/// Room for the longest text a part spells: an encoded word's 60 base64 characters (a date
+/// needs 48, a number 20).
+const SPELLED: usize = 60;
+type Spelled = [u8; SPELLED];
+
+/// The middle of a [`Part`]: borrowed from the mail, or these bytes of [`Parts::spelled`].
+#[derive(Clone, Copy)]
 enum Text<'m> {
     Borrowed(&'m [u8]),
-    Spelled([u8; 60], usize),
+    Spelled { start: u8, end: u8 },
 }
 
-impl Text<'_> {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Text::Borrowed(b) => b,
-            Text::Spelled(buf, len) => buf.get(..*len).unwrap_or(&[]),
+impl<'m> Text<'m> {
+    /// The bytes `spelled` holds from `start`, to its end or `end`. (A range of a few bytes,
+    /// checked by `get`, never a panic.)
+    fn spelled(spelled: &[u8], start: usize, end: usize) -> Self {
+        let clamp = |i: usize| u8::try_from(i.min(spelled.len())).unwrap_or(0);
+        Text::Spelled {
+            start: clamp(start),
+            end: clamp(end),
         }
     }
 
-    fn spelled(bytes: &[u8]) -> Self {
-        let mut buf = [0u8; 60];
-        let len = bytes.len().min(buf.len());
-        buf[..len].copy_from_slice(&bytes[..len]);
-        Text::Spelled(buf, len)
+    fn bytes<'s>(self, spelled: &'s [u8]) -> &'s [u8]
+    where
+        'm: 's,
+    {
+        match self {
+            Text::Borrowed(b) => b,
+            Text::Spelled { start, end } => spelled
+                .get(usize::from(start)..usize::from(end))
+                .unwrap_or(&[]),
+        }
     }
 }
 
@@ -204,11 +222,14 @@ impl<'m> Part<'m> {
         Part { head, text, tail }
     }
 
-    /// Piece `i`: 0 the head, 1 the text, 2 the tail.
-    fn piece(&self, i: u8) -> Option<&[u8]> {
+    /// Piece `i`: 0 the head, 1 the text (`spelled` holds what it spells), 2 the tail.
+    fn piece<'s>(&self, i: u8, spelled: &'s [u8]) -> Option<&'s [u8]>
+    where
+        'm: 's,
+    {
         match i {
             0 => Some(self.head),
-            1 => Some(self.text.bytes()),
+            1 => Some(self.text.bytes(spelled)),
             2 => Some(self.tail),
             _ => None,
         }
@@ -272,14 +293,17 @@ impl<'m> Composer<'m> {
         }
     }
 
-    fn next(&mut self) -> Option<Part<'m>> {
+    /// The next part, its spelled text written into `spelled`; `None` after the body.
+    fn next(&mut self, spelled: &mut Spelled) -> Option<Part<'m>> {
         let mail = self.mail;
-        let from = mail.from.as_str();
-        let mut digits = [0u8; 20];
         let (stage, part) = match self.stage {
             Stage::From => (
                 Stage::To(0),
-                Part::new(b"From: <", Text::Borrowed(from.as_bytes()), b">\r\nTo: "),
+                Part::new(
+                    b"From: <",
+                    Text::Borrowed(mail.from.as_str().as_bytes()),
+                    b">\r\nTo: ",
+                ),
             ),
             Stage::To(i) => {
                 let to = mail.to.get(i).map_or("", |a| a.as_str());
@@ -300,46 +324,38 @@ impl<'m> Composer<'m> {
                     b"\r\n",
                 ),
             ),
-            Stage::Subject => return self.word(0, true),
-            Stage::Word(at) => return self.word(at, false),
+            Stage::Subject => self.word(0, spelled),
+            Stage::Word(at) => self.word(at, spelled),
             // RFC 5322 wants a four-digit year: a clock outside 1900..=9999 gives no Date
-            // (and no Message-ID, which is made from the same time).
-            Stage::Date => match self.time() {
-                Some(unix) => {
-                    let mut date = [0u8; Rfc5322::MAX_LEN];
-                    let text = Text::spelled(Rfc5322(unix).write_to(&mut date));
+            // (and no Message-ID, which is made from the same time); the priority follows.
+            Stage::Date => match (self.time(), spelled.first_chunk_mut()) {
+                (Some(unix), Some(date)) => {
+                    let len = Rfc5322(unix).write_to(date).len();
+                    let text = Text::spelled(spelled, 0, len);
                     (Stage::IdTime, Part::new(b"Date: ", text, b"\r\n"))
                 }
-                None => {
-                    self.stage = Stage::Priority;
-                    return self.next();
-                }
+                _ => (Stage::Mime, self.priority()),
             },
             Stage::IdTime => {
                 let unix = u64::try_from(self.time().unwrap_or(0)).unwrap_or(0);
-                let text = Text::spelled(decimal(unix, &mut digits));
-                (Stage::IdClock, Part::new(b"Message-ID: <", text, b"."))
+                (
+                    Stage::IdClock,
+                    Part::new(b"Message-ID: <", number(unix, spelled), b"."),
+                )
             }
-            Stage::IdClock => {
-                let text = Text::spelled(decimal(self.now, &mut digits));
-                (Stage::IdNumber, Part::new(b"", text, b"."))
-            }
-            Stage::IdNumber => {
-                let text = Text::spelled(decimal(u64::from(self.n), &mut digits));
-                (Stage::IdDomain, Part::new(b"", text, b"@"))
-            }
+            Stage::IdClock => (
+                Stage::IdNumber,
+                Part::new(b"", number(self.now, spelled), b"."),
+            ),
+            Stage::IdNumber => (
+                Stage::IdDomain,
+                Part::new(b"", number(u64::from(self.n), spelled), b"@"),
+            ),
             Stage::IdDomain => (
                 Stage::Priority,
                 Part::new(b"", Text::Borrowed(self.hello.as_bytes()), b">\r\n"),
             ),
-            Stage::Priority => {
-                let head: &[u8] = match mail.priority {
-                    Priority::High => b"X-Priority: 1 (Highest)\r\nImportance: high\r\n",
-                    Priority::Normal => b"X-Priority: 3 (Normal)\r\nImportance: normal\r\n",
-                    Priority::Low => b"X-Priority: 5 (Lowest)\r\nImportance: low\r\n",
-                };
-                (Stage::Mime, Part::new(head, Text::Borrowed(b""), b""))
-            }
+            Stage::Priority => (Stage::Mime, self.priority()),
             Stage::Mime => (
                 Stage::Body,
                 Part::new(
@@ -360,10 +376,22 @@ impl<'m> Composer<'m> {
         Some(part)
     }
 
-    /// The subject's RFC 2047 encoded word (`=?UTF-8?B?...?=`) starting at byte `at`: at
-    /// most 39 octets of it on the first line and 45 on the others (lines of at most 73
-    /// characters), a word a line, never splitting a character.
-    fn word(&mut self, at: usize, first: bool) -> Option<Part<'m>> {
+    /// `X-Priority` and `Importance`.
+    fn priority(&self) -> Part<'m> {
+        let head: &[u8] = match self.mail.priority {
+            Priority::High => b"X-Priority: 1 (Highest)\r\nImportance: high\r\n",
+            Priority::Normal => b"X-Priority: 3 (Normal)\r\nImportance: normal\r\n",
+            Priority::Low => b"X-Priority: 5 (Lowest)\r\nImportance: low\r\n",
+        };
+        Part::new(head, Text::Borrowed(b""), b"")
+    }
+
+    /// The subject's RFC 2047 encoded word (`=?UTF-8?B?...?=`) starting at byte `at`, in
+    /// `spelled`: at most 39 octets of it on the first line and 45 on the others (lines of
+    /// at most 73 characters), a word a line, never splitting a character. The stage after
+    /// it, and the part.
+    fn word(&self, at: usize, spelled: &mut Spelled) -> (Stage, Part<'m>) {
+        let first = at == 0;
         let rest = self.mail.subject.get(at..).unwrap_or("");
         // "Subject: " and the markers leave 52 base64 characters (39 octets) on the first
         // line and 60 (45 octets) on the others within RFC 2047's 76.
@@ -371,11 +399,10 @@ impl<'m> Composer<'m> {
         while !rest.is_char_boundary(cut) {
             cut -= 1;
         }
-        let mut b64 = [0u8; 60];
-        let n = postline_proto::sasl::encode_base64(&rest.as_bytes()[..cut], &mut b64)
+        let n = postline_proto::sasl::encode_base64(&rest.as_bytes()[..cut], spelled)
             .map_or(0, <[u8]>::len);
         let last = cut == rest.len();
-        self.stage = if last {
+        let stage = if last {
             Stage::Date
         } else {
             Stage::Word(at + cut)
@@ -386,7 +413,18 @@ impl<'m> Composer<'m> {
             b"\r\n =?UTF-8?B?"
         };
         let tail: &[u8] = if last { b"?=\r\n" } else { b"?=" };
-        Some(Part::new(head, Text::Spelled(b64, n), tail))
+        (stage, Part::new(head, Text::spelled(spelled, 0, n), tail))
+    }
+}
+
+/// `n` in decimal at the end of `spelled`'s first 20 bytes.
+fn number<'m>(n: u64, spelled: &mut Spelled) -> Text<'m> {
+    match spelled.first_chunk_mut() {
+        Some(digits) => {
+            let len = decimal(n, digits).len();
+            Text::spelled(spelled, 20 - len, 20)
+        }
+        None => Text::Borrowed(b""),
     }
 }
 

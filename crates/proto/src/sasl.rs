@@ -736,8 +736,9 @@ impl Piece<'_> {
     }
 }
 
-/// Input bytes per base64 chunk: a multiple of 3 so chunks concatenate without padding.
-const CHUNK: usize = 48;
+/// Input bytes per base64 chunk: a multiple of 3 so chunks concatenate without padding; small,
+/// as this chunk and its base64 sit on the stack under every SASL answer on a device.
+const CHUNK: usize = 24;
 
 /// Base64 of a message streamed through a small stack buffer, so a multi-kilobyte token
 /// needs neither an allocator nor a large stack array.
