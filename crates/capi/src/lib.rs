@@ -239,19 +239,31 @@ pub unsafe extern "C" fn postline_send_mail(
     codes: *mut u16,
     status: *mut postline_status,
 ) -> postline_result {
-    let mut st = postline_status {
-        result: postline_result::ErrArgument,
-        code: 0,
-        text: [0; 65],
-    };
+    // The status is written where the caller wants it, not built on the stack and copied.
+    let mut st = unsafe { status.as_mut() };
+    if let Some(st) = st.as_deref_mut() {
+        *st = postline_status {
+            result: postline_result::ErrArgument,
+            code: 0,
+            text: [0; 65],
+        };
+    }
     let result = unsafe {
         send_mail(
-            client, from, to, to_count, priority, subject, body, body_len, codes, &mut st,
+            client,
+            from,
+            to,
+            to_count,
+            priority,
+            subject,
+            body,
+            body_len,
+            codes,
+            st.as_deref_mut(),
         )
     };
-    st.result = result;
-    if !status.is_null() {
-        unsafe { status.write(st) };
+    if let Some(st) = st {
+        st.result = result;
     }
     result
 }
@@ -278,7 +290,7 @@ unsafe fn send_mail(
     body: *const u8,
     body_len: usize,
     codes: *mut u16,
-    st: &mut postline_status,
+    st: Option<&mut postline_status>,
 ) -> postline_result {
     use postline_result as R;
     // Each code is 0 (no reply) until a reply sets it, whatever happens before.
@@ -337,7 +349,8 @@ unsafe fn send_mail(
     }
     c.composed = c.composed.wrapping_add(1);
     config = config.messages_composed(c.composed.wrapping_sub(1));
-    let io = c.io;
+    // The callbacks are used where they are, in the client's memory, not copied.
+    let io = &c.io;
     let connect = io.connect.expect("checked at create");
     if unsafe { connect(io.ctx) } != 0 {
         return R::ErrConnect;
@@ -357,7 +370,7 @@ unsafe fn send_mail(
     };
     // Used where it was made (a reference into the result): the client is not moved, so
     // its bytes are on the stack once.
-    let mut made = BlockingClient::new(Socket(&io), Clock(&io), config, &mut c.out, &mut c.input);
+    let mut made = BlockingClient::new(Socket(io), Clock(io), config, &mut c.out, &mut c.input);
     let result = match &mut made {
         Ok(client) => {
             let result = match client.connect() {
@@ -367,7 +380,7 @@ unsafe fn send_mail(
             // The mail's fate is known; QUIT (bounded) ends a session still open, and its
             // failure changes nothing about the mail.
             // The deciding reply's text, before QUIT's call clears it.
-            if let Some(r) = client.last_reply() {
+            if let (Some(r), Some(st)) = (client.last_reply(), st) {
                 fill(st, r.code(), r.text());
             }
             if result
