@@ -352,7 +352,7 @@ pub fn decode_challenge<'b>(challenge: &[u8], buf: &'b mut [u8]) -> Option<&'b [
 }
 
 /// One SASL exchange: which mechanism, how far it got and, for SCRAM, the signature the
-/// server must prove itself with. 35 bytes; no secret held (the server signature is public
+/// server must prove itself with. 35 bytes (3 without the `scram` feature); no secret held (the server signature is public
 /// once the server sends it, and useless to log in with).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Sasl {

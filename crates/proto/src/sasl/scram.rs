@@ -74,12 +74,15 @@ pub(crate) enum ProofState {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ServerProof {
     state: ProofState,
+    /// Only a SCRAM build has a signature to keep (32 bytes less in every session without).
+    #[cfg(feature = "scram")]
     signature: [u8; 32],
 }
 
 impl ServerProof {
     pub(crate) const NONE: ServerProof = ServerProof {
         state: ProofState::Pending,
+        #[cfg(feature = "scram")]
         signature: [0; 32],
     };
 
@@ -87,6 +90,7 @@ impl ServerProof {
     /// has not proven itself.
     pub(crate) const WRONG: ServerProof = ServerProof {
         state: ProofState::Wrong,
+        #[cfg(feature = "scram")]
         signature: [0; 32],
     };
 
