@@ -125,7 +125,7 @@ int main(int argc, char **argv) {
     }
     const char *const *to = (const char *const *)&argv[4];
     size_t to_count = (size_t)(argc - 4);
-    uint16_t codes[POSTLINE_MAX_RECIPIENTS] = {0};
+    uint16_t codes[to_count];
     const char *body = "Temperature 71.5 C at sensor 4.\n.Dot line kept.\n";
     postline_status status;
     int report_stack = getenv("POSTLINE_STACK_REPORT") != NULL;

@@ -140,6 +140,37 @@ fn a_c_program_sends_through_aiosmtpd() {
     assert_eq!(srv.messages().len(), 1);
 }
 
+/// More recipients than `POSTLINE_MAX_RECIPIENTS`: refused as an argument error before the
+/// connection is even opened; every code is 0.
+#[test]
+fn too_many_recipients_are_refused_before_connecting() {
+    let exe = build();
+    let srv = Aiosmtpd::builder().count_sessions().start();
+    let to: Vec<String> = (0..9).map(|i| format!("r{i}@plant.example")).collect();
+    let out = Command::new(&exe)
+        .args(["127.0.0.1", &srv.port().to_string(), "sensor@plant.example"])
+        .args(&to)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("result 10 reply 0 \n"), "{stdout}");
+    assert_eq!(stdout.matches(" 0\n").count(), 9, "{stdout}");
+    assert_eq!(srv.sessions().total, 0);
+    // Eight is allowed, and each gets its own code.
+    let out = Command::new(&exe)
+        .args(["127.0.0.1", &srv.port().to_string(), "sensor@plant.example"])
+        .args(&to[..8])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("result 0 reply 250"), "{stdout}");
+    assert_eq!(stdout.matches(" 250\n").count(), 8, "{stdout}");
+    assert_eq!(
+        srv.wait_for_messages(1, Duration::from_secs(10))[0].rcpt_tos,
+        to[..8]
+    );
+}
+
 /// A session refused at AUTH is still open: the C API ends it with QUIT (RFC 5321 4.1.1.10)
 /// before closing, and says why the mail was not sent.
 #[test]
