@@ -4,8 +4,9 @@
  *   send_mail HOST PORT FROM TO [TO...]
  *
  * POSTLINE_USER / POSTLINE_PASSWORD in the environment turn on AUTH (over this clear-text
- * connection, so allow_plaintext_auth is set). Prints the result, the reply and each
- * recipient's code; exits 0 when the mail was delivered (to some or all). */
+ * connection, so allow_plaintext_auth is set); POSTLINE_SUBJECT replaces the subject, and
+ * POSTLINE_NO_CLOCK=1 leaves out the time of day (no Date or Message-ID). Prints the result,
+ * the reply and each recipient's code; exits 0 when the mail was delivered (to some or all). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -115,6 +116,9 @@ int main(int argc, char **argv) {
     }
     struct conn conn = {argv[1], atoi(argv[2]), -1};
     postline_io io = {&conn, do_connect, do_send, do_recv, do_close, now_ms, unix_time};
+    if (getenv("POSTLINE_NO_CLOCK") != NULL) io.unix_time = NULL;
+    const char *subject = getenv("POSTLINE_SUBJECT");
+    if (subject == NULL) subject = "Sensor 4: temperature high";
     postline_config config = {"device.example", getenv("POSTLINE_USER"),
                               getenv("POSTLINE_PASSWORD"), 1, 10000};
     postline_client *client =
@@ -132,7 +136,7 @@ int main(int argc, char **argv) {
     if (report_stack) paint_stack();
     postline_result r =
         postline_send_mail(client, argv[3], to, to_count, POSTLINE_PRIORITY_HIGH,
-                           "Sensor 4: temperature high", (const uint8_t *)body, strlen(body),
+                           subject, (const uint8_t *)body, strlen(body),
                            codes, &status);
     if (report_stack) printf("stack %zu\n", painted_depth());
     printf("result %d reply %u %s\n", (int)r, status.code, status.text);
