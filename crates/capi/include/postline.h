@@ -24,7 +24,7 @@
 /**
  * Most recipients of one mail; more is `POSTLINE_RESULT_ERR_ARGUMENT` before anything is
  * sent. (MAIL, every RCPT and DATA go out together and must fit [`POSTLINE_OUT_BUFFER`]: 8
- * addresses of up to about 45 characters; longer ones, fewer recipients. Each one allowed
+ * addresses of up to 40 characters; longer ones, fewer recipients. Each one allowed
  * costs 18 bytes of stack during [`postline_send_mail`].)
  */
 #define POSTLINE_MAX_RECIPIENTS 8
@@ -71,7 +71,7 @@ typedef enum postline_result {
    */
   POSTLINE_RESULT_REFUSED = 2,
   /**
-   * The server refused it for now (4xx): try again later.
+   * The server refused it for now (4xx, or 421: it is closing): try again later.
    */
   POSTLINE_RESULT_DEFERRED = 3,
   /**
@@ -96,7 +96,7 @@ typedef enum postline_result {
    */
   POSTLINE_RESULT_ERR_TIMEOUT = 13,
   /**
-   * The server refused the session (greeting, EHLO) or is closing.
+   * The server refused the session (greeting, EHLO).
    */
   POSTLINE_RESULT_ERR_REJECTED = 14,
   /**

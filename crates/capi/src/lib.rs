@@ -33,7 +33,7 @@ pub const POSTLINE_OUT_BUFFER: usize = 512;
 pub const POSTLINE_IN_BUFFER: usize = 512;
 /// Most recipients of one mail; more is `POSTLINE_RESULT_ERR_ARGUMENT` before anything is
 /// sent. (MAIL, every RCPT and DATA go out together and must fit [`POSTLINE_OUT_BUFFER`]: 8
-/// addresses of up to about 45 characters; longer ones, fewer recipients. Each one allowed
+/// addresses of up to 40 characters; longer ones, fewer recipients. Each one allowed
 /// costs 18 bytes of stack during [`postline_send_mail`].)
 pub const POSTLINE_MAX_RECIPIENTS: usize = 8;
 /// [`postline_io::recv`]'s answer for "nothing yet": the socket's own timeout passed; the
@@ -99,7 +99,7 @@ pub enum postline_result {
     Partial = 1,
     /// The server refused the mail (its reply is in the status); do not send it again as is.
     Refused = 2,
-    /// The server refused it for now (4xx): try again later.
+    /// The server refused it for now (4xx, or 421: it is closing): try again later.
     Deferred = 3,
     /// The end of data was sent and no answer came: it may or may not have been delivered.
     InDoubt = 4,
@@ -112,7 +112,7 @@ pub enum postline_result {
     ErrIo = 12,
     /// The server did not answer in time.
     ErrTimeout = 13,
-    /// The server refused the session (greeting, EHLO) or is closing.
+    /// The server refused the session (greeting, EHLO).
     ErrRejected = 14,
     /// Authentication failed (or cannot be done without TLS unless allowed).
     ErrAuth = 15,
@@ -319,7 +319,8 @@ unsafe fn send_mail(
     let mut list = [from; POSTLINE_MAX_RECIPIENTS];
     // MAIL, every RCPT and DATA go out together: they must fit the output buffer (with room
     // for the parameters), or the mail is refused here, before anything is sent.
-    let mut needed = 40 + from.as_str().len();
+    // `MAIL FROM:<> BODY=8BITMIME SMTPUTF8` and `DATA`, each with CRLF: 43 bytes.
+    let mut needed = 43 + from.as_str().len();
     for (i, slot) in list.iter_mut().take(to_count).enumerate() {
         let Some(a) = unsafe { text(*to.add(i)) }.and_then(|s| Address::new(s).ok()) else {
             return R::ErrArgument;
@@ -421,7 +422,9 @@ unsafe fn send_mail(
         Err(e) => {
             let e: Error<IoError> = e;
             match e {
-                Error::Rejected(_) | Error::ServiceClosing(_) => R::ErrRejected,
+                Error::Rejected(_) => R::ErrRejected,
+                // 421: the server is closing for now; the mail was not taken, try later.
+                Error::ServiceClosing(_) => R::Deferred,
                 Error::AuthFailed(_) => R::ErrAuth,
                 Error::AuthUnavailable | Error::AuthRounds => R::ErrAuth,
                 Error::InDoubt(_) => R::InDoubt,

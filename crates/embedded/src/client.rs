@@ -152,7 +152,7 @@ pub struct Status {
 
 /// An SMTP client on a device: one connection, any number of messages, one at a time.
 ///
-/// The state is the core's [`Session`](postline_proto::Session) (about 400 bytes) plus the two buffers the caller
+/// The state is the core's [`Session`](postline_proto::Session) (232 bytes on x86_64 with one transaction slot) plus the two buffers the caller
 /// lends: `out` holds commands and message data on their way out (512 bytes are plenty; data
 /// goes out in pieces that fit), `input` holds what the server sent until a reply is complete
 /// (512 bytes hold any RFC 5321 reply line; a longer multi-line reply needs more).
