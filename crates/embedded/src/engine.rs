@@ -619,6 +619,15 @@ impl<'b> Engine<'b> {
         if used > 0 {
             self.input.copy_within(used..self.filled, 0);
             self.filled -= used;
+            // A reply left over when none is due and nothing waits to go out answers a
+            // command not yet sent (a `250` riding with the `354`): taken later, it would
+            // pass for the end of data's answer. The session ends here instead.
+            if self.filled > 0 && self.session.replies_due() == 0 && self.out.transmit().is_empty()
+            {
+                if let Some(code) = Code::premature(&self.input[..self.filled]) {
+                    return Err(Error::Protocol(SessionError::UnexpectedReply { code }));
+                }
+            }
         }
         Ok(step)
     }

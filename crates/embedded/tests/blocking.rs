@@ -8,6 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use postline_embedded::blocking::{BlockingClient, BlockingClock};
+use postline_embedded::proto::session::SessionError;
 use postline_embedded::{Address, Config, Error, Phase};
 use postline_testkit::{greeting_and_ehlo, Aiosmtpd, ScriptedServer, SilentListener, Step};
 
@@ -223,6 +224,42 @@ fn calls_after_quit_fail_at_once() {
 
 /// The text of the reply that decided a call is the client's until the next call: a refused
 /// sender's, then the delivered message's, then none for a message left in doubt.
+/// A `250` sent together with the `354`, before any data: it answers nothing the client sent,
+/// and must never pass for the end of data's answer (a mail reported delivered that no
+/// server took).
+#[test]
+fn a_reply_riding_with_the_354_is_never_taken_for_delivery() {
+    let mut script = greeting_and_ehlo(&["PIPELINING"]);
+    script.extend([
+        Step::expect("MAIL FROM:<device@example.com>"),
+        Step::expect("RCPT TO:<ops@example.com>"),
+        Step::expect("DATA"),
+        Step::reply("250 2.1.0 ok"),
+        Step::reply("250 2.1.5 ok"),
+        Step::reply("354 go ahead\r\n250 2.0.0 queued (not really)"),
+    ]);
+    let server = ScriptedServer::start(script);
+    let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+    let mut c = client(
+        &format!("127.0.0.1:{}", server.port()),
+        3_000,
+        &mut out,
+        &mut input,
+    );
+    c.connect().unwrap();
+    let from = Address::new("device@example.com").unwrap();
+    let to = [Address::new("ops@example.com").unwrap()];
+    let mut codes = [0u16; 1];
+    let r = c.send(from, &to, b"x\r\n", &mut codes);
+    assert!(
+        matches!(
+            r,
+            Err(Error::Protocol(SessionError::UnexpectedReply { code })) if code.value() == 250
+        ),
+        "{r:?}"
+    );
+}
+
 #[test]
 fn the_last_reply_belongs_to_the_last_call() {
     let mut script = greeting_and_ehlo(&["PIPELINING"]);
