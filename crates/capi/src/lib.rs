@@ -430,7 +430,9 @@ unsafe fn send_mail(
                 Error::InDoubt(_) => R::InDoubt,
                 Error::Timeout(_) => R::ErrTimeout,
                 Error::Io(_) | Error::Closed(_) => R::ErrIo,
-                Error::Address(_) | Error::LineTooLong | Error::Incompatible(_) => R::ErrArgument,
+                Error::Address(_) | Error::LineTooLong | Error::Incompatible(_) | Error::Use(_) => {
+                    R::ErrArgument
+                }
                 _ => R::ErrProtocol,
             }
         }

@@ -62,7 +62,7 @@ where
 
     /// See [`Client::connect`](crate::Client::connect).
     pub fn connect(&mut self) -> Result<(), Error<S::Error>> {
-        self.engine.start_connect();
+        self.engine.start_connect()?;
         self.run(&mut Job::none())
     }
 

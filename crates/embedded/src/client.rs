@@ -202,7 +202,7 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
     /// (implicit TLS first of all; STARTTLS after EHLO, then EHLO again) and authenticates
     /// when credentials were given.
     pub async fn connect(&mut self) -> Result<(), Error<S::Error>> {
-        self.engine.start_connect();
+        self.engine.start_connect()?;
         self.run(&mut Job::none()).await
     }
 
@@ -261,7 +261,7 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
     pub async fn data(&mut self, bytes: &[u8]) -> Result<(), Error<S::Error>> {
         let mut job = Job::none();
         job.body = Some(Body::Bytes(bytes));
-        self.engine.start_data();
+        self.engine.start_data()?;
         self.run(&mut job).await
     }
 

@@ -34,8 +34,15 @@ pub(crate) enum Want {
 /// Where the engine is in the caller's current call.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Stage {
+    /// Made, not yet connected: only [`Engine::start_connect`] may begin.
+    Unconnected,
     /// No call under way.
     Idle,
+    /// A call failed and left the session out of step (no reply by the deadline, a broken
+    /// stream, a reply out of place, an exchange left half done), or was abandoned midway:
+    /// every later call fails with [`Error::Broken`], which is transient (RFC 5321 4.5.3.2:
+    /// the client closes and tries again later), never a mistake of the caller's.
+    Broken,
     /// TLS before anything else (implicit), or after the 220 to STARTTLS.
     #[cfg(feature = "tls")]
     Handshake { implicit: bool },
@@ -181,6 +188,11 @@ pub(crate) struct Engine<'b> {
     /// Messages composed on this client, for unique Message-IDs.
     composed: u32,
     stage: Stage,
+    /// Replies the input may hold now: those due for the commands on the wire (set when the
+    /// output is all written, one less for each reply taken). A reply beyond them came
+    /// before its command was sent, and taking it for that command's answer would shift
+    /// every later reply by one: the session ends instead (the core's rule).
+    budget: u32,
     /// When the current wait ends: set when it starts, cleared when a reply is complete or
     /// the output is all written (a server trickling a reply does not move it).
     deadline: Option<u64>,
@@ -210,14 +222,16 @@ impl<'b> Engine<'b> {
     ) -> Result<Self, Error<E>> {
         let mut sc = SessionConfig::borrowing(Domain::new(config.hello)?);
         sc.pipelining = config.pipelining;
+        let session = Session::with_transactions(sc);
         Ok(Engine {
-            session: Session::with_transactions(sc),
+            budget: session.replies_due(),
+            session,
             out: Outbox::new(FixedBuf::new(out)),
             input,
             filled: 0,
             config,
             composed: config.composed,
-            stage: Stage::Idle,
+            stage: Stage::Unconnected,
             deadline: None,
             closed: false,
             #[cfg(feature = "tls")]
@@ -266,21 +280,39 @@ impl<'b> Engine<'b> {
         }
     }
 
+    /// Whether a call may begin: `connect` once on a new engine, every other call after it.
+    /// A call found still under way was abandoned midway (its future dropped): the session
+    /// is out of step from then on.
+    fn begin<E>(&mut self, connect: bool) -> Result<(), Error<E>> {
+        self.last_reply = None;
+        match (self.stage, connect) {
+            (Stage::Unconnected, true) | (Stage::Idle, false) => Ok(()),
+            (Stage::Unconnected, false) | (Stage::Idle, true) => {
+                Err(Error::Use(UseError::NotReady))
+            }
+            _ => {
+                self.stage = Stage::Broken;
+                Err(Error::Broken)
+            }
+        }
+    }
+
     /// Starts [`Client::connect`](crate::Client::connect): TLS first when implicit, then the
     /// greeting and EHLO.
-    pub(crate) fn start_connect(&mut self) {
-        self.last_reply = None;
+    pub(crate) fn start_connect<E>(&mut self) -> Result<(), Error<E>> {
+        self.begin(true)?;
         self.stage = Stage::Hello;
         #[cfg(feature = "tls")]
         if self.tls == Some(crate::tls::Mode::Implicit) && !self.secured {
             self.stage = Stage::Handshake { implicit: true };
         }
+        Ok(())
     }
 
     /// Starts a message: the job's envelope goes out once no earlier message has replies due.
     pub(crate) fn start_message<E>(&mut self, job: &mut Job<'_>) -> Result<(), Error<E>> {
-        self.last_reply = None;
         job.codes.iter_mut().for_each(|c| *c = 0);
+        self.begin(false)?;
         // TLS was asked for and is not in place (connect failed, or was not called): no
         // message goes in clear text.
         #[cfg(feature = "tls")]
@@ -292,12 +324,19 @@ impl<'b> Engine<'b> {
     }
 
     /// Starts a piece of streamed message data.
-    pub(crate) fn start_data(&mut self) {
+    pub(crate) fn start_data<E>(&mut self) -> Result<(), Error<E>> {
+        self.begin(false)?;
         self.stage = Stage::Data { end: false };
+        Ok(())
     }
 
-    /// Ends the message's data.
+    /// Ends the message's data (a streamed message's [`Client::end`](crate::Client::end)).
     pub(crate) fn start_end<E>(&mut self) -> Result<(), Error<E>> {
+        self.begin(false)?;
+        self.end_data()
+    }
+
+    fn end_data<E>(&mut self) -> Result<(), Error<E>> {
         self.session.end_data(&mut self.out)?;
         self.stage = Stage::End;
         Ok(())
@@ -305,7 +344,7 @@ impl<'b> Engine<'b> {
 
     /// Says QUIT.
     pub(crate) fn start_quit<E>(&mut self) -> Result<(), Error<E>> {
-        self.last_reply = None;
+        self.begin(false)?;
         self.session.quit(&mut self.out)?;
         self.stage = Stage::Quit;
         Ok(())
@@ -321,10 +360,9 @@ impl<'b> Engine<'b> {
                     };
                     if self.feed(body)? {
                         if !end {
-                            self.stage = Stage::Idle;
-                            return Ok(Want::Done);
+                            return Ok(self.done());
                         }
-                        self.start_end()?;
+                        self.end_data()?;
                     }
                 }
                 Stage::Drain
@@ -335,6 +373,11 @@ impl<'b> Engine<'b> {
                 _ => {}
             }
             if !self.out.transmit().is_empty() {
+                // Nothing goes out while a reply no command on the wire asked for waits in
+                // the input (a reply riding with the greeting or the 354).
+                if let Some(code) = self.stray() {
+                    return Err(Error::Protocol(SessionError::UnexpectedReply { code }));
+                }
                 let phase = self.phase();
                 let deadline = self.deadline(now, phase);
                 return Ok(Want::Write { deadline, phase });
@@ -346,18 +389,17 @@ impl<'b> Engine<'b> {
                 });
             }
             if self.stage == Stage::Idle {
-                return Ok(Want::Done);
+                return Ok(self.done());
             }
             match self.take_reply()? {
                 Some(step) => {
                     self.deadline = None;
                     if self.on_step(step, job)? {
-                        self.stage = Stage::Idle;
-                        return Ok(Want::Done);
+                        return Ok(self.done());
                     }
                 }
                 None => {
-                    if self.filled == self.input.len() {
+                    if self.filled == self.input.len() && !self.trim() {
                         return Err(Error::ReplyTooLong);
                     }
                     let phase = self.phase();
@@ -368,12 +410,54 @@ impl<'b> Engine<'b> {
         }
     }
 
+    /// The call is done. Its wait ends with it: a later call (streamed data after a
+    /// partial write, say) starts its own.
+    fn done(&mut self) -> Want {
+        self.stage = Stage::Idle;
+        self.deadline = None;
+        Want::Done
+    }
+
+    /// The code of a reply in the input when none is due for the commands on the wire.
+    fn stray(&self) -> Option<Code> {
+        if self.budget > 0 {
+            return None;
+        }
+        Code::premature(&self.input[..self.filled])
+    }
+
+    /// Makes room in a full input that holds no whole reply, by dropping the completed
+    /// continuation lines after the first (a refusal's long explanation): the code and the
+    /// first line decide, and a long refusal of the end of data must not leave the message
+    /// in doubt. Not for EHLO (every line is a capability) nor the greeting: false there, and
+    /// when no line can go.
+    fn trim(&mut self) -> bool {
+        if matches!(self.phase(), Phase::Greeting | Phase::Command) {
+            return false;
+        }
+        let held = &self.input[..self.filled];
+        let (Some(first), Some(last)) = (
+            held.iter().position(|&b| b == b'\n'),
+            held.iter().rposition(|&b| b == b'\n'),
+        ) else {
+            return false;
+        };
+        if last == first {
+            return false;
+        }
+        self.input.copy_within(last + 1..self.filled, first + 1);
+        self.filled -= last - first;
+        true
+    }
+
     /// `n` bytes of the output were written; true when all of it is out (flush the stream).
     pub(crate) fn written(&mut self, n: usize) -> bool {
         self.out.advance(n);
         let all = self.out.transmit().is_empty();
         if all {
             self.deadline = None;
+            // Every released command is on the wire: this many replies may come now.
+            self.budget = self.session.replies_due();
         }
         all
     }
@@ -410,7 +494,12 @@ impl<'b> Engine<'b> {
     /// message is in doubt; after QUIT, a close is the expected end; a failed TLS step
     /// leaves the stream unusable.
     pub(crate) fn settle<E>(&mut self, e: Error<E>) -> Result<(), Error<E>> {
-        let stage = core::mem::replace(&mut self.stage, Stage::Idle);
+        let next = if e.leaves_session_open() {
+            Stage::Idle
+        } else {
+            Stage::Broken
+        };
+        let stage = core::mem::replace(&mut self.stage, next);
         self.deadline = None;
         match stage {
             Stage::End if self.session.in_doubt(&self.out).next().is_some() => Err(match e {
@@ -592,12 +681,8 @@ impl<'b> Engine<'b> {
             (_, Some(ev)) => (0, Some(ev)),
             (_, None) if self.filled == 0 => return Ok(None),
             (_, None) => {
-                // The core's rule: a reply no written command asked for ends the session,
-                // rather than shift every later reply by one.
-                if self.session.replies_due() == 0 && self.out.transmit().is_empty() {
-                    if let Some(code) = Code::premature(&self.input[..self.filled]) {
-                        return Err(Error::Protocol(SessionError::UnexpectedReply { code }));
-                    }
+                if let Some(code) = self.stray() {
+                    return Err(Error::Protocol(SessionError::UnexpectedReply { code }));
                 }
                 self.session
                     .handle_input(&self.input[..self.filled], &mut self.out)
@@ -619,17 +704,18 @@ impl<'b> Engine<'b> {
         if used > 0 {
             self.input.copy_within(used..self.filled, 0);
             self.filled -= used;
-            // A reply left over when none is due and nothing waits to go out answers a
-            // command not yet sent (a `250` riding with the `354`): taken later, it would
-            // pass for the end of data's answer. The session ends here instead.
-            if self.filled > 0 && self.session.replies_due() == 0 && self.out.transmit().is_empty()
-            {
-                if let Some(code) = Code::premature(&self.input[..self.filled]) {
-                    return Err(Error::Protocol(SessionError::UnexpectedReply { code }));
-                }
-            }
+            self.budget = self.budget.saturating_sub(1);
         }
         Ok(step)
+    }
+}
+
+impl Drop for Engine<'_> {
+    /// The output buffer is the caller's and may still hold an AUTH line never written (a
+    /// connection that failed first): zeroed before it is given back. What was written is
+    /// zeroed as it leaves.
+    fn drop(&mut self) {
+        self.out.discard();
     }
 }
 

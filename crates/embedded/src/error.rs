@@ -58,6 +58,10 @@ pub enum Error<E> {
     /// the message may or may not have been delivered. Sending it again may deliver it twice;
     /// not sending it may lose it (RFC 5321 6.1 prefers the duplicate).
     InDoubt(Phase),
+    /// An earlier call failed and left the session out of step (a timeout, a broken
+    /// stream, a reply out of place), or was abandoned midway: this call sent nothing. Close
+    /// the connection and connect again (RFC 5321 4.5.3.2); the message may go then.
+    Broken,
 }
 
 impl<E> Error<E> {
@@ -153,6 +157,9 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
                 f,
                 "connection failed waiting for the {} reply: the message may or may not have been delivered",
                 p.name()
+            ),
+            Error::Broken => f.write_str(
+                "an earlier failure left the session out of step: nothing was sent; connect again",
             ),
         }
     }

@@ -222,8 +222,6 @@ fn calls_after_quit_fail_at_once() {
     server.finish().assert_ok();
 }
 
-/// The text of the reply that decided a call is the client's until the next call: a refused
-/// sender's, then the delivered message's, then none for a message left in doubt.
 /// A `250` sent together with the `354`, before any data: it answers nothing the client sent,
 /// and must never pass for the end of data's answer (a mail reported delivered that no
 /// server took).
@@ -260,6 +258,8 @@ fn a_reply_riding_with_the_354_is_never_taken_for_delivery() {
     );
 }
 
+/// The text of the reply that decided a call is the client's until the next call: a refused
+/// sender's, then the delivered message's, then none for a message left in doubt.
 #[test]
 fn the_last_reply_belongs_to_the_last_call() {
     let mut script = greeting_and_ehlo(&["PIPELINING"]);

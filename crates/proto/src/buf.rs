@@ -6,6 +6,7 @@
 //! retry without ever seeing half a command.
 
 use core::fmt;
+use zeroize::Zeroize;
 
 /// The output did not fit in the caller's buffer; nothing was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,9 +114,9 @@ impl<'a> FixedBuf<'a> {
         self.storage.len()
     }
 
-    /// Forgets everything held.
+    /// Forgets everything held (zeroed).
     pub fn clear(&mut self) {
-        self.len = 0;
+        self.forget(0);
     }
 }
 
@@ -138,11 +139,22 @@ impl Buffer for FixedBuf<'_> {
     fn drain_front(&mut self, n: usize) {
         let n = n.min(self.len);
         self.storage.copy_within(n..self.len, 0);
-        self.len -= n;
+        self.forget(self.len - n);
     }
 
     fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
+        self.forget(self.len.min(len));
+    }
+}
+
+impl FixedBuf<'_> {
+    /// Shortens to `len`, zeroing what is let go: the storage is the caller's and may have
+    /// held an AUTH line, which must not outlive its use there.
+    fn forget(&mut self, len: usize) {
+        if let Some(gone) = self.storage.get_mut(len..self.len) {
+            gone.zeroize();
+        }
+        self.len = len;
     }
 }
 

@@ -42,6 +42,14 @@ impl<B: Buffer> Outbox<B> {
         self.end_unwritten = self.end_unwritten.saturating_sub(n);
     }
 
+    /// Forgets everything, written or not: for a driver giving the storage back (a
+    /// [`crate::FixedBuf`] zeroes it, since it may hold credentials never written).
+    pub fn discard(&mut self) {
+        self.buf.truncate(0);
+        self.released = 0;
+        self.end_unwritten = 0;
+    }
+
     /// True while an end of data is released but not wholly written. A server that is gone
     /// by now cannot have accepted that message; once it is written and no reply came, the
     /// message may or may not have been delivered.

@@ -26,6 +26,7 @@ use hmac::{Hmac, Mac};
 use md5::Md5;
 
 use crate::buf::{Buffer, BufferFull};
+use zeroize::Zeroize;
 
 pub mod scram;
 
@@ -783,12 +784,24 @@ impl<B: Buffer> B64Stream<'_, B> {
         let input = self.pending.get(..self.len).unwrap_or(&[]);
         // `enc` is sized for a full chunk, so this cannot fail; should it, reporting a full
         // buffer is better than writing a corrupt credential.
-        let text = encode_base64(input, &mut enc).ok_or(BufferFull {
-            needed: CHUNK / 3 * 4,
-        })?;
-        self.out.extend_from_slice(text)?;
+        let written = match encode_base64(input, &mut enc) {
+            Some(text) => self.out.extend_from_slice(text),
+            None => Err(BufferFull {
+                needed: CHUNK / 3 * 4,
+            }),
+        };
+        // A piece of the credentials, wiped before the frame is let go (`pending` is wiped
+        // when the stream is dropped).
+        enc.zeroize();
         self.len = 0;
-        Ok(())
+        Ok(written?)
+    }
+}
+
+impl<B: Buffer> Drop for B64Stream<'_, B> {
+    /// A stream abandoned on an error still wipes what it held.
+    fn drop(&mut self) {
+        self.pending.zeroize();
     }
 }
 

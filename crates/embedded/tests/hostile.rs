@@ -1,0 +1,558 @@
+//! Hostile and careless peers, in memory on a virtual clock: replies sent before the command
+//! they answer, a reply after the last one, a refusal longer than the input buffer, a call
+//! after a timeout, a call out of order, an abandoned call, and what is left of the
+//! credentials in the caller's buffer. Each asserts what becomes of the message.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use embedded_io::ErrorKind;
+use postline_embedded::blocking::{BlockingClient, BlockingClock};
+use postline_embedded::proto::session::{FailedAt, SessionError, UseError};
+use postline_embedded::{Address, Client, Clock, Config, Error, Phase};
+
+/// What the peer does next.
+enum Peer {
+    /// Waits until the client has written this (after what earlier steps matched).
+    Wait(&'static str),
+    /// Sends these bytes (all that follow each other go out as one segment).
+    Send(Vec<u8>),
+    /// Fails the client's next write of anything (a broken link).
+    FailWrites,
+}
+
+/// The wire and the time, shared with the test.
+#[derive(Clone, Default)]
+struct Wire {
+    written: Rc<RefCell<Vec<u8>>>,
+    now: Rc<Cell<u64>>,
+    reads: Rc<Cell<u32>>,
+}
+
+/// A blocking stream over a script; a read with nothing to give is the socket's receive
+/// timeout (100 virtual ms pass), as on a device's stack.
+struct Stream {
+    script: VecDeque<Peer>,
+    pending: Vec<u8>,
+    seen: usize,
+    fail_writes: bool,
+    wire: Wire,
+}
+
+fn stream(script: Vec<Peer>) -> (Stream, Wire) {
+    let wire = Wire::default();
+    let s = Stream {
+        script: script.into(),
+        pending: Vec::new(),
+        seen: 0,
+        fail_writes: false,
+        wire: wire.clone(),
+    };
+    (s, wire)
+}
+
+impl Stream {
+    fn advance(&mut self) {
+        loop {
+            match self.script.front() {
+                Some(Peer::Wait(w)) => {
+                    let written = self.wire.written.borrow();
+                    let Some(i) = written[self.seen..]
+                        .windows(w.len())
+                        .position(|x| x == w.as_bytes())
+                    else {
+                        return;
+                    };
+                    self.seen += i + w.len();
+                }
+                Some(Peer::Send(b)) => self.pending.extend_from_slice(b),
+                Some(Peer::FailWrites) => self.fail_writes = true,
+                None => return,
+            }
+            self.script.pop_front();
+        }
+    }
+}
+
+impl embedded_io::ErrorType for Stream {
+    type Error = ErrorKind;
+}
+
+impl embedded_io::Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        let reads = self.wire.reads.get() + 1;
+        assert!(reads < 100_000, "the client kept reading");
+        self.wire.reads.set(reads);
+        self.advance();
+        if self.pending.is_empty() {
+            self.wire.now.set(self.wire.now.get() + 100);
+            return Err(ErrorKind::TimedOut);
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending[..n]);
+        self.pending.drain(..n);
+        Ok(n)
+    }
+}
+
+impl embedded_io::Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        self.advance();
+        if self.fail_writes {
+            return Err(ErrorKind::ConnectionReset);
+        }
+        self.wire.written.borrow_mut().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
+
+struct VirtualClock(Rc<Cell<u64>>);
+
+impl BlockingClock for VirtualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+fn send(s: &str) -> Peer {
+    Peer::Send(s.as_bytes().to_vec())
+}
+
+/// The greeting and an EHLO reply with `ext` lines.
+fn hello(ext: &str) -> Vec<Peer> {
+    vec![
+        send("220 mx.example ESMTP\r\n"),
+        Peer::Wait("EHLO device.example\r\n"),
+        Peer::Send(format!("250-mx.example\r\n{ext}250 8BITMIME\r\n").into_bytes()),
+    ]
+}
+
+/// Sends through `script` with a 2-second cap on every wait: the client, then `f`.
+fn with_client<R>(
+    script: Vec<Peer>,
+    config: Config<'_>,
+    f: impl FnOnce(&mut BlockingClient<'_, Stream, VirtualClock>) -> R,
+) -> (R, Wire) {
+    let (s, wire) = stream(script);
+    let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+    let mut c = BlockingClient::new(
+        s,
+        VirtualClock(wire.now.clone()),
+        config.timeout_ms(2_000),
+        &mut out,
+        &mut input,
+    )
+    .unwrap();
+    (f(&mut c), wire)
+}
+
+fn addr(s: &str) -> Address<&str> {
+    Address::new(s).unwrap()
+}
+
+fn written(wire: &Wire) -> String {
+    String::from_utf8_lossy(&wire.written.borrow()).into_owned()
+}
+
+fn is_unexpected(r: &Result<impl std::fmt::Debug, Error<ErrorKind>>, value: u16) -> bool {
+    matches!(r, Err(Error::Protocol(SessionError::UnexpectedReply { code })) if code.value() == value)
+}
+
+/// An EHLO reply sent together with the greeting, before EHLO: taken for EHLO's answer, it
+/// would let the server's earlier text decide the capabilities (and every later reply would
+/// answer the command before it). The session ends before EHLO is even written.
+#[test]
+fn a_reply_riding_with_the_greeting_ends_the_session_before_ehlo() {
+    let script = vec![send(
+        "220 mx.example ESMTP\r\n250-mx.example\r\n250 AUTH PLAIN\r\n",
+    )];
+    let (r, wire) = with_client(script, Config::new("device.example"), |c| c.connect());
+    assert!(is_unexpected(&r, 250), "{r:?}");
+    assert_eq!(written(&wire), "", "nothing is said to such a server");
+}
+
+/// A `250` after the end of data's `250`: the message was taken (reported delivered, once),
+/// and the stray reply ends the session at the next call, which sends nothing. Every call
+/// after that fails at once with a transient error: the queue keeps its mail.
+#[test]
+fn a_reply_after_the_last_one_fails_the_next_call_not_the_delivered_message() {
+    let mut script = hello("250-PIPELINING\r\n");
+    script.extend([
+        Peer::Wait("DATA\r\n"),
+        send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n"),
+        Peer::Wait("\r\n.\r\n"),
+        send("250 2.0.0 queued\r\n250 2.0.0 and again\r\n"),
+    ]);
+    let ((first, second, third), wire) = with_client(script, Config::new("device.example"), |c| {
+        c.connect().unwrap();
+        let to = [addr("ops@example.com")];
+        let mut codes = [0u16];
+        let first = c.send(addr("device@example.com"), &to, b"one\r\n", &mut codes);
+        let second = c.send(addr("device@example.com"), &to, b"two\r\n", &mut codes);
+        let third = c.send(addr("device@example.com"), &to, b"three\r\n", &mut codes);
+        (first, second, third)
+    });
+    let first = first.unwrap();
+    assert!(first.delivered && first.code.unwrap().value() == 250);
+    assert!(is_unexpected(&second, 250), "{second:?}");
+    assert!(matches!(third, Err(Error::Broken)), "{third:?}");
+    assert!(third.unwrap_err().is_transient());
+    assert_eq!(
+        written(&wire).matches("MAIL FROM").count(),
+        1,
+        "{}",
+        written(&wire)
+    );
+}
+
+/// No 354 by the deadline: the next call on the same client does not send into a session
+/// out of step (a late 354 would be taken for the next MAIL's answer); it fails at once,
+/// transiently, so the mail is tried again on a new connection, not dropped.
+#[test]
+fn after_a_timeout_every_call_is_a_transient_failure_that_sends_nothing() {
+    let mut script = hello("250-PIPELINING\r\n");
+    script.extend([
+        Peer::Wait("DATA\r\n"),
+        send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n"),
+    ]);
+    let ((first, second, quit), wire) = with_client(script, Config::new("device.example"), |c| {
+        c.connect().unwrap();
+        let to = [addr("ops@example.com")];
+        let mut codes = [0u16];
+        let first = c.send(addr("device@example.com"), &to, b"one\r\n", &mut codes);
+        let second = c.send(addr("device@example.com"), &to, b"one\r\n", &mut codes);
+        let quit = c.quit();
+        (first, second, quit)
+    });
+    assert!(
+        matches!(first, Err(Error::Timeout(Phase::DataStart))),
+        "{first:?}"
+    );
+    assert!(matches!(second, Err(Error::Broken)), "{second:?}");
+    assert!(second.unwrap_err().is_transient());
+    assert!(matches!(quit, Err(Error::Broken)), "{quit:?}");
+    let w = written(&wire);
+    assert_eq!(w.matches("MAIL FROM").count(), 1, "{w}");
+    assert!(!w.contains("QUIT"), "{w}");
+}
+
+/// A refusal of the end of data whose explanation is longer than the 512-byte input buffer:
+/// the server answered, so the message is refused (with the code and first line), never in
+/// doubt (which a queue would have to send again, or lose).
+#[test]
+fn a_refusal_longer_than_the_input_buffer_is_a_refusal_not_in_doubt() {
+    let mut long = String::new();
+    for _ in 0..9 {
+        long.push_str(
+            "550-5.7.26 This mail has been blocked because the sender is unauthenticated.\r\n",
+        );
+    }
+    long.push_str("550 5.7.26 See the policy page.\r\n");
+    assert!(long.len() > 700);
+    let mut script = hello("250-PIPELINING\r\n");
+    script.extend([
+        Peer::Wait("DATA\r\n"),
+        send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n"),
+        Peer::Wait("\r\n.\r\n"),
+        Peer::Send(long.into_bytes()),
+        Peer::Wait("RCPT TO:<second@example.com>\r\n"),
+        send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n"),
+        Peer::Wait("\r\n.\r\n"),
+        send("250 2.0.0 queued\r\n"),
+    ]);
+    let ((first, text, second), _) = with_client(script, Config::new("device.example"), |c| {
+        c.connect().unwrap();
+        let mut codes = [0u16];
+        let first = c.send(
+            addr("device@example.com"),
+            &[addr("ops@example.com")],
+            b"x\r\n",
+            &mut codes,
+        );
+        let text = c.last_reply().map(|r| r.text().to_vec());
+        let second = c.send(
+            addr("device@example.com"),
+            &[addr("second@example.com")],
+            b"y\r\n",
+            &mut codes,
+        );
+        (first, text, second)
+    });
+    let first = first.unwrap();
+    assert!(!first.delivered);
+    assert_eq!(first.failed_at, Some(FailedAt::Message));
+    assert_eq!(first.code.unwrap().value(), 550);
+    assert!(text
+        .unwrap()
+        .starts_with(b"5.7.26 This mail has been blocked"));
+    // The session is still in step: the next message goes through.
+    assert!(second.unwrap().delivered);
+}
+
+/// EHLO's reply is not shortened (every line is a capability): one longer than the input
+/// buffer is a clear error, not a guess.
+#[test]
+fn an_ehlo_reply_longer_than_the_input_buffer_is_a_clear_error() {
+    let mut ext = String::new();
+    for i in 0..40 {
+        ext.push_str(&format!("250-X-EXTENSION-{i:02} with some parameters\r\n"));
+    }
+    let (r, _) = with_client(hello(&ext), Config::new("device.example"), |c| c.connect());
+    assert!(matches!(r, Err(Error::ReplyTooLong)), "{r:?}");
+}
+
+/// Calls out of order fail at once and send nothing: a message before `connect` (it would go
+/// without the AUTH the config asks for), and `connect` twice (it would wait out a greeting
+/// that already came).
+#[test]
+fn calls_out_of_order_fail_at_once_and_send_nothing() {
+    let mut script = hello("250-AUTH PLAIN\r\n");
+    script.extend([Peer::Wait("AUTH PLAIN"), send("235 2.7.0 ok\r\n")]);
+    let config = Config::new("device.example")
+        .credentials("device", "secret")
+        .allow_plaintext_auth(true);
+    let ((early, connected, again), wire) = with_client(script, config, |c| {
+        let early = c.send(
+            addr("device@example.com"),
+            &[addr("ops@example.com")],
+            b"x\r\n",
+            &mut [0],
+        );
+        let connected = c.connect();
+        let again = c.connect();
+        (early, connected, again)
+    });
+    assert!(
+        matches!(early, Err(Error::Use(UseError::NotReady))),
+        "{early:?}"
+    );
+    connected.unwrap();
+    assert!(
+        matches!(again, Err(Error::Use(UseError::NotReady))),
+        "{again:?}"
+    );
+    let w = written(&wire);
+    assert!(!w.contains("MAIL"), "{w}");
+    assert_eq!(w.matches("EHLO").count(), 1, "{w}");
+    // Refused at once: no read waited for anything.
+    assert!(wire.now.get() < 2_000, "{}", wire.now.get());
+}
+
+/// The caller's output buffer is given back without the credentials: the AUTH line is zeroed
+/// once written, and when the link fails before it is written, when the client is dropped.
+#[test]
+fn credentials_do_not_stay_in_the_callers_output_buffer() {
+    for fail_first in [false, true] {
+        let mut script = hello("250-AUTH PLAIN\r\n");
+        if fail_first {
+            script.insert(2, Peer::FailWrites);
+        } else {
+            script.extend([
+                Peer::Wait("AUTH PLAIN"),
+                send("235 2.7.0 ok\r\n"),
+                Peer::Wait("QUIT\r\n"),
+                send("221 bye\r\n"),
+            ]);
+        }
+        let (s, wire) = stream(script);
+        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+        {
+            let mut c = BlockingClient::new(
+                s,
+                VirtualClock(wire.now.clone()),
+                Config::new("device.example")
+                    .credentials("device", "hunter2hunter2")
+                    .allow_plaintext_auth(true)
+                    .timeout_ms(2_000),
+                &mut out,
+                &mut input,
+            )
+            .unwrap();
+            let r = c.connect();
+            if fail_first {
+                assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
+            } else {
+                r.unwrap();
+                c.quit().unwrap();
+                // Sent, and then zeroed.
+                assert!(written(&wire).contains("AUTH PLAIN AGRldmljZQBodW50ZXIyaHVudGVyMg=="));
+            }
+        }
+        assert!(
+            out.iter().all(|&b| b == 0),
+            "fail_first {fail_first}: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+}
+
+// ---- the async client -------------------------------------------------------------------
+
+/// An async stream over the same script; a read with nothing to give waits forever (the
+/// clock decides), a write takes at most `max_write` bytes and may first be "full" for a
+/// moment.
+struct AsyncStream {
+    inner: Stream,
+    max_write: usize,
+    hiccup: Rc<Cell<bool>>,
+}
+
+impl embedded_io_async::ErrorType for AsyncStream {
+    type Error = ErrorKind;
+}
+
+impl embedded_io_async::Read for AsyncStream {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        self.inner.advance();
+        if self.inner.pending.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        embedded_io::Read::read(&mut self.inner, buf)
+    }
+}
+
+impl embedded_io_async::Write for AsyncStream {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        if self.hiccup.replace(false) {
+            YieldOnce(false).await;
+        }
+        let n = buf.len().min(self.max_write);
+        embedded_io::Write::write(&mut self.inner, &buf[..n])
+    }
+    async fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
+
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if std::mem::replace(&mut self.0, true) {
+            Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+/// Virtual time for the async client: a wait for a deadline not yet reached never ends by
+/// itself (the test moves the time between calls).
+struct AsyncClock(Rc<Cell<u64>>);
+
+impl Clock for AsyncClock {
+    fn now_ms(&self) -> u64 {
+        self.0.get()
+    }
+    async fn wait_until(&self, deadline: u64) {
+        if self.0.get() < deadline {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// Streamed data that returned with bytes still unwritten (a write took part of them) does
+/// not leave its deadline behind: the next piece, a minute later, gets its own wait, not
+/// a timeout for a wait that ended with the call before.
+#[test]
+fn a_streamed_piece_after_a_pause_gets_its_own_deadline() {
+    let mut script = hello("250-PIPELINING\r\n");
+    script.extend([
+        Peer::Wait("DATA\r\n"),
+        send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n"),
+        Peer::Wait("\r\n.\r\n"),
+        send("250 2.0.0 queued\r\n"),
+    ]);
+    let (inner, wire) = stream(script);
+    let hiccup = Rc::new(Cell::new(false));
+    let s = AsyncStream {
+        inner,
+        max_write: 100,
+        hiccup: hiccup.clone(),
+    };
+    let now = wire.now.clone();
+    let (second, status) = block_on(async {
+        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+        let mut c = Client::new(
+            s,
+            AsyncClock(now.clone()),
+            Config::new("device.example").timeout_ms(5_000),
+            &mut out,
+            &mut input,
+        )
+        .unwrap();
+        c.connect().await.unwrap();
+        let to = [addr("ops@example.com")];
+        let mut codes = [0u16];
+        let began = c
+            .begin(addr("device@example.com"), &to, None, &mut codes)
+            .await
+            .unwrap();
+        assert!(began.is_none());
+        c.data(&[b'a'; 600]).await.unwrap();
+        // The device reads its sensor for a minute.
+        now.set(now.get() + 60_000);
+        hiccup.set(true);
+        let second = c.data(b"\r\nmore\r\n").await;
+        let status = c.end(&mut codes).await;
+        (second, status)
+    });
+    second.unwrap();
+    assert!(status.unwrap().delivered);
+    assert!(written(&wire).contains("\r\nmore\r\n.\r\n"));
+}
+
+/// A call whose future is dropped midway (a device's select on a button, say) leaves the
+/// session out of step: the next call fails at once, transiently, and sends nothing.
+#[test]
+fn a_call_abandoned_midway_makes_the_next_one_fail_transiently() {
+    let mut script = hello("250-PIPELINING\r\n");
+    script.extend([Peer::Wait("DATA\r\n")]);
+    let (inner, wire) = stream(script);
+    let s = AsyncStream {
+        inner,
+        max_write: usize::MAX,
+        hiccup: Rc::new(Cell::new(false)),
+    };
+    let now = wire.now.clone();
+    let next = block_on(async {
+        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+        let mut c = Client::new(
+            s,
+            AsyncClock(now.clone()),
+            Config::new("device.example").timeout_ms(5_000),
+            &mut out,
+            &mut input,
+        )
+        .unwrap();
+        c.connect().await.unwrap();
+        let to = [addr("ops@example.com")];
+        let mut codes = [0u16];
+        {
+            let mut call = pin!(c.send(addr("device@example.com"), &to, b"x\r\n", &mut codes));
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(call.as_mut().poll(&mut cx).is_pending());
+        }
+        c.send(addr("device@example.com"), &to, b"x\r\n", &mut codes)
+            .await
+    });
+    assert!(matches!(next, Err(Error::Broken)), "{next:?}");
+    assert!(next.unwrap_err().is_transient());
+    assert_eq!(written(&wire).matches("MAIL FROM").count(), 1);
+}
