@@ -326,6 +326,11 @@ impl<'b> Engine<'b> {
     /// Starts a piece of streamed message data.
     pub(crate) fn start_data<E>(&mut self) -> Result<(), Error<E>> {
         self.begin(false)?;
+        // Refused up front (no message refused at `begin`, or ended, takes data): a mistake
+        // found midway would leave the session out of step.
+        if self.session.sending().is_none() {
+            return Err(Error::Use(UseError::NoDataExpected));
+        }
         self.stage = Stage::Data { end: false };
         Ok(())
     }

@@ -556,3 +556,67 @@ fn a_call_abandoned_midway_makes_the_next_one_fail_transiently() {
     assert!(next.unwrap_err().is_transient());
     assert_eq!(written(&wire).matches("MAIL FROM").count(), 1);
 }
+
+/// Data for a message the server refused at `begin` is the caller's mistake, found before
+/// anything is written: the session stays in step and the next message goes through.
+#[test]
+fn data_after_a_refused_begin_is_refused_and_the_session_goes_on() {
+    let mut script = hello("250-PIPELINING\r\n");
+    script.extend([
+        Peer::Wait("DATA\r\n"),
+        send("250 2.1.0 ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n"),
+        // The open MAIL is closed before the next message.
+        Peer::Wait("RSET\r\n"),
+        send("250 2.0.0 reset\r\n"),
+        Peer::Wait("DATA\r\n"),
+        send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n"),
+        Peer::Wait("\r\n.\r\n"),
+        send("250 2.0.0 queued\r\n"),
+    ]);
+    let (inner, wire) = stream(script);
+    let s = AsyncStream {
+        inner,
+        max_write: usize::MAX,
+        hiccup: Rc::new(Cell::new(false)),
+    };
+    let now = wire.now.clone();
+    let (refused, data, next) = block_on(async {
+        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+        let mut c = Client::new(
+            s,
+            AsyncClock(now.clone()),
+            Config::new("device.example").timeout_ms(5_000),
+            &mut out,
+            &mut input,
+        )
+        .unwrap();
+        c.connect().await.unwrap();
+        let mut codes = [0u16];
+        let refused = c
+            .begin(
+                addr("device@example.com"),
+                &[addr("nobody@example.com")],
+                None,
+                &mut codes,
+            )
+            .await;
+        let data = c.data(b"x\r\n").await;
+        let next = c
+            .send(
+                addr("device@example.com"),
+                &[addr("ops@example.com")],
+                b"y\r\n",
+                &mut codes,
+            )
+            .await;
+        (refused, data, next)
+    });
+    let refused = refused.unwrap().expect("refused before data");
+    assert_eq!(refused.failed_at, Some(FailedAt::NoValidRecipients));
+    assert!(
+        matches!(data, Err(Error::Use(UseError::NoDataExpected))),
+        "{data:?}"
+    );
+    assert!(next.unwrap().delivered);
+    assert!(!written(&wire).contains("x\r\n"));
+}
