@@ -37,6 +37,7 @@ class Handler:
         self.store = args.store
         self.reject_rcpt = list(args.reject_rcpt or [])
         self.tempfail_left = args.tempfail_first
+        self.refuse_data_lines = args.refuse_data_lines
         self.advertise_auth = args.auth is not None or bool(args.scram)
         self.count = 0  # messages accepted (and stored) so far
         self.dsn = args.dsn
@@ -103,6 +104,14 @@ class Handler:
             self.tempfail_left -= 1
             LOG.info("DATA tempfailed (%d more to come)", self.tempfail_left)
             return "451 4.3.0 Try again later"
+        if self.refuse_data_lines > 0:
+            # A policy refusal with a long explanation, as large providers send: every line
+            # but the last a continuation.
+            lines = [f"5.7.26 Line {i + 1} of why this message was refused: the sender is not authenticated."
+                     for i in range(self.refuse_data_lines)]
+            LOG.info("DATA refused with a %d-line reply", len(lines))
+            return "\r\n".join(f"550{'-' if i < len(lines) - 1 else ' '}{line}"
+                                for i, line in enumerate(lines))
         self.count += 1
         n = self.count
         if self.store is not None:
@@ -302,6 +311,8 @@ def parse_args(argv):
                    help="RCPT TO whose address contains SUBSTRING -> 550 5.1.1 User unknown (repeatable)")
     p.add_argument("--tempfail-first", type=int, default=0, metavar="N",
                    help="answer the first N DATA transactions with 451 4.3.0 Try again later")
+    p.add_argument("--refuse-data-lines", type=int, default=0, metavar="N",
+                   help="refuse every message after its data with an N-line 550 reply")
     p.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE, metavar="N",
                    help=f"advertise SIZE N and refuse larger messages (default {DEFAULT_MAX_SIZE}); "
                         "0 = no SIZE keyword and no limit")

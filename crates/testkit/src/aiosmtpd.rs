@@ -33,6 +33,7 @@ pub struct AiosmtpdBuilder {
     tls_max_1_2: bool,
     reject_rcpt: Vec<String>,
     tempfail_first: Option<u32>,
+    refuse_data_lines: Option<u32>,
     max_size: Option<u64>,
     smtputf8: bool,
     dsn: bool,
@@ -109,6 +110,12 @@ impl AiosmtpdBuilder {
         self.reject_rcpt.push(substring.into());
         self
     }
+    /// `--refuse-data-lines N`: every message refused after its data, with an N-line 550.
+    pub fn refuse_data_lines(mut self, n: u32) -> Self {
+        self.refuse_data_lines = Some(n);
+        self
+    }
+
     /// `--tempfail-first N`.
     pub fn tempfail_first(mut self, n: u32) -> Self {
         self.tempfail_first = Some(n);
@@ -194,6 +201,9 @@ impl AiosmtpdBuilder {
         }
         for r in &self.reject_rcpt {
             a.extend(["--reject-rcpt".into(), r.clone()]);
+        }
+        if let Some(n) = self.refuse_data_lines {
+            a.extend(["--refuse-data-lines".into(), n.to_string()]);
         }
         if let Some(n) = self.tempfail_first {
             a.extend(["--tempfail-first".into(), n.to_string()]);
