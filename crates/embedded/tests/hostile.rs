@@ -620,3 +620,66 @@ fn data_after_a_refused_begin_is_refused_and_the_session_goes_on() {
     assert!(next.unwrap().delivered);
     assert!(!written(&wire).contains("x\r\n"));
 }
+
+/// Without PIPELINING each command waits for the reply before it (held in the output buffer
+/// and released one at a time): every reply is counted for a command on the wire, none is
+/// taken for premature, through an AUTH LOGIN challenge, every recipient refused (the open
+/// MAIL closed with RSET) and a message delivered after it.
+#[test]
+fn one_command_at_a_time_every_reply_is_in_place() {
+    let mut script = hello("250-AUTH LOGIN\r\n");
+    script.extend([
+        Peer::Wait("AUTH LOGIN\r\n"),
+        send("334 VXNlcm5hbWU6\r\n"),
+        Peer::Wait("\r\n"),
+        send("334 UGFzc3dvcmQ6\r\n"),
+        Peer::Wait("\r\n"),
+        send("235 2.7.0 ok\r\n"),
+        Peer::Wait("MAIL FROM:<device@example.com>\r\n"),
+        send("250 2.1.0 ok\r\n"),
+        Peer::Wait("RCPT TO:<a@example.com>\r\n"),
+        send("550 5.1.1 no\r\n"),
+        Peer::Wait("RCPT TO:<b@example.com>\r\n"),
+        send("550 5.1.1 no\r\n"),
+        Peer::Wait("RSET\r\n"),
+        send("250 2.0.0 reset\r\n"),
+        Peer::Wait("MAIL FROM:<device@example.com>\r\n"),
+        send("250 2.1.0 ok\r\n"),
+        Peer::Wait("RCPT TO:<ops@example.com>\r\n"),
+        send("250 2.1.5 ok\r\n"),
+        Peer::Wait("DATA\r\n"),
+        send("354 go\r\n"),
+        Peer::Wait("\r\n.\r\n"),
+        send("250 2.0.0 queued\r\n"),
+        Peer::Wait("QUIT\r\n"),
+        send("221 2.0.0 bye\r\n"),
+    ]);
+    let config = Config::new("device.example")
+        .credentials("device", "secret")
+        .allow_plaintext_auth(true);
+    let ((refused, codes, delivered, quit), wire) = with_client(script, config, |c| {
+        c.connect().unwrap();
+        let mut codes = [0u16; 2];
+        let refused = c.send(
+            addr("device@example.com"),
+            &[addr("a@example.com"), addr("b@example.com")],
+            b"x\r\n",
+            &mut codes,
+        );
+        let delivered = c.send(
+            addr("device@example.com"),
+            &[addr("ops@example.com")],
+            b"y\r\n",
+            &mut [0],
+        );
+        (refused, codes, delivered, c.quit())
+    });
+    let refused = refused.unwrap();
+    assert!(!refused.delivered);
+    assert_eq!(refused.failed_at, Some(FailedAt::NoValidRecipients));
+    assert_eq!(codes, [550, 550]);
+    assert!(delivered.unwrap().delivered);
+    quit.unwrap();
+    let w = written(&wire);
+    assert_eq!(w.matches("DATA").count(), 1, "{w}");
+}
