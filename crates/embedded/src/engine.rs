@@ -452,6 +452,8 @@ impl<'b> Engine<'b> {
         }
         self.input.copy_within(last + 1..self.filled, first + 1);
         self.filled -= last - first;
+        // The core's place in the old bytes is no place in these: it reads the reply again.
+        self.session.input_rewritten();
         true
     }
 

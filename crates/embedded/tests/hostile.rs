@@ -683,3 +683,42 @@ fn one_command_at_a_time_every_reply_is_in_place() {
     let w = written(&wire);
     assert_eq!(w.matches("DATA").count(), 1, "{w}");
 }
+
+/// Long refusals of every alignment against the 512-byte input buffer: wherever the lines
+/// and the reads fall (the final line ending exactly at the buffer's end included), the
+/// answer is the refusal, never a reply lost to the trimming and the message left in doubt.
+#[test]
+fn long_refusals_of_every_length_are_refusals() {
+    for lines in [6usize, 11, 13] {
+        for pad in 0..80 {
+            let mut long = String::new();
+            for i in 0..lines {
+                // 80 bytes a line.
+                long.push_str(&format!(
+                    "550-5.7.26 line {i:02} of a long explanation of why this was refused, see the page\r\n"
+                ));
+            }
+            assert_eq!(long.len(), 80 * lines);
+            long.push_str(&format!("550 5.7.26 end{}\r\n", "x".repeat(pad)));
+            let mut script = hello("250-PIPELINING\r\n");
+            script.extend([
+                Peer::Wait("DATA\r\n"),
+                send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n"),
+                Peer::Wait("\r\n.\r\n"),
+                Peer::Send(long.into_bytes()),
+            ]);
+            let (r, _) = with_client(script, Config::new("device.example"), |c| {
+                c.connect().unwrap();
+                c.send(
+                    addr("device@example.com"),
+                    &[addr("ops@example.com")],
+                    b"x\r\n",
+                    &mut [0],
+                )
+            });
+            let status = r.unwrap_or_else(|e| panic!("{lines} lines, pad {pad}: {e:?}"));
+            assert_eq!(status.code.map(|c| c.value()), Some(550));
+            assert!(!status.delivered);
+        }
+    }
+}

@@ -1467,6 +1467,13 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         Ok(())
     }
 
+    /// The driver changed the unconsumed input (dropped a long reply's middle lines to make
+    /// room in a fixed buffer): the reply is read again from the start of the next input
+    /// given, not from where the last call had got to in the old bytes.
+    pub fn input_rewritten(&mut self) {
+        self.parser.reset();
+    }
+
     /// The driver finished the TLS handshake after [`Event::StartTls`]: the session forgets
     /// what it learnt in clear text and sends EHLO again (RFC 3207 4.2).
     pub fn tls_established<B: Buffer>(&mut self, out: &mut Outbox<B>) -> Result<(), UseError> {
