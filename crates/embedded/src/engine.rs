@@ -38,6 +38,10 @@ enum Stage {
     Unconnected,
     /// No call under way.
     Idle,
+    /// Connecting ended in a refusal the session outlives (the greeting, EHLO, AUTH refused,
+    /// or no usable AUTH): only QUIT may follow. A message would go without the AUTH the
+    /// config asks for.
+    Refused,
     /// A call failed and left the session out of step (no reply by the deadline, a broken
     /// stream, a reply out of place, an exchange left half done), or was abandoned midway:
     /// every later call fails with [`Error::Broken`], which is transient (RFC 5321 4.5.3.2:
@@ -62,6 +66,14 @@ enum Stage {
     /// The end of data said, until its answer.
     End,
     /// QUIT said, until the server closes or answers.
+    Quit,
+}
+
+/// What a call is, for [`Engine::begin`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Connect,
+    Message,
     Quit,
 }
 
@@ -193,6 +205,8 @@ pub(crate) struct Engine<'b> {
     /// before its command was sent, and taking it for that command's answer would shift
     /// every later reply by one: the session ends instead (the core's rule).
     budget: u32,
+    /// Lines of the reply under way dropped to make room ([`Engine::trim`]).
+    dropped: usize,
     /// When the current wait ends: set when it starts, cleared when a reply is complete or
     /// the output is all written (a server trickling a reply does not move it).
     deadline: Option<u64>,
@@ -225,6 +239,7 @@ impl<'b> Engine<'b> {
         let session = Session::with_transactions(sc);
         Ok(Engine {
             budget: session.replies_due(),
+            dropped: 0,
             session,
             out: Outbox::new(FixedBuf::new(out)),
             input,
@@ -283,24 +298,33 @@ impl<'b> Engine<'b> {
     /// Whether a call may begin: `connect` once on a new engine, every other call after it.
     /// A call found still under way was abandoned midway (its future dropped): the session
     /// is out of step from then on.
-    fn begin<E>(&mut self, connect: bool) -> Result<(), Error<E>> {
+    fn begin<E>(&mut self, call: Call) -> Result<(), Error<E>> {
         self.last_reply = None;
-        match (self.stage, connect) {
-            (Stage::Unconnected, true) | (Stage::Idle, false) => Ok(()),
-            (Stage::Unconnected, false) | (Stage::Idle, true) => {
+        match (self.stage, call) {
+            (Stage::Unconnected, Call::Connect)
+            | (Stage::Idle, Call::Message | Call::Quit)
+            | (Stage::Refused, Call::Quit) => Ok(()),
+            (Stage::Unconnected | Stage::Idle | Stage::Refused, _) => {
                 Err(Error::Use(UseError::NotReady))
             }
             _ => {
-                self.stage = Stage::Broken;
+                self.break_off();
                 Err(Error::Broken)
             }
         }
     }
 
+    /// The session is out of step: nothing more is written, and what waited to be (an AUTH
+    /// line, say) is zeroed now, not when the client is dropped (a device may keep it).
+    fn break_off(&mut self) {
+        self.stage = Stage::Broken;
+        self.out.discard();
+    }
+
     /// Starts [`Client::connect`](crate::Client::connect): TLS first when implicit, then the
     /// greeting and EHLO.
     pub(crate) fn start_connect<E>(&mut self) -> Result<(), Error<E>> {
-        self.begin(true)?;
+        self.begin(Call::Connect)?;
         self.stage = Stage::Hello;
         #[cfg(feature = "tls")]
         if self.tls == Some(crate::tls::Mode::Implicit) && !self.secured {
@@ -312,7 +336,7 @@ impl<'b> Engine<'b> {
     /// Starts a message: the job's envelope goes out once no earlier message has replies due.
     pub(crate) fn start_message<E>(&mut self, job: &mut Job<'_>) -> Result<(), Error<E>> {
         job.codes.iter_mut().for_each(|c| *c = 0);
-        self.begin(false)?;
+        self.begin(Call::Message)?;
         // TLS was asked for and is not in place (connect failed, or was not called): no
         // message goes in clear text.
         #[cfg(feature = "tls")]
@@ -325,7 +349,7 @@ impl<'b> Engine<'b> {
 
     /// Starts a piece of streamed message data.
     pub(crate) fn start_data<E>(&mut self) -> Result<(), Error<E>> {
-        self.begin(false)?;
+        self.begin(Call::Message)?;
         // Refused up front (no message refused at `begin`, or ended, takes data): a mistake
         // found midway would leave the session out of step.
         if self.session.sending().is_none() {
@@ -337,7 +361,7 @@ impl<'b> Engine<'b> {
 
     /// Ends the message's data (a streamed message's [`Client::end`](crate::Client::end)).
     pub(crate) fn start_end<E>(&mut self) -> Result<(), Error<E>> {
-        self.begin(false)?;
+        self.begin(Call::Message)?;
         self.end_data()
     }
 
@@ -349,7 +373,7 @@ impl<'b> Engine<'b> {
 
     /// Says QUIT.
     pub(crate) fn start_quit<E>(&mut self) -> Result<(), Error<E>> {
-        self.begin(false)?;
+        self.begin(Call::Quit)?;
         self.session.quit(&mut self.out)?;
         self.stage = Stage::Quit;
         Ok(())
@@ -447,7 +471,13 @@ impl<'b> Engine<'b> {
         ) else {
             return false;
         };
-        if last == first {
+        // The core's cap on a reply's lines holds across the trims.
+        let gone = held[first + 1..=last]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        self.dropped = self.dropped.saturating_add(gone);
+        if last == first || self.dropped >= postline_proto::reply::MAX_LINES {
             return false;
         }
         self.input.copy_within(last + 1..self.filled, first + 1);
@@ -501,14 +531,13 @@ impl<'b> Engine<'b> {
     /// message is in doubt; after QUIT, a close is the expected end; a failed TLS step
     /// leaves the stream unusable.
     pub(crate) fn settle<E>(&mut self, e: Error<E>) -> Result<(), Error<E>> {
-        let next = if e.leaves_session_open() {
-            Stage::Idle
-        } else {
-            Stage::Broken
-        };
-        let stage = core::mem::replace(&mut self.stage, next);
+        let stage = self.stage;
         self.deadline = None;
-        match stage {
+        // A mistake in the call found before the envelope was released (no recipient, too
+        // long for the buffer) leaves the session in step, as a refusal does.
+        let in_step =
+            e.leaves_session_open() || (stage == Stage::Drain && matches!(e, Error::Use(_)));
+        let result = match stage {
             Stage::End if self.session.in_doubt(&self.out).next().is_some() => Err(match e {
                 Error::Closed(p) | Error::Timeout(p) => Error::InDoubt(p),
                 // A 421 is an answer: the message was not taken (deferred).
@@ -523,7 +552,17 @@ impl<'b> Engine<'b> {
                 Err(e)
             }
             _ => Err(e),
+        };
+        // Decided after what the output says about the end of data (in doubt or not).
+        if in_step {
+            self.stage = match stage {
+                Stage::Hello | Stage::Auth => Stage::Refused,
+                _ => Stage::Idle,
+            };
+        } else {
+            self.break_off();
         }
+        result
     }
 
     fn phase(&self) -> Phase {
@@ -704,16 +743,19 @@ impl<'b> Engine<'b> {
                 &mut self.auth_rounds,
                 &mut self.last_reply,
                 ev,
-            )?),
-            None if used > 0 => Some(Step::Other),
+            )),
+            None if used > 0 => Some(Ok(Step::Other)),
             None => None,
         };
+        // The reply is taken out of the input whatever it meant: a refusal left there would
+        // answer the next call.
         if used > 0 {
+            self.dropped = 0;
             self.input.copy_within(used..self.filled, 0);
             self.filled -= used;
             self.budget = self.budget.saturating_sub(1);
         }
-        Ok(step)
+        step.transpose()
     }
 }
 

@@ -722,3 +722,69 @@ fn long_refusals_of_every_length_are_refusals() {
         }
     }
 }
+
+/// A refused login leaves the session for QUIT only: a message is refused at once (it would
+/// go without the AUTH the config asks for), the 535 is not taken for any later reply, and
+/// QUIT gets its own answer.
+#[test]
+fn after_a_refused_login_only_quit_follows() {
+    let mut script = hello("250-PIPELINING\r\n250-AUTH PLAIN\r\n");
+    script.extend([
+        Peer::Wait("AUTH PLAIN"),
+        send("535 5.7.8 bad credentials\r\n"),
+        Peer::Wait("QUIT\r\n"),
+        send("221 2.0.0 bye\r\n"),
+    ]);
+    let config = Config::new("device.example")
+        .credentials("device", "wrong")
+        .allow_plaintext_auth(true);
+    let ((login, sent, quit), wire) = with_client(script, config, |c| {
+        let login = c.connect();
+        let sent = c.send(
+            addr("device@example.com"),
+            &[addr("ops@example.com")],
+            b"x\r\n",
+            &mut [0],
+        );
+        (login, sent, c.quit())
+    });
+    assert!(
+        matches!(login, Err(Error::AuthFailed(c)) if c.value() == 535),
+        "{login:?}"
+    );
+    assert!(
+        matches!(sent, Err(Error::Use(UseError::NotReady))),
+        "{sent:?}"
+    );
+    quit.unwrap();
+    assert!(!written(&wire).contains("MAIL"), "{}", written(&wire));
+}
+
+/// A call refused before its envelope is released (no recipient) leaves the session in step:
+/// the next message goes through.
+#[test]
+fn a_message_without_recipients_is_refused_and_the_next_goes() {
+    let mut script = hello("250-PIPELINING\r\n");
+    script.extend([
+        Peer::Wait("DATA\r\n"),
+        send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n"),
+        Peer::Wait("\r\n.\r\n"),
+        send("250 2.0.0 queued\r\n"),
+    ]);
+    let ((empty, next), _) = with_client(script, Config::new("device.example"), |c| {
+        c.connect().unwrap();
+        let empty = c.send(addr("device@example.com"), &[], b"x\r\n", &mut []);
+        let next = c.send(
+            addr("device@example.com"),
+            &[addr("ops@example.com")],
+            b"y\r\n",
+            &mut [0],
+        );
+        (empty, next)
+    });
+    assert!(
+        matches!(empty, Err(Error::Use(UseError::NoRecipients))),
+        "{empty:?}"
+    );
+    assert!(next.unwrap().delivered);
+}
