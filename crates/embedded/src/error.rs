@@ -87,9 +87,9 @@ impl<E> Error<E> {
     /// of the credentials or of the message itself, and a mistake in the call.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Rejected(c) => c.is_transient(),
-            Error::AuthFailed(_)
-            | Error::AuthRounds
+            // A 454 to AUTH is a temporary failure (RFC 4954), a 535 is not.
+            Error::Rejected(c) | Error::AuthFailed(c) => c.is_transient(),
+            Error::AuthRounds
             | Error::AuthUnavailable
             | Error::Incompatible(_)
             | Error::Address(_)

@@ -788,3 +788,23 @@ fn a_message_without_recipients_is_refused_and_the_next_goes() {
     );
     assert!(next.unwrap().delivered);
 }
+
+/// A 454 to AUTH is a temporary failure (RFC 4954): transient, so a queue keeps the mail; a
+/// 535 is not.
+#[test]
+fn a_454_to_auth_is_transient_and_a_535_is_not() {
+    for (reply, transient) in [
+        ("454 4.7.0 try later\r\n", true),
+        ("535 5.7.8 no\r\n", false),
+    ] {
+        let mut script = hello("250-AUTH PLAIN\r\n");
+        script.extend([Peer::Wait("AUTH PLAIN"), send(reply)]);
+        let config = Config::new("device.example")
+            .credentials("device", "pw")
+            .allow_plaintext_auth(true);
+        let (r, _) = with_client(script, config, |c| c.connect());
+        let e = r.unwrap_err();
+        assert!(matches!(e, Error::AuthFailed(_)), "{e:?}");
+        assert_eq!(e.is_transient(), transient, "{reply}");
+    }
+}
