@@ -467,6 +467,38 @@ fn block_on<F: Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// An async stream over `script` taking at most `max_write` bytes a write; the flag makes its
+/// next write wait a moment first.
+fn async_stream(script: Vec<Peer>, max_write: usize) -> (AsyncStream, Wire, Rc<Cell<bool>>) {
+    let (inner, wire) = stream(script);
+    let hiccup = Rc::new(Cell::new(false));
+    let s = AsyncStream {
+        inner,
+        max_write,
+        hiccup: hiccup.clone(),
+    };
+    (s, wire, hiccup)
+}
+
+/// An async client over `s`, every wait capped at 5 s of `now`, connected.
+async fn connected<'b>(
+    s: AsyncStream,
+    now: &Rc<Cell<u64>>,
+    out: &'b mut [u8],
+    input: &'b mut [u8],
+) -> Client<'b, AsyncStream, AsyncClock> {
+    let mut c = Client::new(
+        s,
+        AsyncClock(now.clone()),
+        Config::new("device.example").timeout_ms(5_000),
+        out,
+        input,
+    )
+    .unwrap();
+    c.connect().await.unwrap();
+    c
+}
+
 /// Streamed data that returned with bytes still unwritten (a write took part of them) does
 /// not leave its deadline behind: the next piece, a minute later, gets its own wait, not
 /// a timeout for a wait that ended with the call before.
@@ -479,25 +511,11 @@ fn a_streamed_piece_after_a_pause_gets_its_own_deadline() {
         Peer::Wait("\r\n.\r\n"),
         send("250 2.0.0 queued\r\n"),
     ]);
-    let (inner, wire) = stream(script);
-    let hiccup = Rc::new(Cell::new(false));
-    let s = AsyncStream {
-        inner,
-        max_write: 100,
-        hiccup: hiccup.clone(),
-    };
+    let (s, wire, hiccup) = async_stream(script, 100);
     let now = wire.now.clone();
     let (second, status) = block_on(async {
         let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
-        let mut c = Client::new(
-            s,
-            AsyncClock(now.clone()),
-            Config::new("device.example").timeout_ms(5_000),
-            &mut out,
-            &mut input,
-        )
-        .unwrap();
-        c.connect().await.unwrap();
+        let mut c = connected(s, &now, &mut out, &mut input).await;
         let to = [addr("ops@example.com")];
         let mut codes = [0u16];
         let began = c
@@ -524,24 +542,11 @@ fn a_streamed_piece_after_a_pause_gets_its_own_deadline() {
 fn a_call_abandoned_midway_makes_the_next_one_fail_transiently() {
     let mut script = hello("250-PIPELINING\r\n");
     script.extend([Peer::Wait("DATA\r\n")]);
-    let (inner, wire) = stream(script);
-    let s = AsyncStream {
-        inner,
-        max_write: usize::MAX,
-        hiccup: Rc::new(Cell::new(false)),
-    };
+    let (s, wire, _) = async_stream(script, usize::MAX);
     let now = wire.now.clone();
     let next = block_on(async {
         let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
-        let mut c = Client::new(
-            s,
-            AsyncClock(now.clone()),
-            Config::new("device.example").timeout_ms(5_000),
-            &mut out,
-            &mut input,
-        )
-        .unwrap();
-        c.connect().await.unwrap();
+        let mut c = connected(s, &now, &mut out, &mut input).await;
         let to = [addr("ops@example.com")];
         let mut codes = [0u16];
         {
@@ -573,24 +578,11 @@ fn data_after_a_refused_begin_is_refused_and_the_session_goes_on() {
         Peer::Wait("\r\n.\r\n"),
         send("250 2.0.0 queued\r\n"),
     ]);
-    let (inner, wire) = stream(script);
-    let s = AsyncStream {
-        inner,
-        max_write: usize::MAX,
-        hiccup: Rc::new(Cell::new(false)),
-    };
+    let (s, wire, _) = async_stream(script, usize::MAX);
     let now = wire.now.clone();
     let (refused, data, next) = block_on(async {
         let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
-        let mut c = Client::new(
-            s,
-            AsyncClock(now.clone()),
-            Config::new("device.example").timeout_ms(5_000),
-            &mut out,
-            &mut input,
-        )
-        .unwrap();
-        c.connect().await.unwrap();
+        let mut c = connected(s, &now, &mut out, &mut input).await;
         let mut codes = [0u16];
         let refused = c
             .begin(
