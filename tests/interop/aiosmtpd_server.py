@@ -38,6 +38,7 @@ class Handler:
         self.reject_rcpt = list(args.reject_rcpt or [])
         self.tempfail_left = args.tempfail_first
         self.refuse_data_lines = args.refuse_data_lines
+        self.refuse_data_width = args.refuse_data_width
         self.advertise_auth = args.auth is not None or bool(args.scram)
         self.count = 0  # messages accepted (and stored) so far
         self.dsn = args.dsn
@@ -109,6 +110,9 @@ class Handler:
             # but the last a continuation.
             lines = [f"5.7.26 Line {i + 1} of why this message was refused: the sender is not authenticated."
                      for i in range(self.refuse_data_lines)]
+            # Padded to the width asked for (lines longer than a client's buffer).
+            lines = [line + " " + "x" * (self.refuse_data_width - len(line) - 5)
+                     if self.refuse_data_width > len(line) + 5 else line for line in lines]
             LOG.info("DATA refused with a %d-line reply", len(lines))
             return "\r\n".join(f"550{'-' if i < len(lines) - 1 else ' '}{line}"
                                 for i, line in enumerate(lines))
@@ -313,6 +317,8 @@ def parse_args(argv):
                    help="answer the first N DATA transactions with 451 4.3.0 Try again later")
     p.add_argument("--refuse-data-lines", type=int, default=0, metavar="N",
                    help="refuse every message after its data with an N-line 550 reply")
+    p.add_argument("--refuse-data-width", type=int, default=0, metavar="W",
+                   help="pad each line of that refusal to W bytes (code and separator included)")
     p.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE, metavar="N",
                    help=f"advertise SIZE N and refuse larger messages (default {DEFAULT_MAX_SIZE}); "
                         "0 = no SIZE keyword and no limit")

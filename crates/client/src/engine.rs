@@ -81,6 +81,7 @@ use std::time::{Duration, Instant};
 use postline_proto::command::Envelope as ProtoEnvelope;
 use postline_proto::ehlo::{Capabilities, Extension};
 use postline_proto::negotiate::{negotiate, MessageOptions};
+use postline_proto::reply::Unprompted;
 use postline_proto::sasl::SaslError;
 use postline_proto::session::{
     Event, Outbox, Phase, Session, SessionConfig, SessionError, TxId, TxOutcome, UseError,
@@ -186,6 +187,9 @@ pub struct Engine {
     /// Replies the server may have sent by now: those due for commands already written,
     /// set whenever a write empties the output and counted down per reply.
     budget: u32,
+    /// The input began, while no reply was due, with bytes that may start a 421: the reply
+    /// they begin is looked at once three bytes are in, whatever was sent meanwhile.
+    unsure: bool,
     auth_rounds: u32,
     /// The AUTH exchange under way: mechanism, SCRAM nonce and channel binding.
     auth_exchange: Option<Exchange>,
@@ -300,6 +304,7 @@ impl Engine {
             transcript,
             // The greeting is due before anything is written.
             budget: 1,
+            unsure: false,
             auth_rounds: 0,
             auth_exchange: None,
             auth_cancelled: false,
@@ -924,7 +929,7 @@ impl Engine {
         let input = std::mem::take(&mut self.input);
         let mut pos = 0;
         let result = loop {
-            if self.budget == 0 && pos < input.len() {
+            if (self.budget == 0 || self.unsure) && pos < input.len() {
                 // What the last reply decided comes out first (the end of an LMTP
                 // transaction after its last recipient's reply), so a stray reply behind it
                 // cannot leave a finished message unreported.
@@ -934,10 +939,11 @@ impl Engine {
                     }
                     continue;
                 }
-                if let Some(code) = postline_proto::reply::Code::premature(&input[pos..]) {
-                    // Sent before the command it would answer (or with none due): taking it
-                    // for the next command's reply would shift every later reply by one.
-                    break Err(Error::Protocol(SessionError::UnexpectedReply { code }));
+                // Sent before the command it would answer (or with none due): taking it for
+                // the next command's reply would shift every later reply by one.
+                match postline_proto::reply::unprompted(&input[pos..]) {
+                    Unprompted::Premature(e) => break Err(Error::Protocol(e)),
+                    u => self.unsure = u == Unprompted::Unsure,
                 }
             }
             let before = self.out.buffer().len();
@@ -947,6 +953,7 @@ impl Engine {
                     if n > 0 {
                         // A complete reply: the reply timer starts again.
                         self.budget = self.budget.saturating_sub(1);
+                        self.unsure = false;
                         self.replies_since_idle = self.replies_since_idle.saturating_add(1);
                         self.wait = Wait::None;
                         self.since = now;

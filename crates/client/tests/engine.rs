@@ -22,6 +22,8 @@ struct Peer {
     endless_auth: bool,
     /// Octets of a BDAT chunk still to skip.
     bdat_skip: usize,
+    /// A command starting with the first gets the second as its reply, verbatim.
+    replies: Vec<(&'static str, &'static [u8])>,
 }
 
 impl Peer {
@@ -35,6 +37,7 @@ impl Peer {
             received: Vec::new(),
             endless_auth: false,
             bdat_skip: 0,
+            replies: Vec::new(),
         }
     }
 
@@ -55,7 +58,10 @@ impl Peer {
 
     fn answer(&mut self, line: &[u8]) {
         let up = String::from_utf8_lossy(line).to_ascii_uppercase();
-        let reply: Vec<u8> = if self.in_data {
+        let custom = self.replies.iter().find(|(c, _)| up.starts_with(c));
+        let reply: Vec<u8> = if let (Some((_, r)), false) = (custom, self.in_data) {
+            r.to_vec()
+        } else if self.in_data {
             if line != b".\r\n" {
                 return;
             }
@@ -577,4 +583,33 @@ fn quit_waits_no_longer_than_the_operation_cap() {
         other => panic!("{other:?}"),
     }
     assert!(deadline.is_none_or(|d| d <= limit), "{deadline:?}");
+}
+
+/// Without PIPELINING, a reply split across reads whose first bytes came before the command
+/// it would answer (`250 ok\r\n25` after MAIL, `0 ok\r\n` after RCPT) is never RCPT's
+/// answer: the session ends at the first byte, before RCPT is written. Bytes that may start a
+/// 421 (`4`) are looked at again after RCPT: a `450` begun before RCPT is not its answer.
+#[test]
+fn a_reply_begun_before_its_command_is_never_its_answer() {
+    for (after_mail, after_rcpt, error, rcpt_written) in [
+        (
+            &b"250 ok\r\n25"[..],
+            &b"0 ok\r\n"[..],
+            "UnexpectedInput",
+            false,
+        ),
+        (b"250 ok\r\n4", b"50 busy\r\n", "UnexpectedReply", true),
+    ] {
+        let mut peer = Peer::new(&["8BITMIME"]);
+        peer.replies = vec![("MAIL", after_mail), ("RCPT", after_rcpt)];
+        let mut p = set_up(config(), peer);
+        p.engine.send(&envelope(), p.now).unwrap();
+        let stop = p.pump();
+        let (_, result) = p.engine.take_finished().unwrap();
+        let err = format!("{:?}", result.unwrap_err());
+        assert!(err.contains(error), "{stop:?} {err}");
+        let sent = String::from_utf8_lossy(&p.peer.received);
+        assert_eq!(sent.contains("RCPT TO"), rcpt_written, "{sent}");
+        assert!(!sent.contains("DATA"), "{sent}");
+    }
 }

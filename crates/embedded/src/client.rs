@@ -155,9 +155,9 @@ pub struct Status {
 /// The state is the core's [`Session`](postline_proto::Session) (232 bytes on x86_64 with one transaction slot) plus the two buffers the caller
 /// lends: `out` holds commands and message data on their way out (512 bytes are plenty; data
 /// goes out in pieces that fit), `input` holds what the server sent until a reply is complete
-/// (512 bytes hold any RFC 5321 reply line; of a longer reply the middle lines are dropped, its
-/// code and first line deciding, but EHLO's reply must fit whole, and a reply's first line
-/// must fit together with each of its continuation lines).
+/// (512 bytes hold any RFC 5321 reply line; of a longer reply only the code and the start of
+/// the first line are kept, which decide, but EHLO's positive reply and an AUTH challenge must
+/// fit whole: there every line counts).
 pub struct Client<'b, S: Read + Write, C> {
     pub(crate) transport: Transport<'b, S>,
     /// What TLS needs, until the handshake uses it.

@@ -8,7 +8,7 @@
 
 use postline_proto::command::{Address, Domain, Envelope, ReversePath};
 use postline_proto::negotiate::{negotiate, BodyType, MessageOptions};
-use postline_proto::reply::{Code, Reply as ProtoReply};
+use postline_proto::reply::{unprompted, Reply as ProtoReply, Unprompted};
 use postline_proto::sasl::{Mechanism, MAX_ROUNDS};
 use postline_proto::session::{Event, Phase, SessionError, TxOutcome, UseError};
 use postline_proto::{BufferFull, Extension, FixedBuf, Outbox, Session, SessionConfig};
@@ -205,8 +205,13 @@ pub(crate) struct Engine<'b> {
     /// before its command was sent, and taking it for that command's answer would shift
     /// every later reply by one: the session ends instead (the core's rule).
     budget: u32,
+    /// The input began, while no reply was due, with bytes that may start a 421: the reply
+    /// they begin is looked at once three bytes are in, whatever was sent meanwhile.
+    unsure: bool,
     /// Lines of the reply under way dropped to make room ([`Engine::trim`]).
     dropped: usize,
+    /// The line arriving was cut by [`Engine::trim`]: what comes is dropped up to its LF.
+    skipping: bool,
     /// When the current wait ends: set when it starts, cleared when a reply is complete or
     /// the output is all written (a server trickling a reply does not move it).
     deadline: Option<u64>,
@@ -239,7 +244,9 @@ impl<'b> Engine<'b> {
         let session = Session::with_transactions(sc);
         Ok(Engine {
             budget: session.replies_due(),
+            unsure: false,
             dropped: 0,
+            skipping: false,
             session,
             out: Outbox::new(FixedBuf::new(out)),
             input,
@@ -404,9 +411,7 @@ impl<'b> Engine<'b> {
             if !self.out.transmit().is_empty() {
                 // Nothing goes out while a reply no command on the wire asked for waits in
                 // the input (a reply riding with the greeting or the 354).
-                if let Some(code) = self.stray() {
-                    return Err(Error::Protocol(SessionError::UnexpectedReply { code }));
-                }
+                self.stray()?;
                 let phase = self.phase();
                 let deadline = self.deadline(now, phase);
                 return Ok(Want::Write { deadline, phase });
@@ -447,41 +452,75 @@ impl<'b> Engine<'b> {
         Want::Done
     }
 
-    /// The code of a reply in the input when none is due for the commands on the wire.
-    fn stray(&self) -> Option<Code> {
-        if self.budget > 0 {
-            return None;
+    /// Fails when the input holds bytes no command on the wire asked for (but a 421), or
+    /// holds the rest of a reply whose first bytes came before its command was sent.
+    fn stray<E>(&mut self) -> Result<(), Error<E>> {
+        if self.budget > 0 && !self.unsure {
+            return Ok(());
         }
-        Code::premature(&self.input[..self.filled])
+        match unprompted(&self.input[..self.filled]) {
+            Unprompted::Premature(e) => Err(Error::Protocol(e)),
+            u => {
+                self.unsure = u == Unprompted::Unsure;
+                Ok(())
+            }
+        }
     }
 
-    /// Makes room in a full input that holds no whole reply, by dropping the completed
-    /// continuation lines after the first (a refusal's long explanation): the code and the
-    /// first line decide, and a long refusal of the end of data must not leave the message
-    /// in doubt. Not for EHLO (every line is a capability) nor the greeting: false there, and
-    /// when no line can go.
+    /// Makes room in a full input that holds no whole reply, for a reply longer than the
+    /// buffer whose code and first words decide (a refusal's long explanation): the first
+    /// line is cut to the text a [`Reply`] keeps, the completed lines after it are dropped,
+    /// and a line still arriving is cut to its code and separator, the rest of it skipped as
+    /// it comes ([`Engine::received`]). A long refusal of the end of data must not leave the
+    /// message in doubt, nor a long 421 at the greeting look like a permanent failure. Not
+    /// for EHLO's positive reply (every line is a capability) nor an AUTH challenge: false
+    /// there, and when nothing can go.
     fn trim(&mut self) -> bool {
-        if matches!(self.phase(), Phase::Greeting | Phase::Command) {
+        let held = &self.input[..self.filled];
+        let counts = matches!(self.stage, Stage::Hello | Stage::Auth)
+            && self.phase() != Phase::Greeting
+            && matches!(held.first(), Some(b'2' | b'3'));
+        if counts {
             return false;
         }
-        let held = &self.input[..self.filled];
-        let (Some(first), Some(last)) = (
+        // The code, its separator and the text a Reply keeps of the first line, and a byte
+        // more: the Reply knows its text was cut.
+        const FIRST: usize = 4 + crate::reply::REPLY_TEXT + 1;
+        let (first, last) = match (
             held.iter().position(|&b| b == b'\n'),
             held.iter().rposition(|&b| b == b'\n'),
-        ) else {
-            return false;
+        ) {
+            (Some(first), Some(last)) => (first + 1, last + 1),
+            _ => (0, 0),
         };
         // The core's cap on a reply's lines holds across the trims.
-        let gone = held[first + 1..=last]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
+        let gone = held[first..last].iter().filter(|&&b| b == b'\n').count();
         self.dropped = self.dropped.saturating_add(gone);
-        if last == first || self.dropped >= postline_proto::reply::MAX_LINES {
+        if self.dropped >= postline_proto::reply::MAX_LINES {
             return false;
         }
-        self.input.copy_within(last + 1..self.filled, first + 1);
-        self.filled -= last - first;
+        let mut end = first;
+        if first > FIRST + 2 {
+            self.input[FIRST..FIRST + 2].copy_from_slice(b"\r\n");
+            end = FIRST + 2;
+        }
+        // The line still arriving (the first, when no line is complete): its code and
+        // separator (and, for the first line, the text kept), then skipped up to its LF.
+        let keep = if last == 0 { FIRST } else { 4 };
+        let tail = self.filled - last;
+        if tail > keep + 1 {
+            self.input.copy_within(last..last + keep, end);
+            self.input[end + keep] = b'\r';
+            end += keep + 1;
+            self.skipping = true;
+        } else {
+            self.input.copy_within(last..self.filled, end);
+            end += tail;
+        }
+        if end == self.filled {
+            return false;
+        }
+        self.filled = end;
         // The core's place in the old bytes is no place in these: it reads the reply again.
         self.session.input_rewritten();
         true
@@ -502,6 +541,19 @@ impl<'b> Engine<'b> {
     /// `n` bytes were read into [`Engine::space`]; 0 is the server closing.
     pub(crate) fn received<E>(&mut self, n: usize) -> Result<(), Error<E>> {
         if n > 0 {
+            let mut n = n;
+            if self.skipping {
+                // The rest of a line cut by `trim`: dropped up to its LF.
+                let at = self.filled;
+                match self.input[at..at + n].iter().position(|&b| b == b'\n') {
+                    None => return Ok(()),
+                    Some(lf) => {
+                        self.input.copy_within(at + lf..at + n, at);
+                        n -= lf;
+                        self.skipping = false;
+                    }
+                }
+            }
             self.filled += n;
             return Ok(());
         }
@@ -727,9 +779,7 @@ impl<'b> Engine<'b> {
             (_, Some(ev)) => (0, Some(ev)),
             (_, None) if self.filled == 0 => return Ok(None),
             (_, None) => {
-                if let Some(code) = self.stray() {
-                    return Err(Error::Protocol(SessionError::UnexpectedReply { code }));
-                }
+                self.stray()?;
                 self.session
                     .handle_input(&self.input[..self.filled], &mut self.out)
                     .map_err(Error::Protocol)?
@@ -751,6 +801,7 @@ impl<'b> Engine<'b> {
         // answer the next call.
         if used > 0 {
             self.dropped = 0;
+            self.unsure = false;
             self.input.copy_within(used..self.filled, 0);
             self.filled -= used;
             self.budget = self.budget.saturating_sub(1);

@@ -800,3 +800,136 @@ fn a_454_to_auth_is_transient_and_a_535_is_not() {
         assert_eq!(e.is_transient(), transient, "{reply}");
     }
 }
+
+/// Without PIPELINING, a reply split across reads whose first bytes came before the command
+/// it would answer (`250 ok\r\n25`, then `0 ok\r\n` after RCPT): the session ends at the
+/// first byte, before RCPT is written. Bytes that may start a 421 (`4`) wait for the third
+/// byte, even after RCPT: a `450` begun before RCPT is not RCPT's answer; a `421` is the
+/// server closing, a transient end.
+#[test]
+fn a_reply_begun_before_its_command_is_never_its_answer() {
+    // (what rides after MAIL's 250, what follows RCPT, whether RCPT is written)
+    let cases: [(&str, &str, bool); 3] = [
+        ("25", "0 2.1.5 ok\r\n", false),
+        ("4", "50 4.2.0 busy\r\n", true),
+        ("42", "1 4.3.2 closing\r\n", true),
+    ];
+    for (early, rest, rcpt_written) in cases {
+        let mut script = hello("");
+        script.extend([
+            Peer::Wait("MAIL FROM:<device@example.com>\r\n"),
+            Peer::Send(format!("250 2.1.0 ok\r\n{early}").into_bytes()),
+            Peer::Wait("RCPT TO:<ops@example.com>\r\n"),
+            send(rest),
+        ]);
+        let (r, wire) = with_client(script, Config::new("device.example"), |c| {
+            c.connect().unwrap();
+            c.send(
+                addr("device@example.com"),
+                &[addr("ops@example.com")],
+                b"x\r\n",
+                &mut [0],
+            )
+        });
+        match early {
+            "25" => assert!(
+                matches!(r, Err(Error::Protocol(SessionError::UnexpectedInput))),
+                "{r:?}"
+            ),
+            "4" => assert!(is_unexpected(&r, 450), "{r:?}"),
+            _ => {
+                assert!(
+                    matches!(r, Err(Error::ServiceClosing(c)) if c.value() == 421),
+                    "{r:?}"
+                );
+                assert!(r.unwrap_err().is_transient());
+            }
+        }
+        let w = written(&wire);
+        assert_eq!(w.contains("RCPT TO"), rcpt_written, "{early}: {w}");
+        assert!(!w.contains("DATA"), "{early}: {w}");
+    }
+}
+
+/// Sends one message after `hello`, the server answering its end of data with `reply`.
+fn answered_with(
+    reply: Vec<u8>,
+) -> (
+    Result<postline_embedded::Status, Error<ErrorKind>>,
+    Option<Vec<u8>>,
+) {
+    let mut script = hello("250-PIPELINING\r\n");
+    script.extend([
+        Peer::Wait("DATA\r\n"),
+        send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n"),
+        Peer::Wait("\r\n.\r\n"),
+        Peer::Send(reply),
+    ]);
+    let (r, _) = with_client(script, Config::new("device.example"), |c| {
+        c.connect().unwrap();
+        let r = c.send(
+            addr("device@example.com"),
+            &[addr("ops@example.com")],
+            b"x\r\n",
+            &mut [0],
+        );
+        (r, c.last_reply().map(|r| r.text().to_vec()))
+    });
+    r
+}
+
+/// Replies to the end of data whose lines do not fit the 512-byte input buffer, however
+/// they fall: a first line and a last line of 300 bytes each, one line of 2,000 bytes, a
+/// long last line after short ones. Each is the server's answer (its code, and the start of
+/// its first line), never a message in doubt; a long 250 is a delivery.
+#[test]
+fn replies_with_lines_longer_than_the_buffer_keep_their_code_and_first_words() {
+    let words = |code: &str, sep: char, n: usize| format!("{code}{sep}5.7.1 {}\r\n", "w".repeat(n));
+    let cases = [
+        words("550", '-', 300) + &words("550", ' ', 300),
+        words("550", ' ', 2_000),
+        words("550", '-', 20) + &words("550", '-', 20) + &words("550", ' ', 3_000),
+        words("550", '-', 490) + &words("550", '-', 600) + &words("550", ' ', 10),
+        words("250", ' ', 1_500),
+    ];
+    for reply in cases {
+        let len = reply.len();
+        let code = reply[..3].to_string();
+        let (status, text) = answered_with(reply.into_bytes());
+        let status = status.unwrap_or_else(|e| panic!("{code}, {len} bytes: {e:?}"));
+        assert_eq!(
+            status.code.map(|c| c.value().to_string()),
+            Some(code.clone())
+        );
+        assert_eq!(status.delivered, code == "250");
+        let text = text.unwrap();
+        assert!(text.starts_with(b"5.7.1 www"), "{len}: {text:?}");
+    }
+}
+
+/// A 421 longer than the input buffer, as the greeting or as EHLO's answer: the server
+/// closing (transient: the queue keeps the mail), not a reply too long (permanent).
+#[test]
+fn a_long_421_at_the_greeting_or_ehlo_is_transient() {
+    let mut long = String::new();
+    for i in 0..12 {
+        long.push_str(&format!(
+            "421-4.3.2 line {i:02} of a long notice that the service is shutting down now\r\n"
+        ));
+    }
+    long.push_str("421 4.3.2 closing\r\n");
+    let greeting = vec![Peer::Send(long.clone().into_bytes())];
+    let ehlo = vec![
+        send("220 mx.example ESMTP\r\n"),
+        Peer::Wait("EHLO device.example\r\n"),
+        Peer::Send(long.into_bytes()),
+    ];
+    for script in [greeting, ehlo] {
+        let (r, _) = with_client(script, Config::new("device.example"), |c| c.connect());
+        assert!(
+            matches!(r, Err(Error::ServiceClosing(c)) if c.value() == 421),
+            "{r:?}"
+        );
+        assert!(r.unwrap_err().is_transient());
+    }
+}

@@ -345,39 +345,47 @@ fn small_buffers_carry_a_message_or_say_why_not() {
 }
 
 /// aiosmtpd refusing the message after its data with a 12-line 550 (about 1 KB, twice the
-/// input buffer): the answer is a refusal with its code and first line, never "in doubt",
-/// and the session stays in step for QUIT.
+/// input buffer), and with two lines of 600 bytes (each longer than the buffer): the answer
+/// is a refusal with its code and first line, never "in doubt", and the session stays in
+/// step for QUIT.
 #[test]
 fn a_refusal_longer_than_the_input_buffer_is_a_refusal() {
-    let srv = Aiosmtpd::builder().refuse_data_lines(12).start();
-    run(async {
-        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
-        let mut c = Client::new(
-            socket(srv.port()).await,
-            TokioClock(tokio::time::Instant::now()),
-            Config::new("device.example").timeout_ms(10_000),
-            &mut out,
-            &mut input,
-        )
-        .unwrap();
-        c.connect().await.unwrap();
-        let mut codes = [0u16];
-        let status = c
-            .send(
-                addr("device@example.com"),
-                &[addr("ops@example.com")],
-                b"Subject: refused\r\n\r\nbody\r\n",
-                &mut codes,
+    // Twelve lines of 90 bytes; two of 600 (each longer than the buffer by itself).
+    for (lines, width) in [(12, 0), (2, 600)] {
+        let srv = Aiosmtpd::builder()
+            .refuse_data_lines(lines)
+            .refuse_data_width(width)
+            .start();
+        run(async {
+            let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+            let mut c = Client::new(
+                socket(srv.port()).await,
+                TokioClock(tokio::time::Instant::now()),
+                Config::new("device.example").timeout_ms(10_000),
+                &mut out,
+                &mut input,
             )
-            .await
             .unwrap();
-        assert!(!status.delivered);
-        assert_eq!(status.failed_at, Some(FailedAt::Message));
-        assert_eq!(status.code.map(|c| c.value()), Some(550));
-        assert_eq!(codes, [250]);
-        let last = c.last_reply().expect("the refusal is kept");
-        assert!(last.text().starts_with(b"5.7.26 Line 1 of why"), "{last}");
-        c.quit().await.unwrap();
-    });
-    assert!(srv.messages().is_empty());
+            c.connect().await.unwrap();
+            let mut codes = [0u16];
+            let status = c
+                .send(
+                    addr("device@example.com"),
+                    &[addr("ops@example.com")],
+                    b"Subject: refused\r\n\r\nbody\r\n",
+                    &mut codes,
+                )
+                .await
+                .unwrap();
+            assert!(!status.delivered);
+            assert_eq!(status.failed_at, Some(FailedAt::Message));
+            assert_eq!(status.code.map(|c| c.value()), Some(550));
+            assert_eq!(codes, [250]);
+            let last = c.last_reply().expect("the refusal is kept");
+            assert!(last.text().starts_with(b"5.7.26 Line 1 of why"), "{last}");
+            assert!(last.cut());
+            c.quit().await.unwrap();
+        });
+        assert!(srv.messages().is_empty());
+    }
 }

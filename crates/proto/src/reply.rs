@@ -17,6 +17,45 @@ pub const MAX_LINES: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Code(u16);
 
+/// What the input holds while no reply is due (see [`unprompted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unprompted {
+    /// Nothing, or a 421: a server may say it unprompted (RFC 5321 3.8), and the session
+    /// handles it as the end of service.
+    Allowed,
+    /// One or two bytes that may begin a 421 (`4`, `42`): the driver looks again once three
+    /// are in, even after it has sent a command, since no answer to that command can begin
+    /// before it was sent.
+    Unsure,
+    /// Anything else: bytes of a reply sent before the command it would answer. Taking it for
+    /// that command's reply would shift every later reply by one, so the driver ends the
+    /// session with this error.
+    Premature(crate::session::SessionError),
+}
+
+/// What `input`, held while no reply is due, may be. Checked on every byte, not only on a
+/// whole code: a reply split across reads (`250 ok\r\n25`, then `0 ok\r\n`) would otherwise
+/// have its first bytes taken, after the next command is sent, for that command's answer.
+pub fn unprompted(input: &[u8]) -> Unprompted {
+    use crate::session::SessionError;
+    let n = input.len().min(3);
+    if input[..n] == b"421"[..n] {
+        return match n {
+            1 | 2 => Unprompted::Unsure,
+            _ => Unprompted::Allowed,
+        };
+    }
+    let code = input.get(..3).and_then(|d| {
+        d.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| d.iter().fold(0u16, |v, d| v * 10 + u16::from(d - b'0')))
+    });
+    Unprompted::Premature(match code.and_then(Code::new) {
+        Some(code) => SessionError::UnexpectedReply { code },
+        None => SessionError::UnexpectedInput,
+    })
+}
+
 /// What the first digit of a reply code says about the command's fate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -31,22 +70,6 @@ pub enum Severity {
 }
 
 impl Code {
-    /// The code of what looks like a reply at the start of `input` (three digits), for a
-    /// driver that has input while no reply is due: such a reply came before the command it
-    /// would answer, and taking it for the next command's reply would shift every later reply
-    /// by one, so the driver ends the session. A 421 is not counted: a server may say it
-    /// unprompted (RFC 5321 3.8), and the session handles it as the end of service.
-    pub fn premature(input: &[u8]) -> Option<Code> {
-        let digits = input.get(..3)?;
-        if !digits.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let value = digits
-            .iter()
-            .fold(0u16, |v, d| v * 10 + u16::from(d - b'0'));
-        Code::new(value).filter(|c| c.value() != 421)
-    }
-
     /// Builds a code from its numeric value, if it is a valid reply code.
     pub const fn new(value: u16) -> Option<Code> {
         let (a, b) = (value / 100, value / 10 % 10);
@@ -516,6 +539,35 @@ mod tests {
 
     fn texts<'a>(r: &Reply<'a>) -> Vec<&'a [u8]> {
         r.lines().collect()
+    }
+
+    /// Input with no reply due: a 421 and its first bytes may stay, anything else is
+    /// premature from its first byte on (with its code once three digits are in).
+    #[test]
+    fn unprompted_input_is_premature_unless_it_may_be_a_421() {
+        use crate::session::SessionError;
+        assert_eq!(unprompted(b""), Unprompted::Allowed);
+        assert_eq!(unprompted(b"421 bye\r\n"), Unprompted::Allowed);
+        assert_eq!(unprompted(b"421"), Unprompted::Allowed);
+        assert_eq!(unprompted(b"4"), Unprompted::Unsure);
+        assert_eq!(unprompted(b"42"), Unprompted::Unsure);
+        for partial in [&b"2"[..], b"25", b"45", b"x", b"\r\n"] {
+            assert_eq!(
+                unprompted(partial),
+                Unprompted::Premature(SessionError::UnexpectedInput),
+                "{partial:?}"
+            );
+        }
+        assert_eq!(
+            unprompted(b"450 busy\r\n"),
+            Unprompted::Premature(SessionError::UnexpectedReply {
+                code: Code::new(450).unwrap()
+            })
+        );
+        assert_eq!(
+            unprompted(b"999 no\r\n"),
+            Unprompted::Premature(SessionError::UnexpectedInput)
+        );
     }
 
     /// Feeds `input` one byte more each time, as a slow server would.

@@ -310,6 +310,9 @@ pub enum SessionError {
         /// Its code.
         code: Code,
     },
+    /// Bytes arrived when no reply was due that are not (yet) a reply code: the start of a
+    /// reply sent before the command it would answer, or noise.
+    UnexpectedInput,
     /// A reply of the wrong kind, such as 354 where 250 was due.
     WrongReply {
         /// What the reply answered.
@@ -341,6 +344,7 @@ impl fmt::Display for SessionError {
                     code.value()
                 )
             }
+            SessionError::UnexpectedInput => f.write_str("server sent data when no reply was due"),
             SessionError::WrongReply { phase, code } => {
                 write!(
                     f,

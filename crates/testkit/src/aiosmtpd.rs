@@ -34,6 +34,7 @@ pub struct AiosmtpdBuilder {
     reject_rcpt: Vec<String>,
     tempfail_first: Option<u32>,
     refuse_data_lines: Option<u32>,
+    refuse_data_width: Option<u32>,
     max_size: Option<u64>,
     smtputf8: bool,
     dsn: bool,
@@ -113,6 +114,12 @@ impl AiosmtpdBuilder {
     /// `--refuse-data-lines N`: every message refused after its data, with an N-line 550.
     pub fn refuse_data_lines(mut self, n: u32) -> Self {
         self.refuse_data_lines = Some(n);
+        self
+    }
+
+    /// `--refuse-data-width W`: each line of that refusal padded to W bytes.
+    pub fn refuse_data_width(mut self, w: u32) -> Self {
+        self.refuse_data_width = Some(w);
         self
     }
 
@@ -204,6 +211,9 @@ impl AiosmtpdBuilder {
         }
         if let Some(n) = self.refuse_data_lines {
             a.extend(["--refuse-data-lines".into(), n.to_string()]);
+        }
+        if let Some(w) = self.refuse_data_width {
+            a.extend(["--refuse-data-width".into(), w.to_string()]);
         }
         if let Some(n) = self.tempfail_first {
             a.extend(["--tempfail-first".into(), n.to_string()]);
