@@ -68,7 +68,8 @@ impl DataEncoder {
     /// For BDAT this is the chunk size to announce before the chunk itself.
     pub fn encoded_len(&self, input: &[u8]) -> usize {
         let mut n = 0usize;
-        scan(self.stuff_dots, self.state, input, |part| n += part.len());
+        let mut count = |part: &[u8]| n += part.len();
+        scan(self.stuff_dots, self.state, input, emitter(&mut count));
         n
     }
 
@@ -81,11 +82,12 @@ impl DataEncoder {
             out.reserve_check(self.encoded_len(input))?;
         }
         let mut result = Ok(());
-        let state = scan(self.stuff_dots, self.state, input, |part| {
+        let mut write = |part: &[u8]| {
             if result.is_ok() {
                 result = out.extend_from_slice(part);
             }
-        });
+        };
+        let state = scan(self.stuff_dots, self.state, input, emitter(&mut write));
         // The size was checked above, so a failure here means the buffer broke its own
         // `remaining` promise; the state is still advanced so nothing is encoded twice.
         self.state = state;
@@ -128,7 +130,12 @@ impl Default for DataEncoder {
 /// `emit` receives the output in pieces: long runs of input copied as they are (valid CRLFs
 /// included), and the short insertions (`.`, `\n`, `\r\n`) between them. Returns the state
 /// after `input`.
-#[inline(always)]
+///
+/// Without the `fast` feature both callers pass `emit` as a `&mut dyn FnMut` ([`emitter`]),
+/// so a device build has one copy of the scan, out of line (two copies cost a Cortex-M4
+/// image 250 B); with it each caller gets its own inlined copy, as fast as before.
+#[cfg_attr(feature = "fast", inline(always))]
+#[cfg_attr(not(feature = "fast"), inline(never))]
 fn scan(stuff: bool, state: u8, input: &[u8], mut emit: impl FnMut(&[u8])) -> u8 {
     let len = input.len();
     if len == 0 {
@@ -208,6 +215,18 @@ fn scan(stuff: bool, state: u8, input: &[u8], mut emit: impl FnMut(&[u8])) -> u8
             run = pos;
         }
     }
+}
+
+/// What a caller of [`scan`] passes it: the closure itself (inlined) with the `fast`
+/// feature, or as a `dyn` (one copy of the scan for every caller) without.
+#[cfg(feature = "fast")]
+fn emitter<F: FnMut(&[u8])>(f: &mut F) -> &mut F {
+    f
+}
+
+#[cfg(not(feature = "fast"))]
+fn emitter<F: FnMut(&[u8])>(f: &mut F) -> &mut dyn FnMut(&[u8]) {
+    f
 }
 
 /// Bytes checked per step of [`skip_clean`].
