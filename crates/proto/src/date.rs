@@ -9,26 +9,31 @@ use core::fmt;
 /// the calendar can hold is fine, before 1970 included.
 pub fn civil(unix: i64) -> (i64, i64, i64, i64, i64, i64, i64) {
     let days = unix.div_euclid(86_400);
-    let rem = unix.rem_euclid(86_400);
+    // The second of the day, the day of the 400-year era and everything worked out from it
+    // are small: 32-bit arithmetic, which a Cortex-M divides in an instruction (64-bit
+    // division is a library call each, and was half this function's code on one).
+    let rem = unix.wrapping_sub(days.wrapping_mul(86_400)) as u32;
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
+    let doe = (z - era * 146_097) as u32;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    // 1970-01-01 was a Thursday.
-    let weekday = (days + 4).rem_euclid(7);
+    let year = i64::from(yoe) + era * 400 + i64::from(month <= 2);
+    // 1970-01-01 was a Thursday: (days + 4) mod 7, and an era is whole weeks (146,097 days),
+    // so that is (doe - 719,468 + 4) mod 7, (doe + 3) mod 7.
+    let weekday = (doe + 3) % 7;
+    let small = i64::from;
     (
         year,
-        month,
-        day,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        weekday,
+        small(month),
+        small(day),
+        small(rem / 3600),
+        small(rem / 60 % 60),
+        small(rem % 60),
+        small(weekday),
     )
 }
 
@@ -135,6 +140,60 @@ mod tests {
         let weekday = WEEKDAYS[wd as usize];
         let month = MONTHS[(mo - 1) as usize];
         format!("{weekday}, {d:02} {month} {y} {h:02}:{mi:02}:{s:02} +0000")
+    }
+
+    /// The algorithm as first written, all in `i64`.
+    fn civil_i64(unix: i64) -> (i64, i64, i64, i64, i64, i64, i64) {
+        let days = unix.div_euclid(86_400);
+        let rem = unix.rem_euclid(86_400);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        let weekday = (days + 4).rem_euclid(7);
+        (
+            year,
+            month,
+            day,
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60,
+            weekday,
+        )
+    }
+
+    #[test]
+    fn civil_in_32_bits_is_civil_in_64() {
+        let mut seeds = vec![
+            0i64,
+            -1,
+            1,
+            86_399,
+            86_400,
+            -86_400,
+            -86_401,
+            i64::MIN,
+            i64::MAX,
+        ];
+        seeds.extend((-1000..1000).map(|d| d * 86_400 + d));
+        seeds.extend((0..800).map(|y| -62_135_596_800 + y * 31_556_952));
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for shift in [0, 8, 16, 24, 30] {
+            for _ in 0..20_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                seeds.push((x as i64) >> shift);
+            }
+        }
+        for unix in seeds {
+            assert_eq!(civil(unix), civil_i64(unix), "{unix}");
+        }
     }
 
     #[test]
