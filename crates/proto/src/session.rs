@@ -1136,7 +1136,8 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
             tx.accepted += 1;
         }
         let last = tx.rcpt_replies == tx.rcpts;
-        let (id, done, accepted, bdat) = (tx.id, tx.done, tx.accepted, tx.bdat);
+        let (id, done, accepted) = (tx.id, tx.done, tx.accepted);
+        let bdat = cfg!(feature = "chunking") && tx.bdat;
         if done {
             self.maybe_retire(slot, out)?;
             return Ok(None);
@@ -1261,6 +1262,11 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         out: &mut Outbox<B>,
     ) -> Result<Option<Event<'a>>, SessionError> {
         let code = reply.code();
+        // Without the chunking feature no BDAT is sent, so none is answered: the code that
+        // takes the answer is left out of the build.
+        if !cfg!(feature = "chunking") {
+            return Err(SessionError::UnexpectedReply { code });
+        }
         let ok = Self::check(code, Phase::DataEnd, false)?;
         let tx = self.tx_mut(slot, code)?;
         tx.due -= 1;
