@@ -6,6 +6,12 @@
 //! A blocking read cannot be raced against a deadline, so give the socket a receive timeout
 //! (most stacks have one): a read that ends with `TimedOut` (or `Interrupted`) counts as
 //! "nothing yet", the driver looks at the clock, and gives up at the deadline.
+//!
+//! With TLS (feature `tls`), the same: embedded-tls's async connection runs over the socket,
+//! a read that finds nothing yet is `Pending` rather than an error, and this loop polls
+//! again until the deadline. A timeout in the middle of a TLS record therefore costs TLS
+//! nothing (a blocking TLS read that failed there would lose its place in the record), and a
+//! server trickling a record is bounded by the same deadline as any other.
 
 use embedded_io::ErrorKind;
 use postline_proto::command::Address;
@@ -28,11 +34,30 @@ pub trait BlockingClock {
 }
 
 /// An SMTP client over a blocking stream; every method returns when its work is done. The
-/// same calls as [`Client`](crate::Client) (without TLS), the same engine under them.
-pub struct BlockingClient<'b, S, C> {
-    stream: S,
+/// same calls as [`Client`](crate::Client), the same engine under them.
+pub struct BlockingClient<'b, S: embedded_io::Read + embedded_io::Write, C> {
+    stream: Link<'b, S>,
+    /// What TLS needs, until the handshake uses it.
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::Tls<'b>>,
     clock: C,
     engine: Engine<'b>,
+}
+
+/// The connection under the session: the caller's stream, or TLS over it.
+#[allow(clippy::large_enum_variant)]
+enum Link<'b, S: embedded_io::Read + embedded_io::Write> {
+    Plain(S),
+    /// TLS 1.3 over the caller's stream, driven by polling ([`Polled`]).
+    #[cfg(feature = "tls")]
+    Tls(embedded_tls::TlsConnection<'b, Polled<S>, embedded_tls::Aes128GcmSha256>),
+    /// Given to a TLS step that failed: nothing more can be sent.
+    #[cfg(feature = "tls")]
+    Gone,
+    /// Without TLS: carries the buffers' lifetime, and cannot be made (so no code handles it).
+    #[cfg(not(feature = "tls"))]
+    #[allow(dead_code)]
+    Never(core::convert::Infallible, core::marker::PhantomData<&'b ()>),
 }
 
 impl<'b, S, C> BlockingClient<'b, S, C>
@@ -49,7 +74,9 @@ where
         input: &'b mut [u8],
     ) -> Result<Self, Error<S::Error>> {
         Ok(BlockingClient {
-            stream,
+            stream: Link::Plain(stream),
+            #[cfg(feature = "tls")]
+            tls: None,
             clock,
             engine: Engine::new(config, out, input)?,
         })
@@ -108,7 +135,12 @@ where
         let Err(e) = self.turn(job) else {
             return Ok(());
         };
-        self.engine.settle(e)
+        let settled = self.engine.settle(e);
+        #[cfg(feature = "tls")]
+        if self.engine.unusable {
+            self.stream = Link::Gone;
+        }
+        settled
     }
 
     fn turn(&mut self, job: &mut Job<'_>) -> Result<(), Error<S::Error>> {
@@ -116,29 +148,192 @@ where
             match self.engine.poll(self.clock.now_ms(), job)? {
                 Want::Done => return Ok(()),
                 Want::Write { deadline, phase } => {
-                    let (stream, engine) = (&mut self.stream, &self.engine);
-                    let n = by(&self.clock, deadline, phase, || {
-                        stream.write(engine.transmit())
-                    })?;
+                    let n = self.write(deadline, phase)?;
                     if n == 0 {
                         return Err(Error::Closed(phase));
                     }
                     if self.engine.written(n) {
-                        let stream = &mut self.stream;
-                        by(&self.clock, deadline, phase, || stream.flush())?;
+                        self.flush(deadline, phase)?;
                     }
                 }
                 Want::Read { deadline, phase } => {
-                    let (stream, engine) = (&mut self.stream, &mut self.engine);
-                    let n = by(&self.clock, deadline, phase, || stream.read(engine.space()))?;
+                    let n = self.read(deadline, phase)?;
                     self.engine.received(n)?;
                 }
-                // The blocking twin is never given TLS.
                 #[cfg(feature = "tls")]
-                Want::Handshake { .. } => return Err(Error::TlsUnavailable),
+                Want::Handshake { deadline } => {
+                    self.handshake(deadline)?;
+                    self.engine.handshaken()?;
+                }
             }
         }
     }
+
+    fn write(&mut self, deadline: u64, phase: Phase) -> Result<usize, Error<S::Error>> {
+        let bytes = self.engine.transmit();
+        match &mut self.stream {
+            Link::Plain(s) => by(&self.clock, deadline, phase, || s.write(bytes)),
+            #[cfg(feature = "tls")]
+            Link::Tls(t) => polled(&self.clock, deadline, phase, async {
+                crate::transport::tls_io(t.write(bytes).await)
+            }),
+            #[cfg(feature = "tls")]
+            Link::Gone => Err(Error::Tls(crate::error::TlsFailure::Unusable)),
+            #[cfg(not(feature = "tls"))]
+            Link::Never(never, _) => match *never {},
+        }
+    }
+
+    fn flush(&mut self, deadline: u64, phase: Phase) -> Result<(), Error<S::Error>> {
+        match &mut self.stream {
+            Link::Plain(s) => by(&self.clock, deadline, phase, || s.flush()),
+            #[cfg(feature = "tls")]
+            Link::Tls(t) => polled(&self.clock, deadline, phase, async {
+                t.flush().await.map_err(crate::transport::tls_failure)
+            }),
+            #[cfg(feature = "tls")]
+            Link::Gone => Err(Error::Tls(crate::error::TlsFailure::Unusable)),
+            #[cfg(not(feature = "tls"))]
+            Link::Never(never, _) => match *never {},
+        }
+    }
+
+    fn read(&mut self, deadline: u64, phase: Phase) -> Result<usize, Error<S::Error>> {
+        let space = self.engine.space();
+        match &mut self.stream {
+            Link::Plain(s) => by(&self.clock, deadline, phase, || s.read(space)),
+            #[cfg(feature = "tls")]
+            Link::Tls(t) => polled(&self.clock, deadline, phase, async {
+                crate::transport::tls_io(t.read(space).await)
+            }),
+            #[cfg(feature = "tls")]
+            Link::Gone => Err(Error::Tls(crate::error::TlsFailure::Unusable)),
+            #[cfg(not(feature = "tls"))]
+            Link::Never(never, _) => match *never {},
+        }
+    }
+}
+
+#[cfg(feature = "tls")]
+impl<'b, S, C> BlockingClient<'b, S, C>
+where
+    S: embedded_io::Read + embedded_io::Write,
+    C: BlockingClock,
+{
+    /// See [`Client::tls`](crate::Client::tls).
+    pub fn tls(mut self, tls: crate::tls::Tls<'b>) -> Result<Self, Error<S::Error>> {
+        self.engine.use_tls(tls.mode)?;
+        self.tls = Some(tls);
+        Ok(self)
+    }
+
+    /// The TLS handshake over the plain stream, by `deadline`. The plain stream is given up
+    /// first: after a failed handshake nothing more can be sent.
+    fn handshake(&mut self, deadline: u64) -> Result<(), Error<S::Error>> {
+        use crate::error::TlsFailure;
+        let tls = self.tls.take().ok_or(Error::Tls(TlsFailure::Unusable))?;
+        let Link::Plain(stream) = core::mem::replace(&mut self.stream, Link::Gone) else {
+            return Err(Error::Tls(TlsFailure::Unusable));
+        };
+        let mut conn =
+            embedded_tls::TlsConnection::new(Polled(stream), tls.read_record, tls.write_record);
+        polled(&self.clock, deadline, Phase::Command, async {
+            crate::tls::open(&mut conn, tls.server_name, tls.verify, tls.rng)
+                .await
+                .map_err(crate::transport::tls_failure)
+        })?;
+        self.stream = Link::Tls(conn);
+        Ok(())
+    }
+}
+
+/// A blocking stream as an async one, for TLS: a read or write that finds nothing yet (the
+/// socket's timeout) is `Pending`, not an error, so TLS keeps its place in a record while
+/// [`polled`] looks at the clock.
+#[cfg(feature = "tls")]
+pub(crate) struct Polled<S>(S);
+
+#[cfg(feature = "tls")]
+impl<S: embedded_io::ErrorType> embedded_io_async::ErrorType for Polled<S> {
+    type Error = S::Error;
+}
+
+#[cfg(feature = "tls")]
+impl<S: embedded_io::Read> embedded_io_async::Read for Polled<S> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, S::Error> {
+        loop {
+            match self.0.read(buf) {
+                Err(e) if not_yet(&e) => NotYet(false).await,
+                r => return r,
+            }
+        }
+    }
+}
+
+#[cfg(feature = "tls")]
+impl<S: embedded_io::Write> embedded_io_async::Write for Polled<S> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, S::Error> {
+        loop {
+            match self.0.write(buf) {
+                Err(e) if not_yet(&e) => NotYet(false).await,
+                r => return r,
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), S::Error> {
+        loop {
+            match self.0.flush() {
+                Err(e) if not_yet(&e) => NotYet(false).await,
+                r => return r,
+            }
+        }
+    }
+}
+
+/// `Pending` once, then done: hands control back to [`polled`] to look at the clock.
+#[cfg(feature = "tls")]
+struct NotYet(bool);
+
+#[cfg(feature = "tls")]
+impl core::future::Future for NotYet {
+    type Output = ();
+    fn poll(
+        mut self: core::pin::Pin<&mut Self>,
+        _: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<()> {
+        if core::mem::replace(&mut self.0, true) {
+            core::task::Poll::Ready(())
+        } else {
+            core::task::Poll::Pending
+        }
+    }
+}
+
+/// Polls `io` until it completes; each `Pending` (nothing yet from the socket) checks the
+/// clock, and at `deadline` the call is abandoned (the session is out of step then anyway).
+#[cfg(feature = "tls")]
+fn polled<T, E>(
+    clock: &impl BlockingClock,
+    deadline: u64,
+    phase: Phase,
+    io: impl core::future::Future<Output = Result<T, Error<E>>>,
+) -> Result<T, Error<E>> {
+    let mut io = core::pin::pin!(io);
+    let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+    loop {
+        if let core::task::Poll::Ready(r) = io.as_mut().poll(&mut cx) {
+            return r;
+        }
+        if clock.now_ms() >= deadline {
+            return Err(Error::Timeout(phase));
+        }
+    }
+}
+
+/// A socket's "nothing yet": its timeout passed, or a signal came.
+fn not_yet(e: &impl embedded_io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::Interrupted)
 }
 
 /// Calls `io` until it completes or fails; "not yet" (`TimedOut`, `Interrupted`) is tried
@@ -152,7 +347,7 @@ fn by<T, E: embedded_io::Error>(
     loop {
         match io() {
             Ok(v) => return Ok(v),
-            Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::Interrupted) => {
+            Err(e) if not_yet(&e) => {
                 if clock.now_ms() >= deadline {
                     return Err(Error::Timeout(phase));
                 }

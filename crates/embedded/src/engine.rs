@@ -266,6 +266,24 @@ impl<'b> Engine<'b> {
         })
     }
 
+    /// TLS asked for, in `mode`, before connecting (after, the session is under way in clear
+    /// text). With implicit TLS the session knows from the start that the connection is
+    /// encrypted.
+    #[cfg(feature = "tls")]
+    pub(crate) fn use_tls<E>(&mut self, mode: crate::tls::Mode) -> Result<(), Error<E>> {
+        if self.stage != Stage::Unconnected {
+            return Err(Error::Use(UseError::NotReady));
+        }
+        if mode == crate::tls::Mode::Implicit {
+            let mut sc = SessionConfig::borrowing(Domain::new(self.config.hello)?);
+            sc.pipelining = self.config.pipelining;
+            sc.implicit_tls = true;
+            self.session = Session::with_transactions(sc);
+        }
+        self.tls = Some(mode);
+        Ok(())
+    }
+
     /// A number no earlier message composed on this client had.
     pub(crate) fn next_message_number(&mut self) -> u32 {
         self.composed = self.composed.wrapping_add(1);
@@ -473,13 +491,17 @@ impl<'b> Engine<'b> {
     /// and a line still arriving is cut to its code and separator, the rest of it skipped as
     /// it comes ([`Engine::received`]). A long refusal of the end of data must not leave the
     /// message in doubt, nor a long 421 at the greeting look like a permanent failure. Not
-    /// for EHLO's positive reply (every line is a capability) nor an AUTH challenge: false
-    /// there, and when nothing can go.
+    /// for EHLO's (or HELO's) positive reply (every line is a capability) nor an AUTH
+    /// challenge: false there, and when nothing can go (an input buffer under about 80
+    /// bytes cannot keep a first line and the code of the next).
     fn trim(&mut self) -> bool {
         let held = &self.input[..self.filled];
-        let counts = matches!(self.stage, Stage::Hello | Stage::Auth)
-            && self.phase() != Phase::Greeting
-            && matches!(held.first(), Some(b'2' | b'3'));
+        // EHLO's (or HELO's) 250 and an AUTH challenge (334): every line counts.
+        let counts = match self.stage {
+            Stage::Hello => self.phase() != Phase::Greeting && held.first() == Some(&b'2'),
+            Stage::Auth => held.first() == Some(&b'3'),
+            _ => false,
+        };
         if counts {
             return false;
         }
@@ -493,7 +515,9 @@ impl<'b> Engine<'b> {
             (Some(first), Some(last)) => (first + 1, last + 1),
             _ => (0, 0),
         };
-        // The core's cap on a reply's lines holds across the trims.
+        // Lines dropped count toward the core's cap on a reply's lines (those it read since
+        // the last trim count again when it reads the rest: the cap can let through up to a
+        // buffer's worth of lines more, never an unbounded number).
         let gone = held[first..last].iter().filter(|&&b| b == b'\n').count();
         self.dropped = self.dropped.saturating_add(gone);
         if self.dropped >= postline_proto::reply::MAX_LINES {

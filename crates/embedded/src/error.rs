@@ -27,10 +27,11 @@ pub enum Error<E> {
     Timeout(Phase),
     /// The server's input made no sense; the session is over.
     Protocol(SessionError),
-    /// A reply that cannot be read in the input buffer: EHLO's positive reply or an AUTH
-    /// challenge longer than it (there every line counts; other replies keep their code and
-    /// the start of their first line), or more than 256 lines. Give a larger buffer (512
-    /// bytes fit RFC 5321's limit for a reply line).
+    /// A reply that cannot be read in the input buffer: EHLO's (or HELO's) positive reply
+    /// or an AUTH challenge longer than it (there every line counts; other replies keep
+    /// their code and the start of their first line, given an input buffer of 80 bytes or
+    /// more), or more than 256 lines. Give a larger buffer (512 bytes fit RFC 5321's limit
+    /// for a reply line).
     ReplyTooLong,
     /// The server refused the session (greeting, EHLO and HELO). The reply's text: the
     /// client's `last_reply`.

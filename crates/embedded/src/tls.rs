@@ -19,7 +19,6 @@ use embedded_tls::{
     TlsError, TlsVerifier, UnsecureProvider,
 };
 use postline_proto::session::Phase;
-use postline_proto::{Session, SessionConfig};
 
 use crate::client::Client;
 use crate::clock::Clock;
@@ -135,15 +134,7 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
     /// Sets up TLS for [`Client::connect`]: STARTTLS after EHLO, or TLS from the first
     /// byte. With TLS in place, AUTH needs no `allow_plaintext_auth`.
     pub fn tls(mut self, tls: Tls<'b>) -> Result<Self, Error<S::Error>> {
-        if tls.mode == Mode::Implicit {
-            // The session must know from the start that the connection is encrypted.
-            let hello = postline_proto::command::Domain::new(self.engine.config.hello)?;
-            let mut sc = SessionConfig::borrowing(hello);
-            sc.pipelining = self.engine.config.pipelining;
-            sc.implicit_tls = true;
-            self.engine.session = Session::with_transactions(sc);
-        }
-        self.engine.tls = Some(tls.mode);
+        self.engine.use_tls(tls.mode)?;
         self.tls = Some(tls);
         Ok(self)
     }
@@ -160,32 +151,11 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
         };
         let mut conn: TlsConnection<'b, S, Aes128GcmSha256> =
             TlsConnection::new(stream, tls.read_record, tls.write_record);
-        let config = TlsConfig::new().with_server_name(tls.server_name);
-        let opened = match tls.verify {
-            Verify::Ca(ca) => {
-                let provider = Verifying {
-                    rng: tls.rng,
-                    verifier: SignedByTheCa {
-                        ca,
-                        server_name: tls.server_name,
-                        chain: CertVerifier::new(Certificate::X509(ca)),
-                    },
-                };
-                select(
-                    conn.open(TlsContext::new(&config, provider)),
-                    self.clock.wait_until(deadline),
-                )
-                .await
-            }
-            Verify::InsecureNoVerification => {
-                let provider = UnsecureProvider::new::<Aes128GcmSha256>(tls.rng);
-                select(
-                    conn.open(TlsContext::new(&config, provider)),
-                    self.clock.wait_until(deadline),
-                )
-                .await
-            }
-        };
+        let opened = select(
+            open(&mut conn, tls.server_name, tls.verify, tls.rng),
+            self.clock.wait_until(deadline),
+        )
+        .await;
         match opened {
             Either::First(Ok(())) => {
                 self.transport = Transport::Tls(conn);
@@ -193,6 +163,34 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
             }
             Either::First(Err(e)) => Err(tls_failure(e)),
             Either::Second(()) => Err(Error::Timeout(Phase::Command)),
+        }
+    }
+}
+
+/// The handshake on `conn`, the server's certificate checked as `verify` says; the one
+/// copy, for the async client and the blocking one (which polls it).
+pub(crate) async fn open<'b, S: Read + Write>(
+    conn: &mut TlsConnection<'b, S, Aes128GcmSha256>,
+    server_name: &'b str,
+    verify: Verify<'b>,
+    rng: &'b mut dyn CryptoRngCore,
+) -> Result<(), TlsError> {
+    let config = TlsConfig::new().with_server_name(server_name);
+    match verify {
+        Verify::Ca(ca) => {
+            let provider = Verifying {
+                rng,
+                verifier: SignedByTheCa {
+                    ca,
+                    server_name,
+                    chain: CertVerifier::new(Certificate::X509(ca)),
+                },
+            };
+            conn.open(TlsContext::new(&config, provider)).await
+        }
+        Verify::InsecureNoVerification => {
+            let provider = UnsecureProvider::new::<Aes128GcmSha256>(rng);
+            conn.open(TlsContext::new(&config, provider)).await
         }
     }
 }

@@ -55,7 +55,7 @@ impl<'b, S: Read + Write> Transport<'b, S> {
 /// closing under TLS, is a close (0 bytes), for the session to judge (after QUIT it is
 /// expected); any other failure is [`tls_failure`].
 #[cfg(feature = "tls")]
-fn tls_io<E>(r: Result<usize, embedded_tls::TlsError>) -> Result<usize, Error<E>> {
+pub(crate) fn tls_io<E>(r: Result<usize, embedded_tls::TlsError>) -> Result<usize, Error<E>> {
     match r {
         Err(embedded_tls::TlsError::ConnectionClosed | embedded_tls::TlsError::IoError) => Ok(0),
         r => r.map_err(tls_failure),

@@ -933,3 +933,44 @@ fn a_long_421_at_the_greeting_or_ehlo_is_transient() {
         assert!(r.unwrap_err().is_transient());
     }
 }
+
+/// A login accepted with a 235 longer than the input buffer: the server said yes, the code
+/// decides (its text is never read), so connecting succeeds and a message goes.
+#[test]
+fn a_long_235_is_a_login() {
+    let mut long = String::new();
+    for i in 0..11 {
+        long.push_str(&format!(
+            "235-2.7.0 line {i:02} of a long welcome that says nothing the client needs\r\n"
+        ));
+    }
+    long.push_str("235 2.7.0 authenticated\r\n");
+    let mut script = hello("250-AUTH PLAIN\r\n");
+    script.extend([
+        Peer::Wait("AUTH PLAIN"),
+        Peer::Send(long.into_bytes()),
+        Peer::Wait("MAIL FROM:<device@example.com>\r\n"),
+        send("250 2.1.0 ok\r\n"),
+        Peer::Wait("RCPT TO:<ops@example.com>\r\n"),
+        send("250 2.1.5 ok\r\n"),
+        Peer::Wait("DATA\r\n"),
+        send("354 go\r\n"),
+        Peer::Wait("\r\n.\r\n"),
+        send("250 2.0.0 queued\r\n"),
+    ]);
+    let config = Config::new("device.example")
+        .credentials("device", "secret")
+        .allow_plaintext_auth(true);
+    let ((connected, sent), _) = with_client(script, config, |c| {
+        let connected = c.connect();
+        let sent = c.send(
+            addr("device@example.com"),
+            &[addr("ops@example.com")],
+            b"x\r\n",
+            &mut [0],
+        );
+        (connected, sent)
+    });
+    connected.unwrap();
+    assert!(sent.unwrap().delivered);
+}

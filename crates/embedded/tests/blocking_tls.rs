@@ -1,0 +1,249 @@
+//! TLS on the blocking twin (feature `tls`) over std's `TcpStream` with a short receive
+//! timeout, as on a device's stack, against aiosmtpd with a P-256 certificate: STARTTLS and
+//! implicit TLS with AUTH and a refused recipient, every record from the server cut into
+//! pieces that arrive after the socket's timeout (TLS keeps its place in the record); a
+//! certificate from another CA refused before anything is sent; a handshake trickled past
+//! the deadline given up at the deadline.
+//! `scripts/test` runs it with `--features tls`.
+#![cfg(feature = "tls")]
+
+use std::io::{self, Read as _, Write as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use postline_embedded::blocking::{BlockingClient, BlockingClock};
+use postline_embedded::tls::{Mode, Tls, Verify};
+use postline_embedded::{Address, Config, Error, TlsFailure};
+use postline_testkit::{Aiosmtpd, TestCa};
+use rand_core::OsRng;
+
+const USER: &str = "device";
+const PASSWORD: &str = "s3cret-pw";
+const NAME: &str = "mail.test";
+
+struct StdClock(Instant);
+
+impl BlockingClock for StdClock {
+    fn now_ms(&self) -> u64 {
+        self.0.elapsed().as_millis() as u64
+    }
+}
+
+/// std's socket with a 10 ms receive timeout; "no data yet" told as `TimedOut`.
+struct Socket(TcpStream);
+
+#[derive(Debug)]
+struct SocketError(io::Error);
+
+impl std::fmt::Display for SocketError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SocketError {}
+
+impl embedded_io::Error for SocketError {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        match self.0.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => embedded_io::ErrorKind::TimedOut,
+            _ => embedded_io::ErrorKind::Other,
+        }
+    }
+}
+
+impl embedded_io::ErrorType for Socket {
+    type Error = SocketError;
+}
+
+impl embedded_io::Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, SocketError> {
+        self.0.read(buf).map_err(SocketError)
+    }
+}
+
+impl embedded_io::Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, SocketError> {
+        self.0.write(buf).map_err(SocketError)
+    }
+    fn flush(&mut self) -> Result<(), SocketError> {
+        Ok(())
+    }
+}
+
+/// A proxy in front of `port` passing the server's bytes on in pieces of `piece` bytes,
+/// `pause` apart (longer than the client's receive timeout: a record arrives across many
+/// timeouts); the client's bytes go through as they come. Its port. Each copy ends when
+/// either side closes, or after 30 seconds.
+fn trickling_proxy(port: u16, piece: usize, pause: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let (client, _) = listener.accept().unwrap();
+        let server = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let until = Instant::now() + Duration::from_secs(30);
+        for s in [&client, &server] {
+            s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        }
+        let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let upstream = thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while Instant::now() < until {
+                match c_read.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if s_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = s_write.shutdown(Shutdown::Write);
+        });
+        let (mut s_read, mut c_write) = (server, client);
+        let mut buf = vec![0u8; piece];
+        while Instant::now() < until {
+            match s_read.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    thread::sleep(pause);
+                    if c_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
+        }
+        let _ = c_write.shutdown(Shutdown::Write);
+        let _ = upstream.join();
+    });
+    proxy_port
+}
+
+/// Connects to `port` with TLS in `mode` verified against `ca`, every wait capped at
+/// `timeout_ms`, and sends one message to two recipients; the codes.
+fn session(
+    port: u16,
+    mode: Mode,
+    ca: &[u8],
+    timeout_ms: u64,
+) -> Result<[u16; 2], Error<SocketError>> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
+    let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+    let (mut read_record, mut write_record) = (vec![0u8; 16_640], vec![0u8; 16_640]);
+    let mut rng = OsRng;
+    let config = Config::new("device.example")
+        .credentials(USER, PASSWORD)
+        .timeout_ms(timeout_ms);
+    let mut client = BlockingClient::new(
+        Socket(stream),
+        StdClock(Instant::now()),
+        config,
+        &mut out,
+        &mut input,
+    )?
+    .tls(Tls {
+        mode,
+        server_name: NAME,
+        verify: Verify::Ca(ca),
+        read_record: &mut read_record,
+        write_record: &mut write_record,
+        rng: &mut rng,
+    })?;
+    client.connect()?;
+    let to = [
+        Address::new("ops@example.com").unwrap(),
+        Address::new("nobody@example.com").unwrap(),
+    ];
+    let mut codes = [0u16; 2];
+    let status = client.send(
+        Address::new("device@example.com").unwrap(),
+        &to,
+        b"Subject: blocking TLS\r\n\r\n.a dot line\r\n",
+        &mut codes,
+    )?;
+    assert!(status.delivered, "{status:?}");
+    client.quit()?;
+    Ok(codes)
+}
+
+/// STARTTLS, then AUTH without the clear-text allowance, with every piece of every record
+/// from the server arriving after the socket's receive timeout.
+#[test]
+fn starttls_with_records_cut_across_receive_timeouts() {
+    let ca = TestCa::with_server_names(&[NAME]);
+    let server = Aiosmtpd::builder()
+        .starttls_with(&ca)
+        .auth(USER, PASSWORD)
+        .reject_rcpt("nobody")
+        .start();
+    let proxy = trickling_proxy(server.port(), 301, Duration::from_millis(25));
+    let codes = session(proxy, Mode::StartTls, &ca.ca_der, 20_000).unwrap();
+    assert_eq!(codes, [250, 550]);
+    let got = server.wait_for_messages(1, Duration::from_secs(10));
+    assert!(got[0].tls, "the server did not see TLS");
+    assert_eq!(got[0].auth_user.as_deref(), Some(USER));
+    assert_eq!(got[0].rcpt_tos, ["ops@example.com"]);
+    assert_eq!(
+        got[0].content,
+        b"Subject: blocking TLS\r\n\r\n.a dot line\r\n"
+    );
+}
+
+#[test]
+fn implicit_tls_from_the_first_byte() {
+    let ca = TestCa::with_server_names(&[NAME]);
+    let server = Aiosmtpd::builder()
+        .implicit_tls_with(&ca)
+        .auth(USER, PASSWORD)
+        .reject_rcpt("nobody")
+        .start();
+    let codes = session(server.port(), Mode::Implicit, &ca.ca_der, 10_000).unwrap();
+    assert_eq!(codes, [250, 550]);
+    let got = server.wait_for_messages(1, Duration::from_secs(10));
+    assert!(got[0].tls);
+    assert_eq!(got[0].auth_user.as_deref(), Some(USER));
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_refused_and_nothing_is_sent() {
+    let ca = TestCa::with_server_names(&[NAME]);
+    let other = TestCa::other();
+    let server = Aiosmtpd::builder()
+        .starttls_with(&ca)
+        .auth(USER, PASSWORD)
+        .start();
+    match session(server.port(), Mode::StartTls, &other.ca_der, 10_000) {
+        Err(Error::Tls(TlsFailure::Certificate)) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(server.messages().is_empty());
+}
+
+/// The server's records trickled so slowly that the handshake cannot finish in time: the
+/// connect is given up at its deadline (no wait per piece restarts it), with no mail.
+#[test]
+fn a_handshake_trickled_past_the_deadline_ends_at_the_deadline() {
+    let ca = TestCa::with_server_names(&[NAME]);
+    let server = Aiosmtpd::builder()
+        .implicit_tls_with(&ca)
+        .auth(USER, PASSWORD)
+        .start();
+    let proxy = trickling_proxy(server.port(), 40, Duration::from_millis(60));
+    let started = Instant::now();
+    let result = session(proxy, Mode::Implicit, &ca.ca_der, 600);
+    let took = started.elapsed();
+    assert!(matches!(result, Err(Error::Timeout(_))), "{result:?}");
+    assert!(
+        took >= Duration::from_millis(550) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert!(server.messages().is_empty());
+}
