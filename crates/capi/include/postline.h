@@ -55,6 +55,17 @@
 #define POSTLINE_PRIORITY_LOW 5
 
 /**
+ * TLS mode for [`postline_tls`]: STARTTLS after EHLO (port 587 or 25); a server that does
+ * not offer it gets nothing (`POSTLINE_RESULT_ERR_TLS`), never clear text.
+ */
+#define POSTLINE_TLS_STARTTLS 1
+
+/**
+ * TLS mode for [`postline_tls`]: TLS from the first byte (port 465).
+ */
+#define POSTLINE_TLS_IMPLICIT 2
+
+/**
  * How a mail went.
  */
 typedef enum postline_result {
@@ -107,6 +118,12 @@ typedef enum postline_result {
    * The server's replies made no sense.
    */
   POSTLINE_RESULT_ERR_PROTOCOL = 16,
+  /**
+   * TLS failed (the handshake, the server's certificate), or TLS was set up with
+   * [`postline_client_tls`] and the server does not offer STARTTLS: nothing was sent in
+   * clear text.
+   */
+  POSTLINE_RESULT_ERR_TLS = 17,
 } postline_result;
 
 /**
@@ -180,6 +197,59 @@ typedef struct postline_io {
 } postline_io;
 
 /**
+ * TLS for a client's connections (a build with the `tls` feature): TLS 1.3 through
+ * embedded-tls, AES-128-GCM, a P-256 key share. Everything it points to is yours and must
+ * stay valid, and unused by anything else, for the client's life.
+ */
+typedef struct postline_tls {
+  /**
+   * [`POSTLINE_TLS_STARTTLS`] or [`POSTLINE_TLS_IMPLICIT`].
+   */
+  uint8_t mode;
+  /**
+   * The server's DNS name: sent in SNI, and its certificate must name it.
+   */
+  const char *server_name;
+  /**
+   * The CA (DER) that signed the server's own certificate (or the intermediate that did:
+   * chains through other certificates are refused). NULL only with
+   * `insecure_no_verification`.
+   */
+  const uint8_t *ca_der;
+  /**
+   * Its length in bytes.
+   */
+  size_t ca_der_len;
+  /**
+   * Nonzero, with `ca_der` NULL: the certificate is not checked at all, and anyone on the
+   * path can read and change the session, the password included. For a test bench only.
+   */
+  uint8_t insecure_no_verification;
+  /**
+   * Decrypted records go here: 16,640 bytes hold any record a server may send.
+   */
+  uint8_t *read_record;
+  /**
+   * Its length.
+   */
+  size_t read_record_len;
+  /**
+   * Records are encrypted here (16,640 bytes; less limits the size of a record sent).
+   */
+  uint8_t *write_record;
+  /**
+   * Its length.
+   */
+  size_t write_record_len;
+  /**
+   * Fills `len` bytes at `buf` from a hardware RNG or a seeded CSPRNG (the key share and
+   * nonces); gets the `ctx` of [`postline_io`]. It cannot fail: a device without
+   * randomness cannot do TLS.
+   */
+  void (*random)(void *ctx, uint8_t *buf, size_t len);
+} postline_tls;
+
+/**
  * The client in your memory: settings, callbacks and the two buffers. The session itself
  * lives on the stack during [`postline_send_mail`] (it is rebuilt for each mail).
  */
@@ -192,6 +262,11 @@ typedef struct postline_client {
    * Mails composed by this client so far: part of each Message-ID.
    */
   uint32_t composed;
+  /**
+   * TLS for every connection (set by `postline_client_tls`, with the `tls` feature), or
+   * NULL.
+   */
+  const struct postline_tls *tls;
 } postline_client;
 
 /**
@@ -269,6 +344,22 @@ enum postline_result postline_send_mail(struct postline_client *client,
                                         size_t body_len,
                                         uint16_t *codes,
                                         struct postline_status *status);
+
+#if defined(POSTLINE_TLS)
+/**
+ * Turns on TLS for every later [`postline_send_mail`] of `client`, as `tls` says (borrowed,
+ * with what it points to, for the client's life). `POSTLINE_RESULT_ERR_ARGUMENT` when an argument is
+ * missing or makes no sense (an unknown mode, a server name that is not UTF-8, neither a
+ * CA nor `insecure_no_verification`, a record buffer under 4,096 bytes, no `random`); the
+ * client is then unchanged.
+ *
+ * # Safety
+ * `client` came from [`postline_client_create`]; `tls`, and what it points to, stay valid
+ * and unused by anything else while the client is.
+ */
+enum postline_result postline_client_tls(struct postline_client *client,
+                                         const struct postline_tls *tls);
+#endif
 
 #ifdef __cplusplus
 }  // extern "C"

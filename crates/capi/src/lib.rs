@@ -118,6 +118,10 @@ pub enum postline_result {
     ErrAuth = 15,
     /// The server's replies made no sense.
     ErrProtocol = 16,
+    /// TLS failed (the handshake, the server's certificate), or TLS was set up with
+    /// [`postline_client_tls`] and the server does not offer STARTTLS: nothing was sent in
+    /// clear text.
+    ErrTls = 17,
 }
 
 /// The outcome of [`postline_send_mail`]: the result, and the reply that decided it.
@@ -150,6 +154,9 @@ pub struct postline_client {
     input: [u8; POSTLINE_IN_BUFFER],
     /// Mails composed by this client so far: part of each Message-ID.
     composed: u32,
+    /// TLS for every connection (set by `postline_client_tls`, with the `tls` feature), or
+    /// NULL.
+    tls: *const postline_tls,
 }
 
 /// Bytes (and alignment: 8) the memory block given to [`postline_client_create`] needs.
@@ -195,6 +202,7 @@ pub unsafe extern "C" fn postline_client_create(
             out: [0; POSTLINE_OUT_BUFFER],
             input: [0; POSTLINE_IN_BUFFER],
             composed: 0,
+            tls: core::ptr::null(),
         });
     }
     ptr
@@ -408,7 +416,17 @@ unsafe fn send_mail(
     };
     // Used where it was made (a reference into the result): the client is not moved, so
     // its bytes are on the stack once.
-    let mut made = BlockingClient::new(Socket(io), Clock(io), config, &mut c.out, &mut c.input);
+    #[cfg(feature = "tls")]
+    let t = unsafe { c.tls.as_ref() };
+    #[cfg(feature = "tls")]
+    let mut random = tls::Random(io.ctx, t.and_then(|t| t.random));
+    let made = BlockingClient::new(Socket(io), Clock(io), config, &mut c.out, &mut c.input);
+    #[cfg(feature = "tls")]
+    let made = match (made, t) {
+        (Ok(client), Some(t)) => unsafe { tls::set_up(client, t, &mut random) },
+        (made, _) => made,
+    };
+    let mut made = made;
     let result = match &mut made {
         Ok(client) => {
             let result = match client.connect() {
@@ -469,6 +487,7 @@ unsafe fn send_mail(
                 Error::Address(_) | Error::LineTooLong | Error::Incompatible(_) | Error::Use(_) => {
                     R::ErrArgument
                 }
+                Error::Tls(_) | Error::TlsUnavailable => R::ErrTls,
                 _ => R::ErrProtocol,
             }
         }
@@ -548,6 +567,155 @@ impl BlockingClock for Clock<'_> {
     }
 }
 
+/// TLS mode for [`postline_tls`]: STARTTLS after EHLO (port 587 or 25); a server that does
+/// not offer it gets nothing (`POSTLINE_RESULT_ERR_TLS`), never clear text.
+pub const POSTLINE_TLS_STARTTLS: u8 = 1;
+/// TLS mode for [`postline_tls`]: TLS from the first byte (port 465).
+pub const POSTLINE_TLS_IMPLICIT: u8 = 2;
+
+/// TLS for a client's connections (a build with the `tls` feature): TLS 1.3 through
+/// embedded-tls, AES-128-GCM, a P-256 key share. Everything it points to is yours and must
+/// stay valid, and unused by anything else, for the client's life.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct postline_tls {
+    /// [`POSTLINE_TLS_STARTTLS`] or [`POSTLINE_TLS_IMPLICIT`].
+    pub mode: u8,
+    /// The server's DNS name: sent in SNI, and its certificate must name it.
+    pub server_name: *const c_char,
+    /// The CA (DER) that signed the server's own certificate (or the intermediate that did:
+    /// chains through other certificates are refused). NULL only with
+    /// `insecure_no_verification`.
+    pub ca_der: *const u8,
+    /// Its length in bytes.
+    pub ca_der_len: usize,
+    /// Nonzero, with `ca_der` NULL: the certificate is not checked at all, and anyone on the
+    /// path can read and change the session, the password included. For a test bench only.
+    pub insecure_no_verification: u8,
+    /// Decrypted records go here: 16,640 bytes hold any record a server may send.
+    pub read_record: *mut u8,
+    /// Its length.
+    pub read_record_len: usize,
+    /// Records are encrypted here (16,640 bytes; less limits the size of a record sent).
+    pub write_record: *mut u8,
+    /// Its length.
+    pub write_record_len: usize,
+    /// Fills `len` bytes at `buf` from a hardware RNG or a seeded CSPRNG (the key share and
+    /// nonces); gets the `ctx` of [`postline_io`]. It cannot fail: a device without
+    /// randomness cannot do TLS.
+    pub random: Option<unsafe extern "C" fn(ctx: *mut c_void, buf: *mut u8, len: usize)>,
+}
+
+/// Turns on TLS for every later [`postline_send_mail`] of `client`, as `tls` says (borrowed,
+/// with what it points to, for the client's life). `POSTLINE_RESULT_ERR_ARGUMENT` when an argument is
+/// missing or makes no sense (an unknown mode, a server name that is not UTF-8, neither a
+/// CA nor `insecure_no_verification`, a record buffer under 4,096 bytes, no `random`); the
+/// client is then unchanged.
+///
+/// # Safety
+/// `client` came from [`postline_client_create`]; `tls`, and what it points to, stay valid
+/// and unused by anything else while the client is.
+#[cfg(feature = "tls")]
+#[no_mangle]
+pub unsafe extern "C" fn postline_client_tls(
+    client: *mut postline_client,
+    tls: *const postline_tls,
+) -> postline_result {
+    let (Some(c), Some(t)) = (unsafe { client.as_mut() }, unsafe { tls.as_ref() }) else {
+        return postline_result::ErrArgument;
+    };
+    let verified = !t.ca_der.is_null() && t.ca_der_len > 0;
+    let unverified = t.ca_der.is_null() && t.insecure_no_verification != 0;
+    let ok = matches!(t.mode, POSTLINE_TLS_STARTTLS | POSTLINE_TLS_IMPLICIT)
+        && unsafe { text(t.server_name) }.is_some()
+        && (verified || unverified)
+        && !t.read_record.is_null()
+        && t.read_record_len >= 4096
+        && !t.write_record.is_null()
+        && t.write_record_len >= 4096
+        && t.random.is_some();
+    if !ok {
+        return postline_result::ErrArgument;
+    }
+    c.tls = t;
+    postline_result::Ok
+}
+
+#[cfg(feature = "tls")]
+mod tls {
+    use core::ffi::c_void;
+
+    use postline_embedded::blocking::BlockingClient;
+    use postline_embedded::tls::{Mode, Tls, Verify};
+    use postline_embedded::Error;
+
+    use super::{postline_tls, text, Clock, IoError, Socket, POSTLINE_TLS_IMPLICIT};
+
+    /// The caller's randomness as embedded-tls wants it.
+    pub(super) struct Random(
+        pub(super) *mut c_void,
+        pub(super) Option<unsafe extern "C" fn(*mut c_void, *mut u8, usize)>,
+    );
+
+    impl rand_core::RngCore for Random {
+        fn next_u32(&mut self) -> u32 {
+            let mut b = [0; 4];
+            self.fill_bytes(&mut b);
+            u32::from_le_bytes(b)
+        }
+        fn next_u64(&mut self) -> u64 {
+            let mut b = [0; 8];
+            self.fill_bytes(&mut b);
+            u64::from_le_bytes(b)
+        }
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            let random = self.1.expect("checked by postline_client_tls");
+            unsafe { random(self.0, dest.as_mut_ptr(), dest.len()) };
+        }
+        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+            self.fill_bytes(dest);
+            Ok(())
+        }
+    }
+
+    impl rand_core::CryptoRng for Random {}
+
+    /// `client` with TLS as `t` says (checked by `postline_client_tls`).
+    ///
+    /// # Safety
+    /// What `t` points to is valid and unused by anything else for `'a`.
+    pub(super) unsafe fn set_up<'a>(
+        client: BlockingClient<'a, Socket<'a>, Clock<'a>>,
+        t: &postline_tls,
+        random: &'a mut Random,
+    ) -> Result<BlockingClient<'a, Socket<'a>, Clock<'a>>, Error<IoError>> {
+        let server_name = unsafe { text(t.server_name) }.ok_or(Error::Use(
+            postline_embedded::proto::session::UseError::NotReady,
+        ))?;
+        let verify = if t.ca_der.is_null() {
+            Verify::InsecureNoVerification
+        } else {
+            Verify::Ca(unsafe { core::slice::from_raw_parts(t.ca_der, t.ca_der_len) })
+        };
+        client.tls(Tls {
+            mode: if t.mode == POSTLINE_TLS_IMPLICIT {
+                Mode::Implicit
+            } else {
+                Mode::StartTls
+            },
+            server_name,
+            verify,
+            read_record: unsafe {
+                core::slice::from_raw_parts_mut(t.read_record, t.read_record_len)
+            },
+            write_record: unsafe {
+                core::slice::from_raw_parts_mut(t.write_record, t.write_record_len)
+            },
+            rng: random,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -578,5 +746,124 @@ mod tests {
             }
         }
         same("Température élevée 🌡 ok".as_bytes());
+    }
+
+    /// `postline_client_tls` takes only settings that make sense, and leaves the client as
+    /// it was otherwise.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_settings_are_checked() {
+        use super::*;
+        unsafe extern "C" fn connect(_: *mut c_void) -> i32 {
+            -1
+        }
+        unsafe extern "C" fn io(_: *mut c_void, _: *const u8, _: usize) -> i32 {
+            -1
+        }
+        unsafe extern "C" fn recv(_: *mut c_void, _: *mut u8, _: usize) -> i32 {
+            -1
+        }
+        unsafe extern "C" fn now(_: *mut c_void) -> u64 {
+            0
+        }
+        unsafe extern "C" fn random(_: *mut c_void, _: *mut u8, _: usize) {}
+        let config = postline_config {
+            hello: c"device.example".as_ptr(),
+            user: core::ptr::null(),
+            password: core::ptr::null(),
+            allow_plaintext_auth: 0,
+            timeout_ms: 0,
+        };
+        let callbacks = postline_io {
+            ctx: core::ptr::null_mut(),
+            connect: Some(connect),
+            send: Some(io),
+            recv: Some(recv),
+            close: None,
+            now_ms: Some(now),
+            unix_time: None,
+        };
+        let mut mem = std::boxed::Box::new(core::mem::MaybeUninit::<postline_client>::uninit());
+        let client = unsafe {
+            postline_client_create(
+                mem.as_mut_ptr().cast(),
+                postline_client_size(),
+                &config,
+                &callbacks,
+            )
+        };
+        assert!(!client.is_null());
+        let (mut read, mut write, ca) = ([0u8; 4096], [0u8; 4096], [1u8; 16]);
+        let good = postline_tls {
+            mode: POSTLINE_TLS_STARTTLS,
+            server_name: c"mail.test".as_ptr(),
+            ca_der: ca.as_ptr(),
+            ca_der_len: ca.len(),
+            insecure_no_verification: 0,
+            read_record: read.as_mut_ptr(),
+            read_record_len: read.len(),
+            write_record: write.as_mut_ptr(),
+            write_record_len: write.len(),
+            random: Some(random),
+        };
+        let bad = [
+            postline_tls { mode: 0, ..good },
+            postline_tls { mode: 3, ..good },
+            postline_tls {
+                server_name: core::ptr::null(),
+                ..good
+            },
+            postline_tls {
+                server_name: c"\xff".as_ptr(),
+                ..good
+            },
+            // Neither a CA nor the insecure choice spelled out; an empty CA.
+            postline_tls {
+                ca_der: core::ptr::null(),
+                ..good
+            },
+            postline_tls {
+                ca_der_len: 0,
+                insecure_no_verification: 1,
+                ..good
+            },
+            postline_tls {
+                read_record_len: 4095,
+                ..good
+            },
+            postline_tls {
+                write_record: core::ptr::null_mut(),
+                ..good
+            },
+            postline_tls {
+                random: None,
+                ..good
+            },
+        ];
+        for t in &bad {
+            assert_eq!(
+                unsafe { postline_client_tls(client, t) },
+                postline_result::ErrArgument
+            );
+            assert!(unsafe { (*client).tls.is_null() });
+        }
+        assert_eq!(
+            unsafe { postline_client_tls(core::ptr::null_mut(), &good) },
+            postline_result::ErrArgument
+        );
+        let insecure = postline_tls {
+            ca_der: core::ptr::null(),
+            ca_der_len: 0,
+            insecure_no_verification: 1,
+            ..good
+        };
+        for t in [&good, &insecure] {
+            assert_eq!(
+                unsafe { postline_client_tls(client, t) },
+                postline_result::Ok
+            );
+            assert_eq!(unsafe { (*client).tls }, t as *const postline_tls);
+        }
+        unsafe { postline_client_delete(client) };
     }
 }

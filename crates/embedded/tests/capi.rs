@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use postline_testkit::Aiosmtpd;
+use postline_testkit::{Aiosmtpd, TestCa};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -18,14 +18,24 @@ fn root() -> PathBuf {
 /// the program would replace it under that test).
 fn build() -> PathBuf {
     static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    EXE.get_or_init(build_once).clone()
+    EXE.get_or_init(|| build_once(false)).clone()
+}
+
+/// The C program built with `-DPOSTLINE_TLS` against the library with its `tls` feature.
+fn build_tls() -> PathBuf {
+    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| build_once(true)).clone()
 }
 
 /// Builds the static library in a target directory of its own (the outer build's is busy)
 /// and the C program; returns the program's path.
-fn build_once() -> PathBuf {
+fn build_once(tls: bool) -> PathBuf {
     let root = root();
-    let target = root.join("target/capi");
+    let target = root.join(if tls {
+        "target/capi-tls"
+    } else {
+        "target/capi"
+    });
     let status = Command::new(env!("CARGO"))
         .args([
             "build",
@@ -37,6 +47,7 @@ fn build_once() -> PathBuf {
             "--target-dir",
         ])
         .arg(&target)
+        .args(if tls { &["--features", "tls"][..] } else { &[] })
         .current_dir(&root)
         .status()
         .expect("cargo");
@@ -65,8 +76,9 @@ fn build_once() -> PathBuf {
             "-Wall",
             "-Wextra",
             "-Werror",
-            "-o",
         ])
+        .args(if tls { &["-DPOSTLINE_TLS"][..] } else { &[] })
+        .arg("-o")
         .arg(&exe)
         .arg(root.join("crates/capi/examples/send_mail.c"))
         .arg("-I")
@@ -201,4 +213,64 @@ fn a_refused_login_still_says_quit() {
         "{}",
         report.received_str()
     );
+}
+
+/// The C program with TLS (`postline_client_tls`), the server's certificate checked against
+/// the CA given: STARTTLS and implicit TLS through aiosmtpd with AUTH and no clear-text
+/// allowance (the server sees TLS and the login), and a certificate from another CA refused
+/// with POSTLINE_RESULT_ERR_TLS before anything is sent.
+#[test]
+fn a_c_program_sends_over_tls() {
+    let exe = build_tls();
+    let ca = TestCa::with_server_names(&["mail.test"]);
+    let dir = std::env::temp_dir().join(format!("postline-capi-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("ca.der");
+    std::fs::write(&ca_file, &ca.ca_der).unwrap();
+    let other_file = dir.join("other.der");
+    std::fs::write(&other_file, &TestCa::other().ca_der).unwrap();
+    let send = |port: u16, mode: &str, ca: &Path| {
+        Command::new(&exe)
+            .args(["127.0.0.1", &port.to_string(), "sensor@plant.example"])
+            .args(["ops@plant.example", "nobody@plant.example"])
+            .env("POSTLINE_USER", "device")
+            .env("POSTLINE_PASSWORD", "c-secret")
+            .env("POSTLINE_TLS", mode)
+            .env("POSTLINE_CA", ca)
+            .env("POSTLINE_SERVER_NAME", "mail.test")
+            .output()
+            .unwrap()
+    };
+    let starttls = Aiosmtpd::builder()
+        .starttls_with(&ca)
+        .auth("device", "c-secret")
+        .reject_rcpt("nobody")
+        .start();
+    let implicit = Aiosmtpd::builder()
+        .implicit_tls_with(&ca)
+        .auth("device", "c-secret")
+        .reject_rcpt("nobody")
+        .start();
+    for (srv, mode) in [(&starttls, "starttls"), (&implicit, "implicit")] {
+        let out = send(srv.port(), mode, &ca_file);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{mode}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.starts_with("result 1 reply 250"), "{mode}: {stdout}");
+        assert!(stdout.contains("rcpt nobody@plant.example 550"), "{stdout}");
+        let got = srv.wait_for_messages(1, Duration::from_secs(10));
+        assert!(got[0].tls, "{mode}: the server did not see TLS");
+        assert_eq!(got[0].auth_user.as_deref(), Some("device"));
+        assert!(String::from_utf8_lossy(&got[0].content).contains("Dot line kept"));
+    }
+    // Another CA: refused before anything is sent, the password included.
+    let out = send(starttls.port(), "starttls", &other_file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.starts_with("result 17 "), "{stdout}");
+    assert_eq!(starttls.messages().len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
 }
