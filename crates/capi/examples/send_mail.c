@@ -130,7 +130,7 @@ static int set_up_tls(postline_client *client) {
 /* Stack painting: fill a region below main's frame with a pattern, run the mail, and find how
  * deep the pattern was overwritten (POSTLINE_STACK_REPORT=1 prints it; bench/embedded-budget
  * reads it). The two helpers' arrays sit where postline_send_mail's frames went. */
-#define PAINT_BYTES (64 * 1024)
+#define PAINT_BYTES (256 * 1024)
 #define PAINT 0xA5
 
 /* Painting writes a frame nobody reads and reads one nobody wrote: that is the point. */

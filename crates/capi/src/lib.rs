@@ -416,17 +416,20 @@ unsafe fn send_mail(
     };
     // Used where it was made (a reference into the result): the client is not moved, so
     // its bytes are on the stack once.
+    #[cfg(not(feature = "tls"))]
+    let mut made = BlockingClient::new(Socket(io), Clock(io), config, &mut c.out, &mut c.input);
     #[cfg(feature = "tls")]
     let t = unsafe { c.tls.as_ref() };
     #[cfg(feature = "tls")]
     let mut random = tls::Random(io.ctx, t.and_then(|t| t.random));
-    let made = BlockingClient::new(Socket(io), Clock(io), config, &mut c.out, &mut c.input);
     #[cfg(feature = "tls")]
-    let made = match (made, t) {
+    let mut made = match (
+        BlockingClient::new(Socket(io), Clock(io), config, &mut c.out, &mut c.input),
+        t,
+    ) {
         (Ok(client), Some(t)) => unsafe { tls::set_up(client, t, &mut random) },
         (made, _) => made,
     };
-    let mut made = made;
     let result = match &mut made {
         Ok(client) => {
             let result = match client.connect() {
