@@ -276,6 +276,9 @@ impl<S: embedded_io::Write> embedded_io_async::Write for Polled<S> {
         loop {
             match self.0.write(buf) {
                 Err(e) if not_yet(&e) => NotYet(false).await,
+                // A stream taking nothing: embedded-tls's `write_all` would panic on it. Not
+                // yet, then, until the deadline.
+                Ok(0) if !buf.is_empty() => NotYet(false).await,
                 r => return r,
             }
         }

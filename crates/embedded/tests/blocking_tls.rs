@@ -247,3 +247,54 @@ fn a_handshake_trickled_past_the_deadline_ends_at_the_deadline() {
     );
     assert!(server.messages().is_empty());
 }
+
+/// A stream that takes nothing (every write `Ok(0)`) and says nothing: embedded-tls's own
+/// `write_all` panics on such a write; here the ClientHello waits out the deadline instead,
+/// a timeout, not a panic (a device's panic handler may well loop forever).
+#[test]
+fn a_stream_taking_nothing_under_tls_times_out_rather_than_panics() {
+    struct Deaf;
+    impl embedded_io::ErrorType for Deaf {
+        type Error = embedded_io::ErrorKind;
+    }
+    impl embedded_io::Read for Deaf {
+        fn read(&mut self, _: &mut [u8]) -> Result<usize, Self::Error> {
+            thread::sleep(Duration::from_millis(5));
+            Err(embedded_io::ErrorKind::TimedOut)
+        }
+    }
+    impl embedded_io::Write for Deaf {
+        fn write(&mut self, _: &[u8]) -> Result<usize, Self::Error> {
+            thread::sleep(Duration::from_millis(5));
+            Ok(0)
+        }
+        fn flush(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+    let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+    let (mut read_record, mut write_record) = (vec![0u8; 16_640], vec![0u8; 16_640]);
+    let mut rng = OsRng;
+    let ca = TestCa::with_server_names(&[NAME]);
+    let mut client = BlockingClient::new(
+        Deaf,
+        StdClock(Instant::now()),
+        Config::new("device.example").timeout_ms(300),
+        &mut out,
+        &mut input,
+    )
+    .unwrap()
+    .tls(Tls {
+        mode: Mode::Implicit,
+        server_name: NAME,
+        verify: Verify::Ca(&ca.ca_der),
+        read_record: &mut read_record,
+        write_record: &mut write_record,
+        rng: &mut rng,
+    })
+    .unwrap();
+    let started = Instant::now();
+    let r = client.connect();
+    assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
