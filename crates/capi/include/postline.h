@@ -119,9 +119,10 @@ typedef enum postline_result {
    */
   POSTLINE_RESULT_ERR_PROTOCOL = 16,
   /**
-   * TLS failed (the handshake, the server's certificate), or TLS was set up with
-   * [`postline_client_tls`] and the server does not offer STARTTLS: nothing was sent in
-   * clear text.
+   * TLS failed (the server's certificate was not accepted, the server broke the TLS
+   * protocol), or TLS was set up with [`postline_client_tls`] and the server does not
+   * offer STARTTLS. Nothing is ever sent in clear text instead. (The network failing under
+   * TLS is `POSTLINE_RESULT_ERR_IO`, as without it.)
    */
   POSTLINE_RESULT_ERR_TLS = 17,
 } postline_result;

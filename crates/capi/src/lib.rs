@@ -12,7 +12,7 @@ use core::fmt;
 
 use postline_embedded::blocking::{BlockingClient, BlockingClock};
 use postline_embedded::mail::{Mail, Priority};
-use postline_embedded::{Address, Config, Error};
+use postline_embedded::{Address, Config, Error, TlsFailure};
 
 #[cfg(not(test))]
 #[panic_handler]
@@ -118,9 +118,10 @@ pub enum postline_result {
     ErrAuth = 15,
     /// The server's replies made no sense.
     ErrProtocol = 16,
-    /// TLS failed (the handshake, the server's certificate), or TLS was set up with
-    /// [`postline_client_tls`] and the server does not offer STARTTLS: nothing was sent in
-    /// clear text.
+    /// TLS failed (the server's certificate was not accepted, the server broke the TLS
+    /// protocol), or TLS was set up with [`postline_client_tls`] and the server does not
+    /// offer STARTTLS. Nothing is ever sent in clear text instead. (The network failing under
+    /// TLS is `POSTLINE_RESULT_ERR_IO`, as without it.)
     ErrTls = 17,
 }
 
@@ -490,6 +491,8 @@ unsafe fn send_mail(
                 Error::Address(_) | Error::LineTooLong | Error::Incompatible(_) | Error::Use(_) => {
                     R::ErrArgument
                 }
+                // The network under TLS, as without it.
+                Error::Tls(TlsFailure::Stream | TlsFailure::Closed) => R::ErrIo,
                 Error::Tls(_) | Error::TlsUnavailable => R::ErrTls,
                 _ => R::ErrProtocol,
             }
