@@ -351,7 +351,7 @@ enum postline_result postline_send_mail(struct postline_client *client,
  * Turns on TLS for every later [`postline_send_mail`] of `client`, as `tls` says (borrowed,
  * with what it points to, for the client's life). `POSTLINE_RESULT_ERR_ARGUMENT` when an argument is
  * missing or makes no sense (an unknown mode, a server name that is not UTF-8, neither a
- * CA nor `insecure_no_verification`, a record buffer under 4,096 bytes, no `random`); the
+ * CA nor `insecure_no_verification`, a record buffer under 1,024 bytes, no `random`); the
  * client is then unchanged.
  *
  * # Safety

@@ -615,7 +615,7 @@ pub struct postline_tls {
 /// Turns on TLS for every later [`postline_send_mail`] of `client`, as `tls` says (borrowed,
 /// with what it points to, for the client's life). `POSTLINE_RESULT_ERR_ARGUMENT` when an argument is
 /// missing or makes no sense (an unknown mode, a server name that is not UTF-8, neither a
-/// CA nor `insecure_no_verification`, a record buffer under 4,096 bytes, no `random`); the
+/// CA nor `insecure_no_verification`, a record buffer under 1,024 bytes, no `random`); the
 /// client is then unchanged.
 ///
 /// # Safety
@@ -636,9 +636,9 @@ pub unsafe extern "C" fn postline_client_tls(
         && unsafe { text(t.server_name) }.is_some()
         && (verified || unverified)
         && !t.read_record.is_null()
-        && t.read_record_len >= 4096
+        && t.read_record_len >= postline_embedded::tls::MIN_RECORD_BUFFER
         && !t.write_record.is_null()
-        && t.write_record_len >= 4096
+        && t.write_record_len >= postline_embedded::tls::MIN_RECORD_BUFFER
         && t.random.is_some();
     if !ok {
         return postline_result::ErrArgument;
@@ -834,7 +834,7 @@ mod tests {
                 ..good
             },
             postline_tls {
-                read_record_len: 4095,
+                read_record_len: postline_embedded::tls::MIN_RECORD_BUFFER - 1,
                 ..good
             },
             postline_tls {

@@ -1,11 +1,14 @@
 //! The blocking twin: the same engine over a blocking `embedded-io` stream (a vendor stack's
 //! blocking socket, std's `TcpStream` through an adapter). The policy is the engine's, once;
-//! this loop only does the reads and writes it asks for, as the async one does, with no
-//! future on the stack (a device's stack is counted in bytes).
+//! this loop only does the reads and writes it asks for, as the async one does; without TLS,
+//! with no future on the stack (a device's stack is counted in bytes).
 //!
 //! A blocking read cannot be raced against a deadline, so give the socket a receive timeout
 //! (most stacks have one): a read that ends with `TimedOut` (or `Interrupted`) counts as
-//! "nothing yet", the driver looks at the clock, and gives up at the deadline.
+//! "nothing yet", the driver looks at the clock, and gives up at the deadline. The stream must
+//! say `ErrorKind::TimedOut` for it: std's `TcpStream` reports its read timeout as
+//! `WouldBlock`, which `embedded-io-adapters` turns into `ErrorKind::Other` (a failure), so
+//! wrap it and map that kind (as this crate's `tests/blocking.rs` does).
 //!
 //! With TLS (feature `tls`), the same: embedded-tls's async connection runs over the socket,
 //! a read that finds nothing yet is `Pending` rather than an error, and this loop polls
@@ -222,7 +225,7 @@ where
 {
     /// See [`Client::tls`](crate::Client::tls).
     pub fn tls(mut self, tls: crate::tls::Tls<'b>) -> Result<Self, Error<S::Error>> {
-        self.engine.use_tls(tls.mode)?;
+        self.engine.use_tls(&tls)?;
         self.tls = Some(tls);
         Ok(self)
     }

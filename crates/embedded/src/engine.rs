@@ -266,14 +266,22 @@ impl<'b> Engine<'b> {
         })
     }
 
-    /// TLS asked for, in `mode`, before connecting (after, the session is under way in clear
-    /// text). With implicit TLS the session knows from the start that the connection is
+    /// TLS asked for, in `mode`, once and before connecting (after, the session is under way
+    /// in clear text). With implicit TLS the session knows from the start that the connection is
     /// encrypted.
     #[cfg(feature = "tls")]
-    pub(crate) fn use_tls<E>(&mut self, mode: crate::tls::Mode) -> Result<(), Error<E>> {
-        if self.stage != Stage::Unconnected {
+    pub(crate) fn use_tls<E>(&mut self, tls: &crate::tls::Tls<'_>) -> Result<(), Error<E>> {
+        // Once: a second call would leave the session of the first (implicit TLS, "secure"
+        // from the start) under the mode of the second (STARTTLS never said).
+        if self.stage != Stage::Unconnected || self.tls.is_some() {
             return Err(Error::Use(UseError::NotReady));
         }
+        // Record buffers too small for embedded-tls to work with (it asserts on a tiny one).
+        let needed = crate::tls::MIN_RECORD_BUFFER;
+        if tls.read_record.len() < needed || tls.write_record.len() < needed {
+            return Err(Error::Use(UseError::BufferFull(BufferFull { needed })));
+        }
+        let mode = tls.mode;
         if mode == crate::tls::Mode::Implicit {
             let mut sc = SessionConfig::borrowing(Domain::new(self.config.hello)?);
             sc.pipelining = self.config.pipelining;
@@ -365,7 +373,9 @@ impl<'b> Engine<'b> {
         // TLS was asked for and is not in place (connect failed, or was not called): no
         // message goes in clear text.
         #[cfg(feature = "tls")]
-        if self.tls.is_some() && !self.session.is_tls() {
+        // The handshake done on this connection, not the session's word: with implicit TLS
+        // the session counts as secure from its start.
+        if self.tls.is_some() && !self.secured {
             return Err(Error::TlsUnavailable);
         }
         self.stage = Stage::Drain;
@@ -688,7 +698,7 @@ impl<'b> Engine<'b> {
     #[inline(never)]
     fn after_hello<E>(&mut self) -> Result<bool, Error<E>> {
         #[cfg(feature = "tls")]
-        if self.tls == Some(crate::tls::Mode::StartTls) && !self.session.is_tls() {
+        if self.tls == Some(crate::tls::Mode::StartTls) && !self.secured {
             self.stage = Stage::StartTls;
             if !self.session.capabilities().has(Extension::StartTls) {
                 return Err(Error::TlsUnavailable);

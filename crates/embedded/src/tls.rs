@@ -28,6 +28,12 @@ use crate::transport::{tls_failure, Transport};
 /// Room for the server's certificate while its signature is checked.
 const CERT_SIZE: usize = 4096;
 
+/// The smallest record buffer [`Tls`] takes: 1,024 bytes, room for a record's overhead and
+/// some data (embedded-tls asserts on less). 16,640 bytes hold any record a server may send;
+/// a smaller read buffer needs a server that sends smaller records (else a TLS failure), a
+/// smaller write buffer sends smaller records.
+pub const MIN_RECORD_BUFFER: usize = 1024;
+
 /// When TLS starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -133,8 +139,12 @@ impl CryptoProvider for Verifying<'_, '_> {
 impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
     /// Sets up TLS for [`Client::connect`]: STARTTLS after EHLO, or TLS from the first
     /// byte. With TLS in place, AUTH needs no `allow_plaintext_auth`.
+    ///
+    /// Once, before [`Client::connect`], with record buffers of at least
+    /// [`MIN_RECORD_BUFFER`] bytes: otherwise [`Error::Use`], and the client (taken by value)
+    /// is dropped with the error.
     pub fn tls(mut self, tls: Tls<'b>) -> Result<Self, Error<S::Error>> {
-        self.engine.use_tls(tls.mode)?;
+        self.engine.use_tls(&tls)?;
         self.tls = Some(tls);
         Ok(self)
     }

@@ -298,3 +298,92 @@ fn a_stream_taking_nothing_under_tls_times_out_rather_than_panics() {
     assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// TLS set up twice (implicit, then STARTTLS) is refused: the session of the first, secure
+/// from its start, under the mode of the second would have sent the password and the mail
+/// in clear text. Record buffers under `MIN_RECORD_BUFFER` are refused too. Nothing is sent.
+#[test]
+fn tls_is_set_up_once_with_buffers_that_fit() {
+    use postline_embedded::proto::session::UseError;
+    use postline_embedded::tls::MIN_RECORD_BUFFER;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    struct Recorder(Rc<RefCell<Vec<u8>>>);
+    impl embedded_io::ErrorType for Recorder {
+        type Error = embedded_io::ErrorKind;
+    }
+    impl embedded_io::Read for Recorder {
+        fn read(&mut self, _: &mut [u8]) -> Result<usize, Self::Error> {
+            Err(embedded_io::ErrorKind::TimedOut)
+        }
+    }
+    impl embedded_io::Write for Recorder {
+        fn write(&mut self, b: &[u8]) -> Result<usize, Self::Error> {
+            self.0.borrow_mut().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+    let ca = TestCa::with_server_names(&[NAME]);
+    let wire = Rc::new(RefCell::new(Vec::new()));
+    let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+    let (mut r1, mut w1) = (vec![0u8; 16_640], vec![0u8; 16_640]);
+    let (mut r2, mut w2) = (vec![0u8; 16_640], vec![0u8; 16_640]);
+    let (mut rng1, mut rng2, mut rng3) = (OsRng, OsRng, OsRng);
+    let twice = BlockingClient::new(
+        Recorder(wire.clone()),
+        StdClock(Instant::now()),
+        Config::new("device.example").credentials(USER, PASSWORD),
+        &mut out,
+        &mut input,
+    )
+    .unwrap()
+    .tls(Tls {
+        mode: Mode::Implicit,
+        server_name: NAME,
+        verify: Verify::Ca(&ca.ca_der),
+        read_record: &mut r1,
+        write_record: &mut w1,
+        rng: &mut rng1,
+    })
+    .unwrap()
+    .tls(Tls {
+        mode: Mode::StartTls,
+        server_name: NAME,
+        verify: Verify::Ca(&ca.ca_der),
+        read_record: &mut r2,
+        write_record: &mut w2,
+        rng: &mut rng2,
+    });
+    assert!(
+        matches!(twice, Err(Error::Use(UseError::NotReady))),
+        "{:?}",
+        twice.err()
+    );
+    let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+    let (mut small, mut w) = (vec![0u8; MIN_RECORD_BUFFER - 1], vec![0u8; 16_640]);
+    let small = BlockingClient::new(
+        Recorder(wire.clone()),
+        StdClock(Instant::now()),
+        Config::new("device.example"),
+        &mut out,
+        &mut input,
+    )
+    .unwrap()
+    .tls(Tls {
+        mode: Mode::StartTls,
+        server_name: NAME,
+        verify: Verify::Ca(&ca.ca_der),
+        read_record: &mut small,
+        write_record: &mut w,
+        rng: &mut rng3,
+    });
+    assert!(
+        matches!(small, Err(Error::Use(UseError::BufferFull(_)))),
+        "{:?}",
+        small.err()
+    );
+    assert!(wire.borrow().is_empty());
+}
