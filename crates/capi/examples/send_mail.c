@@ -89,18 +89,21 @@ static int64_t unix_time(void *ctx) {
 }
 
 #ifdef POSTLINE_TLS
-static void random_bytes(void *ctx, uint8_t *buf, size_t len) {
+/* The kernel's CSPRNG; nonzero when it fails (the mail then ends with ERR_TLS, nothing sent
+ * under TLS). POSTLINE_RANDOM_FAIL=1 makes it fail, for the tests. */
+static int32_t random_bytes(void *ctx, uint8_t *buf, size_t len) {
     (void)ctx;
+    if (getenv("POSTLINE_RANDOM_FAIL") != NULL) return -1;
     while (len > 0) {
         ssize_t n = getrandom(buf, len, 0);
         if (n < 0) {
             if (errno == EINTR) continue;
-            /* No randomness, no TLS: never go on with predictable keys. */
-            abort();
+            return -1;
         }
         buf += n;
         len -= (size_t)n;
     }
+    return 0;
 }
 
 /* TLS as the environment says; 0 when not asked for or set up, 1 on a mistake. */
@@ -110,10 +113,19 @@ static postline_tls tls;
 static int set_up_tls(postline_client *client) {
     const char *mode = getenv("POSTLINE_TLS");
     if (mode == NULL) return 0;
-    FILE *f = fopen(getenv("POSTLINE_CA") ? getenv("POSTLINE_CA") : "", "rb");
-    if (f == NULL) return 1;
+    const char *path = getenv("POSTLINE_CA");
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    if (f == NULL) {
+        fprintf(stderr, "POSTLINE_CA: cannot read the CA (DER) file\n");
+        return 1;
+    }
     size_t ca_len = fread(ca_der, 1, sizeof ca_der, f);
+    int bad = ferror(f) || ca_len == 0 || (!feof(f) && fgetc(f) != EOF);
     fclose(f);
+    if (bad) {
+        fprintf(stderr, "POSTLINE_CA: empty, unreadable or over %zu bytes\n", sizeof ca_der);
+        return 1;
+    }
     tls.mode = strcmp(mode, "implicit") == 0 ? POSTLINE_TLS_IMPLICIT : POSTLINE_TLS_STARTTLS;
     tls.server_name = getenv("POSTLINE_SERVER_NAME");
     tls.ca_der = ca_der;
@@ -123,7 +135,11 @@ static int set_up_tls(postline_client *client) {
     tls.write_record = write_record;
     tls.write_record_len = sizeof write_record;
     tls.random = random_bytes;
-    return postline_client_tls(client, &tls) == POSTLINE_RESULT_OK ? 0 : 1;
+    if (postline_client_tls(client, &tls) != POSTLINE_RESULT_OK) {
+        fprintf(stderr, "postline_client_tls refused the settings\n");
+        return 1;
+    }
+    return 0;
 }
 #endif
 
@@ -170,14 +186,17 @@ int main(int argc, char **argv) {
     postline_config config = {"device.example", getenv("POSTLINE_USER"),
                               getenv("POSTLINE_PASSWORD"), plaintext_auth, 10000};
     postline_client *client =
-        postline_client_create(&client_memory, postline_client_size(), &config, &io);
+        postline_client_create(&client_memory, sizeof client_memory, &config, &io);
     if (!client) {
         fprintf(stderr, "postline_client_create failed\n");
         return 70;
     }
 #ifdef POSTLINE_TLS
-    if (set_up_tls(client) != 0) {
-        fprintf(stderr, "postline_client_tls failed\n");
+    if (set_up_tls(client) != 0) return 70;
+#else
+    /* TLS asked for and not built in: never send in clear text instead. */
+    if (getenv("POSTLINE_TLS") != NULL) {
+        fprintf(stderr, "POSTLINE_TLS is set, but this program was built without TLS\n");
         return 70;
     }
 #endif

@@ -83,13 +83,16 @@ pub struct postline_config {
     pub user: *const c_char,
     /// Its password.
     pub password: *const c_char,
-    /// Nonzero: AUTH may go over this connection without TLS (it has none here).
+    /// Nonzero: AUTH may go over a connection without TLS (with [`postline_client_tls`] it
+    /// goes over TLS and needs no allowance).
     pub allow_plaintext_auth: u8,
     /// Caps every wait in milliseconds; 0 keeps the RFC 5321 timers (minutes).
     pub timeout_ms: u32,
 }
 
-/// How a mail went.
+/// How a mail went. Worth trying again later: `DEFERRED`, `IN_DOUBT` (it may arrive twice),
+/// `ERR_IO`, `ERR_TIMEOUT`, `ERR_PROTOCOL`, and `ERR_REJECTED` or `ERR_AUTH` when the status
+/// code is 4xx; the others need a change first (the mail, the settings, the server's).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum postline_result {
@@ -119,9 +122,11 @@ pub enum postline_result {
     /// The server's replies made no sense.
     ErrProtocol = 16,
     /// TLS failed (the server's certificate was not accepted, the server broke the TLS
-    /// protocol), or TLS was set up with [`postline_client_tls`] and the server does not
-    /// offer STARTTLS. Nothing is ever sent in clear text instead. (The network failing under
-    /// TLS is `POSTLINE_RESULT_ERR_IO`, as without it.)
+    /// protocol, the `random` callback failed), or TLS was set up with
+    /// [`postline_client_tls`] and the server does not offer STARTTLS or refuses it with a
+    /// 5xx (a 454 is `DEFERRED`). Only EHLO and STARTTLS are ever sent in clear text. (The
+    /// network failing under TLS is `POSTLINE_RESULT_ERR_IO`, a handshake too slow
+    /// `POSTLINE_RESULT_ERR_TIMEOUT`, as without TLS.)
     ErrTls = 17,
 }
 
@@ -155,9 +160,9 @@ pub struct postline_client {
     input: [u8; POSTLINE_IN_BUFFER],
     /// Mails composed by this client so far: part of each Message-ID.
     composed: u32,
-    /// TLS for every connection (set by `postline_client_tls`, with the `tls` feature), or
-    /// NULL.
-    tls: *const postline_tls,
+    /// TLS for every connection, a copy of what `postline_client_tls` was given (a build
+    /// with the `tls` feature); `mode` 0: none. In every build, so the layout is the same.
+    tls: postline_tls,
 }
 
 /// Bytes (and alignment: 8) the memory block given to [`postline_client_create`] needs.
@@ -203,7 +208,7 @@ pub unsafe extern "C" fn postline_client_create(
             out: [0; POSTLINE_OUT_BUFFER],
             input: [0; POSTLINE_IN_BUFFER],
             composed: 0,
-            tls: core::ptr::null(),
+            tls: NO_TLS,
         });
     }
     ptr
@@ -227,7 +232,8 @@ pub unsafe extern "C" fn postline_client_delete(client: *mut postline_client) {
 /// number is normal.
 ///
 /// One call at a time per client: not from two threads at once, nor from inside one of its
-/// callbacks (the client's buffers are in use). Separate clients share nothing.
+/// callbacks (the client's buffers are in use). Separate clients share nothing (give each
+/// its own TLS record buffers).
 ///
 /// # Safety
 /// `client` came from [`postline_client_create`]; `from`, `subject` and each of the
@@ -418,19 +424,39 @@ unsafe fn send_mail(
     // Used where it was made (a reference into the result): the client is not moved, so
     // its bytes are on the stack once.
     #[cfg(not(feature = "tls"))]
-    let mut made = BlockingClient::new(Socket(io), Clock(io), config, &mut c.out, &mut c.input);
+    let mut made = BlockingClient::new(Socket { io }, Clock(io), config, &mut c.out, &mut c.input);
     #[cfg(feature = "tls")]
-    let t = unsafe { c.tls.as_ref() };
+    let failed = core::cell::Cell::new(false);
     #[cfg(feature = "tls")]
-    let mut random = tls::Random(io.ctx, t.and_then(|t| t.random));
+    let t = (c.tls.mode != 0).then_some(&c.tls);
+    #[cfg(feature = "tls")]
+    let mut random = tls::Random {
+        ctx: io.ctx,
+        random: c.tls.random,
+        failed: &failed,
+    };
+    #[cfg(feature = "tls")]
+    if t.is_some() && !random.works() {
+        if let Some(close) = io.close {
+            unsafe { close(io.ctx) };
+        }
+        return R::ErrTls;
+    }
+    #[cfg(feature = "tls")]
+    let socket = Socket {
+        io,
+        failed: &failed,
+    };
     #[cfg(feature = "tls")]
     let mut made = match (
-        BlockingClient::new(Socket(io), Clock(io), config, &mut c.out, &mut c.input),
+        BlockingClient::new(socket, Clock(io), config, &mut c.out, &mut c.input),
         t,
     ) {
         (Ok(client), Some(t)) => unsafe { tls::set_up(client, t, &mut random) },
         (made, _) => made,
     };
+    // The deciding reply's code, for a refusal of STARTTLS (a 454 is for now).
+    let mut last_code = 0;
     let result = match &mut made {
         Ok(client) => {
             let result = match client.connect() {
@@ -440,8 +466,11 @@ unsafe fn send_mail(
             // The mail's fate is known; QUIT (bounded) ends a session still open, and its
             // failure changes nothing about the mail.
             // The deciding reply's text, before QUIT's call clears it.
-            if let (Some(r), Some(st)) = (client.last_reply(), st) {
-                fill(st, r.code(), r.text());
+            if let Some(r) = client.last_reply() {
+                last_code = r.code();
+                if let Some(st) = st {
+                    fill(st, r.code(), r.text());
+                }
             }
             if result
                 .as_ref()
@@ -460,6 +489,11 @@ unsafe fn send_mail(
         for (i, code) in rcpt_codes.iter().take(to_count).enumerate() {
             unsafe { codes.add(i).write(*code) };
         }
+    }
+    // The randomness for TLS failed: whatever the error says, nothing went out under TLS.
+    #[cfg(feature = "tls")]
+    if failed.get() {
+        return R::ErrTls;
     }
     match result {
         Ok(status) => {
@@ -493,6 +527,8 @@ unsafe fn send_mail(
                 }
                 // The network under TLS, as without it.
                 Error::Tls(TlsFailure::Stream | TlsFailure::Closed) => R::ErrIo,
+                // STARTTLS refused for now (454): try later, as any 4xx.
+                Error::TlsUnavailable if last_code / 100 == 4 => R::Deferred,
                 Error::Tls(_) | Error::TlsUnavailable => R::ErrTls,
                 _ => R::ErrProtocol,
             }
@@ -529,7 +565,13 @@ impl embedded_io::Error for IoError {
     }
 }
 
-struct Socket<'a>(&'a postline_io);
+/// The caller's socket through the callbacks.
+struct Socket<'a> {
+    io: &'a postline_io,
+    /// Set when the randomness for TLS failed: nothing more is written.
+    #[cfg(feature = "tls")]
+    failed: &'a core::cell::Cell<bool>,
+}
 
 impl embedded_io::ErrorType for Socket<'_> {
     type Error = IoError;
@@ -537,8 +579,8 @@ impl embedded_io::ErrorType for Socket<'_> {
 
 impl embedded_io::Read for Socket<'_> {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, IoError> {
-        let recv = self.0.recv.expect("checked at create");
-        match unsafe { recv(self.0.ctx, buf.as_mut_ptr(), buf.len()) } {
+        let recv = self.io.recv.expect("checked at create");
+        match unsafe { recv(self.io.ctx, buf.as_mut_ptr(), buf.len()) } {
             n if n >= 0 => Ok((n as usize).min(buf.len())),
             e => Err(IoError(e)),
         }
@@ -547,8 +589,12 @@ impl embedded_io::Read for Socket<'_> {
 
 impl embedded_io::Write for Socket<'_> {
     fn write(&mut self, buf: &[u8]) -> Result<usize, IoError> {
-        let send = self.0.send.expect("checked at create");
-        match unsafe { send(self.0.ctx, buf.as_ptr(), buf.len()) } {
+        #[cfg(feature = "tls")]
+        if self.failed.get() {
+            return Err(IoError(-1));
+        }
+        let send = self.io.send.expect("checked at create");
+        match unsafe { send(self.io.ctx, buf.as_ptr(), buf.len()) } {
             n if n > 0 => Ok((n as usize).min(buf.len())),
             0 => Err(IoError(0)),
             e => Err(IoError(e)),
@@ -580,8 +626,11 @@ pub const POSTLINE_TLS_STARTTLS: u8 = 1;
 pub const POSTLINE_TLS_IMPLICIT: u8 = 2;
 
 /// TLS for a client's connections (a build with the `tls` feature): TLS 1.3 through
-/// embedded-tls, AES-128-GCM, a P-256 key share. Everything it points to is yours and must
-/// stay valid, and unused by anything else, for the client's life.
+/// embedded-tls, AES-128-GCM, a P-256 key share. [`postline_client_tls`] copies it; the
+/// memory it points to (the name, the CA, the record buffers) is yours and must stay valid,
+/// and unused by anything else (another client included), for the client's life. A mail
+/// over TLS takes far more stack than one without: about 70 KB on x86_64 (the handshake's
+/// signature checks), against 2.5 KB.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct postline_tls {
@@ -606,21 +655,37 @@ pub struct postline_tls {
     pub write_record: *mut u8,
     /// Its length.
     pub write_record_len: usize,
-    /// Fills `len` bytes at `buf` from a hardware RNG or a seeded CSPRNG (the key share and
-    /// nonces); gets the `ctx` of [`postline_io`]. It cannot fail: a device without
-    /// randomness cannot do TLS.
-    pub random: Option<unsafe extern "C" fn(ctx: *mut c_void, buf: *mut u8, len: usize)>,
+    /// Fills `len` bytes at `buf` from a hardware RNG or a seeded CSPRNG (the handshake's
+    /// key share and random); gets the `ctx` of [`postline_io`]; returns 0, or nonzero when
+    /// it could not. Then, or when its output repeats one byte, the mail ends with
+    /// `POSTLINE_RESULT_ERR_TLS` before anything is sent under TLS.
+    pub random: Option<unsafe extern "C" fn(ctx: *mut c_void, buf: *mut u8, len: usize) -> i32>,
 }
 
-/// Turns on TLS for every later [`postline_send_mail`] of `client`, as `tls` says (borrowed,
-/// with what it points to, for the client's life). `POSTLINE_RESULT_ERR_ARGUMENT` when an argument is
-/// missing or makes no sense (an unknown mode, a server name that is not UTF-8, neither a
-/// CA nor `insecure_no_verification`, a record buffer under 1,024 bytes, no `random`); the
-/// client is then unchanged.
+/// No TLS: the client's setting until [`postline_client_tls`].
+const NO_TLS: postline_tls = postline_tls {
+    mode: 0,
+    server_name: core::ptr::null(),
+    ca_der: core::ptr::null(),
+    ca_der_len: 0,
+    insecure_no_verification: 0,
+    read_record: core::ptr::null_mut(),
+    read_record_len: 0,
+    write_record: core::ptr::null_mut(),
+    write_record_len: 0,
+    random: None,
+};
+
+/// Turns on TLS for every later [`postline_send_mail`] of `client`, as `tls` says (copied;
+/// what it points to is borrowed for the client's life). `POSTLINE_RESULT_ERR_ARGUMENT`
+/// when an argument is missing or makes no sense (an unknown mode, a server name that is not
+/// UTF-8, neither a CA nor `insecure_no_verification`, a record buffer under 1,024 bytes,
+/// buffers that overlap each other, the CA or the client, no `random`); the client is then
+/// unchanged.
 ///
 /// # Safety
-/// `client` came from [`postline_client_create`]; `tls`, and what it points to, stay valid
-/// and unused by anything else while the client is.
+/// `client` came from [`postline_client_create`]; `tls` is valid; what it points to stays
+/// valid and unused by anything else while the client is.
 #[cfg(feature = "tls")]
 #[no_mangle]
 pub unsafe extern "C" fn postline_client_tls(
@@ -632,6 +697,15 @@ pub unsafe extern "C" fn postline_client_tls(
     };
     let verified = !t.ca_der.is_null() && t.ca_der_len > 0;
     let unverified = t.ca_der.is_null() && t.insecure_no_verification != 0;
+    // Memory the library writes (the record buffers) may not overlap what else it reads or
+    // writes: each other, the CA, the client itself.
+    let read = (t.read_record as usize, t.read_record_len);
+    let write = (t.write_record as usize, t.write_record_len);
+    let ca = (t.ca_der as usize, t.ca_der_len);
+    let own = (client as usize, postline_client_size());
+    let apart = |(a, a_len): (usize, usize), (b, b_len): (usize, usize)| {
+        a.saturating_add(a_len) <= b || b.saturating_add(b_len) <= a
+    };
     let ok = matches!(t.mode, POSTLINE_TLS_STARTTLS | POSTLINE_TLS_IMPLICIT)
         && unsafe { text(t.server_name) }.is_some()
         && (verified || unverified)
@@ -639,16 +713,22 @@ pub unsafe extern "C" fn postline_client_tls(
         && t.read_record_len >= postline_embedded::tls::MIN_RECORD_BUFFER
         && !t.write_record.is_null()
         && t.write_record_len >= postline_embedded::tls::MIN_RECORD_BUFFER
+        && apart(read, write)
+        && apart(read, ca)
+        && apart(write, ca)
+        && apart(read, own)
+        && apart(write, own)
         && t.random.is_some();
     if !ok {
         return postline_result::ErrArgument;
     }
-    c.tls = t;
+    c.tls = *t;
     postline_result::Ok
 }
 
 #[cfg(feature = "tls")]
 mod tls {
+    use core::cell::Cell;
     use core::ffi::c_void;
 
     use postline_embedded::blocking::BlockingClient;
@@ -657,13 +737,26 @@ mod tls {
 
     use super::{postline_tls, text, Clock, IoError, Socket, POSTLINE_TLS_IMPLICIT};
 
-    /// The caller's randomness as embedded-tls wants it.
-    pub(super) struct Random(
-        pub(super) *mut c_void,
-        pub(super) Option<unsafe extern "C" fn(*mut c_void, *mut u8, usize)>,
-    );
+    /// The caller's randomness as embedded-tls wants it (which cannot be told of a failure).
+    /// When the callback fails, `failed` is set, and the socket refuses every write: the
+    /// randomness is drawn for the ClientHello, before the first byte under TLS.
+    pub(super) struct Random<'a> {
+        pub(super) ctx: *mut c_void,
+        pub(super) random: Option<unsafe extern "C" fn(*mut c_void, *mut u8, usize) -> i32>,
+        pub(super) failed: &'a Cell<bool>,
+    }
 
-    impl rand_core::RngCore for Random {
+    impl Random<'_> {
+        /// Draws 32 bytes: false when the callback fails or repeats one byte (a stuck
+        /// generator), before anything is connected.
+        pub(super) fn works(&mut self) -> bool {
+            let mut b = [0u8; 32];
+            rand_core::RngCore::fill_bytes(self, &mut b);
+            !self.failed.get() && b.iter().any(|&x| x != b[0])
+        }
+    }
+
+    impl rand_core::RngCore for Random<'_> {
         fn next_u32(&mut self) -> u32 {
             let mut b = [0; 4];
             self.fill_bytes(&mut b);
@@ -675,8 +768,19 @@ mod tls {
             u64::from_le_bytes(b)
         }
         fn fill_bytes(&mut self, dest: &mut [u8]) {
-            let random = self.1.expect("checked by postline_client_tls");
-            unsafe { random(self.0, dest.as_mut_ptr(), dest.len()) };
+            let ok = match self.random {
+                Some(random) => {
+                    let r = unsafe { random(self.ctx, dest.as_mut_ptr(), dest.len()) };
+                    r == 0
+                }
+                None => false,
+            };
+            if !ok {
+                // Never sent (the socket refuses from now on); any value that is not zero
+                // keeps the key generation from looping.
+                self.failed.set(true);
+                dest.fill(0x5a);
+            }
         }
         fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
             self.fill_bytes(dest);
@@ -684,7 +788,7 @@ mod tls {
         }
     }
 
-    impl rand_core::CryptoRng for Random {}
+    impl rand_core::CryptoRng for Random<'_> {}
 
     /// `client` with TLS as `t` says (checked by `postline_client_tls`).
     ///
@@ -693,15 +797,19 @@ mod tls {
     pub(super) unsafe fn set_up<'a>(
         client: BlockingClient<'a, Socket<'a>, Clock<'a>>,
         t: &postline_tls,
-        random: &'a mut Random,
+        random: &'a mut Random<'a>,
     ) -> Result<BlockingClient<'a, Socket<'a>, Clock<'a>>, Error<IoError>> {
         let server_name = unsafe { text(t.server_name) }.ok_or(Error::Use(
             postline_embedded::proto::session::UseError::NotReady,
         ))?;
-        let verify = if t.ca_der.is_null() {
+        // Unverified only when spelled out (and no CA given): checked when the settings were
+        // taken, and asked again here.
+        let verify = if t.ca_der.is_null() && t.insecure_no_verification != 0 {
             Verify::InsecureNoVerification
-        } else {
+        } else if !t.ca_der.is_null() && t.ca_der_len > 0 {
             Verify::Ca(unsafe { core::slice::from_raw_parts(t.ca_der, t.ca_der_len) })
+        } else {
+            return Err(Error::Tls(postline_embedded::TlsFailure::Certificate));
         };
         client.tls(Tls {
             mode: if t.mode == POSTLINE_TLS_IMPLICIT {
@@ -772,7 +880,9 @@ mod tests {
         unsafe extern "C" fn now(_: *mut c_void) -> u64 {
             0
         }
-        unsafe extern "C" fn random(_: *mut c_void, _: *mut u8, _: usize) {}
+        unsafe extern "C" fn random(_: *mut c_void, _: *mut u8, _: usize) -> i32 {
+            0
+        }
         let config = postline_config {
             hello: c"device.example".as_ptr(),
             user: core::ptr::null(),
@@ -845,13 +955,26 @@ mod tests {
                 random: None,
                 ..good
             },
+            // Overlapping: the two record buffers, a record buffer and the CA, the client.
+            postline_tls {
+                write_record: read.as_mut_ptr(),
+                ..good
+            },
+            postline_tls {
+                ca_der: read.as_ptr().wrapping_add(100),
+                ..good
+            },
+            postline_tls {
+                read_record: client.cast(),
+                ..good
+            },
         ];
         for t in &bad {
             assert_eq!(
                 unsafe { postline_client_tls(client, t) },
                 postline_result::ErrArgument
             );
-            assert!(unsafe { (*client).tls.is_null() });
+            assert_eq!(unsafe { (*client).tls.mode }, 0);
         }
         assert_eq!(
             unsafe { postline_client_tls(core::ptr::null_mut(), &good) },
@@ -868,7 +991,11 @@ mod tests {
                 unsafe { postline_client_tls(client, t) },
                 postline_result::Ok
             );
-            assert_eq!(unsafe { (*client).tls }, t as *const postline_tls);
+            // A copy: what the caller does with its struct afterwards changes nothing.
+            let kept = unsafe { (*client).tls };
+            assert_eq!(kept.mode, t.mode);
+            assert_eq!(kept.ca_der, t.ca_der);
+            assert_eq!(kept.insecure_no_verification, t.insecure_no_verification);
         }
         unsafe { postline_client_delete(client) };
     }

@@ -891,7 +891,11 @@ fn meaning<E>(
         #[cfg(feature = "tls")]
         Event::StartTls => Step::StartTls,
         #[cfg(feature = "tls")]
-        Event::StartTlsRefused(_) => Step::StartTlsRefused,
+        Event::StartTlsRefused(r) => {
+            // Its code tells a 454 (try later) from a refusal.
+            keep(&r);
+            Step::StartTlsRefused
+        }
         Event::Rejected(r) => return Err(Error::Rejected(keep(&r))),
         Event::ServiceClosing(r) => return Err(Error::ServiceClosing(keep(&r))),
         Event::AuthChallenge(challenge) => {

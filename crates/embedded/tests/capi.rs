@@ -229,9 +229,12 @@ fn a_c_program_sends_over_tls() {
     std::fs::write(&ca_file, &ca.ca_der).unwrap();
     let other_file = dir.join("other.der");
     std::fs::write(&other_file, &TestCa::other().ca_der).unwrap();
-    let send = |port: u16, mode: &str, ca: &Path| {
-        Command::new(&exe)
-            .args(["127.0.0.1", &port.to_string(), "sensor@plant.example"])
+    let send_with = |port: u16, mode: &str, ca: &Path, random_fails: bool| {
+        let mut cmd = Command::new(&exe);
+        if random_fails {
+            cmd.env("POSTLINE_RANDOM_FAIL", "1");
+        }
+        cmd.args(["127.0.0.1", &port.to_string(), "sensor@plant.example"])
             .args(["ops@plant.example", "nobody@plant.example"])
             .env("POSTLINE_USER", "device")
             .env("POSTLINE_PASSWORD", "c-secret")
@@ -241,6 +244,7 @@ fn a_c_program_sends_over_tls() {
             .output()
             .unwrap()
     };
+    let send = |port: u16, mode: &str, ca: &Path| send_with(port, mode, ca, false);
     let starttls = Aiosmtpd::builder()
         .starttls_with(&ca)
         .auth("device", "c-secret")
@@ -272,5 +276,16 @@ fn a_c_program_sends_over_tls() {
     assert!(!out.status.success());
     assert!(stdout.starts_with("result 17 "), "{stdout}");
     assert_eq!(starttls.messages().len(), 1);
+    // The randomness failing: ERR_TLS, nothing under TLS (no ClientHello, no login).
+    let out = send_with(implicit.port(), "implicit", &ca_file, true);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("result 17 "), "{stdout}");
+    assert_eq!(implicit.messages().len(), 1);
+    // A server without STARTTLS: ERR_TLS, and neither the password nor the mail goes.
+    let clear = Aiosmtpd::builder().auth("device", "c-secret").start();
+    let out = send(clear.port(), "starttls", &ca_file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("result 17 "), "{stdout}");
+    assert!(clear.messages().is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
