@@ -8,10 +8,18 @@ fn main() {
     println!("cargo:rerun-if-changed=cbindgen.toml");
     let config =
         cbindgen::Config::from_file(format!("{crate_dir}/cbindgen.toml")).expect("cbindgen.toml");
+    let mut header = Vec::new();
     cbindgen::Builder::new()
         .with_crate(&crate_dir)
         .with_config(config)
         .generate()
         .expect("the C header")
-        .write_to_file(format!("{out}/postline.h"));
+        .write(&mut header);
+    // cbindgen puts a conditional field's semicolon after its `#endif`, which leaves an
+    // empty declaration in the struct when the condition is false (an error under
+    // -pedantic): the semicolon goes inside.
+    let header = String::from_utf8(header)
+        .expect("UTF-8")
+        .replace("\n#endif\n  ;\n", ";\n#endif\n");
+    std::fs::write(format!("{out}/postline.h"), header).expect("writing the C header");
 }

@@ -202,6 +202,7 @@ typedef struct postline_io {
   int64_t (*unix_time)(void *ctx);
 } postline_io;
 
+#if defined(POSTLINE_TLS)
 /**
  * TLS for a client's connections (a build with the `tls` feature): TLS 1.3 through
  * embedded-tls, AES-128-GCM, a P-256 key share. [`postline_client_tls`] copies it; the
@@ -258,6 +259,7 @@ typedef struct postline_tls {
    */
   int32_t (*random)(void *ctx, uint8_t *buf, size_t len);
 } postline_tls;
+#endif
 
 /**
  * The client in your memory: settings, callbacks and the two buffers. The session itself
@@ -272,11 +274,15 @@ typedef struct postline_client {
    * Mails composed by this client so far: part of each Message-ID.
    */
   uint32_t composed;
+#if defined(POSTLINE_TLS)
   /**
-   * TLS for every connection, a copy of what `postline_client_tls` was given (a build
-   * with the `tls` feature); `mode` 0: none. In every build, so the layout is the same.
+   * TLS for every connection, a copy of what `postline_client_tls` was given; `mode` 0:
+   * none. Only in a build with the `tls` feature (compile C with `POSTLINE_TLS` defined
+   * for it): a device without TLS does not carry it. A C program compiled for the other
+   * layout gets NULL from `postline_client_create`, given `sizeof` its memory.
    */
   struct postline_tls tls;
+#endif
 } postline_client;
 
 /**

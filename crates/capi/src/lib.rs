@@ -160,8 +160,11 @@ pub struct postline_client {
     input: [u8; POSTLINE_IN_BUFFER],
     /// Mails composed by this client so far: part of each Message-ID.
     composed: u32,
-    /// TLS for every connection, a copy of what `postline_client_tls` was given (a build
-    /// with the `tls` feature); `mode` 0: none. In every build, so the layout is the same.
+    /// TLS for every connection, a copy of what `postline_client_tls` was given; `mode` 0:
+    /// none. Only in a build with the `tls` feature (compile C with `POSTLINE_TLS` defined
+    /// for it): a device without TLS does not carry it. A C program compiled for the other
+    /// layout gets NULL from `postline_client_create`, given `sizeof` its memory.
+    #[cfg(feature = "tls")]
     tls: postline_tls,
 }
 
@@ -208,6 +211,7 @@ pub unsafe extern "C" fn postline_client_create(
             out: [0; POSTLINE_OUT_BUFFER],
             input: [0; POSTLINE_IN_BUFFER],
             composed: 0,
+            #[cfg(feature = "tls")]
             tls: NO_TLS,
         });
     }
@@ -631,6 +635,7 @@ pub const POSTLINE_TLS_IMPLICIT: u8 = 2;
 /// and unused by anything else (another client included), for the client's life. A mail
 /// over TLS takes far more stack than one without: about 70 KB on x86_64 (the handshake's
 /// signature checks), against 2.5 KB.
+#[cfg(feature = "tls")]
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct postline_tls {
@@ -663,6 +668,7 @@ pub struct postline_tls {
 }
 
 /// No TLS: the client's setting until [`postline_client_tls`].
+#[cfg(feature = "tls")]
 const NO_TLS: postline_tls = postline_tls {
     mode: 0,
     server_name: core::ptr::null(),

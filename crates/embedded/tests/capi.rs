@@ -75,6 +75,7 @@ fn build_once(tls: bool) -> PathBuf {
             "-O1",
             "-Wall",
             "-Wextra",
+            "-Wpedantic",
             "-Werror",
         ])
         .args(if tls { &["-DPOSTLINE_TLS"][..] } else { &[] })
