@@ -21,5 +21,9 @@ fn main() {
     let header = String::from_utf8(header)
         .expect("UTF-8")
         .replace("\n#endif\n  ;\n", ";\n#endif\n");
+    assert!(
+        !header.contains("#endif\n  ;"),
+        "cbindgen's output changed: a conditional field's semicolon is still after #endif"
+    );
     std::fs::write(format!("{out}/postline.h"), header).expect("writing the C header");
 }

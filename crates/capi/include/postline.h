@@ -254,8 +254,9 @@ typedef struct postline_tls {
   /**
    * Fills `len` bytes at `buf` from a hardware RNG or a seeded CSPRNG (the handshake's
    * key share and random); gets the `ctx` of [`postline_io`]; returns 0, or nonzero when
-   * it could not. Then, or when its output repeats one byte, the mail ends with
-   * `POSTLINE_RESULT_ERR_TLS` before anything is sent under TLS.
+   * it could not (never a filler instead: output that repeats is caught only in the 32
+   * bytes drawn before connecting). Then, or when those repeat one byte, the mail ends
+   * with `POSTLINE_RESULT_ERR_TLS` before anything is sent under TLS.
    */
   int32_t (*random)(void *ctx, uint8_t *buf, size_t len);
 } postline_tls;
@@ -314,7 +315,9 @@ size_t postline_client_size(void);
 
 /**
  * Makes a client in `mem` (at least [`postline_client_size`] bytes, 8-byte aligned). NULL
- * when an argument is missing or the block is too small or misaligned.
+ * when an argument is missing or the block is too small or misaligned. Give `mem_len` as
+ * `sizeof` your block: a program compiled with another `POSTLINE_TLS` setting than the
+ * library's sees another `postline_client`, and that is how it is caught.
  *
  * # Safety
  * `mem` must be writable for `mem_len` bytes and stay valid until

@@ -175,7 +175,9 @@ pub extern "C" fn postline_client_size() -> usize {
 }
 
 /// Makes a client in `mem` (at least [`postline_client_size`] bytes, 8-byte aligned). NULL
-/// when an argument is missing or the block is too small or misaligned.
+/// when an argument is missing or the block is too small or misaligned. Give `mem_len` as
+/// `sizeof` your block: a program compiled with another `POSTLINE_TLS` setting than the
+/// library's sees another `postline_client`, and that is how it is caught.
 ///
 /// # Safety
 /// `mem` must be writable for `mem_len` bytes and stay valid until
@@ -408,6 +410,21 @@ unsafe fn send_mail(
     config = config.messages_composed(c.composed.wrapping_sub(1));
     // The callbacks are used where they are, in the client's memory, not copied.
     let io = &c.io;
+    #[cfg(feature = "tls")]
+    let failed = core::cell::Cell::new(false);
+    #[cfg(feature = "tls")]
+    let t = (c.tls.mode != 0).then_some(&c.tls);
+    #[cfg(feature = "tls")]
+    let mut random = tls::Random {
+        ctx: io.ctx,
+        random: c.tls.random,
+        failed: &failed,
+    };
+    // A generator that fails or is stuck: no TLS, so nothing is connected.
+    #[cfg(feature = "tls")]
+    if t.is_some() && !random.works() {
+        return R::ErrTls;
+    }
     let connect = io.connect.expect("checked at create");
     if unsafe { connect(io.ctx) } != 0 {
         return R::ErrConnect;
@@ -429,23 +446,6 @@ unsafe fn send_mail(
     // its bytes are on the stack once.
     #[cfg(not(feature = "tls"))]
     let mut made = BlockingClient::new(Socket { io }, Clock(io), config, &mut c.out, &mut c.input);
-    #[cfg(feature = "tls")]
-    let failed = core::cell::Cell::new(false);
-    #[cfg(feature = "tls")]
-    let t = (c.tls.mode != 0).then_some(&c.tls);
-    #[cfg(feature = "tls")]
-    let mut random = tls::Random {
-        ctx: io.ctx,
-        random: c.tls.random,
-        failed: &failed,
-    };
-    #[cfg(feature = "tls")]
-    if t.is_some() && !random.works() {
-        if let Some(close) = io.close {
-            unsafe { close(io.ctx) };
-        }
-        return R::ErrTls;
-    }
     #[cfg(feature = "tls")]
     let socket = Socket {
         io,
@@ -662,8 +662,9 @@ pub struct postline_tls {
     pub write_record_len: usize,
     /// Fills `len` bytes at `buf` from a hardware RNG or a seeded CSPRNG (the handshake's
     /// key share and random); gets the `ctx` of [`postline_io`]; returns 0, or nonzero when
-    /// it could not. Then, or when its output repeats one byte, the mail ends with
-    /// `POSTLINE_RESULT_ERR_TLS` before anything is sent under TLS.
+    /// it could not (never a filler instead: output that repeats is caught only in the 32
+    /// bytes drawn before connecting). Then, or when those repeat one byte, the mail ends
+    /// with `POSTLINE_RESULT_ERR_TLS` before anything is sent under TLS.
     pub random: Option<unsafe extern "C" fn(ctx: *mut c_void, buf: *mut u8, len: usize) -> i32>,
 }
 
@@ -703,12 +704,25 @@ pub unsafe extern "C" fn postline_client_tls(
     };
     let verified = !t.ca_der.is_null() && t.ca_der_len > 0;
     let unverified = t.ca_der.is_null() && t.insecure_no_verification != 0;
-    // Memory the library writes (the record buffers) may not overlap what else it reads or
-    // writes: each other, the CA, the client itself.
+    // Memory the library writes (the record buffers, the client) may not overlap what else
+    // it reads or writes: each other, the CA, the server's name.
     let read = (t.read_record as usize, t.read_record_len);
     let write = (t.write_record as usize, t.write_record_len);
-    let ca = (t.ca_der as usize, t.ca_der_len);
+    let ca = if t.ca_der.is_null() {
+        (0, 0)
+    } else {
+        (t.ca_der as usize, t.ca_der_len)
+    };
     let own = (client as usize, postline_client_size());
+    let name = match unsafe { t.server_name.as_ref() } {
+        Some(_) => {
+            let len = unsafe { CStr::from_ptr(t.server_name) }
+                .to_bytes_with_nul()
+                .len();
+            (t.server_name as usize, len)
+        }
+        None => (0, 0),
+    };
     let apart = |(a, a_len): (usize, usize), (b, b_len): (usize, usize)| {
         a.saturating_add(a_len) <= b || b.saturating_add(b_len) <= a
     };
@@ -724,6 +738,11 @@ pub unsafe extern "C" fn postline_client_tls(
         && apart(write, ca)
         && apart(read, own)
         && apart(write, own)
+        && apart(ca, own)
+        && apart(name, read)
+        && apart(name, write)
+        && t.read_record_len <= isize::MAX as usize
+        && t.write_record_len <= isize::MAX as usize
         && t.random.is_some();
     if !ok {
         return postline_result::ErrArgument;
@@ -754,7 +773,7 @@ mod tls {
 
     impl Random<'_> {
         /// Draws 32 bytes: false when the callback fails or repeats one byte (a stuck
-        /// generator), before anything is connected.
+        /// generator). Called before connecting.
         pub(super) fn works(&mut self) -> bool {
             let mut b = [0u8; 32];
             rand_core::RngCore::fill_bytes(self, &mut b);
@@ -972,6 +991,15 @@ mod tests {
             },
             postline_tls {
                 read_record: client.cast(),
+                ..good
+            },
+            // The server's name or the CA where the library writes.
+            postline_tls {
+                server_name: read.as_ptr().cast(),
+                ..good
+            },
+            postline_tls {
+                ca_der: client.cast::<u8>().wrapping_add(600),
                 ..good
             },
         ];

@@ -216,6 +216,36 @@ fn a_refused_login_still_says_quit() {
     );
 }
 
+/// A C program compiled without `POSTLINE_TLS` linked with the library built with TLS sees
+/// a smaller `postline_client` than the library's: `postline_client_create`, given `sizeof`
+/// its memory, refuses it (NULL) rather than writing past it.
+#[test]
+fn a_c_program_for_the_other_layout_gets_no_client() {
+    build_tls();
+    let root = root();
+    let exe = root.join("target/capi-tls/send_mail_plain_layout");
+    let out = Command::new("gcc")
+        .args(["-std=c11", "-D_POSIX_C_SOURCE=200809L", "-O1", "-o"])
+        .arg(&exe)
+        .arg(root.join("crates/capi/examples/send_mail.c"))
+        .arg("-I")
+        .arg(root.join("crates/capi/include"))
+        .arg(root.join("target/capi-tls/nostd/libpostline_capi.a"))
+        .output()
+        .expect("gcc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new(&exe)
+        .args(["127.0.0.1", "1", "a@example.com", "b@example.com"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(70));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("postline_client_create failed"));
+}
+
 /// The C program with TLS (`postline_client_tls`), the server's certificate checked against
 /// the CA given: STARTTLS and implicit TLS through aiosmtpd with AUTH and no clear-text
 /// allowance (the server sees TLS and the login), and a certificate from another CA refused
