@@ -3,65 +3,17 @@
 //! deadline, a message whose end of data went unanswered reported in doubt, and calls after
 //! QUIT that fail rather than wait.
 
-use std::io;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use postline_embedded::blocking::{BlockingClient, BlockingClock};
+use postline_embedded::blocking::BlockingClient;
 use postline_embedded::proto::session::SessionError;
 use postline_embedded::{Address, Config, Error, Phase};
 use postline_testkit::{greeting_and_ehlo, Aiosmtpd, ScriptedServer, SilentListener, Step};
 
-struct StdClock(Instant);
-
-impl BlockingClock for StdClock {
-    fn now_ms(&self) -> u64 {
-        self.0.elapsed().as_millis() as u64
-    }
-}
-
-/// std's socket with a short receive timeout; its "no data yet" (`WouldBlock` on Linux) told
-/// as `TimedOut`, as a device stack says it.
-struct Socket(TcpStream);
-
-#[derive(Debug)]
-struct SocketError(io::Error);
-
-impl std::fmt::Display for SocketError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for SocketError {}
-
-impl embedded_io::Error for SocketError {
-    fn kind(&self) -> embedded_io::ErrorKind {
-        match self.0.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => embedded_io::ErrorKind::TimedOut,
-            _ => embedded_io::ErrorKind::Other,
-        }
-    }
-}
-
-impl embedded_io::ErrorType for Socket {
-    type Error = SocketError;
-}
-
-impl embedded_io::Read for Socket {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, SocketError> {
-        io::Read::read(&mut self.0, buf).map_err(SocketError)
-    }
-}
-
-impl embedded_io::Write for Socket {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, SocketError> {
-        io::Write::write(&mut self.0, buf).map_err(SocketError)
-    }
-    fn flush(&mut self) -> Result<(), SocketError> {
-        Ok(())
-    }
-}
+#[path = "common/std_socket.rs"]
+mod std_socket;
+use std_socket::{Socket, StdClock};
 
 fn socket(addr: &str) -> Socket {
     let s = TcpStream::connect(addr).unwrap();

@@ -12,7 +12,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use postline_embedded::blocking::{BlockingClient, BlockingClock};
+use postline_embedded::blocking::BlockingClient;
 use postline_embedded::tls::{Mode, Tls, Verify};
 use postline_embedded::{Address, Config, Error, TlsFailure};
 use postline_testkit::{Aiosmtpd, TestCa};
@@ -22,55 +22,9 @@ const USER: &str = "device";
 const PASSWORD: &str = "s3cret-pw";
 const NAME: &str = "mail.test";
 
-struct StdClock(Instant);
-
-impl BlockingClock for StdClock {
-    fn now_ms(&self) -> u64 {
-        self.0.elapsed().as_millis() as u64
-    }
-}
-
-/// std's socket with a 10 ms receive timeout; "no data yet" told as `TimedOut`.
-struct Socket(TcpStream);
-
-#[derive(Debug)]
-struct SocketError(io::Error);
-
-impl std::fmt::Display for SocketError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for SocketError {}
-
-impl embedded_io::Error for SocketError {
-    fn kind(&self) -> embedded_io::ErrorKind {
-        match self.0.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => embedded_io::ErrorKind::TimedOut,
-            _ => embedded_io::ErrorKind::Other,
-        }
-    }
-}
-
-impl embedded_io::ErrorType for Socket {
-    type Error = SocketError;
-}
-
-impl embedded_io::Read for Socket {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, SocketError> {
-        self.0.read(buf).map_err(SocketError)
-    }
-}
-
-impl embedded_io::Write for Socket {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, SocketError> {
-        self.0.write(buf).map_err(SocketError)
-    }
-    fn flush(&mut self) -> Result<(), SocketError> {
-        Ok(())
-    }
-}
+#[path = "common/std_socket.rs"]
+mod std_socket;
+use std_socket::{Socket, SocketError, StdClock};
 
 /// A proxy in front of `port` passing the server's bytes on in pieces of `piece` bytes,
 /// `pause` apart (longer than the client's receive timeout: a record arrives across many
