@@ -264,35 +264,35 @@ impl<S: embedded_io::ErrorType> embedded_io_async::ErrorType for Polled<S> {
 #[cfg(feature = "tls")]
 impl<S: embedded_io::Read> embedded_io_async::Read for Polled<S> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, S::Error> {
-        loop {
-            match self.0.read(buf) {
-                Err(e) if not_yet(&e) => NotYet(false).await,
-                r => return r,
-            }
-        }
+        patiently(|| self.0.read(buf), |_| false).await
     }
 }
 
 #[cfg(feature = "tls")]
 impl<S: embedded_io::Write> embedded_io_async::Write for Polled<S> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, S::Error> {
-        loop {
-            match self.0.write(buf) {
-                Err(e) if not_yet(&e) => NotYet(false).await,
-                // A stream taking nothing: embedded-tls's `write_all` would panic on it. Not
-                // yet, then, until the deadline.
-                Ok(0) if !buf.is_empty() => NotYet(false).await,
-                r => return r,
-            }
-        }
+        // A stream taking nothing: embedded-tls's `write_all` would panic on it. Not yet,
+        // then, until the deadline.
+        patiently(|| self.0.write(buf), |&n| n == 0 && !buf.is_empty()).await
     }
 
     async fn flush(&mut self) -> Result<(), S::Error> {
-        loop {
-            match self.0.flush() {
-                Err(e) if not_yet(&e) => NotYet(false).await,
-                r => return r,
-            }
+        patiently(|| self.0.flush(), |_| false).await
+    }
+}
+
+/// Calls `io` until it gives something: "nothing yet" from the socket (and a result
+/// `nothing` says is none) is `Pending` once, for [`polled`] to look at the clock.
+#[cfg(feature = "tls")]
+async fn patiently<T, E: embedded_io::Error>(
+    mut io: impl FnMut() -> Result<T, E>,
+    nothing: impl Fn(&T) -> bool,
+) -> Result<T, E> {
+    loop {
+        match io() {
+            Err(e) if not_yet(&e) => NotYet(false).await,
+            Ok(v) if nothing(&v) => NotYet(false).await,
+            r => return r,
         }
     }
 }

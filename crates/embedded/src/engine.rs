@@ -239,9 +239,7 @@ impl<'b> Engine<'b> {
         out: &'b mut [u8],
         input: &'b mut [u8],
     ) -> Result<Self, Error<E>> {
-        let mut sc = SessionConfig::borrowing(Domain::new(config.hello)?);
-        sc.pipelining = config.pipelining;
-        let session = Session::with_transactions(sc);
+        let session = session_for(&config, false)?;
         Ok(Engine {
             budget: session.replies_due(),
             unsure: false,
@@ -281,14 +279,10 @@ impl<'b> Engine<'b> {
         if tls.read_record.len() < needed || tls.write_record.len() < needed {
             return Err(Error::Use(UseError::BufferFull(BufferFull { needed })));
         }
-        let mode = tls.mode;
-        if mode == crate::tls::Mode::Implicit {
-            let mut sc = SessionConfig::borrowing(Domain::new(self.config.hello)?);
-            sc.pipelining = self.config.pipelining;
-            sc.implicit_tls = true;
-            self.session = Session::with_transactions(sc);
+        if tls.mode == crate::tls::Mode::Implicit {
+            self.session = session_for(&self.config, true)?;
         }
-        self.tls = Some(mode);
+        self.tls = Some(tls.mode);
         Ok(())
     }
 
@@ -842,6 +836,18 @@ impl<'b> Engine<'b> {
         }
         step.transpose()
     }
+}
+
+/// The core's session for `config`, announcing the name the config borrows, with room for
+/// one transaction; `implicit_tls`: the connection is encrypted from its first byte.
+fn session_for<'b, E>(
+    config: &Config<'b>,
+    implicit_tls: bool,
+) -> Result<Session<&'b str, 1>, Error<E>> {
+    let mut sc = SessionConfig::borrowing(Domain::new(config.hello)?);
+    sc.pipelining = config.pipelining;
+    sc.implicit_tls = implicit_tls;
+    Ok(Session::with_transactions(sc))
 }
 
 impl Drop for Engine<'_> {
