@@ -23,7 +23,7 @@ use postline_proto::session::Phase;
 use crate::client::Client;
 use crate::clock::Clock;
 use crate::error::{Error, TlsFailure};
-use crate::transport::{tls_failure, Transport};
+use crate::transport::{tls_failure, Guarded, Transport};
 
 /// Room for the server's certificate while its signature is checked.
 const CERT_SIZE: usize = 4096;
@@ -159,8 +159,8 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
         ) else {
             return Err(Error::Tls(TlsFailure::Unusable));
         };
-        let mut conn: TlsConnection<'b, S, Aes128GcmSha256> =
-            TlsConnection::new(stream, tls.read_record, tls.write_record);
+        let mut conn: TlsConnection<'b, Guarded<S>, Aes128GcmSha256> =
+            TlsConnection::new(Guarded(stream), tls.read_record, tls.write_record);
         let opened = select(
             open(&mut conn, tls.server_name, tls.verify, tls.rng),
             self.clock.wait_until(deadline),

@@ -15,7 +15,7 @@ pub(crate) enum Transport<'b, S: Read + Write> {
     Plain(S),
     /// TLS 1.3 over the caller's stream.
     #[cfg(feature = "tls")]
-    Tls(embedded_tls::TlsConnection<'b, S, embedded_tls::Aes128GcmSha256>),
+    Tls(embedded_tls::TlsConnection<'b, Guarded<S>, embedded_tls::Aes128GcmSha256>),
     /// Given to a handshake that failed: nothing more can be sent. (Without TLS, never made:
     /// it only carries the buffers' lifetime.)
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
@@ -48,6 +48,45 @@ impl<'b, S: Read + Write> Transport<'b, S> {
             Transport::Tls(t) => t.flush().await.map_err(tls_failure),
             Transport::Gone(_) => Err(Error::Tls(TlsFailure::Unusable)),
         }
+    }
+}
+
+/// The caller's stream as TLS uses it: a write that takes nothing of a non-empty buffer
+/// (`Ok(0)`, which `embedded-io` asks streams not to return) is a failure of the stream, as
+/// the plain transport's caller treats it, not the panic it is inside embedded-tls's
+/// `write_all`. Errors reach TLS as their kind only, which is all embedded-tls keeps.
+#[cfg(feature = "tls")]
+pub(crate) struct Guarded<S>(pub(crate) S);
+
+#[cfg(feature = "tls")]
+impl<S: embedded_io_async::ErrorType> embedded_io_async::ErrorType for Guarded<S> {
+    type Error = embedded_io::ErrorKind;
+}
+
+#[cfg(feature = "tls")]
+impl<S: Read> Read for Guarded<S> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        self.0
+            .read(buf)
+            .await
+            .map_err(|e| embedded_io::Error::kind(&e))
+    }
+}
+
+#[cfg(feature = "tls")]
+impl<S: Write> Write for Guarded<S> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        match self.0.write(buf).await {
+            Ok(0) if !buf.is_empty() => Err(embedded_io::ErrorKind::WriteZero),
+            r => r.map_err(|e| embedded_io::Error::kind(&e)),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        self.0
+            .flush()
+            .await
+            .map_err(|e| embedded_io::Error::kind(&e))
     }
 }
 

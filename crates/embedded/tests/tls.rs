@@ -453,3 +453,55 @@ fn text_injected_after_the_220_is_never_read_as_a_reply_after_the_handshake() {
     assert!(seen[3].starts_with("AUTH PLAIN "), "{seen:?}");
     assert_eq!(seen[4], "QUIT\r\n");
 }
+
+/// A stream whose every write takes nothing (`Ok(0)`, against `embedded-io`'s advice):
+/// embedded-tls's own `write_all` panics on such a write; here the ClientHello's write is a
+/// failure of the stream, reported at once, and the client is not taken down.
+#[test]
+fn a_stream_taking_nothing_under_tls_is_a_stream_failure_not_a_panic() {
+    struct Deaf;
+    impl embedded_io_async::ErrorType for Deaf {
+        type Error = embedded_io::ErrorKind;
+    }
+    impl embedded_io_async::Read for Deaf {
+        async fn read(&mut self, _: &mut [u8]) -> Result<usize, Self::Error> {
+            core::future::pending().await
+        }
+    }
+    impl embedded_io_async::Write for Deaf {
+        async fn write(&mut self, _: &[u8]) -> Result<usize, Self::Error> {
+            Ok(0)
+        }
+        async fn flush(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+    let ca = TestCa::with_server_names(&[NAME]);
+    let started = std::time::Instant::now();
+    let result: Result<(), Error<embedded_io::ErrorKind>> = run(async {
+        let mut lent = Lent::new(16_640);
+        let config = Config::new("device.example").timeout_ms(5_000);
+        let mut client = Client::new(
+            Deaf,
+            TokioClock::now(),
+            config,
+            &mut lent.out,
+            &mut lent.input,
+        )?
+        .tls(Tls {
+            mode: Mode::Implicit,
+            server_name: NAME,
+            verify: Verify::Ca(&ca.ca_der),
+            read_record: &mut lent.read_record,
+            write_record: &mut lent.write_record,
+            rng: &mut lent.rng,
+        })?;
+        client.connect().await
+    });
+    assert!(
+        matches!(result, Err(Error::Tls(TlsFailure::Stream))),
+        "{result:?}"
+    );
+    // Said at once, not at the deadline.
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
