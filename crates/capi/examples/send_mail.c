@@ -90,10 +90,15 @@ static int64_t unix_time(void *ctx) {
 
 #ifdef POSTLINE_TLS
 /* The kernel's CSPRNG; nonzero when it fails (the mail then ends with ERR_TLS, nothing sent
- * under TLS). POSTLINE_RANDOM_FAIL=1 makes it fail, for the tests. */
+ * under TLS). For the tests, POSTLINE_RANDOM_FAIL=1 makes every call fail, and
+ * POSTLINE_RANDOM_FAIL=later every call after the first (the library's check before it
+ * connects passes, the handshake's draw fails). */
 static int32_t random_bytes(void *ctx, uint8_t *buf, size_t len) {
+    static unsigned long calls;
+    const char *fail = getenv("POSTLINE_RANDOM_FAIL");
     (void)ctx;
-    if (getenv("POSTLINE_RANDOM_FAIL") != NULL) return -1;
+    calls++;
+    if (fail != NULL && (strcmp(fail, "later") != 0 || calls > 1)) return -1;
     while (len > 0) {
         ssize_t n = getrandom(buf, len, 0);
         if (n < 0) {

@@ -320,3 +320,54 @@ fn a_c_program_sends_over_tls() {
     assert!(clear.messages().is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The randomness fails in the middle of the handshake (it passed the library's check before
+/// connecting): ERR_TLS, and not one byte of TLS, nor anything in clear text after STARTTLS's
+/// 220 (no login, no QUIT), reaches the server; with implicit TLS, nothing at all.
+#[test]
+fn randomness_failing_during_the_handshake_sends_nothing_more() {
+    use postline_testkit::{greeting_and_ehlo, ScriptedServer, Step};
+    let exe = build_tls();
+    let ca = TestCa::with_server_names(&["mail.test"]);
+    let dir = std::env::temp_dir().join(format!("postline-capi-rng-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("ca.der");
+    std::fs::write(&ca_file, &ca.ca_der).unwrap();
+    let send = |port: u16, mode: &str| {
+        Command::new(&exe)
+            .args(["127.0.0.1", &port.to_string(), "sensor@plant.example"])
+            .arg("ops@plant.example")
+            .env("POSTLINE_USER", "device")
+            .env("POSTLINE_PASSWORD", "c-secret")
+            .env("POSTLINE_TLS", mode)
+            .env("POSTLINE_CA", &ca_file)
+            .env("POSTLINE_SERVER_NAME", "mail.test")
+            .env("POSTLINE_RANDOM_FAIL", "later")
+            .output()
+            .unwrap()
+    };
+    let mut script = greeting_and_ehlo(&["STARTTLS", "AUTH PLAIN"]);
+    script.extend([
+        Step::expect("STARTTLS"),
+        Step::reply("220 2.0.0 go ahead"),
+        // The client's next bytes would be its ClientHello: none come, the connection ends.
+        Step::ExpectBytes(1),
+    ]);
+    let server = ScriptedServer::start(script);
+    let out = send(server.port(), "starttls");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("result 17 "), "{stdout}");
+    let report = server.finish();
+    let seen = report.received_str();
+    assert!(seen.starts_with("EHLO "), "{seen}");
+    assert!(seen.ends_with("\r\nSTARTTLS\r\n"), "{seen}");
+    assert_eq!(seen.matches("\r\n").count(), 2, "{seen}");
+    // Implicit TLS: the ClientHello is the first byte, and it never leaves.
+    let server = ScriptedServer::start(vec![Step::ExpectBytes(1)]);
+    let out = send(server.port(), "implicit");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("result 17 "), "{stdout}");
+    let report = server.finish();
+    assert!(report.received.is_empty(), "{}", report.received_str());
+    let _ = std::fs::remove_dir_all(&dir);
+}
