@@ -373,13 +373,17 @@ impl<S: AsRef<str>> Envelope<'_, S> {
 }
 
 /// A command line, ready to encode. AUTH lines come from [`crate::sasl`].
+///
+/// Non-exhaustive: which commands exist depends on the cargo features (`lmtp`).
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub enum Command<'a> {
     /// `HELO name`.
     Helo(Domain<&'a str>),
     /// `EHLO name`.
     Ehlo(Domain<&'a str>),
-    /// `LHLO name`: LMTP's EHLO (RFC 2033 4.1).
+    /// `LHLO name`: LMTP's EHLO (RFC 2033 4.1). Only with the `lmtp` cargo feature.
+    #[cfg(feature = "lmtp")]
     Lhlo(Domain<&'a str>),
     /// `STARTTLS`.
     StartTls,
@@ -417,6 +421,7 @@ impl Command<'_> {
         match self {
             Command::Helo(d) => line.push(b"HELO ").push(d.as_str().as_bytes()),
             Command::Ehlo(d) => line.push(b"EHLO ").push(d.as_str().as_bytes()),
+            #[cfg(feature = "lmtp")]
             Command::Lhlo(d) => line.push(b"LHLO ").push(d.as_str().as_bytes()),
             Command::StartTls => line.push(b"STARTTLS"),
             Command::Mail(from, p) => {
@@ -699,6 +704,7 @@ mod tests {
         let d = Domain::new("client.example").unwrap();
         assert_encodes!(Command::Ehlo(d), "EHLO client.example\r\n");
         assert_encodes!(Command::Helo(d), "HELO client.example\r\n");
+        #[cfg(feature = "lmtp")]
         assert_encodes!(Command::Lhlo(d), "LHLO client.example\r\n");
         assert_encodes!(Command::StartTls, "STARTTLS\r\n");
         assert_encodes!(Command::Data, "DATA\r\n");

@@ -133,6 +133,7 @@ pub fn describe(ev: &Event<'_>) -> String {
             format!("Rcpt tx{} #{} {}", tx.0, index, code(reply))
         }
         Event::SenderResult { tx, reply } => format!("Mail tx{} {}", tx.0, code(reply)),
+        #[cfg(feature = "lmtp")]
         Event::LmtpResult {
             tx,
             accepted_index,
@@ -146,6 +147,7 @@ pub fn describe(ev: &Event<'_>) -> String {
             }
             TxOutcome::Failed { at, reply: None } => format!("Done tx{} failed {:?}", tx.0, at),
             TxOutcome::Checked => format!("Done tx{} checked", tx.0),
+            #[cfg(feature = "lmtp")]
             TxOutcome::PerRecipient { delivered } => {
                 format!("Done tx{} per-recipient {delivered} delivered", tx.0)
             }

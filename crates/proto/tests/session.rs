@@ -1053,6 +1053,7 @@ fn check_envelope_lockstep_and_sender_only() {
     });
 }
 
+#[cfg(feature = "lmtp")]
 mod lmtp {
     use super::*;
 
