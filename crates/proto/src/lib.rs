@@ -34,6 +34,8 @@
 //! - `chunking`: BDAT (RFC 3030).
 //! - `lmtp`: LMTP (RFC 2033): `SessionConfig::lmtp`, LHLO, and one reply per accepted
 //!   recipient after the data (`Event::LmtpResult`, `TxOutcome::PerRecipient`).
+//! - `checks`: envelope checks without a message: `Session::check_envelope`,
+//!   `Event::SenderResult`, `TxOutcome::Checked`.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(

@@ -210,8 +210,8 @@ pub enum FailedAt {
 
 /// How a transaction ended.
 ///
-/// Non-exhaustive: which outcomes exist depends on the cargo features (`lmtp`), and another
-/// crate in the build may turn one on.
+/// Non-exhaustive: which outcomes exist depends on the cargo features (`checks`, `lmtp`), and
+/// another crate in the build may turn one on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TxOutcome<'a> {
@@ -226,7 +226,8 @@ pub enum TxOutcome<'a> {
     },
     /// A check ([`Session::check_envelope`]): MAIL and every RCPT were answered, at least
     /// one recipient (or, with none given, the sender) was accepted, and no DATA was sent;
-    /// the session reset the transaction with RSET.
+    /// the session reset the transaction with RSET. Only with the `checks` cargo feature.
+    #[cfg(feature = "checks")]
     Checked,
     /// LMTP: the end of data was answered once per accepted recipient, each reply reported
     /// as [`Event::LmtpResult`] before this; `delivered` of them were positive. A recipient's
@@ -277,6 +278,7 @@ pub enum Event<'a> {
     },
     /// A check's MAIL was accepted ([`Session::check_envelope`]; a refused MAIL ends the
     /// transaction with [`Event::TransactionDone`] as for a message).
+    #[cfg(feature = "checks")]
     SenderResult {
         /// The transaction.
         tx: TxId,
@@ -513,6 +515,7 @@ struct Tx {
     /// the transaction whatever happened before, so the next one may follow right behind.
     last_written: bool,
     /// A check: MAIL and RCPT only, never DATA.
+    #[cfg(feature = "checks")]
     check: bool,
     /// LMTP: replies still due to the end of data, one per accepted recipient.
     #[cfg(feature = "lmtp")]
@@ -537,6 +540,7 @@ impl Tx {
         due: 0,
         ended: false,
         last_written: false,
+        #[cfg(feature = "checks")]
         check: false,
         #[cfg(feature = "lmtp")]
         final_due: 0,
@@ -617,6 +621,7 @@ fn slot_of(e: Expect) -> Option<u8> {
 enum Ending {
     Failed(FailedAt),
     /// A check with an accepted recipient or sender.
+    #[cfg(feature = "checks")]
     Checked,
     /// LMTP: the last recipient's reply to the end of data came.
     #[cfg(feature = "lmtp")]
@@ -852,6 +857,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         if let Some((tx, ending)) = self.pending_done.take() {
             let outcome = match ending {
                 Ending::Failed(at) => TxOutcome::Failed { at, reply: None },
+                #[cfg(feature = "checks")]
                 Ending::Checked => TxOutcome::Checked,
                 #[cfg(feature = "lmtp")]
                 Ending::PerRecipient { delivered } => TxOutcome::PerRecipient { delivered },
@@ -1116,6 +1122,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         let tx = self.tx_mut(slot, code)?;
         tx.due -= 1;
         tx.mail_ok = ok;
+        #[cfg(feature = "checks")]
         if ok && tx.check {
             let id = tx.id;
             if tx.rcpts == 0 {
@@ -1171,6 +1178,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
             self.maybe_retire(slot, out)?;
             return Ok(None);
         }
+        #[cfg(feature = "checks")]
         if last && tx.check {
             // A check ends with its last RCPT reply: nothing was sent after it, and the
             // retiring RSET closes the open MAIL.
@@ -1604,6 +1612,8 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
     /// or [`Event::RecipientResult`]; the transaction ends with [`Event::TransactionDone`]
     /// ([`TxOutcome::Checked`], or failed at MAIL or for want of a valid recipient) and the
     /// session resets it with RSET, so it stays usable and the server holds nothing open.
+    /// Only with the `checks` cargo feature.
+    #[cfg(feature = "checks")]
     pub fn check_envelope<S: AsRef<str>, B: Buffer>(
         &mut self,
         env: &Envelope<'_, S>,
@@ -1686,6 +1696,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
             bdat,
             rcpts: env.to.len() as u32,
             due: lines,
+            #[cfg(feature = "checks")]
             check,
             ..Tx::EMPTY
         };

@@ -132,6 +132,7 @@ pub fn describe(ev: &Event<'_>) -> String {
         Event::RecipientResult { tx, index, reply } => {
             format!("Rcpt tx{} #{} {}", tx.0, index, code(reply))
         }
+        #[cfg(feature = "checks")]
         Event::SenderResult { tx, reply } => format!("Mail tx{} {}", tx.0, code(reply)),
         #[cfg(feature = "lmtp")]
         Event::LmtpResult {
@@ -146,6 +147,7 @@ pub fn describe(ev: &Event<'_>) -> String {
                 format!("Done tx{} failed {:?} {}", tx.0, at, code(r))
             }
             TxOutcome::Failed { at, reply: None } => format!("Done tx{} failed {:?}", tx.0, at),
+            #[cfg(feature = "checks")]
             TxOutcome::Checked => format!("Done tx{} checked", tx.0),
             #[cfg(feature = "lmtp")]
             TxOutcome::PerRecipient { delivered } => {
