@@ -1,7 +1,7 @@
 //! The SMTP client session as a state machine: greeting, EHLO (HELO fallback), STARTTLS, AUTH,
 //! then any number of transactions, pipelined when the server allows it (RFC 5321, RFC 2920,
 //! RFC 3207, RFC 4954, RFC 3030). With the `lmtp` cargo feature the same machine speaks LMTP
-//! (RFC 2033) when [`SessionConfig::lmtp`] is set: LHLO, and one reply per accepted recipient
+//! (RFC 2033) when `SessionConfig::lmtp` is set: LHLO, and one reply per accepted recipient
 //! after the data.
 //!
 //! # Driving a session
