@@ -36,6 +36,8 @@
 //!   recipient after the data (`Event::LmtpResult`, `TxOutcome::PerRecipient`).
 //! - `checks`: envelope checks without a message: `Session::check_envelope`,
 //!   `Event::SenderResult`, `TxOutcome::Checked`.
+//! - `dsn`: the DSN parameters of RFC 3461 (RET, ENVID, NOTIFY, ORCPT) in
+//!   [`MessageOptions`], [`MailParams`] and [`RcptParams`].
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(
