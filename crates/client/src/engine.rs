@@ -1126,6 +1126,10 @@ impl Engine {
                         recipients: t.recipients,
                     }),
                     TxOutcome::PerRecipient { .. } => per_recipient(t.recipients),
+                    // The outcomes follow postline-proto's cargo features, and this crate
+                    // enables each that has one: nothing else comes. Were one to, the
+                    // recipients' own replies would decide, as for LMTP.
+                    _ => per_recipient(t.recipients),
                 };
                 self.finished.push_back((tx, result));
                 Ok(())

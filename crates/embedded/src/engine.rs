@@ -747,11 +747,7 @@ impl<'b> Engine<'b> {
             size: size.map(|n| n as u64),
             body,
             smtputf8: to.iter().any(|a| a.needs_smtputf8()) || from.needs_smtputf8(),
-            ret: None,
-            envid: None,
-            notify: None,
-            orcpt: false,
-            require_tls: false,
+            ..MessageOptions::default()
         };
         let n = negotiate(&opts, self.session.capabilities(), self.session.is_tls())
             .map_err(Error::Incompatible)?;

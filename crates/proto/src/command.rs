@@ -1,10 +1,13 @@
 //! Validated command arguments and command encoding (RFC 5321 4.1, with the parameters of
-//! RFC 1870 SIZE, RFC 6152 8BITMIME, RFC 3030 BINARYMIME, RFC 6531 SMTPUTF8, RFC 3461 DSN).
+//! RFC 1870 SIZE, RFC 6152 8BITMIME, RFC 3030 BINARYMIME, RFC 6531 SMTPUTF8, RFC 8689
+//! REQUIRETLS, and with the `dsn` cargo feature RFC 3461 DSN).
 //!
 //! Anything that ends up on a command line goes through a type whose constructor rejects CR,
 //! LF and other control characters, so no caller input can inject a second command.
 
 use core::fmt;
+#[cfg(not(feature = "dsn"))]
+use core::marker::PhantomData;
 
 use crate::buf::{write_decimal, Buffer, BufferFull};
 
@@ -13,6 +16,7 @@ pub const MAX_ADDRESS_LEN: usize = 256;
 /// Longest HELO/EHLO name accepted (a DNS name is at most 255 octets).
 pub const MAX_DOMAIN_LEN: usize = 255;
 /// Longest ENVID accepted before encoding (RFC 3461 4.4 caps it at 100 characters).
+#[cfg(feature = "dsn")]
 pub const MAX_ENVID_LEN: usize = 100;
 
 /// Why a string cannot be used as an address, a name or a parameter.
@@ -279,6 +283,7 @@ pub enum Body {
 }
 
 /// `RET=` (RFC 3461): what a delivery status notification returns.
+#[cfg(feature = "dsn")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ret {
     /// The whole message.
@@ -297,16 +302,24 @@ pub struct MailParams<'a> {
     /// `SMTPUTF8` (RFC 6531).
     pub smtputf8: bool,
     /// `RET=` (RFC 3461).
+    #[cfg(feature = "dsn")]
     pub ret: Option<Ret>,
     /// `ENVID=` (RFC 3461), xtext-encoded on the wire.
+    #[cfg(feature = "dsn")]
     pub envid: Option<&'a str>,
     /// `REQUIRETLS` (RFC 8689).
     pub requiretls: bool,
+    /// Keeps the lifetime without the `dsn` feature, whose `envid` is the one borrow, so the
+    /// type is `MailParams<'a>` in every build (and `..Default::default()` fills it in).
+    #[cfg(not(feature = "dsn"))]
+    #[doc(hidden)]
+    pub _borrow: PhantomData<&'a str>,
 }
 
 impl MailParams<'_> {
     /// Checks the parameters that carry text.
     pub fn validate(&self) -> Result<(), AddressError> {
+        #[cfg(feature = "dsn")]
         if let Some(envid) = self.envid {
             let b = envid.as_bytes();
             if b.is_empty() {
@@ -328,6 +341,7 @@ impl MailParams<'_> {
 }
 
 /// `NOTIFY=` (RFC 3461).
+#[cfg(feature = "dsn")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notify {
     /// `NOTIFY=NEVER`.
@@ -343,12 +357,15 @@ pub enum Notify {
     },
 }
 
-/// Parameters of RCPT TO, applied to every recipient of an envelope.
+/// Parameters of RCPT TO, applied to every recipient of an envelope. All are DSN's (RFC
+/// 3461): none without the `dsn` cargo feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RcptParams {
     /// `NOTIFY=`.
+    #[cfg(feature = "dsn")]
     pub notify: Option<Notify>,
     /// Send `ORCPT=rfc822;<the recipient>` so DSNs name the original address.
+    #[cfg(feature = "dsn")]
     pub orcpt: bool,
 }
 
@@ -373,13 +390,17 @@ impl<S: AsRef<str>> Envelope<'_, S> {
 }
 
 /// A command line, ready to encode. AUTH lines come from [`crate::sasl`].
+///
+/// Non-exhaustive: which commands exist depends on the cargo features (`lmtp`).
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub enum Command<'a> {
     /// `HELO name`.
     Helo(Domain<&'a str>),
     /// `EHLO name`.
     Ehlo(Domain<&'a str>),
-    /// `LHLO name`: LMTP's EHLO (RFC 2033 4.1).
+    /// `LHLO name`: LMTP's EHLO (RFC 2033 4.1). Only with the `lmtp` cargo feature.
+    #[cfg(feature = "lmtp")]
     Lhlo(Domain<&'a str>),
     /// `STARTTLS`.
     StartTls,
@@ -417,6 +438,7 @@ impl Command<'_> {
         match self {
             Command::Helo(d) => line.push(b"HELO ").push(d.as_str().as_bytes()),
             Command::Ehlo(d) => line.push(b"EHLO ").push(d.as_str().as_bytes()),
+            #[cfg(feature = "lmtp")]
             Command::Lhlo(d) => line.push(b"LHLO ").push(d.as_str().as_bytes()),
             Command::StartTls => line.push(b"STARTTLS"),
             Command::Mail(from, p) => {
@@ -430,7 +452,11 @@ impl Command<'_> {
                 line.push(b"RCPT TO:<")
                     .push(to.as_str().as_bytes())
                     .push(b">");
+                #[cfg(feature = "dsn")]
                 encode_rcpt_params(&mut line, to.as_str(), p);
+                // Without DSN there is no RCPT parameter to encode.
+                #[cfg(not(feature = "dsn"))]
+                let RcptParams {} = p;
                 &mut line
             }
             Command::Data => line.push(b"DATA"),
@@ -466,11 +492,13 @@ fn encode_mail_params<B: Buffer>(line: &mut Line<'_, B>, p: &MailParams<'_>) {
     if p.smtputf8 {
         line.push(b" SMTPUTF8");
     }
+    #[cfg(feature = "dsn")]
     match p.ret {
         Some(Ret::Full) => line.push(b" RET=FULL"),
         Some(Ret::Headers) => line.push(b" RET=HDRS"),
         None => line,
     };
+    #[cfg(feature = "dsn")]
     if let Some(envid) = p.envid {
         line.push(b" ENVID=").xtext(envid.as_bytes());
     }
@@ -479,6 +507,7 @@ fn encode_mail_params<B: Buffer>(line: &mut Line<'_, B>, p: &MailParams<'_>) {
     }
 }
 
+#[cfg(feature = "dsn")]
 fn encode_rcpt_params<B: Buffer>(line: &mut Line<'_, B>, to: &str, p: &RcptParams) {
     match p.notify {
         Some(Notify::Never) => {
@@ -576,6 +605,7 @@ impl<'o, B: Buffer> Line<'o, B> {
     }
 
     /// RFC 3461 4: xtext, `+XX` for '+', '=' and anything outside '!'..'~'.
+    #[cfg(feature = "dsn")]
     fn xtext(&mut self, s: &[u8]) -> &mut Self {
         for &c in s {
             if (b'!'..=b'~').contains(&c) && c != b'+' && c != b'=' {
@@ -588,6 +618,7 @@ impl<'o, B: Buffer> Line<'o, B> {
     }
 
     /// RFC 6533 4: utf-8-addr-xtext; `\x{HH}` for '+', '=', '\' and ASCII controls/space.
+    #[cfg(feature = "dsn")]
     fn utf8_xtext(&mut self, s: &[u8]) -> &mut Self {
         for &c in s {
             if c >= 0x80 || ((b'!'..=b'~').contains(&c) && !matches!(c, b'+' | b'=' | b'\\')) {
@@ -602,6 +633,7 @@ impl<'o, B: Buffer> Line<'o, B> {
     }
 }
 
+#[cfg(feature = "dsn")]
 fn hex(n: u8) -> u8 {
     b"0123456789ABCDEF"[n as usize]
 }
@@ -699,6 +731,7 @@ mod tests {
         let d = Domain::new("client.example").unwrap();
         assert_encodes!(Command::Ehlo(d), "EHLO client.example\r\n");
         assert_encodes!(Command::Helo(d), "HELO client.example\r\n");
+        #[cfg(feature = "lmtp")]
         assert_encodes!(Command::Lhlo(d), "LHLO client.example\r\n");
         assert_encodes!(Command::StartTls, "STARTTLS\r\n");
         assert_encodes!(Command::Data, "DATA\r\n");
@@ -733,6 +766,32 @@ mod tests {
             size: Some(12345),
             body: Some(Body::EightBitMime),
             smtputf8: true,
+            requiretls: true,
+            ..Default::default()
+        };
+        assert_encodes!(
+            Command::Mail(&from, &p),
+            "MAIL FROM:<a@b.example> SIZE=12345 BODY=8BITMIME SMTPUTF8 REQUIRETLS\r\n"
+        );
+        let null = ReversePath::Null;
+        assert_encodes!(
+            Command::Mail(&null, &MailParams::default()),
+            "MAIL FROM:<>\r\n"
+        );
+        assert_encodes!(
+            Command::Rcpt(Address::new("d@e").unwrap(), &RcptParams::default()),
+            "RCPT TO:<d@e>\r\n"
+        );
+    }
+
+    #[cfg(feature = "dsn")]
+    #[test]
+    fn encodes_dsn_params() {
+        let from = ReversePath::Address(Address::new("a@b.example").unwrap());
+        let p = MailParams {
+            size: Some(12345),
+            body: Some(Body::EightBitMime),
+            smtputf8: true,
             ret: Some(Ret::Headers),
             envid: Some("QQ314159+x=y"),
             requiretls: false,
@@ -740,11 +799,6 @@ mod tests {
         assert_encodes!(
             Command::Mail(&from, &p),
             "MAIL FROM:<a@b.example> SIZE=12345 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=QQ314159+2Bx+3Dy\r\n"
-        );
-        let null = ReversePath::Null;
-        assert_encodes!(
-            Command::Mail(&null, &MailParams::default()),
-            "MAIL FROM:<>\r\n"
         );
         let rp = RcptParams {
             notify: Some(Notify::On {
@@ -778,6 +832,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "dsn")]
     #[test]
     fn envid_validation() {
         let ok = MailParams {

@@ -7,8 +7,12 @@
 //! dropped without changing what the sender asked for.
 
 use core::fmt;
+#[cfg(not(feature = "dsn"))]
+use core::marker::PhantomData;
 
-use crate::command::{Body, MailParams, Notify, RcptParams, Ret};
+use crate::command::{Body, MailParams, RcptParams};
+#[cfg(feature = "dsn")]
+use crate::command::{Notify, Ret};
 use crate::ehlo::{Capabilities, Extension, SizeLimit};
 
 /// What the message body contains, for `BODY=` (RFC 6152).
@@ -33,17 +37,27 @@ pub struct MessageOptions<'a> {
     /// An address of the envelope is not ASCII: `SMTPUTF8` is required (RFC 6531).
     pub smtputf8: bool,
     /// DSN `RET=` (RFC 3461).
+    #[cfg(feature = "dsn")]
     pub ret: Option<Ret>,
     /// DSN `ENVID=` (RFC 3461).
+    #[cfg(feature = "dsn")]
     pub envid: Option<&'a str>,
     /// DSN `NOTIFY=` on every RCPT (RFC 3461).
+    #[cfg(feature = "dsn")]
     pub notify: Option<Notify>,
     /// DSN `ORCPT=` on every RCPT (RFC 3461).
+    #[cfg(feature = "dsn")]
     pub orcpt: bool,
     /// The message must travel over TLS on every hop (RFC 8689 `REQUIRETLS`).
     pub require_tls: bool,
+    /// Keeps the lifetime without the `dsn` feature, whose `envid` is the one borrow, so the
+    /// type is `MessageOptions<'a>` in every build (and `..Default::default()` fills it in).
+    #[cfg(not(feature = "dsn"))]
+    #[doc(hidden)]
+    pub _borrow: PhantomData<&'a str>,
 }
 
+#[cfg(feature = "dsn")]
 impl MessageOptions<'_> {
     /// True when any DSN parameter is asked for.
     pub fn wants_dsn(&self) -> bool {
@@ -104,6 +118,7 @@ pub struct Negotiated<'a> {
     pub rcpt: RcptParams,
     /// DSN parameters were asked for and the server does not offer DSN, so none is sent
     /// (RFC 3461 4.1: the server would refuse them; the message still goes).
+    #[cfg(feature = "dsn")]
     pub dsn_dropped: bool,
 }
 
@@ -132,6 +147,7 @@ pub fn negotiate<'a>(
         BodyType::EightBit if eight_bit => Some(Body::EightBitMime),
         BodyType::EightBit => return Err(Refusal::EightBitUnsupported),
     };
+    #[cfg(feature = "dsn")]
     let dsn = caps.has(Extension::Dsn);
     Ok(Negotiated {
         mail: MailParams {
@@ -140,14 +156,21 @@ pub fn negotiate<'a>(
                 .filter(|_| caps.size() != SizeLimit::NotAdvertised),
             body,
             smtputf8: opts.smtputf8,
+            #[cfg(feature = "dsn")]
             ret: opts.ret.filter(|_| dsn),
+            #[cfg(feature = "dsn")]
             envid: opts.envid.filter(|_| dsn),
             requiretls: opts.require_tls,
+            #[cfg(not(feature = "dsn"))]
+            _borrow: PhantomData,
         },
         rcpt: RcptParams {
+            #[cfg(feature = "dsn")]
             notify: opts.notify.filter(|_| dsn),
+            #[cfg(feature = "dsn")]
             orcpt: opts.orcpt && dsn,
         },
+        #[cfg(feature = "dsn")]
         dsn_dropped: !dsn && opts.wants_dsn(),
     })
 }
@@ -163,6 +186,24 @@ mod tests {
 
     #[test]
     fn parameters_follow_capabilities() {
+        let all =
+            caps(b"250-x\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 REQUIRETLS\r\n");
+        let bare = caps(b"250 x\r\n");
+        let opts = MessageOptions {
+            size: Some(10),
+            ..MessageOptions::default()
+        };
+        let n = negotiate(&opts, &all, true).unwrap();
+        assert_eq!(n.mail.size, Some(10));
+        assert_eq!(n.mail.body, Some(Body::EightBitMime));
+        let n = negotiate(&opts, &bare, false).unwrap();
+        assert_eq!(n.mail.size, None);
+        assert_eq!(n.mail.body, None);
+    }
+
+    #[cfg(feature = "dsn")]
+    #[test]
+    fn dsn_parameters_follow_capabilities() {
         let all = caps(b"250-x\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250 REQUIRETLS\r\n");
         let bare = caps(b"250 x\r\n");
         let opts = MessageOptions {

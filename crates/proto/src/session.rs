@@ -1,7 +1,8 @@
 //! The SMTP client session as a state machine: greeting, EHLO (HELO fallback), STARTTLS, AUTH,
 //! then any number of transactions, pipelined when the server allows it (RFC 5321, RFC 2920,
-//! RFC 3207, RFC 4954, RFC 3030). The same machine speaks LMTP (RFC 2033) when
-//! [`SessionConfig::lmtp`] is set: LHLO, and one reply per accepted recipient after the data.
+//! RFC 3207, RFC 4954, RFC 3030). With the `lmtp` cargo feature the same machine speaks LMTP
+//! (RFC 2033) when `SessionConfig::lmtp` is set: LHLO, and one reply per accepted recipient
+//! after the data.
 //!
 //! # Driving a session
 //!
@@ -70,7 +71,9 @@ pub struct SessionConfig<N = InlineName> {
     /// always goes with DATA: after a refused BDAT chunk, how many replies the last chunk
     /// gets is not pinned down, and a miscount would credit one recipient's reply to another.
     /// For the same reason one message is in flight at a time, and a 354 to DATA with no
-    /// recipient accepted (RFC 2033 wants 503) ends the session.
+    /// recipient accepted (RFC 2033 wants 503) ends the session. Only with the `lmtp` cargo
+    /// feature (on by default).
+    #[cfg(feature = "lmtp")]
     pub lmtp: bool,
 }
 
@@ -124,6 +127,7 @@ impl<N: AsRef<str>> SessionConfig<N> {
             chunking: false,
             implicit_tls: false,
             greeting_only: false,
+            #[cfg(feature = "lmtp")]
             lmtp: false,
         }
     }
@@ -131,14 +135,15 @@ impl<N: AsRef<str>> SessionConfig<N> {
 
 impl<N: fmt::Debug> fmt::Debug for SessionConfig<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionConfig")
-            .field("hello", &self.hello)
+        let mut d = f.debug_struct("SessionConfig");
+        d.field("hello", &self.hello)
             .field("pipelining", &self.pipelining)
             .field("chunking", &self.chunking)
             .field("implicit_tls", &self.implicit_tls)
-            .field("greeting_only", &self.greeting_only)
-            .field("lmtp", &self.lmtp)
-            .finish()
+            .field("greeting_only", &self.greeting_only);
+        #[cfg(feature = "lmtp")]
+        d.field("lmtp", &self.lmtp);
+        d.finish()
     }
 }
 
@@ -204,7 +209,11 @@ pub enum FailedAt {
 }
 
 /// How a transaction ended.
+///
+/// Non-exhaustive: which outcomes exist depends on the cargo features (`checks`, `lmtp`), and
+/// another crate in the build may turn one on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TxOutcome<'a> {
     /// The server took responsibility for the message; the reply often names a queue id.
     Delivered(Reply<'a>),
@@ -217,11 +226,13 @@ pub enum TxOutcome<'a> {
     },
     /// A check ([`Session::check_envelope`]): MAIL and every RCPT were answered, at least
     /// one recipient (or, with none given, the sender) was accepted, and no DATA was sent;
-    /// the session reset the transaction with RSET.
+    /// the session reset the transaction with RSET. Only with the `checks` cargo feature.
+    #[cfg(feature = "checks")]
     Checked,
     /// LMTP: the end of data was answered once per accepted recipient, each reply reported
     /// as [`Event::LmtpResult`] before this; `delivered` of them were positive. A recipient's
     /// own reply decides for it, so no single reply stands for the message.
+    #[cfg(feature = "lmtp")]
     PerRecipient {
         /// How many accepted recipients the message was delivered to.
         delivered: u32,
@@ -267,6 +278,7 @@ pub enum Event<'a> {
     },
     /// A check's MAIL was accepted ([`Session::check_envelope`]; a refused MAIL ends the
     /// transaction with [`Event::TransactionDone`] as for a message).
+    #[cfg(feature = "checks")]
     SenderResult {
         /// The transaction.
         tx: TxId,
@@ -275,6 +287,7 @@ pub enum Event<'a> {
     },
     /// LMTP: one accepted recipient's reply to the end of data (RFC 2033 4.2), in the order
     /// the recipients were accepted. The transaction's end follows the last one.
+    #[cfg(feature = "lmtp")]
     LmtpResult {
         /// The transaction.
         tx: TxId,
@@ -502,10 +515,13 @@ struct Tx {
     /// the transaction whatever happened before, so the next one may follow right behind.
     last_written: bool,
     /// A check: MAIL and RCPT only, never DATA.
+    #[cfg(feature = "checks")]
     check: bool,
-    /// Replies still due to the end of data: one, or with LMTP one per accepted recipient.
+    /// LMTP: replies still due to the end of data, one per accepted recipient.
+    #[cfg(feature = "lmtp")]
     final_due: u32,
     /// LMTP: positive replies to the end of data so far.
+    #[cfg(feature = "lmtp")]
     delivered: u32,
 }
 
@@ -524,8 +540,11 @@ impl Tx {
         due: 0,
         ended: false,
         last_written: false,
+        #[cfg(feature = "checks")]
         check: false,
+        #[cfg(feature = "lmtp")]
         final_due: 0,
+        #[cfg(feature = "lmtp")]
         delivered: 0,
     };
 }
@@ -602,8 +621,10 @@ fn slot_of(e: Expect) -> Option<u8> {
 enum Ending {
     Failed(FailedAt),
     /// A check with an accepted recipient or sender.
+    #[cfg(feature = "checks")]
     Checked,
     /// LMTP: the last recipient's reply to the end of data came.
+    #[cfg(feature = "lmtp")]
     PerRecipient {
         delivered: u32,
     },
@@ -702,9 +723,20 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
     pub fn chunking(&self) -> bool {
         cfg!(feature = "chunking")
             && self.config.chunking
-            && !self.config.lmtp
+            && !self.lmtp()
             && self.caps.has(Extension::Chunking)
             && self.pipelining()
+    }
+
+    /// True when the session speaks LMTP. Never without the `lmtp` cargo feature, so a build
+    /// without it carries none of LMTP's branches.
+    #[cfg(feature = "lmtp")]
+    fn lmtp(&self) -> bool {
+        self.config.lmtp
+    }
+    #[cfg(not(feature = "lmtp"))]
+    fn lmtp(&self) -> bool {
+        false
     }
 
     /// The terminal error, if the session failed.
@@ -801,7 +833,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         // recipients; a server that miscounts would, with the next message behind, have
         // its replies credited across messages. Alone, an extra reply is out of turn and a
         // missing one times out, both errors and neither a misattribution.
-        if self.config.lmtp && live > 0 {
+        if self.lmtp() && live > 0 {
             return false;
         }
         self.pipelining() || (self.in_flight == 0 && self.held == 0 && live == 0)
@@ -825,7 +857,9 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         if let Some((tx, ending)) = self.pending_done.take() {
             let outcome = match ending {
                 Ending::Failed(at) => TxOutcome::Failed { at, reply: None },
+                #[cfg(feature = "checks")]
                 Ending::Checked => TxOutcome::Checked,
+                #[cfg(feature = "lmtp")]
                 Ending::PerRecipient { delivered } => TxOutcome::PerRecipient { delivered },
             };
             return Ok((0, Some(Event::TransactionDone { tx, outcome })));
@@ -907,6 +941,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
                 .txs
                 .get(slot as usize)
                 .is_none_or(|t| t.bdat_pending <= 1),
+            #[cfg(feature = "lmtp")]
             Expect::DataEnd(slot) => self.txs.get(slot as usize).is_none_or(|t| t.final_due <= 1),
             _ => true,
         };
@@ -921,7 +956,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
 
     /// Whether `exp` awaits one of several LMTP replies to an end of data.
     fn lmtp_final(&self, exp: Expect) -> bool {
-        self.config.lmtp && matches!(exp, Expect::DataEnd(_))
+        self.lmtp() && matches!(exp, Expect::DataEnd(_))
     }
 
     fn closing<'a>(&mut self, reply: Reply<'a>) -> Event<'a> {
@@ -971,7 +1006,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
                     self.caps = Capabilities::from_ehlo(&reply);
                     self.state = State::Ready;
                     Ok(Some(Event::Ready))
-                } else if code.is_permanent() && !self.config.lmtp {
+                } else if code.is_permanent() && !self.lmtp() {
                     // RFC 5321 3.2: a server that does not know EHLO gets HELO. LMTP has no
                     // HELO (RFC 2033 4.1): a refused LHLO refuses the session.
                     self.state = State::Helo;
@@ -1087,6 +1122,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         let tx = self.tx_mut(slot, code)?;
         tx.due -= 1;
         tx.mail_ok = ok;
+        #[cfg(feature = "checks")]
         if ok && tx.check {
             let id = tx.id;
             if tx.rcpts == 0 {
@@ -1142,6 +1178,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
             self.maybe_retire(slot, out)?;
             return Ok(None);
         }
+        #[cfg(feature = "checks")]
         if last && tx.check {
             // A check ends with its last RCPT reply: nothing was sent after it, and the
             // retiring RSET closes the open MAIL.
@@ -1187,7 +1224,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
     ) -> Result<Option<Event<'a>>, SessionError> {
         let code = reply.code();
         let go = Self::check(code, Phase::DataStart, true)?;
-        let lmtp = self.config.lmtp;
+        let lmtp = self.lmtp();
         let tx = self.tx_mut(slot, code)?;
         tx.due -= 1;
         let (id, done, accepted) = (tx.id, tx.done, tx.accepted);
@@ -1218,7 +1255,6 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
             tx.stage = Stage::AwaitFinal;
             tx.last_written = true;
             tx.due += 1;
-            tx.final_due = 1;
             out.write(b".\r\n").map_err(SessionError::BufferFull)?;
             out.release_all();
             self.in_flight += 1;
@@ -1299,12 +1335,12 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
     ) -> Result<Option<Event<'a>>, SessionError> {
         let code = reply.code();
         let ok = Self::check(code, Phase::DataEnd, false)?;
-        if self.config.lmtp {
+        #[cfg(feature = "lmtp")]
+        if self.lmtp() {
             return self.on_lmtp_final(slot, ok, reply, out);
         }
         let tx = self.tx_mut(slot, code)?;
         tx.due -= 1;
-        tx.final_due = tx.final_due.saturating_sub(1);
         let (id, done) = (tx.id, tx.done);
         // After the reply to the end of data (RFC 5321 4.1.1.4) or to BDAT LAST (RFC 3030 2)
         // the server has closed the transaction, whatever happened before.
@@ -1327,6 +1363,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
 
     /// One of the LMTP replies to an end of data: each is one accepted recipient's result, in
     /// RCPT order; after the last the server has closed the transaction (RFC 2033 4.2).
+    #[cfg(feature = "lmtp")]
     fn on_lmtp_final<'a, B: Buffer>(
         &mut self,
         slot: u8,
@@ -1422,9 +1459,11 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         // Both ways into a config take a `Domain`: the fallback is never used.
         let name = Domain::new(hello.as_ref())
             .unwrap_or_else(|_| Domain::new("localhost").expect("valid literal"));
-        if ehlo && self.config.lmtp {
-            self.push(out, Command::Lhlo(name), Expect::Ehlo, false)
-        } else if ehlo {
+        #[cfg(feature = "lmtp")]
+        if ehlo && self.lmtp() {
+            return self.push(out, Command::Lhlo(name), Expect::Ehlo, false);
+        }
+        if ehlo {
             self.push(out, Command::Ehlo(name), Expect::Ehlo, false)
         } else {
             self.push(out, Command::Helo(name), Expect::Helo, false)
@@ -1573,6 +1612,8 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
     /// or [`Event::RecipientResult`]; the transaction ends with [`Event::TransactionDone`]
     /// ([`TxOutcome::Checked`], or failed at MAIL or for want of a valid recipient) and the
     /// session resets it with RSET, so it stays usable and the server holds nothing open.
+    /// Only with the `checks` cargo feature.
+    #[cfg(feature = "checks")]
     pub fn check_envelope<S: AsRef<str>, B: Buffer>(
         &mut self,
         env: &Envelope<'_, S>,
@@ -1655,6 +1696,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
             bdat,
             rcpts: env.to.len() as u32,
             due: lines,
+            #[cfg(feature = "checks")]
             check,
             ..Tx::EMPTY
         };
@@ -1749,18 +1791,18 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         }
         out.release_all();
         out.mark_end_of_data();
+        let lmtp = self.lmtp();
         let t = &mut self.txs[slot as usize];
         // LMTP answers once per accepted recipient (RFC 2033 4.2); the 354 came after every
         // RCPT reply, so the count is known.
-        let replies = if self.config.lmtp {
-            t.accepted.max(1)
-        } else {
-            1
-        };
+        let replies = if lmtp { t.accepted.max(1) } else { 1 };
+        #[cfg(feature = "lmtp")]
+        {
+            t.final_due = replies;
+        }
         t.stage = Stage::AwaitFinal;
         t.last_written = true;
         t.due += replies;
-        t.final_due = replies;
         self.in_flight += replies;
         self.expect.push(if bdat {
             Expect::BdatLast(slot)

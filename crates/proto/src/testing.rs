@@ -132,7 +132,9 @@ pub fn describe(ev: &Event<'_>) -> String {
         Event::RecipientResult { tx, index, reply } => {
             format!("Rcpt tx{} #{} {}", tx.0, index, code(reply))
         }
+        #[cfg(feature = "checks")]
         Event::SenderResult { tx, reply } => format!("Mail tx{} {}", tx.0, code(reply)),
+        #[cfg(feature = "lmtp")]
         Event::LmtpResult {
             tx,
             accepted_index,
@@ -145,7 +147,9 @@ pub fn describe(ev: &Event<'_>) -> String {
                 format!("Done tx{} failed {:?} {}", tx.0, at, code(r))
             }
             TxOutcome::Failed { at, reply: None } => format!("Done tx{} failed {:?}", tx.0, at),
+            #[cfg(feature = "checks")]
             TxOutcome::Checked => format!("Done tx{} checked", tx.0),
+            #[cfg(feature = "lmtp")]
             TxOutcome::PerRecipient { delivered } => {
                 format!("Done tx{} per-recipient {delivered} delivered", tx.0)
             }

@@ -984,6 +984,7 @@ p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
     }
 }
 
+#[cfg(feature = "checks")]
 #[test]
 fn check_envelope_pipelined_never_sends_data() {
     both_splits(|t| {
@@ -1014,6 +1015,7 @@ fn check_envelope_pipelined_never_sends_data() {
     });
 }
 
+#[cfg(feature = "checks")]
 #[test]
 fn check_envelope_lockstep_and_sender_only() {
     both_splits(|t| {
@@ -1053,6 +1055,7 @@ fn check_envelope_lockstep_and_sender_only() {
     });
 }
 
+#[cfg(feature = "lmtp")]
 mod lmtp {
     use super::*;
 
