@@ -11,6 +11,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+/* The library built with TLS exports postline_client_create as postline_client_create_tls:
+ * a program compiled for the other layout of postline_client does not link. */
+#if defined(POSTLINE_TLS)
+#define postline_client_create postline_client_create_tls
+#endif
+
+
 /**
  * Bytes for commands and message data on their way out.
  */
@@ -280,7 +287,7 @@ typedef struct postline_client {
    * TLS for every connection, a copy of what `postline_client_tls` was given; `mode` 0:
    * none. Only in a build with the `tls` feature (compile C with `POSTLINE_TLS` defined
    * for it): a device without TLS does not carry it. A C program compiled for the other
-   * layout gets NULL from `postline_client_create`, given `sizeof` its memory.
+   * layout does not link (its create is `postline_client_create_tls`).
    */
   struct postline_tls tls;
 #endif
@@ -313,11 +320,11 @@ extern "C" {
  */
 size_t postline_client_size(void);
 
+#if !defined(POSTLINE_TLS)
 /**
  * Makes a client in `mem` (at least [`postline_client_size`] bytes, 8-byte aligned). NULL
  * when an argument is missing or the block is too small or misaligned. Give `mem_len` as
- * `sizeof` your block: a program compiled with another `POSTLINE_TLS` setting than the
- * library's sees another `postline_client`, and that is how it is caught.
+ * `sizeof` your block.
  *
  * # Safety
  * `mem` must be writable for `mem_len` bytes and stay valid until
@@ -328,6 +335,24 @@ struct postline_client *postline_client_create(void *mem,
                                                size_t mem_len,
                                                const struct postline_config *config,
                                                const struct postline_io *io);
+#endif
+
+#if defined(POSTLINE_TLS)
+/**
+ * [`postline_client_create`] of the library built with TLS, which the header calls by that
+ * name under `POSTLINE_TLS`. A program compiled for the other layout of `postline_client`
+ * (another `POSTLINE_TLS` setting than the library's) does not link: each layout's
+ * programs find only their own library's create. (`mem_len` checked against the
+ * library's size is a second guard.)
+ *
+ * # Safety
+ * As [`postline_client_create`].
+ */
+struct postline_client *postline_client_create_tls(void *mem,
+                                                   size_t mem_len,
+                                                   const struct postline_config *config,
+                                                   const struct postline_io *io);
+#endif
 
 /**
  * Forgets the client (nothing to free: the memory is yours again).

@@ -163,7 +163,7 @@ pub struct postline_client {
     /// TLS for every connection, a copy of what `postline_client_tls` was given; `mode` 0:
     /// none. Only in a build with the `tls` feature (compile C with `POSTLINE_TLS` defined
     /// for it): a device without TLS does not carry it. A C program compiled for the other
-    /// layout gets NULL from `postline_client_create`, given `sizeof` its memory.
+    /// layout does not link (its create is `postline_client_create_tls`).
     #[cfg(feature = "tls")]
     tls: postline_tls,
 }
@@ -176,15 +176,47 @@ pub extern "C" fn postline_client_size() -> usize {
 
 /// Makes a client in `mem` (at least [`postline_client_size`] bytes, 8-byte aligned). NULL
 /// when an argument is missing or the block is too small or misaligned. Give `mem_len` as
-/// `sizeof` your block: a program compiled with another `POSTLINE_TLS` setting than the
-/// library's sees another `postline_client`, and that is how it is caught.
+/// `sizeof` your block.
 ///
 /// # Safety
 /// `mem` must be writable for `mem_len` bytes and stay valid until
 /// [`postline_client_delete`]; `config` and `io` must be valid (they are copied; the strings
 /// they point to must stay valid).
+#[cfg(not(feature = "tls"))]
 #[no_mangle]
 pub unsafe extern "C" fn postline_client_create(
+    mem: *mut c_void,
+    mem_len: usize,
+    config: *const postline_config,
+    io: *const postline_io,
+) -> *mut postline_client {
+    unsafe { create(mem, mem_len, config, io) }
+}
+
+/// [`postline_client_create`] of the library built with TLS, which the header calls by that
+/// name under `POSTLINE_TLS`. A program compiled for the other layout of `postline_client`
+/// (another `POSTLINE_TLS` setting than the library's) does not link: each layout's
+/// programs find only their own library's create. (`mem_len` checked against the
+/// library's size is a second guard.)
+///
+/// # Safety
+/// As [`postline_client_create`].
+#[cfg(feature = "tls")]
+#[no_mangle]
+pub unsafe extern "C" fn postline_client_create_tls(
+    mem: *mut c_void,
+    mem_len: usize,
+    config: *const postline_config,
+    io: *const postline_io,
+) -> *mut postline_client {
+    unsafe { create(mem, mem_len, config, io) }
+}
+
+/// See [`postline_client_create`].
+///
+/// # Safety
+/// As [`postline_client_create`].
+unsafe fn create(
     mem: *mut c_void,
     mem_len: usize,
     config: *const postline_config,
@@ -926,7 +958,7 @@ mod tests {
         };
         let mut mem = std::boxed::Box::new(core::mem::MaybeUninit::<postline_client>::uninit());
         let client = unsafe {
-            postline_client_create(
+            postline_client_create_tls(
                 mem.as_mut_ptr().cast(),
                 postline_client_size(),
                 &config,
