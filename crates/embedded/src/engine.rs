@@ -186,6 +186,8 @@ enum Step {
     Done(Status),
     Closed,
     Other,
+    /// No whole reply in the input yet: read more.
+    Incomplete,
 }
 
 /// The core's session, the caller's buffers and the call under way.
@@ -448,19 +450,19 @@ impl<'b> Engine<'b> {
                 return Ok(self.done());
             }
             match self.take_reply()? {
-                Some(step) => {
-                    self.deadline = None;
-                    if self.on_step(step, job)? {
-                        return Ok(self.done());
-                    }
-                }
-                None => {
+                Step::Incomplete => {
                     if self.filled == self.input.len() && !self.trim() {
                         return Err(Error::ReplyTooLong);
                     }
                     let phase = self.phase();
                     let deadline = self.deadline(now, phase);
                     return Ok(Want::Read { deadline, phase });
+                }
+                step => {
+                    self.deadline = None;
+                    if self.on_step(step, job)? {
+                        return Ok(self.done());
+                    }
                 }
             }
         }
@@ -788,11 +790,13 @@ impl<'b> Engine<'b> {
     }
 
     /// One reply from the input, if a whole one is there (or an event the last reply
-    /// decided), consumed and turned into a [`Step`].
+    /// decided), consumed and turned into a [`Step`]; [`Step::Incomplete`] when there is none.
+    /// (A step of its own rather than an `Option`: wrapping the result in one, and turning
+    /// `Option<Result>` into `Result<Option>`, copied the error twice more.)
     #[inline(never)]
-    fn take_reply<E>(&mut self) -> Result<Option<Step>, Error<E>> {
+    fn take_reply<E>(&mut self) -> Result<Step, Error<E>> {
         if core::mem::take(&mut self.closed) {
-            return Ok(Some(Step::Closed));
+            return Ok(Step::Closed);
         }
         // What the last reply decided comes out first; then the input.
         let (used, ev) = match self
@@ -801,7 +805,7 @@ impl<'b> Engine<'b> {
             .map_err(Error::Protocol)?
         {
             (_, Some(ev)) => (0, Some(ev)),
-            (_, None) if self.filled == 0 => return Ok(None),
+            (_, None) if self.filled == 0 => return Ok(Step::Incomplete),
             (_, None) => {
                 self.stray()?;
                 self.session
@@ -810,16 +814,16 @@ impl<'b> Engine<'b> {
             }
         };
         let step = match ev {
-            Some(ev) => Some(meaning(
+            Some(ev) => meaning(
                 &mut self.session,
                 &mut self.out,
                 &self.config,
                 &mut self.auth_rounds,
                 &mut self.last_reply,
                 ev,
-            )),
-            None if used > 0 => Some(Ok(Step::Other)),
-            None => None,
+            ),
+            None if used > 0 => Ok(Step::Other),
+            None => Ok(Step::Incomplete),
         };
         // The reply is taken out of the input whatever it meant: a refusal left there would
         // answer the next call.
@@ -830,7 +834,7 @@ impl<'b> Engine<'b> {
             self.filled -= used;
             self.budget = self.budget.saturating_sub(1);
         }
-        step.transpose()
+        step
     }
 }
 
