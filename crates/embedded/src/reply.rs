@@ -20,14 +20,16 @@ pub struct Reply {
 
 impl Reply {
     pub(crate) fn from_proto(r: &ProtoReply<'_>) -> Reply {
-        let line = r.lines().next().unwrap_or(&[]);
+        // One pass over the lines: the first, then whether another follows.
+        let mut lines = r.lines();
+        let line = lines.next().unwrap_or(&[]);
         let n = line.len().min(REPLY_TEXT);
         let mut text = [0u8; REPLY_TEXT];
         text[..n].copy_from_slice(&line[..n]);
         Reply {
             code: r.code().value(),
             len: n as u8,
-            cut: line.len() > n || r.lines().nth(1).is_some(),
+            cut: line.len() > n || lines.next().is_some(),
             text,
         }
     }
