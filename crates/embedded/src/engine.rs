@@ -125,9 +125,11 @@ impl<'j> Job<'j> {
     }
 }
 
-/// What a body holds, for `BODY=`: 7-bit when every octet is ASCII.
+/// What a body holds, for `BODY=` (and a composed mail's Content-Transfer-Encoding): 7-bit
+/// when every octet is ASCII. Looked at a byte at a time: core's word-at-a-time
+/// `<[u8]>::is_ascii` took 74 B of a Cortex-M4 image for a scan or two per message.
 pub(crate) fn body_type(body: &[u8]) -> BodyType {
-    if body.is_ascii() {
+    if body.iter().all(u8::is_ascii) {
         BodyType::SevenBit
     } else {
         BodyType::EightBit

@@ -8,6 +8,7 @@ use embedded_io_async::{Read, Write};
 use postline_proto::buf::decimal;
 use postline_proto::command::Address;
 use postline_proto::date::Rfc5322;
+use postline_proto::negotiate::BodyType;
 
 use crate::client::{Client, Status};
 use crate::clock::Clock;
@@ -362,7 +363,7 @@ impl<'m> Composer<'m> {
                     b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n",
                     Text::Borrowed(b""),
                     // An ASCII body is 7bit, and goes to any server; others need 8BITMIME.
-                    if mail.body.is_ascii() {
+                    if body_type(mail.body) == BodyType::SevenBit {
                         b"Content-Transfer-Encoding: 7bit\r\n\r\n"
                     } else {
                         b"Content-Transfer-Encoding: 8bit\r\n\r\n"
