@@ -129,13 +129,14 @@ pub(crate) struct Parts<'m> {
 }
 
 impl<'m> Parts<'m> {
-    fn new(mut composer: Composer<'m>) -> Self {
-        let mut spelled = [0; SPELLED];
-        let part = composer.next(&mut spelled);
+    /// Starts on an empty part, so the composer's first part is made by the first
+    /// [`Parts::current`]: made here, it was built aside and copied in with the composer and
+    /// `spelled` (three copies, and a 300-byte frame, to make a job).
+    fn new(composer: Composer<'m>) -> Self {
         Parts {
             composer,
-            part,
-            spelled,
+            part: Some(Part::new(b"", Text::Borrowed(b""), b"")),
+            spelled: [0; SPELLED],
             piece: 0,
             at: 0,
         }
