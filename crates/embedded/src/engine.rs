@@ -815,7 +815,7 @@ impl<'b> Engine<'b> {
                     .map_err(Error::Protocol)?
             }
         };
-        let step = match ev {
+        let step = match &ev {
             Some(ev) => meaning(
                 &mut self.session,
                 &mut self.out,
@@ -880,7 +880,8 @@ fn respond<E>(
 
 /// What an event of the core means to this driver. A deciding reply's text goes to `last`,
 /// once; steps and errors carry its code. Out of line, so the reply's handling is not in
-/// the frame that reads it.
+/// the frame that reads it. The event is borrowed: taken by value, it (and a reply in it)
+/// was copied on the way in and again to be looked at.
 #[inline(never)]
 fn meaning<E>(
     session: &mut Session<&str, 1>,
@@ -888,7 +889,7 @@ fn meaning<E>(
     config: &Config<'_>,
     auth_rounds: &mut u32,
     last: &mut Option<Reply>,
-    ev: Event<'_>,
+    ev: &Event<'_>,
 ) -> Result<Step, Error<E>> {
     let mut keep = |r: &ProtoReply<'_>| {
         *last = Some(Reply::from_proto(r));
@@ -901,11 +902,11 @@ fn meaning<E>(
         #[cfg(feature = "tls")]
         Event::StartTlsRefused(r) => {
             // Its code tells a 454 (try later) from a refusal.
-            keep(&r);
+            keep(r);
             Step::StartTlsRefused
         }
-        Event::Rejected(r) => return Err(Error::Rejected(keep(&r))),
-        Event::ServiceClosing(r) => return Err(Error::ServiceClosing(keep(&r))),
+        Event::Rejected(r) => return Err(Error::Rejected(keep(r))),
+        Event::ServiceClosing(r) => return Err(Error::ServiceClosing(keep(r))),
         Event::AuthChallenge(challenge) => {
             *auth_rounds += 1;
             if *auth_rounds > MAX_ROUNDS {
@@ -916,10 +917,10 @@ fn meaning<E>(
         }
         Event::Authenticated => Step::Authenticated,
         Event::AuthFailed(r) | Event::AuthServerUnverified(r) => {
-            return Err(Error::AuthFailed(keep(&r)))
+            return Err(Error::AuthFailed(keep(r)))
         }
         Event::RecipientResult { index, reply, .. } => Step::Rcpt {
-            index,
+            index: *index,
             code: reply.code().value(),
         },
         Event::SendData(_) => Step::SendData,
@@ -927,12 +928,12 @@ fn meaning<E>(
             TxOutcome::Delivered(r) => Status {
                 delivered: true,
                 failed_at: None,
-                code: Some(keep(&r)),
+                code: Some(keep(r)),
             },
             TxOutcome::Failed { at, reply } => Status {
                 delivered: false,
-                failed_at: Some(at),
-                code: reply.map(|r| keep(&r)),
+                failed_at: Some(*at),
+                code: reply.as_ref().map(keep),
             },
             // Checks and LMTP are not started by this driver.
             _ => Status {
