@@ -394,14 +394,17 @@ impl<'m> Composer<'m> {
     /// it, and the part.
     fn word(&self, at: usize, spelled: &mut Spelled) -> (Stage, Part<'m>) {
         let first = at == 0;
-        let rest = self.mail.subject.get(at..).unwrap_or("");
+        // As bytes (`at` is where an earlier word ended, a character's start): a `str`'s
+        // slicing checks character boundaries once more, in code of its own.
+        let rest = self.mail.subject.as_bytes().get(at..).unwrap_or(&[]);
         // "Subject: " and the markers leave 52 base64 characters (39 octets) on the first
         // line and 60 (45 octets) on the others within RFC 2047's 76.
         let mut cut = rest.len().min(if first { 39 } else { 45 });
-        while !rest.is_char_boundary(cut) {
+        // Back to the start of a character: never before a UTF-8 continuation byte.
+        while rest.get(cut).is_some_and(|&b| b & 0xc0 == 0x80) {
             cut -= 1;
         }
-        let n = postline_proto::sasl::encode_base64(&rest.as_bytes()[..cut], spelled)
+        let n = postline_proto::sasl::encode_base64(rest.get(..cut).unwrap_or(&[]), spelled)
             .map_or(0, <[u8]>::len);
         let last = cut == rest.len();
         let stage = if last {
