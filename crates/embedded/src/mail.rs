@@ -253,7 +253,6 @@ enum Stage {
     IdNumber,
     IdDomain,
     Priority,
-    Mime,
     Body,
     Done,
 }
@@ -336,7 +335,7 @@ impl<'m> Composer<'m> {
                     let text = Text::spelled(spelled, 0, len);
                     (Stage::IdTime, Part::new(b"Date: ", text, b"\r\n"))
                 }
-                _ => (Stage::Mime, self.priority()),
+                _ => (Stage::Body, self.priority()),
             },
             Stage::IdTime => {
                 let unix = u64::try_from(self.time().unwrap_or(0)).unwrap_or(0);
@@ -357,20 +356,7 @@ impl<'m> Composer<'m> {
                 Stage::Priority,
                 Part::new(b"", Text::Borrowed(self.hello.as_bytes()), b">\r\n"),
             ),
-            Stage::Priority => (Stage::Mime, self.priority()),
-            Stage::Mime => (
-                Stage::Body,
-                Part::new(
-                    b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n",
-                    Text::Borrowed(b""),
-                    // An ASCII body is 7bit, and goes to any server; others need 8BITMIME.
-                    if body_type(mail.body) == BodyType::SevenBit {
-                        b"Content-Transfer-Encoding: 7bit\r\n\r\n"
-                    } else {
-                        b"Content-Transfer-Encoding: 8bit\r\n\r\n"
-                    },
-                ),
-            ),
+            Stage::Priority => (Stage::Body, self.priority()),
             Stage::Body => (Stage::Done, Part::new(b"", Text::Borrowed(mail.body), b"")),
             Stage::Done => return None,
         };
@@ -378,14 +364,24 @@ impl<'m> Composer<'m> {
         Some(part)
     }
 
-    /// `X-Priority` and `Importance`.
+    /// `X-Priority` and `Importance`, then the MIME headers: one part, the last of the
+    /// headers.
     fn priority(&self) -> Part<'m> {
         let head: &[u8] = match self.mail.priority {
             Priority::High => b"X-Priority: 1 (Highest)\r\nImportance: high\r\n",
             Priority::Normal => b"X-Priority: 3 (Normal)\r\nImportance: normal\r\n",
             Priority::Low => b"X-Priority: 5 (Lowest)\r\nImportance: low\r\n",
         };
-        Part::new(head, Text::Borrowed(b""), b"")
+        Part::new(
+            head,
+            Text::Borrowed(b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"),
+            // An ASCII body is 7bit, and goes to any server; others need 8BITMIME.
+            if body_type(self.mail.body) == BodyType::SevenBit {
+                b"Content-Transfer-Encoding: 7bit\r\n\r\n"
+            } else {
+                b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+            },
+        )
     }
 
     /// The subject's RFC 2047 encoded word (`=?UTF-8?B?...?=`) starting at byte `at`, in
