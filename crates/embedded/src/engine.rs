@@ -501,7 +501,9 @@ impl<'b> Engine<'b> {
     /// message in doubt, nor a long 421 at the greeting look like a permanent failure. Not
     /// for EHLO's (or HELO's) positive reply (every line is a capability) nor an AUTH
     /// challenge: false there, and when nothing can go (an input buffer under about 80
-    /// bytes cannot keep a first line and the code of the next).
+    /// bytes cannot keep a first line and the code of the next). Out of line: it is seldom
+    /// needed, and inlined its locals sat in the polling frame, under every reply's parsing.
+    #[inline(never)]
     fn trim(&mut self) -> bool {
         let held = &self.input[..self.filled];
         // EHLO's (or HELO's) 250 and an AUTH challenge (334): every line counts.
