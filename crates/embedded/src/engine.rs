@@ -894,7 +894,7 @@ fn meaning<E>(
     ev: &Event<'_>,
 ) -> Result<Step, Error<E>> {
     let mut keep = |r: &ProtoReply<'_>| {
-        *last = Some(Reply::from_proto(r));
+        Reply::keep(last, r);
         r.code()
     };
     Ok(match ev {

@@ -19,19 +19,25 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub(crate) fn from_proto(r: &ProtoReply<'_>) -> Reply {
+    /// Keeps `r` in `slot`, written there in place: a reply built aside and moved in was
+    /// copied twice, through a frame twice its size. (The text, at most 64 bytes, is copied
+    /// a byte at a time: a slice copy's range and length checks cost more code.)
+    pub(crate) fn keep(slot: &mut Option<Reply>, r: &ProtoReply<'_>) {
+        let kept = slot.insert(Reply {
+            code: r.code().value(),
+            len: 0,
+            cut: false,
+            text: [0; REPLY_TEXT],
+        });
         // One pass over the lines: the first, then whether another follows.
         let mut lines = r.lines();
         let line = lines.next().unwrap_or(&[]);
         let n = line.len().min(REPLY_TEXT);
-        let mut text = [0u8; REPLY_TEXT];
-        text[..n].copy_from_slice(&line[..n]);
-        Reply {
-            code: r.code().value(),
-            len: n as u8,
-            cut: line.len() > n || lines.next().is_some(),
-            text,
+        for (to, &b) in kept.text.iter_mut().zip(line) {
+            *to = b;
         }
+        kept.len = n as u8;
+        kept.cut = line.len() > n || lines.next().is_some();
     }
 
     /// The three-digit code.
