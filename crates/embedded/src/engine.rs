@@ -863,9 +863,10 @@ impl Drop for Engine<'_> {
     }
 }
 
-/// Answers an AUTH challenge. Kept out of line: its SASL buffers would otherwise sit in the
-/// frame of every reply's handling (the peak stack a device must provide).
-#[inline(never)]
+/// Answers an AUTH challenge. Its SASL buffers sit in the frame of [`meaning`], its one
+/// caller, which is on the stack only while a reply's meaning is worked out, never while
+/// replies are parsed (the deepest point of a send): kept out of line, it cost more code
+/// (48 B of a Cortex-M4 image, 93 B on x86_64 with CRAM-MD5) and saved no stack.
 fn respond<E>(
     session: &mut Session<&str, 1>,
     out: &mut Outbox<FixedBuf<'_>>,
