@@ -432,7 +432,9 @@ impl fmt::Display for UseError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Tested with `matches!`, never `==`: a derived comparison takes in the [`Sasl`] of `Auth`
+/// and, called out of line from a dozen places, cost a device build about 160 B of code.
+#[derive(Debug, Clone, Copy)]
 enum State {
     Greeting,
     Ehlo,
@@ -753,13 +755,16 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
 
     /// True when the session is over (QUIT answered, 421, or refused).
     pub fn is_closed(&self) -> bool {
-        self.state == State::Closed
+        matches!(self.state, State::Closed)
     }
 
     /// True when the session is greeted and idle enough to start TLS or AUTH: no command and
     /// no transaction outstanding.
     pub fn is_idle(&self) -> bool {
-        self.state == State::Ready && self.expect.len == 0 && self.held == 0 && !self.quit_requested
+        matches!(self.state, State::Ready)
+            && self.expect.len == 0
+            && self.held == 0
+            && !self.quit_requested
     }
 
     /// Which timeout applies now, or `None` when nothing is awaited.
@@ -814,7 +819,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
     /// every earlier transaction has written its end of data, the window has room, and
     /// (without PIPELINING) nothing is in flight.
     pub fn can_start_transaction(&self) -> bool {
-        if self.state != State::Ready || self.quit_requested || self.error.is_some() {
+        if !matches!(self.state, State::Ready) || self.quit_requested || self.error.is_some() {
             return false;
         }
         let mut live = 0;
@@ -867,7 +872,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         if input.is_empty() {
             return Ok((0, None));
         }
-        if self.state == State::TlsHandshake {
+        if matches!(self.state, State::TlsHandshake) {
             return Err(self.fail(SessionError::InputDuringTlsHandshake));
         }
         let (reply, used) = match self.parser.parse(input) {
@@ -892,7 +897,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        if self.state == State::Closed || self.quit_sent {
+        if matches!(self.state, State::Closed) || self.quit_sent {
             self.state = State::Closed;
             return Ok(());
         }
@@ -1446,7 +1451,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
             self.held -= 1;
             self.in_flight += 1;
         }
-        if self.quit_requested && self.held == 0 && self.state != State::Closed {
+        if self.quit_requested && self.held == 0 && !matches!(self.state, State::Closed) {
             self.quit_requested = false;
             self.push(out, Command::Quit, Expect::Quit, true)?;
         }
@@ -1527,7 +1532,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
     /// what it learnt in clear text and sends EHLO again (RFC 3207 4.2).
     pub fn tls_established<B: Buffer>(&mut self, out: &mut Outbox<B>) -> Result<(), UseError> {
         self.usable()?;
-        if self.state != State::TlsHandshake {
+        if !matches!(self.state, State::TlsHandshake) {
             return Err(UseError::NotReady);
         }
         self.tls = true;
@@ -1629,7 +1634,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         check: bool,
     ) -> Result<TxId, UseError> {
         self.usable()?;
-        if self.state != State::Ready {
+        if !matches!(self.state, State::Ready) {
             return Err(UseError::NotReady);
         }
         if !self.can_start_transaction() {
@@ -1846,7 +1851,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         out: &mut Outbox<B>,
     ) -> Result<(), UseError> {
         self.usable()?;
-        if self.state != State::Ready
+        if !matches!(self.state, State::Ready)
             || self.held != 0
             || self.quit_requested
             || self.quit_sent
@@ -1860,10 +1865,10 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
 
     /// Sends QUIT after whatever is queued. Harmless when already sent or closed.
     pub fn quit<B: Buffer>(&mut self, out: &mut Outbox<B>) -> Result<(), UseError> {
-        if self.quit_sent || self.quit_requested || self.state == State::Closed {
+        if self.quit_sent || self.quit_requested || matches!(self.state, State::Closed) {
             return Ok(());
         }
-        if self.state == State::TlsHandshake {
+        if matches!(self.state, State::TlsHandshake) {
             return Err(UseError::NotReady);
         }
         self.quit_sent = true;
