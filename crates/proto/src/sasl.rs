@@ -635,14 +635,27 @@ impl Sasl {
 
 /// Refuses credentials of the wrong kind and bytes that would break the framing.
 fn check(mechanism: Mechanism, creds: &Credentials<'_>) -> Result<(), SaslError> {
-    fn clean(field: &str, forbidden: &[u8]) -> Result<(), SaslError> {
-        if field.bytes().any(|b| forbidden.contains(&b)) {
-            Err(SaslError::InvalidCredential)
-        } else {
-            Ok(())
+    /// A set of control characters, one bit each: every byte a mechanism forbids is one.
+    const fn set(bytes: &[u8]) -> u32 {
+        let mut set = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            set |= 1 << bytes[i];
+            i += 1;
         }
+        set
     }
-    match (mechanism, *creds) {
+    const CRLF: u32 = set(b"\r\n");
+    const NUL_CRLF: u32 = set(b"\0\r\n");
+    const SOH_CRLF: u32 = set(b"\x01\r\n");
+    /// True when no field holds a byte of `forbidden`. One walk over all the fields with a
+    /// bit test per byte: a `Result` per field, each passed up, cost a device build 160 B.
+    fn clean(fields: &[&str], forbidden: u32) -> bool {
+        fields
+            .iter()
+            .all(|f| f.bytes().all(|b| b >= 32 || forbidden & (1 << b) == 0))
+    }
+    let clean = match (mechanism, *creds) {
         (
             Mechanism::Plain | Mechanism::Login | Mechanism::CramMd5,
             Credentials::Password {
@@ -657,14 +670,12 @@ fn check(mechanism: Mechanism, creds: &Credentials<'_>) -> Result<(), SaslError>
             if mechanism != Mechanism::Plain && !authzid.is_empty() {
                 return Err(SaslError::WrongCredentials);
             }
-            let forbidden: &[u8] = if mechanism == Mechanism::Plain {
-                b"\0\r\n"
+            let forbidden = if mechanism == Mechanism::Plain {
+                NUL_CRLF
             } else {
-                b"\r\n"
+                CRLF
             };
-            clean(authzid, forbidden)?;
-            clean(username, forbidden)?;
-            clean(password, forbidden)
+            clean(&[authzid, username, password], forbidden)
         }
         (
             Mechanism::XOAuth2 | Mechanism::OAuthBearer,
@@ -674,20 +685,20 @@ fn check(mechanism: Mechanism, creds: &Credentials<'_>) -> Result<(), SaslError>
                 host,
                 port: _,
             },
-        ) => {
-            let forbidden = b"\x01\r\n";
-            clean(username, forbidden)?;
-            clean(token, forbidden)?;
-            clean(host.unwrap_or(""), forbidden)
-        }
+        ) => clean(&[username, token, host.unwrap_or("")], SOH_CRLF),
         #[cfg(feature = "scram")]
         (Mechanism::ScramSha256 | Mechanism::ScramSha256Plus, Credentials::Scram { .. }) => {
-            scram::check(mechanism, creds)
+            return scram::check(mechanism, creds);
         }
         (Mechanism::External, Credentials::External { authzid }) => {
-            clean(authzid.unwrap_or(""), b"\0\r\n")
+            clean(&[authzid.unwrap_or("")], NUL_CRLF)
         }
-        _ => Err(SaslError::WrongCredentials),
+        _ => return Err(SaslError::WrongCredentials),
+    };
+    if clean {
+        Ok(())
+    } else {
+        Err(SaslError::InvalidCredential)
     }
 }
 
