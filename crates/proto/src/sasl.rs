@@ -756,8 +756,9 @@ pub(crate) enum Piece<'a> {
     /// Sent as is.
     Raw(&'a [u8]),
     /// An RFC 5801 saslname: `,` and `=` would end the gs2 header early, so they travel as
-    /// `=2C` and `=3D`.
-    #[cfg_attr(not(any(feature = "scram", feature = "oauth")), allow(dead_code))]
+    /// `=2C` and `=3D`. Only the mechanisms with a gs2 header (SCRAM, OAUTHBEARER) write one,
+    /// so a build without them carries no code for it.
+    #[cfg(any(feature = "scram", feature = "oauth"))]
     SaslName(&'a [u8]),
 }
 
@@ -765,6 +766,7 @@ impl Piece<'_> {
     fn len(self) -> usize {
         match self {
             Piece::Raw(b) => b.len(),
+            #[cfg(any(feature = "scram", feature = "oauth"))]
             Piece::SaslName(b) => b
                 .iter()
                 .map(|&c| if c == b',' || c == b'=' { 3 } else { 1 })
@@ -802,6 +804,7 @@ impl<B: Buffer> B64Stream<'_, B> {
     fn piece(&mut self, piece: Piece<'_>) -> Result<(), SaslError> {
         match piece {
             Piece::Raw(b) => self.push(b),
+            #[cfg(any(feature = "scram", feature = "oauth"))]
             Piece::SaslName(b) => {
                 for &c in b {
                     match c {
