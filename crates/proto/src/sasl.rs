@@ -787,8 +787,11 @@ struct B64Stream<'o, B: Buffer> {
     len: usize,
 }
 
+/// The one way a stream fails is a full buffer, and it says so as [`BufferFull`], which comes
+/// back in registers; as a [`SaslError`] (the caller's `?` converts) each call's result went
+/// through memory, 50 B more of a device build.
 impl<B: Buffer> B64Stream<'_, B> {
-    fn push(&mut self, bytes: &[u8]) -> Result<(), SaslError> {
+    fn push(&mut self, bytes: &[u8]) -> Result<(), BufferFull> {
         for &b in bytes {
             if let Some(slot) = self.pending.get_mut(self.len) {
                 *slot = b;
@@ -801,7 +804,7 @@ impl<B: Buffer> B64Stream<'_, B> {
         Ok(())
     }
 
-    fn piece(&mut self, piece: Piece<'_>) -> Result<(), SaslError> {
+    fn piece(&mut self, piece: Piece<'_>) -> Result<(), BufferFull> {
         match piece {
             Piece::Raw(b) => self.push(b),
             #[cfg(any(feature = "scram", feature = "oauth"))]
@@ -818,7 +821,7 @@ impl<B: Buffer> B64Stream<'_, B> {
         }
     }
 
-    fn flush(&mut self) -> Result<(), SaslError> {
+    fn flush(&mut self) -> Result<(), BufferFull> {
         let mut enc = [0u8; CHUNK / 3 * 4];
         let input = self.pending.get(..self.len).unwrap_or(&[]);
         // `enc` is sized for a full chunk, so this cannot fail; should it, reporting a full
@@ -833,7 +836,7 @@ impl<B: Buffer> B64Stream<'_, B> {
         // when the stream is dropped).
         enc.zeroize();
         self.len = 0;
-        Ok(written?)
+        written
     }
 }
 
