@@ -174,11 +174,6 @@ pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
     &digits[i..]
 }
 
-/// Writes `n` in decimal, the way SMTP numbers (SIZE=, BDAT) are spelled.
-pub(crate) fn write_decimal(out: &mut impl Buffer, n: u64) -> Result<(), BufferFull> {
-    out.extend_from_slice(decimal(n, &mut [0u8; 20]))
-}
-
 /// Where `byte` first occurs in `hay`: memchr's vectorised search with the `fast` feature, a
 /// plain scan without it.
 #[inline]
@@ -227,9 +222,11 @@ mod tests {
     fn decimal() {
         let mut s = [0u8; 32];
         let mut b = FixedBuf::new(&mut s);
-        write_decimal(&mut b, 0).unwrap();
+        let mut digits = [0u8; 20];
+        b.extend_from_slice(super::decimal(0, &mut digits)).unwrap();
         b.extend_from_slice(b" ").unwrap();
-        write_decimal(&mut b, u64::MAX).unwrap();
+        b.extend_from_slice(super::decimal(u64::MAX, &mut digits))
+            .unwrap();
         assert_eq!(b.as_bytes(), b"0 18446744073709551615");
     }
 }
