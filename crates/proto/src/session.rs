@@ -1196,9 +1196,13 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         Ok(Decision::Rejected)
     }
 
-    fn tx_mut(&mut self, slot: u8, code: Code) -> Result<&mut Tx, SessionError> {
+    /// The live transaction in `slot`, which the reply answers: one reply fewer is due.
+    fn answered(&mut self, slot: u8, code: Code) -> Result<&mut Tx, SessionError> {
         match self.txs.get_mut(slot as usize) {
-            Some(t) if t.live => Ok(t),
+            Some(t) if t.live => {
+                t.due -= 1;
+                Ok(t)
+            }
             _ => Err(SessionError::UnexpectedReply { code }),
         }
     }
@@ -1211,8 +1215,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         out: &mut Outbox<B>,
     ) -> Result<Decision, SessionError> {
         let pipelined = self.pipelining();
-        let tx = self.tx_mut(slot, code)?;
-        tx.due -= 1;
+        let tx = self.answered(slot, code)?;
         tx.mail_ok = ok;
         #[cfg(feature = "checks")]
         if ok && tx.check {
@@ -1253,8 +1256,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         out: &mut Outbox<B>,
     ) -> Result<Decision, SessionError> {
         let pipelined = self.pipelining();
-        let tx = self.tx_mut(slot, code)?;
-        tx.due -= 1;
+        let tx = self.answered(slot, code)?;
         let index = tx.rcpt_replies;
         tx.rcpt_replies += 1;
         if ok {
@@ -1309,8 +1311,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         out: &mut Outbox<B>,
     ) -> Result<Decision, SessionError> {
         let lmtp = self.lmtp();
-        let tx = self.tx_mut(slot, code)?;
-        tx.due -= 1;
+        let tx = self.answered(slot, code)?;
         let (id, done, accepted) = (tx.id, tx.done, tx.accepted);
         if go && (done || accepted == 0) && lmtp {
             // RFC 2033 4.2 requires 503 here. How many replies an end of data would get
@@ -1387,8 +1388,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         if !cfg!(feature = "chunking") {
             return Err(SessionError::UnexpectedReply { code });
         }
-        let tx = self.tx_mut(slot, code)?;
-        tx.due -= 1;
+        let tx = self.answered(slot, code)?;
         tx.bdat_pending -= 1;
         if ok || tx.done {
             self.maybe_retire(slot, out)?;
@@ -1419,8 +1419,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         if self.lmtp() {
             return self.on_lmtp_final(slot, ok, code, out);
         }
-        let tx = self.tx_mut(slot, code)?;
-        tx.due -= 1;
+        let tx = self.answered(slot, code)?;
         let (id, done) = (tx.id, tx.done);
         // After the reply to the end of data (RFC 5321 4.1.1.4) or to BDAT LAST (RFC 3030 2)
         // the server has closed the transaction, whatever happened before.
@@ -1451,8 +1450,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         code: Code,
         out: &mut Outbox<B>,
     ) -> Result<Decision, SessionError> {
-        let tx = self.tx_mut(slot, code)?;
-        tx.due -= 1;
+        let tx = self.answered(slot, code)?;
         // The replies come in the order the recipients were accepted, one each.
         let accepted_index = tx.accepted.max(1).saturating_sub(tx.final_due);
         tx.final_due = tx.final_due.saturating_sub(1);
