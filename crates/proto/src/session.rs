@@ -1191,7 +1191,8 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         self.state = State::Closed;
         self.expect.clear();
         self.in_flight = 0;
-        self.send_internal(out, Command::Quit, Expect::Quit)?;
+        self.send_internal(out, Command::Quit, Expect::Quit)
+            .map_err(SessionError::BufferFull)?;
         self.quit_sent = true;
         Ok(Decision::Rejected)
     }
@@ -1224,7 +1225,8 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
                 // A sender check: the MAIL reply is the last one.
                 tx.done = true;
                 tx.stage = Stage::AwaitFinal;
-                self.maybe_retire(slot, out)?;
+                self.maybe_retire(slot, out)
+                    .map_err(SessionError::BufferFull)?;
                 self.pending_done = Some((id, Ending::Checked));
             }
             return Ok(Decision::Sender { tx: id });
@@ -1237,9 +1239,10 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         if !pipelined {
             // The RCPT and DATA lines never left: take them back.
             self.take_back_held(slot, out);
-            self.retire(slot, out)?;
+            self.retire(slot, out).map_err(SessionError::BufferFull)?;
         } else {
-            self.maybe_retire(slot, out)?;
+            self.maybe_retire(slot, out)
+                .map_err(SessionError::BufferFull)?;
         }
         Ok(Decision::Failed {
             tx: id,
@@ -1266,7 +1269,8 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         let (id, done, accepted) = (tx.id, tx.done, tx.accepted);
         let bdat = cfg!(feature = "chunking") && tx.bdat;
         if done {
-            self.maybe_retire(slot, out)?;
+            self.maybe_retire(slot, out)
+                .map_err(SessionError::BufferFull)?;
             return Ok(Decision::Nothing);
         }
         #[cfg(feature = "checks")]
@@ -1275,7 +1279,8 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
             // retiring RSET closes the open MAIL.
             tx.done = true;
             tx.stage = Stage::AwaitFinal;
-            self.maybe_retire(slot, out)?;
+            self.maybe_retire(slot, out)
+                .map_err(SessionError::BufferFull)?;
             let ending = if accepted == 0 {
                 Ending::Failed(FailedAt::NoValidRecipients)
             } else {
@@ -1297,7 +1302,8 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
                     t.due = 0;
                 }
             }
-            self.maybe_retire(slot, out)?;
+            self.maybe_retire(slot, out)
+                .map_err(SessionError::BufferFull)?;
             self.pending_done = Some((id, Ending::Failed(FailedAt::NoValidRecipients)));
         }
         Ok(Decision::Recipient { tx: id, index })
@@ -1360,7 +1366,8 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
             return Ok(Decision::SendData(id));
         }
         tx.done = true;
-        self.maybe_retire(slot, out)?;
+        self.maybe_retire(slot, out)
+            .map_err(SessionError::BufferFull)?;
         if done {
             return Ok(Decision::Nothing);
         }
@@ -1391,7 +1398,8 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         let tx = self.answered(slot, code)?;
         tx.bdat_pending -= 1;
         if ok || tx.done {
-            self.maybe_retire(slot, out)?;
+            self.maybe_retire(slot, out)
+                .map_err(SessionError::BufferFull)?;
             return Ok(Decision::Nothing);
         }
         // RFC 3030 2: after a failed chunk no further chunk may be sent.
@@ -1400,7 +1408,8 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
             tx.stage = Stage::AwaitFinal;
         }
         let id = tx.id;
-        self.maybe_retire(slot, out)?;
+        self.maybe_retire(slot, out)
+            .map_err(SessionError::BufferFull)?;
         Ok(Decision::Failed {
             tx: id,
             at: FailedAt::Message,
@@ -1425,7 +1434,8 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         // the server has closed the transaction, whatever happened before.
         tx.ended = true;
         tx.done = true;
-        self.maybe_retire(slot, out)?;
+        self.maybe_retire(slot, out)
+            .map_err(SessionError::BufferFull)?;
         if done {
             return Ok(Decision::Nothing);
         }
@@ -1462,7 +1472,8 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         if last {
             tx.ended = true;
             tx.done = true;
-            self.maybe_retire(slot, out)?;
+            self.maybe_retire(slot, out)
+                .map_err(SessionError::BufferFull)?;
         }
         if done {
             // The terminator of a message no recipient was accepted for: already reported.
@@ -1485,11 +1496,11 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         self.expect.remove_slot(slot);
     }
 
-    fn maybe_retire<B: Buffer>(
-        &mut self,
-        slot: u8,
-        out: &mut Outbox<B>,
-    ) -> Result<(), SessionError> {
+    /// Retires the slot's transaction if nothing more is due for it. Like [`Self::retire`]
+    /// and [`Self::send_internal`] it fails only for a full buffer, said as [`BufferFull`]:
+    /// that comes back in registers where a `SessionError` goes through memory, which at a
+    /// dozen calls cost a device build 50 B.
+    fn maybe_retire<B: Buffer>(&mut self, slot: u8, out: &mut Outbox<B>) -> Result<(), BufferFull> {
         match self.txs.get(slot as usize) {
             Some(t) if t.live && t.done && t.due == 0 && t.stage != Stage::Sending => {
                 self.retire(slot, out)
@@ -1500,7 +1511,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
 
     /// Frees the slot; a transaction left open on the server gets a RSET so the session stays
     /// usable for the next message.
-    fn retire<B: Buffer>(&mut self, slot: u8, out: &mut Outbox<B>) -> Result<(), SessionError> {
+    fn retire<B: Buffer>(&mut self, slot: u8, out: &mut Outbox<B>) -> Result<(), BufferFull> {
         let Some(t) = self.txs.get_mut(slot as usize) else {
             return Ok(());
         };
@@ -1552,10 +1563,9 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         out: &mut Outbox<B>,
         cmd: Command<'_>,
         exp: Expect,
-    ) -> Result<(), SessionError> {
+    ) -> Result<(), BufferFull> {
         let pipelinable = matches!(exp, Expect::CleanupRset | Expect::Quit);
         self.push(out, cmd, exp, pipelinable)
-            .map_err(SessionError::BufferFull)
     }
 
     /// Encodes one command and releases it now or holds it, per RFC 2920.
