@@ -1793,12 +1793,14 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         Ok(id)
     }
 
-    fn sending_slot(&self) -> Result<u8, UseError> {
+    /// The slot taking message data. An `Option`, which comes back in registers where a
+    /// `Result` with a [`UseError`] goes through memory (76 B of a device build); the callers
+    /// turn it into [`UseError::NoDataExpected`].
+    fn sending_slot(&self) -> Option<u8> {
         self.txs
             .iter()
             .position(|t| t.live && t.stage == Stage::Sending)
             .map(|i| i as u8)
-            .ok_or(UseError::NoDataExpected)
     }
 
     /// Writes a piece of the message (any size, split anywhere). With DATA it is dot-stuffed
@@ -1810,7 +1812,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         out: &mut Outbox<B>,
     ) -> Result<(), UseError> {
         self.usable()?;
-        let slot = self.sending_slot()?;
+        let slot = self.sending_slot().ok_or(UseError::NoDataExpected)?;
         let tx = self.txs[slot as usize];
         if !cfg!(feature = "chunking") || !tx.bdat {
             self.encoder.encode(chunk, out.buf_mut())?;
@@ -1855,7 +1857,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
     #[inline(never)]
     pub fn end_data<B: Buffer>(&mut self, out: &mut Outbox<B>) -> Result<(), UseError> {
         self.usable()?;
-        let slot = self.sending_slot()?;
+        let slot = self.sending_slot().ok_or(UseError::NoDataExpected)?;
         if self.expect.room() == 0 {
             return Err(UseError::Busy);
         }
