@@ -147,7 +147,11 @@ impl Capabilities {
         if !reply.code().is_positive_completion() {
             return caps;
         }
-        for line in reply.lines().skip(1) {
+        let mut lines = reply.lines();
+        // The first line is the server's name. (`skip(1)` brought a generic `advance_by`
+        // into a device build: 44 B.)
+        lines.next();
+        for line in lines {
             caps.add_line(line);
         }
         caps
