@@ -125,6 +125,12 @@ impl Buffer for FixedBuf<'_> {
         &self.storage[..self.len]
     }
 
+    /// The count kept, rather than the default's length of [`Buffer::as_bytes`], whose
+    /// slicing is checked at every call (44 B of a device build).
+    fn len(&self) -> usize {
+        self.len
+    }
+
     fn remaining(&self) -> usize {
         self.storage.len() - self.len
     }
