@@ -239,7 +239,8 @@ pub(crate) fn client_first(
         &[b"AUTH ", mechanism.name().as_bytes(), b" "],
         &payload,
         b"=",
-    )
+    )?;
+    Ok(())
 }
 
 /// What the server-first message says.
