@@ -919,6 +919,53 @@ mod tests {
         same("Température élevée 🌡 ok".as_bytes());
     }
 
+    /// Create refuses a block smaller than the library's client (a program for the other
+    /// layout that got past the linker, or a wrong length), and a misaligned one, and makes
+    /// a client in one that fits.
+    #[test]
+    fn create_takes_only_a_block_that_fits() {
+        use super::*;
+        unsafe extern "C" fn connect(_: *mut c_void) -> i32 {
+            -1
+        }
+        unsafe extern "C" fn send(_: *mut c_void, _: *const u8, _: usize) -> i32 {
+            -1
+        }
+        unsafe extern "C" fn recv(_: *mut c_void, _: *mut u8, _: usize) -> i32 {
+            -1
+        }
+        unsafe extern "C" fn now(_: *mut c_void) -> u64 {
+            0
+        }
+        let config = postline_config {
+            hello: c"device.example".as_ptr(),
+            user: core::ptr::null(),
+            password: core::ptr::null(),
+            allow_plaintext_auth: 0,
+            timeout_ms: 0,
+        };
+        let io = postline_io {
+            ctx: core::ptr::null_mut(),
+            connect: Some(connect),
+            send: Some(send),
+            recv: Some(recv),
+            close: None,
+            now_ms: Some(now),
+            unix_time: None,
+        };
+        // Room for a client one byte past an aligned start.
+        let mut mem = std::vec![0u64; postline_client_size() / 8 + 2];
+        let base = mem.as_mut_ptr().cast::<u8>();
+        let size = postline_client_size();
+        let made = |at: *mut u8, len: usize| unsafe { create(at.cast(), len, &config, &io) };
+        assert!(made(base, size - 1).is_null());
+        assert!(made(unsafe { base.add(1) }, size).is_null());
+        assert!(made(core::ptr::null_mut(), size).is_null());
+        let client = made(base, size);
+        assert!(!client.is_null());
+        unsafe { postline_client_delete(client) };
+    }
+
     /// `postline_client_tls` takes only settings that make sense, and leaves the client as
     /// it was otherwise.
     #[cfg(feature = "tls")]

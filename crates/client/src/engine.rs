@@ -1127,8 +1127,9 @@ impl Engine {
                     }),
                     TxOutcome::PerRecipient { .. } => per_recipient(t.recipients),
                     // The outcomes follow postline-proto's cargo features, and this crate
-                    // enables each that has one: nothing else comes. Were one to, the
-                    // recipients' own replies would decide, as for LMTP.
+                    // enables each that has one: nothing else comes. (Were a new one to, it
+                    // would be reported from the recipients' replies as LMTP's is, which
+                    // without LMTP's per-recipient replies is a refusal with no reply.)
                     _ => per_recipient(t.recipients),
                 };
                 self.finished.push_back((tx, result));

@@ -192,7 +192,7 @@ where
             Link::Plain(s) => by(&self.clock, deadline, phase, || s.flush()),
             #[cfg(feature = "tls")]
             Link::Tls(t) => polled(&self.clock, deadline, phase, async {
-                t.flush().await.map_err(crate::transport::tls_failure)
+                crate::transport::tls_flushed(t.flush().await, phase)
             }),
             #[cfg(feature = "tls")]
             Link::Gone => Err(Error::Tls(crate::error::TlsFailure::Unusable)),
@@ -252,47 +252,48 @@ where
 
 /// A blocking stream as an async one, for TLS: a read or write that finds nothing yet (the
 /// socket's timeout) is `Pending`, not an error, so TLS keeps its place in a record while
-/// [`polled`] looks at the clock.
+/// [`polled`] looks at the clock. A write that takes nothing (`Ok(0)`) is `WriteZero`, a
+/// close as without TLS (see [`Guarded`](crate::transport::Guarded)); errors reach TLS as
+/// their kind only, which is all embedded-tls keeps of them.
 #[cfg(feature = "tls")]
 pub(crate) struct Polled<S>(S);
 
 #[cfg(feature = "tls")]
 impl<S: embedded_io::ErrorType> embedded_io_async::ErrorType for Polled<S> {
-    type Error = S::Error;
+    type Error = ErrorKind;
 }
 
 #[cfg(feature = "tls")]
 impl<S: embedded_io::Read> embedded_io_async::Read for Polled<S> {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, S::Error> {
-        patiently(|| self.0.read(buf), |_| false).await
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        patiently(|| self.0.read(buf)).await
     }
 }
 
 #[cfg(feature = "tls")]
 impl<S: embedded_io::Write> embedded_io_async::Write for Polled<S> {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, S::Error> {
-        // A stream taking nothing: embedded-tls's `write_all` would panic on it. Not yet,
-        // then, until the deadline.
-        patiently(|| self.0.write(buf), |&n| n == 0 && !buf.is_empty()).await
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        match patiently(|| self.0.write(buf)).await {
+            Ok(0) if !buf.is_empty() => Err(ErrorKind::WriteZero),
+            r => r,
+        }
     }
 
-    async fn flush(&mut self) -> Result<(), S::Error> {
-        patiently(|| self.0.flush(), |_| false).await
+    async fn flush(&mut self) -> Result<(), ErrorKind> {
+        patiently(|| self.0.flush()).await
     }
 }
 
-/// Calls `io` until it gives something: "nothing yet" from the socket (and a result
-/// `nothing` says is none) is `Pending` once, for [`polled`] to look at the clock.
+/// Calls `io` until it gives something: "nothing yet" from the socket is `Pending` once, for
+/// [`polled`] to look at the clock; an error is its kind.
 #[cfg(feature = "tls")]
 async fn patiently<T, E: embedded_io::Error>(
     mut io: impl FnMut() -> Result<T, E>,
-    nothing: impl Fn(&T) -> bool,
-) -> Result<T, E> {
+) -> Result<T, ErrorKind> {
     loop {
         match io() {
             Err(e) if not_yet(&e) => NotYet(false).await,
-            Ok(v) if nothing(&v) => NotYet(false).await,
-            r => return r,
+            r => return r.map_err(|e| e.kind()),
         }
     }
 }

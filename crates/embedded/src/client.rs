@@ -309,7 +309,8 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
                         Either::Second(()) => return Err(Error::Timeout(phase)),
                     };
                     if self.engine.written(n) {
-                        match select(self.transport.flush(), self.clock.wait_until(deadline)).await
+                        match select(self.transport.flush(phase), self.clock.wait_until(deadline))
+                            .await
                         {
                             Either::First(r) => r?,
                             Either::Second(()) => return Err(Error::Timeout(phase)),

@@ -4,6 +4,8 @@
 
 use embedded_io_async::{Read, Write};
 
+use postline_proto::session::Phase;
+
 use crate::error::{Error, TlsFailure};
 
 /// The stream as the driver uses it. The TLS state (about 1.3 KB besides the caller's record
@@ -41,20 +43,23 @@ impl<'b, S: Read + Write> Transport<'b, S> {
         }
     }
 
-    pub(crate) async fn flush(&mut self) -> Result<(), Error<S::Error>> {
+    /// `phase`: what a close found here is reported in, as for a write.
+    #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+    pub(crate) async fn flush(&mut self, phase: Phase) -> Result<(), Error<S::Error>> {
         match self {
             Transport::Plain(s) => s.flush().await.map_err(Error::Io),
             #[cfg(feature = "tls")]
-            Transport::Tls(t) => t.flush().await.map_err(tls_failure),
+            Transport::Tls(t) => tls_flushed(t.flush().await, phase),
             Transport::Gone(_) => Err(Error::Tls(TlsFailure::Unusable)),
         }
     }
 }
 
 /// The caller's stream as TLS uses it: a write that takes nothing of a non-empty buffer
-/// (`Ok(0)`, which `embedded-io` asks streams not to return) is a failure of the stream, as
-/// the plain transport's caller treats it, not the panic it is inside embedded-tls's
-/// `write_all`. Errors reach TLS as their kind only, which is all embedded-tls keeps.
+/// (`Ok(0)`, which `embedded-io` asks streams not to return) is `WriteZero`, which
+/// [`tls_io`] and [`tls_flushed`] turn into the close a write of 0 bytes is without TLS
+/// (inside embedded-tls's `write_all` it was a panic). Errors reach TLS as their kind only,
+/// which is all embedded-tls keeps of them.
 #[cfg(feature = "tls")]
 pub(crate) struct Guarded<S>(pub(crate) S);
 
@@ -90,15 +95,40 @@ impl<S: Write> Write for Guarded<S> {
     }
 }
 
-/// A read or write under TLS as the driver sees it: the peer's close_notify, or the stream
-/// closing under TLS, is a close (0 bytes), for the session to judge (after QUIT it is
-/// expected); any other failure is [`tls_failure`].
+/// A read or write under TLS as the driver sees it: the peer's close_notify, the stream
+/// closing under TLS, or the stream taking nothing of a write ([`Guarded`]), is a close (0
+/// bytes), for the session to judge (after QUIT it is expected), as it is without TLS; any
+/// other failure is [`tls_failure`].
 #[cfg(feature = "tls")]
 pub(crate) fn tls_io<E>(r: Result<usize, embedded_tls::TlsError>) -> Result<usize, Error<E>> {
     match r {
-        Err(embedded_tls::TlsError::ConnectionClosed | embedded_tls::TlsError::IoError) => Ok(0),
+        Err(e) if closes(&e) => Ok(0),
         r => r.map_err(tls_failure),
     }
+}
+
+/// A flush under TLS (where a record goes out) as the driver sees it: a close, as in
+/// [`tls_io`], is [`Error::Closed`] in `phase`, as a write of 0 bytes is without TLS.
+#[cfg(feature = "tls")]
+pub(crate) fn tls_flushed<E>(
+    r: Result<(), embedded_tls::TlsError>,
+    phase: Phase,
+) -> Result<(), Error<E>> {
+    match r {
+        Err(e) if closes(&e) => Err(Error::Closed(phase)),
+        r => r.map_err(tls_failure),
+    }
+}
+
+/// Whether a TLS error is the connection ending: the peer's close_notify, the stream closed,
+/// or the stream taking nothing of a write.
+#[cfg(feature = "tls")]
+fn closes(e: &embedded_tls::TlsError) -> bool {
+    use embedded_tls::TlsError as T;
+    matches!(
+        e,
+        T::ConnectionClosed | T::IoError | T::Io(embedded_io::ErrorKind::WriteZero)
+    )
 }
 
 /// What a TLS error means for the caller.
@@ -115,7 +145,9 @@ pub(crate) fn tls_failure<E>(e: embedded_tls::TlsError) -> Error<E> {
         | T::ParseError(_)
         | T::OutOfMemory
         | T::InsufficientSpace => TlsFailure::Certificate,
-        T::ConnectionClosed | T::IoError => TlsFailure::Closed,
+        T::ConnectionClosed | T::IoError | T::Io(embedded_io::ErrorKind::WriteZero) => {
+            TlsFailure::Closed
+        }
         T::Io(_) => TlsFailure::Stream,
         _ => TlsFailure::Protocol,
     })

@@ -250,8 +250,10 @@ fn a_c_program_for_the_other_layout_does_not_link() {
             .expect("gcc");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{define:?} linked with {lib}");
+        // GNU ld's wording, and lld's.
         assert!(
-            stderr.contains(&format!("undefined reference to `{missing}'")),
+            stderr.contains(&format!("undefined reference to `{missing}'"))
+                || stderr.contains(&format!("undefined symbol: {missing}\n")),
             "{stderr}"
         );
     }
@@ -379,6 +381,8 @@ fn randomness_failing_during_the_handshake_sends_nothing_more() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("result 17 "), "{stdout}");
     let report = server.finish();
+    // Connected (the check before connecting passed), and sent nothing.
+    assert_eq!(report.connections.len(), 1);
     assert!(report.received.is_empty(), "{}", report.received_str());
     let _ = std::fs::remove_dir_all(&dir);
 }

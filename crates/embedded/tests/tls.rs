@@ -455,8 +455,8 @@ fn text_injected_after_the_220_is_never_read_as_a_reply_after_the_handshake() {
 }
 
 /// A stream whose every write takes nothing (`Ok(0)`, against `embedded-io`'s advice):
-/// embedded-tls's own `write_all` panics on such a write; here the ClientHello's write is a
-/// failure of the stream, reported at once, and the client is not taken down.
+/// embedded-tls's own `write_all` panics on such a write; here the ClientHello's write is the
+/// stream closing under TLS, reported at once, and the client is not taken down.
 #[test]
 fn a_stream_taking_nothing_under_tls_is_a_stream_failure_not_a_panic() {
     struct Deaf;
@@ -499,9 +499,104 @@ fn a_stream_taking_nothing_under_tls_is_a_stream_failure_not_a_panic() {
         client.connect().await
     });
     assert!(
-        matches!(result, Err(Error::Tls(TlsFailure::Stream))),
+        matches!(result, Err(Error::Tls(TlsFailure::Closed))),
         "{result:?}"
     );
     // Said at once, not at the deadline.
     assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+/// A stream that stops taking writes (`Ok(0)`) once the session is set up: the same verdicts
+/// with TLS as without, a close where a message was going (in MAIL's phase), and a QUIT that
+/// cannot go out is the end it was meant to be.
+#[test]
+fn a_stream_that_stops_taking_writes_is_a_close_with_tls_as_without() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    struct Stops {
+        inner: FromTokio<TcpStream>,
+        deaf: Rc<Cell<bool>>,
+    }
+    impl embedded_io_async::ErrorType for Stops {
+        type Error = std::io::Error;
+    }
+    impl embedded_io_async::Read for Stops {
+        async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+            self.inner.read(buf).await
+        }
+    }
+    impl embedded_io_async::Write for Stops {
+        async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+            if self.deaf.get() {
+                return Ok(0);
+            }
+            self.inner.write(buf).await
+        }
+        async fn flush(&mut self) -> Result<(), Self::Error> {
+            self.inner.flush().await
+        }
+    }
+    let ca = TestCa::with_server_names(&[NAME]);
+    let plain = Aiosmtpd::builder().start();
+    let implicit = Aiosmtpd::builder().implicit_tls_with(&ca).start();
+    let ca_der: &[u8] = &ca.ca_der;
+    // One session: `send` (true) or `quit` (false) after the stream stops taking writes.
+    let session = |port: u16, tls: bool, send: bool| -> Result<(), Error<std::io::Error>> {
+        run(async move {
+            let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let deaf = Rc::new(Cell::new(false));
+            let mut lent = Lent::new(16_640);
+            let stops = Stops {
+                inner: FromTokio::new(stream),
+                deaf: deaf.clone(),
+            };
+            let config = Config::new("device.example").timeout_ms(5_000);
+            let client = Client::new(
+                stops,
+                TokioClock::now(),
+                config,
+                &mut lent.out,
+                &mut lent.input,
+            )?;
+            let mut client = if tls {
+                client.tls(Tls {
+                    mode: Mode::Implicit,
+                    server_name: NAME,
+                    verify: Verify::Ca(ca_der),
+                    read_record: &mut lent.read_record,
+                    write_record: &mut lent.write_record,
+                    rng: &mut lent.rng,
+                })?
+            } else {
+                client
+            };
+            client.connect().await?;
+            deaf.set(true);
+            if send {
+                let mut codes = [0u16; 1];
+                client
+                    .send(
+                        addr("device@example.com"),
+                        &[addr("ops@example.com")],
+                        b"Subject: x\r\n\r\nx\r\n",
+                        &mut codes,
+                    )
+                    .await
+                    .map(|_| ())
+            } else {
+                client.quit().await
+            }
+        })
+    };
+    for (port, tls) in [(plain.port(), false), (implicit.port(), true)] {
+        let sent = session(port, tls, true);
+        assert!(
+            matches!(sent, Err(Error::Closed(postline_embedded::Phase::Mail))),
+            "tls {tls}: {sent:?}"
+        );
+        let quit = session(port, tls, false);
+        assert!(quit.is_ok(), "tls {tls}: {quit:?}");
+    }
+    assert!(plain.messages().is_empty());
+    assert!(implicit.messages().is_empty());
 }
