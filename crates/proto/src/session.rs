@@ -100,15 +100,29 @@ impl fmt::Debug for InlineName {
 impl SessionConfig {
     /// Settings with the name to announce in EHLO/HELO (copied into the session).
     pub fn new<S: AsRef<str>>(hello: &Domain<S>) -> Self {
-        let name = hello.as_str().as_bytes();
+        let copy = InlineName::of(hello.as_str());
+        // The copy is checked, not only the `Domain` it came from: `S::as_ref` is the
+        // caller's code and need not give the same string twice, and the session announces
+        // the copy without checking it again. A name that changed is not announced.
+        let name = match Domain::new(copy.as_ref()) {
+            Ok(_) => copy,
+            Err(_) => InlineName::of("localhost"),
+        };
+        SessionConfig::with_name(name)
+    }
+}
+
+impl InlineName {
+    /// The first [`MAX_DOMAIN_LEN`] octets of `name`.
+    fn of(name: &str) -> Self {
+        let name = name.as_bytes();
         let mut bytes = [0u8; MAX_DOMAIN_LEN];
-        // `Domain` guarantees at most MAX_DOMAIN_LEN octets.
         let n = name.len().min(MAX_DOMAIN_LEN);
         bytes[..n].copy_from_slice(&name[..n]);
-        SessionConfig::with_name(InlineName {
+        InlineName {
             bytes,
             len: n as u8,
-        })
+        }
     }
 }
 

@@ -1400,3 +1400,27 @@ fn a_one_transaction_session_waits_for_the_first_answer() {
     assert!(one.can_start_transaction());
     assert!(core::mem::size_of_val(&one) < core::mem::size_of_val(&many));
 }
+
+/// A name whose `as_ref` gives a valid domain when checked and a line break when copied
+/// (the caller's `AsRef` is the caller's code): the session announces only a checked name,
+/// never the injected command.
+#[test]
+fn a_name_that_changes_after_its_check_is_never_announced() {
+    use std::cell::Cell;
+    struct Shifty(Cell<u32>);
+    impl AsRef<str> for Shifty {
+        fn as_ref(&self) -> &str {
+            let n = self.0.get();
+            self.0.set(n + 1);
+            if n == 0 {
+                "client.example"
+            } else {
+                "x\r\nMAIL FROM:<evil@x>"
+            }
+        }
+    }
+    let name = Domain::new(Shifty(Cell::new(0))).unwrap();
+    let mut t = Talk::new(SessionConfig::new(&name));
+    t.server(b"220 mx.example.com ESMTP\r\n").unwrap();
+    t.expect_client(b"EHLO localhost\r\n");
+}
