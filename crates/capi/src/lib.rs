@@ -891,7 +891,42 @@ mod tls {
 mod tests {
     extern crate std;
 
-    use super::is_utf8;
+    use super::{is_utf8, postline_config, postline_io};
+    use core::ffi::c_void;
+
+    /// Settings and callbacks for a client that is made but never connects (every callback
+    /// fails): for the tests of what create and the settings calls accept.
+    fn unconnected() -> (postline_config, postline_io) {
+        unsafe extern "C" fn connect(_: *mut c_void) -> i32 {
+            -1
+        }
+        unsafe extern "C" fn send(_: *mut c_void, _: *const u8, _: usize) -> i32 {
+            -1
+        }
+        unsafe extern "C" fn recv(_: *mut c_void, _: *mut u8, _: usize) -> i32 {
+            -1
+        }
+        unsafe extern "C" fn now(_: *mut c_void) -> u64 {
+            0
+        }
+        let config = postline_config {
+            hello: c"device.example".as_ptr(),
+            user: core::ptr::null(),
+            password: core::ptr::null(),
+            allow_plaintext_auth: 0,
+            timeout_ms: 0,
+        };
+        let io = postline_io {
+            ctx: core::ptr::null_mut(),
+            connect: Some(connect),
+            send: Some(send),
+            recv: Some(recv),
+            close: None,
+            now_ms: Some(now),
+            unix_time: None,
+        };
+        (config, io)
+    }
 
     #[test]
     fn is_utf8_judges_as_core_does() {
@@ -925,34 +960,7 @@ mod tests {
     #[test]
     fn create_takes_only_a_block_that_fits() {
         use super::*;
-        unsafe extern "C" fn connect(_: *mut c_void) -> i32 {
-            -1
-        }
-        unsafe extern "C" fn send(_: *mut c_void, _: *const u8, _: usize) -> i32 {
-            -1
-        }
-        unsafe extern "C" fn recv(_: *mut c_void, _: *mut u8, _: usize) -> i32 {
-            -1
-        }
-        unsafe extern "C" fn now(_: *mut c_void) -> u64 {
-            0
-        }
-        let config = postline_config {
-            hello: c"device.example".as_ptr(),
-            user: core::ptr::null(),
-            password: core::ptr::null(),
-            allow_plaintext_auth: 0,
-            timeout_ms: 0,
-        };
-        let io = postline_io {
-            ctx: core::ptr::null_mut(),
-            connect: Some(connect),
-            send: Some(send),
-            recv: Some(recv),
-            close: None,
-            now_ms: Some(now),
-            unix_time: None,
-        };
+        let (config, io) = unconnected();
         // Room for a client one byte past an aligned start.
         let mut mem = std::vec![0u64; postline_client_size() / 8 + 2];
         let base = mem.as_mut_ptr().cast::<u8>();
@@ -972,37 +980,10 @@ mod tests {
     #[test]
     fn tls_settings_are_checked() {
         use super::*;
-        unsafe extern "C" fn connect(_: *mut c_void) -> i32 {
-            -1
-        }
-        unsafe extern "C" fn io(_: *mut c_void, _: *const u8, _: usize) -> i32 {
-            -1
-        }
-        unsafe extern "C" fn recv(_: *mut c_void, _: *mut u8, _: usize) -> i32 {
-            -1
-        }
-        unsafe extern "C" fn now(_: *mut c_void) -> u64 {
-            0
-        }
         unsafe extern "C" fn random(_: *mut c_void, _: *mut u8, _: usize) -> i32 {
             0
         }
-        let config = postline_config {
-            hello: c"device.example".as_ptr(),
-            user: core::ptr::null(),
-            password: core::ptr::null(),
-            allow_plaintext_auth: 0,
-            timeout_ms: 0,
-        };
-        let callbacks = postline_io {
-            ctx: core::ptr::null_mut(),
-            connect: Some(connect),
-            send: Some(io),
-            recv: Some(recv),
-            close: None,
-            now_ms: Some(now),
-            unix_time: None,
-        };
+        let (config, callbacks) = unconnected();
         let mut mem = std::boxed::Box::new(core::mem::MaybeUninit::<postline_client>::uninit());
         let client = unsafe {
             postline_client_create_tls(
