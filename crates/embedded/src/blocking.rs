@@ -53,7 +53,13 @@ enum Link<'b, S: embedded_io::Read + embedded_io::Write> {
     Plain(S),
     /// TLS 1.3 over the caller's stream, driven by polling ([`Polled`]).
     #[cfg(feature = "tls")]
-    Tls(embedded_tls::TlsConnection<'b, Polled<S>, embedded_tls::Aes128GcmSha256>),
+    Tls(
+        embedded_tls::TlsConnection<
+            'b,
+            crate::transport::Guarded<Polled<S>>,
+            embedded_tls::Aes128GcmSha256,
+        >,
+    ),
     /// Given to a TLS step that failed: nothing more can be sent.
     #[cfg(feature = "tls")]
     Gone,
@@ -238,8 +244,11 @@ where
         let Link::Plain(stream) = core::mem::replace(&mut self.stream, Link::Gone) else {
             return Err(Error::Tls(TlsFailure::Unusable));
         };
-        let mut conn =
-            embedded_tls::TlsConnection::new(Polled(stream), tls.read_record, tls.write_record);
+        let mut conn = embedded_tls::TlsConnection::new(
+            crate::transport::Guarded(Polled(stream)),
+            tls.read_record,
+            tls.write_record,
+        );
         polled(&self.clock, deadline, Phase::Command, async {
             crate::tls::open(&mut conn, tls.server_name, tls.verify, tls.rng)
                 .await
@@ -252,48 +261,42 @@ where
 
 /// A blocking stream as an async one, for TLS: a read or write that finds nothing yet (the
 /// socket's timeout) is `Pending`, not an error, so TLS keeps its place in a record while
-/// [`polled`] looks at the clock. A write that takes nothing (`Ok(0)`) is `WriteZero`, a
-/// close as without TLS (see [`Guarded`](crate::transport::Guarded)); errors reach TLS as
-/// their kind only, which is all embedded-tls keeps of them.
+/// [`polled`] looks at the clock. TLS sees it through [`Guarded`](crate::transport::Guarded),
+/// as it sees the async client's stream.
 #[cfg(feature = "tls")]
 pub(crate) struct Polled<S>(S);
 
 #[cfg(feature = "tls")]
 impl<S: embedded_io::ErrorType> embedded_io_async::ErrorType for Polled<S> {
-    type Error = ErrorKind;
+    type Error = S::Error;
 }
 
 #[cfg(feature = "tls")]
 impl<S: embedded_io::Read> embedded_io_async::Read for Polled<S> {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, S::Error> {
         patiently(|| self.0.read(buf)).await
     }
 }
 
 #[cfg(feature = "tls")]
 impl<S: embedded_io::Write> embedded_io_async::Write for Polled<S> {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
-        match patiently(|| self.0.write(buf)).await {
-            Ok(0) if !buf.is_empty() => Err(ErrorKind::WriteZero),
-            r => r,
-        }
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, S::Error> {
+        patiently(|| self.0.write(buf)).await
     }
 
-    async fn flush(&mut self) -> Result<(), ErrorKind> {
+    async fn flush(&mut self) -> Result<(), S::Error> {
         patiently(|| self.0.flush()).await
     }
 }
 
 /// Calls `io` until it gives something: "nothing yet" from the socket is `Pending` once, for
-/// [`polled`] to look at the clock; an error is its kind.
+/// [`polled`] to look at the clock.
 #[cfg(feature = "tls")]
-async fn patiently<T, E: embedded_io::Error>(
-    mut io: impl FnMut() -> Result<T, E>,
-) -> Result<T, ErrorKind> {
+async fn patiently<T, E: embedded_io::Error>(mut io: impl FnMut() -> Result<T, E>) -> Result<T, E> {
     loop {
         match io() {
             Err(e) if not_yet(&e) => NotYet(false).await,
-            r => return r.map_err(|e| e.kind()),
+            r => return r,
         }
     }
 }

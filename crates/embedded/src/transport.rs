@@ -55,7 +55,8 @@ impl<'b, S: Read + Write> Transport<'b, S> {
     }
 }
 
-/// The caller's stream as TLS uses it: a write that takes nothing of a non-empty buffer
+/// The caller's stream as TLS uses it (the async client's, and the blocking twin's through
+/// its polling adapter): a write that takes nothing of a non-empty buffer
 /// (`Ok(0)`, which `embedded-io` asks streams not to return) is `WriteZero`, which
 /// [`tls_io`] and [`tls_flushed`] turn into the close a write of 0 bytes is without TLS
 /// (inside embedded-tls's `write_all` it was a panic). Errors reach TLS as their kind only,
@@ -145,9 +146,7 @@ pub(crate) fn tls_failure<E>(e: embedded_tls::TlsError) -> Error<E> {
         | T::ParseError(_)
         | T::OutOfMemory
         | T::InsufficientSpace => TlsFailure::Certificate,
-        T::ConnectionClosed | T::IoError | T::Io(embedded_io::ErrorKind::WriteZero) => {
-            TlsFailure::Closed
-        }
+        _ if closes(&e) => TlsFailure::Closed,
         T::Io(_) => TlsFailure::Stream,
         _ => TlsFailure::Protocol,
     })
