@@ -24,6 +24,8 @@ pub struct Config<'a> {
     pub(crate) allow_plaintext_auth: bool,
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) pipelining: bool,
+    #[cfg(feature = "chunking")]
+    pub(crate) chunking: bool,
     pub(crate) composed: u32,
 }
 
@@ -37,6 +39,8 @@ impl<'a> Config<'a> {
             allow_plaintext_auth: false,
             timeout_ms: None,
             pipelining: true,
+            #[cfg(feature = "chunking")]
+            chunking: false,
             composed: 0,
         }
     }
@@ -81,6 +85,18 @@ impl<'a> Config<'a> {
     /// Pipeline commands when the server offers PIPELINING (default on).
     pub fn pipelining(mut self, on: bool) -> Self {
         self.pipelining = on;
+        self
+    }
+
+    /// Send message data as BDAT chunks (RFC 3030) when the server offers CHUNKING and
+    /// PIPELINING (default off; with DATA otherwise). A chunk is at most half the output
+    /// buffer, and up to 8 go out before their replies are read (a server that stops
+    /// reading to answer is never waited on). The recipients' replies come before any data;
+    /// a refused chunk ends the message there (RFC 3030 2: nothing may follow it), and its
+    /// status says so.
+    #[cfg(feature = "chunking")]
+    pub fn chunking(mut self, on: bool) -> Self {
+        self.chunking = on;
         self
     }
 }
@@ -259,7 +275,8 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
     }
 
     /// Writes a piece of the message (split anywhere; line endings and dot-stuffing are taken
-    /// care of), in pieces that fit the output buffer.
+    /// care of), in pieces that fit the output buffer. With BDAT the server may refuse the
+    /// message midway: the rest of its data is then not sent, and [`Client::end`] says so.
     pub async fn data(&mut self, bytes: &[u8]) -> Result<(), Error<S::Error>> {
         let mut job = Job::none();
         job.body = Some(Body::Bytes(bytes));
@@ -270,9 +287,9 @@ impl<'b, S: Read + Write, C: Clock> Client<'b, S, C> {
     /// Ends the message and waits for the server's word on it. `codes` gets any RCPT code
     /// that came only now.
     pub async fn end(&mut self, codes: &mut [u16]) -> Result<Status, Error<S::Error>> {
-        self.engine.start_end()?;
         let mut job = Job::none();
         job.codes = codes;
+        self.engine.start_end(&mut job)?;
         self.run(&mut job).await?;
         job.status()
     }

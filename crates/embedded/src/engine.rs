@@ -18,6 +18,16 @@ use crate::error::Error;
 use crate::mail::Parts;
 use crate::reply::Reply;
 
+/// BDAT chunks written before their replies are read: 8 replies (about 30 bytes each) fit
+/// any socket's buffer and the input buffer, so neither side waits on the other, and 8 chunks
+/// keep the connection busy while the first replies travel.
+#[cfg(feature = "chunking")]
+const BDAT_WINDOW: u32 = 8;
+
+/// The longest `BDAT n` line (a 20-digit size and CRLF).
+#[cfg(feature = "chunking")]
+const BDAT_LINE: usize = 27;
+
 /// What the loop does next for the engine.
 pub(crate) enum Want {
     /// Write `Engine::transmit` (all of it, then flush the stream) by `deadline`.
@@ -231,6 +241,10 @@ pub(crate) struct Engine<'b> {
     pub(crate) unusable: bool,
     /// Challenges answered in this AUTH exchange.
     auth_rounds: u32,
+    /// A streamed message's BDAT chunk was refused during [`Client::data`](crate::Client::data):
+    /// its status, for [`Client::end`](crate::Client::end); the rest of its data is dropped.
+    #[cfg(feature = "chunking")]
+    refused: Option<Status>,
     /// The reply that decided the last call (a refusal, a message's final reply): the one
     /// copy of its text, which errors and statuses refer to by code.
     pub(crate) last_reply: Option<Reply>,
@@ -264,6 +278,8 @@ impl<'b> Engine<'b> {
             secured: false,
             unusable: false,
             auth_rounds: 0,
+            #[cfg(feature = "chunking")]
+            refused: None,
             last_reply: None,
         })
     }
@@ -368,6 +384,10 @@ impl<'b> Engine<'b> {
     pub(crate) fn start_message<E>(&mut self, job: &mut Job<'_>) -> Result<(), Error<E>> {
         job.codes.iter_mut().for_each(|c| *c = 0);
         self.begin(Call::Message)?;
+        #[cfg(feature = "chunking")]
+        {
+            self.refused = None;
+        }
         // TLS was asked for and is not in place (connect failed, or was not called): no
         // message goes in clear text.
         #[cfg(feature = "tls")]
@@ -383,6 +403,12 @@ impl<'b> Engine<'b> {
     /// Starts a piece of streamed message data.
     pub(crate) fn start_data<E>(&mut self) -> Result<(), Error<E>> {
         self.begin(Call::Message)?;
+        // The message was refused midway (a BDAT chunk): its data goes nowhere, and the call
+        // is done at once (`Idle`); `end` gives the status.
+        #[cfg(feature = "chunking")]
+        if self.refused.is_some() {
+            return Ok(());
+        }
         // Refused up front (no message refused at `begin`, or ended, takes data): a mistake
         // found midway would leave the session out of step.
         if self.session.sending().is_none() {
@@ -393,8 +419,16 @@ impl<'b> Engine<'b> {
     }
 
     /// Ends the message's data (a streamed message's [`Client::end`](crate::Client::end)).
-    pub(crate) fn start_end<E>(&mut self) -> Result<(), Error<E>> {
+    pub(crate) fn start_end<E>(&mut self, job: &mut Job<'_>) -> Result<(), Error<E>> {
         self.begin(Call::Message)?;
+        // Refused midway (a BDAT chunk): that is the message's status, and nothing is sent.
+        #[cfg(feature = "chunking")]
+        if let Some(status) = self.refused.take() {
+            job.status = Some(status);
+            return Ok(());
+        }
+        #[cfg(not(feature = "chunking"))]
+        let _ = job;
         self.end_data()
     }
 
@@ -416,6 +450,23 @@ impl<'b> Engine<'b> {
     pub(crate) fn poll<E>(&mut self, now: u64, job: &mut Job<'_>) -> Result<Want, Error<E>> {
         loop {
             match self.stage {
+                // With BDAT no 354 comes: once MAIL and every RCPT are answered (and the
+                // message still stands), the data goes, or a streamed message's `begin` is done.
+                #[cfg(feature = "chunking")]
+                Stage::Envelope
+                    if self.session.replies_due() == 0 && self.session.sending().is_some() =>
+                {
+                    if job.body.is_none() {
+                        return Ok(self.done());
+                    }
+                    self.stage = Stage::Data { end: true };
+                    continue;
+                }
+                // BDAT: each chunk is answered; past `BDAT_WINDOW` unanswered ones, the
+                // replies are read before more data goes (below), so a server blocked writing
+                // them to a full socket is never waited on while it waits on this side.
+                #[cfg(feature = "chunking")]
+                Stage::Data { .. } if self.session.replies_due() >= BDAT_WINDOW => {}
                 Stage::Data { end } => {
                     let Some(body) = job.body.as_mut() else {
                         return Err(Error::Use(UseError::NoDataExpected));
@@ -684,6 +735,17 @@ impl<'b> Engine<'b> {
                 job.status = Some(status);
                 return Ok(true);
             }
+            // A BDAT chunk refused (RFC 3030 2: no more data may follow): the message ends
+            // here; a streamed one's status waits for `end`.
+            #[cfg(feature = "chunking")]
+            (Stage::Data { end }, Step::Done(status)) => {
+                if end {
+                    job.status = Some(status);
+                } else {
+                    self.refused = Some(status);
+                }
+                return Ok(true);
+            }
             (Stage::Quit, Step::Closed) => return Ok(true),
             // Closed as the session expected (after QUIT), yet a new call is under way: it
             // cannot go on (reading again would only find the close again).
@@ -777,6 +839,10 @@ impl<'b> Engine<'b> {
             if bytes.is_empty() {
                 return Ok(true);
             }
+            // With BDAT each piece is a chunk: its `BDAT n` line (at most 27 bytes) first.
+            #[cfg(feature = "chunking")]
+            let room = self.out.remaining().saturating_sub(BDAT_LINE) / 2;
+            #[cfg(not(feature = "chunking"))]
             let room = self.out.remaining() / 2;
             if room < 2 {
                 if self.out.transmit().is_empty() {
@@ -850,6 +916,10 @@ fn session_for<'b, E>(
 ) -> Result<Session<&'b str, 1>, Error<E>> {
     let mut sc = SessionConfig::borrowing(Domain::new(config.hello)?);
     sc.pipelining = config.pipelining;
+    #[cfg(feature = "chunking")]
+    {
+        sc.chunking = config.chunking;
+    }
     sc.implicit_tls = implicit_tls;
     Ok(Session::with_transactions(sc))
 }
