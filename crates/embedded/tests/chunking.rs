@@ -39,6 +39,10 @@ struct Script {
     refuse_chunk: Option<usize>,
     /// Chunk replies held back until the client has written nothing for 100 ms.
     hold_replies: bool,
+    /// From this chunk on, nothing more is answered (the connection stays open).
+    silent_from_chunk: Option<usize>,
+    /// The connection is closed, unanswered, once a BDAT LAST is in.
+    close_at_last: bool,
 }
 
 /// What the server saw.
@@ -185,6 +189,12 @@ impl Server {
             self.seen.lock().unwrap().commands.push(line);
             let index = self.chunks;
             self.chunks += 1;
+            if self.script.close_at_last && last {
+                return Some(true);
+            }
+            if self.script.silent_from_chunk.is_some_and(|k| index >= k) {
+                return Some(false);
+            }
             self.unanswered += 1;
             {
                 let mut seen = self.seen.lock().unwrap();
@@ -263,6 +273,16 @@ fn send_blocking(
     to: &[Address<&str>],
     bodies: &[&[u8]],
 ) -> Vec<(Result<postline_embedded::Status, String>, Vec<u16>)> {
+    send_blocking_within(port, to, bodies, 10_000)
+}
+
+/// The same, each wait capped at `timeout_ms`; QUIT only after a delivered message.
+fn send_blocking_within(
+    port: u16,
+    to: &[Address<&str>],
+    bodies: &[&[u8]],
+    timeout_ms: u64,
+) -> Vec<(Result<postline_embedded::Status, String>, Vec<u16>)> {
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_millis(20)))
@@ -270,7 +290,7 @@ fn send_blocking(
     let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
     let config = Config::new("device.example")
         .chunking(true)
-        .timeout_ms(10_000);
+        .timeout_ms(timeout_ms);
     let mut c = BlockingClient::new(
         Socket(stream),
         StdClock(Instant::now()),
@@ -286,7 +306,11 @@ fn send_blocking(
         let r = c
             .send(addr("device@example.com"), to, body, &mut codes)
             .map_err(|e| format!("{e:?}"));
+        let failed = r.is_err();
         results.push((r, codes));
+        if failed {
+            return results;
+        }
     }
     c.quit().unwrap();
     results
@@ -630,4 +654,37 @@ fn postfix_refusing_a_chunk_over_its_size_limit_ends_that_message_only() {
     // Nothing of the refused message was delivered, and far less than all of it was sent.
     let written = wire.lock().unwrap();
     assert!(written.len() < 200_000, "{} bytes written", written.len());
+}
+
+/// A server silent midway through the chunks: a timeout, and the message is known not
+/// delivered (no BDAT LAST went), not in doubt.
+#[test]
+fn a_server_silent_midway_is_a_timeout_not_a_message_in_doubt() {
+    let (port, _seen, server) = serve(Script {
+        chunking: true,
+        silent_from_chunk: Some(5),
+        ..Script::default()
+    });
+    let body = dot_lines(40_000);
+    let started = Instant::now();
+    let results = send_blocking_within(port, &[addr("ops@example.com")], &[&body], 500);
+    let err = results[0].0.as_ref().unwrap_err();
+    assert!(err.starts_with("Timeout("), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(results);
+    server.join().unwrap();
+}
+
+/// The connection lost after BDAT LAST went and before its answer: the message is in doubt.
+#[test]
+fn the_connection_lost_after_the_last_chunk_leaves_the_message_in_doubt() {
+    let (port, _seen, server) = serve(Script {
+        chunking: true,
+        close_at_last: true,
+        ..Script::default()
+    });
+    let results = send_blocking(port, &[addr("ops@example.com")], &[b"short\r\n"]);
+    server.join().unwrap();
+    let err = results[0].0.as_ref().unwrap_err();
+    assert!(err.starts_with("InDoubt("), "{err}");
 }
