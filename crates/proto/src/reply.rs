@@ -191,7 +191,6 @@ impl fmt::Display for EnhancedCode {
 pub struct Reply<'a> {
     raw: &'a [u8],
     code: Code,
-    enhanced: Option<EnhancedCode>,
     lines: u16,
 }
 
@@ -209,9 +208,16 @@ impl<'a> Reply<'a> {
     pub fn code(&self) -> Code {
         self.code
     }
-    /// The enhanced status code from the first line, when the server sent one.
+    /// The enhanced status code from the first line, when the server sent one (of the
+    /// reply's own class: `250 5.1.1` has none). Read from the text when asked, not while
+    /// parsing: a driver that never asks (a device's) carries no code for it.
     pub fn enhanced(&self) -> Option<EnhancedCode> {
-        self.enhanced
+        let class = (self.code.value() / 100) as u8;
+        self.lines()
+            .next()
+            .and_then(EnhancedCode::parse_prefix)
+            .map(|(e, _)| e)
+            .filter(|e| e.class == class)
     }
     /// All the reply's bytes, line endings included.
     pub fn raw(&self) -> &'a [u8] {
@@ -232,7 +238,7 @@ impl<'a> Reply<'a> {
     pub fn text_lines(&self) -> TextLines<'a> {
         TextLines {
             lines: self.lines(),
-            enhanced: self.enhanced,
+            enhanced: self.enhanced(),
         }
     }
 }
@@ -350,19 +356,16 @@ pub struct ReplyParser {
     scanned: usize,
     /// The first line's code, once that line is complete.
     first: Option<Code>,
-    /// The first line's enhanced code.
-    enhanced: Option<EnhancedCode>,
     /// Complete lines so far.
     lines: u16,
     /// The error already reported, repeated until reset.
     error: Option<ReplyError>,
 }
 
-/// What one complete line said.
-struct Line<'a> {
+/// What one complete line said: its code, and whether it is the reply's last.
+struct Line {
     code: Code,
     last: bool,
-    text: &'a [u8],
 }
 
 impl ReplyParser {
@@ -372,7 +375,6 @@ impl ReplyParser {
             line_start: 0,
             scanned: 0,
             first: None,
-            enhanced: None,
             lines: 0,
             error: None,
         }
@@ -477,10 +479,6 @@ impl ReplyParser {
         let first = match self.first {
             None => {
                 self.first = Some(line.code);
-                let class = (line.code.value() / 100) as u8;
-                self.enhanced = EnhancedCode::parse_prefix(line.text)
-                    .map(|(e, _)| e)
-                    .filter(|e| e.class == class);
                 line.code
             }
             Some(first) if first != line.code => {
@@ -496,7 +494,6 @@ impl ReplyParser {
             let reply = Reply {
                 raw: input.get(..line_end).unwrap_or_default(),
                 code: first,
-                enhanced: self.enhanced,
                 lines: self.lines,
             };
             self.reset();
@@ -512,20 +509,20 @@ impl ReplyParser {
     }
 }
 
-/// Splits a line (without its ending) into code, separator and text.
-fn split_line(content: &[u8]) -> Result<Line<'_>, ReplyError> {
+/// Reads a line's (without its ending) code and separator; its text is read when asked
+/// ([`Reply::lines`]).
+fn split_line(content: &[u8]) -> Result<Line, ReplyError> {
     let (digits, rest) = match content {
         [a, b, c, rest @ ..] => ([*a, *b, *c], rest),
         _ => return Err(ReplyError::InvalidCode),
     };
     let code = Code::from_digits(digits).ok_or(ReplyError::InvalidCode)?;
-    let (last, text) = match rest {
-        [] => (true, rest),
-        [b' ', text @ ..] => (true, text),
-        [b'-', text @ ..] => (false, text),
+    let last = match rest {
+        [] | [b' ', ..] => true,
+        [b'-', ..] => false,
         _ => return Err(ReplyError::InvalidSeparator),
     };
-    Ok(Line { code, last, text })
+    Ok(Line { code, last })
 }
 
 #[cfg(test)]
