@@ -168,16 +168,21 @@ impl EnhancedCode {
 }
 
 /// One to three decimal digits, as RFC 3463 allows for the subject and detail.
+///
+/// Walks the digits with a slice pattern rather than counting them and then splitting:
+/// `split_at` with a count the compiler cannot bound brought its panic (and `core::fmt`'s
+/// message for it) into a device build.
 fn number_upto3(s: &[u8]) -> Option<(u16, usize, &[u8])> {
-    let n = s.iter().take(4).take_while(|b| b.is_ascii_digit()).count();
-    if n == 0 || n > 3 {
-        return None;
+    let (mut value, mut n, mut rest) = (0u16, 0, s);
+    while let [d @ b'0'..=b'9', tail @ ..] = rest {
+        if n == 3 {
+            return None;
+        }
+        value = value * 10 + u16::from(d - b'0');
+        n += 1;
+        rest = tail;
     }
-    let (digits, rest) = s.split_at(n);
-    let value = digits
-        .iter()
-        .fold(0u16, |v, d| v * 10 + u16::from(d - b'0'));
-    Some((value, n, rest))
+    (n > 0).then_some((value, n, rest))
 }
 
 impl fmt::Display for EnhancedCode {
