@@ -605,15 +605,21 @@ impl ExpectQueue {
         }
     }
     /// Removes every entry of the slot's transaction (they will never be answered).
+    ///
+    /// In place: each kept entry moves back over the removed ones (never past one not yet
+    /// read). Built as a second queue and copied over, it cost a device build 26 B more
+    /// (115 B on x86_64).
     fn remove_slot(&mut self, slot: u8) {
-        let mut kept = ExpectQueue::new();
+        let head = self.head as usize;
+        let mut kept = 0;
         for i in 0..self.len as usize {
-            let e = self.items[(self.head as usize + i) % MAX_EXPECT];
+            let e = self.items[(head + i) % MAX_EXPECT];
             if slot_of(e) != Some(slot) {
-                kept.push(e);
+                self.items[(head + kept) % MAX_EXPECT] = e;
+                kept += 1;
             }
         }
-        *self = kept;
+        self.len = kept as u8;
     }
     fn clear(&mut self) {
         self.len = 0;
