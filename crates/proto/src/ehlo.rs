@@ -144,20 +144,28 @@ impl Capabilities {
     /// zero or unreadable number is [`SizeLimit::NoLimit`]: the server did announce SIZE, and
     /// guessing a limit would refuse mail it takes. AUTH mechanisms from every AUTH line (both
     /// forms) are united; mechanisms postline does not speak are left out.
-    #[inline(never)]
     pub fn from_ehlo(reply: &Reply<'_>) -> Capabilities {
         let mut caps = Capabilities::default();
+        caps.read_ehlo(reply);
+        caps
+    }
+
+    /// [`Capabilities::from_ehlo`] in place: the session reads into the set it keeps rather
+    /// than into a new one that is then copied over it (140 B more of a device build, 66 B
+    /// on x86_64).
+    #[inline(never)]
+    pub(crate) fn read_ehlo(&mut self, reply: &Reply<'_>) {
+        *self = Capabilities::default();
         if !reply.code().is_positive_completion() {
-            return caps;
+            return;
         }
         let mut lines = reply.lines();
         // The first line is the server's name. (`skip(1)` brought a generic `advance_by`
         // into a device build: 44 B.)
         lines.next();
         for line in lines {
-            caps.add_line(line);
+            self.add_line(line);
         }
-        caps
     }
 
     /// Records one `keyword params` line.

@@ -1134,7 +1134,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
             }
             Expect::Ehlo => {
                 if ok {
-                    self.caps = Capabilities::from_ehlo(reply);
+                    self.caps.read_ehlo(reply);
                     self.state = State::Ready;
                     Ok(Decision::Ready)
                 } else if code.is_permanent() && !self.lmtp() {
@@ -1547,7 +1547,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
 
     /// Lets held commands out one at a time when not pipelining, and sends a deferred QUIT.
     ///
-    /// Out of line, as are [`Self::end_data`] and [`Capabilities::from_ehlo`]: inlined into
+    /// Out of line, as are [`Self::end_data`] and [`Capabilities::read_ehlo`]: inlined into
     /// every reply's handling they cost a device build 600 B of code and no speed worth it
     /// (`bench/embedded-budget` measures both).
     #[inline(never)]
