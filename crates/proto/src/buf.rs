@@ -177,7 +177,8 @@ pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
             break;
         }
     }
-    &digits[i..]
+    // `i` is in range (it stopped at 0 at the latest); `get` spares the panic path.
+    digits.get(i..).unwrap_or_default()
 }
 
 /// Where `byte` first occurs in `hay`: memchr's vectorised search with the `fast` feature, a
