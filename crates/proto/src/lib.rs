@@ -29,7 +29,7 @@
 //! All on by default; a device build takes only what it names (`Cargo.toml` says what each
 //! costs):
 //! - `alloc`: owned strings and vectors (unknown EHLO keywords, `Vec<u8>` as a buffer).
-//! - `fast`: vectorised scans of message data and replies (memchr).
+//! - `fast`: vectorised scans of message data and replies (memchr), memcpy into a `FixedBuf`.
 //! - `cram-md5`, `scram`, `oauth`: those SASL mechanisms.
 //! - `chunking`: BDAT (RFC 3030).
 //! - `lmtp`: LMTP (RFC 2033): `SessionConfig::lmtp`, LHLO, and one reply per accepted
