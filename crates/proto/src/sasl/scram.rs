@@ -94,8 +94,15 @@ impl ServerProof {
         signature: [0; 32],
     };
 
+    /// Without SCRAM always `Pending`: no exchange sends a client-final, and [`Self::WRONG`]
+    /// replaces only a proof that was under way. Said as a constant, the checks of the proof
+    /// leave a device build (44 B).
     pub(crate) fn state(&self) -> ProofState {
-        self.state
+        if cfg!(feature = "scram") {
+            self.state
+        } else {
+            ProofState::Pending
+        }
     }
 }
 
