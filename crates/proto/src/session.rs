@@ -1204,7 +1204,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         self.state = State::Closed;
         self.expect.clear();
         self.in_flight = 0;
-        self.send_internal(out, Command::Quit, Expect::Quit)
+        self.push(out, Command::Quit, Expect::Quit, true)
             .map_err(SessionError::BufferFull)?;
         self.quit_sent = true;
         Ok(Decision::Rejected)
@@ -1510,7 +1510,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
     }
 
     /// Retires the slot's transaction if nothing more is due for it. Like [`Self::retire`]
-    /// and [`Self::send_internal`] it fails only for a full buffer, said as [`BufferFull`]:
+    /// and [`Self::push`] it fails only for a full buffer, said as [`BufferFull`]:
     /// that comes back in registers where a `SessionError` goes through memory, which at a
     /// dozen calls cost a device build 50 B.
     fn maybe_retire<B: Buffer>(&mut self, slot: u8, out: &mut Outbox<B>) -> Result<(), BufferFull> {
@@ -1530,7 +1530,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         };
         t.live = false;
         if t.mail_ok && !t.ended {
-            self.send_internal(out, Command::Rset, Expect::CleanupRset)?;
+            self.push(out, Command::Rset, Expect::CleanupRset, true)?;
         }
         Ok(())
     }
@@ -1571,17 +1571,10 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         }
     }
 
-    fn send_internal<B: Buffer>(
-        &mut self,
-        out: &mut Outbox<B>,
-        cmd: Command<'_>,
-        exp: Expect,
-    ) -> Result<(), BufferFull> {
-        let pipelinable = matches!(exp, Expect::CleanupRset | Expect::Quit);
-        self.push(out, cmd, exp, pipelinable)
-    }
-
-    /// Encodes one command and releases it now or holds it, per RFC 2920.
+    /// Encodes one command and releases it now or holds it, per RFC 2920. `pipelinable`
+    /// commands (the session's own RSET and QUIT) go out behind unanswered ones when
+    /// pipelining; the callers say so as a constant (a wrapper that worked it out from the
+    /// expectation cost a device build 16 B).
     fn push<B: Buffer>(
         &mut self,
         out: &mut Outbox<B>,
