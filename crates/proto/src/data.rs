@@ -109,13 +109,13 @@ impl DataEncoder {
         Ok(())
     }
 
+    /// `CRLF` to end an open line, then `.CRLF` for DATA: a window on one string (four
+    /// literals to choose from cost a device build 20 B more).
     fn finish_bytes(&self) -> &'static [u8] {
-        match (self.stuff_dots, self.state == MID_LINE) {
-            (true, true) => b"\r\n.\r\n",
-            (true, false) => b".\r\n",
-            (false, true) => b"\r\n",
-            (false, false) => b"",
-        }
+        const ALL: &[u8; 5] = b"\r\n.\r\n";
+        let start = if self.state == MID_LINE { 0 } else { 2 };
+        let end = if self.stuff_dots { 5 } else { 2 };
+        ALL.get(start..end).unwrap_or_default()
     }
 }
 
