@@ -58,24 +58,19 @@ impl Rfc5322 {
     /// The date as ASCII in `buf`: what [`Display`](fmt::Display) shows, written without
     /// `core::fmt`, whose number formatting costs a device kilobytes of code.
     pub fn write_to(self, buf: &mut [u8; Self::MAX_LEN]) -> &[u8] {
-        const WEEKDAYS: [&[u8; 3]; 7] = [b"Sun", b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat"];
-        const MONTHS: [&[u8; 3]; 12] = [
-            b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-            b"Dec",
-        ];
+        // The names three letters each, back to back: no table of pointers to them (72 B of
+        // a device build's data).
+        const WEEKDAYS: &[u8; 21] = b"SunMonTueWedThuFriSat";
+        const MONTHS: &[u8; 36] = b"JanFebMarAprMayJunJulAugSepOctNovDec";
+        let three = |names: &'static [u8], i: usize| names.get(i * 3..i * 3 + 3);
         let (y, mo, d, rem, wd) = civil_parts(self.0);
         let (h, mi, s) = (rem / 3600, rem / 60 % 60, rem % 60);
         let mut w = Writer { buf, len: 0 };
-        w.put(WEEKDAYS.get(wd as usize).copied().unwrap_or(b"Thu"));
+        w.put(three(WEEKDAYS, wd as usize).unwrap_or(b"Thu"));
         w.put(b", ");
         w.two(d);
         w.put(b" ");
-        w.put(
-            MONTHS
-                .get((mo as usize).wrapping_sub(1))
-                .copied()
-                .unwrap_or(b"Jan"),
-        );
+        w.put(three(MONTHS, (mo as usize).wrapping_sub(1)).unwrap_or(b"Jan"));
         w.put(b" ");
         if y < 0 {
             w.put(b"-");
