@@ -554,12 +554,16 @@ impl Sasl {
         check(self.mechanism, creds)?;
         let step = self.step;
         let response = match (self.mechanism, *creds) {
-            (Mechanism::Login, Credentials::Password { username, .. }) if step == 0 => {
-                write_encoded(out, &[], &[Piece::Raw(username.as_bytes())], b"")?;
-                Response::Answered
-            }
-            (Mechanism::Login, Credentials::Password { password, .. }) if step == 1 => {
-                write_encoded(out, &[], &[Piece::Raw(password.as_bytes())], b"")?;
+            // The user name, then the password: one call to write either (a call each cost a
+            // device build 36 B).
+            (
+                Mechanism::Login,
+                Credentials::Password {
+                    username, password, ..
+                },
+            ) if step <= 1 => {
+                let text = if step == 0 { username } else { password };
+                write_encoded(out, &[], &[Piece::Raw(text.as_bytes())], b"")?;
                 Response::Answered
             }
             #[cfg(feature = "cram-md5")]
