@@ -1204,7 +1204,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         self.state = State::Closed;
         self.expect.clear();
         self.in_flight = 0;
-        self.push(out, Command::Quit, Expect::Quit, true)
+        self.push(out, Command::Quit, Expect::Quit)
             .map_err(SessionError::BufferFull)?;
         self.quit_sent = true;
         Ok(Decision::Rejected)
@@ -1531,7 +1531,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         };
         t.live = false;
         if t.mail_ok && !t.ended {
-            self.push(out, Command::Rset, Expect::CleanupRset, true)?;
+            self.push(out, Command::Rset, Expect::CleanupRset)?;
         }
         Ok(())
     }
@@ -1550,7 +1550,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         }
         if self.quit_requested && self.held == 0 && !matches!(self.state, State::Closed) {
             self.quit_requested = false;
-            self.push(out, Command::Quit, Expect::Quit, true)?;
+            self.push(out, Command::Quit, Expect::Quit)?;
         }
         Ok(())
     }
@@ -1563,26 +1563,26 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         let name = Domain::already_valid(hello.as_ref());
         #[cfg(feature = "lmtp")]
         if ehlo && self.lmtp() {
-            return self.push(out, Command::Lhlo(name), Expect::Ehlo, false);
+            return self.push(out, Command::Lhlo(name), Expect::Ehlo);
         }
         if ehlo {
-            self.push(out, Command::Ehlo(name), Expect::Ehlo, false)
+            self.push(out, Command::Ehlo(name), Expect::Ehlo)
         } else {
-            self.push(out, Command::Helo(name), Expect::Helo, false)
+            self.push(out, Command::Helo(name), Expect::Helo)
         }
     }
 
-    /// Encodes one command and releases it now or holds it, per RFC 2920. `pipelinable`
-    /// commands (the session's own RSET and QUIT) go out behind unanswered ones when
-    /// pipelining; the callers say so as a constant (a wrapper that worked it out from the
-    /// expectation cost a device build 16 B).
+    /// Encodes one command and releases it now or holds it, per RFC 2920: with pipelining,
+    /// every command but a hello and STARTTLS (whose replies the session waits for before
+    /// sending more) goes out behind unanswered ones. Worked out here from the expectation
+    /// rather than passed by each caller (26 B of a device build).
     fn push<B: Buffer>(
         &mut self,
         out: &mut Outbox<B>,
         cmd: Command<'_>,
         exp: Expect,
-        pipelinable: bool,
     ) -> Result<(), BufferFull> {
+        let pipelinable = !matches!(exp, Expect::Ehlo | Expect::Helo | Expect::StartTls);
         if self.expect.room() == 0 {
             return Err(BufferFull { needed: 1 });
         }
@@ -1605,7 +1605,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         if !self.is_idle() || self.tls {
             return Err(UseError::NotReady);
         }
-        self.push(out, Command::StartTls, Expect::StartTls, false)?;
+        self.push(out, Command::StartTls, Expect::StartTls)?;
         self.state = State::StartTls;
         Ok(())
     }
@@ -1950,7 +1950,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
         {
             return Err(UseError::NotReady);
         }
-        self.push(out, cmd, Expect::User, true)?;
+        self.push(out, cmd, Expect::User)?;
         Ok(())
     }
 
@@ -1967,7 +1967,7 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
             self.quit_requested = true;
             return Ok(());
         }
-        self.push(out, Command::Quit, Expect::Quit, true)?;
+        self.push(out, Command::Quit, Expect::Quit)?;
         Ok(())
     }
 
