@@ -794,8 +794,12 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
     /// (at least one: `T = 0` does not build).
     pub fn with_transactions(config: SessionConfig<N>) -> Self {
         const { assert!(T > 0, "a session needs room for one transaction") };
-        let mut expect = ExpectQueue::new();
-        expect.push(Expect::Greeting);
+        // The greeting is awaited first: the queue starts out holding it (its empty slots
+        // are greetings already), with no call to push it (28 B of a device build).
+        let expect = ExpectQueue {
+            len: 1,
+            ..ExpectQueue::new()
+        };
         Session {
             tls: config.implicit_tls,
             config,
