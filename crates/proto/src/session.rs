@@ -569,7 +569,7 @@ impl Tx {
 ///
 /// Not a ring: a pop moves the rest down (under 50 bytes, once per reply), so no index wraps.
 /// As a ring each access divided by the capacity to wrap its index, which cost a device build
-/// 64 B of code (63 B on x86_64) and a byte of state.
+/// 64 B of code (63 B on x86_64).
 #[derive(Debug, Clone)]
 struct ExpectQueue {
     items: [Expect; MAX_EXPECT],
