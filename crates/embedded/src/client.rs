@@ -89,11 +89,14 @@ impl<'a> Config<'a> {
     }
 
     /// Send message data as BDAT chunks (RFC 3030) when the server offers CHUNKING and
-    /// PIPELINING (default off; with DATA otherwise). A chunk is at most half the output
-    /// buffer, and up to 8 go out before their replies are read (a server that stops
-    /// reading to answer is never waited on). The recipients' replies come before any data;
-    /// a refused chunk ends the message there (RFC 3030 2: nothing may follow it), and its
-    /// status says so.
+    /// PIPELINING (default off; with DATA otherwise). With the `chunking` cargo feature.
+    /// A chunk is at most half the output buffer, and no more than 8 chunks go out before
+    /// their replies are read (a server that stops reading to answer is never waited on).
+    /// MAIL and every RCPT are answered before any data (a streamed message's `begin`
+    /// returns then); a refused chunk ends the message there (RFC 3030 2: nothing may follow
+    /// it), and its status says so. A server that offers CHUNKING and refuses BDAT itself
+    /// (500) fails every message with that reply: there is no fallback to DATA, so leave
+    /// this off for such a server.
     #[cfg(feature = "chunking")]
     pub fn chunking(mut self, on: bool) -> Self {
         self.chunking = on;

@@ -841,7 +841,11 @@ impl<'b> Engine<'b> {
             }
             // With BDAT each piece is a chunk: its `BDAT n` line (at most 27 bytes) first.
             #[cfg(feature = "chunking")]
-            let room = self.out.remaining().saturating_sub(BDAT_LINE) / 2;
+            let room = if self.session.chunking() {
+                self.out.remaining().saturating_sub(BDAT_LINE) / 2
+            } else {
+                self.out.remaining() / 2
+            };
             #[cfg(not(feature = "chunking"))]
             let room = self.out.remaining() / 2;
             if room < 2 {
@@ -853,6 +857,12 @@ impl<'b> Engine<'b> {
             let n = bytes.len().min(room);
             self.session.send_data(&bytes[..n], &mut self.out)?;
             body.consume(n);
+            // BDAT: a full window of unanswered chunks waits for their replies (`poll`), the
+            // last one (`BDAT 0 LAST`) too.
+            #[cfg(feature = "chunking")]
+            if self.session.replies_due() >= BDAT_WINDOW {
+                return Ok(false);
+            }
             if self.out.remaining() < self.out.transmit().len() {
                 return Ok(false);
             }

@@ -43,6 +43,8 @@ struct Script {
     silent_from_chunk: Option<usize>,
     /// The connection is closed, unanswered, once a BDAT LAST is in.
     close_at_last: bool,
+    /// The first MAIL is refused (550), and the RCPTs after it (503).
+    refuse_first_mail: bool,
 }
 
 /// What the server saw.
@@ -79,6 +81,7 @@ fn serve(script: Script) -> (u16, Arc<Mutex<Seen>>, thread::JoinHandle<()>) {
             data: Vec::new(),
             failed: false,
             in_data: false,
+            no_mail: false,
         };
         server.run(&mut c);
     });
@@ -100,6 +103,8 @@ struct Server {
     failed: bool,
     /// DATA was answered with 354: message data comes.
     in_data: bool,
+    /// The last MAIL was refused.
+    no_mail: bool,
 }
 
 impl Server {
@@ -234,9 +239,17 @@ impl Server {
             self.failed = true;
             self.refused = false;
             self.data.clear();
-            self.reply("250 2.1.0 ok");
+            if std::mem::take(&mut self.script.refuse_first_mail) {
+                self.no_mail = true;
+                self.reply("550 5.7.1 sender refused");
+            } else {
+                self.no_mail = false;
+                self.reply("250 2.1.0 ok");
+            }
         } else if upper.starts_with("RCPT") {
-            if self.script.refuse_nobody && upper.contains("NOBODY") {
+            if self.no_mail {
+                self.reply("503 5.5.1 need MAIL first");
+            } else if self.script.refuse_nobody && upper.contains("NOBODY") {
                 self.reply("550 5.1.1 no such user");
             } else {
                 self.failed = false;
@@ -273,7 +286,7 @@ fn send_blocking(
     to: &[Address<&str>],
     bodies: &[&[u8]],
 ) -> Vec<(Result<postline_embedded::Status, String>, Vec<u16>)> {
-    send_blocking_within(port, to, bodies, 10_000)
+    send_blocking_within(port, to, bodies, 10_000, 512)
 }
 
 /// The same, each wait capped at `timeout_ms`; QUIT only after a delivered message.
@@ -282,12 +295,13 @@ fn send_blocking_within(
     to: &[Address<&str>],
     bodies: &[&[u8]],
     timeout_ms: u64,
+    out_len: usize,
 ) -> Vec<(Result<postline_embedded::Status, String>, Vec<u16>)> {
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_millis(20)))
         .unwrap();
-    let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+    let (mut out, mut input) = (vec![0u8; out_len], [0u8; 512]);
     let config = Config::new("device.example")
         .chunking(true)
         .timeout_ms(timeout_ms);
@@ -385,6 +399,117 @@ fn a_message_goes_in_chunks_no_more_than_eight_unanswered() {
     assert!(seen.commands.iter().any(|c| c.ends_with(" LAST")));
     // The server held every reply until the client stopped writing: it stopped at 8.
     assert_eq!(seen.most_unanswered, 8, "{seen:?}");
+}
+
+/// The window holds whatever the output buffer's size (several chunks may fit in it at once).
+#[test]
+fn the_window_holds_for_any_output_buffer() {
+    for out_len in [200, 300, 700, 1000, 1500, 4096] {
+        let (port, seen, server) = serve(Script {
+            chunking: true,
+            hold_replies: true,
+            ..Script::default()
+        });
+        let body = dot_lines(30_000);
+        let results =
+            send_blocking_within(port, &[addr("ops@example.com")], &[&body], 10_000, out_len);
+        server.join().unwrap();
+        assert!(results[0].0.as_ref().unwrap().delivered, "{out_len}");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.messages[0], crlf(&body), "{out_len}");
+        assert!(
+            (2..=8).contains(&seen.most_unanswered),
+            "{out_len}: {}",
+            seen.most_unanswered
+        );
+    }
+}
+
+/// MAIL refused: no chunk goes for that message, and the next one on the connection does.
+#[test]
+fn a_refused_mail_sends_no_chunk_and_the_next_message_goes() {
+    let (port, seen, server) = serve(Script {
+        chunking: true,
+        refuse_first_mail: true,
+        ..Script::default()
+    });
+    let results = send_blocking(
+        port,
+        &[addr("ops@example.com")],
+        &[b"refused\r\n", b"taken\r\n"],
+    );
+    server.join().unwrap();
+    let first = results[0].0.as_ref().unwrap();
+    assert!(!first.delivered);
+    assert_eq!(first.failed_at, Some(FailedAt::Mail));
+    assert_eq!(first.code.map(|c| c.value()), Some(550));
+    let second = results[1].0.as_ref().unwrap();
+    assert!(second.delivered, "{second:?}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.messages, vec![b"taken\r\n".to_vec()]);
+    // Every chunk is the second message's: none between the refused MAIL and the next.
+    assert_eq!(
+        seen.commands,
+        [
+            "EHLO device.example",
+            "MAIL FROM:<device@example.com>",
+            "RCPT TO:<ops@example.com>",
+            "MAIL FROM:<device@example.com>",
+            "RCPT TO:<ops@example.com>",
+            "BDAT 7",
+            "BDAT 0 LAST",
+            "QUIT"
+        ]
+    );
+}
+
+/// A streamed message whose MAIL is refused: `begin` says so, and its data is refused.
+#[test]
+fn a_streamed_message_with_its_mail_refused_takes_no_data() {
+    let (port, seen, server) = serve(Script {
+        chunking: true,
+        refuse_first_mail: true,
+        ..Script::default()
+    });
+    let (begun, data) = run(async {
+        let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
+        let config = Config::new("device.example")
+            .chunking(true)
+            .timeout_ms(10_000);
+        let socket = FromTokio::new(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+        let mut c = Client::new(socket, TokioClock::now(), config, &mut out, &mut input).unwrap();
+        c.connect().await.unwrap();
+        let mut codes = [0u16; 1];
+        let begun = c
+            .begin(
+                addr("device@example.com"),
+                &[addr("ops@example.com")],
+                None,
+                &mut codes,
+            )
+            .await
+            .unwrap();
+        let data = c
+            .data(b"never sent\r\n")
+            .await
+            .map_err(|e| format!("{e:?}"));
+        c.quit().await.unwrap();
+        (begun, data)
+    });
+    server.join().unwrap();
+    let begun = begun.expect("a status for the refused MAIL");
+    assert_eq!(begun.failed_at, Some(FailedAt::Mail));
+    assert_eq!(data, Err("Use(NoDataExpected)".to_string()));
+    let seen = seen.lock().unwrap();
+    assert!(
+        !seen.commands.iter().any(|c| c.starts_with("BDAT")),
+        "{:?}",
+        seen.commands
+    );
 }
 
 #[test]
@@ -667,7 +792,7 @@ fn a_server_silent_midway_is_a_timeout_not_a_message_in_doubt() {
     });
     let body = dot_lines(40_000);
     let started = Instant::now();
-    let results = send_blocking_within(port, &[addr("ops@example.com")], &[&body], 500);
+    let results = send_blocking_within(port, &[addr("ops@example.com")], &[&body], 500, 512);
     let err = results[0].0.as_ref().unwrap_err();
     assert!(err.starts_with("Timeout("), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));

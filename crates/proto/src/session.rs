@@ -1250,6 +1250,11 @@ impl<N: AsRef<str> + Clone, const T: usize> Session<N, T> {
             return Ok(Decision::Nothing);
         }
         tx.done = true;
+        // With BDAT the transaction took data from its start: it takes none now (no chunk
+        // may go for a refused MAIL), and it retires (RSET) once its replies are in.
+        if tx.stage == Stage::Sending {
+            tx.stage = Stage::AwaitFinal;
+        }
         let id = tx.id;
         if !pipelined {
             // The RCPT and DATA lines never left: take them back, and the replies they

@@ -600,6 +600,39 @@ fn bdat_chunk_refused_stops_and_resets() {
 }
 
 #[test]
+#[cfg(feature = "chunking")]
+fn bdat_mail_refused_takes_no_data_and_frees_the_slot() {
+    let mut t = Talk::new({
+        let mut c = config();
+        c.chunking = true;
+        c
+    });
+    greet(&mut t, POSTFIX_EHLO);
+    let from = ReversePath::Address(Address::new("a@c.example").unwrap());
+    let to = addrs(&["b@x.example"]);
+    let env = Envelope {
+        from: &from,
+        to: &to,
+        mail: MailParams::default(),
+        rcpt: RcptParams::default(),
+    };
+    t.session.start_transaction(&env, &mut t.out).unwrap();
+    t.client();
+    t.server(b"550 5.7.1 sender refused\r\n503 5.5.1 no sender\r\n")
+        .unwrap();
+    t.expect_events(&["Done tx0 failed Mail 550"]);
+    // No chunk for the refused message, and the session goes on to the next one.
+    assert_eq!(t.session.sending(), None);
+    assert_eq!(
+        t.session.send_data(b"more", &mut t.out),
+        Err(UseError::NoDataExpected)
+    );
+    // Nothing to reset (no MAIL was taken): the next message may start.
+    t.expect_client(b"");
+    assert!(t.session.can_start_transaction());
+}
+
+#[test]
 fn user_commands_and_window() {
     let mut t = Talk::new(config());
     greet(&mut t, POSTFIX_EHLO);
