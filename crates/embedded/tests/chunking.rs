@@ -473,26 +473,8 @@ fn a_streamed_message_with_its_mail_refused_takes_no_data() {
     });
     let (begun, data) = run(async {
         let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
-        let config = Config::new("device.example")
-            .chunking(true)
-            .timeout_ms(10_000);
-        let socket = FromTokio::new(
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .unwrap(),
-        );
-        let mut c = Client::new(socket, TokioClock::now(), config, &mut out, &mut input).unwrap();
-        c.connect().await.unwrap();
         let mut codes = [0u16; 1];
-        let begun = c
-            .begin(
-                addr("device@example.com"),
-                &[addr("ops@example.com")],
-                None,
-                &mut codes,
-            )
-            .await
-            .unwrap();
+        let (mut c, begun) = begun(port, &mut out, &mut input, &mut codes).await;
         let data = c
             .data(b"never sent\r\n")
             .await
@@ -586,6 +568,39 @@ fn without_chunking_offered_data_is_used() {
     assert_eq!(seen.messages[0], crlf(&body));
 }
 
+/// The async client with chunking on, connected to `port`, a streamed message begun
+/// (device@example.com to ops@example.com): the client and what `begin` said.
+async fn begun<'b>(
+    port: u16,
+    out: &'b mut [u8],
+    input: &'b mut [u8],
+    codes: &mut [u16],
+) -> (
+    Client<'b, FromTokio<tokio::net::TcpStream>, TokioClock>,
+    Option<postline_embedded::Status>,
+) {
+    let config = Config::new("device.example")
+        .chunking(true)
+        .timeout_ms(10_000);
+    let socket = FromTokio::new(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap(),
+    );
+    let mut c = Client::new(socket, TokioClock::now(), config, out, input).unwrap();
+    c.connect().await.unwrap();
+    let begun = c
+        .begin(
+            addr("device@example.com"),
+            &[addr("ops@example.com")],
+            None,
+            codes,
+        )
+        .await
+        .unwrap();
+    (c, begun)
+}
+
 /// A streamed message (the async client's `begin`, `data`, `end`) refused midway: the
 /// `data` calls after it send nothing, and `end` gives the refusal.
 #[test]
@@ -598,26 +613,8 @@ fn a_streamed_message_refused_midway_ends_with_the_refusal() {
     let piece = dot_lines(4_000);
     let (status, begun, codes) = run(async {
         let (mut out, mut input) = ([0u8; 512], [0u8; 512]);
-        let config = Config::new("device.example")
-            .chunking(true)
-            .timeout_ms(10_000);
-        let socket = FromTokio::new(
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .unwrap(),
-        );
-        let mut c = Client::new(socket, TokioClock::now(), config, &mut out, &mut input).unwrap();
-        c.connect().await.unwrap();
         let mut codes = [0u16; 1];
-        let begun = c
-            .begin(
-                addr("device@example.com"),
-                &[addr("ops@example.com")],
-                None,
-                &mut codes,
-            )
-            .await
-            .unwrap();
+        let (mut c, begun) = begun(port, &mut out, &mut input, &mut codes).await;
         for _ in 0..20 {
             c.data(&piece).await.unwrap();
         }

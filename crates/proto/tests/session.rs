@@ -567,9 +567,10 @@ fn bdat_chunks_with_chunking() {
     });
 }
 
-#[test]
+/// A session with BDAT on, greeted by Postfix, one transaction (a@c.example to b@x.example)
+/// started and its data not yet sent.
 #[cfg(feature = "chunking")]
-fn bdat_chunk_refused_stops_and_resets() {
+fn bdat_transaction() -> Talk {
     let mut t = Talk::new({
         let mut c = config();
         c.chunking = true;
@@ -585,6 +586,13 @@ fn bdat_chunk_refused_stops_and_resets() {
         rcpt: RcptParams::default(),
     };
     t.session.start_transaction(&env, &mut t.out).unwrap();
+    t
+}
+
+#[test]
+#[cfg(feature = "chunking")]
+fn bdat_chunk_refused_stops_and_resets() {
+    let mut t = bdat_transaction();
     t.session.send_data(b"aaaa\r\n", &mut t.out).unwrap();
     t.client();
     t.server(b"250 Ok\r\n250 Ok\r\n552 5.3.4 Message too big\r\n")
@@ -602,21 +610,7 @@ fn bdat_chunk_refused_stops_and_resets() {
 #[test]
 #[cfg(feature = "chunking")]
 fn bdat_mail_refused_takes_no_data_and_frees_the_slot() {
-    let mut t = Talk::new({
-        let mut c = config();
-        c.chunking = true;
-        c
-    });
-    greet(&mut t, POSTFIX_EHLO);
-    let from = ReversePath::Address(Address::new("a@c.example").unwrap());
-    let to = addrs(&["b@x.example"]);
-    let env = Envelope {
-        from: &from,
-        to: &to,
-        mail: MailParams::default(),
-        rcpt: RcptParams::default(),
-    };
-    t.session.start_transaction(&env, &mut t.out).unwrap();
+    let mut t = bdat_transaction();
     t.client();
     t.server(b"550 5.7.1 sender refused\r\n503 5.5.1 no sender\r\n")
         .unwrap();
